@@ -1,0 +1,370 @@
+/*
+ * segpush/plugin.h — the C ABI between the segpush host and a destination plugin.
+ *
+ * This header is the whole contract: a plugin needs nothing else from segpush to build.
+ * It is plain C99 so plugins may be written in C, C++, Rust, Zig or anything with a C FFI.
+ *
+ * Reading guide
+ *   1. Versioning: SEGPUSH_ABI_MAJOR / SEGPUSH_ABI_MINOR, struct_size rules.
+ *   2. Status classes (segpush_status) and the error struct plugins fill.
+ *   3. Host services handed to the plugin at load (segpush_host).
+ *   4. The descriptor the plugin returns: identity, schemas, mapping fields, limits, functions.
+ *   5. The lifecycle:  open_connection -> check_connection -> begin_export -> push_batch* ->
+ *      finish_export | abort_export -> close_connection.
+ *   6. The one exported symbol: segpush_plugin_entry.
+ *
+ * Conventions used in the comments
+ *   [any-thread]     may be called from any host thread.
+ *   [serial:X]       the host never makes two such calls on the same X at once.
+ *   [concurrent:N]   the host may make up to N such calls at once on the same object.
+ *   borrowed         the pointer is valid only until the call returns; copy what you keep.
+ *   plugin-owned     the plugin allocated it and keeps it valid as stated; the host never frees it.
+ *   host-owned       the host allocated it; the plugin never frees it.
+ * All strings are UTF-8. Strings are NUL-terminated unless a byte length is given beside them.
+ *
+ * Versioning policy
+ *   - MAJOR changes when anything is removed, retyped or reordered. The host refuses a plugin
+ *     whose abi_major differs from its own, naming both versions.
+ *   - MINOR changes only append: new fields at the end of structs, new status or flag values
+ *     that older peers may treat as unknown. Every extensible struct starts with struct_size;
+ *     a reader uses a field only when  offsetof(field) + sizeof(field) <= struct_size.
+ */
+#ifndef SEGPUSH_PLUGIN_H
+#define SEGPUSH_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* 1. Version                                                                                */
+/* ---------------------------------------------------------------------------------------- */
+
+#define SEGPUSH_ABI_MAJOR 1
+#define SEGPUSH_ABI_MINOR 0
+
+/* The name of the single symbol every plugin exports. */
+#define SEGPUSH_ENTRY_SYMBOL "segpush_plugin_entry"
+
+#if defined(_WIN32)
+#define SEGPUSH_EXPORT __declspec(dllexport)
+#else
+#define SEGPUSH_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* True when a struct the peer filled in is large enough to hold FIELD. */
+#define SEGPUSH_HAS_FIELD(ptr, type, field) \
+    ((ptr)->struct_size >= offsetof(type, field) + sizeof(((type*)0)->field))
+
+/* ---------------------------------------------------------------------------------------- */
+/* 2. Status classes and errors                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * What every fallible call returns. The plugin only classifies; the host owns what follows
+ * (retry timing, backoff, giving up, reporting). A value the host does not know is treated
+ * as SEGPUSH_ERR_INTERNAL.
+ */
+typedef int32_t segpush_status;
+/* Success. */
+#define SEGPUSH_OK 0
+/* Transient: rate limited (429), server unavailable (5xx), timeout, connection reset.
+ * Nothing was changed that a retry of the same call would duplicate harmfully. The plugin
+ * may set segpush_error.retry_after_ms (e.g. from a Retry-After header). */
+#define SEGPUSH_RETRY 1
+/* Permanent: the settings are wrong (unknown list, bad host, invalid option). Fix the config. */
+#define SEGPUSH_ERR_CONFIG 2
+/* Permanent: the credentials were refused or the account cannot be used (403, 402). */
+#define SEGPUSH_ERR_AUTH 3
+/* Permanent: the destination refused the request itself (not one record, the request). */
+#define SEGPUSH_ERR_DATA 4
+/* The plugin failed in a way it did not expect (a bug, out of memory, bad response). */
+#define SEGPUSH_ERR_INTERNAL 5
+/* The host asked to stop (is_cancelled returned non-zero) and the call gave up early. */
+#define SEGPUSH_ERR_CANCELLED 6
+
+#define SEGPUSH_MESSAGE_MAX 1024
+#define SEGPUSH_FIELD_PATH_MAX 256
+
+/*
+ * Filled by the plugin when a call does not return SEGPUSH_OK. Host-owned: the host
+ * allocates it, zeroes it and sets struct_size before each call; the plugin writes into it
+ * and keeps no pointer to it. Messages are for people: say what to do, never include a
+ * secret (API keys, passwords, tokens), never include the raw request.
+ */
+typedef struct segpush_error {
+    uint32_t struct_size;
+    /* The same class the call returns. */
+    segpush_status status;
+    /* With SEGPUSH_RETRY: the earliest the host should retry, in milliseconds; 0 = host decides. */
+    uint32_t retry_after_ms;
+    /* The destination's own code, e.g. an HTTP status; 0 when there is none. */
+    int32_t vendor_code;
+    /* With SEGPUSH_ERR_CONFIG: the settings key at fault, as a dotted path ("host",
+     * "list_id"), so the host can point at the file and line that set it. Empty if none. */
+    char field[SEGPUSH_FIELD_PATH_MAX];
+    /* NUL-terminated, truncated to fit. */
+    char message[SEGPUSH_MESSAGE_MAX];
+} segpush_error;
+
+/* ---------------------------------------------------------------------------------------- */
+/* 3. Host services                                                                          */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef enum segpush_log_level {
+    SEGPUSH_LOG_DEBUG = 0,
+    SEGPUSH_LOG_INFO = 1,
+    SEGPUSH_LOG_WARN = 2,
+    SEGPUSH_LOG_ERROR = 3
+} segpush_log_level;
+
+/*
+ * Services the host offers the plugin. Host-owned; valid from segpush_plugin_entry until the
+ * library is unloaded. All functions are [any-thread] and return quickly.
+ */
+typedef struct segpush_host {
+    uint32_t struct_size;
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    /* Host version string, e.g. "0.1.0". */
+    const char* host_version;
+    /* Opaque; pass it back to the functions below. */
+    void* host_data;
+
+    /* Write one log line. The host prefixes the plugin id and, where known, the export.
+     * message: borrowed. Never pass secrets. */
+    void (*log)(void* host_data, segpush_log_level level, const char* message);
+
+    /* Report progress of the export identified by export_token (the token the host passed
+     * to begin_export). done/total count records; total may be 0 when unknown.
+     * message: borrowed, may be NULL. Progress may move backwards after a retry. */
+    void (*progress)(void* host_data, void* export_token, uint64_t done, uint64_t total,
+                     const char* message);
+
+    /* Non-zero once the host wants the export to stop (Ctrl-C, shutdown). Cheap: poll it
+     * inside long waits (rate-limit pauses, status polling) and return SEGPUSH_ERR_CANCELLED. */
+    int (*is_cancelled)(void* host_data, void* export_token);
+} segpush_host;
+
+/* ---------------------------------------------------------------------------------------- */
+/* 4. The descriptor                                                                         */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The value type of a mapping field; the host validates values of known types before push. */
+typedef enum segpush_field_type {
+    SEGPUSH_FIELD_STRING = 0,
+    SEGPUSH_FIELD_EMAIL = 1,   /* the host checks syntax, trims and case-folds for de-duplication */
+    SEGPUSH_FIELD_PHONE = 2,
+    SEGPUSH_FIELD_INTEGER = 3,
+    SEGPUSH_FIELD_NUMBER = 4,
+    SEGPUSH_FIELD_DATE = 5,    /* YYYY-MM-DD */
+    SEGPUSH_FIELD_BOOLEAN = 6
+} segpush_field_type;
+
+/* segpush_field.flags */
+#define SEGPUSH_FIELD_REQUIRED 0x1u  /* every export must map it; records without a value are rejected */
+#define SEGPUSH_FIELD_KEY 0x2u       /* identifies a member at the destination (de-duplication key) */
+
+/* A destination field a segment column can be mapped to. Plugin-owned, static. */
+typedef struct segpush_field {
+    uint32_t struct_size;
+    uint32_t flags;
+    segpush_field_type type;
+    /* Stable id used in configuration ("email", "first_name"). [a-z0-9_]+ */
+    const char* id;
+    /* Label for people ("Email", "First name"). */
+    const char* label;
+    /* One sentence, may be NULL. */
+    const char* description;
+} segpush_field;
+
+/*
+ * What the destination can take. The host batches and schedules within these; the plugin
+ * still paces its own requests against the destination. 0 means "no limit".
+ */
+typedef struct segpush_limits {
+    uint32_t struct_size;
+    /* Records per push_batch call. */
+    uint32_t max_records_per_batch;
+    /* Sum of value bytes per push_batch call (the host keeps a batch under this). */
+    uint64_t max_bytes_per_batch;
+    /* Destination request budgets, informational for the host's scheduling and ETA. */
+    uint32_t requests_per_second;
+    uint32_t requests_per_minute;
+    /* How many push_batch calls the host may have in flight on one export at once. */
+    uint32_t max_concurrent_pushes;
+} segpush_limits;
+
+/* Opaque plugin handles. The host never dereferences them. */
+typedef struct segpush_connection segpush_connection;
+typedef struct segpush_export segpush_export;
+
+/* One field value in a batch. data == NULL means "no value": the plugin must leave the
+ * destination's existing value alone (never send an empty value that would erase it). */
+typedef struct segpush_value {
+    const char* data; /* UTF-8, not NUL-terminated; size bytes */
+    size_t size;
+} segpush_value;
+
+/*
+ * Records handed to push_batch. Host-owned, borrowed for the call.
+ * values is row-major: record r, field f is values[r * n_fields + f], fields in the order
+ * given to begin_export.
+ */
+typedef struct segpush_batch {
+    uint32_t struct_size;
+    uint32_t n_fields;
+    size_t n_records;
+    /* Host-assigned ids, unique within the export; outcomes refer to records by these. */
+    const uint64_t* record_ids;
+    const segpush_value* values;
+} segpush_batch;
+
+/* Per-record outcome classes. */
+typedef int32_t segpush_record_status;
+/* The destination has the record. Final. */
+#define SEGPUSH_RECORD_ACCEPTED 0
+/* The destination took the record for asynchronous processing; its final outcome comes from
+ * finish_export. Records still PENDING when finish_export returns OK are ACCEPTED. */
+#define SEGPUSH_RECORD_PENDING 1
+/* The destination refused this record permanently; reason says why. Never resent. */
+#define SEGPUSH_RECORD_REJECTED 2
+/* Not delivered for a transient reason; the host may send it again later. */
+#define SEGPUSH_RECORD_RETRY 3
+
+typedef struct segpush_record_outcome {
+    uint64_t record_id;
+    segpush_record_status status;
+    /* For REJECTED (and optionally RETRY): why, for a person. Plugin-owned, valid until the
+     * enclosing segpush_outcomes is released. NULL otherwise. */
+    const char* reason;
+} segpush_record_outcome;
+
+/*
+ * A list of per-record outcomes produced by the plugin (Arrow C Data Interface style).
+ * The host allocates the struct itself, zeroed, and passes a pointer; the plugin fills it and
+ * owns everything it points to. The host reads it, then calls release(outcomes) exactly once
+ * if release is not NULL; release frees the plugin's memory and sets release to NULL.
+ * A plugin that has nothing to report leaves the struct zeroed (release NULL).
+ * release may be called on any thread, but before close_connection of the owning connection.
+ */
+typedef struct segpush_outcomes {
+    uint32_t struct_size; /* set by the plugin to sizeof(segpush_outcomes) */
+    size_t count;
+    const segpush_record_outcome* items;
+    void (*release)(struct segpush_outcomes* self);
+    void* private_data;
+} segpush_outcomes;
+
+/*
+ * The plugin's static description and its functions. Plugin-owned; valid and unchanged from
+ * segpush_plugin_entry until the library is unloaded. Producing it does no I/O.
+ */
+typedef struct segpush_plugin {
+    uint32_t struct_size;
+    uint32_t abi_major; /* SEGPUSH_ABI_MAJOR the plugin was built with */
+    uint32_t abi_minor; /* SEGPUSH_ABI_MINOR the plugin was built with */
+
+    /* Identity. id: [a-z0-9_-]+, unique among loaded plugins, used in configuration. */
+    const char* id;
+    const char* name;
+    const char* version;
+    const char* description;
+
+    /* JSON Schema (draft-04 keywords) of the connection settings and the export settings, as
+     * JSON text. The host validates configuration against them before calling the plugin.
+     * Properties carrying "x-secret": true hold credentials: the host resolves them from
+     * references (${env:NAME}, ${file:PATH}) and never prints them. */
+    const char* connection_schema;
+    const char* export_schema;
+
+    /* Mapping fields the destination accepts; n_fields entries. */
+    const segpush_field* fields;
+    size_t n_fields;
+
+    /* Limits; may be NULL for "no limits". */
+    const segpush_limits* limits;
+
+    /*
+     * Semantic checks the schema cannot express (e.g. "host must be a bare hostname"), done
+     * without any I/O. kind is "connection" or "export"; settings_json is the resolved settings
+     * object (borrowed; secrets included). Returns OK or SEGPUSH_ERR_CONFIG with err->field set.
+     * May be NULL. [any-thread]
+     */
+    segpush_status (*validate_settings)(const char* kind, const char* settings_json,
+                                        segpush_error* err);
+
+    /*
+     * Open a connection with validated settings (borrowed JSON object text). No network I/O
+     * is required here; check_connection talks to the destination. On OK, *out is a handle
+     * valid until close_connection. [any-thread]
+     */
+    segpush_status (*open_connection)(const char* settings_json, segpush_connection** out,
+                                      segpush_error* err);
+
+    /* Verify credentials and reachability (one cheap request). [serial:connection] */
+    segpush_status (*check_connection)(segpush_connection* conn, segpush_error* err);
+
+    /*
+     * Start one export run. settings_json: validated export settings (borrowed).
+     * field_ids: the mapped destination field ids, in the order values arrive in batches
+     * (borrowed; n_fields entries). export_token: host-owned opaque token to pass to the host's
+     * progress and is_cancelled. The plugin verifies what it must (e.g. the list exists).
+     * On OK, *out is valid until finish_export or abort_export returns.
+     * [serial:connection] — no other call on the same connection runs meanwhile.
+     */
+    segpush_status (*begin_export)(segpush_connection* conn, const char* settings_json,
+                                   const char* const* field_ids, size_t n_fields,
+                                   void* export_token, segpush_export** out,
+                                   segpush_error* err);
+
+    /*
+     * Deliver one batch (at most limits->max_records_per_batch records and
+     * limits->max_bytes_per_batch bytes). On OK, outcomes holds exactly one outcome per record
+     * of the batch (ACCEPTED, PENDING, REJECTED or RETRY). On any other status, no record of the
+     * batch was delivered and outcomes is left empty; the host decides what to do.
+     * [concurrent:limits->max_concurrent_pushes] on the same export.
+     */
+    segpush_status (*push_batch)(segpush_export* exp, const segpush_batch* batch,
+                                 segpush_outcomes* outcomes, segpush_error* err);
+
+    /*
+     * Wait for asynchronous work and report final outcomes of PENDING records: outcomes lists
+     * the ones that ended REJECTED (or RETRY); pending records not listed are ACCEPTED.
+     * On SEGPUSH_RETRY the host may call finish_export again. On other errors the final state
+     * of pending records is unknown and the host treats them as not delivered.
+     * After a non-RETRY return the export handle is gone. [serial:export], never concurrent
+     * with push_batch.
+     */
+    segpush_status (*finish_export)(segpush_export* exp, segpush_outcomes* outcomes,
+                                    segpush_error* err);
+
+    /* Drop the export without waiting; frees the handle. Never fails. [serial:export] */
+    void (*abort_export)(segpush_export* exp);
+
+    /* Free the connection; every export on it has been finished or aborted. [serial:connection] */
+    void (*close_connection)(segpush_connection* conn);
+} segpush_plugin;
+
+/* ---------------------------------------------------------------------------------------- */
+/* 6. The entry point                                                                        */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * The only symbol a plugin exports. Called once per load, before anything else, never
+ * concurrently with any other call into the plugin. host: host-owned, valid until unload.
+ * Returns the plugin's descriptor, or NULL when the plugin cannot work with this host (it
+ * should say why through host->log first). Must not do I/O beyond reading its own files.
+ */
+typedef const segpush_plugin* (*segpush_plugin_entry_fn)(const segpush_host* host);
+
+SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host* host);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SEGPUSH_PLUGIN_H */
