@@ -1,0 +1,426 @@
+#include "cli/cli.hpp"
+
+#include <rapidjson/document.h>
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/stringbuffer.h>
+
+#include <cstdlib>
+#include <iomanip>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include "config/loader.hpp"
+#include "plugins/registry.hpp"
+#include "secrets/redactor.hpp"
+#include "text/suggest.hpp"
+
+#ifndef SEGPUSH_VERSION
+#define SEGPUSH_VERSION "0.0.0"
+#endif
+
+namespace segpush {
+
+namespace {
+
+const char* const kMainHelp = R"(segpush — push customer segments to marketing destinations through plugins.
+
+Usage: segpush [--config FILE] [--plugin-dir DIR] COMMAND [ARGS...]
+       segpush COMMAND --help
+
+Commands:
+  config check                   Validate the configuration; print every problem with file:line:column
+  plugins list [--json]          Plugins loaded from plugin_dir, and files refused with the reason
+  plugins describe ID [--json]   A plugin's connection and export settings, mapping fields and limits
+  help [COMMAND...]              Help on a command
+
+Options:
+  --config FILE      Configuration file (default: $SEGPUSH_CONFIG, else ./segpush.yaml)
+  --plugin-dir DIR   Load plugins from DIR instead of the configuration's plugin_dir
+  --version          Print the version and the plugin ABI version
+  -h, --help         This help
+
+Secrets (API keys) are given in the configuration by reference, ${env:NAME} or ${file:PATH},
+and are never printed by any command.
+
+Exit status: 0 success, 1 failure, 2 usage or configuration error.
+)";
+
+const std::map<std::string, std::string> kCommandHelp = {
+    {"config check", R"(Usage: segpush [--config FILE] config check
+
+Reads the configuration file and every file it includes, loads the plugins from plugin_dir,
+and checks everything that can be checked without contacting a destination:
+  - keys and value types (unknown keys suggest the closest valid one);
+  - segments, connections and exports refer to things that exist;
+  - connection and export settings against each plugin's declared JSON Schema, and the
+    plugin's own checks (e.g. ActiveCampaign's host must be a bare hostname);
+  - secrets given by reference (${env:NAME}, ${file:PATH}) resolve;
+  - every connection has privacy_consent: true;
+  - mappings name the plugin's fields and cover its required ones;
+  - files editable by contributors use only connections shared with contributors;
+  - schedules are valid 5-field cron expressions.
+Every problem is printed as FILE:LINE:COLUMN: error: KEY.PATH: MESSAGE.
+
+Exit status: 0 valid (warnings may be printed), 2 problems found.
+)"},
+    {"plugins list", R"(Usage: segpush [--config FILE | --plugin-dir DIR] plugins list [--json]
+
+Tries every *.so file in the plugin directory. Lists the plugins that loaded (id, version,
+plugin ABI version, file) and every file that was refused with the reason: not a shared
+library, no segpush_plugin_entry symbol, a different ABI major version, a malformed
+descriptor, or an id another file also declares.
+
+Options:
+  --json   Machine-readable output
+
+Exit status: 0 (even when files were refused; they are listed), 2 when the directory is missing.
+)"},
+    {"plugins describe", R"(Usage: segpush [--config FILE | --plugin-dir DIR] plugins describe ID [--json]
+
+Shows what a plugin needs and accepts: its connection settings and export settings (type,
+required or optional, secret, constraints, description), its mapping fields (required or
+optional) and its limits (records and bytes per batch, request rates, concurrency).
+
+Options:
+  --json   Machine-readable output, with the plugin's full JSON Schemas
+
+Exit status: 0, 1 when no plugin has that id.
+)"},
+};
+
+struct Options {
+    std::string config_path;
+    std::optional<std::string> plugin_dir;
+    bool help = false;
+    bool json = false;
+    std::vector<std::string> words;
+};
+
+class Printer {
+public:
+    Printer(std::ostream& out, std::ostream& err) : out_(out), err_(err) {}
+    void out(const std::string& text) { out_ << Redactor::instance().scrub(text); }
+    void err(const std::string& text) { err_ << Redactor::instance().scrub(text); }
+
+private:
+    std::ostream& out_;
+    std::ostream& err_;
+};
+
+std::string abi_text(uint32_t major, uint32_t minor) { return std::to_string(major) + "." + std::to_string(minor); }
+
+int usage_error(Printer& print, const std::string& message) {
+    print.err("segpush: " + message + "\nRun 'segpush --help' for usage.\n");
+    return kExitUsage;
+}
+
+void print_diagnostics(Printer& print, const Diagnostics& diagnostics) {
+    for (const auto& diagnostic : diagnostics.items()) print.err(diagnostic.format() + "\n");
+}
+
+// The plugin directory: --plugin-dir, else the configuration's. Config problems that stop
+// us from knowing it are printed.
+std::optional<std::string> plugin_directory(const Options& options, Printer& print) {
+    if (options.plugin_dir) return options.plugin_dir;
+    Diagnostics diagnostics;
+    auto config = load_config(options.config_path, diagnostics);
+    if (!config || config->plugin_dir.empty()) {
+        print_diagnostics(print, diagnostics);
+        print.err("segpush: cannot find the plugin directory: fix the configuration or pass --plugin-dir DIR\n");
+        return std::nullopt;
+    }
+    return resolved_plugin_dir(*config);
+}
+
+void write_json(Printer& print, const rapidjson::Document& document) {
+    rapidjson::StringBuffer buffer;
+    rapidjson::PrettyWriter<rapidjson::StringBuffer> writer(buffer);
+    writer.SetIndent(' ', 2);
+    document.Accept(writer);
+    print.out(std::string(buffer.GetString()) + "\n");
+}
+
+int plugins_list(const Options& options, Printer& print) {
+    const auto directory = plugin_directory(options, print);
+    if (!directory) return kExitUsage;
+    const auto registry = PluginRegistry::load_directory(*directory);
+    if (!registry.directory_problem().empty()) {
+        print.err("segpush: " + registry.directory_problem() + "\n");
+        return kExitUsage;
+    }
+    if (options.json) {
+        rapidjson::Document doc(rapidjson::kObjectType);
+        auto& a = doc.GetAllocator();
+        doc.AddMember("plugin_dir", rapidjson::Value(directory->c_str(), a), a);
+        rapidjson::Value loaded(rapidjson::kArrayType), refused(rapidjson::kArrayType);
+        for (const auto& plugin : registry.loaded()) {
+            rapidjson::Value item(rapidjson::kObjectType);
+            item.AddMember("id", rapidjson::Value(plugin->api.id, a), a);
+            item.AddMember("name", rapidjson::Value(plugin->api.name, a), a);
+            item.AddMember("version", rapidjson::Value(plugin->api.version, a), a);
+            item.AddMember("abi", rapidjson::Value(abi_text(plugin->api.abi_major, plugin->api.abi_minor).c_str(), a), a);
+            item.AddMember("file", rapidjson::Value(plugin->file.c_str(), a), a);
+            loaded.PushBack(item, a);
+        }
+        for (const auto& file : registry.refused()) {
+            rapidjson::Value item(rapidjson::kObjectType);
+            item.AddMember("file", rapidjson::Value(file.file.c_str(), a), a);
+            item.AddMember("reason", rapidjson::Value(file.reason.c_str(), a), a);
+            refused.PushBack(item, a);
+        }
+        doc.AddMember("loaded", loaded, a);
+        doc.AddMember("refused", refused, a);
+        write_json(print, doc);
+        return kExitOk;
+    }
+    std::ostringstream text;
+    text << "Plugins in " << *directory << ":\n";
+    if (registry.loaded().empty()) text << "  (none loaded)\n";
+    for (const auto& plugin : registry.loaded()) {
+        text << "  " << std::left << std::setw(18) << plugin->api.id << std::setw(10) << plugin->api.version << "ABI "
+             << std::setw(6) << abi_text(plugin->api.abi_major, plugin->api.abi_minor) << plugin->file << "\n";
+    }
+    if (!registry.refused().empty()) {
+        text << "Refused:\n";
+        for (const auto& file : registry.refused()) text << "  " << file.file << ": " << file.reason << "\n";
+    }
+    print.out(text.str());
+    return kExitOk;
+}
+
+std::string field_type_name(segpush_field_type type) {
+    switch (type) {
+        case SEGPUSH_FIELD_STRING: return "string";
+        case SEGPUSH_FIELD_EMAIL: return "email";
+        case SEGPUSH_FIELD_PHONE: return "phone";
+        case SEGPUSH_FIELD_INTEGER: return "integer";
+        case SEGPUSH_FIELD_NUMBER: return "number";
+        case SEGPUSH_FIELD_DATE: return "date";
+        case SEGPUSH_FIELD_BOOLEAN: return "boolean";
+    }
+    return "unknown";
+}
+
+std::string json_text(const rapidjson::Value& value) {
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+    value.Accept(writer);
+    return buffer.GetString();
+}
+
+// One line per property of a settings schema: name, type, required/optional, secret,
+// constraints, then the description on its own line.
+void describe_schema(std::ostringstream& text, const char* schema_json) {
+    rapidjson::Document schema;
+    schema.Parse(schema_json);
+    std::vector<std::string> required;
+    if (auto it = schema.FindMember("required"); it != schema.MemberEnd() && it->value.IsArray()) {
+        for (const auto& name : it->value.GetArray()) required.push_back(name.GetString());
+    }
+    auto properties = schema.FindMember("properties");
+    if (properties == schema.MemberEnd() || properties->value.ObjectEmpty()) {
+        text << "  (none)\n";
+        return;
+    }
+    for (const auto& property : properties->value.GetObject()) {
+        const std::string name = property.name.GetString();
+        const auto& spec = property.value;
+        std::string type = spec.HasMember("type") ? (spec["type"].IsString() ? spec["type"].GetString() : json_text(spec["type"])) : "any";
+        const bool is_required = std::find(required.begin(), required.end(), name) != required.end();
+        std::vector<std::string> notes;
+        notes.push_back(is_required ? "required" : "optional");
+        if (spec.HasMember("x-secret") && spec["x-secret"].IsBool() && spec["x-secret"].GetBool()) {
+            notes.push_back("secret: give as ${env:NAME} or ${file:PATH}");
+        }
+        for (const char* keyword : {"minimum", "maximum", "minLength", "maxLength", "pattern", "enum", "default"}) {
+            if (spec.HasMember(keyword)) notes.push_back(std::string(keyword) + " " + json_text(spec[keyword]));
+        }
+        text << "  " << std::left << std::setw(26) << name << std::setw(9) << type << join(notes) << "\n";
+        if (spec.HasMember("description") && spec["description"].IsString()) {
+            text << "      " << spec["description"].GetString() << "\n";
+        }
+    }
+}
+
+int plugins_describe(const Options& options, Printer& print) {
+    if (options.words.size() != 3) return usage_error(print, "plugins describe takes one plugin id");
+    const std::string& id = options.words[2];
+    const auto directory = plugin_directory(options, print);
+    if (!directory) return kExitUsage;
+    const auto registry = PluginRegistry::load_directory(*directory);
+    const LoadedPlugin* plugin = registry.find(id);
+    if (!plugin) {
+        const auto ids = registry.ids();
+        print.err("segpush: no plugin with id '" + id + "'" + did_you_mean(id, ids) + " in " + *directory +
+                  (ids.empty() ? "" : "; loaded: " + join(ids)) + "\n");
+        return kExitFailure;
+    }
+    const segpush_plugin& api = plugin->api;
+    const segpush_limits& limits = plugin->limits;
+    if (options.json) {
+        rapidjson::Document doc(rapidjson::kObjectType);
+        auto& a = doc.GetAllocator();
+        auto str = [&](const char* s) { return rapidjson::Value(s ? s : "", a); };
+        doc.AddMember("id", str(api.id), a);
+        doc.AddMember("name", str(api.name), a);
+        doc.AddMember("version", str(api.version), a);
+        doc.AddMember("abi", rapidjson::Value(abi_text(api.abi_major, api.abi_minor).c_str(), a), a);
+        doc.AddMember("file", rapidjson::Value(plugin->file.c_str(), a), a);
+        doc.AddMember("description", str(api.description), a);
+        for (auto [key, text] : {std::pair{"connection_schema", api.connection_schema},
+                                 std::pair{"export_schema", api.export_schema}}) {
+            rapidjson::Document schema(&a);
+            schema.Parse(text);
+            doc.AddMember(rapidjson::StringRef(key), rapidjson::Value(schema, a), a);
+        }
+        rapidjson::Value fields(rapidjson::kArrayType);
+        for (size_t i = 0; i < api.n_fields; ++i) {
+            const segpush_field& field = api.fields[i];
+            rapidjson::Value item(rapidjson::kObjectType);
+            item.AddMember("id", str(field.id), a);
+            item.AddMember("label", str(field.label), a);
+            item.AddMember("type", rapidjson::Value(field_type_name(field.type).c_str(), a), a);
+            item.AddMember("required", (field.flags & SEGPUSH_FIELD_REQUIRED) != 0, a);
+            item.AddMember("key", (field.flags & SEGPUSH_FIELD_KEY) != 0, a);
+            if (field.description) item.AddMember("description", str(field.description), a);
+            fields.PushBack(item, a);
+        }
+        doc.AddMember("fields", fields, a);
+        rapidjson::Value limit_values(rapidjson::kObjectType);
+        limit_values.AddMember("max_records_per_batch", limits.max_records_per_batch, a);
+        limit_values.AddMember("max_bytes_per_batch", limits.max_bytes_per_batch, a);
+        limit_values.AddMember("requests_per_second", limits.requests_per_second, a);
+        limit_values.AddMember("requests_per_minute", limits.requests_per_minute, a);
+        limit_values.AddMember("max_concurrent_pushes", limits.max_concurrent_pushes, a);
+        doc.AddMember("limits", limit_values, a);
+        write_json(print, doc);
+        return kExitOk;
+    }
+    auto limit = [](uint64_t value) { return value == 0 ? std::string("no limit") : std::to_string(value); };
+    std::ostringstream text;
+    text << api.name << " (" << api.id << ") " << api.version << ", plugin ABI "
+         << abi_text(api.abi_major, api.abi_minor) << "\n";
+    text << "File: " << plugin->file << "\n";
+    if (api.description) text << api.description << "\n";
+    text << "\nConnection settings (connections.NAME.settings):\n";
+    describe_schema(text, api.connection_schema);
+    text << "\nExport settings (exports.NAME.settings):\n";
+    describe_schema(text, api.export_schema);
+    text << "\nMapping fields (exports.NAME.mapping: FIELD: segment column):\n";
+    for (size_t i = 0; i < api.n_fields; ++i) {
+        const segpush_field& field = api.fields[i];
+        text << "  " << std::left << std::setw(16) << field.id << std::setw(16) << field.label << std::setw(9)
+             << field_type_name(field.type) << ((field.flags & SEGPUSH_FIELD_REQUIRED) ? "required" : "optional")
+             << ((field.flags & SEGPUSH_FIELD_KEY) ? ", identifies the member" : "") << "\n";
+        if (field.description) text << "      " << field.description << "\n";
+    }
+    text << "\nLimits:\n"
+         << "  records per batch      " << limit(limits.max_records_per_batch) << "\n"
+         << "  bytes per batch        " << limit(limits.max_bytes_per_batch) << "\n"
+         << "  requests per second    " << limit(limits.requests_per_second) << "\n"
+         << "  requests per minute    " << limit(limits.requests_per_minute) << "\n"
+         << "  concurrent pushes      " << limit(limits.max_concurrent_pushes) << "\n";
+    print.out(text.str());
+    return kExitOk;
+}
+
+int config_check(const Options& options, Printer& print) {
+    Diagnostics diagnostics;
+    auto config = load_config(options.config_path, diagnostics);
+    if (config) {
+        const std::string directory = options.plugin_dir ? *options.plugin_dir : resolved_plugin_dir(*config);
+        if (!config->plugin_dir.empty() || options.plugin_dir) {
+            const auto registry = PluginRegistry::load_directory(directory);
+            if (!registry.directory_problem().empty()) {
+                diagnostics.error(config->plugin_dir_pos, "plugin_dir", registry.directory_problem());
+            }
+            for (const auto& refused : registry.refused()) {
+                diagnostics.warning(config->plugin_dir_pos, "plugin_dir",
+                                    "plugin file " + refused.file + " was refused: " + refused.reason);
+            }
+            check_config(*config, registry, diagnostics);
+        }
+    }
+    print_diagnostics(print, diagnostics);
+    size_t errors = 0;
+    for (const auto& item : diagnostics.items()) errors += item.severity == Diagnostic::Severity::error;
+    if (errors > 0) {
+        print.err(std::to_string(errors) + " error(s) in " + options.config_path + "\n");
+        return kExitUsage;
+    }
+    print.out(options.config_path + ": OK (" + std::to_string(config->segments.size()) + " segment(s), " +
+              std::to_string(config->connections.size()) + " connection(s), " +
+              std::to_string(config->exports.size()) + " export(s))\n");
+    return kExitOk;
+}
+
+}  // namespace
+
+int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+    Printer print(out, err);
+    Options options;
+    const char* env_config = std::getenv("SEGPUSH_CONFIG");
+    options.config_path = env_config && *env_config ? env_config : "segpush.yaml";
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& arg = args[i];
+        auto value = [&](const std::string& name) -> std::optional<std::string> {
+            if (i + 1 >= args.size()) return std::nullopt;
+            (void)name;
+            return args[++i];
+        };
+        if (arg == "-h" || arg == "--help") {
+            options.help = true;
+        } else if (arg == "--version") {
+            print.out(std::string("segpush ") + SEGPUSH_VERSION + " (plugin ABI " +
+                      abi_text(SEGPUSH_ABI_MAJOR, SEGPUSH_ABI_MINOR) + ")\n");
+            return kExitOk;
+        } else if (arg == "--json") {
+            options.json = true;
+        } else if (arg == "--config" || arg == "--plugin-dir") {
+            auto given = value(arg);
+            if (!given) return usage_error(print, arg + " needs a value");
+            (arg == "--config" ? options.config_path : options.plugin_dir.emplace()) = *given;
+        } else if (arg.rfind("--config=", 0) == 0) {
+            options.config_path = arg.substr(9);
+        } else if (arg.rfind("--plugin-dir=", 0) == 0) {
+            options.plugin_dir = arg.substr(13);
+        } else if (arg.size() > 1 && arg[0] == '-') {
+            return usage_error(print, "unknown option " + arg +
+                                          did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--help", "--version"}));
+        } else {
+            options.words.push_back(arg);
+        }
+    }
+    auto& words = options.words;
+    if (!words.empty() && words[0] == "help") {
+        words.erase(words.begin());
+        options.help = true;
+    }
+    const std::string command = words.size() >= 2 ? words[0] + " " + words[1] : (words.empty() ? "" : words[0]);
+    std::vector<std::string> known;
+    for (const auto& [name, text] : kCommandHelp) known.push_back(name);
+    if (options.help) {
+        auto it = kCommandHelp.find(command);
+        if (it != kCommandHelp.end()) print.out(it->second);
+        else if (command.empty()) print.out(kMainHelp);
+        else return usage_error(print, "no help for '" + command + "'" + did_you_mean(command, known));
+        return kExitOk;
+    }
+    if (words.empty()) {
+        print.err(kMainHelp);
+        return kExitUsage;
+    }
+    if (command == "config check") {
+        if (words.size() != 2) return usage_error(print, "config check takes no arguments");
+        return config_check(options, print);
+    }
+    if (command == "plugins list") {
+        if (words.size() != 2) return usage_error(print, "plugins list takes no arguments");
+        return plugins_list(options, print);
+    }
+    if (command == "plugins describe") return plugins_describe(options, print);
+    return usage_error(print, "unknown command '" + join(words, " ") + "'" + did_you_mean(command, known));
+}
+
+}  // namespace segpush

@@ -1,0 +1,18 @@
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace segpush {
+
+// Exit codes, as documented in `segpush --help`.
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;  // bad command line or configuration
+
+// Runs one command line (without the program name). Everything printed passes through the
+// secret redactor.
+int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+}  // namespace segpush

@@ -1,0 +1,430 @@
+#include "config/loader.hpp"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <regex>
+
+#include "config/settings_check.hpp"
+#include "config/yaml_reader.hpp"
+#include "plugins/registry.hpp"
+#include "schedule/cron.hpp"
+#include "text/suggest.hpp"
+
+namespace segpush {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<std::string> kMainKeys = {"plugin_dir", "state", "include", "segments", "connections", "exports"};
+const std::vector<std::string> kAdminIncludeKeys = {"segments", "connections", "exports"};
+const std::vector<std::string> kContributorIncludeKeys = {"exports"};
+const std::vector<std::string> kSegmentKeys = {"source", "path"};
+const std::vector<std::string> kConnectionKeys = {"plugin", "display_name", "usable_by", "privacy_consent", "settings"};
+const std::vector<std::string> kExportKeys = {"connection", "segments", "settings", "mapping",
+                                              "schedule", "timezone", "max_profiles", "on_leave"};
+const std::vector<std::string> kSources = {"csv", "jsonl"};
+const std::vector<std::string> kRoles = {"admins", "contributors"};
+
+const char* const kConsentExplanation =
+    "privacy_consent must be true: exporting sends personal data (email addresses, names, phone numbers) of "
+    "everyone in the segments to this destination, which stores and processes it under its own terms and "
+    "possibly in another region. Setting privacy_consent: true records that your organisation has a lawful "
+    "basis for this transfer and agrees to those terms";
+
+std::string normalize(const fs::path& base, const std::string& path) {
+    fs::path p(path);
+    if (p.is_relative()) p = base / p;
+    return p.lexically_normal().string();
+}
+
+bool valid_name(const std::string& name) {
+    static const std::regex pattern("^[A-Za-z0-9][A-Za-z0-9_.-]*$");
+    return std::regex_match(name, pattern);
+}
+
+struct IncludedFile {
+    std::string path;
+    bool contributors = false;
+    YAML::Node where;  // the include entry, for errors
+};
+
+class Loader {
+public:
+    Loader(Config& config, Diagnostics& diagnostics) : config_(config), diagnostics_(diagnostics) {}
+
+    // Parses one file; an undefined node means it could not be read (already reported).
+    YAML::Node parse(const std::string& path, const SourcePos& referenced_from) {
+        try {
+            return YAML::LoadFile(path);
+        } catch (const YAML::BadFile&) {
+            diagnostics_.error(referenced_from.file.empty() ? SourcePos{path, 0, 0} : referenced_from, "",
+                               "cannot read configuration file " + path);
+        } catch (const YAML::ParserException& e) {
+            diagnostics_.error({path, e.mark.line + 1, e.mark.column + 1}, "", "malformed YAML: " + e.msg);
+        }
+        return YAML::Node(YAML::NodeType::Undefined);
+    }
+
+    void read_main(const YAML::Node& root) {
+        YamlReader reader(config_.file, diagnostics_);
+        if (root.IsNull()) {
+            diagnostics_.error({config_.file, 1, 1}, "", "the file is empty; expected keys " + join(kMainKeys));
+            return;
+        }
+        if (!reader.expect_map(root, "", kMainKeys)) return;
+        if (auto dir = reader.string(root, "plugin_dir", "", true)) {
+            config_.plugin_dir = *dir;
+            config_.plugin_dir_pos = reader.pos(root["plugin_dir"]);
+        }
+        config_.state_path = normalize(config_.base_dir, reader.string(root, "state", "", false).value_or("segpush-state.db"));
+        read_entities(reader, root, config_.base_dir, false);
+        for (const auto& included : expand_includes(reader, root["include"])) {
+            const YAML::Node file_root = parse(included.path, reader.pos(included.where));
+            if (!file_root.IsDefined() || file_root.IsNull()) continue;
+            YamlReader included_reader(included.path, diagnostics_);
+            if (!included_reader.expect_map(file_root, "",
+                                            included.contributors ? kContributorIncludeKeys : kAdminIncludeKeys)) {
+                continue;
+            }
+            read_entities(included_reader, file_root, fs::path(included.path).parent_path().string(),
+                          included.contributors);
+        }
+    }
+
+private:
+    std::vector<IncludedFile> expand_includes(YamlReader& reader, const YAML::Node& includes) {
+        std::vector<IncludedFile> files;
+        if (!includes.IsDefined() || includes.IsNull()) return files;
+        if (!includes.IsSequence()) {
+            reader.error(includes, "include", "expected a list of files or {path, editable_by} entries");
+            return files;
+        }
+        for (size_t i = 0; i < includes.size(); ++i) {
+            const YAML::Node entry = includes[i];
+            const std::string path = "include[" + std::to_string(i) + "]";
+            std::string pattern;
+            bool contributors = false;
+            if (entry.IsScalar()) {
+                pattern = entry.Scalar();
+            } else if (reader.expect_map(entry, path, {"path", "editable_by"})) {
+                pattern = reader.string(entry, "path", path, true).value_or("");
+                const std::string editor = reader.string(entry, "editable_by", path, false).value_or("admins");
+                if (editor != "admins" && editor != "contributors") {
+                    reader.error(entry["editable_by"], path + ".editable_by",
+                                 "must be admins or contributors" + did_you_mean(editor, kRoles));
+                }
+                contributors = editor == "contributors";
+            }
+            if (pattern.empty()) continue;
+            const fs::path full = fs::path(normalize(config_.base_dir, pattern));
+            const std::string name = full.filename().string();
+            if (name.find_first_of("*?[") == std::string::npos) {
+                if (!fs::exists(full)) {
+                    reader.error(entry, path, "included file " + full.string() + " does not exist");
+                    continue;
+                }
+                files.push_back({full.string(), contributors, entry});
+                continue;
+            }
+            std::vector<std::string> matches;
+            std::error_code error;
+            for (const auto& item : fs::directory_iterator(full.parent_path(), error)) {
+                if (item.is_regular_file() && fnmatch(name.c_str(), item.path().filename().c_str(), 0) == 0) {
+                    matches.push_back(item.path().string());
+                }
+            }
+            std::sort(matches.begin(), matches.end());
+            for (const auto& match : matches) files.push_back({match, contributors, entry});
+        }
+        return files;
+    }
+
+    // Reports a name defined twice (across all files) and returns false for the second one.
+    bool claim(YamlReader& reader, const YAML::Node& key, const std::string& kind, const std::string& name) {
+        const std::string path = kind + "." + name;
+        if (!valid_name(name)) {
+            reader.error(key, path, "name '" + name + "' may use only letters, digits, '_', '-' and '.'");
+            return false;
+        }
+        auto [it, inserted] = defined_.emplace(path, reader.pos(key));
+        if (!inserted) {
+            reader.error(key, path,
+                         kind.substr(0, kind.size() - 1) + " '" + name + "' is already defined at " + it->second.file +
+                             ":" + std::to_string(it->second.line));
+        }
+        return inserted;
+    }
+
+    void read_entities(YamlReader& reader, const YAML::Node& root, const std::string& base_dir, bool contributors) {
+        const YAML::Node segments = root["segments"];
+        if (!contributors && segments.IsDefined() && !segments.IsNull() && reader.expect_map(segments, "segments", {})) {
+            for (const auto& item : segments) read_segment(reader, item.first, item.second, base_dir);
+        }
+        const YAML::Node connections = root["connections"];
+        if (!contributors && connections.IsDefined() && !connections.IsNull() && reader.expect_map(connections, "connections", {})) {
+            for (const auto& item : connections) read_connection(reader, item.first, item.second);
+        }
+        const YAML::Node exports = root["exports"];
+        if (exports.IsDefined() && !exports.IsNull() && reader.expect_map(exports, "exports", {})) {
+            for (const auto& item : exports) read_export(reader, item.first, item.second, contributors);
+        }
+    }
+
+    void read_segment(YamlReader& reader, const YAML::Node& key, const YAML::Node& node, const std::string& base_dir) {
+        const std::string name = key.Scalar();
+        const std::string path = "segments." + name;
+        if (!claim(reader, key, "segments", name) || !reader.expect_map(node, path, kSegmentKeys)) return;
+        SegmentConfig segment;
+        segment.name = name;
+        segment.pos = reader.pos(key);
+        const auto file = reader.string(node, "path", path, true);
+        if (!file) return;
+        segment.path = normalize(base_dir, *file);
+        const std::string extension = fs::path(*file).extension().string();
+        std::string inferred = extension == ".csv" ? "csv" : (extension == ".jsonl" || extension == ".ndjson") ? "jsonl" : "";
+        segment.source = reader.string(node, "source", path, false).value_or(inferred);
+        if (segment.source.empty()) {
+            reader.error(node, path + ".source",
+                         "cannot tell the format from the file name; add source: csv or source: jsonl");
+            return;
+        }
+        if (std::find(kSources.begin(), kSources.end(), segment.source) == kSources.end()) {
+            reader.error(node["source"], path + ".source",
+                         "unknown source '" + segment.source + "'" + did_you_mean(segment.source, kSources) +
+                             "; supported: " + join(kSources));
+            return;
+        }
+        if (!fs::exists(segment.path)) {
+            diagnostics_.warning(reader.pos(node["path"]), path + ".path",
+                                 "segment file " + segment.path + " does not exist yet");
+        }
+        config_.segments.push_back(segment);
+    }
+
+    void read_connection(YamlReader& reader, const YAML::Node& key, const YAML::Node& node) {
+        const std::string name = key.Scalar();
+        const std::string path = "connections." + name;
+        if (!claim(reader, key, "connections", name) || !reader.expect_map(node, path, kConnectionKeys)) return;
+        ConnectionConfig connection;
+        connection.name = name;
+        connection.pos = reader.pos(key);
+        connection.plugin = reader.string(node, "plugin", path, true).value_or("");
+        connection.plugin_pos = reader.pos(node["plugin"].IsDefined() ? node["plugin"] : key);
+        connection.display_name = reader.string(node, "display_name", path, false).value_or(name);
+        if (auto roles = reader.string_list(node, "usable_by", path, false)) {
+            connection.usable_by.clear();
+            for (const auto& role : *roles) {
+                if (role == "admins") connection.usable_by.push_back(Role::admins);
+                else if (role == "contributors") connection.usable_by.push_back(Role::contributors);
+                else reader.error(node["usable_by"], path + ".usable_by",
+                                  "unknown role '" + role + "'" + did_you_mean(role, kRoles) + "; roles: " + join(kRoles));
+            }
+            // Admins can always use what contributors can.
+            if (!connection.usable_by.empty() && std::find(connection.usable_by.begin(), connection.usable_by.end(),
+                                                           Role::admins) == connection.usable_by.end()) {
+                connection.usable_by.push_back(Role::admins);
+            }
+        }
+        const auto consent = reader.boolean(node, "privacy_consent", path);
+        connection.privacy_consent = consent.value_or(false);
+        if (!connection.privacy_consent) {
+            reader.error(consent ? node["privacy_consent"] : key, path + ".privacy_consent", kConsentExplanation);
+        }
+        connection.settings = {node["settings"], key, reader.pos(node["settings"].IsDefined() ? node["settings"] : key), ""};
+        connection.settings.pos.file = reader.file();
+        config_.connections.push_back(connection);
+    }
+
+    void read_export(YamlReader& reader, const YAML::Node& key, const YAML::Node& node, bool contributors) {
+        const std::string name = key.Scalar();
+        const std::string path = "exports." + name;
+        if (!claim(reader, key, "exports", name) || !reader.expect_map(node, path, kExportKeys)) return;
+        ExportConfig item;
+        item.name = name;
+        item.pos = reader.pos(key);
+        item.from_contributor_file = contributors;
+        item.connection = reader.string(node, "connection", path, true).value_or("");
+        item.connection_pos = reader.pos(node["connection"].IsDefined() ? node["connection"] : key);
+        item.segments = reader.string_list(node, "segments", path, true).value_or(std::vector<std::string>{});
+        item.segments_pos = reader.pos(node["segments"].IsDefined() ? node["segments"] : key);
+        item.settings = {node["settings"], key, reader.pos(node["settings"].IsDefined() ? node["settings"] : key), ""};
+        item.settings.pos.file = reader.file();
+        const YAML::Node mapping = node["mapping"];
+        item.mapping_block_pos = reader.pos(mapping.IsDefined() ? mapping : key);
+        if (!mapping.IsDefined() || mapping.IsNull()) {
+            reader.error(key, path + ".mapping",
+                         "missing required key 'mapping' (destination field: segment column, e.g. email: Email)");
+        } else if (reader.expect_map(mapping, path + ".mapping", {})) {
+            item.mapping_given = true;
+            for (const auto& field : mapping) {
+                const std::string field_path = path + ".mapping." + field.first.Scalar();
+                if (!field.second.IsScalar() || field.second.Scalar().empty()) {
+                    reader.error(field.second.IsDefined() ? field.second : field.first, field_path,
+                                 "expected the name of a segment column, found " + describe_node_type(field.second));
+                    continue;
+                }
+                item.mapping.emplace_back(field.first.Scalar(), field.second.Scalar());
+                item.mapping_pos.push_back(reader.pos(field.first));
+            }
+        }
+        item.schedule = reader.string(node, "schedule", path, false).value_or("");
+        if (!item.schedule.empty()) {
+            std::string problem;
+            if (!CronSchedule::parse(item.schedule, problem)) reader.error(node["schedule"], path + ".schedule", problem);
+        }
+        item.timezone = reader.string(node, "timezone", path, false).value_or("");
+        if (!item.timezone.empty() && item.timezone != "UTC" &&
+            (item.timezone.find("..") != std::string::npos || !fs::is_regular_file("/usr/share/zoneinfo/" + item.timezone))) {
+            reader.error(node["timezone"], path + ".timezone",
+                         "unknown time zone '" + item.timezone + "'; use an IANA name such as Europe/Paris");
+        }
+        item.max_profiles = reader.positive_integer(node, "max_profiles", path);
+        const std::string on_leave = reader.string(node, "on_leave", path, false).value_or("keep");
+        if (on_leave == "unsubscribe") item.on_leave = OnLeave::unsubscribe;
+        else if (on_leave != "keep") {
+            reader.error(node["on_leave"], path + ".on_leave",
+                         "must be keep (members who leave the segment stay in the destination) or unsubscribe" +
+                             did_you_mean(on_leave, {"keep", "unsubscribe"}));
+        }
+        config_.exports.push_back(item);
+    }
+
+    Config& config_;
+    Diagnostics& diagnostics_;
+    std::map<std::string, SourcePos> defined_;
+};
+
+// Points a plugin's validate_settings complaint at the key it names.
+YAML::Node settings_key(const YAML::Node& settings, const std::string& field) {
+    if (!field.empty() && settings.IsMap() && settings[field].IsDefined()) return settings[field];
+    return settings;
+}
+
+bool check_plugin_settings(YamlReader& reader, const LoadedPlugin& plugin, const char* kind, Settings& settings,
+                           const YAML::Node& owner, const std::string& path, const std::string& schema,
+                           const std::string& base_dir) {
+    const CheckedSettings checked = check_settings(reader, settings.yaml, owner, path, schema, base_dir);
+    bool ok = checked.complete;
+    // The plugin checks whatever passed the schema, so one run reports every problem.
+    if (!checked.json.empty() && plugin.api.validate_settings) {
+        segpush_error error{};
+        error.struct_size = sizeof error;
+        if (plugin.api.validate_settings(kind, checked.json.c_str(), &error) != SEGPUSH_OK) {
+            error.field[sizeof error.field - 1] = '\0';
+            error.message[sizeof error.message - 1] = '\0';
+            const std::string field = error.field;
+            const YAML::Node at = settings.yaml.IsDefined() ? settings_key(settings.yaml, field) : owner;
+            reader.error(at, field.empty() ? path : path + "." + field, error.message);
+            ok = false;
+        }
+    }
+    if (ok) settings.resolved_json = checked.json;
+    return ok;
+}
+
+}  // namespace
+
+std::optional<Config> load_config(const std::string& path, Diagnostics& diagnostics) {
+    Config config;
+    config.file = path;
+    config.base_dir = fs::path(path).parent_path().string();
+    if (config.base_dir.empty()) config.base_dir = ".";
+    Loader loader(config, diagnostics);
+    const YAML::Node root = loader.parse(path, {});
+    if (!root.IsDefined()) return std::nullopt;
+    loader.read_main(root);
+    return config;
+}
+
+std::string resolved_plugin_dir(const Config& config) { return normalize(config.base_dir, config.plugin_dir); }
+
+void check_config(Config& config, const PluginRegistry& registry, Diagnostics& diagnostics) {
+    const std::vector<std::string> plugin_ids = registry.ids();
+    for (auto& connection : config.connections) {
+        YamlReader reader(connection.settings.pos.file, diagnostics);
+        const std::string path = "connections." + connection.name;
+        const LoadedPlugin* plugin = registry.find(connection.plugin);
+        if (!plugin) {
+            if (connection.plugin.empty()) continue;
+            std::string known = plugin_ids.empty() ? "no plugins are loaded from " + resolved_plugin_dir(config)
+                                                   : "loaded plugins: " + join(plugin_ids);
+            if (!registry.refused().empty()) {
+                known += "; " + std::to_string(registry.refused().size()) +
+                         " file(s) were refused, see `segpush plugins list`";
+            }
+            diagnostics.error(connection.plugin_pos, path + ".plugin",
+                              "unknown plugin '" + connection.plugin + "'" + did_you_mean(connection.plugin, plugin_ids) +
+                                  "; " + known);
+            continue;
+        }
+        const std::string base_dir = fs::path(connection.settings.pos.file).parent_path().string();
+        check_plugin_settings(reader, *plugin, "connection", connection.settings, connection.settings.owner,
+                              path + ".settings", plugin->api.connection_schema, base_dir.empty() ? "." : base_dir);
+    }
+
+    std::vector<std::string> segment_names, connection_names;
+    for (const auto& segment : config.segments) segment_names.push_back(segment.name);
+    for (const auto& connection : config.connections) connection_names.push_back(connection.name);
+
+    for (auto& item : config.exports) {
+        YamlReader reader(item.settings.pos.file, diagnostics);
+        const std::string path = "exports." + item.name;
+        for (const auto& segment : item.segments) {
+            if (!config.find_segment(segment)) {
+                diagnostics.error(item.segments_pos, path + ".segments",
+                                  "unknown segment '" + segment + "'" + did_you_mean(segment, segment_names) +
+                                      (segment_names.empty() ? "; no segments are defined" : "; defined: " + join(segment_names)));
+            }
+        }
+        if (item.segments.empty()) diagnostics.error(item.pos, path + ".segments", "an export needs at least one segment");
+        const ConnectionConfig* connection = config.find_connection(item.connection);
+        if (!connection) {
+            if (!item.connection.empty()) {
+                diagnostics.error(item.connection_pos, path + ".connection",
+                                  "unknown connection '" + item.connection + "'" +
+                                      did_you_mean(item.connection, connection_names) +
+                                      (connection_names.empty() ? "; no connections are defined"
+                                                                : "; defined: " + join(connection_names)));
+            }
+            continue;
+        }
+        if (item.from_contributor_file && !connection->shared_with_contributors()) {
+            diagnostics.error(item.connection_pos, path + ".connection",
+                              "connection '" + connection->name + "' is for admins only, and this file is editable by "
+                              "contributors; an admin can share it by adding contributors to its usable_by");
+        }
+        const LoadedPlugin* plugin = registry.find(connection->plugin);
+        if (!plugin) continue;  // already reported on the connection
+        const std::string base_dir = fs::path(item.settings.pos.file).parent_path().string();
+        check_plugin_settings(reader, *plugin, "export", item.settings, item.settings.owner, path + ".settings",
+                              plugin->api.export_schema, base_dir.empty() ? "." : base_dir);
+
+        std::vector<std::string> field_ids;
+        for (size_t i = 0; i < plugin->api.n_fields; ++i) field_ids.push_back(plugin->api.fields[i].id);
+        for (size_t i = 0; i < item.mapping.size(); ++i) {
+            const std::string& field = item.mapping[i].first;
+            if (std::find(field_ids.begin(), field_ids.end(), field) == field_ids.end()) {
+                diagnostics.error(item.mapping_pos[i], path + ".mapping." + field,
+                                  "plugin '" + plugin->id() + "' has no field '" + field + "'" +
+                                      did_you_mean(field, field_ids) + "; its fields: " + join(field_ids));
+            }
+        }
+        for (size_t i = 0; i < plugin->api.n_fields; ++i) {
+            const segpush_field& field = plugin->api.fields[i];
+            if (!(field.flags & SEGPUSH_FIELD_REQUIRED)) continue;
+            const bool mapped = std::any_of(item.mapping.begin(), item.mapping.end(),
+                                            [&](const auto& pair) { return pair.first == field.id; });
+            if (!mapped && item.mapping_given) {
+                diagnostics.error(item.mapping_block_pos, path + ".mapping." + field.id,
+                                  std::string("the ") + field.label + " field is required by plugin '" + plugin->id() +
+                                      "': map it to a segment column, e.g. " + field.id + ": " + field.label);
+            }
+        }
+    }
+}
+
+}  // namespace segpush

@@ -1,0 +1,85 @@
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/diagnostics.hpp"
+
+namespace segpush {
+
+// Who may use a connection in their exports. Admins own the main file and any included file
+// not declared editable by contributors.
+enum class Role { admins, contributors };
+
+struct SegmentConfig {
+    std::string name;
+    std::string source;  // "csv" | "jsonl"
+    std::string path;    // resolved against the declaring file's folder
+    SourcePos pos;
+};
+
+// Settings as written (YAML) and, once checked against the plugin's schema, as the JSON the
+// plugin receives, with secret references resolved.
+struct Settings {
+    YAML::Node yaml;
+    YAML::Node owner;  // the entry's name, where errors go when there is no settings block
+    SourcePos pos;
+    std::string resolved_json;  // set by check_config; empty until then or when invalid
+};
+
+struct ConnectionConfig {
+    std::string name;
+    std::string plugin;
+    SourcePos plugin_pos;
+    std::string display_name;
+    std::vector<Role> usable_by{Role::admins};
+    bool privacy_consent = false;
+    Settings settings;
+    SourcePos pos;
+
+    bool shared_with_contributors() const;
+};
+
+enum class OnLeave { keep, unsubscribe };
+
+struct ExportConfig {
+    std::string name;
+    std::string connection;
+    SourcePos connection_pos;
+    std::vector<std::string> segments;
+    SourcePos segments_pos;
+    Settings settings;
+    // destination field id -> segment column, in the order written
+    std::vector<std::pair<std::string, std::string>> mapping;
+    std::vector<SourcePos> mapping_pos;  // position of each mapping key
+    SourcePos mapping_block_pos;
+    bool mapping_given = false;          // false: already reported as missing
+    std::string schedule;                // empty: on demand only
+    std::string timezone;                // empty: UTC
+    std::optional<uint64_t> max_profiles;
+    OnLeave on_leave = OnLeave::keep;
+    bool from_contributor_file = false;
+    SourcePos pos;
+};
+
+struct Config {
+    std::string file;
+    std::string base_dir;
+    std::string plugin_dir;
+    SourcePos plugin_dir_pos;
+    std::string state_path;
+    std::vector<SegmentConfig> segments;
+    std::vector<ConnectionConfig> connections;
+    std::vector<ExportConfig> exports;
+
+    const SegmentConfig* find_segment(const std::string& name) const;
+    const ConnectionConfig* find_connection(const std::string& name) const;
+    const ExportConfig* find_export(const std::string& name) const;
+};
+
+}  // namespace segpush

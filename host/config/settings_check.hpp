@@ -1,0 +1,26 @@
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+
+#include "config/yaml_reader.hpp"
+
+namespace segpush {
+
+// Turns a `settings:` block into the JSON object a plugin receives and checks it against the
+// plugin's JSON Schema, reporting every problem at the line that caused it:
+//  - unknown keys (with the closest declared one), missing required keys;
+//  - each value against its property schema (RapidJSON's validator), one message per key;
+//  - ${env:NAME} / ${file:PATH} references resolved; properties marked "x-secret" must be
+//    given by reference, and their values never appear in any message.
+struct CheckedSettings {
+    std::string json;  // the keys that passed, so a plugin can still check those
+    bool complete = false;  // true when there were no problems at all
+};
+
+CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, const YAML::Node& owner,
+                                          const std::string& path, const std::string& schema_json,
+                                          const std::string& base_dir);
+
+}  // namespace segpush

@@ -1,0 +1,59 @@
+#include "text/suggest.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <numeric>
+
+namespace segpush {
+
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+    std::vector<size_t> previous(b.size() + 1), current(b.size() + 1);
+    std::iota(previous.begin(), previous.end(), 0);
+    for (size_t i = 1; i <= a.size(); ++i) {
+        current[0] = i;
+        for (size_t j = 1; j <= b.size(); ++j) {
+            const bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
+                              std::tolower(static_cast<unsigned char>(b[j - 1]));
+            current[j] = std::min({previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (same ? 0 : 1)});
+        }
+        std::swap(previous, current);
+    }
+    return previous[b.size()];
+}
+
+}  // namespace
+
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
+    std::string best;
+    size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;
+    for (const auto& candidate : candidates) {
+        size_t distance = edit_distance(word, candidate);
+        // "list" for "list_id": a truncated name is a near miss whatever the edit distance.
+        const auto& shorter = word.size() < candidate.size() ? word : candidate;
+        const auto& longer = word.size() < candidate.size() ? candidate : word;
+        if (shorter.size() >= 3 && longer.compare(0, shorter.size(), shorter) == 0) distance = std::min<size_t>(distance, 1);
+        if (distance < best_distance) {
+            best_distance = distance;
+            best = candidate;
+        }
+    }
+    return best;
+}
+
+std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates) {
+    const std::string match = closest_match(word, candidates);
+    return match.empty() ? std::string() : " (did you mean '" + match + "'?)";
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& separator) {
+    std::string out;
+    for (const auto& item : items) {
+        if (!out.empty()) out += separator;
+        out += item;
+    }
+    return out;
+}
+
+}  // namespace segpush

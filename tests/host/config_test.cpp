@@ -1,0 +1,338 @@
+// The bad-configuration catalogue: each case is one mistake a person makes, and asserts the
+// exact place (file:line:column), key path and a message that says what to do.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <optional>
+
+#include "config/loader.hpp"
+#include "plugins/registry.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace segpush;
+
+namespace {
+
+const char* const kSecret = "ac-test-secret-8f41d2c7e9";
+
+// Line numbers in the expectations below refer to this file.
+const std::string kBase = R"(plugin_dir: PLUGIN_DIR
+state: state.db
+segments:
+  vip: { source: csv, path: vip.csv }
+connections:
+  ac:
+    plugin: activecampaign
+    privacy_consent: true
+    settings:
+      host: acme.api-us1.com
+      api_key: ${env:SEGPUSH_TEST_AC_KEY}
+exports:
+  vip_export:
+    connection: ac
+    segments: [vip]
+    settings:
+      list_id: 3
+    mapping:
+      email: Email
+      first_name: FirstName
+)";
+
+std::string replace(std::string text, const std::string& from, const std::string& to) {
+    const auto at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    return text.replace(at, from.size(), to);
+}
+
+struct Result {
+    std::vector<std::string> errors;
+    std::vector<std::string> warnings;
+    std::optional<Config> config;
+
+    std::string all() const {
+        std::string out;
+        for (const auto& line : errors) out += line + "\n";
+        return out;
+    }
+    // The one error containing `fragment`; fails the test when there is none.
+    std::string error_with(const std::string& fragment) const {
+        for (const auto& line : errors) {
+            if (line.find(fragment) != std::string::npos) return line;
+        }
+        FAIL("no error contains \"" << fragment << "\"; errors were:\n" << all());
+        return {};
+    }
+};
+
+struct ConfigFixture {
+    test::TempDir dir;
+    ConfigFixture() {
+        setenv("SEGPUSH_TEST_AC_KEY", kSecret, 1);
+        dir.write("vip.csv", "Email,FirstName\na@example.com,A\n");
+    }
+
+    Result check(const std::string& yaml) {
+        const bool templated = yaml.find("PLUGIN_DIR") != std::string::npos;
+        const std::string path =
+            dir.write("segpush.yaml", templated ? replace(yaml, "PLUGIN_DIR", SEGPUSH_PLUGIN_DIR) : yaml);
+        Diagnostics diagnostics;
+        Result result;
+        result.config = load_config(path, diagnostics);
+        if (result.config) {
+            const auto registry = PluginRegistry::load_directory(resolved_plugin_dir(*result.config));
+            check_config(*result.config, registry, diagnostics);
+        }
+        for (const auto& item : diagnostics.items()) {
+            const std::string text = item.format();
+            // Paths in messages are the temp dir's; tests compare against the short name.
+            std::string shortened = text;
+            for (auto at = shortened.find(dir.path().string() + "/"); at != std::string::npos;
+                 at = shortened.find(dir.path().string() + "/")) {
+                shortened.erase(at, dir.path().string().size() + 1);
+            }
+            (item.severity == Diagnostic::Severity::error ? result.errors : result.warnings).push_back(shortened);
+            CHECK(text.find(kSecret) == std::string::npos);
+        }
+        return result;
+    }
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(ConfigFixture, "config: the base configuration is valid and resolves its secret") {
+    const Result result = check(kBase);
+    INFO(result.all());
+    REQUIRE(result.errors.empty());
+    REQUIRE(result.config);
+    CHECK(result.config->connections[0].settings.resolved_json ==
+          std::string(R"({"host":"acme.api-us1.com","api_key":")") + kSecret + "\"}");
+    CHECK(result.config->exports[0].settings.resolved_json == R"({"list_id":3})");
+    CHECK(result.config->exports[0].mapping.size() == 2);
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 1: a typo'd top-level key suggests the right one") {
+    const Result result = check(replace(kBase, "plugin_dir:", "plugin_dirs:"));
+    CHECK(result.error_with("unknown key 'plugin_dirs'") ==
+          "segpush.yaml:1:1: error: plugin_dirs: unknown key 'plugin_dirs' (did you mean 'plugin_dir'?); allowed keys: "
+          "plugin_dir, state, include, segments, connections, exports");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 2: a typo'd connection key suggests the right one") {
+    const Result result = check(replace(kBase, "privacy_consent: true", "privacy_consnt: true"));
+    CHECK_THAT(result.error_with("privacy_consnt"),
+               Catch::StartsWith("segpush.yaml:8:5: error: connections.ac.privacy_consnt: unknown key 'privacy_consnt' "
+                                 "(did you mean 'privacy_consent'?)"));
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 3: a value of the wrong type says what was expected") {
+    const Result result = check(replace(kBase, "privacy_consent: true", "privacy_consent: yes"));
+    CHECK(result.error_with("expected true or false") ==
+          "segpush.yaml:8:22: error: connections.ac.privacy_consent: expected true or false, found a string 'yes'");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 4: a missing required setting is named, with what it is") {
+    const Result result = check(replace(kBase, "      host: acme.api-us1.com\n", ""));
+    CHECK_THAT(result.error_with("missing required setting"),
+               Catch::StartsWith("segpush.yaml:10:7: error: connections.ac.settings.host: missing required setting "
+                                 "'host' — REST endpoint hostname without https://"));
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 5: host with a scheme and path shows the corrected form") {
+    const Result result = check(replace(kBase, "host: acme.api-us1.com", "host: https://acme.api-us1.com/api/3/"));
+    CHECK(result.error_with("hostname only") ==
+          "segpush.yaml:10:13: error: connections.ac.settings.host: host must be the hostname only, without the "
+          "scheme \"https://\" and the path or query; write host: acme.api-us1.com");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 6: a non-numeric list_id") {
+    const Result result = check(replace(kBase, "list_id: 3", "list_id: newsletter"));
+    CHECK(result.error_with("list_id") ==
+          "segpush.yaml:17:16: error: exports.vip_export.settings.list_id: expected a whole number, found a string "
+          "\"newsletter\"");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 7: list_id out of range") {
+    const Result result = check(replace(kBase, "list_id: 3", "list_id: 0"));
+    CHECK(result.error_with("list_id") ==
+          "segpush.yaml:17:16: error: exports.vip_export.settings.list_id: must be at least 1, found 0");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 8: the required email mapping is missing") {
+    const Result result = check(replace(kBase, "      email: Email\n", ""));
+    CHECK(result.error_with("mapping.email") ==
+          "segpush.yaml:19:7: error: exports.vip_export.mapping.email: the Email field is required by plugin "
+          "'activecampaign': map it to a segment column, e.g. email: Email");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 9: an unknown plugin suggests the loaded one") {
+    const Result result = check(replace(kBase, "plugin: activecampaign", "plugin: activecampaing"));
+    CHECK(result.error_with("unknown plugin") ==
+          "segpush.yaml:7:13: error: connections.ac.plugin: unknown plugin 'activecampaing' (did you mean "
+          "'activecampaign'?); loaded plugins: activecampaign");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 10: an unknown connection suggests the defined one") {
+    const Result result = check(replace(kBase, "connection: ac", "connection: acc"));
+    CHECK(result.error_with("unknown connection") ==
+          "segpush.yaml:14:17: error: exports.vip_export.connection: unknown connection 'acc' (did you mean 'ac'?); "
+          "defined: ac");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 11: no privacy consent is refused with what consenting means") {
+    const Result result = check(replace(kBase, "privacy_consent: true", "privacy_consent: false"));
+    const std::string error = result.error_with("privacy_consent");
+    CHECK_THAT(error, Catch::StartsWith("segpush.yaml:8:22: error: connections.ac.privacy_consent: privacy_consent must "
+                                        "be true: exporting sends personal data"));
+    CHECK_THAT(error, Catch::Contains("lawful basis"));
+
+    const Result absent = check(replace(kBase, "    privacy_consent: true\n", ""));
+    CHECK_THAT(absent.error_with("privacy_consent"), Catch::StartsWith("segpush.yaml:6:3: error: connections.ac.privacy_consent"));
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 12: a contributor-editable file may not use an admin-only connection") {
+    dir.write("exports.d/team.yaml",
+              "exports:\n  team_export:\n    connection: ac\n    segments: vip\n    settings: {list_id: 4}\n"
+              "    mapping: {email: Email}\n");
+    const std::string yaml = kBase + "include:\n  - path: exports.d/*.yaml\n    editable_by: contributors\n";
+    const Result result = check(yaml);
+    CHECK(result.error_with("admins only") ==
+          "exports.d/team.yaml:3:17: error: exports.team_export.connection: connection 'ac' is for admins only, and "
+          "this file is editable by contributors; an admin can share it by adding contributors to its usable_by");
+
+    const Result shared = check(replace(yaml, "privacy_consent: true", "privacy_consent: true\n    usable_by: [contributors]"));
+    INFO(shared.all());
+    CHECK(shared.errors.empty());
+    REQUIRE(shared.config);
+    CHECK(shared.config->find_export("team_export")->from_contributor_file);
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 13: an unset secret environment variable") {
+    unsetenv("SEGPUSH_TEST_AC_KEY");
+    const Result result = check(kBase);
+    CHECK(result.error_with("not set") ==
+          "segpush.yaml:11:16: error: connections.ac.settings.api_key: environment variable SEGPUSH_TEST_AC_KEY is not set");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 14: malformed YAML points at the line") {
+    const Result result = check(replace(kBase, "vip: { source: csv, path: vip.csv }", "vip: { source: csv, path: vip.csv"));
+    CHECK_THAT(result.error_with("malformed YAML"), Catch::Matches(R"(segpush\.yaml:[45]:\d+: error: malformed YAML: .+)"));
+    CHECK_FALSE(result.config);
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 15: a secret written inline is refused and not echoed") {
+    const Result result = check(replace(kBase, "${env:SEGPUSH_TEST_AC_KEY}", "inline-key-5a5a5a5a"));
+    const std::string error = result.error_with("is a secret");
+    CHECK_THAT(error, Catch::StartsWith("segpush.yaml:11:16: error: connections.ac.settings.api_key: is a secret: give "
+                                        "it by reference as ${env:NAME} or ${file:PATH}"));
+    CHECK(result.all().find("inline-key-5a5a5a5a") == std::string::npos);
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 16: a typo'd plugin setting suggests the declared one") {
+    const Result result = check(replace(kBase, "list_id: 3", "list: 3"));
+    CHECK_THAT(result.error_with("unknown key 'list'"),
+               Catch::StartsWith("segpush.yaml:17:7: error: exports.vip_export.settings.list: unknown key 'list' (did "
+                                 "you mean 'list_id'?)"));
+    CHECK_THAT(result.error_with("missing required setting 'list_id'"), Catch::StartsWith("segpush.yaml:17:7:"));
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 17: an unknown segment suggests the defined one") {
+    const Result result = check(replace(kBase, "segments: [vip]", "segments: [vipp]"));
+    CHECK(result.error_with("unknown segment") ==
+          "segpush.yaml:15:15: error: exports.vip_export.segments: unknown segment 'vipp' (did you mean 'vip'?); "
+          "defined: vip");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 18: a bad schedule names the cron field") {
+    const Result result = check(replace(kBase, "      first_name: FirstName\n",
+                                        "      first_name: FirstName\n    schedule: \"0 25 * * *\"\n"));
+    CHECK(result.error_with("schedule") ==
+          "segpush.yaml:21:15: error: exports.vip_export.schedule: hour '25' is not valid (allowed 0-23)");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 19: a typo'd mapping field suggests the plugin's field") {
+    const Result result = check(replace(kBase, "first_name: FirstName", "frist_name: FirstName"));
+    CHECK(result.error_with("frist_name") ==
+          "segpush.yaml:20:7: error: exports.vip_export.mapping.frist_name: plugin 'activecampaign' has no field "
+          "'frist_name' (did you mean 'first_name'?); its fields: email, first_name, last_name, phone");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 20: a key given twice") {
+    const Result result = check(replace(kBase, "      first_name: FirstName\n", "      first_name: FirstName\n      email: Mail\n"));
+    CHECK(result.error_with("twice") ==
+          "segpush.yaml:21:7: error: exports.vip_export.mapping.email: key 'email' is given twice in the same mapping");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 21: a secret file that does not exist") {
+    const Result result = check(replace(kBase, "${env:SEGPUSH_TEST_AC_KEY}", "${file:secrets/ac.key}"));
+    CHECK(result.error_with("secret file") ==
+          "segpush.yaml:11:16: error: connections.ac.settings.api_key: cannot read secret file secrets/ac.key");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 22: an unknown role in usable_by") {
+    const Result result = check(replace(kBase, "privacy_consent: true", "privacy_consent: true\n    usable_by: [admin]"));
+    CHECK_THAT(result.error_with("role"),
+               Catch::StartsWith("segpush.yaml:9:16: error: connections.ac.usable_by: unknown role 'admin' (did you "
+                                 "mean 'admins'?)"));
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 23: an unknown segment source") {
+    const Result result = check(replace(kBase, "source: csv", "source: xls"));
+    CHECK_THAT(result.error_with("source"),
+               Catch::StartsWith("segpush.yaml:4:18: error: segments.vip.source: unknown source 'xls'"));
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 24: an included file that does not exist") {
+    const Result result = check(kBase + "include: [more/exports.yaml]\n");
+    CHECK_THAT(result.error_with("included file"),
+               Catch::StartsWith("segpush.yaml:21:11: error: include[0]: included file") &&
+                   Catch::EndsWith("more/exports.yaml does not exist"));
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 25: an export defined in two files") {
+    dir.write("more.yaml", "exports:\n  vip_export:\n    connection: ac\n    segments: vip\n    settings: {list_id: 4}\n"
+                           "    mapping: {email: Email}\n");
+    const Result result = check(kBase + "include: [more.yaml]\n");
+    CHECK(result.error_with("already defined") ==
+          "more.yaml:2:3: error: exports.vip_export: export 'vip_export' is already defined at segpush.yaml:13");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 26: a plugin setting of the wrong type") {
+    const Result result = check(replace(kBase, "host: acme.api-us1.com", "host: acme.api-us1.com\n      requests_per_second: fast"));
+    CHECK(result.error_with("requests_per_second") ==
+          "segpush.yaml:11:28: error: connections.ac.settings.requests_per_second: expected a whole number, found a "
+          "string \"fast\"");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 27: a contributor file may only declare exports") {
+    dir.write("exports.d/team.yaml", "connections:\n  mine:\n    plugin: activecampaign\n");
+    const Result result = check(kBase + "include:\n  - path: exports.d/*.yaml\n    editable_by: contributors\n");
+    CHECK_THAT(result.error_with("connections"),
+               Catch::StartsWith("exports.d/team.yaml:1:1: error: connections: unknown key 'connections'; allowed keys: exports"));
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 28: a file that is not a mapping") {
+    const Result result = check("- just\n- a list\n");
+    CHECK(result.error_with("expected a mapping") ==
+          "segpush.yaml:1:1: error: expected a mapping of keys to values, found a list");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 29: every problem is reported in one pass") {
+    std::string yaml = replace(kBase, "list_id: 3", "list_id: x");
+    yaml = replace(yaml, "connection: ac", "connection: ac\n    max_profiles: -5");
+    yaml = replace(yaml, "host: acme.api-us1.com", "host: http://acme.api-us1.com");
+    yaml = replace(yaml, "state: state.db", "state: state.db\nsegmnts: {}");
+    const Result result = check(yaml);
+    INFO(result.all());
+    CHECK(result.errors.size() == 4);
+    result.error_with("list_id");
+    result.error_with("max_profiles");
+    result.error_with("host must be the hostname only");
+    result.error_with("did you mean 'segments'");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config 30: a segment file that does not exist yet is a warning, not an error") {
+    const Result result = check(replace(kBase, "path: vip.csv", "path: later.csv"));
+    CHECK(result.errors.empty());
+    REQUIRE(result.warnings.size() == 1);
+    CHECK_THAT(result.warnings[0], Catch::StartsWith("segpush.yaml:4:29: warning: segments.vip.path: segment file"));
+}
