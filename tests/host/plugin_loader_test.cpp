@@ -30,7 +30,7 @@ TEST_CASE("a plugin directory with every kind of bad file still loads the good p
     CHECK(registry.find("c-example") != nullptr);
 
     CHECK_THAT(refusal_for(registry, "wrong_abi.so"),
-               Catch::Contains("built for plugin ABI 2.0, this host speaks 1.0"));
+               Catch::Contains("built for plugin ABI 2.0, this host speaks 1.1"));
     CHECK_THAT(refusal_for(registry, "no_entry.so"), Catch::Contains("does not export segpush_plugin_entry"));
     CHECK_THAT(refusal_for(registry, "not_a_library.so"), Catch::Contains("not a loadable shared library"));
     CHECK_THAT(refusal_for(registry, "bad_schema.so"), Catch::Contains("connection_schema is not valid JSON"));
@@ -121,7 +121,7 @@ TEST_CASE("the C plugin runs the whole lifecycle through the ABI, outcomes relea
     const segpush_value values[] = {text("ada@example.com"), text("Ada"),
                                     text("not-an-email"),    {nullptr, 0},
                                     text("alan@example.com"), text("Alan")};
-    const segpush_batch batch{sizeof(segpush_batch), 2, 3, ids, values};
+    const segpush_batch batch{sizeof(segpush_batch), 2, 3, ids, values, SEGPUSH_ACTION_UPSERT};
     segpush_outcomes outcomes{};
     REQUIRE(api.push_batch(exp, &batch, &outcomes, &error) == SEGPUSH_OK);
     REQUIRE(outcomes.count == 3);
@@ -155,5 +155,34 @@ TEST_CASE("a plugin's CONFIG error names the field at fault") {
     segpush_export* exp = nullptr;
     CHECK(plugin->api.begin_export(connection, "{}", fields, 1, nullptr, &exp, &error) == SEGPUSH_ERR_CONFIG);
     CHECK(std::string(error.field) == "mapping");
+    plugin->api.close_connection(connection);
+}
+
+TEST_CASE("a plugin built against the ABI 1.0 header loads and runs in this host") {
+    const auto registry = PluginRegistry::load_directory(SEGPUSH_ABI_1_0_PLUGIN_DIR);
+    INFO((registry.refused().empty() ? "" : registry.refused()[0].reason));
+    const LoadedPlugin* plugin = registry.find("c-example-abi-1-0");
+    REQUIRE(plugin);
+    CHECK(plugin->api.abi_minor == 0);
+    // Fields the 1.0 descriptor lacks read as zero, not as bytes past its end.
+    CHECK(plugin->api.capabilities == 0);
+    CHECK(plugin->api.collect_outcomes == nullptr);
+
+    segpush_error error{};
+    error.struct_size = sizeof error;
+    segpush_connection* connection = nullptr;
+    REQUIRE(plugin->api.open_connection("{}", &connection, &error) == SEGPUSH_OK);
+    const char* fields[] = {"email"};
+    segpush_export* exp = nullptr;
+    REQUIRE(plugin->api.begin_export(connection, "{}", fields, 1, nullptr, &exp, &error) == SEGPUSH_OK);
+    const uint64_t ids[] = {1};
+    const segpush_value values[] = {text("old@example.com")};
+    // The host's batch is larger than 1.0's; the plugin reads only the fields it knows.
+    const segpush_batch batch{sizeof(segpush_batch), 1, 1, ids, values, SEGPUSH_ACTION_UPSERT};
+    segpush_outcomes outcomes{};
+    REQUIRE(plugin->api.push_batch(exp, &batch, &outcomes, &error) == SEGPUSH_OK);
+    CHECK(outcomes.items[0].status == SEGPUSH_RECORD_ACCEPTED);
+    outcomes.release(&outcomes);
+    CHECK(plugin->api.finish_export(exp, &outcomes, &error) == SEGPUSH_OK);
     plugin->api.close_connection(connection);
 }

@@ -160,6 +160,10 @@ static const segpush_plugin kPlugin = {
     finish_export,
     abort_export,
     close_connection,
+#if SEGPUSH_ABI_MINOR >= 1
+    0, /* capabilities */
+    NULL, /* collect_outcomes: outcomes are final at push time */
+#endif
 };
 
 SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host* host) {

@@ -9,9 +9,14 @@
  *   2. Status classes (segpush_status) and the error struct plugins fill.
  *   3. Host services handed to the plugin at load (segpush_host).
  *   4. The descriptor the plugin returns: identity, schemas, mapping fields, limits, functions.
- *   5. The lifecycle:  open_connection -> check_connection -> begin_export -> push_batch* ->
- *      finish_export | abort_export -> close_connection.
- *   6. The one exported symbol: segpush_plugin_entry.
+ *      The lifecycle:  open_connection -> check_connection -> begin_export ->
+ *      (push_batch | collect_outcomes)* -> finish_export | abort_export -> close_connection.
+ *   5. The one exported symbol: segpush_plugin_entry.
+ *
+ * History
+ *   1.0  first version.
+ *   1.1  segpush_batch.action (remove members); segpush_plugin.capabilities and
+ *        collect_outcomes (settle asynchronous records before finish).
  *
  * Conventions used in the comments
  *   [any-thread]     may be called from any host thread.
@@ -44,7 +49,7 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------- */
 
 #define SEGPUSH_ABI_MAJOR 1
-#define SEGPUSH_ABI_MINOR 0
+#define SEGPUSH_ABI_MINOR 1
 
 /* The name of the single symbol every plugin exports. */
 #define SEGPUSH_ENTRY_SYMBOL "segpush_plugin_entry"
@@ -198,9 +203,20 @@ typedef struct segpush_limits {
     uint32_t max_concurrent_pushes;
 } segpush_limits;
 
+/* segpush_plugin.capabilities */
+/* push_batch understands SEGPUSH_ACTION_REMOVE (enables `on_leave: unsubscribe`). */
+#define SEGPUSH_CAP_REMOVE 0x1u
+
 /* Opaque plugin handles. The host never dereferences them. */
 typedef struct segpush_connection segpush_connection;
 typedef struct segpush_export segpush_export;
+
+/* segpush_batch.action */
+/* Create or update each record at the destination (the only action before 1.1). */
+#define SEGPUSH_ACTION_UPSERT 0u
+/* The records left the segment: remove them (e.g. unsubscribe from the list). Only the key
+ * fields carry values. Sent only to plugins declaring SEGPUSH_CAP_REMOVE. */
+#define SEGPUSH_ACTION_REMOVE 1u
 
 /* One field value in a batch. data == NULL means "no value": the plugin must leave the
  * destination's existing value alone (never send an empty value that would erase it). */
@@ -221,6 +237,8 @@ typedef struct segpush_batch {
     /* Host-assigned ids, unique within the export; outcomes refer to records by these. */
     const uint64_t* record_ids;
     const segpush_value* values;
+    /* Since 1.1: SEGPUSH_ACTION_*. A plugin built against 1.0 never sees REMOVE batches. */
+    uint32_t action;
 } segpush_batch;
 
 /* Per-record outcome classes. */
@@ -333,7 +351,8 @@ typedef struct segpush_plugin {
 
     /*
      * Wait for asynchronous work and report final outcomes of PENDING records: outcomes lists
-     * the ones that ended REJECTED (or RETRY); pending records not listed are ACCEPTED.
+     * the ones that ended REJECTED (or RETRY); pending records not listed here nor settled by
+     * collect_outcomes are ACCEPTED.
      * On SEGPUSH_RETRY the host may call finish_export again. On other errors the final state
      * of pending records is unknown and the host treats them as not delivered.
      * After a non-RETRY return the export handle is gone. [serial:export], never concurrent
@@ -347,10 +366,25 @@ typedef struct segpush_plugin {
 
     /* Free the connection; every export on it has been finished or aborted. [serial:connection] */
     void (*close_connection)(segpush_connection* conn);
+
+    /* ---- since 1.1 ---- */
+
+    /* SEGPUSH_CAP_* bits. */
+    uint32_t capabilities;
+
+    /*
+     * Report final outcomes of PENDING records that have settled since the last call, without
+     * waiting: ACCEPTED or REJECTED (with reason), or RETRY when the destination lost them.
+     * The host calls it between pushes so it can record delivery as it happens; a host killed
+     * mid-export then resends only what was still unsettled. Records reported here are not
+     * reported again by finish_export. May be NULL (outcomes then arrive at finish_export).
+     * [serial:export], never concurrent with push_batch.
+     */
+    segpush_status (*collect_outcomes)(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err);
 } segpush_plugin;
 
 /* ---------------------------------------------------------------------------------------- */
-/* 6. The entry point                                                                        */
+/* 5. The entry point                                                                        */
 /* ---------------------------------------------------------------------------------------- */
 
 /*
