@@ -1,0 +1,44 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace segpush {
+
+// One row of a segment, holding only the columns the export needs, in the order asked for.
+struct SegmentRow {
+    uint64_t line = 0;                // 1-based line in the file where the row starts
+    std::vector<std::string> values;  // one per wanted column; "" when empty or absent
+};
+
+// A row that could not be read; reading goes on with the next one.
+struct RowProblem {
+    uint64_t line = 0;
+    std::string reason;  // for a person, e.g. "row has 3 fields, the header has 5"
+};
+
+// The file cannot be used at all (unreadable, no header, a wanted column missing). Thrown
+// before any row is returned, so a run stops before anything is sent.
+class SegmentError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Streams a segment file: memory stays constant whatever the file's size.
+class SegmentReader {
+public:
+    enum class Next { row, problem, end };
+
+    virtual ~SegmentReader() = default;
+    // Fills `row` (Next::row) or `problem` (Next::problem), or reports the end.
+    virtual Next next(SegmentRow& row, RowProblem& problem) = 0;
+};
+
+// source: "csv" or "jsonl". wanted_columns: the columns the mapping reads.
+std::unique_ptr<SegmentReader> open_segment(const std::string& path, const std::string& source,
+                                            const std::vector<std::string>& wanted_columns);
+
+}  // namespace segpush
