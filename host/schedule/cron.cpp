@@ -2,7 +2,9 @@
 
 #include <array>
 #include <cctype>
+#include <cstdlib>
 #include <ctime>
+#include <mutex>
 #include <sstream>
 #include <vector>
 
@@ -123,16 +125,55 @@ bool CronSchedule::day_matches(int day_of_month, int month, int day_of_week) con
     return dom && dow;
 }
 
-std::chrono::system_clock::time_point CronSchedule::next_after(std::chrono::system_clock::time_point after) const {
+namespace {
+
+// localtime_r follows the process-wide TZ, so switching zones is serialised here.
+class WallClock {
+public:
+    explicit WallClock(const std::string& timezone) : utc_(timezone.empty() || timezone == "UTC") {
+        if (utc_) return;
+        lock_ = std::unique_lock<std::mutex>(mutex());
+        const char* previous = std::getenv("TZ");
+        had_previous_ = previous != nullptr;
+        if (previous) previous_ = previous;
+        setenv("TZ", (":" + timezone).c_str(), 1);
+        tzset();
+    }
+    ~WallClock() {
+        if (utc_) return;
+        if (had_previous_) setenv("TZ", previous_.c_str(), 1); else unsetenv("TZ");
+        tzset();
+    }
+    std::tm at(std::time_t t) const {
+        std::tm tm{};
+        if (utc_) gmtime_r(&t, &tm); else localtime_r(&t, &tm);
+        return tm;
+    }
+
+private:
+    static std::mutex& mutex() {
+        static std::mutex m;
+        return m;
+    }
+    bool utc_;
+    bool had_previous_ = false;
+    std::string previous_;
+    std::unique_lock<std::mutex> lock_;
+};
+
+}  // namespace
+
+std::chrono::system_clock::time_point CronSchedule::next_after(std::chrono::system_clock::time_point after,
+                                                               const std::string& timezone) const {
     using namespace std::chrono;
+    const WallClock clock(timezone);
     std::time_t t = system_clock::to_time_t(time_point_cast<seconds>(after));
     t = t - t % 60 + 60;  // the next whole minute
     // Whole days that cannot match are skipped a day at a time; at most ~5 years are searched,
     // enough for any satisfiable expression (Feb 29 on a given weekday recurs within 28 years
     // only for OR-ed day fields, which match far sooner).
     for (int guard = 0; guard < 5 * 366 * 24 * 60; ) {
-        std::tm utc{};
-        gmtime_r(&t, &utc);
+        const std::tm utc = clock.at(t);
         if (!day_matches(utc.tm_mday, utc.tm_mon + 1, utc.tm_wday)) {
             t += (24 - utc.tm_hour) * 3600 - utc.tm_min * 60;
             guard += 24 * 60;

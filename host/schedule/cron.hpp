@@ -15,8 +15,11 @@ public:
     // On failure returns nullopt and sets `problem` to a sentence naming the bad field.
     static std::optional<CronSchedule> parse(const std::string& text, std::string& problem);
 
-    // The first whole minute strictly after `after`, in UTC.
-    std::chrono::system_clock::time_point next_after(std::chrono::system_clock::time_point after) const;
+    // The first whole minute strictly after `after` whose wall-clock time in `timezone` (an
+    // IANA name; empty or "UTC" for UTC) matches. Minutes that a DST jump skips never fire;
+    // minutes it repeats fire once.
+    std::chrono::system_clock::time_point next_after(std::chrono::system_clock::time_point after,
+                                                     const std::string& timezone = "") const;
 
 private:
     std::bitset<60> minutes_;

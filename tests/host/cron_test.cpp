@@ -54,3 +54,13 @@ TEST_CASE("cron: bad expressions name the field") {
     CHECK_FALSE(CronSchedule::parse("*/0 * * * *", problem));
     CHECK_THAT(problem, Catch::Contains("step"));
 }
+
+TEST_CASE("cron: a time zone moves the wall clock, including across DST") {
+    // 03:00 in Paris is 02:00 UTC in winter (CET) and 01:00 UTC in summer (CEST).
+    CHECK(parse("0 3 * * *").next_after(utc(2026, 11, 22, 12, 0), "Europe/Paris") == utc(2026, 11, 23, 2, 0));
+    CHECK(parse("0 3 * * *").next_after(utc(2026, 7, 1, 12, 0), "Europe/Paris") == utc(2026, 7, 2, 1, 0));
+    // 2026-03-29: Paris skips 02:00-03:00; 02:30 does not exist that day.
+    CHECK(parse("30 2 * * *").next_after(utc(2026, 3, 28, 12, 0), "Europe/Paris") == utc(2026, 3, 30, 0, 30));
+    // The process's own zone setting is left as it was.
+    CHECK(parse("0 3 * * *").next_after(utc(2026, 11, 22, 12, 0)) == utc(2026, 11, 23, 3, 0));
+}
