@@ -25,7 +25,7 @@ const std::vector<std::string> kContributorIncludeKeys = {"exports"};
 const std::vector<std::string> kSegmentKeys = {"source", "path"};
 const std::vector<std::string> kConnectionKeys = {"plugin", "display_name", "usable_by", "privacy_consent", "settings"};
 const std::vector<std::string> kExportKeys = {"connection", "segments", "settings", "mapping",
-                                              "schedule", "timezone", "max_profiles", "on_leave"};
+                                              "schedule", "timezone", "max_profiles", "on_leave", "retry"};
 const std::vector<std::string> kSources = {"csv", "jsonl"};
 const std::vector<std::string> kRoles = {"admins", "contributors"};
 
@@ -289,6 +289,16 @@ private:
             reader.error(node["on_leave"], path + ".on_leave",
                          "must be keep (members who leave the segment stay in the destination) or unsubscribe" +
                              did_you_mean(on_leave, {"keep", "unsubscribe"}));
+        }
+        const YAML::Node retry = node["retry"];
+        if (retry.IsDefined() && !retry.IsNull() &&
+            reader.expect_map(retry, path + ".retry", {"max_attempts", "max_backoff_seconds"})) {
+            if (auto attempts = reader.positive_integer(retry, "max_attempts", path + ".retry")) {
+                item.retry_max_attempts = static_cast<int>(std::min<uint64_t>(*attempts, 1000));
+            }
+            if (auto backoff = reader.positive_integer(retry, "max_backoff_seconds", path + ".retry")) {
+                item.retry_max_backoff_seconds = static_cast<int>(std::min<uint64_t>(*backoff, 86400));
+            }
         }
         config_.exports.push_back(item);
     }

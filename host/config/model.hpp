@@ -63,6 +63,8 @@ struct ExportConfig {
     std::string timezone;                // empty: UTC
     std::optional<uint64_t> max_profiles;
     OnLeave on_leave = OnLeave::keep;
+    int retry_max_attempts = 8;          // tries of one call before the run gives up
+    int retry_max_backoff_seconds = 120;
     bool from_contributor_file = false;
     SourcePos pos;
 };

@@ -378,7 +378,8 @@ typedef struct segpush_plugin {
      * The host calls it between pushes so it can record delivery as it happens; a host killed
      * mid-export then resends only what was still unsettled. Records reported here are not
      * reported again by finish_export. May be NULL (outcomes then arrive at finish_export).
-     * [serial:export], never concurrent with push_batch.
+     * [serial:export] with itself and finish_export, but may run while push_batch calls on the
+     * same export are in flight (so the host never drains its pipeline to collect).
      */
     segpush_status (*collect_outcomes)(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err);
 } segpush_plugin;

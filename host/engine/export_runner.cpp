@@ -1,0 +1,606 @@
+#include "engine/export_runner.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "engine/progress.hpp"
+#include "engine/record.hpp"
+#include "engine/retry_policy.hpp"
+#include "log/log.hpp"
+#include "plugins/host_services.hpp"
+#include "plugins/registry.hpp"
+
+namespace segpush {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A run that cannot go on; its status says whether a later run can simply retry.
+struct RunFailure {
+    RunStatus status;
+    std::string message;
+};
+
+const char* status_class(segpush_status status) {
+    switch (status) {
+        case SEGPUSH_RETRY: return "temporary failure";
+        case SEGPUSH_ERR_CONFIG: return "configuration refused";
+        case SEGPUSH_ERR_AUTH: return "credentials refused";
+        case SEGPUSH_ERR_DATA: return "request refused";
+        case SEGPUSH_ERR_CANCELLED: return "cancelled";
+        default: return "plugin error";
+    }
+}
+
+bool retryable(segpush_status status) { return status == SEGPUSH_RETRY || status == SEGPUSH_ERR_INTERNAL; }
+
+segpush_error fresh_error() {
+    segpush_error error{};
+    error.struct_size = sizeof error;
+    return error;
+}
+
+std::string message_of(const segpush_error& error) {
+    std::string text(error.message, strnlen(error.message, sizeof error.message));
+    return text.empty() ? std::string("(no message)") : text;
+}
+
+std::string csv_field(const std::string& value) {
+    if (value.find_first_of(",\"\r\n") == std::string::npos) return value;
+    std::string out = "\"";
+    for (char c : value) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return out + "\"";
+}
+
+// One push_batch call and its result, owned by the runner while in flight.
+struct Job {
+    std::vector<StagedMember> members;
+    std::vector<uint64_t> ids;
+    std::vector<segpush_value> values;
+    uint32_t action = SEGPUSH_ACTION_UPSERT;
+    int failed_attempts = 0;
+    Clock::time_point not_before;
+    // Result, filled by the worker.
+    segpush_status status = SEGPUSH_OK;
+    segpush_error error = fresh_error();
+    std::vector<MemberOutcome> outcomes;
+};
+
+MemberState member_state(segpush_record_status status) {
+    switch (status) {
+        case SEGPUSH_RECORD_ACCEPTED: return MemberState::done;
+        case SEGPUSH_RECORD_PENDING: return MemberState::pending;
+        case SEGPUSH_RECORD_REJECTED: return MemberState::rejected;
+        default: return MemberState::todo;
+    }
+}
+
+// Copies a plugin's outcome list into host memory and hands it back to the plugin.
+std::vector<MemberOutcome> take_outcomes(segpush_outcomes& outcomes) {
+    std::vector<MemberOutcome> out;
+    for (size_t i = 0; i < outcomes.count && outcomes.items; ++i) {
+        const auto& item = outcomes.items[i];
+        out.push_back({static_cast<int64_t>(item.record_id), member_state(item.status),
+                       item.reason ? std::string(item.reason) : std::string()});
+    }
+    if (outcomes.release) outcomes.release(&outcomes);
+    return out;
+}
+
+// A small pool that runs push_batch calls; the runner's thread keeps all state writes.
+class PushPool {
+public:
+    PushPool(const segpush_plugin& api, segpush_export* exp, size_t threads) : api_(api), export_(exp) {
+        for (size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
+    }
+    ~PushPool() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stopping_ = true;
+        }
+        queued_.notify_all();
+        for (auto& worker : workers_) worker.join();
+    }
+
+    void submit(std::unique_ptr<Job> job) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            todo_.push_back(std::move(job));
+        }
+        queued_.notify_one();
+    }
+
+    // Finished jobs, waiting at most until `deadline` for the first one.
+    std::vector<std::unique_ptr<Job>> finished(Clock::time_point deadline) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        done_cv_.wait_until(lock, deadline, [this] { return !done_.empty(); });
+        std::vector<std::unique_ptr<Job>> out;
+        while (!done_.empty()) {
+            out.push_back(std::move(done_.front()));
+            done_.pop_front();
+        }
+        return out;
+    }
+
+private:
+    void work() {
+        for (;;) {
+            std::unique_ptr<Job> job;
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                queued_.wait(lock, [this] { return stopping_ || !todo_.empty(); });
+                if (todo_.empty()) return;
+                job = std::move(todo_.front());
+                todo_.pop_front();
+            }
+            const segpush_batch batch{sizeof(segpush_batch), static_cast<uint32_t>(job->values.size() / job->ids.size()),
+                                      job->ids.size(), job->ids.data(), job->values.data(), job->action};
+            segpush_outcomes outcomes{};
+            job->error = fresh_error();
+            job->status = api_.push_batch(export_, &batch, &outcomes, &job->error);
+            job->outcomes = take_outcomes(outcomes);
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                done_.push_back(std::move(job));
+            }
+            done_cv_.notify_one();
+        }
+    }
+
+    const segpush_plugin& api_;
+    segpush_export* export_;
+    std::mutex mutex_;
+    std::condition_variable queued_, done_cv_;
+    std::deque<std::unique_ptr<Job>> todo_, done_;
+    bool stopping_ = false;
+    std::vector<std::thread> workers_;
+};
+
+class Run : public ExportObserver {
+public:
+    Run(const Config& config, const ExportConfig& export_config, const LoadedPlugin& plugin,
+        const ConnectionConfig& connection, StateStore& state, const std::atomic<bool>& cancel,
+        const RunOptions& options)
+        : config_(config), export_(export_config), plugin_(plugin), api_(plugin.api), connection_(connection),
+          state_(state), cancel_(cancel), options_(options), rng_(std::random_device{}()),
+          progress_("export " + export_config.name, options.progress_on_terminal) {
+        retry_.max_attempts = export_config.retry_max_attempts;
+        retry_.max_delay = std::chrono::seconds(export_config.retry_max_backoff_seconds);
+    }
+
+    RunSummary execute() {
+        const auto started = Clock::now();
+        const StateStore::Claim claim = state_.begin_run(export_.name, options_.full, options_.dry_run);
+        summary_.run_id = claim.run_id;
+        if (claim.continues) {
+            log_line(LogLevel::info, "export " + export_.name + ": continuing the unfinished --full run #" +
+                                         std::to_string(*claim.continues));
+        }
+        try {
+            stage(claim.run_id);
+            state_.diff(claim.run_id, export_.name, claim.baseline, removes_leavers() && !options_.dry_run,
+                        last_seq_ + 1, counts_);
+            check_max_profiles();
+            log_line(LogLevel::info, "export " + export_.name + ": " + std::to_string(counts_.members) + " members (" +
+                                         std::to_string(counts_.new_members) + " new, " +
+                                         std::to_string(counts_.changed) + " changed, " +
+                                         std::to_string(counts_.unchanged) + " unchanged), " +
+                                         std::to_string(counts_.leaving) + " leaving, " +
+                                         std::to_string(counts_.invalid) + " invalid rows");
+            if (!options_.dry_run) deliver(claim.run_id);
+            summary_.status = cancel_ ? RunStatus::cancelled : RunStatus::succeeded;
+            if (cancel_) summary_.error = "cancelled; the next run continues from here";
+        } catch (const RunFailure& failure) {
+            summary_.status = failure.status;
+            summary_.error = failure.message;
+        } catch (const SegmentError& error) {
+            summary_.status = RunStatus::failed_permanent;
+            summary_.error = std::string(error.what()) + "; nothing was sent";
+        } catch (const std::exception& error) {
+            summary_.status = RunStatus::failed_retryable;
+            summary_.error = error.what();
+        }
+        summary_.report_path = write_report(claim.run_id);
+        summary_.counts = counts_;
+        state_.finish_run(claim.run_id, summary_.status, counts_, summary_.error, summary_.report_path);
+        if (summary_.status == RunStatus::succeeded || options_.dry_run) state_.drop_staging(claim.run_id);
+        summary_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+        return summary_;
+    }
+
+    // ExportObserver: the plugin's own progress is informational; the host counts outcomes.
+    void on_plugin_progress(uint64_t, uint64_t, const std::string& message) override {
+        if (!message.empty()) log_line(LogLevel::debug, "[" + plugin_.id() + "] " + message);
+    }
+    bool cancel_requested() const override { return cancel_.load(); }
+
+private:
+    bool removes_leavers() const {
+        return export_.on_leave == OnLeave::unsubscribe && (api_.capabilities & SEGPUSH_CAP_REMOVE);
+    }
+
+    void stage(int64_t run_id) {
+        plan_ = RecordPlan::build(export_, plugin_);
+        std::vector<std::unique_ptr<SegmentReader>> readers;
+        for (const auto& name : export_.segments) {
+            const SegmentConfig* segment = config_.find_segment(name);
+            sources_.push_back(segment->path);
+            // Every file is opened (and its header checked) before any row is staged.
+            readers.push_back(open_segment(segment->path, segment->source, plan_.columns));
+        }
+        state_.begin_staging();
+        SegmentRow row;
+        RowProblem problem;
+        Record record;
+        for (size_t source = 0; source < readers.size() && !cancel_; ++source) {
+            for (;;) {
+                const auto next = readers[source]->next(row, problem);
+                if (next == SegmentReader::Next::end) break;
+                ++counts_.rows_read;
+                if (next == SegmentReader::Next::problem) {
+                    ++counts_.invalid;
+                    state_.stage_reject(run_id, static_cast<int64_t>(source), static_cast<int64_t>(problem.line), "",
+                                        problem.reason);
+                    continue;
+                }
+                if (auto reason = normalize_row(plan_, row, record)) {
+                    ++counts_.invalid;
+                    const std::string& email = row.values[plan_.column_of_field[plan_.key_field]];
+                    state_.stage_reject(run_id, static_cast<int64_t>(source), static_cast<int64_t>(row.line), email,
+                                        *reason);
+                    continue;
+                }
+                const auto& key_value = *record.values[plan_.key_field];
+                if (!state_.stage_member(run_id, last_seq_ + 1, record.key, key_value, record_hash(plan_, record),
+                                         encode_record(record), static_cast<int64_t>(source),
+                                         static_cast<int64_t>(row.line))) {
+                    ++counts_.duplicates;
+                    continue;
+                }
+                ++last_seq_;
+                if ((counts_.rows_read & 0xFFFF) == 0 && cancel_) break;
+            }
+        }
+        state_.end_staging();
+        if (cancel_) throw RunFailure{RunStatus::cancelled, "cancelled while reading the segment; nothing was sent"};
+    }
+
+    void check_max_profiles() {
+        if (export_.max_profiles && static_cast<uint64_t>(counts_.members) > *export_.max_profiles) {
+            throw RunFailure{RunStatus::failed_permanent,
+                             "the segment has " + std::to_string(counts_.members) + " members, more than max_profiles " +
+                                 std::to_string(*export_.max_profiles) + " allows; nothing was sent"};
+        }
+    }
+
+    // Calls `call` until it succeeds, retrying transient failures with backoff.
+    void with_retries(const std::string& what, const std::function<segpush_status(segpush_error*)>& call) {
+        for (int failed = 0;;) {
+            segpush_error error = fresh_error();
+            const segpush_status status = call(&error);
+            if (status == SEGPUSH_OK) return;
+            const std::string message = what + ": " + status_class(status) + ": " + message_of(error);
+            if (!retryable(status)) {
+                throw RunFailure{status == SEGPUSH_ERR_CANCELLED ? RunStatus::cancelled : RunStatus::failed_permanent,
+                                 message};
+            }
+            if (++failed >= retry_.max_attempts) {
+                throw RunFailure{RunStatus::failed_retryable, message + " (gave up after " + std::to_string(failed) +
+                                                                  " tries)"};
+            }
+            const auto delay = retry_.delay(failed, error.retry_after_ms, rng_);
+            log_line(LogLevel::warn, "export " + export_.name + ": " + message + "; retrying in " +
+                                         std::to_string(delay.count()) + " ms");
+            sleep_unless_cancelled(delay);
+            if (cancel_) throw RunFailure{RunStatus::cancelled, "cancelled while waiting to retry " + what};
+        }
+    }
+
+    void sleep_unless_cancelled(std::chrono::milliseconds delay) {
+        const auto until = Clock::now() + delay;
+        while (!cancel_ && Clock::now() < until) {
+            std::this_thread::sleep_for(std::min<Clock::duration>(std::chrono::milliseconds(100), until - Clock::now()));
+        }
+    }
+
+    void deliver(int64_t run_id) {
+        const int64_t to_send = counts_.new_members + counts_.changed + (removes_leavers() ? counts_.leaving : 0);
+        if (to_send == 0) return;
+        segpush_connection* connection = nullptr;
+        with_retries("opening the connection", [&](segpush_error* error) {
+            return api_.open_connection(connection_.settings.resolved_json.c_str(), &connection, error);
+        });
+        struct CloseConnection {
+            const segpush_plugin& api;
+            segpush_connection* connection;
+            ~CloseConnection() { api.close_connection(connection); }
+        } closer{api_, connection};
+        with_retries("checking the connection", [&](segpush_error* error) { return api_.check_connection(connection, error); });
+        std::vector<const char*> field_ids;
+        for (const auto& field : plan_.fields) field_ids.push_back(field.id.c_str());
+        segpush_export* exp = nullptr;
+        with_retries("starting the export", [&](segpush_error* error) {
+            return api_.begin_export(connection, export_.settings.resolved_json.c_str(), field_ids.data(),
+                                     field_ids.size(), static_cast<ExportObserver*>(this), &exp, error);
+        });
+        progress_.start(to_send);
+        std::optional<RunFailure> failure;
+        try {
+            push_all(run_id, exp);
+        } catch (const RunFailure& caught) {
+            failure = caught;
+        }
+        if (failure || cancel_) {
+            collect(run_id, exp);  // whatever settled is saved; the rest is resent next run
+            api_.abort_export(exp);
+            progress_.finish();
+            if (failure) throw *failure;
+            return;
+        }
+        for (int failed = 0;;) {
+            segpush_outcomes outcomes{};
+            segpush_error error = fresh_error();
+            const segpush_status status = api_.finish_export(exp, &outcomes, &error);
+            apply(run_id, take_outcomes(outcomes));
+            if (status == SEGPUSH_OK) break;
+            const std::string message = std::string("finishing the export: ") + status_class(status) + ": " +
+                                        message_of(error);
+            if (status != SEGPUSH_RETRY || ++failed >= retry_.max_attempts || cancel_) {
+                if (status == SEGPUSH_RETRY) api_.abort_export(exp);
+                progress_.finish();
+                throw RunFailure{status == SEGPUSH_RETRY ? RunStatus::failed_retryable : RunStatus::failed_permanent,
+                                 message + "; records not yet confirmed are sent again by the next run"};
+            }
+            sleep_unless_cancelled(retry_.delay(failed, error.retry_after_ms, rng_));
+        }
+        tally(state_.settle_pending(run_id, export_.name));
+        progress_.update(done_);
+        progress_.finish();
+    }
+
+    std::unique_ptr<Job> next_batch(int64_t run_id) {
+        const uint32_t max_records = plugin_.limits.max_records_per_batch ? plugin_.limits.max_records_per_batch : 1000;
+        const uint64_t max_bytes = plugin_.limits.max_bytes_per_batch;
+        auto members = state_.next_todo(run_id, cursor_, static_cast<int>(max_records));
+        if (members.empty()) return nullptr;
+        auto job = std::make_unique<Job>();
+        uint64_t bytes = 0;
+        const size_t n_fields = plan_.fields.size();
+        for (auto& member : members) {
+            if (!job->members.empty() && static_cast<int>(member.action) != static_cast<int>(job->action)) break;
+            // Values plus a little JSON framing per field: a conservative estimate of the
+            // request size, kept under the plugin's byte limit.
+            const uint64_t size = member.payload.size() + 16 * n_fields;
+            if (max_bytes && size > max_bytes) {
+                cursor_ = member.seq;
+                apply(run_id, {{member.seq, MemberState::rejected,
+                                "record is larger than the destination accepts in one request"}});
+                continue;
+            }
+            if (max_bytes && bytes + size > max_bytes && !job->members.empty()) break;
+            bytes += size;
+            cursor_ = member.seq;
+            job->action = member.action == MemberAction::remove ? SEGPUSH_ACTION_REMOVE : SEGPUSH_ACTION_UPSERT;
+            job->members.push_back(std::move(member));
+        }
+        if (job->members.empty()) return next_batch(run_id);
+        prepare_values(*job);
+        counts_.sent += static_cast<int64_t>(job->members.size());
+        return job;
+    }
+
+    void prepare_values(Job& job) {
+        const size_t n_fields = plan_.fields.size();
+        job.ids.clear();
+        job.values.assign(job.members.size() * n_fields, segpush_value{nullptr, 0});
+        for (size_t i = 0; i < job.members.size(); ++i) {
+            const auto& member = job.members[i];
+            job.ids.push_back(static_cast<uint64_t>(member.seq));
+            segpush_value* row = &job.values[i * n_fields];
+            if (member.action == MemberAction::remove) {
+                row[plan_.key_field] = {member.payload.data(), member.payload.size()};  // the key only
+            } else if (!decode_record(member.payload, n_fields, row)) {
+                throw RunFailure{RunStatus::failed_permanent, "the state file holds a corrupt record; run with --full"};
+            }
+        }
+    }
+
+    void push_all(int64_t run_id, segpush_export* exp) {
+        const uint32_t declared = plugin_.limits.max_concurrent_pushes;
+        const size_t concurrency = declared == 0 ? 4 : declared;
+        PushPool pool(api_, exp, concurrency);
+        std::vector<std::unique_ptr<Job>> waiting;  // retries, with their not_before
+        size_t in_flight = 0;
+        bool exhausted = false;
+        std::optional<RunFailure> failure;
+        auto last_collect = Clock::now();
+        while (true) {
+            const bool stopping = cancel_ || failure.has_value();
+            while (!stopping && in_flight < concurrency) {
+                auto ready = std::find_if(waiting.begin(), waiting.end(),
+                                          [](const auto& job) { return job->not_before <= Clock::now(); });
+                std::unique_ptr<Job> job;
+                if (ready != waiting.end()) {
+                    job = std::move(*ready);
+                    waiting.erase(ready);
+                } else if (!exhausted) {
+                    job = next_batch(run_id);
+                    exhausted = job == nullptr;
+                }
+                if (!job) break;
+                pool.submit(std::move(job));
+                ++in_flight;
+            }
+            if (in_flight == 0 && (stopping || (exhausted && waiting.empty()))) break;
+            auto deadline = Clock::now() + std::chrono::milliseconds(250);
+            for (const auto& job : waiting) deadline = std::min(deadline, job->not_before);
+            for (auto& job : pool.finished(deadline)) {
+                --in_flight;
+                if (auto problem = handle(run_id, std::move(job), waiting)) failure = problem;
+            }
+            if (api_.collect_outcomes && Clock::now() - last_collect > std::chrono::seconds(1)) {
+                collect(run_id, exp);
+                last_collect = Clock::now();
+            }
+            progress_.update(done_);
+        }
+        if (failure) throw *failure;
+        if (!waiting.empty() && cancel_) return;
+    }
+
+    // Records a finished push; returns a failure that must stop the run.
+    std::optional<RunFailure> handle(int64_t run_id, std::unique_ptr<Job> job, std::vector<std::unique_ptr<Job>>& waiting) {
+        if (job->status == SEGPUSH_OK) {
+            std::vector<MemberOutcome> outcomes = std::move(job->outcomes);
+            // A record the plugin forgot is not lost: it is retried like a RETRY outcome.
+            std::vector<bool> seen(job->members.size());
+            std::vector<size_t> retry;
+            for (auto& outcome : outcomes) {
+                auto at = std::lower_bound(job->ids.begin(), job->ids.end(), static_cast<uint64_t>(outcome.seq));
+                if (at == job->ids.end() || *at != static_cast<uint64_t>(outcome.seq)) continue;
+                seen[at - job->ids.begin()] = true;
+                if (outcome.state == MemberState::todo) retry.push_back(at - job->ids.begin());
+            }
+            for (size_t i = 0; i < seen.size(); ++i) {
+                if (!seen[i]) retry.push_back(i);
+            }
+            apply(run_id, outcomes);
+            if (!retry.empty()) {
+                auto again = std::make_unique<Job>();
+                again->action = job->action;
+                again->failed_attempts = job->failed_attempts + 1;
+                for (size_t index : retry) again->members.push_back(std::move(job->members[index]));
+                if (again->failed_attempts >= retry_.max_attempts) {
+                    return RunFailure{RunStatus::failed_retryable,
+                                      std::to_string(again->members.size()) + " records were not accepted after " +
+                                          std::to_string(again->failed_attempts) + " tries; the next run sends them"};
+                }
+                prepare_values(*again);
+                again->not_before = Clock::now() + retry_.delay(again->failed_attempts, 0, rng_);
+                waiting.push_back(std::move(again));
+            }
+            return std::nullopt;
+        }
+        const std::string message = std::string("pushing a batch: ") + status_class(job->status) + ": " +
+                                    message_of(job->error);
+        if (retryable(job->status)) {
+            if (++job->failed_attempts >= retry_.max_attempts) {
+                return RunFailure{RunStatus::failed_retryable,
+                                  message + " (gave up after " + std::to_string(job->failed_attempts) +
+                                      " tries; the next run continues from here)"};
+            }
+            const auto delay = retry_.delay(job->failed_attempts, job->error.retry_after_ms, rng_);
+            log_line(LogLevel::warn, "export " + export_.name + ": " + message + "; retrying in " +
+                                         std::to_string(delay.count()) + " ms");
+            job->not_before = Clock::now() + delay;
+            waiting.push_back(std::move(job));
+            return std::nullopt;
+        }
+        if (job->status == SEGPUSH_ERR_DATA) {
+            // The destination refused the request as a whole: its records are reported, the
+            // rest of the export goes on.
+            std::vector<MemberOutcome> rejected;
+            for (const auto& member : job->members) rejected.push_back({member.seq, MemberState::rejected, message_of(job->error)});
+            apply(run_id, rejected);
+            return std::nullopt;
+        }
+        if (job->status == SEGPUSH_ERR_CANCELLED) return std::nullopt;
+        return RunFailure{RunStatus::failed_permanent, message};
+    }
+
+    void collect(int64_t run_id, segpush_export* exp) {
+        if (!api_.collect_outcomes) return;
+        segpush_outcomes outcomes{};
+        segpush_error error = fresh_error();
+        const segpush_status status = api_.collect_outcomes(exp, &outcomes, &error);
+        auto collected = take_outcomes(outcomes);
+        if (status != SEGPUSH_OK) {
+            log_line(LogLevel::warn, "export " + export_.name + ": collecting outcomes: " + message_of(error));
+        }
+        // RETRY from collect means the destination lost those records: they go back to todo
+        // and are resent by the next run (the cursor has passed them in this one).
+        apply(run_id, collected);
+    }
+
+    void apply(int64_t run_id, const std::vector<MemberOutcome>& outcomes) {
+        if (!outcomes.empty()) tally(state_.apply_outcomes(run_id, export_.name, outcomes));
+    }
+
+    void tally(const OutcomeTally& tally) {
+        counts_.accepted += tally.accepted;
+        counts_.removed += tally.removed;
+        counts_.rejected += tally.rejected;
+        done_ += tally.accepted + tally.removed + tally.rejected;
+    }
+
+    std::string write_report(int64_t run_id) {
+        std::vector<RejectedMember> rejected;
+        try {
+            rejected = state_.rejected_members(run_id, sources_);
+        } catch (const std::exception& error) {
+            log_line(LogLevel::error, std::string("cannot read rejected records: ") + error.what());
+            return {};
+        }
+        if (rejected.empty()) return {};
+        const std::string path = report_path_for(config_, export_.name, run_id);
+        std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+        std::ofstream out(path, std::ios::trunc);
+        out << "source,line,email,reason\n";
+        for (const auto& item : rejected) {
+            out << csv_field(item.source) << "," << item.line << "," << csv_field(item.email) << ","
+                << csv_field(item.reason) << "\n";
+        }
+        if (!out) log_line(LogLevel::error, "cannot write the rejected-records report " + path);
+        return path;
+    }
+
+    const Config& config_;
+    const ExportConfig& export_;
+    const LoadedPlugin& plugin_;
+    const segpush_plugin& api_;
+    const ConnectionConfig& connection_;
+    StateStore& state_;
+    const std::atomic<bool>& cancel_;
+    RunOptions options_;
+    RetryPolicy retry_;
+    std::mt19937_64 rng_;
+    ProgressReporter progress_;
+    RecordPlan plan_;
+    RunCounts counts_;
+    RunSummary summary_;
+    std::vector<std::string> sources_;
+    int64_t last_seq_ = 0;
+    int64_t cursor_ = 0;
+    int64_t done_ = 0;
+};
+
+}  // namespace
+
+ExportRunner::ExportRunner(const Config& config, const ExportConfig& export_config, const PluginRegistry& plugins,
+                           StateStore& state, const std::atomic<bool>& cancel)
+    : config_(config), export_(export_config), plugins_(plugins), state_(state), cancel_(cancel) {}
+
+RunSummary ExportRunner::run(const RunOptions& options) {
+    const ConnectionConfig* connection = config_.find_connection(export_.connection);
+    const LoadedPlugin* plugin = connection ? plugins_.find(connection->plugin) : nullptr;
+    if (!connection || !plugin) throw std::logic_error("export run on an unchecked configuration");
+    Run run(config_, export_, *plugin, *connection, state_, cancel_, options);
+    return run.execute();
+}
+
+std::string report_path_for(const Config& config, const std::string& export_name, int64_t run_id) {
+    const auto state_dir = std::filesystem::path(config.state_path).parent_path();
+    return (state_dir / "reports" / (export_name + "-run-" + std::to_string(run_id) + "-rejected.csv")).string();
+}
+
+}  // namespace segpush

@@ -1,0 +1,55 @@
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include "config/model.hpp"
+#include "state/state_store.hpp"
+
+namespace segpush {
+
+class PluginRegistry;
+
+struct RunOptions {
+    bool dry_run = false;  // read, map, validate and diff; never call the destination
+    bool full = false;     // send every member, ignoring what was delivered before
+    bool progress_on_terminal = false;
+};
+
+struct RunSummary {
+    int64_t run_id = 0;
+    RunStatus status = RunStatus::running;
+    RunCounts counts;
+    std::string error;
+    std::string report_path;
+    double seconds = 0;
+};
+
+// Runs one export end to end: stream the segments, map and validate each row, stage members
+// (de-duplicated by case-folded email; the first row wins), diff against what was delivered,
+// push new and changed members (and leavers, with on_leave: unsubscribe) in batches within
+// the plugin's limits with bounded concurrency, and record every outcome as it arrives.
+//
+// `cancel` is polled throughout: once set, no new batch starts, in-flight batches finish,
+// their outcomes are saved and the run ends as cancelled.
+class ExportRunner {
+public:
+    ExportRunner(const Config& config, const ExportConfig& export_config, const PluginRegistry& plugins,
+                 StateStore& state, const std::atomic<bool>& cancel);
+
+    // Throws AlreadyRunning when another live process runs this export; every other problem
+    // ends up in the summary (and the run history).
+    RunSummary run(const RunOptions& options);
+
+private:
+    const Config& config_;
+    const ExportConfig& export_;
+    const PluginRegistry& plugins_;
+    StateStore& state_;
+    const std::atomic<bool>& cancel_;
+};
+
+// Where a run's rejected records go: beside the state file, reports/EXPORT-run-ID-rejected.csv.
+std::string report_path_for(const Config& config, const std::string& export_name, int64_t run_id);
+
+}  // namespace segpush

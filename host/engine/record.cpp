@@ -1,0 +1,222 @@
+#include "engine/record.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+
+#include "config/model.hpp"
+#include "plugins/registry.hpp"
+
+namespace segpush {
+
+namespace {
+
+constexpr uint64_t kFnvOffset = 1469598103934665603ull;
+constexpr uint64_t kFnvPrime = 1099511628211ull;
+constexpr uint32_t kAbsent = 0xFFFFFFFFu;
+
+uint64_t fnv(uint64_t hash, std::string_view bytes) {
+    for (unsigned char c : bytes) {
+        hash ^= c;
+        hash *= kFnvPrime;
+    }
+    return hash;
+}
+
+uint64_t fnv_length(uint64_t hash, uint32_t length) {
+    char bytes[4];
+    std::memcpy(bytes, &length, 4);
+    return fnv(hash, std::string_view(bytes, 4));
+}
+
+// Trims ASCII whitespace and no-break spaces (U+00A0), which spreadsheets love to leave.
+std::string_view trim(std::string_view text) {
+    auto is_space = [](std::string_view s, size_t at, bool forward) -> size_t {
+        const unsigned char c = s[at];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f') return 1;
+        if (forward && c == 0xC2 && at + 1 < s.size() && static_cast<unsigned char>(s[at + 1]) == 0xA0) return 2;
+        if (!forward && c == 0xA0 && at >= 1 && static_cast<unsigned char>(s[at - 1]) == 0xC2) return 2;
+        return 0;
+    };
+    while (!text.empty()) {
+        const size_t n = is_space(text, 0, true);
+        if (!n) break;
+        text.remove_prefix(n);
+    }
+    while (!text.empty()) {
+        const size_t n = is_space(text, text.size() - 1, false);
+        if (!n) break;
+        text.remove_suffix(n);
+    }
+    return text;
+}
+
+bool is_atext(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("!#$%&*+/=?^_`{|}~-", c) != nullptr;
+}
+
+std::optional<std::string> check_typed(const MappedField& field, std::string_view value) {
+    auto all = [&](auto predicate) { return std::all_of(value.begin(), value.end(), predicate); };
+    switch (field.type) {
+        case SEGPUSH_FIELD_INTEGER: {
+            std::string_view digits = value;
+            if (!digits.empty() && (digits[0] == '-' || digits[0] == '+')) digits.remove_prefix(1);
+            if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); })) {
+                return "is not a whole number";
+            }
+            return std::nullopt;
+        }
+        case SEGPUSH_FIELD_NUMBER: {
+            char* end = nullptr;
+            const std::string copy(value);
+            std::strtod(copy.c_str(), &end);
+            if (end != copy.c_str() + copy.size()) return "is not a number";
+            return std::nullopt;
+        }
+        case SEGPUSH_FIELD_DATE:
+            if (value.size() != 10 || value[4] != '-' || value[7] != '-' ||
+                !all([](unsigned char c) { return std::isdigit(c) || c == '-'; })) {
+                return "is not a date (YYYY-MM-DD)";
+            }
+            return std::nullopt;
+        case SEGPUSH_FIELD_BOOLEAN:
+            if (value != "true" && value != "false" && value != "1" && value != "0") return "is not true/false";
+            return std::nullopt;
+        default:
+            return std::nullopt;
+    }
+}
+
+}  // namespace
+
+bool is_valid_email(std::string_view email) {
+    if (email.size() > 254) return false;
+    const size_t at = email.find('@');
+    if (at == std::string_view::npos || at == 0 || email.find('@', at + 1) != std::string_view::npos) return false;
+    const std::string_view local = email.substr(0, at), domain = email.substr(at + 1);
+    if (local.size() > 64 || local.front() == '.' || local.back() == '.' || local.find("..") != std::string_view::npos) {
+        return false;
+    }
+    if (!std::all_of(local.begin(), local.end(), [](char c) { return c == '.' || is_atext(c); })) return false;
+    if (domain.size() < 4 || domain.find('.') == std::string_view::npos) return false;
+    size_t start = 0;
+    std::string_view last_label;
+    while (start <= domain.size()) {
+        size_t end = domain.find('.', start);
+        if (end == std::string_view::npos) end = domain.size();
+        const std::string_view label = domain.substr(start, end - start);
+        if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+        if (!std::all_of(label.begin(), label.end(),
+                         [](unsigned char c) { return std::isalnum(c) || c == '-'; })) {
+            return false;
+        }
+        last_label = label;
+        start = end + 1;
+    }
+    return last_label.size() >= 2 &&
+           std::all_of(last_label.begin(), last_label.end(), [](unsigned char c) { return std::isalpha(c); });
+}
+
+RecordPlan RecordPlan::build(const ExportConfig& export_config, const LoadedPlugin& plugin) {
+    RecordPlan plan;
+    std::vector<std::string> declared;
+    for (size_t i = 0; i < plugin.api.n_fields; ++i) declared.push_back(plugin.api.fields[i].id);
+    bool have_key = false;
+    // Fields in the plugin's declared order, so the key field's position is predictable.
+    for (size_t i = 0; i < plugin.api.n_fields; ++i) {
+        const segpush_field& field = plugin.api.fields[i];
+        auto mapped = std::find_if(export_config.mapping.begin(), export_config.mapping.end(),
+                                   [&](const auto& pair) { return pair.first == field.id; });
+        if (mapped == export_config.mapping.end()) continue;
+        if ((field.flags & SEGPUSH_FIELD_KEY) && !have_key) {
+            plan.key_field = plan.fields.size();
+            have_key = true;
+        }
+        plan.fields.push_back({field.id, field.label, field.type, (field.flags & SEGPUSH_FIELD_REQUIRED) != 0,
+                               mapped->second});
+    }
+    if (!have_key) {
+        // A plugin without a declared key: the first email-typed field identifies members.
+        for (size_t i = 0; i < plan.fields.size(); ++i) {
+            if (plan.fields[i].type == SEGPUSH_FIELD_EMAIL) {
+                plan.key_field = i;
+                break;
+            }
+        }
+    }
+    uint64_t context = fnv(kFnvOffset, export_config.settings.resolved_json);
+    for (const auto& field : plan.fields) {
+        auto at = std::find(plan.columns.begin(), plan.columns.end(), field.column);
+        if (at == plan.columns.end()) at = plan.columns.insert(plan.columns.end(), field.column);
+        plan.column_of_field.push_back(static_cast<size_t>(at - plan.columns.begin()));
+        context = fnv(fnv(context, field.id), "=");
+        context = fnv(fnv(context, field.column), ";");
+    }
+    plan.context_hash = context;
+    return plan;
+}
+
+std::optional<std::string> normalize_row(const RecordPlan& plan, const SegmentRow& row, Record& record) {
+    record.values.resize(plan.fields.size());
+    for (size_t i = 0; i < plan.fields.size(); ++i) {
+        const MappedField& field = plan.fields[i];
+        const std::string_view value = trim(row.values[plan.column_of_field[i]]);
+        if (value.empty()) {
+            if (field.required) return field.label + " (column '" + field.column + "') is empty";
+            record.values[i].reset();
+            continue;
+        }
+        if (field.type == SEGPUSH_FIELD_EMAIL && !is_valid_email(value)) {
+            return field.label + " '" + std::string(value) + "' is not a valid email address";
+        }
+        if (auto problem = check_typed(field, value)) {
+            return field.label + " '" + std::string(value) + "' " + *problem;
+        }
+        record.values[i] = std::string(value);
+    }
+    const auto& key = record.values[plan.key_field];
+    record.key = key ? *key : std::string();
+    // Destinations match emails case-insensitively; emails are ASCII here (checked above).
+    std::transform(record.key.begin(), record.key.end(), record.key.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return std::nullopt;
+}
+
+std::string encode_record(const Record& record) {
+    std::string out;
+    for (const auto& value : record.values) {
+        const uint32_t length = value ? static_cast<uint32_t>(value->size()) : kAbsent;
+        out.append(reinterpret_cast<const char*>(&length), 4);
+        if (value) out.append(*value);
+    }
+    return out;
+}
+
+bool decode_record(std::string_view payload, size_t n_fields, segpush_value* out) {
+    for (size_t i = 0; i < n_fields; ++i) {
+        uint32_t length = 0;
+        if (payload.size() < 4) return false;
+        std::memcpy(&length, payload.data(), 4);
+        payload.remove_prefix(4);
+        if (length == kAbsent) {
+            out[i] = {nullptr, 0};
+            continue;
+        }
+        if (payload.size() < length) return false;
+        out[i] = {payload.data(), length};
+        payload.remove_prefix(length);
+    }
+    return payload.empty();
+}
+
+uint64_t record_hash(const RecordPlan& plan, const Record& record) {
+    uint64_t hash = plan.context_hash;
+    for (const auto& value : record.values) {
+        hash = fnv_length(hash, value ? static_cast<uint32_t>(value->size()) : kAbsent);
+        if (value) hash = fnv(hash, *value);
+    }
+    // SQLite integers are signed 64-bit; keep the top bit clear so round trips are exact.
+    return hash & 0x7FFFFFFFFFFFFFFFull;
+}
+
+}  // namespace segpush

@@ -1,0 +1,62 @@
+#pragma once
+
+#include <segpush/plugin.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "segments/segment_reader.hpp"
+
+namespace segpush {
+
+struct ExportConfig;
+struct LoadedPlugin;
+
+// One destination field of an export and the segment column it comes from.
+struct MappedField {
+    std::string id;
+    std::string label;
+    segpush_field_type type = SEGPUSH_FIELD_STRING;
+    bool required = false;
+    std::string column;
+};
+
+// How segment rows become plugin records for one export.
+struct RecordPlan {
+    std::vector<MappedField> fields;      // in the order values reach the plugin
+    size_t key_field = 0;                 // the field that identifies a member (the email)
+    std::vector<std::string> columns;     // the distinct columns to read, for open_segment
+    std::vector<size_t> column_of_field;  // fields[i] reads columns[column_of_field[i]]
+    uint64_t context_hash = 0;            // mapping + export settings: a change resends everyone
+
+    static RecordPlan build(const ExportConfig& export_config, const LoadedPlugin& plugin);
+};
+
+// A member ready to send: values trimmed, empty optional values absent (nullopt), so they
+// are never sent as blanks that would erase data at the destination.
+struct Record {
+    std::vector<std::optional<std::string>> values;
+    std::string key;  // the case-folded email: members are the same when these are equal
+};
+
+// Fills `record` from `row`; returns the reason when the row must be rejected.
+std::optional<std::string> normalize_row(const RecordPlan& plan, const SegmentRow& row, Record& record);
+
+// Syntax accepted by the destinations we know: one '@', a dot-atom local part (no quotes,
+// no apostrophes, which ActiveCampaign refuses), a domain of LDH labels with a dot and an
+// alphabetic top-level label, ASCII only, at most 254 characters.
+bool is_valid_email(std::string_view email);
+
+// Values as stored in the state file and decoded for push_batch.
+std::string encode_record(const Record& record);
+// Points `out` into `payload` (which must outlive it); false if the payload is corrupt.
+bool decode_record(std::string_view payload, size_t n_fields, segpush_value* out);
+
+// Stable 64-bit FNV-1a over the plan's context and the values: equal hashes mean the
+// destination already has these values.
+uint64_t record_hash(const RecordPlan& plan, const Record& record);
+
+}  // namespace segpush

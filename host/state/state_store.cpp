@@ -1,0 +1,402 @@
+#include "state/state_store.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+
+namespace segpush {
+
+namespace {
+
+constexpr int kStagingChunk = 20000;
+
+const char* const kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS runs(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  export TEXT NOT NULL,
+  status TEXT NOT NULL,
+  started_at TEXT NOT NULL,
+  finished_at TEXT,
+  pid INTEGER,
+  hostname TEXT,
+  full INTEGER NOT NULL DEFAULT 0,
+  dry_run INTEGER NOT NULL DEFAULT 0,
+  baseline INTEGER NOT NULL DEFAULT 0,
+  rows_read INTEGER NOT NULL DEFAULT 0, invalid INTEGER NOT NULL DEFAULT 0,
+  duplicates INTEGER NOT NULL DEFAULT 0, members INTEGER NOT NULL DEFAULT 0,
+  new_members INTEGER NOT NULL DEFAULT 0, changed INTEGER NOT NULL DEFAULT 0,
+  unchanged INTEGER NOT NULL DEFAULT 0, leaving INTEGER NOT NULL DEFAULT 0,
+  sent INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
+  rejected INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0,
+  error TEXT,
+  report_path TEXT);
+CREATE INDEX IF NOT EXISTS runs_by_export ON runs(export, id);
+
+CREATE TABLE IF NOT EXISTS delivered(
+  export TEXT NOT NULL,
+  email_key TEXT NOT NULL,
+  key_value TEXT NOT NULL,
+  hash INTEGER NOT NULL,
+  run_id INTEGER NOT NULL,
+  PRIMARY KEY(export, email_key)) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS staged(
+  run_id INTEGER NOT NULL,
+  email_key TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  key_value TEXT NOT NULL,
+  hash INTEGER NOT NULL,
+  payload BLOB,
+  action INTEGER NOT NULL DEFAULT 0,
+  state INTEGER NOT NULL DEFAULT 0,
+  reason TEXT,
+  source INTEGER NOT NULL DEFAULT 0,
+  line INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(run_id, email_key)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS staged_by_seq ON staged(run_id, seq);
+
+CREATE TABLE IF NOT EXISTS rejects(
+  run_id INTEGER NOT NULL,
+  source INTEGER NOT NULL,
+  line INTEGER NOT NULL,
+  email TEXT,
+  reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rejects_by_run ON rejects(run_id);
+)sql";
+
+std::string now_utc() {
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    return text;
+}
+
+std::string this_hostname() {
+    char name[256] = {};
+    gethostname(name, sizeof name - 1);
+    return name;
+}
+
+bool process_alive(int64_t pid) {
+    if (pid <= 0) return false;
+    return kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+}
+
+const char* const kRunColumns =
+    "id, export, status, started_at, COALESCE(finished_at, ''), COALESCE(pid, 0), COALESCE(hostname, ''), full, "
+    "dry_run, rows_read, invalid, duplicates, members, new_members, changed, unchanged, leaving, sent, accepted, "
+    "rejected, removed, COALESCE(error, ''), COALESCE(report_path, '')";
+
+RunRecord read_run(const sqlite::Statement& row) {
+    RunRecord run;
+    run.id = row.integer(0);
+    run.export_name = row.text(1);
+    run.status = run_status_from(row.text(2));
+    run.started_at = row.text(3);
+    run.finished_at = row.text(4);
+    run.pid = row.integer(5);
+    run.hostname = row.text(6);
+    run.full = row.integer(7) != 0;
+    run.dry_run = row.integer(8) != 0;
+    RunCounts& c = run.counts;
+    int64_t* fields[] = {&c.rows_read, &c.invalid, &c.duplicates, &c.members, &c.new_members, &c.changed,
+                         &c.unchanged, &c.leaving, &c.sent, &c.accepted, &c.rejected, &c.removed};
+    for (int i = 0; i < 12; ++i) *fields[i] = row.integer(9 + i);
+    run.error = row.text(21);
+    run.report_path = row.text(22);
+    return run;
+}
+
+void bind_counts(sqlite::Statement& statement, int first, const RunCounts& c) {
+    const int64_t values[] = {c.rows_read, c.invalid,   c.duplicates, c.members, c.new_members, c.changed,
+                              c.unchanged, c.leaving,   c.sent,       c.accepted, c.rejected,   c.removed};
+    for (int i = 0; i < 12; ++i) statement.bind(first + i, values[i]);
+}
+
+const char* const kCountAssignments =
+    "rows_read=?, invalid=?, duplicates=?, members=?, new_members=?, changed=?, unchanged=?, leaving=?, sent=?, "
+    "accepted=?, rejected=?, removed=?";
+
+}  // namespace
+
+std::string to_string(RunStatus status) {
+    switch (status) {
+        case RunStatus::running: return "running";
+        case RunStatus::succeeded: return "succeeded";
+        case RunStatus::failed_retryable: return "failed_will_retry";
+        case RunStatus::failed_permanent: return "failed_permanently";
+        case RunStatus::cancelled: return "cancelled";
+    }
+    return "unknown";
+}
+
+RunStatus run_status_from(const std::string& text) {
+    for (RunStatus status : {RunStatus::running, RunStatus::succeeded, RunStatus::failed_retryable,
+                             RunStatus::failed_permanent, RunStatus::cancelled}) {
+        if (to_string(status) == text) return status;
+    }
+    return RunStatus::failed_permanent;
+}
+
+StateStore::StateStore(const std::string& path) : db_([&] {
+        const auto parent = std::filesystem::path(path).parent_path();
+        if (!parent.empty()) std::filesystem::create_directories(parent);
+        return path;
+    }()) {
+    // WAL: readers (runs list) never block the running export; NORMAL sync is durable
+    // across process crashes, which is what checkpoints must survive.
+    db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+    db_.exec(kSchema);
+}
+
+StateStore::Claim StateStore::begin_run(const std::string& export_name, bool full, bool dry_run) {
+    sqlite::Transaction transaction(db_);
+    auto running = db_.prepare(std::string("SELECT ") + kRunColumns +
+                               " FROM runs WHERE export=? AND status='running' ORDER BY id");
+    running.bind(1, export_name);
+    const std::string hostname = this_hostname();
+    while (running.step()) {
+        const RunRecord run = read_run(running);
+        if (run.hostname != hostname || process_alive(run.pid)) {
+            throw AlreadyRunning(run, "export '" + export_name + "' is already running as run #" +
+                                          std::to_string(run.id) + " (pid " + std::to_string(run.pid) + " on " +
+                                          run.hostname + ", started " + run.started_at + ")");
+        }
+        auto close = db_.prepare("UPDATE runs SET status=?, finished_at=?, error=? WHERE id=?");
+        close.bind(1, to_string(RunStatus::failed_retryable)).bind(2, now_utc())
+            .bind(3, std::string("interrupted: process ") + std::to_string(run.pid) + " stopped without finishing")
+            .bind(4, run.id).run();
+    }
+    Claim claim;
+    if (full && !dry_run) {
+        // A --full run that did not finish is continued by the next --full run: members it
+        // already delivered are not sent again.
+        auto last = db_.prepare("SELECT id, baseline, status, full FROM runs WHERE export=? AND dry_run=0 "
+                                "ORDER BY id DESC LIMIT 1");
+        last.bind(1, export_name);
+        if (last.step() && last.integer(3) != 0 && last.text(2) != to_string(RunStatus::succeeded) &&
+            last.text(2) != to_string(RunStatus::failed_permanent)) {
+            claim.continues = last.integer(0);
+            claim.baseline = last.integer(1);
+        }
+    }
+    auto insert = db_.prepare("INSERT INTO runs(export, status, started_at, pid, hostname, full, dry_run, baseline) "
+                              "VALUES(?, 'running', ?, ?, ?, ?, ?, ?)");
+    insert.bind(1, export_name).bind(2, now_utc()).bind(3, static_cast<int64_t>(getpid())).bind(4, hostname)
+        .bind(5, full ? 1 : 0).bind(6, dry_run ? 1 : 0).bind(7, claim.baseline).run();
+    claim.run_id = db_.last_insert_id();
+    if (full && !dry_run && !claim.continues) {
+        claim.baseline = claim.run_id;
+        db_.prepare("UPDATE runs SET baseline=? WHERE id=?").bind(1, claim.run_id).bind(2, claim.run_id).run();
+    }
+    // Staged rows of earlier runs are dead weight once those runs are closed.
+    db_.prepare("DELETE FROM staged WHERE run_id IN (SELECT id FROM runs WHERE export=? AND id<?)")
+        .bind(1, export_name).bind(2, claim.run_id).run();
+    db_.prepare("DELETE FROM rejects WHERE run_id IN (SELECT id FROM runs WHERE export=? AND id<?)")
+        .bind(1, export_name).bind(2, claim.run_id).run();
+    transaction.commit();
+    return claim;
+}
+
+void StateStore::save_counts(int64_t run_id, const RunCounts& counts) {
+    auto update = db_.prepare(std::string("UPDATE runs SET ") + kCountAssignments + " WHERE id=?");
+    bind_counts(update, 1, counts);
+    update.bind(13, run_id).run();
+}
+
+void StateStore::finish_run(int64_t run_id, RunStatus status, const RunCounts& counts, const std::string& error,
+                            const std::string& report_path) {
+    auto update = db_.prepare(std::string("UPDATE runs SET ") + kCountAssignments +
+                              ", status=?, finished_at=?, error=?, report_path=? WHERE id=?");
+    bind_counts(update, 1, counts);
+    update.bind(13, to_string(status)).bind(14, now_utc());
+    if (error.empty()) update.bind_null(15); else update.bind(15, error);
+    if (report_path.empty()) update.bind_null(16); else update.bind(16, report_path);
+    update.bind(17, run_id).run();
+}
+
+std::vector<RunRecord> StateStore::list_runs(const std::string& export_name, int limit) {
+    auto query = db_.prepare(std::string("SELECT ") + kRunColumns + " FROM runs" +
+                             (export_name.empty() ? "" : " WHERE export=?1") + " ORDER BY id DESC LIMIT ?2");
+    if (!export_name.empty()) query.bind(1, export_name);
+    query.bind(2, static_cast<int64_t>(limit));
+    std::vector<RunRecord> runs;
+    while (query.step()) runs.push_back(read_run(query));
+    return runs;
+}
+
+std::optional<RunRecord> StateStore::get_run(int64_t id) {
+    auto query = db_.prepare(std::string("SELECT ") + kRunColumns + " FROM runs WHERE id=?");
+    query.bind(1, id);
+    if (!query.step()) return std::nullopt;
+    return read_run(query);
+}
+
+void StateStore::begin_staging() {
+    staging_.emplace(db_);
+    stage_insert_.emplace(db_.prepare(
+        "INSERT OR IGNORE INTO staged(run_id, email_key, seq, key_value, hash, payload, source, line) "
+        "VALUES(?, ?, ?, ?, ?, ?, ?, ?)"));
+    reject_insert_.emplace(db_.prepare("INSERT INTO rejects(run_id, source, line, email, reason) VALUES(?, ?, ?, ?, ?)"));
+    staged_in_transaction_ = 0;
+}
+
+bool StateStore::stage_member(int64_t run_id, int64_t seq, const std::string& email_key, const std::string& key_value,
+                              uint64_t hash, const std::string& payload, int64_t source_index, int64_t line) {
+    auto& insert = *stage_insert_;
+    insert.bind(1, run_id).bind(2, email_key).bind(3, seq).bind(4, key_value).bind(5, static_cast<int64_t>(hash))
+        .bind_blob(6, payload.data(), payload.size()).bind(7, source_index).bind(8, line);
+    insert.run();
+    const bool inserted = db_.changes() > 0;
+    if (++staged_in_transaction_ >= kStagingChunk) {
+        staging_->commit();
+        staging_.emplace(db_);
+        staged_in_transaction_ = 0;
+    }
+    return inserted;
+}
+
+void StateStore::stage_reject(int64_t run_id, int64_t source_index, int64_t line, const std::string& email,
+                              const std::string& reason) {
+    reject_insert_->bind(1, run_id).bind(2, source_index).bind(3, line).bind(4, email).bind(5, reason).run();
+}
+
+void StateStore::end_staging() {
+    stage_insert_.reset();
+    reject_insert_.reset();
+    if (staging_) staging_->commit();
+    staging_.reset();
+}
+
+void StateStore::diff(int64_t run_id, const std::string& export_name, int64_t baseline, bool stage_leavers,
+                      int64_t first_leaver_seq, RunCounts& counts) {
+    sqlite::Transaction transaction(db_);
+    db_.prepare("UPDATE staged SET state=4, payload=NULL WHERE run_id=?1 AND EXISTS (SELECT 1 FROM delivered d "
+                "WHERE d.export=?2 AND d.email_key=staged.email_key AND d.hash=staged.hash AND d.run_id>=?3)")
+        .bind(1, run_id).bind(2, export_name).bind(3, baseline).run();
+    counts.unchanged = db_.changes();
+    auto count = [&](const std::string& sql, bool with_export) {
+        auto query = db_.prepare(sql);
+        query.bind(1, run_id);
+        if (with_export) query.bind(2, export_name);
+        query.step();
+        return query.integer(0);
+    };
+    counts.members = count("SELECT COUNT(*) FROM staged WHERE run_id=?1", false);
+    counts.new_members = count("SELECT COUNT(*) FROM staged s WHERE s.run_id=?1 AND NOT EXISTS "
+                               "(SELECT 1 FROM delivered d WHERE d.export=?2 AND d.email_key=s.email_key)", true);
+    counts.changed = counts.members - counts.new_members - counts.unchanged;
+    counts.leaving = count("SELECT COUNT(*) FROM delivered d WHERE d.export=?2 AND NOT EXISTS "
+                           "(SELECT 1 FROM staged s WHERE s.run_id=?1 AND s.email_key=d.email_key)", true);
+    if (stage_leavers && counts.leaving > 0) {
+        db_.prepare("INSERT INTO staged(run_id, email_key, seq, key_value, hash, payload, action) "
+                    "SELECT ?1, d.email_key, ?3 + ROW_NUMBER() OVER (ORDER BY d.email_key), d.key_value, 0, NULL, 1 "
+                    "FROM delivered d WHERE d.export=?2 AND NOT EXISTS "
+                    "(SELECT 1 FROM staged s WHERE s.run_id=?1 AND s.email_key=d.email_key)")
+            .bind(1, run_id).bind(2, export_name).bind(3, first_leaver_seq).run();
+    }
+    transaction.commit();
+}
+
+std::vector<StagedMember> StateStore::next_todo(int64_t run_id, int64_t after_seq, int limit) {
+    auto query = db_.prepare("SELECT seq, action, COALESCE(payload, key_value) FROM staged "
+                             "WHERE run_id=? AND seq>? AND state=0 ORDER BY seq LIMIT ?");
+    query.bind(1, run_id).bind(2, after_seq).bind(3, static_cast<int64_t>(limit));
+    std::vector<StagedMember> members;
+    while (query.step()) {
+        members.push_back({query.integer(0), static_cast<MemberAction>(query.integer(1)), std::string(query.blob(2))});
+    }
+    return members;
+}
+
+OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& export_name,
+                                        const std::vector<MemberOutcome>& outcomes) {
+    OutcomeTally tally;
+    sqlite::Transaction transaction(db_);
+    auto update = db_.prepare("UPDATE staged SET state=?, reason=? WHERE run_id=? AND seq=? "
+                              "RETURNING email_key, key_value, hash, action");
+    auto deliver = db_.prepare("INSERT INTO delivered(export, email_key, key_value, hash, run_id) VALUES(?, ?, ?, ?, ?) "
+                               "ON CONFLICT(export, email_key) DO UPDATE SET key_value=excluded.key_value, "
+                               "hash=excluded.hash, run_id=excluded.run_id");
+    auto forget = db_.prepare("DELETE FROM delivered WHERE export=? AND email_key=?");
+    for (const auto& outcome : outcomes) {
+        update.bind(1, static_cast<int64_t>(outcome.state));
+        if (outcome.reason.empty()) update.bind_null(2); else update.bind(2, outcome.reason);
+        update.bind(3, run_id).bind(4, outcome.seq);
+        if (!update.step()) {
+            update.reset();
+            continue;
+        }
+        const std::string email_key = update.text(0), key_value = update.text(1);
+        const int64_t hash = update.integer(2);
+        const auto action = static_cast<MemberAction>(update.integer(3));
+        while (update.step()) {
+        }
+        update.reset();
+        if (outcome.state == MemberState::rejected) ++tally.rejected;
+        if (outcome.state != MemberState::done) continue;
+        if (action == MemberAction::remove) {
+            forget.bind(1, export_name).bind(2, email_key).run();
+            ++tally.removed;
+        } else {
+            deliver.bind(1, export_name).bind(2, email_key).bind(3, key_value).bind(4, hash).bind(5, run_id).run();
+            ++tally.accepted;
+        }
+    }
+    transaction.commit();
+    return tally;
+}
+
+OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& export_name) {
+    OutcomeTally tally;
+    sqlite::Transaction transaction(db_);
+    db_.prepare("INSERT INTO delivered(export, email_key, key_value, hash, run_id) "
+                "SELECT ?2, email_key, key_value, hash, ?1 FROM staged WHERE run_id=?1 AND state=1 AND action=0 "
+                "ON CONFLICT(export, email_key) DO UPDATE SET key_value=excluded.key_value, hash=excluded.hash, "
+                "run_id=excluded.run_id")
+        .bind(1, run_id).bind(2, export_name).run();
+    db_.prepare("DELETE FROM delivered WHERE export=?2 AND email_key IN "
+                "(SELECT email_key FROM staged WHERE run_id=?1 AND state=1 AND action=1)")
+        .bind(1, run_id).bind(2, export_name).run();
+    db_.prepare("UPDATE staged SET state=2 WHERE run_id=? AND state=1 AND action=0").bind(1, run_id).run();
+    tally.accepted = db_.changes();
+    db_.prepare("UPDATE staged SET state=2 WHERE run_id=? AND state=1 AND action=1").bind(1, run_id).run();
+    tally.removed = db_.changes();
+    transaction.commit();
+    return tally;
+}
+
+void StateStore::unsettle_pending(int64_t run_id) {
+    db_.prepare("UPDATE staged SET state=0 WHERE run_id=? AND state=1").bind(1, run_id).run();
+}
+
+std::vector<RejectedMember> StateStore::rejected_members(int64_t run_id, const std::vector<std::string>& sources) {
+    auto source_name = [&](int64_t index) {
+        return index >= 0 && index < static_cast<int64_t>(sources.size()) ? sources[index] : std::string();
+    };
+    std::vector<RejectedMember> out;
+    auto rejects = db_.prepare("SELECT source, line, COALESCE(email, ''), reason FROM rejects WHERE run_id=? "
+                               "ORDER BY source, line");
+    rejects.bind(1, run_id);
+    while (rejects.step()) out.push_back({source_name(rejects.integer(0)), rejects.integer(1), rejects.text(2), rejects.text(3)});
+    auto refused = db_.prepare("SELECT source, line, key_value, COALESCE(reason, '') FROM staged WHERE run_id=? "
+                               "AND state=3 ORDER BY seq");
+    refused.bind(1, run_id);
+    while (refused.step()) out.push_back({source_name(refused.integer(0)), refused.integer(1), refused.text(2), refused.text(3)});
+    return out;
+}
+
+void StateStore::drop_staging(int64_t run_id) {
+    sqlite::Transaction transaction(db_);
+    db_.prepare("DELETE FROM staged WHERE run_id=?").bind(1, run_id).run();
+    db_.prepare("DELETE FROM rejects WHERE run_id=?").bind(1, run_id).run();
+    transaction.commit();
+}
+
+}  // namespace segpush

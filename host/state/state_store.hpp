@@ -1,0 +1,149 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "state/sqlite.hpp"
+
+namespace segpush {
+
+// How a run ended. failed_retryable means "transient trouble outlasted the retry budget":
+// the next run (scheduled or manual) picks up where it stopped. failed_permanent means a
+// person must change something (credentials, settings, the segment file) first.
+enum class RunStatus { running, succeeded, failed_retryable, failed_permanent, cancelled };
+std::string to_string(RunStatus status);
+RunStatus run_status_from(const std::string& text);
+
+struct RunCounts {
+    int64_t rows_read = 0;     // data rows read from the segment files
+    int64_t invalid = 0;       // rows rejected before sending (unreadable, bad email, ...)
+    int64_t duplicates = 0;    // rows whose email (case-folded) appeared earlier
+    int64_t members = 0;       // distinct valid members
+    int64_t new_members = 0;   // not delivered before
+    int64_t changed = 0;       // delivered before with other values
+    int64_t unchanged = 0;     // delivered before with the same values: not sent
+    int64_t leaving = 0;       // delivered before, no longer in the segment
+    int64_t sent = 0;          // records handed to the plugin (retries counted once)
+    int64_t accepted = 0;
+    int64_t rejected = 0;      // refused by the destination
+    int64_t removed = 0;       // leavers removed (on_leave: unsubscribe)
+};
+
+struct RunRecord {
+    int64_t id = 0;
+    std::string export_name;
+    RunStatus status = RunStatus::running;
+    std::string started_at;
+    std::string finished_at;
+    bool full = false;
+    bool dry_run = false;
+    int64_t pid = 0;
+    std::string hostname;
+    RunCounts counts;
+    std::string error;
+    std::string report_path;
+};
+
+class AlreadyRunning : public std::runtime_error {
+public:
+    AlreadyRunning(const RunRecord& run, const std::string& message) : std::runtime_error(message), run(run) {}
+    RunRecord run;
+};
+
+// Staged member states.
+enum class MemberState : int { todo = 0, pending = 1, done = 2, rejected = 3, unchanged = 4 };
+enum class MemberAction : int { upsert = 0, remove = 1 };
+
+struct StagedMember {
+    int64_t seq = 0;  // the record id the plugin sees
+    MemberAction action = MemberAction::upsert;
+    std::string payload;  // encoded field values (see engine/record.hpp)
+};
+
+struct MemberOutcome {
+    int64_t seq = 0;
+    MemberState state = MemberState::done;
+    std::string reason;
+};
+
+// What a set of outcomes did, by kind.
+struct OutcomeTally {
+    int64_t accepted = 0;  // upserts the destination now has
+    int64_t removed = 0;   // leavers removed
+    int64_t rejected = 0;
+};
+
+struct RejectedMember {
+    std::string source;
+    int64_t line = 0;
+    std::string email;
+    std::string reason;
+};
+
+// The embedded SQLite state: run history, the per-export delivered state (what each
+// member's values hashed to when last accepted) and each run's staged members. Delivered
+// state is written in the same transaction as each batch's outcomes, so it is also the
+// checkpoint: after a crash, the next run sends only what was not yet confirmed.
+class StateStore {
+public:
+    explicit StateStore(const std::string& path);
+
+    struct Claim {
+        int64_t run_id = 0;
+        // Members delivered by runs older than this count as changed: 0 for a normal run,
+        // the run itself for --full, or the interrupted --full run it continues.
+        int64_t baseline = 0;
+        std::optional<int64_t> continues;  // the interrupted run whose work this one resumes
+    };
+
+    // Claims the export. Throws AlreadyRunning when a live process is running it; a run left
+    // "running" by a dead process is closed as failed_retryable first.
+    Claim begin_run(const std::string& export_name, bool full, bool dry_run);
+    void save_counts(int64_t run_id, const RunCounts& counts);
+    void finish_run(int64_t run_id, RunStatus status, const RunCounts& counts, const std::string& error,
+                    const std::string& report_path);
+
+    std::vector<RunRecord> list_runs(const std::string& export_name, int limit);
+    std::optional<RunRecord> get_run(int64_t id);
+
+    // Staging, in chunks of one transaction each (call begin_staging / end_staging around).
+    void begin_staging();
+    // False when the member's key was already staged in this run (a duplicate).
+    bool stage_member(int64_t run_id, int64_t seq, const std::string& email_key, const std::string& key_value,
+                      uint64_t hash, const std::string& payload, int64_t source_index, int64_t line);
+    void stage_reject(int64_t run_id, int64_t source_index, int64_t line, const std::string& email,
+                      const std::string& reason);
+    void end_staging();
+
+    // Marks unchanged members, optionally stages leavers for removal; fills the diff counts.
+    void diff(int64_t run_id, const std::string& export_name, int64_t baseline, bool stage_leavers,
+              int64_t first_leaver_seq, RunCounts& counts);
+
+    // Up to `limit` members still to send, in seq order, after `after_seq`.
+    std::vector<StagedMember> next_todo(int64_t run_id, int64_t after_seq, int limit);
+    // Records outcomes and updates delivered state in one transaction.
+    OutcomeTally apply_outcomes(int64_t run_id, const std::string& export_name,
+                                const std::vector<MemberOutcome>& outcomes);
+    // Every pending member of the run becomes done (finish_export said so).
+    OutcomeTally settle_pending(int64_t run_id, const std::string& export_name);
+    // Pending members go back to todo (their outcome is unknown: resend).
+    void unsettle_pending(int64_t run_id);
+
+    std::vector<RejectedMember> rejected_members(int64_t run_id, const std::vector<std::string>& sources);
+    // Drops a finished run's staged rows; history and delivered state stay.
+    void drop_staging(int64_t run_id);
+
+    sqlite::Database& database() { return db_; }
+
+private:
+    sqlite::Database db_;
+    std::optional<sqlite::Transaction> staging_;
+    std::optional<sqlite::Statement> stage_insert_;
+    std::optional<sqlite::Statement> reject_insert_;
+    int staged_in_transaction_ = 0;
+};
+
+}  // namespace segpush
