@@ -88,6 +88,11 @@ def now_iso():
 # State
 
 
+def field_dict(c):
+    cur = c.fields or ()
+    return {cur[i]: cur[i + 1] for i in range(0, len(cur), 2)}
+
+
 class Contact:
     __slots__ = ("id", "email", "first_name", "last_name", "phone", "fields", "tags",
                  "cdate", "udate")
@@ -98,7 +103,7 @@ class Contact:
         self.first_name = ""
         self.last_name = ""
         self.phone = ""
-        self.fields = None   # dict field id (str) -> value, created lazily
+        self.fields = None   # flat tuple (field id, value, ...), see State.set_field
         self.tags = None     # list of tag names, created lazily
         self.cdate = ts
         self.udate = ts
@@ -249,13 +254,17 @@ class State:
         setattr(c, attr, value)
 
     def set_field(self, c, fid, value):
-        if c.fields is None:
-            c.fields = {}
+        # Field values are kept as a flat tuple (id, value, id, value, ...): far
+        # smaller than a dict per contact when a million contacts are stored.
         value = "" if value is None else str(value)
-        old = c.fields.get(fid)
-        if value == "" and old:
-            self.blank_overwrites += 1
-        c.fields[fid] = value
+        cur = c.fields or ()
+        for i in range(0, len(cur), 2):
+            if cur[i] == fid:
+                if value == "" and cur[i + 1]:
+                    self.blank_overwrites += 1
+                c.fields = cur[:i + 1] + (value,) + cur[i + 2:]
+                return
+        c.fields = cur + (sys.intern(fid), value)
 
     def set_membership(self, list_id, cid, status, bulk):
         m = self.members.get(list_id)
@@ -726,7 +735,7 @@ class Handler(BaseHTTPRequestHandler):
             for f in fvs:
                 fid = str(f["field"])
                 st.set_field(c, fid, f.get("value"))
-                out_fv.append({"contact": str(c.id), "field": fid, "value": c.fields[fid],
+                out_fv.append({"contact": str(c.id), "field": fid, "value": field_dict(c)[fid],
                                "cdate": ts, "udate": ts, "links": {}, "owner": str(c.id)})
             obj = self._contact_obj(c)
             obj["fieldValues"] = [str(i) for i in range(len(out_fv))]
@@ -978,7 +987,7 @@ class Handler(BaseHTTPRequestHandler):
                         c = st.by_id[cid]
                         out.append({"email": c.email, "first_name": c.first_name,
                                     "last_name": c.last_name, "phone": c.phone,
-                                    "fields": dict(c.fields) if c.fields else {},
+                                    "fields": field_dict(c),
                                     "tags": list(c.tags) if c.tags else [],
                                     "status": "subscribed" if m[cid] == 1 else "unsubscribed"})
                     obj = out

@@ -263,6 +263,11 @@ class SandboxTest(unittest.TestCase):
         page = self.sb.json("GET", "/api/3/contacts?listid=1")
         self.assertEqual([c["email"] for c in page["contacts"]], ["Jane.Doe@Example.com"])
         self.assertEqual(page["meta"]["total"], "1")
+        unsub = self.sb.json("GET", "/api/3/contacts?listid=1&status=2")
+        self.assertEqual([c["email"] for c in unsub["contacts"]], ["bob@example.com"])
+        both = self.sb.json("GET", "/api/3/contacts?listid=1&status=-1&id_greater=%s"
+                            % info1["success"][0])
+        self.assertEqual([c["email"] for c in both["contacts"]], ["bob@example.com"])
         # bulk subscribe cannot re-subscribe; contactLists status 1 can
         r3 = self.sb.json("POST", "/api/3/import/bulk_import",
                           bulk([contact("bob@example.com", subscribe=[{"listid": 1}]),
