@@ -1,23 +1,945 @@
-// The ActiveCampaign destination: descriptor, settings validation and the entry point.
+// The ActiveCampaign destination: descriptor, ABI functions and the entry point.
+//
+// Records travel: push_batch builds bulk import requests (or, for a whole export of at most
+// ten contacts, contact/sync + contactLists per contact), answers PENDING for queued records
+// and REJECTED for contacts the server refused by position; every queued request is kept as a
+// PendingBatch (ids, emails, body). collect_outcomes and finish_export poll import/info for the
+// oldest batches and settle them: emails listed in `failure` are REJECTED, the rest ACCEPTED; a
+// batch ending failed/interrupted is resubmitted once, then its records are RETRY.
 #include <segpush/plugin.h>
 
+#include <curl/curl.h>
 #include <rapidjson/document.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <deque>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <set>
 
+#include "http.hpp"
+#include "requests.hpp"
+#include "responses.hpp"
 #include "settings.hpp"
+
+struct segpush_connection {
+    std::unique_ptr<segpush::activecampaign::Http> http;
+};
 
 namespace {
 
 using namespace segpush::activecampaign;
+using namespace std::chrono_literals;
 
-void fail(segpush_error* err, segpush_status status, const char* field, const std::string& message) {
+const segpush_host* g_host = nullptr;
+
+void log(segpush_log_level level, const std::string& message) {
+    if (g_host && g_host->log) g_host->log(g_host->host_data, level, message.c_str());
+}
+
+void fail(segpush_error* err, segpush_status status, const std::string& field, const std::string& message,
+          uint32_t retry_after_ms = 0, int32_t vendor_code = 0) {
     if (!err) return;
     err->status = status;
-    std::snprintf(err->field, sizeof err->field, "%s", field);
-    std::snprintf(err->message, sizeof err->message, "%s", message.c_str());
+    if (SEGPUSH_HAS_FIELD(err, segpush_error, retry_after_ms)) err->retry_after_ms = retry_after_ms;
+    if (SEGPUSH_HAS_FIELD(err, segpush_error, vendor_code)) err->vendor_code = vendor_code;
+    if (SEGPUSH_HAS_FIELD(err, segpush_error, field)) std::snprintf(err->field, sizeof err->field, "%s", field.c_str());
+    if (SEGPUSH_HAS_FIELD(err, segpush_error, message)) {
+        std::snprintf(err->message, sizeof err->message, "%s", message.c_str());
+    }
 }
+
+// A failed call, classified; applied to segpush_error at the ABI boundary.
+struct Problem {
+    segpush_status status = SEGPUSH_OK;
+    std::string field;
+    std::string message;
+    uint32_t retry_after_ms = 0;
+    int32_t vendor_code = 0;
+
+    explicit operator bool() const { return status != SEGPUSH_OK; }
+    segpush_status report(segpush_error* err) const {
+        fail(err, status, field, message, retry_after_ms, vendor_code);
+        return status;
+    }
+};
+
+// ---- outcomes -------------------------------------------------------------------------------
+
+struct OutcomeList {
+    std::vector<segpush_record_outcome> items;
+    std::deque<std::string> reasons;  // stable addresses for items[].reason
+
+    void add(uint64_t id, segpush_record_status status, const std::string& reason = {}) {
+        const char* text = nullptr;
+        if (!reason.empty()) {
+            reasons.push_back(reason);
+            text = reasons.back().c_str();
+        }
+        items.push_back({id, status, text});
+    }
+};
+
+void release_outcomes(segpush_outcomes* self) {
+    delete static_cast<OutcomeList*>(self->private_data);
+    self->private_data = nullptr;
+    self->items = nullptr;
+    self->count = 0;
+    self->release = nullptr;
+}
+
+void publish(std::unique_ptr<OutcomeList> list, segpush_outcomes* out) {
+    if (!out || !list || list->items.empty()) return;
+    out->struct_size = sizeof(segpush_outcomes);
+    out->count = list->items.size();
+    out->items = list->items.data();
+    out->release = release_outcomes;
+    out->private_data = list.release();
+}
+
+// ---- HTTP answers to status classes ---------------------------------------------------------
+
+std::string who(const Http& http) { return "ActiveCampaign at " + http.settings().host; }
+
+bool tls_failure(CURLcode code) {
+    switch (code) {
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        case CURLE_SSL_INVALIDCERTSTATUS:
+        case CURLE_SSL_CRL_BADFILE:
+            return true;
+        default:
+            return false;
+    }
+}
+
+uint32_t retry_after_of(const HttpResult& result) {
+    return parse_retry_after(result.retry_after, static_cast<int64_t>(std::time(nullptr))).value_or(0);
+}
+
+// Problems every request shares: transport failures, throttling, server errors, refused
+// credentials. Returns no problem for other statuses: the caller reads those.
+Problem common_problem(Http& http, const HttpResult& result, const std::string& doing, Budget budget) {
+    Problem p;
+    const std::string& host = http.settings().host;
+    if (result.curl != CURLE_OK) {
+        if (tls_failure(result.curl)) {
+            const bool bad_file = result.curl == CURLE_SSL_CACERT_BADFILE && !http.settings().ca_bundle.empty();
+            p.status = SEGPUSH_ERR_CONFIG;
+            p.field = bad_file ? "ca_bundle" : "host";
+            p.message = "cannot verify the TLS certificate of " + host + " (" + result.curl_error + ")" +
+                        (bad_file ? ": ca_bundle is not a readable PEM file of CA certificates"
+                                  : ": check host; if the server uses a private CA or a TLS-inspecting proxy, set "
+                                    "ca_bundle to a PEM file with its CA certificate (verification cannot be turned off)");
+        } else if (result.curl == CURLE_URL_MALFORMAT) {
+            p.status = SEGPUSH_ERR_CONFIG;
+            p.field = "host";
+            p.message = "host \"" + host + "\" does not make a valid URL (" + result.curl_error + ")";
+        } else {
+            p.status = SEGPUSH_RETRY;
+            p.message = doing + ": could not reach " + host + " (" + result.curl_error + ")";
+        }
+        return p;
+    }
+    const long status = result.status;
+    p.vendor_code = static_cast<int32_t>(status);
+    if (status == 429 || status == 503) {
+        p.status = SEGPUSH_RETRY;
+        p.retry_after_ms = retry_after_of(result);
+        p.message = doing + ": " + who(http) + " is throttling requests (HTTP " + std::to_string(status) + ")";
+        if (p.retry_after_ms) {
+            http.hold(budget, Clock::now() + std::chrono::milliseconds(p.retry_after_ms));
+            p.message += "; it asked to wait " + std::to_string((p.retry_after_ms + 999) / 1000) + " s";
+        }
+    } else if (status >= 500) {
+        p.status = SEGPUSH_RETRY;
+        p.message = doing + ": " + who(http) + " answered HTTP " + std::to_string(status);
+        const std::string text = error_text(result.body);
+        if (!text.empty()) p.message += " (" + text + ")";
+    } else if (status == 401 || status == 403) {
+        p.status = SEGPUSH_ERR_AUTH;
+        p.field = "api_key";
+        const std::string text = error_text(result.body);
+        if (text.empty()) {
+            p.message = "ActiveCampaign refused the API key (HTTP " + std::to_string(status) +
+                        "): copy the key again from Settings > Developer of the account whose API URL is " + host;
+        } else {
+            p.message = doing + ": ActiveCampaign refused access (HTTP " + std::to_string(status) + ": " + text +
+                        "); give the key's user permission for this in ActiveCampaign, or use another user's key";
+        }
+    } else if (status == 402) {
+        p.status = SEGPUSH_ERR_AUTH;
+        p.message = "the ActiveCampaign account at " + host +
+                    " is not in good standing (payment required, HTTP 402): settle billing in ActiveCampaign, "
+                    "then run again";
+    }
+    return p;
+}
+
+Problem unexpected(const HttpResult& result, const std::string& doing, segpush_status status = SEGPUSH_ERR_INTERNAL) {
+    Problem p;
+    p.status = status;
+    p.vendor_code = static_cast<int32_t>(result.status);
+    p.message = doing + ": unexpected answer HTTP " + std::to_string(result.status);
+    const std::string text = error_text(result.body);
+    if (!text.empty()) p.message += " (" + text + ")";
+    return p;
+}
+
+Problem cancelled_problem() { return Problem{SEGPUSH_ERR_CANCELLED, "", "cancelled", 0, 0}; }
+
+// ---- the export -----------------------------------------------------------------------------
+
+struct Column {
+    enum Kind { email, first_name, last_name, phone, custom } kind;
+    uint64_t field_id = 0;  // custom
+};
+
+struct PendingBatch {
+    std::string batch_id;
+    std::string body;  // kept to resubmit once if the batch fails
+    std::vector<uint64_t> ids;
+    std::vector<std::string> emails;  // lower-cased, same order as ids
+    Clock::time_point queued_at;
+    uint64_t registered_at_collect = 0;
+    int resubmits = 0;
+};
+
+}  // namespace
+
+struct segpush_export {
+    segpush_connection* conn = nullptr;
+    void* token = nullptr;
+    ExportSettings settings;
+    std::vector<Column> columns;
+
+    std::mutex mutex;                  // guards everything below
+    std::list<PendingBatch> pending;   // oldest first; only collect/finish erase
+    uint64_t collect_calls = 0;
+    Clock::time_point next_poll{};
+    Clock::duration backoff = 250ms;
+    uint64_t bulk_requests = 0;
+    uint64_t polls = 0;
+    std::atomic<bool> bulk_started{false};
+
+    bool cancelled() const {
+        return g_host && g_host->is_cancelled && g_host->is_cancelled(g_host->host_data, token) != 0;
+    }
+    std::function<bool()> cancel_check() const {
+        return [this] { return cancelled(); };
+    }
+    Http& http() { return *conn->http; }
+};
+
+namespace {
+
+constexpr Clock::duration kMinBackoff = 250ms;
+constexpr Clock::duration kMaxBackoff = 5s;
+constexpr Clock::duration kFirstPollAge = 1s;  // import/info says `false` for about a second
+constexpr size_t kMaxPollsPerCollect = 3;
+constexpr size_t kSmallExport = 10;
+
+// ---- settings and the descriptor's functions ------------------------------------------------
+
+segpush_status validate_settings(const char* kind, const char* settings_json, segpush_error* err) {
+    try {
+        if (kind && std::strcmp(kind, "connection") == 0) {
+            auto parsed = parse_connection_settings(settings_json);
+            if (auto* problem = std::get_if<SettingsProblem>(&parsed)) {
+                fail(err, SEGPUSH_ERR_CONFIG, problem->field, problem->message);
+                return SEGPUSH_ERR_CONFIG;
+            }
+        } else if (kind && std::strcmp(kind, "export") == 0) {
+            auto parsed = parse_export_settings(settings_json);
+            if (auto* problem = std::get_if<SettingsProblem>(&parsed)) {
+                fail(err, SEGPUSH_ERR_CONFIG, problem->field, problem->message);
+                return SEGPUSH_ERR_CONFIG;
+            }
+        }
+        return SEGPUSH_OK;
+    } catch (const std::exception&) {
+        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory while checking settings");
+        return SEGPUSH_ERR_INTERNAL;
+    }
+}
+
+segpush_status open_connection(const char* settings_json, segpush_connection** out, segpush_error* err) {
+    try {
+        auto parsed = parse_connection_settings(settings_json);
+        if (auto* problem = std::get_if<SettingsProblem>(&parsed)) {
+            fail(err, SEGPUSH_ERR_CONFIG, problem->field, problem->message);
+            return SEGPUSH_ERR_CONFIG;
+        }
+        auto conn = std::make_unique<segpush_connection>();
+        conn->http = std::make_unique<Http>(std::get<ConnectionSettings>(parsed));
+        *out = conn.release();
+        return SEGPUSH_OK;
+    } catch (const std::exception&) {
+        fail(err, SEGPUSH_ERR_INTERNAL, "", "could not set up the HTTP client (out of memory?)");
+        return SEGPUSH_ERR_INTERNAL;
+    }
+}
+
+segpush_status check_connection(segpush_connection* conn, segpush_error* err) {
+    try {
+        Http& http = *conn->http;
+        HttpResult result;
+        http.send("GET", "/api/3/users/me", nullptr, Budget::general, nullptr, result);
+        const std::string doing = "checking the connection";
+        if (Problem p = common_problem(http, result, doing, Budget::general)) {
+            if (result.curl == CURLE_COULDNT_RESOLVE_HOST) {
+                p.status = SEGPUSH_ERR_CONFIG;
+                p.field = "host";
+                p.message = "cannot resolve host " + http.settings().host + " (" + result.curl_error +
+                            "): use the API URL's hostname from ActiveCampaign Settings > Developer, e.g. "
+                            "youraccount.api-us1.com";
+            }
+            return p.report(err);
+        }
+        if (result.status == 200) {
+            rapidjson::Document doc;
+            doc.Parse(result.body.data(), result.body.size());
+            if (!doc.HasParseError() && doc.IsObject() && doc.HasMember("user")) {
+                log(SEGPUSH_LOG_DEBUG, "connected to ActiveCampaign at " + http.settings().host);
+                return SEGPUSH_OK;
+            }
+            Problem p = unexpected(result, doing, SEGPUSH_ERR_CONFIG);
+            p.field = "host";
+            p.message = http.settings().host + " answered /api/3/users/me without a user: is it the account's API "
+                        "host (Settings > Developer, e.g. youraccount.api-us1.com) rather than the web app?";
+            return p.report(err);
+        }
+        if (result.status == 404) {
+            Problem p = unexpected(result, doing, SEGPUSH_ERR_CONFIG);
+            p.field = "host";
+            p.message = http.settings().host + " has no ActiveCampaign API v3 (HTTP 404 for /api/3/users/me): use "
+                        "the API URL's hostname from Settings > Developer, e.g. youraccount.api-us1.com";
+            return p.report(err);
+        }
+        return unexpected(result, doing).report(err);
+    } catch (const std::exception&) {
+        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory while checking the connection");
+        return SEGPUSH_ERR_INTERNAL;
+    }
+}
+
+// Resolves custom fields named "field:<id, perstag or title>" with paged GET /api/3/fields.
+Problem resolve_custom_fields(segpush_export& exp, const std::vector<std::pair<size_t, std::string>>& wanted) {
+    std::vector<FieldsPage::Field> all;
+    Http& http = exp.http();
+    for (uint64_t offset = 0, page = 0; page < 200; ++page) {
+        HttpResult result;
+        if (!http.send("GET", "/api/3/fields?limit=100&offset=" + std::to_string(offset), nullptr, Budget::general,
+                       exp.cancel_check(), result)) {
+            return cancelled_problem();
+        }
+        if (Problem p = common_problem(http, result, "listing custom fields", Budget::general)) return p;
+        if (result.status != 200) return unexpected(result, "listing custom fields");
+        FieldsPage parsed = parse_fields_page(result.body);
+        if (!parsed.ok) return unexpected(result, "listing custom fields");
+        all.insert(all.end(), parsed.fields.begin(), parsed.fields.end());
+        offset += 100;
+        if (parsed.fields.empty() || offset >= parsed.total) break;
+    }
+    auto bare = [](std::string tag) {
+        tag = lower_ascii(tag);
+        if (tag.size() >= 2 && tag.front() == '%' && tag.back() == '%') tag = tag.substr(1, tag.size() - 2);
+        return tag;
+    };
+    for (const auto& [column, name] : wanted) {
+        const FieldsPage::Field* found = nullptr;
+        for (const auto& field : all) {
+            if (std::to_string(field.id) == name || bare(field.perstag) == bare(name) ||
+                lower_ascii(field.title) == lower_ascii(name)) {
+                found = &field;
+                break;
+            }
+        }
+        if (!found) {
+            std::string close;
+            int shown = 0;
+            const std::string needle = bare(name);
+            for (const auto& field : all) {
+                const std::string tag = bare(field.perstag), title = lower_ascii(field.title);
+                const bool near = (!needle.empty() && (tag.find(needle) != std::string::npos ||
+                                                       title.find(needle) != std::string::npos ||
+                                                       needle.find(tag) != std::string::npos));
+                if ((near || all.size() <= 10) && shown < 10) {
+                    close += std::string(shown++ ? ", " : "") + "field:" + field.perstag + " (id " +
+                             std::to_string(field.id) + ", \"" + field.title + "\")";
+                }
+            }
+            Problem p;
+            p.status = SEGPUSH_ERR_CONFIG;
+            p.field = "mapping.field:" + name;
+            p.message = "ActiveCampaign has no custom field \"" + name + "\" (matched against ids, personalization tags "
+                        "and titles of " + std::to_string(all.size()) + " fields)" +
+                        (close.empty() ? std::string() : "; close ones: " + close);
+            return p;
+        }
+        exp.columns[column].field_id = found->id;
+    }
+    return {};
+}
+
+segpush_status begin_export(segpush_connection* conn, const char* settings_json, const char* const* field_ids,
+                            size_t n_fields, void* export_token, segpush_export** out, segpush_error* err) {
+    try {
+        auto parsed = parse_export_settings(settings_json);
+        if (auto* problem = std::get_if<SettingsProblem>(&parsed)) {
+            fail(err, SEGPUSH_ERR_CONFIG, problem->field, problem->message);
+            return SEGPUSH_ERR_CONFIG;
+        }
+        auto exp = std::make_unique<segpush_export>();
+        exp->conn = conn;
+        exp->token = export_token;
+        exp->settings = std::get<ExportSettings>(parsed);
+        bool has_email = false;
+        std::vector<std::pair<size_t, std::string>> custom;
+        for (size_t i = 0; i < n_fields; ++i) {
+            const std::string id = field_ids[i] ? field_ids[i] : "";
+            Column column{Column::email, 0};
+            if (id == "email") {
+                has_email = true;
+            } else if (id == "first_name") {
+                column.kind = Column::first_name;
+            } else if (id == "last_name") {
+                column.kind = Column::last_name;
+            } else if (id == "phone") {
+                column.kind = Column::phone;
+            } else if (id.rfind("field:", 0) == 0 && id.size() > 6) {
+                column.kind = Column::custom;
+                custom.emplace_back(i, id.substr(6));
+            } else {
+                fail(err, SEGPUSH_ERR_CONFIG, "mapping." + id,
+                     "ActiveCampaign has no field \"" + id + "\"; its fields: email, first_name, last_name, phone");
+                return SEGPUSH_ERR_CONFIG;
+            }
+            exp->columns.push_back(column);
+        }
+        if (!has_email) {
+            fail(err, SEGPUSH_ERR_CONFIG, "mapping.email", "map email: ActiveCampaign identifies contacts by it");
+            return SEGPUSH_ERR_CONFIG;
+        }
+        // The list must exist: a missing one would only show up as failed imports later.
+        Http& http = *conn->http;
+        const std::string list = std::to_string(exp->settings.list_id);
+        HttpResult result;
+        if (!http.send("GET", "/api/3/lists/" + list, nullptr, Budget::general, exp->cancel_check(), result)) {
+            return cancelled_problem().report(err);
+        }
+        const std::string doing = "checking list " + list;
+        if (Problem p = common_problem(http, result, doing, Budget::general)) return p.report(err);
+        if (result.status == 404) {
+            const std::string text = error_text(result.body);
+            fail(err, SEGPUSH_ERR_CONFIG, "list_id",
+                 "ActiveCampaign has no list with id " + list + (text.empty() ? "" : " (" + text + ")") +
+                     ": open the list in ActiveCampaign; its URL shows the id (listid=...)",
+                 0, 404);
+            return SEGPUSH_ERR_CONFIG;
+        }
+        if (result.status != 200) return unexpected(result, doing).report(err);
+        if (!custom.empty()) {
+            if (Problem p = resolve_custom_fields(*exp, custom)) return p.report(err);
+        }
+        log(SEGPUSH_LOG_INFO, "exporting to ActiveCampaign list " + list +
+                                  (exp->settings.tags.empty() ? "" : " with " + std::to_string(exp->settings.tags.size()) + " tags"));
+        *out = exp.release();
+        return SEGPUSH_OK;
+    } catch (const std::exception&) {
+        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory starting the export");
+        return SEGPUSH_ERR_INTERNAL;
+    }
+}
+
+// ---- push -----------------------------------------------------------------------------------
+
+struct Row {
+    uint64_t id;
+    Contact contact;
+    std::string json;  // bulk contact object
+};
+
+// Marks every record of `rows` (by index) with `status` and `reason`.
+void mark(OutcomeList& out, const std::vector<Row>& rows, const std::vector<size_t>& which,
+          segpush_record_status status, const std::string& reason) {
+    for (size_t index : which) out.add(rows[index].id, status, reason);
+}
+
+// Ends a push after a problem: with nothing reported yet the call fails as a whole (the host
+// retries it); otherwise the records not yet delivered get RETRY (transient) or REJECTED
+// (the destination refused the request) so no known outcome is lost.
+Problem finish_rest(OutcomeList& out, const std::vector<Row>& rows, const std::vector<size_t>& rest, Problem p) {
+    if (out.items.empty() || p.status == SEGPUSH_ERR_AUTH || p.status == SEGPUSH_ERR_CONFIG ||
+        p.status == SEGPUSH_ERR_INTERNAL) {
+        return p;
+    }
+    mark(out, rows, rest, p.status == SEGPUSH_ERR_DATA ? SEGPUSH_RECORD_REJECTED : SEGPUSH_RECORD_RETRY, p.message);
+    return {};
+}
+
+Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector<size_t>& valid, ListAction action,
+                  OutcomeList& out) {
+    Http& http = exp.http();
+    BulkOptions options{exp.settings.list_id, action, action == ListAction::subscribe ? exp.settings.tags
+                                                                                      : std::vector<std::string>{},
+                        exp.settings.exclude_automations};
+    std::vector<size_t> sizes;
+    for (size_t index : valid) {
+        rows[index].json = bulk_contact_json(rows[index].contact, options);
+        sizes.push_back(rows[index].json.size());
+    }
+    Chunking chunking = chunk_contacts(sizes);
+    for (size_t at : chunking.too_large) {
+        out.add(rows[valid[at]].id, SEGPUSH_RECORD_REJECTED,
+                "the contact is larger than one ActiveCampaign bulk import request may be (400,000 bytes)");
+    }
+    std::vector<std::vector<size_t>> chunks;  // indices into rows
+    for (const auto& chunk : chunking.chunks) {
+        std::vector<size_t> rows_of_chunk;
+        for (size_t at : chunk) rows_of_chunk.push_back(valid[at]);
+        chunks.push_back(std::move(rows_of_chunk));
+    }
+    const std::string doing = "bulk importing contacts";
+    for (size_t c = 0; c < chunks.size(); ++c) {
+        std::vector<size_t> remaining = chunks[c];
+        auto unsent = [&] {
+            std::vector<size_t> all = remaining;
+            for (size_t later = c + 1; later < chunks.size(); ++later) {
+                all.insert(all.end(), chunks[later].begin(), chunks[later].end());
+            }
+            return all;
+        };
+        for (int round = 0; !remaining.empty(); ++round) {
+            if (round >= 4) {
+                mark(out, rows, remaining, SEGPUSH_RECORD_RETRY,
+                     "not sent: ActiveCampaign refused the bulk request four times in a row");
+                break;
+            }
+            std::vector<const std::string*> objects;
+            for (size_t index : remaining) objects.push_back(&rows[index].json);
+            std::string body = bulk_body(objects);
+            const Budget budget = remaining.size() == 1 ? Budget::bulk_import_single : Budget::bulk_import;
+            HttpResult result;
+            if (!http.send("POST", "/api/3/import/bulk_import", &body, budget, exp.cancel_check(), result)) {
+                return finish_rest(out, rows, unsent(), cancelled_problem());
+            }
+            {
+                std::lock_guard<std::mutex> guard(exp.mutex);
+                ++exp.bulk_requests;
+            }
+            if (Problem p = common_problem(http, result, doing, budget)) return finish_rest(out, rows, unsent(), p);
+            BulkAnswer answer = parse_bulk_answer(result.status, result.body);
+            if (answer.kind == BulkAnswer::queued) {
+                PendingBatch batch;
+                batch.batch_id = answer.batch_id;
+                batch.body = std::move(body);
+                batch.queued_at = Clock::now();
+                for (size_t index : remaining) {
+                    batch.ids.push_back(rows[index].id);
+                    batch.emails.push_back(lower_ascii(rows[index].contact.email));
+                    out.add(rows[index].id, SEGPUSH_RECORD_PENDING);
+                }
+                log(SEGPUSH_LOG_DEBUG, "bulk import batch " + answer.batch_id + " queued with " +
+                                           std::to_string(remaining.size()) + " contacts");
+                std::lock_guard<std::mutex> guard(exp.mutex);
+                batch.registered_at_collect = exp.collect_calls;
+                exp.pending.push_back(std::move(batch));
+                break;
+            }
+            if (answer.kind == BulkAnswer::rate_limited) {
+                Problem p;
+                p.status = SEGPUSH_RETRY;
+                p.vendor_code = static_cast<int32_t>(result.status);
+                p.retry_after_ms = std::max<uint32_t>(retry_after_of(result), 60000);
+                p.message = doing + ": ActiveCampaign's bulk import rate limit was reached (" +
+                            (answer.message.empty() ? std::string("Rate limit exceeded.") : answer.message) +
+                            "); waiting a minute";
+                http.hold(Budget::bulk_import, Clock::now() + std::chrono::milliseconds(p.retry_after_ms));
+                return finish_rest(out, rows, unsent(), p);
+            }
+            if (answer.kind == BulkAnswer::invalid) {
+                std::vector<std::string> reasons;
+                std::vector<size_t> positions = failure_positions(answer.failures, remaining.size(), &reasons);
+                if (positions.empty()) {
+                    Problem p = unexpected(result, doing, SEGPUSH_ERR_DATA);
+                    p.message = "ActiveCampaign refused the bulk request without naming a usable contact (" +
+                                (answer.message.empty() ? std::string("HTTP 400") : answer.message) + ")";
+                    return finish_rest(out, rows, unsent(), p);
+                }
+                std::vector<bool> refused(remaining.size());
+                for (size_t i = 0; i < positions.size(); ++i) {
+                    refused[positions[i]] = true;
+                    out.add(rows[remaining[positions[i]]].id, SEGPUSH_RECORD_REJECTED,
+                            "ActiveCampaign refused this contact: " + reasons[i]);
+                }
+                std::vector<size_t> next;
+                for (size_t i = 0; i < remaining.size(); ++i) {
+                    if (!refused[i]) next.push_back(remaining[i]);
+                }
+                log(SEGPUSH_LOG_INFO, "bulk import refused " + std::to_string(positions.size()) +
+                                          " contacts; sending the other " + std::to_string(next.size()) + " again");
+                remaining = std::move(next);
+                continue;
+            }
+            if (result.status == 404) {
+                Problem p = unexpected(result, doing, SEGPUSH_ERR_CONFIG);
+                p.field = "host";
+                p.message = http.settings().host + " has no bulk import API (HTTP 404 for /api/3/import/bulk_import)";
+                return finish_rest(out, rows, unsent(), p);
+            }
+            if (result.status >= 400 && result.status < 500) {
+                return finish_rest(out, rows, unsent(), unexpected(result, doing + " (the request was refused)",
+                                                                   SEGPUSH_ERR_DATA));
+            }
+            // 2xx without a batch id, 3xx, anything unreadable: whether it was queued is unknown;
+            // bulk import is an upsert by email, so sending again is harmless.
+            return finish_rest(out, rows, unsent(), unexpected(result, doing, SEGPUSH_RETRY));
+        }
+    }
+    return {};
+}
+
+// One contact at a time (contact/sync + contactLists): for exports of at most ten contacts.
+Problem push_each(segpush_export& exp, const std::vector<Row>& rows, const std::vector<size_t>& valid, ListAction action,
+                  OutcomeList& out) {
+    Http& http = exp.http();
+    const std::string list = std::to_string(exp.settings.list_id);
+    for (size_t v = 0; v < valid.size(); ++v) {
+        const Row& row = rows[valid[v]];
+        const std::vector<size_t> rest(valid.begin() + static_cast<std::ptrdiff_t>(v), valid.end());
+        std::string contact_id;
+        HttpResult result;
+        if (action == ListAction::subscribe) {
+            const std::string body = sync_body(row.contact);
+            if (!http.send("POST", "/api/3/contact/sync", &body, Budget::general, exp.cancel_check(), result)) {
+                return finish_rest(out, rows, rest, cancelled_problem());
+            }
+            if (Problem p = common_problem(http, result, "syncing a contact", Budget::general)) {
+                return finish_rest(out, rows, rest, p);
+            }
+            if (result.status == 400 || result.status == 422) {
+                const std::string text = error_text(result.body);
+                out.add(row.id, SEGPUSH_RECORD_REJECTED,
+                        "ActiveCampaign refused this contact (HTTP " + std::to_string(result.status) + ")" +
+                            (text.empty() ? "" : ": " + text));
+                continue;
+            }
+            if (result.status != 200 && result.status != 201) {
+                return finish_rest(out, rows, rest, unexpected(result, "syncing a contact", SEGPUSH_RETRY));
+            }
+            contact_id = nested_id(result.body, "contact");
+            if (contact_id.empty()) {
+                return finish_rest(out, rows, rest, unexpected(result, "syncing a contact (no contact id)", SEGPUSH_RETRY));
+            }
+        } else {
+            if (!http.send("GET", "/api/3/contacts?email=" + url_encode(row.contact.email), nullptr, Budget::general,
+                           exp.cancel_check(), result)) {
+                return finish_rest(out, rows, rest, cancelled_problem());
+            }
+            if (Problem p = common_problem(http, result, "finding a contact", Budget::general)) {
+                return finish_rest(out, rows, rest, p);
+            }
+            if (result.status != 200) return finish_rest(out, rows, rest, unexpected(result, "finding a contact", SEGPUSH_RETRY));
+            contact_id = first_contact_id(result.body);
+            if (contact_id.empty()) {  // not a contact: not on the list either
+                out.add(row.id, SEGPUSH_RECORD_ACCEPTED);
+                continue;
+            }
+        }
+        const std::string body = contact_list_body(exp.settings.list_id, contact_id, action);
+        if (!http.send("POST", "/api/3/contactLists", &body, Budget::general, exp.cancel_check(), result)) {
+            return finish_rest(out, rows, rest, cancelled_problem());
+        }
+        const std::string doing = action == ListAction::subscribe ? "subscribing a contact to list " + list
+                                                                  : "unsubscribing a contact from list " + list;
+        if (Problem p = common_problem(http, result, doing, Budget::general)) return finish_rest(out, rows, rest, p);
+        if (result.status == 200 || result.status == 201) {
+            out.add(row.id, SEGPUSH_RECORD_ACCEPTED);
+            continue;
+        }
+        if (mentions_missing_list(result.body) || result.status == 404) {
+            Problem p = unexpected(result, doing, SEGPUSH_ERR_CONFIG);
+            p.field = "list_id";
+            p.message = "ActiveCampaign has no list with id " + list + " any more (" + doing + ")";
+            return finish_rest(out, rows, rest, p);
+        }
+        if (result.status == 400 || result.status == 422) {
+            const std::string text = error_text(result.body);
+            out.add(row.id, SEGPUSH_RECORD_REJECTED,
+                    "ActiveCampaign refused the list change (HTTP " + std::to_string(result.status) + ")" +
+                        (text.empty() ? "" : ": " + text));
+            continue;
+        }
+        return finish_rest(out, rows, rest, unexpected(result, doing, SEGPUSH_RETRY));
+    }
+    return {};
+}
+
+std::optional<std::string> value_of(const segpush_value& value) {
+    if (!value.data) return std::nullopt;
+    std::string text(value.data, value.size);
+    const size_t begin = text.find_first_not_of(" \t\r\n");
+    if (begin == std::string::npos) return std::nullopt;  // blank: absent, never sent
+    const size_t end = text.find_last_not_of(" \t\r\n");
+    return text.substr(begin, end - begin + 1);
+}
+
+segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpush_outcomes* outcomes,
+                          segpush_error* err) {
+    try {
+        if (!batch || batch->n_fields != exp->columns.size()) {
+            fail(err, SEGPUSH_ERR_INTERNAL, "", "batch field count differs from the fields given to begin_export");
+            return SEGPUSH_ERR_INTERNAL;
+        }
+        const uint32_t action_code = SEGPUSH_HAS_FIELD(batch, segpush_batch, action) ? batch->action : SEGPUSH_ACTION_UPSERT;
+        if (action_code != SEGPUSH_ACTION_UPSERT && action_code != SEGPUSH_ACTION_REMOVE) {
+            fail(err, SEGPUSH_ERR_INTERNAL, "", "unknown batch action " + std::to_string(action_code));
+            return SEGPUSH_ERR_INTERNAL;
+        }
+        const ListAction action = action_code == SEGPUSH_ACTION_REMOVE ? ListAction::unsubscribe : ListAction::subscribe;
+        auto out = std::make_unique<OutcomeList>();
+        std::vector<Row> rows(batch->n_records);
+        std::vector<size_t> valid;
+        for (size_t r = 0; r < batch->n_records; ++r) {
+            Row& row = rows[r];
+            row.id = batch->record_ids[r];
+            const segpush_value* values = batch->values + r * batch->n_fields;
+            for (size_t f = 0; f < batch->n_fields; ++f) {
+                auto value = value_of(values[f]);
+                if (!value) continue;
+                switch (exp->columns[f].kind) {
+                    case Column::email: row.contact.email = *value; break;
+                    case Column::first_name: row.contact.first_name = value; break;
+                    case Column::last_name: row.contact.last_name = value; break;
+                    case Column::phone: row.contact.phone = value; break;
+                    case Column::custom: row.contact.fields.emplace_back(exp->columns[f].field_id, *value); break;
+                }
+            }
+            if (row.contact.email.empty()) {
+                out->add(row.id, SEGPUSH_RECORD_REJECTED, "the record has no email; ActiveCampaign needs one");
+            } else {
+                valid.push_back(r);
+            }
+        }
+        // ActiveCampaign asks for the per-contact API when there are ten contacts or fewer. The
+        // plugin cannot see the export's size; a batch of at most ten before any bulk import
+        // means the host had no more to send (it fills batches to the declared limit).
+        const bool small = !valid.empty() && valid.size() <= kSmallExport && !exp->bulk_started.load() &&
+                           exp->settings.tags.empty() && !exp->settings.exclude_automations;
+        Problem problem;
+        if (!valid.empty()) {
+            if (!small) exp->bulk_started = true;
+            problem = small ? push_each(*exp, rows, valid, action, *out) : push_bulk(*exp, rows, valid, action, *out);
+        }
+        if (problem) return problem.report(err);
+        publish(std::move(out), outcomes);
+        return SEGPUSH_OK;
+    } catch (const std::exception&) {
+        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory pushing a batch");
+        return SEGPUSH_ERR_INTERNAL;
+    }
+}
+
+// ---- settling pending batches ---------------------------------------------------------------
+
+enum class Poll { settled, not_ready, fatal };
+
+void settle_all(const PendingBatch& batch, OutcomeList& out, segpush_record_status status, const std::string& reason) {
+    for (uint64_t id : batch.ids) out.add(id, status, reason);
+}
+
+// Resubmits a failed batch once; true when it was queued again under a new id.
+bool resubmit(segpush_export& exp, PendingBatch& batch) {
+    HttpResult result;
+    const Budget budget = batch.ids.size() == 1 ? Budget::bulk_import_single : Budget::bulk_import;
+    if (!exp.http().send("POST", "/api/3/import/bulk_import", &batch.body, budget, exp.cancel_check(), result)) return false;
+    {
+        std::lock_guard<std::mutex> guard(exp.mutex);
+        ++exp.bulk_requests;
+    }
+    common_problem(exp.http(), result, "resubmitting a bulk import", budget);  // holds pacing on 429
+    BulkAnswer answer = parse_bulk_answer(result.status, result.body);
+    if (answer.kind != BulkAnswer::queued) return false;
+    log(SEGPUSH_LOG_INFO, "bulk import batch " + batch.batch_id + " failed at ActiveCampaign; resubmitted as " +
+                              answer.batch_id);
+    batch.batch_id = answer.batch_id;
+    batch.queued_at = Clock::now();
+    batch.resubmits++;
+    return true;
+}
+
+// One import/info request for `batch`. settled: its outcomes are in `out`.
+Poll poll_batch(segpush_export& exp, PendingBatch& batch, OutcomeList& out, Problem& problem) {
+    Http& http = exp.http();
+    HttpResult result;
+    if (!http.send("GET", "/api/3/import/info?batchId=" + url_encode(batch.batch_id), nullptr, Budget::general,
+                   exp.cancel_check(), result)) {
+        problem = cancelled_problem();
+        return Poll::not_ready;
+    }
+    {
+        std::lock_guard<std::mutex> guard(exp.mutex);
+        ++exp.polls;
+    }
+    if (Problem p = common_problem(http, result, "checking a bulk import", Budget::general)) {
+        problem = p;
+        return p.status == SEGPUSH_RETRY ? Poll::not_ready : Poll::fatal;
+    }
+    if (result.status == 400 || result.status == 404) {
+        settle_all(batch, out, SEGPUSH_RECORD_RETRY,
+                   "ActiveCampaign no longer knows bulk import batch " + batch.batch_id + "; the next run sends it again");
+        return Poll::settled;
+    }
+    if (result.status != 200) return Poll::not_ready;
+    ImportInfo info = parse_import_info(result.body);
+    if (info.state == ImportInfo::completed) {
+        std::set<std::string> failed;
+        for (const auto& email : info.failure) failed.insert(lower_ascii(email));
+        size_t rejected = 0;
+        for (size_t i = 0; i < batch.ids.size(); ++i) {
+            if (failed.count(batch.emails[i])) {
+                ++rejected;
+                out.add(batch.ids[i], SEGPUSH_RECORD_REJECTED,
+                        "ActiveCampaign's bulk import did not take this contact (listed as failed, without a reason; "
+                        "often an invalid address or one on the account's exclusion list)");
+            } else {
+                out.add(batch.ids[i], SEGPUSH_RECORD_ACCEPTED);
+            }
+        }
+        log(SEGPUSH_LOG_DEBUG, "bulk import batch " + batch.batch_id + " completed: " +
+                                   std::to_string(batch.ids.size() - rejected) + " accepted, " + std::to_string(rejected) +
+                                   " failed");
+        return Poll::settled;
+    }
+    if (info.state == ImportInfo::failed) {
+        if (batch.resubmits == 0) {
+            if (resubmit(exp, batch)) return Poll::not_ready;
+            // Not queued again: try again at the next poll (the old id still says failed).
+            return Poll::not_ready;
+        }
+        settle_all(batch, out, SEGPUSH_RECORD_RETRY,
+                   "ActiveCampaign's bulk import ended '" + info.status + "' twice for these contacts; the next run sends them again");
+        return Poll::settled;
+    }
+    return Poll::not_ready;
+}
+
+void grow_backoff(segpush_export& exp, uint32_t retry_after_ms) {
+    std::lock_guard<std::mutex> guard(exp.mutex);
+    exp.next_poll = Clock::now() + std::max<Clock::duration>(exp.backoff, std::chrono::milliseconds(retry_after_ms));
+    exp.backoff = std::min<Clock::duration>(exp.backoff * 2, kMaxBackoff);
+}
+
+void shrink_backoff(segpush_export& exp) {
+    std::lock_guard<std::mutex> guard(exp.mutex);
+    exp.backoff = std::max<Clock::duration>(exp.backoff / 2, kMinBackoff);
+}
+
+segpush_status collect_outcomes(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err) {
+    try {
+        auto out = std::make_unique<OutcomeList>();
+        std::vector<std::list<PendingBatch>::iterator> due;
+        {
+            std::lock_guard<std::mutex> guard(exp->mutex);
+            ++exp->collect_calls;
+            const auto now = Clock::now();
+            if (now < exp->next_poll) return SEGPUSH_OK;
+            for (auto it = exp->pending.begin(); it != exp->pending.end() && due.size() < kMaxPollsPerCollect; ++it) {
+                // Two collect calls after the push registered it: by then the host has read the
+                // PENDING outcome of push_batch, so a final outcome cannot arrive before it.
+                if (exp->collect_calls < it->registered_at_collect + 2 || now - it->queued_at < kFirstPollAge) break;
+                due.push_back(it);
+            }
+        }
+        Problem problem;
+        for (auto it : due) {
+            Poll poll = poll_batch(*exp, *it, *out, problem);
+            if (poll == Poll::settled) {
+                std::lock_guard<std::mutex> guard(exp->mutex);
+                exp->pending.erase(it);
+                exp->backoff = std::max<Clock::duration>(exp->backoff / 2, kMinBackoff);
+                continue;
+            }
+            if (poll == Poll::not_ready) grow_backoff(*exp, problem.retry_after_ms);
+            break;
+        }
+        publish(std::move(out), outcomes);
+        if (problem && problem.status != SEGPUSH_RETRY && problem.status != SEGPUSH_ERR_CANCELLED) return problem.report(err);
+        return SEGPUSH_OK;
+    } catch (const std::exception&) {
+        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory collecting outcomes");
+        return SEGPUSH_ERR_INTERNAL;
+    }
+}
+
+segpush_status finish_export(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err) {
+    try {
+        auto out = std::make_unique<OutcomeList>();
+        const auto budget = std::chrono::seconds(exp->http().settings().import_poll_budget_seconds);
+        const auto deadline = Clock::now() + budget;
+        const auto cancel = exp->cancel_check();
+        Problem problem;
+        while (!exp->pending.empty()) {  // no push runs now: the list is ours alone
+            PendingBatch& batch = exp->pending.front();
+            const auto ready = std::max(batch.queued_at + kFirstPollAge, exp->next_poll);
+            if (!sleep_until(std::min(ready, deadline), cancel)) {
+                problem = cancelled_problem();
+                break;
+            }
+            if (Clock::now() >= deadline) {
+                size_t stuck = 0;
+                for (const auto& left : exp->pending) {
+                    stuck += left.ids.size();
+                    settle_all(left, *out, SEGPUSH_RECORD_RETRY,
+                               "ActiveCampaign was still processing the bulk import after " +
+                                   std::to_string(budget.count()) + " s (import_poll_budget_seconds); the next run sends it again");
+                }
+                log(SEGPUSH_LOG_WARN, std::to_string(stuck) + " contacts were still being imported by ActiveCampaign "
+                                      "when the wait ran out; they are sent again by the next run");
+                exp->pending.clear();
+                break;
+            }
+            Problem step;
+            Poll poll = poll_batch(*exp, batch, *out, step);
+            if (poll == Poll::settled) {
+                exp->pending.pop_front();
+                shrink_backoff(*exp);
+                continue;
+            }
+            if (poll == Poll::fatal || step.status == SEGPUSH_ERR_CANCELLED) {
+                problem = step;
+                break;
+            }
+            grow_backoff(*exp, step.retry_after_ms);
+        }
+        log(SEGPUSH_LOG_DEBUG, "ActiveCampaign export done: " + std::to_string(exp->bulk_requests) +
+                                   " bulk import requests, " + std::to_string(exp->polls) + " status checks");
+        delete exp;
+        publish(std::move(out), outcomes);
+        if (problem) return problem.report(err);
+        return SEGPUSH_OK;
+    } catch (const std::exception&) {
+        delete exp;
+        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory finishing the export");
+        return SEGPUSH_ERR_INTERNAL;
+    }
+}
+
+void abort_export(segpush_export* exp) { delete exp; }
+
+void close_connection(segpush_connection* conn) { delete conn; }
+
+// ---- descriptor -----------------------------------------------------------------------------
 
 const segpush_field kFields[] = {
     {sizeof(segpush_field), SEGPUSH_FIELD_REQUIRED | SEGPUSH_FIELD_KEY, SEGPUSH_FIELD_EMAIL, "email", "Email",
@@ -30,41 +952,6 @@ const segpush_field kFields[] = {
 // Bulk import: 250 contacts and < 400,000 bytes per request, 100 requests/minute, and the
 // account-wide 5 requests/second.
 const segpush_limits kLimits = {sizeof(segpush_limits), 250, 399999, 5, 100, 4};
-
-segpush_status validate_settings(const char* kind, const char* settings_json, segpush_error* err) {
-    rapidjson::Document doc;
-    doc.Parse(settings_json ? settings_json : "");
-    if (doc.HasParseError() || !doc.IsObject()) {
-        fail(err, SEGPUSH_ERR_CONFIG, "", "settings are not a JSON object");
-        return SEGPUSH_ERR_CONFIG;
-    }
-    if (std::strcmp(kind, "connection") == 0) {
-        auto host = doc.FindMember("host");
-        if (host != doc.MemberEnd() && host->value.IsString()) {
-            if (auto problem = check_host(host->value.GetString())) {
-                fail(err, SEGPUSH_ERR_CONFIG, "host", problem->message);
-                return SEGPUSH_ERR_CONFIG;
-            }
-        }
-    }
-    return SEGPUSH_OK;
-}
-
-segpush_status not_ready(segpush_error* err) {
-    fail(err, SEGPUSH_ERR_INTERNAL, "", "the ActiveCampaign plugin cannot push yet in this build");
-    return SEGPUSH_ERR_INTERNAL;
-}
-
-segpush_status open_connection(const char*, segpush_connection**, segpush_error* err) { return not_ready(err); }
-segpush_status check_connection(segpush_connection*, segpush_error* err) { return not_ready(err); }
-segpush_status begin_export(segpush_connection*, const char*, const char* const*, size_t, void*,
-                            segpush_export**, segpush_error* err) { return not_ready(err); }
-segpush_status push_batch(segpush_export*, const segpush_batch*, segpush_outcomes*, segpush_error* err) {
-    return not_ready(err);
-}
-segpush_status finish_export(segpush_export*, segpush_outcomes*, segpush_error* err) { return not_ready(err); }
-void abort_export(segpush_export*) {}
-void close_connection(segpush_connection*) {}
 
 const segpush_plugin kPlugin = {
     sizeof(segpush_plugin),
@@ -87,8 +974,17 @@ const segpush_plugin kPlugin = {
     finish_export,
     abort_export,
     close_connection,
+    SEGPUSH_CAP_REMOVE,
+    collect_outcomes,
 };
 
 }  // namespace
 
-extern "C" SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host*) { return &kPlugin; }
+extern "C" SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host* host) {
+    g_host = host;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log(SEGPUSH_LOG_ERROR, "the ActiveCampaign plugin cannot initialise libcurl");
+        return nullptr;
+    }
+    return &kPlugin;
+}

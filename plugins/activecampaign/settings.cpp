@@ -1,5 +1,7 @@
 #include "settings.hpp"
 
+#include <rapidjson/document.h>
+
 #include <algorithm>
 #include <cctype>
 #include <vector>
@@ -30,6 +32,14 @@ const char* const kConnectionSchema = R"json({
     "bulk_requests_per_minute": {
       "type": "integer", "minimum": 1, "maximum": 10000,
       "description": "Bulk import requests per minute. ActiveCampaign's default is 100."
+    },
+    "import_poll_budget_seconds": {
+      "type": "integer", "minimum": 1, "maximum": 86400,
+      "description": "How long finishing an export waits for ActiveCampaign to process bulk imports before leaving the rest to the next run. Default 600."
+    },
+    "timeout_seconds": {
+      "type": "integer", "minimum": 5, "maximum": 600,
+      "description": "Longest time one HTTP request may take. Default 60."
     }
   }
 })json";
@@ -42,6 +52,14 @@ const char* const kExportSchema = R"json({
     "list_id": {
       "type": "integer", "minimum": 1,
       "description": "Numeric id of the ActiveCampaign list members are subscribed to (Lists > the list's URL shows it)."
+    },
+    "tags": {
+      "type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 255}, "uniqueItems": true,
+      "description": "Tag names applied to every exported contact; ActiveCampaign creates missing tags."
+    },
+    "exclude_automations": {
+      "type": "boolean",
+      "description": "true: bulk imports do not start automations for the imported contacts (faster). Default false."
     }
   }
 })json";
@@ -97,6 +115,86 @@ std::optional<HostProblem> check_host(const std::string& host) {
     }
     return HostProblem{"host must be the hostname only, without " + what + "; write host: " +
                        lowercase(name) + (port.empty() ? "" : ":" + port)};
+}
+
+namespace {
+
+bool read_uint(const rapidjson::Value& object, const char* key, uint64_t min, uint64_t max, uint64_t& out,
+               std::optional<SettingsProblem>& problem) {
+    auto it = object.FindMember(key);
+    if (it == object.MemberEnd() || it->value.IsNull()) return false;
+    if (!it->value.IsUint64() || it->value.GetUint64() < min || it->value.GetUint64() > max) {
+        problem = SettingsProblem{key, std::string(key) + " must be a whole number from " + std::to_string(min) +
+                                           " to " + std::to_string(max)};
+        return false;
+    }
+    out = it->value.GetUint64();
+    return true;
+}
+
+}  // namespace
+
+std::variant<ConnectionSettings, SettingsProblem> parse_connection_settings(const char* json) {
+    rapidjson::Document doc;
+    doc.Parse(json ? json : "");
+    if (doc.HasParseError() || !doc.IsObject()) return SettingsProblem{"", "connection settings are not a JSON object"};
+    ConnectionSettings out;
+    auto key = doc.FindMember("api_key");
+    if (key == doc.MemberEnd() || !key->value.IsString() || key->value.GetStringLength() == 0) {
+        return SettingsProblem{"api_key", "api_key is missing; give the key from ActiveCampaign Settings > Developer"};
+    }
+    out.api_key.assign(key->value.GetString(), key->value.GetStringLength());
+    for (char c : out.api_key) {
+        if (c == '\r' || c == '\n' || c == '\0') {
+            return SettingsProblem{"api_key", "api_key contains a line break; copy the key again without it"};
+        }
+    }
+    auto host = doc.FindMember("host");
+    if (host == doc.MemberEnd() || !host->value.IsString()) {
+        return SettingsProblem{"host", "host is missing; expected something like youraccount.api-us1.com"};
+    }
+    out.host = host->value.GetString();
+    if (auto problem = check_host(out.host)) return SettingsProblem{"host", problem->message};
+    auto ca = doc.FindMember("ca_bundle");
+    if (ca != doc.MemberEnd() && ca->value.IsString()) out.ca_bundle = ca->value.GetString();
+    std::optional<SettingsProblem> problem;
+    uint64_t value = 0;
+    if (read_uint(doc, "requests_per_second", 1, 1000, value, problem)) out.requests_per_second = uint32_t(value);
+    if (read_uint(doc, "bulk_requests_per_minute", 1, 10000, value, problem)) out.bulk_requests_per_minute = uint32_t(value);
+    if (read_uint(doc, "import_poll_budget_seconds", 1, 86400, value, problem)) out.import_poll_budget_seconds = uint32_t(value);
+    if (read_uint(doc, "timeout_seconds", 5, 600, value, problem)) out.timeout_seconds = uint32_t(value);
+    if (problem) return *problem;
+    return out;
+}
+
+std::variant<ExportSettings, SettingsProblem> parse_export_settings(const char* json) {
+    rapidjson::Document doc;
+    doc.Parse(json ? json : "");
+    if (doc.HasParseError() || !doc.IsObject()) return SettingsProblem{"", "export settings are not a JSON object"};
+    ExportSettings out;
+    std::optional<SettingsProblem> problem;
+    uint64_t value = 0;
+    if (!read_uint(doc, "list_id", 1, UINT64_MAX, value, problem)) {
+        if (problem) return *problem;
+        return SettingsProblem{"list_id", "list_id is missing: the numeric id of the ActiveCampaign list"};
+    }
+    out.list_id = value;
+    auto tags = doc.FindMember("tags");
+    if (tags != doc.MemberEnd() && !tags->value.IsNull()) {
+        if (!tags->value.IsArray()) return SettingsProblem{"tags", "tags must be a list of tag names"};
+        for (const auto& tag : tags->value.GetArray()) {
+            if (!tag.IsString() || tag.GetStringLength() == 0) {
+                return SettingsProblem{"tags", "every tag must be a non-empty name"};
+            }
+            out.tags.emplace_back(tag.GetString(), tag.GetStringLength());
+        }
+    }
+    auto exclude = doc.FindMember("exclude_automations");
+    if (exclude != doc.MemberEnd() && !exclude->value.IsNull()) {
+        if (!exclude->value.IsBool()) return SettingsProblem{"exclude_automations", "exclude_automations must be true or false"};
+        out.exclude_automations = exclude->value.GetBool();
+    }
+    return out;
 }
 
 }  // namespace segpush::activecampaign

@@ -1,0 +1,66 @@
+// Request bodies the plugin sends to ActiveCampaign. Pure functions, no I/O: testable and
+// fuzzable on their own.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace segpush::activecampaign {
+
+// One contact as mapped from a batch row. Absent optional values stay absent: they are never
+// sent, so they never erase what ActiveCampaign already holds.
+struct Contact {
+    std::string email;
+    std::optional<std::string> first_name;
+    std::optional<std::string> last_name;
+    std::optional<std::string> phone;
+    std::vector<std::pair<uint64_t, std::string>> fields;  // custom field id, value
+};
+
+enum class ListAction { subscribe, unsubscribe };
+
+// Bulk import body limits: 250 contacts and fewer than 400,000 bytes per request.
+constexpr size_t kBulkMaxContacts = 250;
+constexpr size_t kBulkMaxBytes = 399999;
+
+// What every contact of a bulk import carries besides its own values.
+struct BulkOptions {
+    uint64_t list_id = 0;
+    ListAction action = ListAction::subscribe;
+    std::vector<std::string> tags;     // upserts only
+    bool exclude_automations = false;  // sent only when true
+};
+
+// The JSON object of one contact inside "contacts" (no trailing comma).
+std::string bulk_contact_json(const Contact& contact, const BulkOptions& options);
+
+// The full request body from contact objects made by bulk_contact_json.
+std::string bulk_body(const std::vector<const std::string*>& contact_objects);
+// The bytes bulk_body adds around the contacts: "{"contacts":[" + "]}" + commas.
+size_t bulk_body_size(size_t sum_of_object_sizes, size_t n_objects);
+
+// Splits contact objects (by index) into requests of at most max_contacts and max_bytes.
+// Objects too large for any request on their own are returned in `too_large`.
+struct Chunking {
+    std::vector<std::vector<size_t>> chunks;
+    std::vector<size_t> too_large;
+};
+Chunking chunk_contacts(const std::vector<size_t>& object_sizes, size_t max_contacts = kBulkMaxContacts,
+                        size_t max_bytes = kBulkMaxBytes);
+
+// POST /api/3/contact/sync body (camelCase names, custom fields as fieldValues).
+std::string sync_body(const Contact& contact);
+// POST /api/3/contactLists body; status 1 subscribes, 2 unsubscribes.
+std::string contact_list_body(uint64_t list_id, const std::string& contact_id, ListAction action);
+
+// Percent-encodes a query-string value.
+std::string url_encode(const std::string& value);
+
+// ASCII lower-case, for comparing emails the way ActiveCampaign does.
+std::string lower_ascii(std::string value);
+
+}  // namespace segpush::activecampaign

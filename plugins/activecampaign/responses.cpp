@@ -1,0 +1,268 @@
+#include "responses.hpp"
+
+#include <rapidjson/document.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <ctime>
+
+namespace segpush::activecampaign {
+
+namespace {
+
+constexpr size_t kMaxText = 300;
+
+std::string clip(std::string text) {
+    for (auto& c : text) {
+        if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+    }
+    if (text.size() > kMaxText) {
+        size_t cut = kMaxText;
+        while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // UTF-8 boundary
+        text = text.substr(0, cut) + "...";
+    }
+    return text;
+}
+
+bool parse(rapidjson::Document& doc, const std::string& body) {
+    doc.Parse(body.data(), body.size());
+    return !doc.HasParseError() && doc.IsObject();
+}
+
+std::string as_text(const rapidjson::Value& value) {
+    if (value.IsString()) return std::string(value.GetString(), value.GetStringLength());
+    if (value.IsInt64()) return std::to_string(value.GetInt64());
+    if (value.IsUint64()) return std::to_string(value.GetUint64());
+    return {};
+}
+
+const rapidjson::Value* member(const rapidjson::Value& object, const char* key) {
+    if (!object.IsObject()) return nullptr;
+    auto it = object.FindMember(key);
+    return it == object.MemberEnd() ? nullptr : &it->value;
+}
+
+std::optional<int64_t> as_int(const rapidjson::Value& value) {
+    if (value.IsInt64()) return value.GetInt64();
+    if (value.IsUint64()) return static_cast<int64_t>(std::min<uint64_t>(value.GetUint64(), INT64_MAX));
+    if (value.IsString() && value.GetStringLength() > 0 && value.GetStringLength() < 19) {
+        char* end = nullptr;
+        long long n = std::strtoll(value.GetString(), &end, 10);
+        if (end && *end == '\0') return n;
+    }
+    return std::nullopt;
+}
+
+bool contains_ci(const std::string& haystack, const std::string& needle) {
+    auto it = std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end(),
+                          [](char a, char b) { return std::tolower((unsigned char)a) == std::tolower((unsigned char)b); });
+    return it != haystack.end();
+}
+
+}  // namespace
+
+std::optional<uint32_t> parse_retry_after(const std::string& header, int64_t now_epoch_s) {
+    size_t begin = header.find_first_not_of(" \t");
+    if (begin == std::string::npos) return std::nullopt;
+    size_t end = header.find_last_not_of(" \t\r\n");
+    const std::string value = header.substr(begin, end - begin + 1);
+    constexpr uint64_t kCapSeconds = 3600;
+    if (std::all_of(value.begin(), value.end(), [](unsigned char c) { return std::isdigit(c); })) {
+        uint64_t seconds = 0;
+        for (char c : value) {
+            seconds = seconds * 10 + uint64_t(c - '0');
+            if (seconds > kCapSeconds) {
+                seconds = kCapSeconds;
+                break;
+            }
+        }
+        return static_cast<uint32_t>(seconds * 1000);
+    }
+    // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
+    std::tm tm{};
+    char month[4] = {0};
+    int day = 0, year = 0, hour = 0, minute = 0, second = 0;
+    if (std::sscanf(value.c_str(), "%*3s, %2d %3s %4d %2d:%2d:%2d GMT", &day, month, &year, &hour, &minute, &second) != 6) {
+        return std::nullopt;
+    }
+    static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    int mon = -1;
+    for (int i = 0; i < 12; ++i) {
+        if (std::string(month) == kMonths[i]) mon = i;
+    }
+    if (mon < 0 || day < 1 || day > 31 || year < 1970 || hour > 23 || minute > 59 || second > 60) return std::nullopt;
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon;
+    tm.tm_mday = day;
+    tm.tm_hour = hour;
+    tm.tm_min = minute;
+    tm.tm_sec = second;
+    const int64_t when = static_cast<int64_t>(timegm(&tm));
+    const int64_t delta = when - now_epoch_s;
+    if (delta <= 0) return 0u;
+    return static_cast<uint32_t>(std::min<int64_t>(delta, kCapSeconds) * 1000);
+}
+
+std::string error_text(const std::string& body) {
+    rapidjson::Document doc;
+    if (!parse(doc, body)) return {};
+    std::string text;
+    if (auto* message = member(doc, "message"); message && message->IsString()) text = as_text(*message);
+    if (auto* errors = member(doc, "errors"); errors && errors->IsArray()) {
+        for (const auto& error : errors->GetArray()) {
+            std::string one;
+            if (auto* title = member(error, "title"); title && title->IsString()) one = as_text(*title);
+            if (auto* detail = member(error, "detail"); detail && detail->IsString() && detail->GetStringLength()) {
+                one += (one.empty() ? "" : ": ") + as_text(*detail);
+            }
+            if (!one.empty()) text += (text.empty() ? "" : "; ") + one;
+        }
+    }
+    if (auto* reasons = member(doc, "failureReasons"); reasons && reasons->IsArray()) {
+        for (const auto& reason : reasons->GetArray()) {
+            if (reason.IsString()) text += (text.empty() ? "" : " ") + as_text(reason);
+        }
+    }
+    return clip(text);
+}
+
+BulkAnswer parse_bulk_answer(long http_status, const std::string& body) {
+    BulkAnswer out;
+    rapidjson::Document doc;
+    const bool json = parse(doc, body);
+    if (json) {
+        if (auto* message = member(doc, "message"); message && message->IsString()) out.message = clip(as_text(*message));
+    }
+    if (http_status >= 200 && http_status < 300) {
+        if (json) {
+            if (auto* id = member(doc, "batchId")) out.batch_id = as_text(*id);
+        }
+        if (!out.batch_id.empty()) out.kind = BulkAnswer::queued;
+        return out;
+    }
+    if (!json) return out;
+    bool string_reasons = false;
+    if (auto* reasons = member(doc, "failureReasons"); reasons && reasons->IsArray()) {
+        for (const auto& reason : reasons->GetArray()) {
+            if (reason.IsString()) {
+                string_reasons = true;
+                continue;
+            }
+            auto* contact = member(reason, "contact");
+            if (!contact) continue;
+            auto index = as_int(*contact);
+            if (!index) continue;
+            std::string text;
+            if (auto* why = member(reason, "failureReason"); why && why->IsString()) text = clip(as_text(*why));
+            out.failures.push_back({*index, text.empty() ? "refused by ActiveCampaign's bulk import" : text});
+        }
+    }
+    const bool rate_words = contains_ci(out.message, "rate limit") ||
+                            (string_reasons && contains_ci(error_text(body), "per minute"));
+    if (http_status == 400 && rate_words) {
+        out.kind = BulkAnswer::rate_limited;
+    } else if (http_status == 400 && !out.failures.empty()) {
+        out.kind = BulkAnswer::invalid;
+    }
+    return out;
+}
+
+std::vector<size_t> failure_positions(const std::vector<BulkAnswer::Failure>& failures, size_t n,
+                                      std::vector<std::string>* reasons) {
+    bool one_based = false;
+    bool zero_seen = false;
+    for (const auto& failure : failures) {
+        if (failure.index == static_cast<int64_t>(n)) one_based = true;
+        if (failure.index == 0) zero_seen = true;
+    }
+    if (zero_seen) one_based = false;
+    std::vector<size_t> out;
+    for (const auto& failure : failures) {
+        const int64_t position = failure.index - (one_based ? 1 : 0);
+        if (position < 0 || position >= static_cast<int64_t>(n)) continue;
+        if (std::find(out.begin(), out.end(), size_t(position)) != out.end()) continue;
+        out.push_back(static_cast<size_t>(position));
+        if (reasons) reasons->push_back(failure.reason);
+    }
+    return out;
+}
+
+ImportInfo parse_import_info(const std::string& body) {
+    ImportInfo out;
+    rapidjson::Document doc;
+    if (!parse(doc, body)) return out;
+    auto* status = member(doc, "status");
+    if (!status) return out;
+    if (status->IsBool() || status->IsNull()) {
+        out.status = status->IsBool() && status->GetBool() ? "true" : "false";
+        out.state = ImportInfo::not_ready;
+        return out;
+    }
+    if (!status->IsString()) return out;
+    out.status = as_text(*status);
+    const std::string s = out.status;
+    if (s == "completed") {
+        out.state = ImportInfo::completed;
+    } else if (s == "failed" || s == "interrupted") {
+        out.state = ImportInfo::failed;
+    } else {
+        out.state = ImportInfo::not_ready;  // waiting, claimed, active, or a state added later
+    }
+    if (auto* failure = member(doc, "failure"); failure && failure->IsArray()) {
+        for (const auto& email : failure->GetArray()) {
+            if (email.IsString()) out.failure.push_back(as_text(email));
+        }
+    }
+    return out;
+}
+
+std::string nested_id(const std::string& body, const char* key) {
+    rapidjson::Document doc;
+    if (!parse(doc, body)) return {};
+    auto* object = member(doc, key);
+    if (!object) return {};
+    auto* id = member(*object, "id");
+    return id ? as_text(*id) : std::string();
+}
+
+std::string first_contact_id(const std::string& body) {
+    rapidjson::Document doc;
+    if (!parse(doc, body)) return {};
+    auto* contacts = member(doc, "contacts");
+    if (!contacts || !contacts->IsArray() || contacts->Empty()) return {};
+    auto* id = member((*contacts)[0], "id");
+    return id ? as_text(*id) : std::string();
+}
+
+FieldsPage parse_fields_page(const std::string& body) {
+    FieldsPage out;
+    rapidjson::Document doc;
+    if (!parse(doc, body)) return out;
+    auto* fields = member(doc, "fields");
+    if (!fields || !fields->IsArray()) return out;
+    out.ok = true;
+    for (const auto& field : fields->GetArray()) {
+        auto* id = member(field, "id");
+        auto number = id ? as_int(*id) : std::nullopt;
+        if (!number || *number <= 0) continue;
+        FieldsPage::Field item{static_cast<uint64_t>(*number), {}, {}};
+        if (auto* title = member(field, "title"); title && title->IsString()) item.title = as_text(*title);
+        if (auto* tag = member(field, "perstag"); tag && tag->IsString()) item.perstag = as_text(*tag);
+        out.fields.push_back(std::move(item));
+    }
+    if (auto* meta = member(doc, "meta")) {
+        if (auto* total = member(*meta, "total")) {
+            if (auto n = as_int(*total); n && *n > 0) out.total = static_cast<uint64_t>(*n);
+        }
+    }
+    return out;
+}
+
+bool mentions_missing_list(const std::string& body) {
+    return body.find("list_not_exist") != std::string::npos ||
+           (body.find("related_missing") != std::string::npos && body.find("/data/attributes/list") != std::string::npos);
+}
+
+}  // namespace segpush::activecampaign
