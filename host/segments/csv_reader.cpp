@@ -1,7 +1,8 @@
 // CSV segments (RFC 4180), streamed through a fixed-size buffer.
 //
 // - The first non-blank record is the header: names are trimmed of surrounding spaces and
-//   tabs, must be unique, and must include every wanted column. A UTF-8 BOM is skipped.
+//   tabs, must be unique (empty names excepted), and must include every wanted column. A
+//   UTF-8 BOM is skipped.
 // - Records end at LF, CRLF or a lone CR. Quoted fields may hold commas, doubled quotes and
 //   line breaks, which are kept exactly as in the file. Blank lines are skipped.
 // - Values are returned raw (not trimmed) and only for the wanted columns; only those are
@@ -86,6 +87,7 @@ private:
 
     void check_duplicates(const std::string& path) {
         for (size_t i = 0; i < header_.size(); ++i) {
+            if (header_[i].empty()) continue;  // unnamed columns ("a,b,,") cannot be wanted anyway
             for (size_t j = i + 1; j < header_.size(); ++j) {
                 if (header_[i] == header_[j]) {
                     throw SegmentError("segment file " + path + ": the header names column \"" + header_[i] +

@@ -122,7 +122,7 @@ TEST_CASE("csv: the last record needs no line break") {
     require_row(items[0], 2, {"Ann"});
 }
 
-TEST_CASE("csv: values are returned untrimmed; header names are trimmed") {
+TEST_CASE("csv: values are returned untrimmed, header names are trimmed") {
     const auto items = read_csv(" email ,\tname\t\n  a@x.io , Ann \n", {"email", "name"});
     REQUIRE(items.size() == 1);
     require_row(items[0], 2, {"  a@x.io ", " Ann "});
@@ -143,6 +143,12 @@ TEST_CASE("csv: several missing columns are all named") {
 TEST_CASE("csv: a duplicate header name is an error") {
     const std::string message = csv_error("email,name, email\na,b,c\n", {"email"});
     CHECK_THAT(message, Contains("the header names column \"email\" twice (fields 1 and 3)"));
+}
+
+TEST_CASE("csv: several unnamed header columns are not duplicates") {
+    const auto items = read_csv("email,,name,\na@x.io,1,Ann,2\n", {"name", "email"});
+    REQUIRE(items.size() == 1);
+    require_row(items[0], 2, {"Ann", "a@x.io"});
 }
 
 TEST_CASE("csv: an empty file has no header row") {
