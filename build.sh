@@ -28,15 +28,50 @@ build() {
     cmake --build "$BUILD_DIR" -j"$(nproc)"
 }
 
+# The main job, end to end, without an ActiveCampaign account: the ActiveCampaign sandbox
+# (tests/sandbox/ac_sandbox.py, HTTPS on 127.0.0.1 with a certificate made here) stands in for
+# the real API, and the example configuration is pointed at it.
+run_demo() {
+    local demo="$BUILD_DIR/demo"
+    rm -rf "$demo" && mkdir -p "$demo"
+    openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -days 2 -keyout "$demo/key.pem" -out "$demo/cert.pem" 2>/dev/null
+    export AC_API_KEY=demo-key-not-a-real-one
+    python3 tests/sandbox/ac_sandbox.py --cert "$demo/cert.pem" --key "$demo/key.pem" --port-file "$demo/port" \
+        --api-key "$AC_API_KEY" --list 3:Newsletter &
+    local sandbox_pid=$!
+    trap "kill $sandbox_pid 2>/dev/null" EXIT
+    for _ in $(seq 100); do [ -s "$demo/port" ] && break; sleep 0.1; done
+    local port
+    port=$(cat "$demo/port")
+    sed -e "s#^plugin_dir:.*#plugin_dir: $PWD/$BUILD_DIR/plugins#" \
+        -e "s#^state:.*#state: state/segpush.db#" \
+        -e "s#path: segments/#path: $PWD/config/segments/#" \
+        -e "s#^\( *\)host: .*#\1host: 127.0.0.1:$port\n\1ca_bundle: $PWD/$demo/cert.pem#" \
+        config/segpush.yaml >"$demo/segpush.yaml"
+    local segpush=("$BUILD_DIR/segpush" --config "$demo/segpush.yaml")
+    set -x
+    "${segpush[@]}" config check
+    "${segpush[@]}" plugins list
+    "${segpush[@]}" export run vip_to_newsletter --dry-run
+    "${segpush[@]}" export run vip_to_newsletter
+    "${segpush[@]}" export run vip_to_newsletter   # nothing changed: nothing is sent
+    "${segpush[@]}" runs list
+    { set +x; } 2>/dev/null
+    python3 - "$port" "$demo/cert.pem" <<'PY'
+import json, ssl, sys, urllib.request
+port, cert = sys.argv[1], sys.argv[2]
+url = f"https://127.0.0.1:{port}/__sandbox/lists/3/members"
+members = json.load(urllib.request.urlopen(url, context=ssl.create_default_context(cafile=cert)))
+print(f"The sandbox's list 3 now holds {sum(m['status'] == 'subscribed' for m in members)} subscribed contacts.")
+PY
+}
+
 case "${1:-}" in
     demo)
         install_missing
         build
-        # The example config takes its key from AC_API_KEY; a placeholder is enough to check it.
-        export AC_API_KEY=${AC_API_KEY:-placeholder-key-for-the-demo}
-        "$BUILD_DIR"/segpush --config config/segpush.yaml config check
-        "$BUILD_DIR"/segpush --config config/segpush.yaml plugins list
-        "$BUILD_DIR"/segpush --config config/segpush.yaml plugins describe activecampaign
+        run_demo
         ;;
     test)
         shift

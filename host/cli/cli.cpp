@@ -1,4 +1,5 @@
 #include "cli/cli.hpp"
+#include "cli/cli_support.hpp"
 
 #include <rapidjson/document.h>
 #include <rapidjson/prettywriter.h>
@@ -32,6 +33,12 @@ Commands:
   config check                   Validate the configuration; print every problem with file:line:column
   plugins list [--json]          Plugins loaded from plugin_dir, and files refused with the reason
   plugins describe ID [--json]   A plugin's connection and export settings, mapping fields and limits
+  export run NAME [--dry-run] [--full]
+                                 Run one export now: send new and changed members, report the rest
+  runs list [EXPORT] [--limit N] [--json]
+                                 Run history, newest first
+  runs show ID [--json]          One run: status, times, counts, error, rejected-records report
+  serve                          Run every export on its schedule until stopped (SIGTERM, Ctrl-C)
   help [COMMAND...]              Help on a command
 
 Options:
@@ -64,6 +71,64 @@ Every problem is printed as FILE:LINE:COLUMN: error: KEY.PATH: MESSAGE.
 
 Exit status: 0 valid (warnings may be printed), 2 problems found.
 )"},
+    {"export run", R"(Usage: segpush [--config FILE] export run NAME [--dry-run] [--full]
+
+Runs export NAME once, now:
+  1. reads its segment files (CSV or JSON Lines); a row that cannot be read or has no valid
+     email is rejected with file, line and reason and the run goes on; a column the mapping
+     needs that a file lacks stops the run before anything is sent;
+  2. maps and checks each row (values trimmed, empty optional values left out, emails checked);
+     members with the same email (ignoring case) are collapsed, the first row wins;
+  3. compares members with what earlier runs delivered: only new members and members whose
+     mapped values changed are sent; with on_leave: unsubscribe, members who left the segment
+     are unsubscribed;
+  4. sends in batches within the plugin's limits, retrying temporary failures with backoff,
+     and saves every outcome as it arrives, so a run that is stopped or killed continues
+     where it stopped the next time.
+
+Options:
+  --dry-run   Do steps 1-3 and print what would be sent; the destination is not contacted
+  --full      Send every member, as if nothing had been delivered before
+
+Ctrl-C (or SIGTERM) stops cleanly: batches in flight finish, their outcomes are saved and the
+run is marked cancelled. A second Ctrl-C quits at once (still nothing saved is lost).
+Rejected rows are written to <state folder>/reports/NAME-run-ID-rejected.csv.
+Only one run of an export at a time: a second one is refused, naming the running one.
+
+Exit status: 0 succeeded, 1 failed or cancelled (segpush runs show ID says why), 2 usage or
+configuration error.
+)"},
+    {"runs list", R"(Usage: segpush [--config FILE] runs list [EXPORT] [--limit N] [--json]
+
+The run history from the state file, newest first (20 unless --limit N): id, export, status,
+start time (UTC), records sent, accepted, rejected (before sending and by the destination),
+unchanged, and the error if any.
+
+Statuses: running, succeeded, cancelled, failed_will_retry (temporary trouble outlasted the
+retries; the next run continues from where this one stopped), failed_permanently (something
+must be fixed first: credentials, settings, the segment file).
+
+Exit status: 0, 2 when the configuration cannot be read.
+)"},
+    {"runs show", R"(Usage: segpush [--config FILE] runs show ID [--json]
+
+Everything known about one run: status, start and end (UTC), the process that ran it, rows
+read, members new / changed / unchanged / leaving, records sent, accepted, removed and
+rejected, the error, and the path of the rejected-records report.
+
+Exit status: 0, 1 when there is no such run.
+)"},
+    {"serve", R"(Usage: segpush [--config FILE] serve
+
+Runs every export that has a schedule (5-field cron: minute hour day-of-month month
+day-of-week, in UTC unless the export sets timezone:, e.g. Europe/Paris) until stopped. The
+first run of each export is at its next scheduled time: starting serve, or saving an export,
+does not run it. Each run is logged with its outcome; a failed run does not stop serve, and a
+run still going when its next time comes is not started twice. SIGTERM or Ctrl-C stops:
+running exports finish their batches in flight and save their state.
+
+Exit status: 0 after a clean stop, 2 when the configuration has errors or no schedules.
+)"},
     {"plugins list", R"(Usage: segpush [--config FILE | --plugin-dir DIR] plugins list [--json]
 
 Tries every *.so file in the plugin directory. Lists the plugins that loaded (id, version,
@@ -89,35 +154,7 @@ Exit status: 0, 1 when no plugin has that id.
 )"},
 };
 
-struct Options {
-    std::string config_path;
-    std::optional<std::string> plugin_dir;
-    bool help = false;
-    bool json = false;
-    std::vector<std::string> words;
-};
-
-class Printer {
-public:
-    Printer(std::ostream& out, std::ostream& err) : out_(out), err_(err) {}
-    void out(const std::string& text) { out_ << Redactor::instance().scrub(text); }
-    void err(const std::string& text) { err_ << Redactor::instance().scrub(text); }
-
-private:
-    std::ostream& out_;
-    std::ostream& err_;
-};
-
 std::string abi_text(uint32_t major, uint32_t minor) { return std::to_string(major) + "." + std::to_string(minor); }
-
-int usage_error(Printer& print, const std::string& message) {
-    print.err("segpush: " + message + "\nRun 'segpush --help' for usage.\n");
-    return kExitUsage;
-}
-
-void print_diagnostics(Printer& print, const Diagnostics& diagnostics) {
-    for (const auto& diagnostic : diagnostics.items()) print.err(diagnostic.format() + "\n");
-}
 
 // The plugin directory: --plugin-dir, else the configuration's. Config problems that stop
 // us from knowing it are printed.
@@ -327,35 +364,61 @@ int plugins_describe(const Options& options, Printer& print) {
 
 int config_check(const Options& options, Printer& print) {
     Diagnostics diagnostics;
-    auto config = load_config(options.config_path, diagnostics);
-    if (config) {
-        const std::string directory = options.plugin_dir ? *options.plugin_dir : resolved_plugin_dir(*config);
-        if (!config->plugin_dir.empty() || options.plugin_dir) {
-            const auto registry = PluginRegistry::load_directory(directory);
-            if (!registry.directory_problem().empty()) {
-                diagnostics.error(config->plugin_dir_pos, "plugin_dir", registry.directory_problem());
-            }
-            for (const auto& refused : registry.refused()) {
-                diagnostics.warning(config->plugin_dir_pos, "plugin_dir",
-                                    "plugin file " + refused.file + " was refused: " + refused.reason);
-            }
-            check_config(*config, registry, diagnostics);
-        }
-    }
+    auto setup = load_checked(options, diagnostics);
     print_diagnostics(print, diagnostics);
-    size_t errors = 0;
-    for (const auto& item : diagnostics.items()) errors += item.severity == Diagnostic::Severity::error;
-    if (errors > 0) {
+    if (!setup) {
+        size_t errors = 0;
+        for (const auto& item : diagnostics.items()) errors += item.severity == Diagnostic::Severity::error;
         print.err(std::to_string(errors) + " error(s) in " + options.config_path + "\n");
         return kExitUsage;
     }
-    print.out(options.config_path + ": OK (" + std::to_string(config->segments.size()) + " segment(s), " +
-              std::to_string(config->connections.size()) + " connection(s), " +
-              std::to_string(config->exports.size()) + " export(s))\n");
+    const Config& config = setup->config;
+    print.out(options.config_path + ": OK (" + std::to_string(config.segments.size()) + " segment(s), " +
+              std::to_string(config.connections.size()) + " connection(s), " +
+              std::to_string(config.exports.size()) + " export(s))\n");
     return kExitOk;
 }
 
 }  // namespace
+
+int usage_error(Printer& print, const std::string& message) {
+    print.err("segpush: " + message + "\nRun 'segpush --help' for usage.\n");
+    return kExitUsage;
+}
+
+void print_diagnostics(Printer& print, const Diagnostics& diagnostics) {
+    for (const auto& diagnostic : diagnostics.items()) print.err(diagnostic.format() + "\n");
+}
+
+std::optional<CheckedSetup> load_checked(const Options& options, Diagnostics& diagnostics) {
+    auto config = load_config(options.config_path, diagnostics);
+    if (!config) return std::nullopt;
+    const std::string directory = options.plugin_dir ? *options.plugin_dir : resolved_plugin_dir(*config);
+    CheckedSetup setup{std::move(*config), PluginRegistry{}};
+    if (!setup.config.plugin_dir.empty() || options.plugin_dir) {
+        setup.registry = PluginRegistry::load_directory(directory);
+        if (!setup.registry.directory_problem().empty()) {
+            diagnostics.error(setup.config.plugin_dir_pos, "plugin_dir", setup.registry.directory_problem());
+        }
+        for (const auto& refused : setup.registry.refused()) {
+            diagnostics.warning(setup.config.plugin_dir_pos, "plugin_dir",
+                                "plugin file " + refused.file + " was refused: " + refused.reason);
+        }
+        check_config(setup.config, setup.registry, diagnostics);
+    }
+    for (const auto& item : diagnostics.items()) {
+        if (item.severity == Diagnostic::Severity::error) return std::nullopt;
+    }
+    return setup;
+}
+
+std::optional<CheckedSetup> load_checked_or_report(const Options& options, Printer& print) {
+    Diagnostics diagnostics;
+    auto setup = load_checked(options, diagnostics);
+    print_diagnostics(print, diagnostics);
+    if (!setup) print.err("segpush: fix the configuration first (segpush config check lists every problem)\n");
+    return setup;
+}
 
 int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
     Printer print(out, err);
@@ -377,6 +440,17 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
             return kExitOk;
         } else if (arg == "--json") {
             options.json = true;
+        } else if (arg == "--dry-run") {
+            options.dry_run = true;
+        } else if (arg == "--full") {
+            options.full = true;
+        } else if (arg == "--limit") {
+            auto given = value(arg);
+            if (!given || given->find_first_not_of("0123456789") != std::string::npos || given->empty() ||
+                given->size() > 6) {
+                return usage_error(print, "--limit needs a number of runs, e.g. --limit 50");
+            }
+            options.limit = std::stoi(*given);
         } else if (arg == "--config" || arg == "--plugin-dir") {
             auto given = value(arg);
             if (!given) return usage_error(print, arg + " needs a value");
@@ -387,7 +461,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
             options.plugin_dir = arg.substr(13);
         } else if (arg.size() > 1 && arg[0] == '-') {
             return usage_error(print, "unknown option " + arg +
-                                          did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--help", "--version"}));
+                                          did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--dry-run", "--full", "--limit", "--help", "--version"}));
         } else {
             options.words.push_back(arg);
         }
@@ -420,6 +494,13 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         return plugins_list(options, print);
     }
     if (command == "plugins describe") return plugins_describe(options, print);
+    if ((options.dry_run || options.full) && command != "export run") {
+        return usage_error(print, "--dry-run and --full belong to 'export run'");
+    }
+    if (command == "export run") return export_run(options, print);
+    if (command == "runs list") return runs_list(options, print);
+    if (command == "runs show") return runs_show(options, print);
+    if (words[0] == "serve") return serve(options, print);
     return usage_error(print, "unknown command '" + join(words, " ") + "'" + did_you_mean(command, known));
 }
 

@@ -1,0 +1,356 @@
+// The commands that run exports (once, or on their schedules) and read the run history.
+#include <rapidjson/document.h>
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/stringbuffer.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <iomanip>
+#include <list>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "cli/cli_support.hpp"
+#include "config/loader.hpp"
+#include "engine/export_runner.hpp"
+#include "log/log.hpp"
+#include "schedule/cron.hpp"
+#include "state/state_store.hpp"
+#include "text/suggest.hpp"
+
+namespace segpush {
+
+namespace {
+
+// Set by SIGINT/SIGTERM. The first signal asks running exports to stop cleanly (in-flight
+// batches finish, their outcomes are saved); a second one ends the process at once, which
+// is still safe because every saved outcome is already committed.
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_stop_signal(int signal_number) {
+    if (g_stop.exchange(true)) {
+        std::signal(signal_number, SIG_DFL);
+        std::raise(signal_number);
+        return;
+    }
+    static const char kNote[] = "\nsegpush: stopping after the batches in flight (press Ctrl-C again to quit now)\n";
+    (void)!write(STDERR_FILENO, kNote, sizeof kNote - 1);
+}
+
+class StopOnSignal {
+public:
+    StopOnSignal() {
+        g_stop = false;
+        struct sigaction action {};
+        action.sa_handler = on_stop_signal;
+        sigemptyset(&action.sa_mask);
+        sigaction(SIGINT, &action, &previous_int_);
+        sigaction(SIGTERM, &action, &previous_term_);
+    }
+    ~StopOnSignal() {
+        sigaction(SIGINT, &previous_int_, nullptr);
+        sigaction(SIGTERM, &previous_term_, nullptr);
+    }
+
+private:
+    struct sigaction previous_int_ {};
+    struct sigaction previous_term_ {};
+};
+
+std::string count(int64_t n) { return std::to_string(n); }
+
+std::string duration_text(double seconds) {
+    std::ostringstream text;
+    if (seconds < 60) {
+        text << std::fixed << std::setprecision(1) << seconds << " s";
+    } else {
+        const auto whole = static_cast<int64_t>(seconds);
+        text << whole / 3600 << "h" << std::setw(2) << std::setfill('0') << (whole / 60) % 60 << "m"
+             << std::setw(2) << whole % 60 << "s";
+    }
+    return text.str();
+}
+
+std::string summary_text(const ExportConfig& exp, const RunSummary& summary, bool dry_run) {
+    const RunCounts& c = summary.counts;
+    std::ostringstream text;
+    const bool removes = exp.on_leave == OnLeave::unsubscribe;
+    if (dry_run) {
+        text << "Dry run of export " << exp.name << " (run #" << summary.run_id << "): nothing was sent.\n";
+    } else {
+        text << "Export " << exp.name << ", run #" << summary.run_id << ": " << to_string(summary.status) << " in "
+             << duration_text(summary.seconds) << ".\n";
+    }
+    text << "  rows read     " << count(c.rows_read) << " (" << count(c.invalid) << " rejected before sending, "
+         << count(c.duplicates) << " duplicates collapsed, the first row of each email wins)\n"
+         << "  members       " << count(c.members) << ": " << count(c.new_members) << " new, " << count(c.changed)
+         << " changed, " << count(c.unchanged) << " unchanged\n"
+         << "  leaving       " << count(c.leaving)
+         << (removes ? " (unsubscribed: on_leave is unsubscribe)" : " (kept: on_leave is keep)") << "\n";
+    if (dry_run) {
+        text << "  would send    " << count(c.new_members + c.changed + (removes ? c.leaving : 0)) << " records\n";
+    } else {
+        text << "  sent          " << count(c.sent) << "\n"
+             << "  accepted      " << count(c.accepted) << (removes ? ", removed " + count(c.removed) : "") << "\n"
+             << "  rejected      " << count(c.rejected) << " by the destination\n";
+    }
+    if (!summary.report_path.empty()) text << "  report        " << summary.report_path << " (rejected rows and why)\n";
+    if (!summary.error.empty()) text << "  error         " << summary.error << "\n";
+    return text.str();
+}
+
+const ExportConfig* find_export_or_report(const Config& config, const std::string& name, Printer& print) {
+    if (const ExportConfig* exp = config.find_export(name)) return exp;
+    std::vector<std::string> names;
+    for (const auto& exp : config.exports) names.push_back(exp.name);
+    usage_error(print, "no export named '" + name + "' in " + config.file + did_you_mean(name, names) +
+                           (names.empty() ? "" : " (exports: " + join(names, ", ") + ")"));
+    return nullptr;
+}
+
+int exit_code_for(RunStatus status) { return status == RunStatus::succeeded ? kExitOk : kExitFailure; }
+
+// Run history needs only the state file's place, so a configuration with other problems
+// (a plugin that no longer loads, say) still shows what happened before.
+std::optional<std::string> state_path_of(const Options& options, Printer& print) {
+    Diagnostics diagnostics;
+    auto config = load_config(options.config_path, diagnostics);
+    if (!config) {
+        print_diagnostics(print, diagnostics);
+        return std::nullopt;
+    }
+    return config->state_path;
+}
+
+void add_run_json(rapidjson::Value& target, const RunRecord& run, rapidjson::Document::AllocatorType& alloc) {
+    auto text = [&](const std::string& value) { return rapidjson::Value(value.c_str(), alloc); };
+    target.SetObject();
+    target.AddMember("id", run.id, alloc);
+    target.AddMember("export", text(run.export_name), alloc);
+    target.AddMember("status", text(to_string(run.status)), alloc);
+    target.AddMember("started_at", text(run.started_at), alloc);
+    target.AddMember("finished_at", text(run.finished_at), alloc);
+    target.AddMember("full", run.full, alloc);
+    target.AddMember("dry_run", run.dry_run, alloc);
+    rapidjson::Value counts(rapidjson::kObjectType);
+    const RunCounts& c = run.counts;
+    const std::pair<const char*, int64_t> items[] = {
+        {"rows_read", c.rows_read}, {"invalid", c.invalid},     {"duplicates", c.duplicates}, {"members", c.members},
+        {"new", c.new_members},     {"changed", c.changed},     {"unchanged", c.unchanged},   {"leaving", c.leaving},
+        {"sent", c.sent},           {"accepted", c.accepted},   {"rejected", c.rejected},     {"removed", c.removed}};
+    for (const auto& [name, value] : items) counts.AddMember(rapidjson::StringRef(name), value, alloc);
+    target.AddMember("counts", counts, alloc);
+    target.AddMember("error", text(run.error), alloc);
+    target.AddMember("report", text(run.report_path), alloc);
+}
+
+std::string json_text(const rapidjson::Document& document) {
+    rapidjson::StringBuffer buffer;
+    rapidjson::PrettyWriter<rapidjson::StringBuffer> writer(buffer);
+    document.Accept(writer);
+    return std::string(buffer.GetString()) + "\n";
+}
+
+// One scheduled export inside `serve`.
+struct ScheduledExport {
+    const ExportConfig* exp;
+    CronSchedule schedule;
+    std::chrono::system_clock::time_point next;
+    std::thread worker;
+    std::atomic<bool> busy{false};
+};
+
+std::string utc_text(std::chrono::system_clock::time_point when) {
+    const std::time_t seconds = std::chrono::system_clock::to_time_t(when);
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%d %H:%M UTC", &utc);
+    return text;
+}
+
+void run_scheduled(const CheckedSetup& setup, ScheduledExport& slot) {
+    try {
+        StateStore state(setup.config.state_path);
+        ExportRunner runner(setup.config, *slot.exp, setup.registry, state, g_stop);
+        const RunSummary summary = runner.run(RunOptions{});
+        const RunCounts& c = summary.counts;
+        log_line(summary.status == RunStatus::succeeded ? LogLevel::info : LogLevel::error,
+                 "export " + slot.exp->name + ": run #" + std::to_string(summary.run_id) + " " +
+                     to_string(summary.status) + " in " + duration_text(summary.seconds) + ": sent " + count(c.sent) +
+                     ", accepted " + count(c.accepted) + ", rejected " + count(c.rejected + c.invalid) +
+                     ", unchanged " + count(c.unchanged) + (summary.error.empty() ? "" : "; " + summary.error));
+    } catch (const AlreadyRunning& running) {
+        log_line(LogLevel::warn, "export " + slot.exp->name + ": skipped this time: " + running.what());
+    } catch (const std::exception& error) {
+        log_line(LogLevel::error, "export " + slot.exp->name + ": run failed: " + error.what());
+    }
+    slot.busy = false;
+}
+
+}  // namespace
+
+int export_run(const Options& options, Printer& print) {
+    if (options.words.size() != 3) return usage_error(print, "export run takes one export name: segpush export run NAME");
+    auto setup = load_checked_or_report(options, print);
+    if (!setup) return kExitUsage;
+    const ExportConfig* exp = find_export_or_report(setup->config, options.words[2], print);
+    if (!exp) return kExitUsage;
+    std::filesystem::create_directories(std::filesystem::path(setup->config.state_path).parent_path());
+    StateStore state(setup->config.state_path);
+    StopOnSignal stop_on_signal;
+    ExportRunner runner(setup->config, *exp, setup->registry, state, g_stop);
+    RunOptions run_options;
+    run_options.dry_run = options.dry_run;
+    run_options.full = options.full;
+    run_options.progress_on_terminal = isatty(STDERR_FILENO) != 0;
+    try {
+        const RunSummary summary = runner.run(run_options);
+        print.out(summary_text(*exp, summary, options.dry_run));
+        return exit_code_for(summary.status);
+    } catch (const AlreadyRunning& running) {
+        print.err("segpush: " + std::string(running.what()) + "\n");
+        return kExitFailure;
+    }
+}
+
+int runs_list(const Options& options, Printer& print) {
+    if (options.words.size() > 3) return usage_error(print, "runs list takes at most one export name");
+    const auto path = state_path_of(options, print);
+    if (!path) return kExitUsage;
+    const std::string export_name = options.words.size() == 3 ? options.words[2] : "";
+    std::vector<RunRecord> runs;
+    if (std::filesystem::exists(*path)) runs = StateStore(*path).list_runs(export_name, options.limit.value_or(20));
+    if (options.json) {
+        rapidjson::Document document(rapidjson::kArrayType);
+        for (const auto& run : runs) {
+            rapidjson::Value item;
+            add_run_json(item, run, document.GetAllocator());
+            document.PushBack(item, document.GetAllocator());
+        }
+        print.out(json_text(document));
+        return kExitOk;
+    }
+    if (runs.empty()) {
+        print.out("No runs yet" + (export_name.empty() ? std::string() : " of export " + export_name) + " in " + *path +
+                  ".\n");
+        return kExitOk;
+    }
+    std::ostringstream text;
+    text << std::left << std::setw(6) << "ID" << std::setw(22) << "EXPORT" << std::setw(19) << "STATUS"
+         << std::setw(22) << "STARTED" << std::right << std::setw(10) << "SENT" << std::setw(10) << "ACCEPTED"
+         << std::setw(10) << "REJECTED" << std::setw(11) << "UNCHANGED" << "  ERROR\n";
+    for (const auto& run : runs) {
+        std::string error = run.error.size() > 60 ? run.error.substr(0, 57) + "..." : run.error;
+        text << std::left << std::setw(6) << run.id << std::setw(22) << run.export_name << std::setw(19)
+             << (to_string(run.status) + (run.dry_run ? " (dry)" : "")) << std::setw(22) << run.started_at
+             << std::right << std::setw(10) << run.counts.sent << std::setw(10) << run.counts.accepted
+             << std::setw(10) << run.counts.rejected + run.counts.invalid << std::setw(11) << run.counts.unchanged
+             << "  " << error << "\n";
+    }
+    print.out(text.str());
+    return kExitOk;
+}
+
+int runs_show(const Options& options, Printer& print) {
+    if (options.words.size() != 3) return usage_error(print, "runs show takes one run id: segpush runs show ID");
+    int64_t id = 0;
+    try {
+        size_t used = 0;
+        id = std::stoll(options.words[2], &used);
+        if (used != options.words[2].size()) throw std::invalid_argument("trailing text");
+    } catch (const std::exception&) {
+        return usage_error(print, "run id must be a number, as 'segpush runs list' shows it, not '" +
+                                      options.words[2] + "'");
+    }
+    const auto path = state_path_of(options, print);
+    if (!path) return kExitUsage;
+    std::optional<RunRecord> run;
+    if (std::filesystem::exists(*path)) run = StateStore(*path).get_run(id);
+    if (!run) {
+        print.err("segpush: no run #" + std::to_string(id) + " in " + *path + "\n");
+        return kExitFailure;
+    }
+    if (options.json) {
+        rapidjson::Document document;
+        add_run_json(document, *run, document.GetAllocator());
+        print.out(json_text(document));
+        return kExitOk;
+    }
+    const RunCounts& c = run->counts;
+    std::ostringstream text;
+    text << "Run #" << run->id << " of export " << run->export_name << "\n"
+         << "  status        " << to_string(run->status) << (run->dry_run ? " (dry run)" : "")
+         << (run->full ? " (--full)" : "") << "\n"
+         << "  started       " << run->started_at << "\n"
+         << "  finished      " << (run->finished_at.empty() ? "-" : run->finished_at) << "\n"
+         << "  process       " << run->pid << " on " << run->hostname << "\n"
+         << "  rows read     " << c.rows_read << " (" << c.invalid << " rejected before sending, " << c.duplicates
+         << " duplicates)\n"
+         << "  members       " << c.members << ": " << c.new_members << " new, " << c.changed << " changed, "
+         << c.unchanged << " unchanged; " << c.leaving << " leaving\n"
+         << "  sent          " << c.sent << "\n"
+         << "  accepted      " << c.accepted << ", removed " << c.removed << ", rejected " << c.rejected << "\n";
+    if (!run->report_path.empty()) text << "  report        " << run->report_path << "\n";
+    if (!run->error.empty()) text << "  error         " << run->error << "\n";
+    print.out(text.str());
+    return kExitOk;
+}
+
+int serve(const Options& options, Printer& print) {
+    if (options.words.size() != 1) return usage_error(print, "serve takes no arguments");
+    auto setup = load_checked_or_report(options, print);
+    if (!setup) return kExitUsage;
+    std::filesystem::create_directories(std::filesystem::path(setup->config.state_path).parent_path());
+    std::list<ScheduledExport> slots;  // a list: slots hold threads and atomics, never moved
+    const auto now = std::chrono::system_clock::now();
+    for (const auto& exp : setup->config.exports) {
+        if (exp.schedule.empty()) continue;
+        std::string problem;
+        auto schedule = CronSchedule::parse(exp.schedule, problem);
+        if (!schedule) continue;  // config check has reported it
+        auto& slot = slots.emplace_back();
+        slot.exp = &exp;
+        slot.schedule = *schedule;
+        slot.next = schedule->next_after(now, exp.timezone);
+    }
+    if (slots.empty()) {
+        print.err("segpush: no export has a schedule, so there is nothing to serve; add schedule: \"0 3 * * *\" "
+                  "(5-field cron, UTC unless timezone: is given) to an export, or run one with 'segpush export run NAME'\n");
+        return kExitUsage;
+    }
+    StopOnSignal stop_on_signal;
+    for (const auto& slot : slots) {
+        log_line(LogLevel::info, "serve: export " + slot.exp->name + " runs on \"" + slot.exp->schedule + "\"" +
+                                     (slot.exp->timezone.empty() ? " (UTC)" : " (" + slot.exp->timezone + ")") +
+                                     "; next run " + utc_text(slot.next));
+    }
+    while (!g_stop) {
+        const auto current = std::chrono::system_clock::now();
+        for (auto& slot : slots) {
+            if (current < slot.next) continue;
+            if (slot.busy) {
+                log_line(LogLevel::warn, "export " + slot.exp->name +
+                                             ": the previous run is still going; this scheduled run is skipped");
+            } else {
+                if (slot.worker.joinable()) slot.worker.join();
+                slot.busy = true;
+                log_line(LogLevel::info, "export " + slot.exp->name + ": scheduled run starting");
+                slot.worker = std::thread(run_scheduled, std::cref(*setup), std::ref(slot));
+            }
+            slot.next = slot.schedule.next_after(current, slot.exp->timezone);
+            log_line(LogLevel::info, "export " + slot.exp->name + ": next run " + utc_text(slot.next));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    log_line(LogLevel::info, "serve: stopping; running exports finish their batches in flight and save their state");
+    for (auto& slot : slots) {
+        if (slot.worker.joinable()) slot.worker.join();
+    }
+    return kExitOk;
+}
+
+}  // namespace segpush

@@ -1,0 +1,43 @@
+// An export set up end to end: a segment file, a configuration that points the real
+// ActiveCampaign plugin at a sandbox on 127.0.0.1, and the real segpush binary.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "support/process.hpp"
+#include "support/sandbox.hpp"
+#include "support/temp_dir.hpp"
+
+namespace segpush::test {
+
+struct Profile {
+    std::string email, first_name, last_name, phone;
+};
+
+// Deterministic profiles: member i has email member<i>@example.com.
+std::vector<Profile> make_profiles(size_t count, size_t first = 0);
+std::string to_csv(const std::vector<Profile>& profiles);
+
+struct ExportFixture {
+    explicit ExportFixture(Sandbox::Options options = {});
+
+    Sandbox sandbox;
+    TempDir dir;
+    std::vector<Run> history;  // every run, for the secret check
+
+    void write_segment(const std::vector<Profile>& profiles);
+    // `export_extra`: YAML lines added to the export (indented by the caller to 4 spaces).
+    void write_config(const std::string& export_extra = "");
+    Run segpush(const std::string& args);
+    // The same command line, started in the background.
+    std::vector<std::string> segpush_argv(const std::string& args) const;
+    std::vector<std::string> env() const;
+
+    // Records in upsert requests since the sandbox's request log was last cleared: contacts in
+    // bulk imports plus contact/sync calls.
+    long long records_sent();
+    void clear_request_log();
+};
+
+}  // namespace segpush::test

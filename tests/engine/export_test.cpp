@@ -1,0 +1,263 @@
+// The export engine end to end: the real segpush binary, the real ActiveCampaign plugin, and
+// the sandbox on 127.0.0.1 standing in for ActiveCampaign.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include "engine/export_fixture.hpp"
+
+using namespace segpush::test;
+
+namespace {
+
+// The sandbox's limits scaled up 20x (same ratios) so tests do not wait on the real 5 rps.
+Sandbox::Options fast_sandbox() {
+    Sandbox::Options options;
+    options.config_json = R"({"rate_scale": 20})";
+    return options;
+}
+
+void require_list_equals(Sandbox& sandbox, const std::vector<Profile>& profiles) {
+    const auto members = sandbox.members(1);
+    size_t subscribed = 0;
+    for (const auto& [email, member] : members) subscribed += member.status == "subscribed";
+    CHECK(subscribed == profiles.size());
+    for (const auto& profile : profiles) {
+        auto it = members.find(profile.email);
+        REQUIRE(it != members.end());
+        CHECK(it->second.status == "subscribed");
+        CHECK(it->second.first_name == profile.first_name);
+        CHECK(it->second.last_name == profile.last_name);
+        CHECK(it->second.phone == profile.phone);
+    }
+}
+
+void check_secret_never_printed(const ExportFixture& fixture) {
+    for (const auto& run : fixture.history) {
+        CHECK(run.out.find(fixture.sandbox.api_key()) == std::string::npos);
+        CHECK(run.err.find(fixture.sandbox.api_key()) == std::string::npos);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("export: a segment exported twice sends nothing the second time") {
+    ExportFixture fixture(fast_sandbox());
+    const auto profiles = make_profiles(600);
+    fixture.write_segment(profiles);
+    fixture.write_config();
+
+    const Run first = fixture.segpush("export run vip_export");
+    INFO(first.out << first.err);
+    REQUIRE(first.exit_code == 0);
+    CHECK_THAT(first.out, Catch::Contains("600 new, 0 changed, 0 unchanged"));
+    CHECK_THAT(first.out, Catch::Contains("accepted      600"));
+    require_list_equals(fixture.sandbox, profiles);
+    CHECK(fixture.records_sent() == 600);
+    CHECK(fixture.sandbox.route_count("POST /api/3/import/bulk_import") == 3);  // ceil(600 / 250)
+
+    fixture.clear_request_log();
+    const long long requests_before = fixture.sandbox.total_requests();
+    const Run second = fixture.segpush("export run vip_export");
+    INFO(second.out << second.err);
+    REQUIRE(second.exit_code == 0);
+    CHECK_THAT(second.out, Catch::Contains("0 new, 0 changed, 600 unchanged"));
+    CHECK(fixture.sandbox.total_requests() == requests_before);  // the destination is not even contacted
+    check_secret_never_printed(fixture);
+}
+
+TEST_CASE("export: changing 10 members sends exactly those 10, --full sends everyone") {
+    ExportFixture fixture(fast_sandbox());
+    auto profiles = make_profiles(400);
+    fixture.write_segment(profiles);
+    fixture.write_config();
+    REQUIRE(fixture.segpush("export run vip_export").exit_code == 0);
+
+    for (size_t i = 0; i < 10; ++i) profiles[i * 37].last_name = "Changed" + std::to_string(i);
+    fixture.write_segment(profiles);
+    fixture.clear_request_log();
+    const Run changed = fixture.segpush("export run vip_export");
+    INFO(changed.out << changed.err);
+    REQUIRE(changed.exit_code == 0);
+    CHECK_THAT(changed.out, Catch::Contains("0 new, 10 changed, 390 unchanged"));
+    CHECK(fixture.records_sent() == 10);
+    require_list_equals(fixture.sandbox, profiles);
+
+    fixture.clear_request_log();
+    const Run full = fixture.segpush("export run vip_export --full");
+    INFO(full.out << full.err);
+    REQUIRE(full.exit_code == 0);
+    CHECK(fixture.records_sent() == 400);
+    require_list_equals(fixture.sandbox, profiles);
+}
+
+TEST_CASE("export: members who left are unsubscribed only with on_leave: unsubscribe") {
+    ExportFixture fixture(fast_sandbox());
+    const auto profiles = make_profiles(300);
+    fixture.write_segment(profiles);
+    fixture.write_config();
+    REQUIRE(fixture.segpush("export run vip_export").exit_code == 0);
+
+    const std::vector<Profile> staying(profiles.begin(), profiles.begin() + 295);
+    fixture.write_segment(staying);
+    const Run kept = fixture.segpush("export run vip_export");
+    INFO(kept.out << kept.err);
+    REQUIRE(kept.exit_code == 0);
+    CHECK_THAT(kept.out, Catch::Contains("leaving       5 (kept: on_leave is keep)"));
+    for (const auto& [email, member] : fixture.sandbox.members(1)) CHECK(member.status == "subscribed");
+
+    fixture.write_config("    on_leave: unsubscribe\n");
+    const Run removed = fixture.segpush("export run vip_export");
+    INFO(removed.out << removed.err);
+    REQUIRE(removed.exit_code == 0);
+    CHECK_THAT(removed.out, Catch::Contains("removed 5"));
+    const auto members = fixture.sandbox.members(1);
+    for (size_t i = 0; i < profiles.size(); ++i) {
+        INFO(profiles[i].email);
+        CHECK(members.at(profiles[i].email).status == (i < 295 ? "subscribed" : "unsubscribed"));
+    }
+    // Once unsubscribed they are not "leaving" again.
+    const Run again = fixture.segpush("export run vip_export");
+    CHECK_THAT(again.out, Catch::Contains("leaving       0"));
+}
+
+TEST_CASE("export: --dry-run counts what would be sent and contacts nobody") {
+    ExportFixture fixture(fast_sandbox());
+    auto profiles = make_profiles(50);
+    fixture.write_segment(profiles);
+    fixture.write_config();
+    REQUIRE(fixture.segpush("export run vip_export").exit_code == 0);
+    profiles[3].first_name = "Renamed";
+    auto more = make_profiles(7, 1000);
+    profiles.insert(profiles.end(), more.begin(), more.end());
+    fixture.write_segment(profiles);
+    const long long requests_before = fixture.sandbox.total_requests();
+
+    const Run dry = fixture.segpush("export run vip_export --dry-run");
+    INFO(dry.out << dry.err);
+    REQUIRE(dry.exit_code == 0);
+    CHECK_THAT(dry.out, Catch::Contains("nothing was sent") && Catch::Contains("7 new, 1 changed, 49 unchanged") &&
+                            Catch::Contains("would send    8 records"));
+    CHECK(fixture.sandbox.total_requests() == requests_before);
+    // A dry run changes nothing: the real run still finds the 8.
+    const Run real = fixture.segpush("export run vip_export");
+    CHECK_THAT(real.out, Catch::Contains("7 new, 1 changed, 49 unchanged"));
+}
+
+TEST_CASE("export: bad rows are reported with file, line and reason, duplicates collapse, the first wins") {
+    ExportFixture fixture(fast_sandbox());
+    fixture.dir.write("vip.csv",
+                      "Email,FirstName,LastName,Phone\n"
+                      "ada@example.com,Ada,Lovelace,\n"
+                      "not-an-email,Bad,Row,\n"
+                      "ADA@Example.com,Second,Ada,\n"
+                      "\"grace@example.com\",\"Grace \",\" Hopper\",+1-555-0100\n"
+                      "short,row\n"
+                      ",Nobody,,\n");
+    fixture.write_config();
+    const Run run = fixture.segpush("export run vip_export");
+    INFO(run.out << run.err);
+    REQUIRE(run.exit_code == 0);
+    CHECK_THAT(run.out, Catch::Contains("rows read     6 (3 rejected before sending, 1 duplicates collapsed"));
+    const auto members = fixture.sandbox.members(1);
+    REQUIRE(members.size() == 2);
+    CHECK(members.at("ada@example.com").first_name == "Ada");
+    CHECK(members.at("grace@example.com").first_name == "Grace");   // trimmed
+    CHECK(members.at("grace@example.com").last_name == "Hopper");
+    // The report names each bad row.
+    const auto report_at = run.out.find("report        ");
+    REQUIRE(report_at != std::string::npos);
+    const std::string report_path = run.out.substr(report_at + 14, run.out.find(' ', report_at + 14) - report_at - 14);
+    // Relative paths in the output are relative to where segpush ran: the fixture's folder.
+    const std::string report = read_file(fixture.dir.file(report_path));
+    CHECK_THAT(report, Catch::Contains("vip.csv,3,not-an-email,") && Catch::Contains("vip.csv,6,") &&
+                           Catch::Contains("vip.csv,7,"));
+}
+
+TEST_CASE("export: max_profiles refuses to start with a clear message") {
+    ExportFixture fixture(fast_sandbox());
+    fixture.write_segment(make_profiles(30));
+    fixture.write_config("    max_profiles: 20\n");
+    const Run run = fixture.segpush("export run vip_export");
+    CHECK(run.exit_code == 1);
+    CHECK_THAT(run.out, Catch::Contains("the segment has 30 members, more than max_profiles 20 allows; nothing was sent"));
+    CHECK(fixture.sandbox.members(1).empty());
+}
+
+TEST_CASE("export: a second run of the same export is refused while one runs, Ctrl-C stops cleanly") {
+    // Slow responses keep the first run busy long enough to try a second one.
+    Sandbox::Options options = fast_sandbox();
+    options.config_json = R"({"rate_scale": 20, "latency_ms": 400})";
+    ExportFixture fixture(options);
+    const auto profiles = make_profiles(5000);
+    fixture.write_segment(profiles);
+    fixture.write_config();
+
+    BackgroundProcess first(fixture.segpush_argv("export run vip_export"), fixture.dir.file("first.out"),
+                            fixture.dir.file("first.err"), fixture.env());
+    // Wait until it is pushing.
+    for (int i = 0; i < 200 && fixture.sandbox.route_count("POST /api/3/import/bulk_import") == 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    REQUIRE(fixture.sandbox.route_count("POST /api/3/import/bulk_import") > 0);
+    const Run second = fixture.segpush("export run vip_export");
+    CHECK(second.exit_code == 1);
+    CHECK_THAT(second.err, Catch::Contains("vip_export") && Catch::Contains("already running") &&
+                               Catch::Contains("pid " + std::to_string(first.pid())));
+
+    first.signal(SIGINT);
+    CHECK(first.wait() == 1);
+    const std::string out = read_file(fixture.dir.file("first.out"));
+    INFO(out << read_file(fixture.dir.file("first.err")));
+    CHECK_THAT(out, Catch::Contains("cancelled"));
+    const Run history = fixture.segpush("runs list vip_export");
+    CHECK_THAT(history.out, Catch::Contains("cancelled"));
+
+    // The next run finishes the job: the list is exactly the segment.
+    fixture.sandbox.configure(R"({"latency_ms": 0})");
+    const Run rest = fixture.segpush("export run vip_export");
+    INFO(rest.out << rest.err);
+    REQUIRE(rest.exit_code == 0);
+    require_list_equals(fixture.sandbox, profiles);
+    check_secret_never_printed(fixture);
+}
+
+TEST_CASE("export: killed with SIGKILL at several points, the next runs leave the list exact") {
+    Sandbox::Options options;
+    options.config_json = R"({"rate_scale": 20, "latency_ms": 30})";
+    ExportFixture fixture(options);
+    const auto profiles = make_profiles(50000);
+    fixture.write_segment(profiles);
+    fixture.write_config();
+    const long long batches = (50000 + 249) / 250;
+
+    int kills = 0;
+    for (long long kill_after : {20LL, 70LL, 130LL}) {
+        BackgroundProcess run(fixture.segpush_argv("export run vip_export"), fixture.dir.file("run.out"),
+                              fixture.dir.file("run.err"), fixture.env());
+        for (int i = 0; i < 1200 && run.running() &&
+                        fixture.sandbox.route_count("POST /api/3/import/bulk_import") < kill_after;
+             ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(25));
+        }
+        REQUIRE(run.running());
+        run.signal(SIGKILL);
+        CHECK(run.wait() == -SIGKILL);
+        ++kills;
+    }
+    const Run last = fixture.segpush("export run vip_export");
+    INFO(last.out << last.err);
+    REQUIRE(last.exit_code == 0);
+    require_list_equals(fixture.sandbox, profiles);
+
+    // Work lost per kill is bounded by what was in flight: the batches being pushed plus those
+    // accepted but not yet confirmed (4 concurrent pushes, one confirmation round).
+    const long long bulk = fixture.sandbox.route_count("POST /api/3/import/bulk_import");
+    INFO("bulk requests: " << bulk << " for " << batches << " batches and " << kills << " kills");
+    CHECK(bulk <= batches + kills * 8);
+    const Run history = fixture.segpush("runs list vip_export");
+    CHECK_THAT(history.out, Catch::Contains("interrupted"));
+}
