@@ -650,7 +650,7 @@ Problem push_each(segpush_export& exp, const std::vector<Row>& rows, const std::
                 return finish_rest(out, rows, rest, p);
             }
             if (result.status != 200) return finish_rest(out, rows, rest, unexpected(result, "finding a contact", SEGPUSH_RETRY));
-            contact_id = first_contact_id(result.body);
+            contact_id = contact_id_with_email(result.body, row.contact.email);
             if (contact_id.empty()) {  // not a contact: not on the list either
                 out.add(row.id, SEGPUSH_RECORD_ACCEPTED);
                 continue;

@@ -227,13 +227,26 @@ std::string nested_id(const std::string& body, const char* key) {
     return id ? as_text(*id) : std::string();
 }
 
-std::string first_contact_id(const std::string& body) {
+std::string contact_id_with_email(const std::string& body, const std::string& email) {
     rapidjson::Document doc;
     if (!parse(doc, body)) return {};
     auto* contacts = member(doc, "contacts");
-    if (!contacts || !contacts->IsArray() || contacts->Empty()) return {};
-    auto* id = member((*contacts)[0], "id");
-    return id ? as_text(*id) : std::string();
+    if (!contacts || !contacts->IsArray()) return {};
+    // Only a contact whose email really matches: a server that ignored the filter must never
+    // make us unsubscribe someone else.
+    for (const auto& contact : contacts->GetArray()) {
+        auto* id = member(contact, "id");
+        auto* address = member(contact, "email");
+        if (!id || !address || !address->IsString()) continue;
+        const std::string found = address->GetString();
+        if (found.size() == email.size() &&
+            std::equal(found.begin(), found.end(), email.begin(), [](unsigned char a, unsigned char b) {
+                return std::tolower(a) == std::tolower(b);
+            })) {
+            return as_text(*id);
+        }
+    }
+    return {};
 }
 
 FieldsPage parse_fields_page(const std::string& body) {

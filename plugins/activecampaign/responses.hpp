@@ -54,8 +54,9 @@ ImportInfo parse_import_info(const std::string& body);
 // "id" inside the top-level object `key` ({"contact":{"id":"10"}}); empty when absent.
 std::string nested_id(const std::string& body, const char* key);
 
-// First contact id of GET /api/3/contacts?email=...; empty when there is none.
-std::string first_contact_id(const std::string& body);
+// The id of the contact in a GET /contacts?email= answer whose email matches `email`
+// (case-insensitively); empty when there is none.
+std::string contact_id_with_email(const std::string& body, const std::string& email);
 
 // One page of GET /api/3/fields.
 struct FieldsPage {

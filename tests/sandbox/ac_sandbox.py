@@ -883,6 +883,12 @@ class Handler(BaseHTTPRequestHandler):
                     ids = sorted(cid for cid, s in m.items() if want is None or s == want)
             else:
                 ids = None
+            email = query.get("email")
+            if email is not None:
+                # AC's exact-match filter (case-insensitive), combinable with listid.
+                found = st.contacts.get(email.lower())
+                matched = [found.id] if found is not None else []
+                ids = matched if ids is None else [i for i in ids if i in matched]
             idg = query.get("id_greater")
             if ids is None:
                 total_ids = range(1, len(st.by_id))
