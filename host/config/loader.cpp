@@ -1,6 +1,7 @@
 #include "config/loader.hpp"
 
 #include <fnmatch.h>
+#include <rapidjson/document.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -319,7 +320,9 @@ bool check_plugin_settings(YamlReader& reader, const LoadedPlugin& plugin, const
                            const std::string& base_dir) {
     const CheckedSettings checked = check_settings(reader, settings.yaml, owner, path, schema, base_dir);
     bool ok = checked.complete;
-    // The plugin checks whatever passed the schema, so one run reports every problem.
+    // The plugin checks whatever passed the schema, so one run reports every problem. A
+    // complaint about a key the schema refused (so the plugin saw it as missing) is dropped:
+    // that key already has its error.
     if (!checked.json.empty() && plugin.api.validate_settings) {
         segpush_error error{};
         error.struct_size = sizeof error;
@@ -327,6 +330,11 @@ bool check_plugin_settings(YamlReader& reader, const LoadedPlugin& plugin, const
             error.field[sizeof error.field - 1] = '\0';
             error.message[sizeof error.message - 1] = '\0';
             const std::string field = error.field;
+            rapidjson::Document passed;
+            passed.Parse(checked.json.c_str());
+            const bool refused_by_schema = !field.empty() && settings.yaml.IsMap() && settings.yaml[field].IsDefined() &&
+                                           passed.IsObject() && !passed.HasMember(field.c_str());
+            if (refused_by_schema) return false;
             const YAML::Node at = settings.yaml.IsDefined() ? settings_key(settings.yaml, field) : owner;
             reader.error(at, field.empty() ? path : path + "." + field, error.message);
             ok = false;

@@ -7,7 +7,7 @@
 #include <chrono>
 #include <thread>
 
-#include "engine/export_fixture.hpp"
+#include "support/export_fixture.hpp"
 
 using namespace segpush::test;
 

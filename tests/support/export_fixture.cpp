@@ -1,4 +1,4 @@
-#include "engine/export_fixture.hpp"
+#include "support/export_fixture.hpp"
 
 #include <sstream>
 
