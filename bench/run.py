@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""segpush benchmarks against the ActiveCampaign sandbox (Python 3 standard library only).
+
+    python3 bench/run.py ceiling   --profiles 1000000 --scale 20   [--build-dir build]
+    python3 bench/run.py host-cost --profiles 1000000              [--build-dir build]
+    python3 bench/run.py refresh   --profiles 1000000 --change 0.01 [--scale 20]
+
+Each subcommand starts its own sandbox (tests/sandbox/ac_sandbox.py, HTTPS on 127.0.0.1 with a
+certificate made here by openssl) in a temporary directory, writes a segment with
+bench/generate_profiles.py and a segpush configuration pointing at the sandbox, runs
+`segpush export run` as a child process, and prints its figures as a table and as one JSON line.
+CPU time and peak RSS are the segpush process's own (os.wait4); the sandbox is another process.
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SANDBOX = os.path.join(ROOT, "tests", "sandbox", "ac_sandbox.py")
+GENERATOR = os.path.join(ROOT, "bench", "generate_profiles.py")
+API_KEY = "bench-key-not-a-real-one"
+LIST_ID = 1
+EXPORT = "bench_export"
+
+# ActiveCampaign's published limits (per account): 5 requests/second over the whole API and
+# 100 bulk import requests per minute.
+AC_RPS = 5
+AC_BULK_PER_MINUTE = 100
+
+
+def log(message):
+    print("[bench] " + message, file=sys.stderr, flush=True)
+
+
+class Sandbox:
+    """The sandbox in its own process; start()/stop(), get()/post() on its control API."""
+
+    def __init__(self, workdir, config):
+        self.workdir = workdir
+        self.config = config
+        self.cert = os.path.join(workdir, "cert.pem")
+        self.key = os.path.join(workdir, "key.pem")
+        self.port_file = os.path.join(workdir, "sandbox.port")
+        self.proc = None
+        self.port = None
+        self.ctx = None
+
+    def start(self):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-days", "2",
+                        "-keyout", self.key, "-out", self.cert],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([sys.executable, SANDBOX, "--cert", self.cert, "--key", self.key,
+                                      "--port-file", self.port_file, "--api-key", API_KEY,
+                                      "--list", "%d:Benchmark list" % LIST_ID,
+                                      "--config", json.dumps(self.config)])
+        for _ in range(300):
+            if os.path.exists(self.port_file):
+                self.port = int(open(self.port_file).read().strip())
+                break
+            if self.proc.poll() is not None:
+                raise SystemExit("the sandbox exited with status %d" % self.proc.returncode)
+            time.sleep(0.05)
+        else:
+            raise SystemExit("the sandbox did not start")
+        self.ctx = ssl.create_default_context(cafile=self.cert)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def host(self):
+        return "127.0.0.1:%d" % self.port
+
+    def request(self, method, path, body=None, timeout=600):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request("https://%s%s" % (self.host(), path), data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=self.ctx, timeout=timeout) as answer:
+            return json.load(answer)
+
+    def stats(self):
+        return self.request("GET", "/__sandbox/stats")
+
+    def set_config(self, config):
+        return self.request("POST", "/__sandbox/config", config)
+
+    def subscribed_members(self):
+        members = self.request("GET", "/__sandbox/lists/%d/members" % LIST_ID)
+        return sum(1 for m in members if m["status"] == "subscribed")
+
+
+def write_config(workdir, build_dir, sandbox, rps, bulk_per_minute):
+    """segpush.yaml in workdir; the plugin is told the (scaled) account limits it paces to."""
+    text = """plugin_dir: {plugins}
+state: state/segpush.db
+segments:
+  bench: {{ path: segment.csv }}
+connections:
+  ac:
+    plugin: activecampaign
+    privacy_consent: true
+    settings:
+      host: "{host}"
+      api_key: ${{env:AC_API_KEY}}
+      ca_bundle: "{cert}"
+      requests_per_second: {rps}
+      bulk_requests_per_minute: {bulk}
+exports:
+  {export}:
+    connection: ac
+    segments: [bench]
+    settings: {{ list_id: {list_id} }}
+    mapping: {{ email: Email, first_name: FirstName, last_name: LastName, phone: Phone }}
+""".format(plugins=os.path.join(os.path.abspath(build_dir), "plugins"), host=sandbox.host(), cert=sandbox.cert,
+           rps=rps, bulk=bulk_per_minute, export=EXPORT, list_id=LIST_ID)
+    with open(os.path.join(workdir, "segpush.yaml"), "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def generate(workdir, profiles, seed, change=0.0):
+    subprocess.run([sys.executable, GENERATOR, "--profiles", str(profiles), "--seed", str(seed),
+                    "--change", str(change), "--out", os.path.join(workdir, "segment.csv")],
+                   check=True, stderr=subprocess.DEVNULL)
+
+
+def run_segpush(workdir, build_dir, *args):
+    """Runs segpush; returns wall seconds, CPU seconds (user+sys), peak RSS in MiB, exit status."""
+    binary = os.path.join(os.path.abspath(build_dir), "segpush")
+    env = dict(os.environ, AC_API_KEY=API_KEY, SEGPUSH_LOG_LEVEL="warn")
+    out_path = os.path.join(workdir, "segpush-%d.log" % int(time.time() * 1000))
+    with open(out_path, "wb") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen([binary, "--config", os.path.join(workdir, "segpush.yaml")] + list(args),
+                                cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    text = open(out_path, encoding="utf-8", errors="replace").read()
+    if proc.returncode != 0:
+        log("segpush %s exited %d:\n%s" % (" ".join(args), proc.returncode, text[-4000:]))
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "user_s": usage.ru_utime,
+            "sys_s": usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024.0, "exit": proc.returncode,
+            "output": text}
+
+
+def route_delta(before, after):
+    routes = {}
+    for route, n in after["by_route"].items():
+        d = n - before["by_route"].get(route, 0)
+        if d:
+            routes[route] = d
+    return routes
+
+
+BULK = "POST /api/3/import/bulk_import"
+
+
+def print_table(title, rows, result):
+    print(title)
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print("  %-*s  %s" % (width, name, value))
+    print(json.dumps(result, sort_keys=False))
+    sys.stdout.flush()
+
+
+class Workdir:
+    def __init__(self, keep):
+        self.keep = keep
+        self.path = tempfile.mkdtemp(prefix="segpush-bench-")
+
+    def __enter__(self):
+        return self.path
+
+    def __exit__(self, *exc):
+        if self.keep:
+            log("kept " + self.path)
+        else:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+# ---- ceiling ---------------------------------------------------------------------------------
+
+def cmd_ceiling(args):
+    s = args.scale
+    rps = int(round(AC_RPS * s))
+    bulk_per_minute = int(round(AC_BULK_PER_MINUTE * s))
+    with Workdir(args.keep) as work:
+        sandbox = Sandbox(work, {"limits_enabled": True, "rate_scale": s, "latency_ms": args.latency_ms,
+                                 "record_bodies": False, "record_requests": False})
+        try:
+            log("generating %d profiles" % args.profiles)
+            generate(work, args.profiles, args.seed)
+            sandbox.start()
+            write_config(work, args.build_dir, sandbox, rps, bulk_per_minute)
+            before = sandbox.stats()
+            log("export run (rate_scale %g: %d requests/s, %d bulk imports/min, %d ms latency)" %
+                (s, rps, bulk_per_minute, args.latency_ms))
+            run = run_segpush(work, args.build_dir, "export", "run", EXPORT)
+            after = sandbox.stats()
+            members = sandbox.subscribed_members() if args.profiles <= args.member_check_max else None
+        finally:
+            sandbox.stop()
+    routes = route_delta(before, after)
+    bulk = routes.get(BULK, 0)
+    total = after["requests_total"] - before["requests_total"]
+    other = total - bulk
+    ceiling = max(bulk / (bulk_per_minute / 60.0), total / float(rps))
+    ratio = run["wall_s"] / ceiling if ceiling else float("nan")
+    result = {"benchmark": "ceiling", "profiles": args.profiles, "scale": s, "latency_ms": args.latency_ms,
+              "rps": rps, "bulk_per_minute": bulk_per_minute, "bulk_requests": bulk, "other_requests": other,
+              "other_by_route": {k: v for k, v in routes.items() if k != BULK},
+              "status_429": after["by_status"].get("429", 0) - before["by_status"].get("429", 0),
+              "wall_s": round(run["wall_s"], 2), "ceiling_s": round(ceiling, 2), "ratio": round(ratio, 3),
+              "contacts_total": after["contacts_total"], "list_members": members, "exit": run["exit"]}
+    print_table("ceiling: %d profiles, limits x%g (%d req/s, %d bulk/min), %d ms latency" %
+                (args.profiles, s, rps, bulk_per_minute, args.latency_ms), [
+        ("profiles", args.profiles),
+        ("bulk requests", bulk),
+        ("other requests", "%d  %s" % (other, json.dumps(result["other_by_route"]))),
+        ("refused (429)", result["status_429"]),
+        ("wall time", "%.1f s" % run["wall_s"]),
+        ("ceiling time", "%.1f s  (max(bulk / %d per min, all / %d per s))" % (ceiling, bulk_per_minute, rps)),
+        ("wall / ceiling", "%.3f  (target <= 1.05)" % ratio),
+        ("contacts in sandbox", after["contacts_total"]),
+        ("list members (subscribed)", "not checked" if members is None else members),
+        ("segpush exit", run["exit"]),
+    ], result)
+    ok = run["exit"] == 0 and after["contacts_total"] == args.profiles and members in (None, args.profiles)
+    return 0 if ok else 1
+
+
+# ---- host cost -------------------------------------------------------------------------------
+
+def cmd_host_cost(args):
+    with Workdir(args.keep) as work:
+        sandbox = Sandbox(work, {"limits_enabled": False, "latency_ms": 0, "record_bodies": False,
+                                 "record_requests": False})
+        try:
+            log("generating %d profiles" % args.profiles)
+            generate(work, args.profiles, args.seed)
+            sandbox.start()
+            # The plugin paces to the account limits it is told; here: its schema's maxima.
+            write_config(work, args.build_dir, sandbox, 1000, 10000)
+            before = sandbox.stats()
+            log("export run (sandbox limits off)")
+            run = run_segpush(work, args.build_dir, "export", "run", EXPORT)
+            after = sandbox.stats()
+        finally:
+            sandbox.stop()
+    routes = route_delta(before, after)
+    total = after["requests_total"] - before["requests_total"]
+    per_million = run["cpu_s"] / args.profiles * 1e6
+    result = {"benchmark": "host-cost", "profiles": args.profiles, "wall_s": round(run["wall_s"], 2),
+              "profiles_per_s": round(args.profiles / run["wall_s"]), "cpu_s": round(run["cpu_s"], 2),
+              "user_s": round(run["user_s"], 2), "sys_s": round(run["sys_s"], 2),
+              "cpu_s_per_million": round(per_million, 2), "peak_rss_mib": round(run["peak_rss_mib"], 1),
+              "requests": total, "bulk_requests": routes.get(BULK, 0), "contacts_total": after["contacts_total"],
+              "exit": run["exit"]}
+    print_table("host-cost: %d profiles, sandbox limits off" % args.profiles, [
+        ("profiles", args.profiles),
+        ("wall time", "%.1f s" % run["wall_s"]),
+        ("profiles/s end to end", result["profiles_per_s"]),
+        ("segpush CPU user+sys", "%.2f s  (user %.2f, sys %.2f)" % (run["cpu_s"], run["user_s"], run["sys_s"])),
+        ("CPU s per million", "%.2f  (target <= 5)" % per_million),
+        ("segpush peak RSS", "%.1f MiB  (target at 1M <= 150 MB and <= 1.3 x at 100k)" % run["peak_rss_mib"]),
+        ("requests (bulk)", "%d (%d)" % (total, result["bulk_requests"])),
+        ("contacts in sandbox", after["contacts_total"]),
+        ("segpush exit", run["exit"]),
+    ], result)
+    return 0 if run["exit"] == 0 and after["contacts_total"] == args.profiles else 1
+
+
+# ---- refresh ---------------------------------------------------------------------------------
+
+def cmd_refresh(args):
+    s = args.scale
+    rps = int(round(AC_RPS * s))
+    bulk_per_minute = int(round(AC_BULK_PER_MINUTE * s))
+    with Workdir(args.keep) as work:
+        # The first, full export is only the starting point: it runs with limits off.
+        sandbox = Sandbox(work, {"limits_enabled": False, "latency_ms": 0, "record_bodies": False,
+                                 "record_requests": False})
+        try:
+            log("generating %d profiles" % args.profiles)
+            generate(work, args.profiles, args.seed)
+            sandbox.start()
+            write_config(work, args.build_dir, sandbox, 1000, 10000)
+            log("first export (full, sandbox limits off)")
+            first = run_segpush(work, args.build_dir, "export", "run", EXPORT)
+            if first["exit"] != 0:
+                raise SystemExit("the first export failed")
+            log("changing %g of the members" % args.change)
+            generate(work, args.profiles, args.seed, args.change)
+            # The second run meets the same conditions as the ceiling benchmark.
+            sandbox.set_config({"limits_enabled": True, "rate_scale": s, "latency_ms": args.latency_ms})
+            write_config(work, args.build_dir, sandbox, rps, bulk_per_minute)
+            before = sandbox.stats()
+            log("second export (limits x%g, %d ms latency)" % (s, args.latency_ms))
+            run = run_segpush(work, args.build_dir, "export", "run", EXPORT)
+            after = sandbox.stats()
+            members = sandbox.subscribed_members() if args.profiles <= args.member_check_max else None
+        finally:
+            sandbox.stop()
+    routes = route_delta(before, after)
+    total = after["requests_total"] - before["requests_total"]
+    changed = round(args.change * args.profiles)
+    bulk_needed = math.ceil(changed / 250)
+    result = {"benchmark": "refresh", "profiles": args.profiles, "changed": changed, "scale": s,
+              "latency_ms": args.latency_ms, "first_wall_s": round(first["wall_s"], 2),
+              "requests": total, "by_route": routes, "bulk_requests": routes.get(BULK, 0),
+              "bulk_needed": bulk_needed, "wall_s": round(run["wall_s"], 2),
+              "cpu_s": round(run["cpu_s"], 2), "peak_rss_mib": round(run["peak_rss_mib"], 1),
+              "contacts_total": after["contacts_total"], "list_members": members, "exit": run["exit"]}
+    rows = [("profiles / changed", "%d / %d" % (args.profiles, changed)),
+            ("first run (full, limits off)", "%.1f s" % first["wall_s"]),
+            ("second run requests", "%d  (ceil(%d/250) = %d bulk needed; target <= %d + a few)" %
+             (total, changed, bulk_needed, bulk_needed))]
+    rows += [("  " + route, n) for route, n in sorted(routes.items())]
+    rows += [("second run wall time", "%.1f s  (limits x%g, %d ms latency)" % (run["wall_s"], s, args.latency_ms)),
+             ("second run CPU / peak RSS", "%.2f s / %.1f MiB" % (run["cpu_s"], run["peak_rss_mib"])),
+             ("contacts in sandbox", after["contacts_total"]),
+             ("list members (subscribed)", "not checked" if members is None else members),
+             ("segpush exit", run["exit"])]
+    print_table("refresh: %d profiles, %g changed" % (args.profiles, args.change), rows, result)
+    return 0 if run["exit"] == 0 else 1
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--profiles", type=int, required=True)
+        p.add_argument("--seed", type=int, default=1, help="profile generator seed (default 1)")
+        p.add_argument("--build-dir", default=os.path.join(ROOT, "build"),
+                       help="build whose segpush and plugins/ are measured (default build)")
+        p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+        p.add_argument("--member-check-max", type=int, default=2000000,
+                       help="count the list's members through the control API up to this many profiles")
+
+    p = sub.add_parser("ceiling", help="wall time against the time ActiveCampaign's limits force")
+    common(p)
+    p.add_argument("--scale", type=float, default=1.0, help="rate_scale: multiplies the limits (default 1)")
+    p.add_argument("--latency-ms", type=int, default=200, help="added latency per request (default 200)")
+    p.set_defaults(func=cmd_ceiling)
+
+    p = sub.add_parser("host-cost", help="CPU and memory of the segpush process, limits off")
+    common(p)
+    p.set_defaults(func=cmd_host_cost)
+
+    p = sub.add_parser("refresh", help="second run after changing a fraction of the members")
+    common(p)
+    p.add_argument("--change", type=float, default=0.01, help="fraction of members changed (default 0.01)")
+    p.add_argument("--scale", type=float, default=20.0, help="rate_scale for the second run (default 20)")
+    p.add_argument("--latency-ms", type=int, default=200, help="added latency per request, second run (default 200)")
+    p.set_defaults(func=cmd_refresh)
+
+    args = ap.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
