@@ -543,3 +543,43 @@ TEST_CASE("segpush config check points at the file setting at fault, with file:l
     CHECK_THAT(text, Catch::Contains("segpush.yaml:17:13") && Catch::Contains("exports.vip_files.settings.path") &&
                          Catch::Contains("unknown placeholder {dat}"));
 }
+
+TEST_CASE("segpush export run through the file plugin: a delta file per run, leavers in their own file") {
+    TempDir dir;
+    const std::string segment = dir.write("vip.csv", "Email,First\nada@example.com,Ada\nbob@example.com,\"Bob, Jr\"\n");
+    const std::string config = dir.write("segpush.yaml",
+                                         "plugin_dir: " SEGPUSH_PLUGIN_DIR "\n"
+                                         "state: " + dir.file("state.db") + "\n"
+                                         "segments:\n"
+                                         "  vip: { source: csv, path: vip.csv }\n"
+                                         "connections:\n"
+                                         "  files:\n"
+                                         "    plugin: file\n"
+                                         "    display_name: Files\n"
+                                         "    privacy_consent: true\n"
+                                         "    settings: { directory: " + dir.file("out") + " }\n"
+                                         "exports:\n"
+                                         "  vip_files:\n"
+                                         "    connection: files\n"
+                                         "    segments: [vip]\n"
+                                         "    settings: { path: vip.csv }\n"
+                                         "    mapping: { email: Email, first_name: First }\n"
+                                         "    on_leave: unsubscribe\n");
+    fs::create_directory(dir.file("out"));
+    int code = -1;
+    std::string text = run_binary("--config '" + config + "' export run vip_files", code);
+    INFO(text);
+    REQUIRE(code == 0);
+    CHECK(read_file(dir.file("out/vip.csv")) ==
+          "email,first_name\r\nada@example.com,Ada\r\nbob@example.com,\"Bob, Jr\"\r\n");
+    CHECK_FALSE(fs::exists(dir.file("out/vip.leavers.csv")));
+
+    // Bob leaves, Carol joins, Ada is unchanged: the next run writes only what changed.
+    dir.write("vip.csv", "Email,First\nada@example.com,Ada\ncarol@example.com,Carol\n");
+    text = run_binary("--config '" + config + "' export run vip_files", code);
+    INFO(text);
+    REQUIRE(code == 0);
+    CHECK(read_file(dir.file("out/vip.csv")) == "email,first_name\r\ncarol@example.com,Carol\r\n");
+    CHECK(read_file(dir.file("out/vip.leavers.csv")) == "email\r\nbob@example.com\r\n");
+    CHECK(temp_files_in(dir.file("out")).empty());
+}
