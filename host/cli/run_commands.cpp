@@ -199,7 +199,6 @@ int export_run(const Options& options, Printer& print) {
     if (!setup) return kExitUsage;
     const ExportConfig* exp = find_export_or_report(setup->config, options.words[2], print);
     if (!exp) return kExitUsage;
-    std::filesystem::create_directories(std::filesystem::path(setup->config.state_path).parent_path());
     StateStore state(setup->config.state_path);
     StopOnSignal stop_on_signal;
     ExportRunner runner(setup->config, *exp, setup->registry, state, g_stop);
@@ -304,7 +303,6 @@ int serve(const Options& options, Printer& print) {
     if (options.words.size() != 1) return usage_error(print, "serve takes no arguments");
     auto setup = load_checked_or_report(options, print);
     if (!setup) return kExitUsage;
-    std::filesystem::create_directories(std::filesystem::path(setup->config.state_path).parent_path());
     std::list<ScheduledExport> slots;  // a list: slots hold threads and atomics, never moved
     const auto now = std::chrono::system_clock::now();
     for (const auto& exp : setup->config.exports) {

@@ -423,8 +423,21 @@ void check_config(Config& config, const PluginRegistry& registry, Diagnostics& d
 
         std::vector<std::string> field_ids;
         for (size_t i = 0; i < plugin->api.n_fields; ++i) field_ids.push_back(plugin->api.fields[i].id);
+        const bool extra_fields = (plugin->api.capabilities & SEGPUSH_CAP_EXTRA_FIELDS) != 0;
         for (size_t i = 0; i < item.mapping.size(); ++i) {
             const std::string& field = item.mapping[i].first;
+            if (is_extra_field(field)) {
+                // Whether the destination has it is known only at run time: begin_export checks.
+                if (!extra_fields) {
+                    diagnostics.error(item.mapping_pos[i], path + ".mapping." + field,
+                                      "plugin '" + plugin->id() + "' has no custom fields (field:NAME); its fields: " +
+                                          join(field_ids));
+                } else if (field.size() == kExtraFieldPrefix.size()) {
+                    diagnostics.error(item.mapping_pos[i], path + ".mapping." + field,
+                                      "a custom field needs a name after 'field:', e.g. field:LOYALTY_TIER");
+                }
+                continue;
+            }
             if (std::find(field_ids.begin(), field_ids.end(), field) == field_ids.end()) {
                 diagnostics.error(item.mapping_pos[i], path + ".mapping." + field,
                                   "plugin '" + plugin->id() + "' has no field '" + field + "'" +

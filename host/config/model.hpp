@@ -69,6 +69,11 @@ struct ExportConfig {
     SourcePos pos;
 };
 
+// Mapping keys "field:NAME" name destination fields a plugin with SEGPUSH_CAP_EXTRA_FIELDS
+// resolves at run time (ActiveCampaign custom fields).
+inline const std::string kExtraFieldPrefix = "field:";
+inline bool is_extra_field(const std::string& field_id) { return field_id.rfind(kExtraFieldPrefix, 0) == 0; }
+
 struct Config {
     std::string file;
     std::string base_dir;

@@ -493,6 +493,25 @@ private:
         }
         const std::string message = std::string("pushing a batch: ") + status_class(job->status) + ": " +
                                     message_of(job->error);
+        // Records the plugin settled before the failure keep their outcome; only the rest
+        // are retried or reported.
+        if (!job->outcomes.empty()) {
+            apply(run_id, job->outcomes);
+            std::vector<int64_t> settled;
+            for (const auto& outcome : job->outcomes) {
+                if (outcome.state != MemberState::todo) settled.push_back(outcome.seq);
+            }
+            std::sort(settled.begin(), settled.end());
+            auto& members = job->members;
+            members.erase(std::remove_if(members.begin(), members.end(),
+                                         [&](const StagedMember& member) {
+                                             return std::binary_search(settled.begin(), settled.end(), member.seq);
+                                         }),
+                          members.end());
+            job->outcomes.clear();
+            if (members.empty()) return std::nullopt;
+            prepare_values(*job);
+        }
         if (retryable(job->status)) {
             if (++job->failed_attempts >= retry_.max_attempts) {
                 return RunFailure{RunStatus::failed_retryable,

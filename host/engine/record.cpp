@@ -135,6 +135,12 @@ RecordPlan RecordPlan::build(const ExportConfig& export_config, const LoadedPlug
         plan.fields.push_back({field.id, field.label, field.type, (field.flags & SEGPUSH_FIELD_REQUIRED) != 0,
                                mapped->second});
     }
+    if (plugin.api.capabilities & SEGPUSH_CAP_EXTRA_FIELDS) {
+        // Custom fields follow the declared ones, in mapping order, as optional text.
+        for (const auto& [field_id, column] : export_config.mapping) {
+            if (is_extra_field(field_id)) plan.fields.push_back({field_id, field_id, SEGPUSH_FIELD_STRING, false, column});
+        }
+    }
     if (!have_key) {
         // A plugin without a declared key: the first email-typed field identifies members.
         for (size_t i = 0; i < plan.fields.size(); ++i) {

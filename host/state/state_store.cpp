@@ -319,7 +319,9 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
                                         const std::vector<MemberOutcome>& outcomes) {
     OutcomeTally tally;
     sqlite::Transaction transaction(db_);
-    auto update = db_.prepare("UPDATE staged SET state=?, reason=? WHERE run_id=? AND seq=? "
+    // Accepted and rejected are final: a late PENDING for a record whose final outcome
+    // already arrived (collect_outcomes may overtake a push's own result) changes nothing.
+    auto update = db_.prepare("UPDATE staged SET state=?, reason=? WHERE run_id=? AND seq=? AND state NOT IN (2, 3) "
                               "RETURNING email_key, key_value, hash, action");
     auto deliver = db_.prepare("INSERT INTO delivered(export, email_key, key_value, hash, run_id) VALUES(?, ?, ?, ?, ?) "
                                "ON CONFLICT(export, email_key) DO UPDATE SET key_value=excluded.key_value, "

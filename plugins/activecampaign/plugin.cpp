@@ -974,7 +974,7 @@ const segpush_plugin kPlugin = {
     finish_export,
     abort_export,
     close_connection,
-    SEGPUSH_CAP_REMOVE,
+    SEGPUSH_CAP_REMOVE | SEGPUSH_CAP_EXTRA_FIELDS,
     collect_outcomes,
 };
 

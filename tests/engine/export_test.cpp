@@ -261,3 +261,50 @@ TEST_CASE("export: killed with SIGKILL at several points, the next runs leave th
     const Run history = fixture.segpush("runs list vip_export");
     CHECK_THAT(history.out, Catch::Contains("interrupted"));
 }
+
+TEST_CASE("export: custom fields mapped as field:PERSTAG reach ActiveCampaign, an unknown one stops the run") {
+    ExportFixture fixture(fast_sandbox());
+    fixture.sandbox.post("/__sandbox/fields", R"({"id": 7, "title": "Loyalty tier", "perstag": "LOYALTY_TIER"})");
+    fixture.dir.write("vip.csv", "Email,FirstName,Tier\nada@example.com,Ada,gold\nbob@example.com,Bob,\n"
+                                 "cy@example.com,Cy,silver\n");
+    fixture.dir.write("segpush.yaml", std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR + R"(
+state: state/segpush.db
+segments:
+  vip: { path: vip.csv }
+connections:
+  ac:
+    plugin: activecampaign
+    privacy_consent: true
+    settings:
+      host: ")" + fixture.sandbox.host() + R"("
+      api_key: ${env:AC_API_KEY}
+      ca_bundle: ")" + fixture.sandbox.ca_file() + R"("
+exports:
+  vip_export:
+    connection: ac
+    segments: [vip]
+    settings: { list_id: 1 }
+    mapping: { email: Email, first_name: FirstName, "field:LOYALTY_TIER": Tier }
+  typo_export:
+    connection: ac
+    segments: [vip]
+    settings: { list_id: 1 }
+    mapping: { email: Email, "field:LOYALTY_TEIR": Tier }
+)");
+    const Run run = fixture.segpush("export run vip_export");
+    INFO(run.out << run.err);
+    REQUIRE(run.exit_code == 0);
+    const auto members = fixture.sandbox.get("/__sandbox/lists/1/members");
+    std::map<std::string, std::string> tiers;
+    for (const auto& member : members.GetArray()) {
+        const auto& fields = member["fields"];
+        auto tier = fields.FindMember("7");
+        tiers[member["email"].GetString()] = tier != fields.MemberEnd() && tier->value.IsString() ? tier->value.GetString() : "";
+    }
+    CHECK(tiers == std::map<std::string, std::string>{{"ada@example.com", "gold"}, {"bob@example.com", ""},
+                                                      {"cy@example.com", "silver"}});
+
+    const Run typo = fixture.segpush("export run typo_export");
+    CHECK(typo.exit_code == 1);
+    CHECK_THAT(typo.out, Catch::Contains("LOYALTY_TEIR") && Catch::Contains("LOYALTY_TIER"));
+}

@@ -122,8 +122,8 @@ TEST_CASE_METHOD(CliFixture, "cli: config check passes a good file and fails a b
 TEST_CASE_METHOD(CliFixture, "cli: plugins list shows loaded plugins and refused files") {
     const Run list = run(std::string("--plugin-dir ") + SEGPUSH_TEST_PLUGIN_DIR + " plugins list");
     CHECK(list.exit_code == 0);
-    CHECK_THAT(list.out, Catch::Contains("c-example") && Catch::Contains("ABI 1.1") && Catch::Contains("Refused:") &&
-                             Catch::Contains("wrong_abi.so: built for plugin ABI 2.0, this host speaks 1.1"));
+    CHECK_THAT(list.out, Catch::Contains("c-example") && Catch::Contains("ABI 1.2") && Catch::Contains("Refused:") &&
+                             Catch::Contains("wrong_abi.so: built for plugin ABI 2.0, this host speaks 1.2"));
 
     const Run json = run(std::string("--plugin-dir ") + SEGPUSH_TEST_PLUGIN_DIR + " plugins list --json");
     rapidjson::Document doc;

@@ -30,7 +30,7 @@ TEST_CASE("a plugin directory with every kind of bad file still loads the good p
     CHECK(registry.find("c-example") != nullptr);
 
     CHECK_THAT(refusal_for(registry, "wrong_abi.so"),
-               Catch::Contains("built for plugin ABI 2.0, this host speaks 1.1"));
+               Catch::Contains("built for plugin ABI 2.0, this host speaks 1.2"));
     CHECK_THAT(refusal_for(registry, "no_entry.so"), Catch::Contains("does not export segpush_plugin_entry"));
     CHECK_THAT(refusal_for(registry, "not_a_library.so"), Catch::Contains("not a loadable shared library"));
     CHECK_THAT(refusal_for(registry, "bad_schema.so"), Catch::Contains("connection_schema is not valid JSON"));
@@ -182,6 +182,33 @@ TEST_CASE("a plugin built against the ABI 1.0 header loads and runs in this host
     segpush_outcomes outcomes{};
     REQUIRE(plugin->api.push_batch(exp, &batch, &outcomes, &error) == SEGPUSH_OK);
     CHECK(outcomes.items[0].status == SEGPUSH_RECORD_ACCEPTED);
+    outcomes.release(&outcomes);
+    CHECK(plugin->api.finish_export(exp, &outcomes, &error) == SEGPUSH_OK);
+    plugin->api.close_connection(connection);
+}
+
+TEST_CASE("a plugin built against the ABI 1.1 header (the previous minor version) loads and runs in this host") {
+    const auto registry = PluginRegistry::load_directory(SEGPUSH_ABI_1_1_PLUGIN_DIR);
+    INFO((registry.refused().empty() ? "" : registry.refused()[0].reason));
+    const LoadedPlugin* plugin = registry.find("c-example-abi-1-1");
+    REQUIRE(plugin);
+    CHECK(plugin->api.abi_minor == 1);
+    CHECK((plugin->api.capabilities & SEGPUSH_CAP_EXTRA_FIELDS) == 0);
+
+    segpush_error error{};
+    error.struct_size = sizeof error;
+    segpush_connection* connection = nullptr;
+    REQUIRE(plugin->api.open_connection("{}", &connection, &error) == SEGPUSH_OK);
+    const char* fields[] = {"email"};
+    segpush_export* exp = nullptr;
+    REQUIRE(plugin->api.begin_export(connection, "{}", fields, 1, nullptr, &exp, &error) == SEGPUSH_OK);
+    const uint64_t ids[] = {1, 2};
+    const segpush_value values[] = {text("a@example.com"), text("b@example.com")};
+    const segpush_batch batch{sizeof(segpush_batch), 1, 2, ids, values, SEGPUSH_ACTION_UPSERT};
+    segpush_outcomes outcomes{};
+    REQUIRE(plugin->api.push_batch(exp, &batch, &outcomes, &error) == SEGPUSH_OK);
+    REQUIRE(outcomes.count == 2);
+    CHECK(outcomes.items[1].status == SEGPUSH_RECORD_ACCEPTED);
     outcomes.release(&outcomes);
     CHECK(plugin->api.finish_export(exp, &outcomes, &error) == SEGPUSH_OK);
     plugin->api.close_connection(connection);

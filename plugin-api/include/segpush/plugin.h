@@ -49,7 +49,7 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------- */
 
 #define SEGPUSH_ABI_MAJOR 1
-#define SEGPUSH_ABI_MINOR 1
+#define SEGPUSH_ABI_MINOR 2
 
 /* The name of the single symbol every plugin exports. */
 #define SEGPUSH_ENTRY_SYMBOL "segpush_plugin_entry"
@@ -86,7 +86,10 @@ typedef int32_t segpush_status;
 #define SEGPUSH_ERR_AUTH 3
 /* Permanent: the destination refused the request itself (not one record, the request). */
 #define SEGPUSH_ERR_DATA 4
-/* The plugin failed in a way it did not expect (a bug, out of memory, bad response). */
+/* The plugin failed in a way it did not expect (a bug, out of memory, bad response). The
+ * host retries the call within the export's retry budget, as for SEGPUSH_RETRY (an
+ * unexpected answer is often a passing fault), so the same rule holds: a retry of the call
+ * must not duplicate anything harmfully. */
 #define SEGPUSH_ERR_INTERNAL 5
 /* The host asked to stop (is_cancelled returned non-zero) and the call gave up early. */
 #define SEGPUSH_ERR_CANCELLED 6
@@ -206,6 +209,12 @@ typedef struct segpush_limits {
 /* segpush_plugin.capabilities */
 /* push_batch understands SEGPUSH_ACTION_REMOVE (enables `on_leave: unsubscribe`). */
 #define SEGPUSH_CAP_REMOVE 0x1u
+/* Since 1.2: besides the declared fields, the mapping may name destination fields the plugin
+ * only learns at run time (custom fields), written "field:NAME" where NAME is the
+ * destination's own id or name for it. The host passes each as an optional
+ * SEGPUSH_FIELD_STRING field, after the declared ones, with its id as written ("field:NAME");
+ * begin_export checks that each exists (SEGPUSH_ERR_CONFIG with err->field set otherwise). */
+#define SEGPUSH_CAP_EXTRA_FIELDS 0x2u
 
 /* Opaque plugin handles. The host never dereferences them. */
 typedef struct segpush_connection segpush_connection;
@@ -342,8 +351,10 @@ typedef struct segpush_plugin {
     /*
      * Deliver one batch (at most limits->max_records_per_batch records and
      * limits->max_bytes_per_batch bytes). On OK, outcomes holds exactly one outcome per record
-     * of the batch (ACCEPTED, PENDING, REJECTED or RETRY). On any other status, no record of the
-     * batch was delivered and outcomes is left empty; the host decides what to do.
+     * of the batch (ACCEPTED, PENDING, REJECTED or RETRY). On any other status, outcomes lists
+     * the records the plugin settled before the failure (since 1.2; a batch may take several
+     * requests) and every record not listed was not delivered; the host keeps the listed
+     * outcomes and decides what to do with the rest.
      * [concurrent:limits->max_concurrent_pushes] on the same export.
      */
     segpush_status (*push_batch)(segpush_export* exp, const segpush_batch* batch,
@@ -379,7 +390,9 @@ typedef struct segpush_plugin {
      * mid-export then resends only what was still unsettled. Records reported here are not
      * reported again by finish_export. May be NULL (outcomes then arrive at finish_export).
      * [serial:export] with itself and finish_export, but may run while push_batch calls on the
-     * same export are in flight (so the host never drains its pipeline to collect).
+     * same export are in flight (so the host never drains its pipeline to collect). A final
+     * outcome reported here may reach the host before the PENDING of the push that sent the
+     * record; the host keeps the final one (ACCEPTED and REJECTED are never downgraded).
      */
     segpush_status (*collect_outcomes)(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err);
 } segpush_plugin;
