@@ -21,12 +21,15 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SANDBOX = os.path.join(ROOT, "tests", "sandbox", "ac_sandbox.py")
 GENERATOR = os.path.join(ROOT, "bench", "generate_profiles.py")
+BULK = "POST /api/3/import/bulk_import"
+INFO = "GET /api/3/import/info"
 API_KEY = "bench-key-not-a-real-one"
 LIST_ID = 1
 EXPORT = "bench_export"
@@ -138,6 +141,53 @@ def generate(workdir, profiles, seed, change=0.0):
                    check=True, stderr=subprocess.DEVNULL)
 
 
+class Timeline:
+    """Samples the sandbox's request counters while segpush runs: when bulk imports started and
+    stopped, and how long the run went on after the last one (settling the imports)."""
+
+    def __init__(self, sandbox, interval=0.5):
+        self.sandbox = sandbox
+        self.interval = interval
+        self.samples = []  # (seconds since start, bulk requests, import/info requests)
+        self.stop_event = threading.Event()
+        self.thread = None
+        self.started = None
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.thread.join()
+
+    def _loop(self):
+        while not self.stop_event.wait(self.interval):
+            try:
+                routes = self.sandbox.stats()["by_route"]
+            except OSError:
+                continue
+            self.samples.append((time.monotonic() - self.started, routes.get(BULK, 0), routes.get(INFO, 0)))
+
+    def summary(self):
+        """First and last sample times at which the bulk count moved (to the sampling interval)."""
+        first = last = None
+        for (t0, b0, _), (t1, b1, _) in zip(self.samples, self.samples[1:]):
+            if b1 > b0:
+                first = t0 if first is None else first
+                last = t1
+        if first is None:
+            return {}
+        during = [(b, i) for t, b, i in self.samples if first <= t <= last]
+        return {"bulk_first_s": round(first, 1), "bulk_last_s": round(last, 1),
+                "bulk_rate_per_min": round((during[-1][0] - during[0][0]) / max(last - first, 1e-9) * 60, 1),
+                # Imports not yet checked (import/info) when the last one was sent: the backlog
+                # the run still has to settle, and the plugin still holds in memory.
+                "unpolled_at_last_bulk": during[-1][0] - during[-1][1]}
+
+
 def run_segpush(workdir, build_dir, *args):
     """Runs segpush; returns wall seconds, CPU seconds (user+sys), peak RSS in MiB, exit status."""
     binary = os.path.join(os.path.abspath(build_dir), "segpush")
@@ -145,7 +195,8 @@ def run_segpush(workdir, build_dir, *args):
     out_path = os.path.join(workdir, "segpush-%d.log" % int(time.time() * 1000))
     with open(out_path, "wb") as out:
         started = time.monotonic()
-        proc = subprocess.Popen([binary, "--config", os.path.join(workdir, "segpush.yaml")] + list(args),
+        wrap = os.environ.get("BENCH_WRAP", "").split()  # e.g. "perf record -g -o FILE --" (diagnosis only)
+        proc = subprocess.Popen(wrap + [binary, "--config", os.path.join(workdir, "segpush.yaml")] + list(args),
                                 cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
@@ -167,7 +218,6 @@ def route_delta(before, after):
     return routes
 
 
-BULK = "POST /api/3/import/bulk_import"
 
 
 def print_table(title, rows, result):
@@ -211,12 +261,14 @@ def cmd_ceiling(args):
             before = sandbox.stats()
             log("export run (rate_scale %g: %d requests/s, %d bulk imports/min, %d ms latency)" %
                 (s, rps, bulk_per_minute, args.latency_ms))
-            run = run_segpush(work, args.build_dir, "export", "run", EXPORT)
+            with Timeline(sandbox) as timeline:
+                run = run_segpush(work, args.build_dir, "export", "run", EXPORT)
             after = sandbox.stats()
             members = sandbox.subscribed_members() if args.profiles <= args.member_check_max else None
         finally:
             sandbox.stop()
     routes = route_delta(before, after)
+    phases = timeline.summary()
     bulk = routes.get(BULK, 0)
     total = after["requests_total"] - before["requests_total"]
     other = total - bulk
@@ -227,7 +279,8 @@ def cmd_ceiling(args):
               "other_by_route": {k: v for k, v in routes.items() if k != BULK},
               "status_429": after["by_status"].get("429", 0) - before["by_status"].get("429", 0),
               "wall_s": round(run["wall_s"], 2), "ceiling_s": round(ceiling, 2), "ratio": round(ratio, 3),
-              "contacts_total": after["contacts_total"], "list_members": members, "exit": run["exit"]}
+              "contacts_total": after["contacts_total"], "list_members": members, "exit": run["exit"],
+              "timeline": phases}
     print_table("ceiling: %d profiles, limits x%g (%d req/s, %d bulk/min), %d ms latency" %
                 (args.profiles, s, rps, bulk_per_minute, args.latency_ms), [
         ("profiles", args.profiles),
@@ -237,6 +290,9 @@ def cmd_ceiling(args):
         ("wall time", "%.1f s" % run["wall_s"]),
         ("ceiling time", "%.1f s  (max(bulk / %d per min, all / %d per s))" % (ceiling, bulk_per_minute, rps)),
         ("wall / ceiling", "%.3f  (target <= 1.05)" % ratio),
+        ("bulk imports sent", "from %s s to %s s, %s per minute; %s not yet checked at the last one" % (
+            phases.get("bulk_first_s"), phases.get("bulk_last_s"), phases.get("bulk_rate_per_min"),
+            phases.get("unpolled_at_last_bulk"))),
         ("contacts in sandbox", after["contacts_total"]),
         ("list members (subscribed)", "not checked" if members is None else members),
         ("segpush exit", run["exit"]),
@@ -259,7 +315,8 @@ def cmd_host_cost(args):
             write_config(work, args.build_dir, sandbox, 1000, 10000)
             before = sandbox.stats()
             log("export run (sandbox limits off)")
-            run = run_segpush(work, args.build_dir, "export", "run", EXPORT)
+            with Timeline(sandbox) as timeline:
+                run = run_segpush(work, args.build_dir, "export", "run", EXPORT)
             after = sandbox.stats()
         finally:
             sandbox.stop()
@@ -271,7 +328,7 @@ def cmd_host_cost(args):
               "user_s": round(run["user_s"], 2), "sys_s": round(run["sys_s"], 2),
               "cpu_s_per_million": round(per_million, 2), "peak_rss_mib": round(run["peak_rss_mib"], 1),
               "requests": total, "bulk_requests": routes.get(BULK, 0), "contacts_total": after["contacts_total"],
-              "exit": run["exit"]}
+              "exit": run["exit"], "timeline": timeline.summary()}
     print_table("host-cost: %d profiles, sandbox limits off" % args.profiles, [
         ("profiles", args.profiles),
         ("wall time", "%.1f s" % run["wall_s"]),
@@ -280,6 +337,9 @@ def cmd_host_cost(args):
         ("CPU s per million", "%.2f  (target <= 5)" % per_million),
         ("segpush peak RSS", "%.1f MiB  (target at 1M <= 150 MB and <= 1.3 x at 100k)" % run["peak_rss_mib"]),
         ("requests (bulk)", "%d (%d)" % (total, result["bulk_requests"])),
+        ("bulk imports sent", "from %s s to %s s; %s not yet checked at the last one" % (
+            result["timeline"].get("bulk_first_s"), result["timeline"].get("bulk_last_s"),
+            result["timeline"].get("unpolled_at_last_bulk"))),
         ("contacts in sandbox", after["contacts_total"]),
         ("segpush exit", run["exit"]),
     ], result)
