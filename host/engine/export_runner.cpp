@@ -18,6 +18,7 @@
 #include "log/log.hpp"
 #include "plugins/host_services.hpp"
 #include "plugins/registry.hpp"
+#include "text/suggest.hpp"
 
 namespace segpush {
 
@@ -273,6 +274,29 @@ private:
         }
         state_.end_staging();
         if (cancel_) throw RunFailure{RunStatus::cancelled, "cancelled while reading the segment; nothing was sent"};
+        for (size_t source = 0; source < readers.size(); ++source) check_columns_present(*readers[source], sources_[source]);
+    }
+
+    // A file without a header (JSON Lines) shows a missing column only once read: a column a
+    // required field needs that no row had is a mistake in the mapping or the file, so the
+    // run stops here, before anything is sent. An optional one may just be empty everywhere.
+    void check_columns_present(const SegmentReader& reader, const std::string& path) {
+        for (const auto& column : reader.absent_columns()) {
+            bool required = false;
+            std::string fields;
+            for (const auto& field : plan_.fields) {
+                if (field.column != column) continue;
+                required = required || field.required;
+                fields += (fields.empty() ? "" : ", ") + field.id;
+            }
+            const std::string message = "segment file " + path + ": no row has the column \"" + column +
+                                        "\" that the mapping reads for " + fields +
+                                        did_you_mean(column, reader.present_columns());
+            if (required) {
+                throw SegmentError(message + "; its rows have " + join(reader.present_columns(), ", "));
+            }
+            log_line(LogLevel::warn, "export " + export_.name + ": " + message);
+        }
     }
 
     void check_max_profiles() {

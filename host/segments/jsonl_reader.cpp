@@ -18,7 +18,10 @@
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
 
+#include <algorithm>
 #include <cstring>
+#include <set>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
@@ -33,7 +36,7 @@ using rapidjson::SizeType;
 class RowHandler {
 public:
     RowHandler(const std::unordered_map<std::string_view, size_t>& slots, const std::vector<std::string>& wanted)
-        : slots_(slots), wanted_(wanted) {}
+        : slots_(slots), wanted_(wanted), seen_(wanted.size()) {}
 
     void start(std::vector<std::string>& values) {
         values_ = &values;
@@ -58,6 +61,11 @@ public:
         if (depth_ == 1) {
             const auto found = slots_.find(std::string_view(text, length));
             pending_ = found == slots_.end() ? kNone : found->second;
+            if (pending_ != kNone) {
+                seen_[pending_] = true;
+            } else if (other_keys_.size() < kKeysKept) {
+                other_keys_.emplace(text, length);
+            }
         }
         return true;
     }
@@ -71,8 +79,13 @@ public:
         return true;
     }
 
+    // Which wanted columns some line had, and a few of the other keys seen.
+    const std::vector<bool>& seen() const { return seen_; }
+    const std::set<std::string>& other_keys() const { return other_keys_; }
+
 private:
     static constexpr size_t kNone = static_cast<size_t>(-1);
+    static constexpr size_t kKeysKept = 50;
 
     bool scalar(const char* kind, const char* text, size_t length) {
         if (depth_ == 0) return not_an_object(kind);
@@ -103,6 +116,8 @@ private:
 
     const std::unordered_map<std::string_view, size_t>& slots_;
     const std::vector<std::string>& wanted_;
+    std::vector<bool> seen_;
+    std::set<std::string> other_keys_;
     std::vector<std::string>* values_ = nullptr;
     int depth_ = 0;
     size_t pending_ = kNone;
@@ -154,6 +169,24 @@ public:
             return Next::row;
         }
         return Next::end;
+    }
+
+    std::vector<std::string> absent_columns() const override {
+        std::vector<std::string> absent;
+        for (size_t i = 0; i < wanted_.size(); ++i) {
+            const size_t slot = slots_.at(std::string_view(wanted_[i]));
+            if (!handler_.seen()[slot] && std::find(absent.begin(), absent.end(), wanted_[i]) == absent.end()) {
+                absent.push_back(wanted_[i]);
+            }
+        }
+        return absent;
+    }
+    std::vector<std::string> present_columns() const override {
+        std::vector<std::string> present(handler_.other_keys().begin(), handler_.other_keys().end());
+        for (size_t i = 0; i < wanted_.size(); ++i) {
+            if (handler_.seen()[slots_.at(std::string_view(wanted_[i]))]) present.push_back(wanted_[i]);
+        }
+        return present;
     }
 
 private:

@@ -35,6 +35,12 @@ public:
     virtual ~SegmentReader() = default;
     // Fills `row` (Next::row) or `problem` (Next::problem), or reports the end.
     virtual Next next(SegmentRow& row, RowProblem& problem) = 0;
+
+    // Once next() has reported the end: wanted columns no row of the file had, and the
+    // columns it did have (for "did you mean"). A file with a header is checked when it is
+    // opened, so this stays empty; JSON Lines has no header and learns it by reading.
+    virtual std::vector<std::string> absent_columns() const { return {}; }
+    virtual std::vector<std::string> present_columns() const { return {}; }
 };
 
 // source: "csv" or "jsonl". wanted_columns: the columns the mapping reads.

@@ -308,3 +308,69 @@ exports:
     CHECK(typo.exit_code == 1);
     CHECK_THAT(typo.out, Catch::Contains("LOYALTY_TEIR") && Catch::Contains("LOYALTY_TIER"));
 }
+
+TEST_CASE("export: a CSV and a JSON Lines segment combine, members de-duplicated across them, and runs show tells all") {
+    ExportFixture fixture(fast_sandbox());
+    fixture.dir.write("a.csv", "Email,FirstName\nada@example.com,Ada\nbob@example.com,Bob\n");
+    fixture.dir.write("b.jsonl", "{\"email\": \"BOB@example.com\", \"first\": \"Robert\"}\n"
+                                 "{\"email\": \"cy@example.com\", \"first\": \"Cy\"}\n"
+                                 "{\"email\": 42}\n"
+                                 "not json\n");
+    fixture.dir.write("segpush.yaml", std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR + R"(
+state: state/segpush.db
+segments:
+  a: { path: a.csv }
+  b: { path: b.jsonl, source: jsonl }
+connections:
+  ac:
+    plugin: activecampaign
+    privacy_consent: true
+    settings:
+      host: ")" + fixture.sandbox.host() + R"("
+      api_key: ${env:AC_API_KEY}
+      ca_bundle: ")" + fixture.sandbox.ca_file() + R"("
+exports:
+  both:
+    connection: ac
+    segments: [a, b]
+    settings: { list_id: 1 }
+    mapping: { email: Email, first_name: FirstName }
+)");
+    // The JSONL file names its columns differently: the run stops before sending anything.
+    Run run = fixture.segpush("export run both");
+    CHECK(run.exit_code == 1);
+    CHECK_THAT(run.out, Catch::Contains("failed_permanently") &&
+                            Catch::Contains("b.jsonl: no row has the column \"Email\" that the mapping reads for "
+                                            "email (did you mean 'email'?)") &&
+                            Catch::Contains("nothing was sent"));
+    CHECK(fixture.sandbox.total_requests() == 0);
+
+    fixture.dir.write("b.jsonl", "{\"Email\": \"BOB@example.com\", \"FirstName\": \"Robert\"}\n"
+                                 "{\"Email\": \"cy@example.com\", \"FirstName\": \"Cy\"}\n"
+                                 "{\"Email\": 42}\n"
+                                 "not json\n");
+    run = fixture.segpush("export run both");
+    INFO(run.out << run.err);
+    REQUIRE(run.exit_code == 0);
+    const auto members = fixture.sandbox.members(1);
+    REQUIRE(members.size() == 3);
+    CHECK(members.at("bob@example.com").first_name == "Bob");  // a.csv comes first: its row wins
+    CHECK(members.at("cy@example.com").first_name == "Cy");
+    CHECK_THAT(run.out, Catch::Contains("rows read     6 (2 rejected before sending, 1 duplicates collapsed"));
+
+    const Run show = fixture.segpush("runs show 2");  // run 1 stopped before sending
+    INFO(show.out << show.err);
+    CHECK(show.exit_code == 0);
+    CHECK_THAT(show.out, Catch::Contains("Run #2 of export both") && Catch::Contains("succeeded") &&
+                             Catch::Contains("members       3: 3 new") && Catch::Contains("accepted      3,") &&
+                             Catch::Contains("-rejected.csv"));
+    const Run json = fixture.segpush("runs show 2 --json");
+    CHECK_THAT(json.out, Catch::Contains("\"status\": \"succeeded\"") && Catch::Contains("\"accepted\": 3"));
+    const Run missing = fixture.segpush("runs show 99");
+    CHECK(missing.exit_code == 1);
+    CHECK_THAT(missing.err, Catch::Contains("no run #99"));
+    const Run bad = fixture.segpush("runs show latest");
+    CHECK(bad.exit_code == 2);
+    CHECK_THAT(bad.err, Catch::Contains("run id must be a number"));
+    check_secret_never_printed(fixture);
+}

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -167,4 +168,20 @@ TEST_CASE("segments: an unreadable path names the path and the reason") {
     const std::string folder = dir.path().string();
     CHECK(open_error(folder, "csv", {"email"}) == "cannot read segment file " + folder + ": Is a directory");
     CHECK(open_error(folder, "jsonl", {"email"}) == "cannot read segment file " + folder + ": Is a directory");
+}
+
+TEST_CASE("jsonl: once read, the reader tells which wanted keys no line had, and which keys there were") {
+    segpush::test::TempDir dir;
+    const std::string path = dir.write("s.jsonl", "{\"email\": \"a@x.io\", \"first\": \"A\"}\n{\"email\": \"b@x.io\"}\n");
+    auto reader = segpush::open_segment(path, "jsonl", {"email", "Phone", "first", "email"});
+    read_all(*reader);
+    CHECK(reader->absent_columns() == std::vector<std::string>{"Phone"});
+    const auto present = reader->present_columns();
+    CHECK(std::find(present.begin(), present.end(), "first") != present.end());
+    CHECK(std::find(present.begin(), present.end(), "email") != present.end());
+    // A CSV file's columns are checked against its header when it is opened.
+    const std::string csv = dir.write("s.csv", "email\na@x.io\n");
+    auto csv_reader = segpush::open_segment(csv, "csv", {"email"});
+    read_all(*csv_reader);
+    CHECK(csv_reader->absent_columns().empty());
 }
