@@ -23,7 +23,7 @@ ExportFixture::ExportFixture(Sandbox::Options options) : sandbox(std::move(optio
 
 void ExportFixture::write_segment(const std::vector<Profile>& profiles) { dir.write("vip.csv", to_csv(profiles)); }
 
-void ExportFixture::write_config(const std::string& export_extra) {
+void ExportFixture::write_config(const std::string& export_extra, const std::string& connection_extra) {
     dir.write("segpush.yaml", std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR + R"(
 state: state/segpush.db
 segments:
@@ -36,7 +36,7 @@ connections:
       host: ")" + sandbox.host() + R"("
       api_key: ${env:AC_API_KEY}
       ca_bundle: ")" + sandbox.ca_file() + R"("
-exports:
+)" + connection_extra + R"(exports:
   vip_export:
     connection: ac
     segments: [vip]

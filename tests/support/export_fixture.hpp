@@ -28,7 +28,9 @@ struct ExportFixture {
 
     void write_segment(const std::vector<Profile>& profiles);
     // `export_extra`: YAML lines added to the export (indented by the caller to 4 spaces).
-    void write_config(const std::string& export_extra = "");
+    // `connection_extra`: YAML lines added to the connection's settings (indented to 6 spaces),
+    // e.g. "      import_poll_budget_seconds: 2\n".
+    void write_config(const std::string& export_extra = "", const std::string& connection_extra = "");
     Run segpush(const std::string& args);
     // The same command line, started in the background.
     std::vector<std::string> segpush_argv(const std::string& args) const;
