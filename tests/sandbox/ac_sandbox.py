@@ -230,6 +230,46 @@ class State:
         fe = self.config.get("fail_emails") or []
         return {str(e).lower() for e in fe} if fe else None
 
+    # ---- persistence (--state-file); caller holds the lock
+
+    def snapshot(self):
+        """Everything a restart should keep. Imports still queued are applied first (the
+        vendor finishes its queue while we are away); parked (stuck) ones stay parked."""
+        while self.heap:
+            _, _, batch = heapq.heappop(self.heap)
+            if batch.generation == self.generation and not batch.final and not batch.parked:
+                self.apply_import(batch)
+        return {
+            "lists": self.lists,
+            "fields": self.fields,
+            "contacts": [[c.email, c.first_name, c.last_name, c.phone, list(c.fields or ()),
+                          c.tags or [], c.cdate, c.udate] for c in self.by_id[1:]],
+            "members": {lid: [[cid, st] for cid, st in m.items()] for lid, m in self.members.items()},
+            "imports": [[b.batch_id, b.final, b.parked, b.success, b.failure,
+                         b.contacts if b.parked else None, b.will_fail] for b in self.imports.values()],
+        }
+
+    def load_snapshot(self, snap):
+        with self.lock:
+            self.lists.update(snap.get("lists", {}))
+            self.fields.update(snap.get("fields", {}))
+            for email_addr, first, last, phone, fields, tags, cdate, udate in snap.get("contacts", []):
+                c = Contact(len(self.by_id), email_addr, cdate)
+                c.first_name, c.last_name, c.phone, c.udate = first, last, phone, udate
+                c.fields = tuple(fields) or None
+                c.tags = list(tags) or None
+                self.contacts[email_addr.lower()] = c
+                self.by_id.append(c)
+            for lid, pairs in snap.get("members", {}).items():
+                self.members[lid] = {int(cid): int(st) for cid, st in pairs}
+            now = time.monotonic()
+            for batch_id, final, parked, success, failure, contacts, will_fail in snap.get("imports", []):
+                b = ImportBatch(batch_id, contacts, now, 0.0, will_fail, self.generation)
+                b.final, b.parked, b.success, b.failure = final, parked, success, failure
+                self.imports[batch_id] = b
+                if parked:
+                    self.parked.append(b)
+
     # ---- contacts
 
     def get_or_create(self, email_addr, ts):
@@ -488,6 +528,9 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("PATCH")
 
     def _dispatch(self, method):
+        if not self.server.state.running:  # stopping: answer nothing, as a server going down
+            self.close_connection = True
+            return
         try:
             raw = self._read_body()
         except (ValueError, OSError):
@@ -817,6 +860,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._validation_error(reasons)
         st = self.server.state
         with st.lock:
+            if not st.running:  # stopping (state already saved): no answer, nothing queued
+                self.close_connection = True
+                raise ConnectionAbortedError("sandbox stopping")
             batch = st.submit_import(contacts)
         return 200, {"Success": 1, "queued_contacts": len(contacts), "batchId": batch.batch_id,
                      "message": "Contact import queued"}
@@ -1054,6 +1100,8 @@ def main(argv=None):
     ap.add_argument("--list", action="append", type=parse_list_arg, default=[])
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--config", help="initial config: a JSON object, or a path to a JSON file")
+    ap.add_argument("--state-file", help="contacts, lists, fields and imports are loaded from this file "
+                    "at start (if it exists) and saved to it on SIGTERM/SIGINT, so a restart keeps them")
     args = ap.parse_args(argv)
 
     config = None
@@ -1065,6 +1113,9 @@ def main(argv=None):
         config = json.loads(text)
     lists = args.list or [("1", "Sandbox list")]
     state = State(args.api_key, args.lapsed_key, lists, config)
+    if args.state_file and os.path.exists(args.state_file):
+        with open(args.state_file, encoding="utf-8") as fh:
+            state.load_snapshot(json.load(fh))
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
@@ -1096,6 +1147,12 @@ def main(argv=None):
     with state.cond:
         state.running = False
         state.cond.notify_all()
+        snapshot = state.snapshot() if args.state_file else None
+    if snapshot is not None:
+        tmp = "%s.tmp.%d" % (args.state_file, os.getpid())
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(snapshot, fh)
+        os.replace(tmp, args.state_file)
     return 0
 
 

@@ -46,6 +46,7 @@ void Sandbox::start() {
     if (!options_.lapsed_key.empty()) argv.insert(argv.end(), {"--lapsed-key", options_.lapsed_key});
     for (const auto& list : options_.lists) argv.insert(argv.end(), {"--list", list});
     if (!options_.config_json.empty()) argv.insert(argv.end(), {"--config", options_.config_json});
+    if (options_.keep_state) argv.insert(argv.end(), {"--state-file", dir_.file("state.json")});
     process_ = std::make_unique<BackgroundProcess>(argv, dir_.file("sandbox.out"), dir_.file("sandbox.err"));
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (!std::filesystem::exists(port_file) || read_file(port_file).empty()) {

@@ -29,6 +29,7 @@ public:
         std::string lapsed_key;
         std::vector<std::string> lists{"1:Sandbox list"};
         std::string config_json;  // initial faults and limits, e.g. {"limits_enabled": false}
+        bool keep_state = false;  // contacts, lists and imports survive stop()/start() (--state-file)
     };
 
     Sandbox();
@@ -52,8 +53,8 @@ public:
     long long route_count(const std::string& route);
     long long total_requests();
 
-    // Stops the server and starts it again on the same port: contacts are lost, as they
-    // would be on a real outage only if the vendor lost data; tests use it for outages.
+    // Stops the server and starts it again on the same port: contacts are lost (as they
+    // would be on a real outage only if the vendor lost data) unless Options::keep_state.
     void stop();
     void start();
 
