@@ -20,6 +20,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The `settings` block of an entry. On a const node, node["settings"] is an invalid ("zombie")
+// node when the key is absent, and assigning that to a YAML::Node member throws InvalidNode:
+// an entry without settings crashed `config check`. An absent block is kept as Undefined.
+YAML::Node settings_block(const YAML::Node& node) {
+    const YAML::Node settings = node["settings"];
+    return settings.IsDefined() ? settings : YAML::Node(YAML::NodeType::Undefined);
+}
+
 const std::vector<std::string> kMainKeys = {"plugin_dir", "state", "include", "segments", "connections", "exports"};
 const std::vector<std::string> kAdminIncludeKeys = {"segments", "connections", "exports"};
 const std::vector<std::string> kContributorIncludeKeys = {"exports"};
@@ -60,12 +68,21 @@ public:
     // Parses one file; an undefined node means it could not be read (already reported).
     YAML::Node parse(const std::string& path, const SourcePos& referenced_from) {
         try {
+            std::error_code error;
+            if (fs::is_directory(path, error)) {
+                diagnostics_.error(referenced_from.file.empty() ? SourcePos{path, 0, 0} : referenced_from, "",
+                                   "cannot read configuration file " + path + ": it is a directory");
+                return YAML::Node(YAML::NodeType::Undefined);
+            }
             return YAML::LoadFile(path);
         } catch (const YAML::BadFile&) {
             diagnostics_.error(referenced_from.file.empty() ? SourcePos{path, 0, 0} : referenced_from, "",
                                "cannot read configuration file " + path);
         } catch (const YAML::ParserException& e) {
             diagnostics_.error({path, e.mark.line + 1, e.mark.column + 1}, "", "malformed YAML: " + e.msg);
+        } catch (const std::exception& e) {  // an I/O error while reading, say
+            diagnostics_.error(referenced_from.file.empty() ? SourcePos{path, 0, 0} : referenced_from, "",
+                               "cannot read configuration file " + path + ": " + e.what());
         }
         return YAML::Node(YAML::NodeType::Undefined);
     }
@@ -124,7 +141,8 @@ private:
             const fs::path full = fs::path(normalize(config_.base_dir, pattern));
             const std::string name = full.filename().string();
             if (name.find_first_of("*?[") == std::string::npos) {
-                if (!fs::exists(full)) {
+                std::error_code missing;
+                if (!fs::exists(full, missing)) {
                     reader.error(entry, path, "included file " + full.string() + " does not exist");
                     continue;
                 }
@@ -199,7 +217,8 @@ private:
                              "; supported: " + join(kSources));
             return;
         }
-        if (!fs::exists(segment.path)) {
+        std::error_code unreadable;  // a symlink loop, say: reported when the export reads it
+        if (!fs::exists(segment.path, unreadable) && !unreadable) {
             diagnostics_.warning(reader.pos(node["path"]), path + ".path",
                                  "segment file " + segment.path + " does not exist yet");
         }
@@ -235,7 +254,8 @@ private:
         if (!connection.privacy_consent) {
             reader.error(consent ? node["privacy_consent"] : key, path + ".privacy_consent", kConsentExplanation);
         }
-        connection.settings = {node["settings"], key, reader.pos(node["settings"].IsDefined() ? node["settings"] : key), ""};
+        const YAML::Node settings = settings_block(node);
+        connection.settings = {settings, key, reader.pos(settings.IsDefined() ? settings : key), ""};
         connection.settings.pos.file = reader.file();
         config_.connections.push_back(connection);
     }
@@ -252,7 +272,8 @@ private:
         item.connection_pos = reader.pos(node["connection"].IsDefined() ? node["connection"] : key);
         item.segments = reader.string_list(node, "segments", path, true).value_or(std::vector<std::string>{});
         item.segments_pos = reader.pos(node["segments"].IsDefined() ? node["segments"] : key);
-        item.settings = {node["settings"], key, reader.pos(node["settings"].IsDefined() ? node["settings"] : key), ""};
+        const YAML::Node settings = settings_block(node);
+        item.settings = {settings, key, reader.pos(settings.IsDefined() ? settings : key), ""};
         item.settings.pos.file = reader.file();
         const YAML::Node mapping = node["mapping"];
         item.mapping_block_pos = reader.pos(mapping.IsDefined() ? mapping : key);
