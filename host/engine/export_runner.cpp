@@ -390,6 +390,14 @@ private:
         tally(state_.settle_pending(run_id, export_.name));
         progress_.update(done_);
         progress_.finish();
+        // Records the destination gave back after the cursor passed them (an accepted import it
+        // later lost: RETRY from collect_outcomes/finish_export) went back to todo. The run must
+        // not claim success while they are undelivered.
+        if (const auto lost = state_.next_todo(run_id, 0, 100000); !lost.empty()) {
+            throw RunFailure{RunStatus::failed_retryable,
+                             std::to_string(lost.size()) + " records were accepted but then not confirmed by the "
+                             "destination; the next run sends them again"};
+        }
     }
 
     std::unique_ptr<Job> next_batch(int64_t run_id) {
