@@ -324,6 +324,8 @@ int plugins_describe(const Options& options, Printer& print) {
             fields.PushBack(item, a);
         }
         doc.AddMember("fields", fields, a);
+        doc.AddMember("custom_fields", (api.capabilities & SEGPUSH_CAP_EXTRA_FIELDS) != 0, a);
+        doc.AddMember("removes_leavers", (api.capabilities & SEGPUSH_CAP_REMOVE) != 0, a);
         rapidjson::Value limit_values(rapidjson::kObjectType);
         limit_values.AddMember("max_records_per_batch", limits.max_records_per_batch, a);
         limit_values.AddMember("max_bytes_per_batch", limits.max_bytes_per_batch, a);
@@ -351,6 +353,13 @@ int plugins_describe(const Options& options, Printer& print) {
              << field_type_name(field.type) << ((field.flags & SEGPUSH_FIELD_REQUIRED) ? "required" : "optional")
              << ((field.flags & SEGPUSH_FIELD_KEY) ? ", identifies the member" : "") << "\n";
         if (field.description) text << "      " << field.description << "\n";
+    }
+    if (api.capabilities & SEGPUSH_CAP_EXTRA_FIELDS) {
+        text << "  field:NAME      Custom field    string   optional\n"
+             << "      Fields the destination defines (by its id or name); checked when a run starts.\n";
+    }
+    if (api.capabilities & SEGPUSH_CAP_REMOVE) {
+        text << "\nMembers who leave the segment can be removed: exports.NAME.on_leave: unsubscribe\n";
     }
     text << "\nLimits:\n"
          << "  records per batch      " << limit(limits.max_records_per_batch) << "\n"
