@@ -102,9 +102,13 @@ class Sandbox:
     def set_config(self, config):
         return self.request("POST", "/__sandbox/config", config)
 
-    def subscribed_members(self):
+    def subscribed_members(self, with_changed=False):
+        """Subscribed members of the list; with_changed: also how many carry a changed first name."""
         members = self.request("GET", "/__sandbox/lists/%d/members" % LIST_ID)
-        return sum(1 for m in members if m["status"] == "subscribed")
+        subscribed = sum(1 for m in members if m["status"] == "subscribed")
+        if not with_changed:
+            return subscribed
+        return subscribed, sum(1 for m in members if (m.get("first_name") or "").endswith("-changed"))
 
 
 def write_config(workdir, build_dir, sandbox, rps, bulk_per_minute):
@@ -374,7 +378,8 @@ def cmd_refresh(args):
             log("second export (limits x%g, %d ms latency)" % (s, args.latency_ms))
             run = run_segpush(work, args.build_dir, "export", "run", EXPORT)
             after = sandbox.stats()
-            members = sandbox.subscribed_members() if args.profiles <= args.member_check_max else None
+            members, landed = (sandbox.subscribed_members(with_changed=True)
+                               if args.profiles <= args.member_check_max else (None, None))
         finally:
             sandbox.stop()
     routes = route_delta(before, after)
@@ -386,7 +391,8 @@ def cmd_refresh(args):
               "requests": total, "by_route": routes, "bulk_requests": routes.get(BULK, 0),
               "bulk_needed": bulk_needed, "wall_s": round(run["wall_s"], 2),
               "cpu_s": round(run["cpu_s"], 2), "peak_rss_mib": round(run["peak_rss_mib"], 1),
-              "contacts_total": after["contacts_total"], "list_members": members, "exit": run["exit"]}
+              "contacts_total": after["contacts_total"], "list_members": members,
+              "members_with_change": landed, "exit": run["exit"]}
     rows = [("profiles / changed", "%d / %d" % (args.profiles, changed)),
             ("first run (full, limits off)", "%.1f s" % first["wall_s"]),
             ("second run requests", "%d  (ceil(%d/250) = %d bulk needed; target <= %d + a few)" %
@@ -396,9 +402,10 @@ def cmd_refresh(args):
              ("second run CPU / peak RSS", "%.2f s / %.1f MiB" % (run["cpu_s"], run["peak_rss_mib"])),
              ("contacts in sandbox", after["contacts_total"]),
              ("list members (subscribed)", "not checked" if members is None else members),
+             ("members showing the change", "not checked" if landed is None else landed),
              ("segpush exit", run["exit"])]
     print_table("refresh: %d profiles, %g changed" % (args.profiles, args.change), rows, result)
-    return 0 if run["exit"] == 0 else 1
+    return 0 if run["exit"] == 0 and landed in (None, changed) else 1
 
 
 def main(argv=None):
