@@ -378,6 +378,13 @@ void StateStore::unsettle_pending(int64_t run_id) {
     db_.prepare("UPDATE staged SET state=0 WHERE run_id=? AND state=1").bind(1, run_id).run();
 }
 
+int64_t StateStore::count_todo(int64_t run_id) {
+    auto query = db_.prepare("SELECT COUNT(*) FROM staged WHERE run_id=? AND state=0");
+    query.bind(1, run_id);
+    query.step();
+    return query.integer(0);
+}
+
 std::vector<RejectedMember> StateStore::rejected_members(int64_t run_id, const std::vector<std::string>& sources) {
     auto source_name = [&](int64_t index) {
         return index >= 0 && index < static_cast<int64_t>(sources.size()) ? sources[index] : std::string();

@@ -131,6 +131,8 @@ public:
     OutcomeTally settle_pending(int64_t run_id, const std::string& export_name);
     // Pending members go back to todo (their outcome is unknown: resend).
     void unsettle_pending(int64_t run_id);
+    // Members of the run still to send: never sent, or sent and given back (RETRY).
+    int64_t count_todo(int64_t run_id);
 
     std::vector<RejectedMember> rejected_members(int64_t run_id, const std::vector<std::string>& sources);
     // Drops a finished run's staged rows; history and delivered state stay.

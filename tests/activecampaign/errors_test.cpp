@@ -184,10 +184,12 @@ TEST_CASE("errors: a stuck import is left to the next run after import_poll_budg
     const Run stuck = fixture.segpush("export run vip_export");
     const auto seconds = std::chrono::duration<double>(Clock::now() - started).count();
     INFO(stuck.out << stuck.err);
-    // Nothing is confirmed: the 600 stay to be sent again. (The host ends this run
-    // "succeeded" with accepted 0 because finish_export returned OK with RETRY outcomes; issue
-    // #3 expects failed_will_retry, which needs a host-side change: see the commit message.)
-    CHECK_THAT(stuck.out, Catch::Contains("sent          600") && Catch::Contains("accepted      0"));
+    // Nothing is confirmed: the 600 stay to be sent again, and the run says so.
+    CHECK(stuck.exit_code == 1);
+    CHECK_THAT(stuck.out, Catch::Contains("failed_will_retry") && Catch::Contains("sent          600") &&
+                              Catch::Contains("accepted      0") &&
+                              Catch::Contains("600 records were not confirmed by the destination; the next run sends "
+                                              "them again"));
     CHECK_THAT(stuck.err, Catch::Contains("600 contacts were still being imported by ActiveCampaign when the wait ran "
                                           "out; they are sent again by the next run"));
     CHECK(seconds < 20);  // the 2 s poll budget bounds the wait
