@@ -164,21 +164,9 @@ TEST_CASE("request schemas: every request of whole exports validates against the
     const std::string mapping =
         R"(    mapping: { email: Email, first_name: FirstName, last_name: LastName, phone: Phone, "field:LOYALTY_TIER": Tier }
 )";
-    fixture.dir.write("segpush.yaml", std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR + R"(
-state: state/segpush.db
-segments:
-  vip: { path: vip.csv }
+    fixture.dir.write("segpush.yaml", fixture.config_yaml(R"(  vip: { path: vip.csv }
   few: { path: few.csv }
-connections:
-  ac:
-    plugin: activecampaign
-    privacy_consent: true
-    settings:
-      host: ")" + fixture.sandbox.host() + R"("
-      api_key: ${env:AC_API_KEY}
-      ca_bundle: ")" + fixture.sandbox.ca_file() + R"("
-)" + kFastPacing + R"(exports:
-  vip_export:
+)", R"(  vip_export:
     connection: ac
     segments: [vip]
     settings: { list_id: 1, tags: [vip, "spring sale"] }
@@ -188,7 +176,7 @@ connections:
     segments: [few]
     settings: { list_id: 1 }
     on_leave: unsubscribe
-)" + mapping);
+)" + mapping, kFastPacing));
     auto segment = [&](const std::string& file, const std::string& prefix, size_t count, size_t removed_from) {
         std::string csv = "Email,FirstName,LastName,Phone,Tier\n";
         for (size_t i = 0; i < count && i < removed_from; ++i) {

@@ -267,20 +267,8 @@ TEST_CASE("export: custom fields mapped as field:PERSTAG reach ActiveCampaign, a
     fixture.sandbox.post("/__sandbox/fields", R"({"id": 7, "title": "Loyalty tier", "perstag": "LOYALTY_TIER"})");
     fixture.dir.write("vip.csv", "Email,FirstName,Tier\nada@example.com,Ada,gold\nbob@example.com,Bob,\n"
                                  "cy@example.com,Cy,silver\n");
-    fixture.dir.write("segpush.yaml", std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR + R"(
-state: state/segpush.db
-segments:
-  vip: { path: vip.csv }
-connections:
-  ac:
-    plugin: activecampaign
-    privacy_consent: true
-    settings:
-      host: ")" + fixture.sandbox.host() + R"("
-      api_key: ${env:AC_API_KEY}
-      ca_bundle: ")" + fixture.sandbox.ca_file() + R"("
-exports:
-  vip_export:
+    fixture.dir.write("segpush.yaml", fixture.config_yaml(R"(  vip: { path: vip.csv }
+)", R"(  vip_export:
     connection: ac
     segments: [vip]
     settings: { list_id: 1 }
@@ -290,7 +278,7 @@ exports:
     segments: [vip]
     settings: { list_id: 1 }
     mapping: { email: Email, "field:LOYALTY_TEIR": Tier }
-)");
+)"));
     const Run run = fixture.segpush("export run vip_export");
     INFO(run.out << run.err);
     REQUIRE(run.exit_code == 0);
@@ -316,26 +304,14 @@ TEST_CASE("export: a CSV and a JSON Lines segment combine, members de-duplicated
                                  "{\"email\": \"cy@example.com\", \"first\": \"Cy\"}\n"
                                  "{\"email\": 42}\n"
                                  "not json\n");
-    fixture.dir.write("segpush.yaml", std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR + R"(
-state: state/segpush.db
-segments:
-  a: { path: a.csv }
+    fixture.dir.write("segpush.yaml", fixture.config_yaml(R"(  a: { path: a.csv }
   b: { path: b.jsonl, source: jsonl }
-connections:
-  ac:
-    plugin: activecampaign
-    privacy_consent: true
-    settings:
-      host: ")" + fixture.sandbox.host() + R"("
-      api_key: ${env:AC_API_KEY}
-      ca_bundle: ")" + fixture.sandbox.ca_file() + R"("
-exports:
-  both:
+)", R"(  both:
     connection: ac
     segments: [a, b]
     settings: { list_id: 1 }
     mapping: { email: Email, first_name: FirstName }
-)");
+)"));
     // The JSONL file names its columns differently: the run stops before sending anything.
     Run run = fixture.segpush("export run both");
     CHECK(run.exit_code == 1);

@@ -19,24 +19,8 @@ TEST_CASE("serve: every-minute schedules run an ActiveCampaign export and a file
     ExportFixture fixture(options);
     const auto profiles = make_profiles(300);
     fixture.write_segment(profiles);
-    fixture.dir.write("segpush.yaml", std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR + R"(
-state: state/segpush.db
-segments:
-  vip: { path: vip.csv }
-connections:
-  ac:
-    plugin: activecampaign
-    privacy_consent: true
-    settings:
-      host: ")" + fixture.sandbox.host() + R"("
-      api_key: ${env:AC_API_KEY}
-      ca_bundle: ")" + fixture.sandbox.ca_file() + R"("
-  files:
-    plugin: file
-    privacy_consent: true
-    settings: { directory: ")" + fixture.dir.file("out") + R"(" }
-exports:
-  to_ac:
+    fixture.dir.write("segpush.yaml", fixture.config_yaml(R"(  vip: { path: vip.csv }
+)", R"(  to_ac:
     connection: ac
     segments: [vip]
     settings: { list_id: 1 }
@@ -55,7 +39,11 @@ exports:
     settings: { list_id: 404 }
     mapping: { email: Email }
     schedule: "* * * * *"
-)");
+)", "", R"(  files:
+    plugin: file
+    privacy_consent: true
+    settings: { directory: ")" + fixture.dir.file("out") + R"(" }
+)"));
     std::filesystem::create_directories(fixture.dir.file("out"));
     // Saving the configuration runs nothing: serve waits for the next whole minute.
     BackgroundProcess serve(fixture.segpush_argv("serve"), fixture.dir.file("serve.out"), fixture.dir.file("serve.err"),

@@ -24,25 +24,25 @@ ExportFixture::ExportFixture(Sandbox::Options options) : sandbox(std::move(optio
 void ExportFixture::write_segment(const std::vector<Profile>& profiles) { dir.write("vip.csv", to_csv(profiles)); }
 
 void ExportFixture::write_config(const std::string& export_extra, const std::string& connection_extra) {
-    dir.write("segpush.yaml", std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR + R"(
-state: state/segpush.db
-segments:
-  vip: { path: vip.csv }
-connections:
+    dir.write("segpush.yaml", config_yaml("  vip: { path: vip.csv }\n", R"(  vip_export:
+    connection: ac
+    segments: [vip]
+    settings: { list_id: 1 }
+    mapping: { email: Email, first_name: FirstName, last_name: LastName, phone: Phone }
+)" + export_extra, connection_extra));
+}
+
+std::string ExportFixture::config_yaml(const std::string& segments, const std::string& exports,
+                                       const std::string& connection_extra, const std::string& more_connections) const {
+    return std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR + "\nstate: state/segpush.db\nsegments:\n" + segments +
+           R"(connections:
   ac:
     plugin: activecampaign
     privacy_consent: true
     settings:
       host: ")" + sandbox.host() + R"("
       api_key: ${env:AC_API_KEY}
-      ca_bundle: ")" + sandbox.ca_file() + R"("
-)" + connection_extra + R"(exports:
-  vip_export:
-    connection: ac
-    segments: [vip]
-    settings: { list_id: 1 }
-    mapping: { email: Email, first_name: FirstName, last_name: LastName, phone: Phone }
-)" + export_extra);
+      ca_bundle: ")" + sandbox.ca_file() + "\"\n" + connection_extra + more_connections + "exports:\n" + exports;
 }
 
 std::vector<std::string> ExportFixture::env() const { return {"AC_API_KEY=" + sandbox.api_key()}; }

@@ -31,6 +31,11 @@ struct ExportFixture {
     // `connection_extra`: YAML lines added to the connection's settings (indented to 6 spaces),
     // e.g. "      import_poll_budget_seconds: 2\n".
     void write_config(const std::string& export_extra = "", const std::string& connection_extra = "");
+    // A whole configuration around the sandbox: plugin_dir, state, the given `segments` and
+    // `exports` blocks (entries indented by 2 spaces), and the connection "ac" to the sandbox
+    // with `connection_extra` settings (indented by 6) and `more_connections` entries after it.
+    std::string config_yaml(const std::string& segments, const std::string& exports,
+                            const std::string& connection_extra = "", const std::string& more_connections = "") const;
     Run segpush(const std::string& args);
     // The same command line, started in the background.
     std::vector<std::string> segpush_argv(const std::string& args) const;
