@@ -12,6 +12,7 @@
 #include "config/model.hpp"
 #include "plugins/registry.hpp"
 #include "secrets/redactor.hpp"
+#include "text/suggest.hpp"
 
 namespace segpush {
 
@@ -30,8 +31,8 @@ struct Options {
 class Printer {
 public:
     Printer(std::ostream& out, std::ostream& err) : out_(out), err_(err) {}
-    void out(const std::string& text) { out_ << Redactor::instance().scrub(text) << std::flush; }
-    void err(const std::string& text) { err_ << Redactor::instance().scrub(text) << std::flush; }
+    void out(const std::string& text) { out_ << printable(Redactor::instance().scrub(text)) << std::flush; }
+    void err(const std::string& text) { err_ << printable(Redactor::instance().scrub(text)) << std::flush; }
 
 private:
     std::ostream& out_;

@@ -353,8 +353,9 @@ bool check_plugin_settings(YamlReader& reader, const LoadedPlugin& plugin, const
             const std::string field = error.field;
             rapidjson::Document passed;
             passed.Parse(checked.json.c_str());
-            const bool refused_by_schema = !field.empty() && settings.yaml.IsMap() && settings.yaml[field].IsDefined() &&
-                                           passed.IsObject() && !passed.HasMember(field.c_str());
+            // (Also when the key is missing altogether: the schema has said so already.)
+            const bool refused_by_schema = !field.empty() && !checked.complete && passed.IsObject() &&
+                                           !passed.HasMember(field.c_str());
             if (refused_by_schema) return false;
             const YAML::Node at = settings.yaml.IsDefined() ? settings_key(settings.yaml, field) : owner;
             reader.error(at, field.empty() ? path : path + "." + field, error.message);

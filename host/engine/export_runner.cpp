@@ -390,20 +390,13 @@ private:
         tally(state_.settle_pending(run_id, export_.name));
         progress_.update(done_);
         progress_.finish();
-        // Records the destination gave back (an import it lost, or one still unconfirmed when
-        // the plugin's wait ran out) are not delivered: the run must not call itself done.
+        // Records the destination gave back after the cursor passed them (an accepted import it
+        // then lost, or one still unconfirmed when the plugin's wait ran out) went back to todo:
+        // the run must not call itself done while they are undelivered.
         if (const int64_t unsent = state_.count_todo(run_id); unsent > 0) {
             throw RunFailure{RunStatus::failed_retryable,
                              std::to_string(unsent) + " records were not confirmed by the destination; the next run "
                                                       "sends them again"};
-        }
-        // Records the destination gave back after the cursor passed them (an accepted import it
-        // later lost: RETRY from collect_outcomes/finish_export) went back to todo. The run must
-        // not claim success while they are undelivered.
-        if (const auto lost = state_.next_todo(run_id, 0, 100000); !lost.empty()) {
-            throw RunFailure{RunStatus::failed_retryable,
-                             std::to_string(lost.size()) + " records were accepted but then not confirmed by the "
-                             "destination; the next run sends them again"};
         }
     }
 

@@ -172,6 +172,9 @@ std::optional<std::string> normalize_row(const RecordPlan& plan, const SegmentRo
             record.values[i].reset();
             continue;
         }
+        if (value.find('\0') != std::string_view::npos) {
+            return field.label + " (column '" + field.column + "') holds a NUL byte, which no destination keeps";
+        }
         if (field.type == SEGPUSH_FIELD_EMAIL && !is_valid_email(value)) {
             return field.label + " '" + std::string(value) + "' is not a valid email address";
         }

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "secrets/redactor.hpp"
+#include "text/suggest.hpp"
 
 namespace segpush {
 
@@ -52,7 +53,7 @@ void log_line(LogLevel level, const std::string& message) {
     gmtime_r(&seconds, &utc);
     char stamp[32];
     std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
-    const std::string clean = Redactor::instance().scrub(message);
+    const std::string clean = printable(Redactor::instance().scrub(message));
     std::lock_guard<std::mutex> lock(g_write_mutex);
     std::fprintf(stderr, "%s.%03dZ %-5s %s\n", stamp, static_cast<int>(millis), level_name(level), clean.c_str());
 }

@@ -12,6 +12,10 @@ std::string closest_match(const std::string& word, const std::vector<std::string
 // " (did you mean 'x'?)" or "" — appended to unknown-name errors.
 std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates);
 
+// `text` safe to show on a terminal: control characters other than newline and tab (say, from
+// a binary file named as a segment) become \xNN, so they cannot move the cursor or recolour.
+std::string printable(const std::string& text);
+
 // "a, b, c" for messages that list what is allowed.
 std::string join(const std::vector<std::string>& items, const std::string& separator = ", ");
 

@@ -97,3 +97,11 @@ TEST_CASE("record: the hash changes with any value and with the mapping, so chan
     CHECK(record_hash(remapped, a) != record_hash(plan, a));
     CHECK(record_hash(plan, a) <= 0x7FFFFFFFFFFFFFFFull);
 }
+
+TEST_CASE("record: a NUL byte in a value rejects the row instead of reaching the destination") {
+    const auto plan = plan_for_email_name_age();
+    Record record;
+    const auto reason = normalize_row(plan, row({"a@example.com", std::string("A\0da", 4), ""}), record);
+    REQUIRE(reason);
+    CHECK(*reason == "First name (column 'First') holds a NUL byte, which no destination keeps");
+}

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "support/temp_dir.hpp"
+#include "text/suggest.hpp"
 
 namespace {
 
@@ -186,4 +187,18 @@ TEST_CASE_METHOD(CliFixture, "cli: the API key never appears in any output of an
     }
     CHECK_THAT(history[8].err, Catch::Contains("did you mean 'api_key'?"));
     CHECK_THAT(history[8].err, Catch::Contains("without the scheme \"https://\" and the credentials"));
+}
+
+TEST_CASE("cli: control characters from a binary file never reach the terminal raw") {
+    CHECK(segpush::printable("ok\tline\n") == "ok\tline\n");
+    CHECK(segpush::printable(std::string("\x1b[31mred\x07\0", 10)) == "\\x1b[31mred\\x07\\x00");
+    segpush::test::TempDir dir;
+    dir.write("segpush.yaml", std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR +
+                                  "\nsegments:\n  bin: { path: \"\x1b]0;pwned\x07.csv\" }\n");
+    const std::string command = "cd " + quote(dir.path().string()) + " && " + SEGPUSH_BINARY +
+                                " config check >out.txt 2>err.txt";
+    std::system(command.c_str());
+    const std::string err = read_file(dir.file("err.txt"));
+    CHECK(err.find('\x1b') == std::string::npos);
+    CHECK(err.find('\x07') == std::string::npos);
 }
