@@ -407,7 +407,9 @@ std::optional<CheckedSetup> load_checked(const Options& options, Diagnostics& di
     if (!setup.config.plugin_dir.empty() || options.plugin_dir) {
         setup.registry = PluginRegistry::load_directory(directory);
         if (!setup.registry.directory_problem().empty()) {
-            diagnostics.error(setup.config.plugin_dir_pos, "plugin_dir", setup.registry.directory_problem());
+            diagnostics.error(setup.config.plugin_dir_pos, "plugin_dir",
+                              setup.registry.directory_problem() +
+                                  (options.plugin_dir ? " (given with --plugin-dir, which replaces this setting)" : ""));
         }
         for (const auto& refused : setup.registry.refused()) {
             diagnostics.warning(setup.config.plugin_dir_pos, "plugin_dir",
