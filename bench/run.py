@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -208,7 +209,10 @@ def run_segpush(workdir, build_dir, *args):
     text = open(out_path, encoding="utf-8", errors="replace").read()
     if proc.returncode != 0:
         log("segpush %s exited %d:\n%s" % (" ".join(args), proc.returncode, text[-4000:]))
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "user_s": usage.ru_utime,
+    # The run's own account: members it recorded as accepted (its summary's "accepted" line).
+    found = re.search(r"^\s*accepted\s+([\d,]+)", text, re.M)
+    accepted = int(found.group(1).replace(",", "")) if found else None
+    return {"accepted": accepted, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "user_s": usage.ru_utime,
             "sys_s": usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024.0, "exit": proc.returncode,
             "output": text}
 
@@ -283,8 +287,8 @@ def cmd_ceiling(args):
               "other_by_route": {k: v for k, v in routes.items() if k != BULK},
               "status_429": after["by_status"].get("429", 0) - before["by_status"].get("429", 0),
               "wall_s": round(run["wall_s"], 2), "ceiling_s": round(ceiling, 2), "ratio": round(ratio, 3),
-              "contacts_total": after["contacts_total"], "list_members": members, "exit": run["exit"],
-              "timeline": phases}
+              "contacts_total": after["contacts_total"], "list_members": members,
+              "segpush_accepted": run["accepted"], "exit": run["exit"], "timeline": phases}
     print_table("ceiling: %d profiles, limits x%g (%d req/s, %d bulk/min), %d ms latency" %
                 (args.profiles, s, rps, bulk_per_minute, args.latency_ms), [
         ("profiles", args.profiles),
@@ -299,9 +303,11 @@ def cmd_ceiling(args):
             phases.get("unpolled_at_last_bulk"))),
         ("contacts in sandbox", after["contacts_total"]),
         ("list members (subscribed)", "not checked" if members is None else members),
+        ("segpush: accepted", "%s  (members it recorded as delivered)" % run["accepted"]),
         ("segpush exit", run["exit"]),
     ], result)
-    ok = run["exit"] == 0 and after["contacts_total"] == args.profiles and members in (None, args.profiles)
+    ok = (run["exit"] == 0 and after["contacts_total"] == args.profiles and members in (None, args.profiles)
+          and run["accepted"] == args.profiles)
     return 0 if ok else 1
 
 
@@ -332,7 +338,7 @@ def cmd_host_cost(args):
               "user_s": round(run["user_s"], 2), "sys_s": round(run["sys_s"], 2),
               "cpu_s_per_million": round(per_million, 2), "peak_rss_mib": round(run["peak_rss_mib"], 1),
               "requests": total, "bulk_requests": routes.get(BULK, 0), "contacts_total": after["contacts_total"],
-              "exit": run["exit"], "timeline": timeline.summary()}
+              "segpush_accepted": run["accepted"], "exit": run["exit"], "timeline": timeline.summary()}
     print_table("host-cost: %d profiles, sandbox limits off" % args.profiles, [
         ("profiles", args.profiles),
         ("wall time", "%.1f s" % run["wall_s"]),
@@ -345,9 +351,10 @@ def cmd_host_cost(args):
             result["timeline"].get("bulk_first_s"), result["timeline"].get("bulk_last_s"),
             result["timeline"].get("unpolled_at_last_bulk"))),
         ("contacts in sandbox", after["contacts_total"]),
+        ("segpush: accepted", run["accepted"]),
         ("segpush exit", run["exit"]),
     ], result)
-    return 0 if run["exit"] == 0 and after["contacts_total"] == args.profiles else 1
+    return 0 if run["exit"] == 0 and after["contacts_total"] == args.profiles and run["accepted"] == args.profiles else 1
 
 
 # ---- refresh ---------------------------------------------------------------------------------
@@ -392,7 +399,7 @@ def cmd_refresh(args):
               "bulk_needed": bulk_needed, "wall_s": round(run["wall_s"], 2),
               "cpu_s": round(run["cpu_s"], 2), "peak_rss_mib": round(run["peak_rss_mib"], 1),
               "contacts_total": after["contacts_total"], "list_members": members,
-              "members_with_change": landed, "exit": run["exit"]}
+              "members_with_change": landed, "segpush_accepted": run["accepted"], "exit": run["exit"]}
     rows = [("profiles / changed", "%d / %d" % (args.profiles, changed)),
             ("first run (full, limits off)", "%.1f s" % first["wall_s"]),
             ("second run requests", "%d  (ceil(%d/250) = %d bulk needed; target <= %d + a few)" %
@@ -403,6 +410,7 @@ def cmd_refresh(args):
              ("contacts in sandbox", after["contacts_total"]),
              ("list members (subscribed)", "not checked" if members is None else members),
              ("members showing the change", "not checked" if landed is None else landed),
+             ("segpush: accepted (first, second)", "%s, %s" % (first["accepted"], run["accepted"])),
              ("segpush exit", run["exit"])]
     print_table("refresh: %d profiles, %g changed" % (args.profiles, args.change), rows, result)
     return 0 if run["exit"] == 0 and landed in (None, changed) else 1
