@@ -180,6 +180,7 @@ std::vector<size_t> failure_positions(const std::vector<BulkAnswer::Failure>& fa
     if (zero_seen) one_based = false;
     std::vector<size_t> out;
     for (const auto& failure : failures) {
+        if (failure.index < 0) continue;  // never a position; and INT64_MIN - 1 would overflow
         const int64_t position = failure.index - (one_based ? 1 : 0);
         if (position < 0 || position >= static_cast<int64_t>(n)) continue;
         if (std::find(out.begin(), out.end(), size_t(position)) != out.end()) continue;
