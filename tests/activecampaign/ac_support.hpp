@@ -21,8 +21,6 @@ inline Sandbox::Options fast_sandbox(const std::string& extra = "") {
 }
 
 // Connection settings that let the plugin pace itself to the scaled-up sandbox.
-inline const std::string kFastPacing = "      requests_per_second: 100\n      bulk_requests_per_minute: 2000\n";
-
 // Replaces `from` (which must occur) by `to` in the fixture's segpush.yaml.
 inline void edit_config(ExportFixture& fixture, const std::string& from, const std::string& to) {
     std::string text = read_file(fixture.dir.file("segpush.yaml"));

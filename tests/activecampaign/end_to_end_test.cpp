@@ -49,7 +49,7 @@ void check_no_blank_values_sent(Sandbox& sandbox) {
 
 TEST_CASE("end to end: 5000 rows with invalid emails, case duplicates and empty fields give exactly the valid members") {
     ExportFixture fixture(fast_sandbox());
-    fixture.write_config("", kFastPacing);
+    fixture.write_config("", kPacingAtScale20);
 
     // Rows: 5,000 in all. Every 250th (from 17) has an invalid email; every 100th (from 3) is
     // followed later by a copy whose email differs only in case (the later one must lose); every
@@ -151,7 +151,7 @@ TEST_CASE("end to end: 5000 rows with invalid emails, case duplicates and empty 
 TEST_CASE("end to end: N valid profiles take ceil(N/250) bulk imports plus a bounded number of checks and polls") {
     const size_t n = GENERATE(1000, 2600);
     ExportFixture fixture(fast_sandbox());
-    fixture.write_config("", kFastPacing);
+    fixture.write_config("", kPacingAtScale20);
     const auto profiles = make_profiles(n);
     fixture.write_segment(profiles);
     const Run run = fixture.segpush("export run vip_export");

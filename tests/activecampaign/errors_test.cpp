@@ -26,7 +26,7 @@ Run show(ExportFixture& fixture, const Run& run) {
 // Exports `n` profiles under the sandbox faults in `faults` and checks the list ends exact.
 void export_through_faults(const std::string& faults, size_t n, const std::string& status_seen) {
     ExportFixture fixture(fast_sandbox(faults));
-    fixture.write_config("", kFastPacing);
+    fixture.write_config("", kPacingAtScale20);
     const auto profiles = make_profiles(n);
     fixture.write_segment(profiles);
     const Run run = fixture.segpush("export run vip_export");
@@ -145,7 +145,7 @@ TEST_CASE("errors: a 429 storm with Retry-After is waited out and the list ends 
     // A short storm: it lands on the first requests (the connection check), where the host's own
     // backoff grows with every refusal, so a long one only makes the test slow.
     ExportFixture fixture(fast_sandbox(R"("storm_429": 3, "retry_after_seconds": 2)"));
-    fixture.write_config("", kFastPacing);
+    fixture.write_config("", kPacingAtScale20);
     const auto profiles = make_profiles(600);
     fixture.write_segment(profiles);
     const auto started = Clock::now();
@@ -177,7 +177,7 @@ TEST_CASE("errors: dropped connections are retried and the list ends exact") {
 
 TEST_CASE("errors: a stuck import is left to the next run after import_poll_budget_seconds, which makes the list exact") {
     ExportFixture fixture(fast_sandbox(R"("stuck_imports": true)"));
-    fixture.write_config("", kFastPacing + "      import_poll_budget_seconds: 2\n");
+    fixture.write_config("", kPacingAtScale20 + "      import_poll_budget_seconds: 2\n");
     const auto profiles = make_profiles(600);
     fixture.write_segment(profiles);
     const auto started = Clock::now();
@@ -206,7 +206,7 @@ TEST_CASE("errors: a stuck import is left to the next run after import_poll_budg
 
 TEST_CASE("errors: a failed import is resubmitted once and the list ends exact") {
     ExportFixture fixture(fast_sandbox(R"("fail_next_imports": 1)"));
-    fixture.write_config("", kFastPacing);
+    fixture.write_config("", kPacingAtScale20);
     const auto profiles = make_profiles(600);
     fixture.write_segment(profiles);
     const Run run = fixture.segpush("export run vip_export");

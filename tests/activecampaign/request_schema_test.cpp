@@ -176,7 +176,7 @@ TEST_CASE("request schemas: every request of whole exports validates against the
     segments: [few]
     settings: { list_id: 1 }
     on_leave: unsubscribe
-)" + mapping, kFastPacing));
+)" + mapping, kPacingAtScale20));
     auto segment = [&](const std::string& file, const std::string& prefix, size_t count, size_t removed_from) {
         std::string csv = "Email,FirstName,LastName,Phone,Tier\n";
         for (size_t i = 0; i < count && i < removed_from; ++i) {

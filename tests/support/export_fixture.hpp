@@ -19,6 +19,10 @@ struct Profile {
 std::vector<Profile> make_profiles(size_t count, size_t first = 0);
 std::string to_csv(const std::vector<Profile>& profiles);
 
+// Connection settings that pace the plugin to a sandbox started with "rate_scale": 20, so
+// tests move at 20 times ActiveCampaign's limits while keeping their ratios.
+inline const std::string kPacingAtScale20 = "      requests_per_second: 100\n      bulk_requests_per_minute: 2000\n";
+
 struct ExportFixture {
     explicit ExportFixture(Sandbox::Options options = {});
 
