@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian 12 machine:
 #   ./build.sh demo   install what is missing, build, run the main job on the example config
-#   ./build.sh test   install what is missing, build, run every test
+#   ./build.sh test   install what is missing, build, run every test, then again under ASan+UBSan, then the fuzzers
 # Extra arguments after `test` go to ctest (e.g. ./build.sh test -R config).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 BUILD_DIR=${BUILD_DIR:-build}
 PACKAGES=(g++ make cmake pkg-config libboost-dev libboost-filesystem-dev libyaml-cpp-dev
-          libcurl4-openssl-dev rapidjson-dev catch2 libsqlite3-dev python3 openssl ca-certificates)
+          libcurl4-openssl-dev rapidjson-dev catch2 libsqlite3-dev python3 openssl ca-certificates
+          clang)  # clang: libFuzzer for the fuzz step of `test`
 
 install_missing() {
     local missing=()
@@ -26,6 +27,33 @@ install_missing() {
 build() {
     cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CMAKE_ARGS:-} >/dev/null
     cmake --build "$BUILD_DIR" -j"$(nproc)"
+}
+
+# `test` runs, after the normal build's tests: the whole suite again built with AddressSanitizer
+# and UndefinedBehaviorSanitizer in build-asan/ (any report fails the test that hit it), then
+# each libFuzzer target for FUZZ_SECONDS (fuzz/run.sh, clang, build-fuzz/).
+ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-build-asan}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+STAGE_TIMES=()
+stage() {
+    local name=$1 start=$SECONDS
+    shift
+    echo "== $name"
+    "$@"
+    STAGE_TIMES+=("$name=$((SECONDS - start))")
+}
+
+build_sanitized() {
+    cmake -S . -B "$ASAN_BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSEGPUSH_SANITIZE=ON ${CMAKE_ARGS:-} >/dev/null
+    cmake --build "$ASAN_BUILD_DIR" -j"$(nproc)"
+}
+
+test_sanitized() {
+    # Every process the tests start (segpush, plugins it loads, test programs) inherits these:
+    # stop at the first report, leaks included.
+    ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:strict_string_checks=1 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        ctest --test-dir "$ASAN_BUILD_DIR" --output-on-failure -j"$(nproc)" "$@"
 }
 
 # The main job, end to end, without an ActiveCampaign account: the ActiveCampaign sandbox
@@ -76,8 +104,12 @@ case "${1:-}" in
     test)
         shift
         install_missing
-        build
-        ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" "$@"
+        stage build build
+        stage tests ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" "$@"
+        stage sanitizer-build build_sanitized
+        stage sanitizer-tests test_sanitized "$@"
+        stage fuzz fuzz/run.sh "$FUZZ_SECONDS"
+        echo "Stage times (s): ${STAGE_TIMES[*]}"
         ;;
     *)
         sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
