@@ -3,9 +3,13 @@
 // Records travel: push_batch builds bulk import requests (or, for a whole export of at most
 // ten contacts, contact/sync + contactLists per contact), answers PENDING for queued records
 // and REJECTED for contacts the server refused by position; every queued request is kept as a
-// PendingBatch (ids, emails, body). collect_outcomes and finish_export poll import/info for the
-// oldest batches and settle them: emails listed in `failure` are REJECTED, the rest ACCEPTED; a
-// batch ending failed/interrupted is resubmitted once, then its records are RETRY.
+// PendingBatch (ids, emails, body). Each push_batch call first polls import/info for the oldest
+// batch that is due, so confirmations keep pace with submissions on the same worker threads
+// (one thread polling alone falls behind as soon as latency times the bulk rate exceeds one);
+// settled outcomes wait in the export until collect_outcomes hands them to the host.
+// collect_outcomes and finish_export poll too (finish_export until none is left). Emails
+// listed in `failure` are REJECTED, the rest ACCEPTED; a batch ending failed/interrupted is
+// resubmitted once, then its records are RETRY.
 #include <segpush/plugin.h>
 
 #include <curl/curl.h>
@@ -210,8 +214,8 @@ struct PendingBatch {
     std::vector<uint64_t> ids;
     std::vector<std::string> emails;  // lower-cased, same order as ids
     Clock::time_point queued_at;
-    uint64_t registered_at_collect = 0;
     int resubmits = 0;
+    bool polling = false;  // a thread is checking it; others leave it alone
 };
 
 }  // namespace
@@ -223,8 +227,8 @@ struct segpush_export {
     std::vector<Column> columns;
 
     std::mutex mutex;                  // guards everything below
-    std::list<PendingBatch> pending;   // oldest first; only collect/finish erase
-    uint64_t collect_calls = 0;
+    std::list<PendingBatch> pending;   // oldest first
+    OutcomeList settled;               // final outcomes polled by push workers, for collect_outcomes
     Clock::time_point next_poll{};
     Clock::duration backoff = 250ms;
     uint64_t bulk_requests = 0;
@@ -552,7 +556,6 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
                 log(SEGPUSH_LOG_DEBUG, "bulk import batch " + answer.batch_id + " queued with " +
                                            std::to_string(remaining.size()) + " contacts");
                 std::lock_guard<std::mutex> guard(exp.mutex);
-                batch.registered_at_collect = exp.collect_calls;
                 exp.pending.push_back(std::move(batch));
                 break;
             }
@@ -694,9 +697,17 @@ std::optional<std::string> value_of(const segpush_value& value) {
     return text.substr(begin, end - begin + 1);
 }
 
+void poll_due(segpush_export& exp, size_t max_polls, Problem& problem);
+
 segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpush_outcomes* outcomes,
                           segpush_error* err) {
     try {
+        {
+            // One older batch checked per push keeps confirmations in step with submissions;
+            // a problem here (say, a 429) is met again by collect_outcomes or finish_export.
+            Problem ignored;
+            poll_due(*exp, 1, ignored);
+        }
         if (!batch || batch->n_fields != exp->columns.size()) {
             fail(err, SEGPUSH_ERR_INTERNAL, "", "batch field count differs from the fields given to begin_export");
             return SEGPUSH_ERR_INTERNAL;
@@ -845,34 +856,49 @@ void shrink_backoff(segpush_export& exp) {
     exp.backoff = std::max<Clock::duration>(exp.backoff / 2, kMinBackoff);
 }
 
+void append(OutcomeList& to, const OutcomeList& from) {
+    for (const auto& item : from.items) to.add(item.record_id, item.status, item.reason ? item.reason : "");
+}
+
+// Polls up to `max_polls` batches that are due (old enough, not being polled by another
+// thread), oldest first, and keeps their outcomes in exp.settled. Stops at the first batch
+// that is not ready: the ones behind it are younger.
+void poll_due(segpush_export& exp, size_t max_polls, Problem& problem) {
+    for (size_t polled = 0; polled < max_polls; ++polled) {
+        std::list<PendingBatch>::iterator it;
+        {
+            std::lock_guard<std::mutex> guard(exp.mutex);
+            const auto now = Clock::now();
+            if (now < exp.next_poll) return;
+            it = std::find_if(exp.pending.begin(), exp.pending.end(), [](const PendingBatch& b) { return !b.polling; });
+            if (it == exp.pending.end() || now - it->queued_at < kFirstPollAge) return;
+            it->polling = true;
+        }
+        OutcomeList found;
+        const Poll poll = poll_batch(exp, *it, found, problem);
+        if (poll == Poll::not_ready) grow_backoff(exp, problem.retry_after_ms);
+        std::lock_guard<std::mutex> guard(exp.mutex);
+        it->polling = false;
+        append(exp.settled, found);
+        if (poll != Poll::settled) return;
+        exp.pending.erase(it);
+        exp.backoff = std::max<Clock::duration>(exp.backoff / 2, kMinBackoff);
+    }
+}
+
+// Moves what the push workers settled into `out`.
+void take_settled(segpush_export& exp, OutcomeList& out) {
+    std::lock_guard<std::mutex> guard(exp.mutex);
+    append(out, exp.settled);
+    exp.settled = OutcomeList{};
+}
+
 segpush_status collect_outcomes(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err) {
     try {
-        auto out = std::make_unique<OutcomeList>();
-        std::vector<std::list<PendingBatch>::iterator> due;
-        {
-            std::lock_guard<std::mutex> guard(exp->mutex);
-            ++exp->collect_calls;
-            const auto now = Clock::now();
-            if (now < exp->next_poll) return SEGPUSH_OK;
-            for (auto it = exp->pending.begin(); it != exp->pending.end() && due.size() < kMaxPollsPerCollect; ++it) {
-                // Two collect calls after the push registered it: by then the host has read the
-                // PENDING outcome of push_batch, so a final outcome cannot arrive before it.
-                if (exp->collect_calls < it->registered_at_collect + 2 || now - it->queued_at < kFirstPollAge) break;
-                due.push_back(it);
-            }
-        }
         Problem problem;
-        for (auto it : due) {
-            Poll poll = poll_batch(*exp, *it, *out, problem);
-            if (poll == Poll::settled) {
-                std::lock_guard<std::mutex> guard(exp->mutex);
-                exp->pending.erase(it);
-                exp->backoff = std::max<Clock::duration>(exp->backoff / 2, kMinBackoff);
-                continue;
-            }
-            if (poll == Poll::not_ready) grow_backoff(*exp, problem.retry_after_ms);
-            break;
-        }
+        poll_due(*exp, kMaxPollsPerCollect, problem);
+        auto out = std::make_unique<OutcomeList>();
+        take_settled(*exp, *out);
         publish(std::move(out), outcomes);
         if (problem && problem.status != SEGPUSH_RETRY && problem.status != SEGPUSH_ERR_CANCELLED) return problem.report(err);
         return SEGPUSH_OK;
@@ -885,11 +911,12 @@ segpush_status collect_outcomes(segpush_export* exp, segpush_outcomes* outcomes,
 segpush_status finish_export(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err) {
     try {
         auto out = std::make_unique<OutcomeList>();
+        take_settled(*exp, *out);  // no push runs now: the export is ours alone
         const auto budget = std::chrono::seconds(exp->http().settings().import_poll_budget_seconds);
         const auto deadline = Clock::now() + budget;
         const auto cancel = exp->cancel_check();
         Problem problem;
-        while (!exp->pending.empty()) {  // no push runs now: the list is ours alone
+        while (!exp->pending.empty()) {
             PendingBatch& batch = exp->pending.front();
             const auto ready = std::max(batch.queued_at + kFirstPollAge, exp->next_poll);
             if (!sleep_until(std::min(ready, deadline), cancel)) {
