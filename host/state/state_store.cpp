@@ -157,7 +157,7 @@ StateStore::StateStore(const std::string& path) : db_([&] {
     // range scans); the email index only serves de-duplication and the diff. A 32 MiB page
     // cache keeps that index and the delivered table's hot pages out of read(2); the process
     // stays far below the 150 MB budget at a million members.
-    db_.exec("PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;");
+    db_.exec("PRAGMA cache_size=-32768;");
     // Version 1 keyed staged rows by email, which made every read a random one. Staged rows
     // only matter to a run in progress, whose delivered records are checkpointed separately,
     // so the old table is simply dropped.
