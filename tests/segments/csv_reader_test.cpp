@@ -12,6 +12,8 @@ using segpush::open_segment;
 using segpush::test::open_error;
 using segpush::test::read_all;
 using segpush::test::ReadItem;
+using segpush::test::require_problem;
+using segpush::test::require_row;
 using segpush::test::TempDir;
 using Strings = std::vector<std::string>;
 using Catch::Matchers::Contains;
@@ -26,20 +28,6 @@ std::vector<ReadItem> read_csv(const std::string& content, const Strings& wanted
 std::string csv_error(const std::string& content, const Strings& wanted) {
     TempDir dir;
     return open_error(dir.write("segment.csv", content), "csv", wanted);
-}
-
-void require_row(const ReadItem& item, uint64_t line, const Strings& values) {
-    INFO("line " << line << (item.problem ? ", problem: " + item.reason : std::string()));
-    REQUIRE_FALSE(item.problem);
-    CHECK(item.line == line);
-    CHECK(item.values == values);
-}
-
-void require_problem(const ReadItem& item, uint64_t line, const std::string& reason) {
-    INFO("line " << line);
-    REQUIRE(item.problem);
-    CHECK(item.line == line);
-    CHECK(item.reason == reason);
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 using segpush::test::open_error;
 using segpush::test::read_all;
 using segpush::test::ReadItem;
+using segpush::test::require_problem;
+using segpush::test::require_row;
 using segpush::test::TempDir;
 using Strings = std::vector<std::string>;
 using Catch::Matchers::Contains;
@@ -21,20 +23,6 @@ namespace {
 std::vector<ReadItem> read_jsonl(const std::string& content, const Strings& wanted) {
     TempDir dir;
     return read_all(dir.write("segment.jsonl", content), "jsonl", wanted);
-}
-
-void require_row(const ReadItem& item, uint64_t line, const Strings& values) {
-    INFO("line " << line << (item.problem ? ", problem: " + item.reason : std::string()));
-    REQUIRE_FALSE(item.problem);
-    CHECK(item.line == line);
-    CHECK(item.values == values);
-}
-
-void require_problem(const ReadItem& item, uint64_t line, const std::string& reason) {
-    INFO("line " << line);
-    REQUIRE(item.problem);
-    CHECK(item.line == line);
-    CHECK(item.reason == reason);
 }
 
 }  // namespace

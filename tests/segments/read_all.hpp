@@ -1,5 +1,7 @@
 #pragma once
 
+#include <catch2/catch.hpp>
+
 #include "segments/segment_reader.hpp"
 
 #include <string>
@@ -49,6 +51,22 @@ inline std::string open_error(const std::string& path, const std::string& source
         return error.what();
     }
     return "";
+}
+
+// Asserts that `item` is a row read from `line` with these values.
+inline void require_row(const ReadItem& item, uint64_t line, const std::vector<std::string>& values) {
+    INFO("line " << line << (item.problem ? ", problem: " + item.reason : std::string()));
+    REQUIRE_FALSE(item.problem);
+    CHECK(item.line == line);
+    CHECK(item.values == values);
+}
+
+// Asserts that `item` is a problem on `line` with exactly this reason.
+inline void require_problem(const ReadItem& item, uint64_t line, const std::string& reason) {
+    INFO("line " << line);
+    REQUIRE(item.problem);
+    CHECK(item.line == line);
+    CHECK(item.reason == reason);
 }
 
 }  // namespace segpush::test
