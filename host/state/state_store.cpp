@@ -7,6 +7,7 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <thread>
 
 namespace segpush {
 
@@ -151,23 +152,40 @@ StateStore::StateStore(const std::string& path) : db_([&] {
         return path;
     }()) {
     // WAL: readers (runs list) never block the running export; NORMAL sync is durable
-    // across process crashes, which is what checkpoints must survive.
-    db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+    // across process crashes, which is what checkpoints must survive. Switching a new file to
+    // WAL can meet another process doing the same (serve starts several exports at once) and
+    // SQLite then answers "locked" without waiting, so it is tried again for a while.
+    for (int attempt = 0;; ++attempt) {
+        try {
+            db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+            break;
+        } catch (const sqlite::Error&) {
+            if (attempt == 50) throw;
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+    }
     // Staged rows are written and read in seq order, so they are keyed by it (appends and
     // range scans); the email index only serves de-duplication and the diff. A 32 MiB page
     // cache keeps that index and the delivered table's hot pages out of read(2); the process
     // stays far below the 150 MB budget at a million members.
     db_.exec("PRAGMA cache_size=-32768;");
+    // The schema in one IMMEDIATE transaction: it takes the write lock up front (waiting its
+    // turn), where separate statements would upgrade read locks and deadlock.
+    sqlite::Transaction setup(db_);
     // Version 1 keyed staged rows by email, which made every read a random one. Staged rows
     // only matter to a run in progress, whose delivered records are checkpointed separately,
     // so the old table is simply dropped.
-    sqlite::Statement version = db_.prepare("PRAGMA user_version");
-    version.step();
-    if (version.integer(0) < kSchemaVersion) {
+    const int64_t version = [&] {
+        sqlite::Statement query = db_.prepare("PRAGMA user_version");
+        query.step();
+        return query.integer(0);
+    }();
+    if (version < kSchemaVersion) {
         db_.exec("DROP TABLE IF EXISTS staged;");
         db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion) + ";");
     }
     db_.exec(kSchema);
+    setup.commit();
 }
 
 StateStore::Claim StateStore::begin_run(const std::string& export_name, bool full, bool dry_run) {

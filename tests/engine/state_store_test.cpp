@@ -3,6 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
 #include <unistd.h>
 
 #include "state/state_store.hpp"
@@ -146,4 +150,30 @@ TEST_CASE("state: an interrupted --full run is continued by the next --full run,
     state.diff(resumed.run_id, "e", resumed.baseline, false, 100, resumed_counts);
     CHECK(resumed_counts.unchanged == 1);  // a, already re-sent by the interrupted --full run
     CHECK(resumed_counts.changed == 1);    // b still to resend
+}
+
+TEST_CASE("state: several exports opening a new state file at once all start (serve starts them together)") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    for (int round = 0; round < 5; ++round) {
+        std::filesystem::remove(path);
+        std::vector<std::thread> exports;
+        std::atomic<int> started{0};
+        std::vector<std::string> errors(4);
+        for (int i = 0; i < 4; ++i) {
+            exports.emplace_back([&, i] {
+                try {
+                    StateStore state(path);
+                    const auto claim = state.begin_run("export" + std::to_string(i), false, false);
+                    state.finish_run(claim.run_id, RunStatus::succeeded, RunCounts{}, "", "");
+                    ++started;
+                } catch (const std::exception& error) {
+                    errors[i] = error.what();
+                }
+            });
+        }
+        for (auto& thread : exports) thread.join();
+        INFO(errors[0] << errors[1] << errors[2] << errors[3]);
+        CHECK(started == 4);
+    }
 }
