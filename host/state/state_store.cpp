@@ -14,7 +14,7 @@ namespace segpush {
 namespace {
 
 constexpr int kStagingChunk = 20000;
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 const char* const kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS runs(
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS delivered(
   run_id INTEGER NOT NULL,
   PRIMARY KEY(export, email_key)) WITHOUT ROWID;
 
-CREATE TABLE IF NOT EXISTS staged(
+CREATE TEMP TABLE IF NOT EXISTS staged(
   run_id INTEGER NOT NULL,
   email_key TEXT NOT NULL,
   seq INTEGER NOT NULL,
@@ -59,15 +59,15 @@ CREATE TABLE IF NOT EXISTS staged(
   source INTEGER NOT NULL DEFAULT 0,
   line INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(run_id, seq)) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS staged_by_key ON staged(run_id, email_key);
+CREATE UNIQUE INDEX IF NOT EXISTS temp.staged_by_key ON staged(run_id, email_key);
 
-CREATE TABLE IF NOT EXISTS rejects(
+CREATE TEMP TABLE IF NOT EXISTS rejects(
   run_id INTEGER NOT NULL,
   source INTEGER NOT NULL,
   line INTEGER NOT NULL,
   email TEXT,
   reason TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS rejects_by_run ON rejects(run_id);
+CREATE INDEX IF NOT EXISTS temp.rejects_by_run ON rejects(run_id);
 )sql";
 
 std::string now_utc() {
@@ -164,24 +164,28 @@ StateStore::StateStore(const std::string& path) : db_([&] {
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
     }
-    // Staged rows are written and read in seq order, so they are keyed by it (appends and
-    // range scans); the email index only serves de-duplication and the diff. A 32 MiB page
-    // cache keeps that index and the delivered table's hot pages out of read(2); the process
-    // stays far below the 150 MB budget at a million members.
-    db_.exec("PRAGMA cache_size=-32768;");
+    // A run's staged members and rejected rows live in this connection's TEMP database: a
+    // private file SQLite deletes when the connection closes (or the OS does, after a crash).
+    // They need no durability (every run stages afresh; the delivered table is the
+    // checkpoint), so they stay out of the WAL and the state file, which also keeps a run's
+    // personal data out of the state file. Staged rows are written and read in seq order, so
+    // they are keyed by it (appends and range scans); the email index only serves
+    // de-duplication and the diff. The page caches keep those indexes and the delivered
+    // table's hot pages out of read(2), well inside the 150 MB budget at a million members.
+    db_.exec("PRAGMA main.cache_size=-16384; PRAGMA temp.cache_size=-16384;");
     // The schema in one IMMEDIATE transaction: it takes the write lock up front (waiting its
     // turn), where separate statements would upgrade read locks and deadlock.
     sqlite::Transaction setup(db_);
-    // Version 1 keyed staged rows by email, which made every read a random one. Staged rows
-    // only matter to a run in progress, whose delivered records are checkpointed separately,
-    // so the old table is simply dropped.
+    // Versions 1 and 2 kept staged rows and rejects in the state file (version 1 keyed by
+    // email, which made every read a random one). They only matter to a run in progress, whose
+    // delivered records are checkpointed separately, so the old tables are simply dropped.
     const int64_t version = [&] {
         sqlite::Statement query = db_.prepare("PRAGMA user_version");
         query.step();
         return query.integer(0);
     }();
     if (version < kSchemaVersion) {
-        db_.exec("DROP TABLE IF EXISTS staged;");
+        db_.exec("DROP TABLE IF EXISTS main.staged; DROP TABLE IF EXISTS main.rejects;");
         db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion) + ";");
     }
     db_.exec(kSchema);
