@@ -2,12 +2,7 @@
 #include <catch2/catch.hpp>
 #include <rapidjson/document.h>
 
-#include <sys/wait.h>
-
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
-
+#include "support/process.hpp"
 #include "support/temp_dir.hpp"
 #include "text/suggest.hpp"
 
@@ -15,24 +10,9 @@ namespace {
 
 const char* const kSecret = "sk-cli-test-3e9b1f0a7d";
 
-struct Run {
-    int exit_code = -1;
-    std::string out;
-    std::string err;
-};
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream content;
-    content << in.rdbuf();
-    return content.str();
-}
-
-std::string quote(const std::string& text) {
-    std::string out = "'";
-    for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return out + "'";
-}
+using segpush::test::read_file;
+using segpush::test::Run;
+using segpush::test::run_shell;
 
 struct CliFixture {
     segpush::test::TempDir dir;
@@ -60,11 +40,7 @@ exports:
     }
 
     Run run(const std::string& args, const std::string& env = std::string("AC_API_KEY=") + kSecret) {
-        const std::string command = "cd " + quote(dir.path().string()) + " && env " + env + " " + SEGPUSH_BINARY +
-                                    " " + args + " >out.txt 2>err.txt";
-        const int status = std::system(command.c_str());
-        Run result{WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(dir.file("out.txt")),
-                   read_file(dir.file("err.txt"))};
+        const Run result = run_shell(dir.path().string(), "env " + env + " " + SEGPUSH_BINARY + " " + args);
         history.push_back(result);
         return result;
     }
@@ -195,10 +171,7 @@ TEST_CASE("cli: control characters from a binary file never reach the terminal r
     segpush::test::TempDir dir;
     dir.write("segpush.yaml", std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR +
                                   "\nsegments:\n  bin: { path: \"\x1b]0;pwned\x07.csv\" }\n");
-    const std::string command = "cd " + quote(dir.path().string()) + " && " + SEGPUSH_BINARY +
-                                " config check >out.txt 2>err.txt";
-    std::system(command.c_str());
-    const std::string err = read_file(dir.file("err.txt"));
+    const std::string err = run_shell(dir.path().string(), std::string(SEGPUSH_BINARY) + " config check").err;
     CHECK(err.find('\x1b') == std::string::npos);
     CHECK(err.find('\x07') == std::string::npos);
 }

@@ -66,29 +66,11 @@ Sandbox::Options fast_sandbox(bool keep_state, const std::string& extra_config) 
 }
 
 std::string config_text(ExportFixture& fixture, const ConfigOptions& options) {
-    return std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR + R"(
-state: state/segpush.db
-segments:
-  vip: { path: vip.csv }
-connections:
-  ac:
-    plugin: activecampaign
-    privacy_consent: true
-    settings:
-      host: ")" + fixture.sandbox.host() + R"("
-      api_key: ${env:AC_API_KEY}
-      ca_bundle: ")" + fixture.sandbox.ca_file() + R"("
-      requests_per_second: 200
-      bulk_requests_per_minute: 4000
-      timeout_seconds: 5
-)" + options.connection_extra + R"(exports:
-  vip_export:
-    connection: ac
-    segments: [vip]
-    settings: { list_id: 1 }
-    mapping: { email: Email, first_name: FirstName, last_name: LastName, phone: Phone }
-    retry: { max_attempts: )" + std::to_string(options.max_attempts) + ", max_backoff_seconds: " +
-           std::to_string(options.max_backoff_seconds) + " }\n" + options.export_extra;
+    return fixture.config_text("    retry: { max_attempts: " + std::to_string(options.max_attempts) +
+                                   ", max_backoff_seconds: " + std::to_string(options.max_backoff_seconds) + " }\n" +
+                                   options.export_extra,
+                               "      requests_per_second: 200\n      bulk_requests_per_minute: 4000\n"
+                               "      timeout_seconds: 5\n" + options.connection_extra);
 }
 
 void write_config(ExportFixture& fixture, const ConfigOptions& options) {

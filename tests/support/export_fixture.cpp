@@ -24,12 +24,16 @@ ExportFixture::ExportFixture(Sandbox::Options options) : sandbox(std::move(optio
 void ExportFixture::write_segment(const std::vector<Profile>& profiles) { dir.write("vip.csv", to_csv(profiles)); }
 
 void ExportFixture::write_config(const std::string& export_extra, const std::string& connection_extra) {
-    dir.write("segpush.yaml", config_yaml("  vip: { path: vip.csv }\n", R"(  vip_export:
+    dir.write("segpush.yaml", config_text(export_extra, connection_extra));
+}
+
+std::string ExportFixture::config_text(const std::string& export_extra, const std::string& connection_extra) const {
+    return config_yaml("  vip: { path: vip.csv }\n", R"(  vip_export:
     connection: ac
     segments: [vip]
     settings: { list_id: 1 }
     mapping: { email: Email, first_name: FirstName, last_name: LastName, phone: Phone }
-)" + export_extra, connection_extra));
+)" + export_extra, connection_extra);
 }
 
 std::string ExportFixture::config_yaml(const std::string& segments, const std::string& exports,

@@ -35,6 +35,8 @@ struct ExportFixture {
     // `connection_extra`: YAML lines added to the connection's settings (indented to 6 spaces),
     // e.g. "      import_poll_budget_seconds: 2\n".
     void write_config(const std::string& export_extra = "", const std::string& connection_extra = "");
+    // What write_config writes.
+    std::string config_text(const std::string& export_extra = "", const std::string& connection_extra = "") const;
     // A whole configuration around the sandbox: plugin_dir, state, the given `segments` and
     // `exports` blocks (entries indented by 2 spaces), and the connection "ac" to the sandbox
     // with `connection_extra` settings (indented by 6) and `more_connections` entries after it.
