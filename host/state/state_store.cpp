@@ -241,12 +241,6 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     return claim;
 }
 
-void StateStore::save_counts(int64_t run_id, const RunCounts& counts) {
-    auto update = db_.prepare(std::string("UPDATE runs SET ") + kCountAssignments + " WHERE id=?");
-    bind_counts(update, 1, counts);
-    update.bind(13, run_id).run();
-}
-
 void StateStore::finish_run(int64_t run_id, RunStatus status, const RunCounts& counts, const std::string& error,
                             const std::string& report_path) {
     auto update = db_.prepare(std::string("UPDATE runs SET ") + kCountAssignments +
@@ -409,10 +403,6 @@ OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& expor
     tally.removed = db_.changes();
     transaction.commit();
     return tally;
-}
-
-void StateStore::unsettle_pending(int64_t run_id) {
-    db_.prepare("UPDATE staged SET state=0 WHERE run_id=? AND state=1").bind(1, run_id).run();
 }
 
 int64_t StateStore::count_todo(int64_t run_id) {

@@ -102,7 +102,6 @@ public:
     // Claims the export. Throws AlreadyRunning when a live process is running it; a run left
     // "running" by a dead process is closed as failed_retryable first.
     Claim begin_run(const std::string& export_name, bool full, bool dry_run);
-    void save_counts(int64_t run_id, const RunCounts& counts);
     void finish_run(int64_t run_id, RunStatus status, const RunCounts& counts, const std::string& error,
                     const std::string& report_path);
 
@@ -129,16 +128,12 @@ public:
                                 const std::vector<MemberOutcome>& outcomes);
     // Every pending member of the run becomes done (finish_export said so).
     OutcomeTally settle_pending(int64_t run_id, const std::string& export_name);
-    // Pending members go back to todo (their outcome is unknown: resend).
-    void unsettle_pending(int64_t run_id);
     // Members of the run still to send: never sent, or sent and given back (RETRY).
     int64_t count_todo(int64_t run_id);
 
     std::vector<RejectedMember> rejected_members(int64_t run_id, const std::vector<std::string>& sources);
     // Drops a finished run's staged rows; history and delivered state stay.
     void drop_staging(int64_t run_id);
-
-    sqlite::Database& database() { return db_; }
 
 private:
     sqlite::Database db_;
