@@ -89,10 +89,13 @@ MemberState member_state(segpush_record_status status) {
 // Copies a plugin's outcome list into host memory and hands it back to the plugin.
 std::vector<MemberOutcome> take_outcomes(segpush_outcomes& outcomes) {
     std::vector<MemberOutcome> out;
+    const char* const* receipts =
+        outcomes.items && SEGPUSH_HAS_FIELD(&outcomes, segpush_outcomes, receipts) ? outcomes.receipts : nullptr;
     for (size_t i = 0; i < outcomes.count && outcomes.items; ++i) {
         const auto& item = outcomes.items[i];
         out.push_back({static_cast<int64_t>(item.record_id), member_state(item.status),
-                       item.reason ? std::string(item.reason) : std::string()});
+                       item.reason ? std::string(item.reason) : std::string(),
+                       receipts && receipts[i] ? std::string(receipts[i]) : std::string()});
     }
     if (outcomes.release) outcomes.release(&outcomes);
     return out;
@@ -360,6 +363,7 @@ private:
         progress_.start(to_send);
         std::optional<RunFailure> failure;
         try {
+            resume_pending(run_id, exp);
             push_all(run_id, exp);
         } catch (const RunFailure& caught) {
             failure = caught;
@@ -400,6 +404,56 @@ private:
         }
     }
 
+    // Members an earlier run left pending at the destination are confirmed through their
+    // receipts before anything is sent: a run killed after the destination took a batch but
+    // before it confirmed it costs no second copy of that batch.
+    void resume_pending(int64_t run_id, segpush_export* exp) {
+        auto resumable = state_.resumable_members(run_id, export_.name);
+        if (resumable.empty() || !api_.resume_pending) return;
+        const size_t max_records = plugin_.limits.max_records_per_batch ? plugin_.limits.max_records_per_batch : 1000;
+        const OutcomeTally before{counts_.accepted, counts_.removed, counts_.rejected};
+        int64_t resent = 0, processing = 0;
+        for (size_t first = 0; first < resumable.size() && !cancel_; first += max_records) {
+            const size_t end = std::min(resumable.size(), first + max_records);
+            Job job;
+            std::vector<const char*> receipts;
+            for (size_t i = first; i < end; ++i) {
+                job.members.push_back(std::move(resumable[i].member));
+                receipts.push_back(resumable[i].receipt.c_str());
+            }
+            prepare_values(job);
+            const segpush_batch batch{sizeof(segpush_batch), static_cast<uint32_t>(plan_.fields.size()), job.ids.size(),
+                                      job.ids.data(), job.values.data(), SEGPUSH_ACTION_UPSERT};
+            segpush_outcomes outcomes{};
+            segpush_error error = fresh_error();
+            const segpush_status status = api_.resume_pending(exp, &batch, receipts.data(), &outcomes, &error);
+            auto results = take_outcomes(outcomes);
+            if (status != SEGPUSH_OK) {
+                if (status == SEGPUSH_ERR_AUTH || status == SEGPUSH_ERR_CONFIG) {
+                    throw RunFailure{RunStatus::failed_permanent, std::string("confirming the last run's records: ") +
+                                                                      status_class(status) + ": " + message_of(error)};
+                }
+                log_line(LogLevel::warn, "export " + export_.name + ": cannot confirm " + std::to_string(job.ids.size()) +
+                                             " records the last run left unconfirmed (" + message_of(error) +
+                                             "); they are sent again");
+                resent += static_cast<int64_t>(job.ids.size());
+                continue;
+            }
+            for (const auto& result : results) {
+                resent += result.state == MemberState::todo;
+                processing += result.state == MemberState::pending;
+            }
+            apply(run_id, results);
+        }
+        log_line(LogLevel::info, "export " + export_.name + ": " + std::to_string(resumable.size()) +
+                                     " records the last run left unconfirmed: " +
+                                     std::to_string(counts_.accepted - before.accepted) + " confirmed, " +
+                                     std::to_string(counts_.rejected - before.rejected) + " rejected, " +
+                                     std::to_string(processing) + " still being processed, " + std::to_string(resent) +
+                                     " to send again");
+        counts_.sent += static_cast<int64_t>(resumable.size()) - resent;
+    }
+
     std::unique_ptr<Job> next_batch(int64_t run_id) {
         const uint32_t max_records = plugin_.limits.max_records_per_batch ? plugin_.limits.max_records_per_batch : 1000;
         const uint64_t max_bytes = plugin_.limits.max_bytes_per_batch;
@@ -416,7 +470,7 @@ private:
             if (max_bytes && size > max_bytes) {
                 cursor_ = member.seq;
                 apply(run_id, {{member.seq, MemberState::rejected,
-                                "record is larger than the destination accepts in one request"}});
+                                "record is larger than the destination accepts in one request", {}}});
                 continue;
             }
             if (max_bytes && bytes + size > max_bytes && !job->members.empty()) break;
@@ -561,7 +615,7 @@ private:
             // The destination refused the request as a whole: its records are reported, the
             // rest of the export goes on.
             std::vector<MemberOutcome> rejected;
-            for (const auto& member : job->members) rejected.push_back({member.seq, MemberState::rejected, message_of(job->error)});
+            for (const auto& member : job->members) rejected.push_back({member.seq, MemberState::rejected, message_of(job->error), {}});
             apply(run_id, rejected);
             return std::nullopt;
         }

@@ -9,12 +9,14 @@
 #include <filesystem>
 #include <thread>
 
+#include <segpush/plugin.h>
+
 namespace segpush {
 
 namespace {
 
 constexpr int kStagingChunk = 20000;
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 const char* const kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS runs(
@@ -43,6 +45,14 @@ CREATE TABLE IF NOT EXISTS delivered(
   email_key TEXT NOT NULL,
   key_value TEXT NOT NULL,
   hash INTEGER NOT NULL,
+  run_id INTEGER NOT NULL,
+  PRIMARY KEY(export, email_key)) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS unconfirmed(
+  export TEXT NOT NULL,
+  email_key TEXT NOT NULL,
+  hash INTEGER NOT NULL,
+  receipt TEXT NOT NULL,
   run_id INTEGER NOT NULL,
   PRIMARY KEY(export, email_key)) WITHOUT ROWID;
 
@@ -179,6 +189,7 @@ StateStore::StateStore(const std::string& path) : db_([&] {
     // Versions 1 and 2 kept staged rows and rejects in the state file (version 1 keyed by
     // email, which made every read a random one). They only matter to a run in progress, whose
     // delivered records are checkpointed separately, so the old tables are simply dropped.
+    // Version 4 added the unconfirmed table (created below like every table).
     const int64_t version = [&] {
         sqlite::Statement query = db_.prepare("PRAGMA user_version");
         query.step();
@@ -346,6 +357,26 @@ std::vector<StagedMember> StateStore::next_todo(int64_t run_id, int64_t after_se
     return members;
 }
 
+std::vector<ResumableMember> StateStore::resumable_members(int64_t run_id, const std::string& export_name) {
+    sqlite::Transaction transaction(db_);
+    const char* const kMatch = "FROM unconfirmed u JOIN staged s ON s.run_id=?1 AND s.email_key=u.email_key "
+                               "AND s.hash=u.hash AND s.state=0 AND s.action=0 WHERE u.export=?2";
+    auto query = db_.prepare(std::string("SELECT s.seq, s.payload, u.receipt ") + kMatch + " ORDER BY s.seq");
+    query.bind(1, run_id).bind(2, export_name);
+    std::vector<ResumableMember> members;
+    while (query.step()) {
+        members.push_back({{query.integer(0), MemberAction::upsert, std::string(query.blob(1))}, query.text(2)});
+    }
+    // A member whose values changed since, or who left the segment, is sent afresh (or not at
+    // all): what the old receipt says no longer decides anything.
+    db_.prepare(std::string("DELETE FROM unconfirmed WHERE export=?2 AND email_key NOT IN (SELECT u.email_key ") +
+                kMatch + ")")
+        .bind(1, run_id).bind(2, export_name).run();
+    transaction.commit();
+    receipts_seen_ = receipts_seen_ || !members.empty();
+    return members;
+}
+
 OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& export_name,
                                         const std::vector<MemberOutcome>& outcomes) {
     OutcomeTally tally;
@@ -358,6 +389,7 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
                                "ON CONFLICT(export, email_key) DO UPDATE SET key_value=excluded.key_value, "
                                "hash=excluded.hash, run_id=excluded.run_id");
     auto forget = db_.prepare("DELETE FROM delivered WHERE export=? AND email_key=?");
+    std::optional<sqlite::Statement> remember_receipt, forget_receipt;
     for (const auto& outcome : outcomes) {
         update.bind(1, static_cast<int64_t>(outcome.state));
         if (outcome.reason.empty()) update.bind_null(2); else update.bind(2, outcome.reason);
@@ -372,6 +404,23 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
         while (update.step()) {
         }
         update.reset();
+        if (outcome.state == MemberState::pending) {
+            if (outcome.receipt.empty() || outcome.receipt.size() > SEGPUSH_RECEIPT_MAX || action != MemberAction::upsert) {
+                continue;
+            }
+            if (!remember_receipt) {
+                remember_receipt.emplace(db_.prepare("INSERT OR REPLACE INTO unconfirmed(export, email_key, hash, "
+                                                     "receipt, run_id) VALUES(?, ?, ?, ?, ?)"));
+            }
+            remember_receipt->bind(1, export_name).bind(2, email_key).bind(3, hash).bind(4, outcome.receipt)
+                .bind(5, run_id).run();
+            receipts_seen_ = true;
+            continue;
+        }
+        if (receipts_seen_) {
+            if (!forget_receipt) forget_receipt.emplace(db_.prepare("DELETE FROM unconfirmed WHERE export=? AND email_key=?"));
+            forget_receipt->bind(1, export_name).bind(2, email_key).run();
+        }
         if (outcome.state == MemberState::rejected) ++tally.rejected;
         if (outcome.state != MemberState::done) continue;
         if (action == MemberAction::remove) {
@@ -389,6 +438,9 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
 OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& export_name) {
     OutcomeTally tally;
     sqlite::Transaction transaction(db_);
+    db_.prepare("DELETE FROM unconfirmed WHERE export=?2 AND email_key IN "
+                "(SELECT email_key FROM staged WHERE run_id=?1 AND state=1)")
+        .bind(1, run_id).bind(2, export_name).run();
     db_.prepare("INSERT INTO delivered(export, email_key, key_value, hash, run_id) "
                 "SELECT ?2, email_key, key_value, hash, ?1 FROM staged WHERE run_id=?1 AND state=1 AND action=0 "
                 "ON CONFLICT(export, email_key) DO UPDATE SET key_value=excluded.key_value, hash=excluded.hash, "

@@ -67,6 +67,13 @@ struct MemberOutcome {
     int64_t seq = 0;
     MemberState state = MemberState::done;
     std::string reason;
+    std::string receipt;  // with pending: where the destination holds it (see resumable_members)
+};
+
+// A member an earlier run left pending at the destination, with the same values now.
+struct ResumableMember {
+    StagedMember member;
+    std::string receipt;
 };
 
 // What a set of outcomes did, by kind.
@@ -123,7 +130,12 @@ public:
 
     // Up to `limit` members still to send, in seq order, after `after_seq`.
     std::vector<StagedMember> next_todo(int64_t run_id, int64_t after_seq, int limit);
-    // Records outcomes and updates delivered state in one transaction.
+    // Members of this run that an earlier, stopped run left pending with a receipt and whose
+    // values have not changed since: the plugin can confirm them instead of receiving them
+    // again. Receipts that no longer match a member waiting to be sent are forgotten.
+    std::vector<ResumableMember> resumable_members(int64_t run_id, const std::string& export_name);
+    // Records outcomes and updates delivered state in one transaction. A pending outcome with
+    // a receipt is kept, durably, until the member's final outcome arrives.
     OutcomeTally apply_outcomes(int64_t run_id, const std::string& export_name,
                                 const std::vector<MemberOutcome>& outcomes);
     // Every pending member of the run becomes done (finish_export said so).
@@ -141,6 +153,9 @@ private:
     std::optional<sqlite::Statement> stage_insert_;
     std::optional<sqlite::Statement> reject_insert_;
     int staged_in_transaction_ = 0;
+    // Whether this connection has seen receipts: without any, final outcomes skip the
+    // per-member delete from the (then empty) unconfirmed table.
+    bool receipts_seen_ = false;
 };
 
 }  // namespace segpush

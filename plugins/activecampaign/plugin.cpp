@@ -9,7 +9,9 @@
 // settled outcomes wait in the export until collect_outcomes hands them to the host.
 // collect_outcomes and finish_export poll too (finish_export until none is left). Emails
 // listed in `failure` are REJECTED, the rest ACCEPTED; a batch ending failed/interrupted is
-// resubmitted once, then its records are RETRY.
+// resubmitted once, then its records are RETRY. A PENDING outcome carries its batch id as the
+// receipt, so a run that was killed is followed by one that asks import/info (resume_pending)
+// instead of importing those contacts again.
 #include <segpush/plugin.h>
 
 #include <curl/curl.h>
@@ -22,6 +24,7 @@
 #include <ctime>
 #include <deque>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -78,15 +81,22 @@ struct Problem {
 
 struct OutcomeList {
     std::vector<segpush_record_outcome> items;
-    std::deque<std::string> reasons;  // stable addresses for items[].reason
+    std::vector<const char*> receipts;  // parallel to items
+    bool has_receipts = false;
+    std::deque<std::string> texts;  // stable addresses for reasons and receipts
 
-    void add(uint64_t id, segpush_record_status status, const std::string& reason = {}) {
-        const char* text = nullptr;
-        if (!reason.empty()) {
-            reasons.push_back(reason);
-            text = reasons.back().c_str();
-        }
-        items.push_back({id, status, text});
+    void add(uint64_t id, segpush_record_status status, const std::string& reason = {},
+             const std::string& receipt = {}) {
+        items.push_back({id, status, keep(reason)});
+        receipts.push_back(keep(receipt));
+        has_receipts = has_receipts || !receipt.empty();
+    }
+
+private:
+    const char* keep(const std::string& text) {
+        if (text.empty()) return nullptr;
+        texts.push_back(text);
+        return texts.back().c_str();
     }
 };
 
@@ -94,6 +104,7 @@ void release_outcomes(segpush_outcomes* self) {
     delete static_cast<OutcomeList*>(self->private_data);
     self->private_data = nullptr;
     self->items = nullptr;
+    self->receipts = nullptr;
     self->count = 0;
     self->release = nullptr;
 }
@@ -104,6 +115,7 @@ void publish(std::unique_ptr<OutcomeList> list, segpush_outcomes* out) {
     out->count = list->items.size();
     out->items = list->items.data();
     out->release = release_outcomes;
+    out->receipts = list->has_receipts ? list->receipts.data() : nullptr;
     out->private_data = list.release();
 }
 
@@ -473,6 +485,40 @@ struct Row {
     std::string json;  // bulk contact object
 };
 
+std::optional<std::string> value_of(const segpush_value& value) {
+    if (!value.data) return std::nullopt;
+    std::string text(value.data, value.size);
+    const size_t begin = text.find_first_not_of(" \t\r\n");
+    if (begin == std::string::npos) return std::nullopt;  // blank: absent, never sent
+    const size_t end = text.find_last_not_of(" \t\r\n");
+    return text.substr(begin, end - begin + 1);
+}
+
+std::vector<Row> rows_of(const segpush_export& exp, const segpush_batch& batch) {
+    std::vector<Row> rows(batch.n_records);
+    for (size_t r = 0; r < batch.n_records; ++r) {
+        Row& row = rows[r];
+        row.id = batch.record_ids[r];
+        const segpush_value* values = batch.values + r * batch.n_fields;
+        for (size_t f = 0; f < batch.n_fields; ++f) {
+            auto value = value_of(values[f]);
+            if (!value) continue;
+            switch (exp.columns[f].kind) {
+                case Column::email: row.contact.email = *value; break;
+                case Column::first_name: row.contact.first_name = value; break;
+                case Column::last_name: row.contact.last_name = value; break;
+                case Column::phone: row.contact.phone = value; break;
+                case Column::custom: row.contact.fields.emplace_back(exp.columns[f].field_id, *value); break;
+            }
+        }
+    }
+    return rows;
+}
+
+BulkOptions subscribe_options(const segpush_export& exp) {
+    return {exp.settings.list_id, ListAction::subscribe, exp.settings.tags, exp.settings.exclude_automations};
+}
+
 // Marks every record of `rows` (by index) with `status` and `reason`.
 void mark(OutcomeList& out, const std::vector<Row>& rows, const std::vector<size_t>& which,
           segpush_record_status status, const std::string& reason) {
@@ -494,9 +540,11 @@ Problem finish_rest(OutcomeList& out, const std::vector<Row>& rows, const std::v
 Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector<size_t>& valid, ListAction action,
                   OutcomeList& out) {
     Http& http = exp.http();
-    BulkOptions options{exp.settings.list_id, action, action == ListAction::subscribe ? exp.settings.tags
-                                                                                      : std::vector<std::string>{},
-                        exp.settings.exclude_automations};
+    BulkOptions options = subscribe_options(exp);
+    if (action != ListAction::subscribe) {
+        options.action = action;
+        options.tags.clear();
+    }
     std::vector<size_t> sizes;
     for (size_t index : valid) {
         rows[index].json = bulk_contact_json(rows[index].contact, options);
@@ -551,7 +599,7 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
                 for (size_t index : remaining) {
                     batch.ids.push_back(rows[index].id);
                     batch.emails.push_back(lower_ascii(rows[index].contact.email));
-                    out.add(rows[index].id, SEGPUSH_RECORD_PENDING);
+                    out.add(rows[index].id, SEGPUSH_RECORD_PENDING, {}, answer.batch_id);
                 }
                 log(SEGPUSH_LOG_DEBUG, "bulk import batch " + answer.batch_id + " queued with " +
                                            std::to_string(remaining.size()) + " contacts");
@@ -688,14 +736,6 @@ Problem push_each(segpush_export& exp, const std::vector<Row>& rows, const std::
     return {};
 }
 
-std::optional<std::string> value_of(const segpush_value& value) {
-    if (!value.data) return std::nullopt;
-    std::string text(value.data, value.size);
-    const size_t begin = text.find_first_not_of(" \t\r\n");
-    if (begin == std::string::npos) return std::nullopt;  // blank: absent, never sent
-    const size_t end = text.find_last_not_of(" \t\r\n");
-    return text.substr(begin, end - begin + 1);
-}
 
 void poll_due(segpush_export& exp, size_t max_polls, Problem& problem);
 
@@ -719,25 +759,11 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
         }
         const ListAction action = action_code == SEGPUSH_ACTION_REMOVE ? ListAction::unsubscribe : ListAction::subscribe;
         auto out = std::make_unique<OutcomeList>();
-        std::vector<Row> rows(batch->n_records);
+        std::vector<Row> rows = rows_of(*exp, *batch);
         std::vector<size_t> valid;
-        for (size_t r = 0; r < batch->n_records; ++r) {
-            Row& row = rows[r];
-            row.id = batch->record_ids[r];
-            const segpush_value* values = batch->values + r * batch->n_fields;
-            for (size_t f = 0; f < batch->n_fields; ++f) {
-                auto value = value_of(values[f]);
-                if (!value) continue;
-                switch (exp->columns[f].kind) {
-                    case Column::email: row.contact.email = *value; break;
-                    case Column::first_name: row.contact.first_name = value; break;
-                    case Column::last_name: row.contact.last_name = value; break;
-                    case Column::phone: row.contact.phone = value; break;
-                    case Column::custom: row.contact.fields.emplace_back(exp->columns[f].field_id, *value); break;
-                }
-            }
-            if (row.contact.email.empty()) {
-                out->add(row.id, SEGPUSH_RECORD_REJECTED, "the record has no email; ActiveCampaign needs one");
+        for (size_t r = 0; r < rows.size(); ++r) {
+            if (rows[r].contact.email.empty()) {
+                out->add(rows[r].id, SEGPUSH_RECORD_REJECTED, "the record has no email; ActiveCampaign needs one");
             } else {
                 valid.push_back(r);
             }
@@ -962,6 +988,60 @@ segpush_status finish_export(segpush_export* exp, segpush_outcomes* outcomes, se
     }
 }
 
+// Records an earlier run left PENDING: each receipt is a bulk import's batch id. One
+// import/info request per batch says how it ended; a batch still being imported joins this
+// export's pending ones (with its request rebuilt from the values, to resubmit if it fails).
+segpush_status resume_pending(segpush_export* exp, const segpush_batch* batch, const char* const* receipts,
+                              segpush_outcomes* outcomes, segpush_error* err) {
+    try {
+        if (!batch || !receipts || batch->n_fields != exp->columns.size()) {
+            fail(err, SEGPUSH_ERR_INTERNAL, "", "resume_pending was given a batch unlike the export's fields");
+            return SEGPUSH_ERR_INTERNAL;
+        }
+        std::vector<Row> rows = rows_of(*exp, *batch);
+        std::map<std::string, std::vector<size_t>> by_receipt;
+        auto out = std::make_unique<OutcomeList>();
+        for (size_t r = 0; r < rows.size(); ++r) {
+            if (rows[r].contact.email.empty() || !receipts[r] || !*receipts[r]) {
+                out->add(rows[r].id, SEGPUSH_RECORD_RETRY, "no bulk import to confirm it by");
+            } else {
+                by_receipt[receipts[r]].push_back(r);
+            }
+        }
+        const BulkOptions options = subscribe_options(*exp);
+        for (const auto& [receipt, members] : by_receipt) {
+            PendingBatch pending;
+            pending.batch_id = receipt;
+            pending.queued_at = Clock::now() - kFirstPollAge;
+            std::vector<std::string> objects;
+            for (size_t r : members) {
+                pending.ids.push_back(rows[r].id);
+                pending.emails.push_back(lower_ascii(rows[r].contact.email));
+                objects.push_back(bulk_contact_json(rows[r].contact, options));
+            }
+            std::vector<const std::string*> pointers;
+            for (const auto& object : objects) pointers.push_back(&object);
+            pending.body = bulk_body(pointers);
+            Problem problem;
+            if (poll_batch(*exp, pending, *out, problem) == Poll::settled) continue;
+            if (problem.status == SEGPUSH_ERR_CANCELLED || problem.status == SEGPUSH_ERR_AUTH ||
+                problem.status == SEGPUSH_ERR_CONFIG) {
+                return problem.report(err);
+            }
+            // Still importing, or the check itself met a passing fault: polled from now on like
+            // the batches this export sends.
+            for (uint64_t id : pending.ids) out->add(id, SEGPUSH_RECORD_PENDING, {}, pending.batch_id);
+            std::lock_guard<std::mutex> guard(exp->mutex);
+            exp->pending.push_back(std::move(pending));
+        }
+        publish(std::move(out), outcomes);
+        return SEGPUSH_OK;
+    } catch (const std::exception&) {
+        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory confirming the last run's imports");
+        return SEGPUSH_ERR_INTERNAL;
+    }
+}
+
 void abort_export(segpush_export* exp) { delete exp; }
 
 void close_connection(segpush_connection* conn) { delete conn; }
@@ -1006,6 +1086,7 @@ const segpush_plugin kPlugin = {
     close_connection,
     SEGPUSH_CAP_REMOVE | SEGPUSH_CAP_EXTRA_FIELDS,
     collect_outcomes,
+    resume_pending,
 };
 
 }  // namespace

@@ -382,6 +382,7 @@ const segpush_plugin kPlugin = {
     close_connection,
     SEGPUSH_CAP_REMOVE,
     nullptr,  // collect_outcomes: outcomes are final when push_batch returns
+    nullptr,  // resume_pending: nothing is ever left pending
 };
 
 }  // namespace

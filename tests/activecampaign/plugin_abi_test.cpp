@@ -55,12 +55,15 @@ segpush_error fresh_error() {
 struct Outcome {
     segpush_record_status status;
     std::string reason;
+    std::string receipt;
 };
 
 void take(segpush_outcomes& outcomes, std::map<uint64_t, Outcome>& into) {
     for (size_t i = 0; i < outcomes.count; ++i) {
+        const char* receipt = outcomes.receipts ? outcomes.receipts[i] : nullptr;
         into[outcomes.items[i].record_id] = {outcomes.items[i].status,
-                                             outcomes.items[i].reason ? outcomes.items[i].reason : ""};
+                                             outcomes.items[i].reason ? outcomes.items[i].reason : "",
+                                             receipt ? receipt : ""};
     }
     if (outcomes.release) outcomes.release(&outcomes);
 }
@@ -106,6 +109,27 @@ struct Driver {
         segpush_outcomes out{};
         err = fresh_error();
         const segpush_status status = api.push_batch(exp, &batch, &out, &err);
+        take(out, outcomes);
+        return status;
+    }
+
+    // Hands records an earlier export left PENDING back with their receipts.
+    segpush_status resume(const std::vector<std::pair<std::string, std::string>>& records, uint64_t first_id,
+                          const std::vector<std::string>& receipts, std::map<uint64_t, Outcome>& outcomes) {
+        std::vector<uint64_t> ids;
+        std::vector<segpush_value> values;
+        std::vector<const char*> receipt_texts;
+        for (size_t i = 0; i < records.size(); ++i) {
+            ids.push_back(first_id + i);
+            values.push_back({records[i].first.data(), records[i].first.size()});
+            values.push_back({records[i].second.data(), records[i].second.size()});
+            receipt_texts.push_back(receipts[i].c_str());
+        }
+        const segpush_batch batch{sizeof(segpush_batch), 2, records.size(), ids.data(), values.data(),
+                                  SEGPUSH_ACTION_UPSERT};
+        segpush_outcomes out{};
+        segpush_error err = fresh_error();
+        const segpush_status status = api.resume_pending(exp, &batch, receipt_texts.data(), &out, &err);
         take(out, outcomes);
         return status;
     }
@@ -216,4 +240,55 @@ TEST_CASE("plugin: the bulk rate limit body (400 Rate limit exceeded.) is RETRY 
     CHECK(waited >= 1.4);
     CHECK(waited < 10);
     CHECK(sandbox.route_count("POST /api/3/import/bulk_import") == 2);  // nothing sent while held
+}
+
+TEST_CASE("plugin: a queued contact carries its import's batch id as receipt, and a later export confirms it by that id instead of importing it again") {
+    Sandbox sandbox(fast_sandbox(R"("import_delay_ms": 1500)"));
+    const std::string fast = R"(,"requests_per_second":100,"bulk_requests_per_minute":2000)";
+    const auto records = people(30);
+    std::vector<std::string> receipts;
+    {
+        // The host dies after the import was queued: the export is dropped unconfirmed.
+        Driver first(sandbox, fast);
+        std::map<uint64_t, Outcome> outcomes;
+        segpush_error err{};
+        REQUIRE(first.push(records, 100, outcomes, err) == SEGPUSH_OK);
+        REQUIRE(outcomes.size() == 30);
+        for (const auto& [id, outcome] : outcomes) {
+            CHECK(outcome.status == SEGPUSH_RECORD_PENDING);
+            receipts.push_back(outcome.receipt);
+        }
+        CHECK_FALSE(receipts.front().empty());
+        CHECK(receipts.front() == receipts.back());  // one bulk import, one receipt
+    }
+    {
+        // Resumed while ActiveCampaign is still importing: tracked, then confirmed at finish.
+        Driver second(sandbox, fast);
+        auto with_unknown = records;
+        with_unknown.emplace_back("lost@example.com", "Lost");
+        auto receipts_with_unknown = receipts;
+        receipts_with_unknown.push_back("987654");  // an import ActiveCampaign does not know
+        std::map<uint64_t, Outcome> outcomes;
+        REQUIRE(second.resume(with_unknown, 500, receipts_with_unknown, outcomes) == SEGPUSH_OK);
+        REQUIRE(outcomes.size() == 31);
+        CHECK(outcomes[500].status == SEGPUSH_RECORD_PENDING);
+        CHECK(outcomes[500].receipt == receipts.front());
+        CHECK(outcomes[530].status == SEGPUSH_RECORD_RETRY);  // sent again by the host
+        outcomes.clear();
+        REQUIRE(second.finish(outcomes) == SEGPUSH_OK);
+        for (uint64_t id = 500; id < 530; ++id) {
+            INFO("record " << id);
+            CHECK((outcomes.count(id) == 0 || outcomes[id].status == SEGPUSH_RECORD_ACCEPTED));
+        }
+    }
+    {
+        // Resumed after the import completed: settled at once.
+        Driver third(sandbox, fast);
+        std::map<uint64_t, Outcome> outcomes;
+        REQUIRE(third.resume(records, 900, receipts, outcomes) == SEGPUSH_OK);
+        REQUIRE(outcomes.size() == 30);
+        for (const auto& [id, outcome] : outcomes) CHECK(outcome.status == SEGPUSH_RECORD_ACCEPTED);
+    }
+    CHECK(sandbox.route_count("POST /api/3/import/bulk_import") == 1);
+    CHECK(sandbox.members(1).size() == 30);
 }

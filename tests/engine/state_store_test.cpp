@@ -33,7 +33,7 @@ int stage(StateStore& state, int64_t run_id, const std::vector<std::pair<std::st
 
 void accept_all(StateStore& state, int64_t run_id, const std::string& export_name) {
     std::vector<MemberOutcome> outcomes;
-    for (const auto& member : state.next_todo(run_id, 0, 1000)) outcomes.push_back({member.seq, MemberState::done, ""});
+    for (const auto& member : state.next_todo(run_id, 0, 1000)) outcomes.push_back({member.seq, MemberState::done, "", ""});
     state.apply_outcomes(run_id, export_name, outcomes);
 }
 
@@ -76,8 +76,8 @@ TEST_CASE("state: outcomes are the checkpoint, only what was confirmed counts as
     RunCounts counts;
     state.diff(run.run_id, "e", run.baseline, false, 100, counts);
     const auto tally = state.apply_outcomes(run.run_id, "e",
-                                            {{1, MemberState::done, ""}, {2, MemberState::rejected, "bad"},
-                                             {3, MemberState::pending, ""}});
+                                            {{1, MemberState::done, "", ""}, {2, MemberState::rejected, "bad", ""},
+                                             {3, MemberState::pending, "", ""}});
     CHECK(tally.accepted == 1);
     CHECK(tally.rejected == 1);
     const auto rejected = state.rejected_members(run.run_id, {"seg.csv"});
@@ -139,7 +139,7 @@ TEST_CASE("state: an interrupted --full run is continued by the next --full run,
     RunCounts full_counts;
     state.diff(full.run_id, "e", full.baseline, false, 100, full_counts);
     CHECK(full_counts.unchanged == 0);  // --full resends everyone
-    state.apply_outcomes(full.run_id, "e", {{1, MemberState::done, ""}});  // a delivered, then it stops
+    state.apply_outcomes(full.run_id, "e", {{1, MemberState::done, "", ""}});  // a delivered, then it stops
     state.finish_run(full.run_id, RunStatus::cancelled, full_counts, "cancelled", "");
 
     const auto resumed = state.begin_run("e", true, false);
@@ -176,4 +176,39 @@ TEST_CASE("state: several exports opening a new state file at once all start (se
         INFO(errors[0] << errors[1] << errors[2] << errors[3]);
         CHECK(started == 4);
     }
+}
+
+TEST_CASE("state: a receipt kept with a pending member outlives the process and comes back while the values are unchanged") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    {
+        StateStore state(path);
+        const auto run = state.begin_run("e", false, false);
+        stage(state, run.run_id, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
+        RunCounts counts;
+        state.diff(run.run_id, "e", run.baseline, false, 100, counts);
+        state.apply_outcomes(run.run_id, "e",
+                             {{1, MemberState::pending, "", "import-7"}, {2, MemberState::pending, "", "import-7"},
+                              {3, MemberState::pending, "", "import-8"}, {4, MemberState::pending, "", ""}});
+        // import-8 settles before the process dies: its receipt is forgotten.
+        state.apply_outcomes(run.run_id, "e", {{3, MemberState::done, "", ""}});
+        // The process dies here (closed as the next claim would close it), with a, b and d unconfirmed.
+        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+    }
+
+    StateStore state(path);
+    const auto next = state.begin_run("e", false, false);
+    // b changed since (hash 2 -> 22): its old receipt no longer says anything about it.
+    stage(state, next.run_id, {{"a", 1}, {"b", 22}, {"c", 3}, {"d", 4}});
+    RunCounts counts;
+    state.diff(next.run_id, "e", next.baseline, false, 100, counts);
+    CHECK(counts.unchanged == 1);  // c only: a pending record is not delivered until confirmed
+    const auto resumable = state.resumable_members(next.run_id, "e");
+    REQUIRE(resumable.size() == 1);
+    CHECK(resumable[0].member.seq == 1);
+    CHECK(resumable[0].receipt == "import-7");
+    CHECK(resumable[0].member.payload == "payload-a");
+    // Confirmed: delivered, and the receipt is gone for good.
+    state.apply_outcomes(next.run_id, "e", {{1, MemberState::done, "", ""}});
+    CHECK(state.resumable_members(next.run_id, "e").empty());
 }

@@ -6,6 +6,7 @@
 
 #include "plugins/host_services.hpp"
 #include "plugins/registry.hpp"
+#include "support/abi.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace segpush;
@@ -30,7 +31,7 @@ TEST_CASE("a plugin directory with every kind of bad file still loads the good p
     CHECK(registry.find("c-example") != nullptr);
 
     CHECK_THAT(refusal_for(registry, "wrong_abi.so"),
-               Catch::Contains("built for plugin ABI 2.0, this host speaks 1.2"));
+               Catch::Contains(std::string("built for plugin ABI 2.0, this host speaks ") + kHostAbiNumber));
     CHECK_THAT(refusal_for(registry, "no_entry.so"), Catch::Contains("does not export segpush_plugin_entry"));
     CHECK_THAT(refusal_for(registry, "not_a_library.so"), Catch::Contains("not a loadable shared library"));
     CHECK_THAT(refusal_for(registry, "bad_schema.so"), Catch::Contains("connection_schema is not valid JSON"));
@@ -158,58 +159,79 @@ TEST_CASE("a plugin's CONFIG error names the field at fault") {
     plugin->api.close_connection(connection);
 }
 
-TEST_CASE("a plugin built against the ABI 1.0 header loads and runs in this host") {
-    const auto registry = PluginRegistry::load_directory(SEGPUSH_ABI_1_0_PLUGIN_DIR);
-    INFO((registry.refused().empty() ? "" : registry.refused()[0].reason));
-    const LoadedPlugin* plugin = registry.find("c-example-abi-1-0");
-    REQUIRE(plugin);
-    CHECK(plugin->api.abi_minor == 0);
-    // Fields the 1.0 descriptor lacks read as zero, not as bytes past its end.
-    CHECK(plugin->api.capabilities == 0);
-    CHECK(plugin->api.collect_outcomes == nullptr);
+namespace {
 
+// What one push of `emails` through a plugin's whole lifecycle gave back.
+struct PushedOnce {
+    std::vector<segpush_record_status> statuses;
+    bool outcomes_hold_receipts = false;  // the plugin's outcome list is large enough for 1.3's receipts
+};
+
+// Opens, begins an export of "email", pushes `emails` in one batch (with the host's own,
+// current-size batch struct) and finishes, as the host does.
+PushedOnce push_once(const LoadedPlugin& plugin, const std::vector<const char*>& emails) {
+    const segpush_plugin& api = plugin.api;
     segpush_error error{};
     error.struct_size = sizeof error;
     segpush_connection* connection = nullptr;
-    REQUIRE(plugin->api.open_connection("{}", &connection, &error) == SEGPUSH_OK);
+    REQUIRE(api.open_connection("{}", &connection, &error) == SEGPUSH_OK);
     const char* fields[] = {"email"};
     segpush_export* exp = nullptr;
-    REQUIRE(plugin->api.begin_export(connection, "{}", fields, 1, nullptr, &exp, &error) == SEGPUSH_OK);
-    const uint64_t ids[] = {1};
-    const segpush_value values[] = {text("old@example.com")};
-    // The host's batch is larger than 1.0's; the plugin reads only the fields it knows.
-    const segpush_batch batch{sizeof(segpush_batch), 1, 1, ids, values, SEGPUSH_ACTION_UPSERT};
+    REQUIRE(api.begin_export(connection, "{}", fields, 1, nullptr, &exp, &error) == SEGPUSH_OK);
+    std::vector<uint64_t> ids;
+    std::vector<segpush_value> values;
+    for (const char* email : emails) {
+        ids.push_back(ids.size() + 1);
+        values.push_back(text(email));
+    }
+    const segpush_batch batch{sizeof(segpush_batch), 1, ids.size(), ids.data(), values.data(), SEGPUSH_ACTION_UPSERT};
     segpush_outcomes outcomes{};
-    REQUIRE(plugin->api.push_batch(exp, &batch, &outcomes, &error) == SEGPUSH_OK);
-    CHECK(outcomes.items[0].status == SEGPUSH_RECORD_ACCEPTED);
+    REQUIRE(api.push_batch(exp, &batch, &outcomes, &error) == SEGPUSH_OK);
+    PushedOnce pushed;
+    for (size_t i = 0; i < outcomes.count; ++i) pushed.statuses.push_back(outcomes.items[i].status);
+    pushed.outcomes_hold_receipts = SEGPUSH_HAS_FIELD(&outcomes, segpush_outcomes, receipts);
     outcomes.release(&outcomes);
-    CHECK(plugin->api.finish_export(exp, &outcomes, &error) == SEGPUSH_OK);
-    plugin->api.close_connection(connection);
+    CHECK(api.finish_export(exp, &outcomes, &error) == SEGPUSH_OK);
+    api.close_connection(connection);
+    return pushed;
 }
 
-TEST_CASE("a plugin built against the ABI 1.1 header (the previous minor version) loads and runs in this host") {
-    const auto registry = PluginRegistry::load_directory(SEGPUSH_ABI_1_1_PLUGIN_DIR);
+const LoadedPlugin& load_only(const PluginRegistry& registry, const char* id) {
     INFO((registry.refused().empty() ? "" : registry.refused()[0].reason));
-    const LoadedPlugin* plugin = registry.find("c-example-abi-1-1");
+    const LoadedPlugin* plugin = registry.find(id);
     REQUIRE(plugin);
-    CHECK(plugin->api.abi_minor == 1);
-    CHECK((plugin->api.capabilities & SEGPUSH_CAP_EXTRA_FIELDS) == 0);
+    return *plugin;
+}
 
-    segpush_error error{};
-    error.struct_size = sizeof error;
-    segpush_connection* connection = nullptr;
-    REQUIRE(plugin->api.open_connection("{}", &connection, &error) == SEGPUSH_OK);
-    const char* fields[] = {"email"};
-    segpush_export* exp = nullptr;
-    REQUIRE(plugin->api.begin_export(connection, "{}", fields, 1, nullptr, &exp, &error) == SEGPUSH_OK);
-    const uint64_t ids[] = {1, 2};
-    const segpush_value values[] = {text("a@example.com"), text("b@example.com")};
-    const segpush_batch batch{sizeof(segpush_batch), 1, 2, ids, values, SEGPUSH_ACTION_UPSERT};
-    segpush_outcomes outcomes{};
-    REQUIRE(plugin->api.push_batch(exp, &batch, &outcomes, &error) == SEGPUSH_OK);
-    REQUIRE(outcomes.count == 2);
-    CHECK(outcomes.items[1].status == SEGPUSH_RECORD_ACCEPTED);
-    outcomes.release(&outcomes);
-    CHECK(plugin->api.finish_export(exp, &outcomes, &error) == SEGPUSH_OK);
-    plugin->api.close_connection(connection);
+}  // namespace
+
+TEST_CASE("a plugin built against the ABI 1.0 header loads and runs in this host") {
+    const auto registry = PluginRegistry::load_directory(SEGPUSH_ABI_1_0_PLUGIN_DIR);
+    const LoadedPlugin& plugin = load_only(registry, "c-example-abi-1-0");
+    CHECK(plugin.api.abi_minor == 0);
+    // Fields the 1.0 descriptor lacks read as zero, not as bytes past its end.
+    CHECK(plugin.api.capabilities == 0);
+    CHECK(plugin.api.collect_outcomes == nullptr);
+    // The host's batch is larger than 1.0's; the plugin reads only the fields it knows.
+    CHECK(push_once(plugin, {"old@example.com"}).statuses == std::vector<segpush_record_status>{SEGPUSH_RECORD_ACCEPTED});
+}
+
+TEST_CASE("a plugin built against the ABI 1.1 header loads and runs in this host") {
+    const auto registry = PluginRegistry::load_directory(SEGPUSH_ABI_1_1_PLUGIN_DIR);
+    const LoadedPlugin& plugin = load_only(registry, "c-example-abi-1-1");
+    CHECK(plugin.api.abi_minor == 1);
+    CHECK((plugin.api.capabilities & SEGPUSH_CAP_EXTRA_FIELDS) == 0);
+    CHECK(push_once(plugin, {"a@example.com", "b@example.com"}).statuses ==
+          std::vector<segpush_record_status>{SEGPUSH_RECORD_ACCEPTED, SEGPUSH_RECORD_ACCEPTED});
+}
+
+TEST_CASE("a plugin built against the ABI 1.2 header (the previous minor version) loads and runs in this host") {
+    const auto registry = PluginRegistry::load_directory(SEGPUSH_ABI_1_2_PLUGIN_DIR);
+    const LoadedPlugin& plugin = load_only(registry, "c-example-abi-1-2");
+    CHECK(plugin.api.abi_minor == 2);
+    CHECK(plugin.api.resume_pending == nullptr);  // 1.3's addition reads as absent
+    const PushedOnce pushed = push_once(plugin, {"a@example.com"});
+    CHECK(pushed.statuses == std::vector<segpush_record_status>{SEGPUSH_RECORD_ACCEPTED});
+    // Its outcome list is 1.2's size: the host must not read receipts from it.
+    CHECK_FALSE(pushed.outcomes_hold_receipts);
 }

@@ -49,7 +49,7 @@ static const segpush_field kFields[] = {
 static const segpush_plugin kPlugin = {
     sizeof(segpush_plugin), DECLARED_MAJOR, 0, "broken", "Broken", "0.0.1", NULL,
     CONNECTION_SCHEMA, "{\"type\":\"object\"}", kFields, 1, NULL, NULL,
-    ok_open, ok_check, ok_begin, ok_push, ok_finish, ok_abort, ok_close, 0, NULL,
+    ok_open, ok_check, ok_begin, ok_push, ok_finish, ok_abort, ok_close, 0, NULL, NULL,
 };
 
 SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host* host) {

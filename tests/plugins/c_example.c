@@ -164,6 +164,9 @@ static const segpush_plugin kPlugin = {
     0, /* capabilities */
     NULL, /* collect_outcomes: outcomes are final at push time */
 #endif
+#if SEGPUSH_ABI_MINOR >= 3
+    NULL, /* resume_pending: nothing is ever left pending */
+#endif
 };
 
 SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host* host) {

@@ -17,6 +17,9 @@
  *   1.0  first version.
  *   1.1  segpush_batch.action (remove members); segpush_plugin.capabilities and
  *        collect_outcomes (settle asynchronous records before finish).
+ *   1.2  SEGPUSH_CAP_EXTRA_FIELDS; a failed push_batch may report the records it settled.
+ *   1.3  segpush_outcomes.receipts and resume_pending: a record left PENDING by a host that
+ *        was stopped is confirmed by the next run instead of being sent again.
  *
  * Conventions used in the comments
  *   [any-thread]     may be called from any host thread.
@@ -49,7 +52,7 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------- */
 
 #define SEGPUSH_ABI_MAJOR 1
-#define SEGPUSH_ABI_MINOR 2
+#define SEGPUSH_ABI_MINOR 3
 
 /* The name of the single symbol every plugin exports. */
 #define SEGPUSH_ENTRY_SYMBOL "segpush_plugin_entry"
@@ -255,7 +258,8 @@ typedef int32_t segpush_record_status;
 /* The destination has the record. Final. */
 #define SEGPUSH_RECORD_ACCEPTED 0
 /* The destination took the record for asynchronous processing; its final outcome comes from
- * finish_export. Records still PENDING when finish_export returns OK are ACCEPTED. */
+ * collect_outcomes or finish_export. Records still PENDING when finish_export returns OK are
+ * ACCEPTED. Since 1.3 a PENDING outcome may carry a receipt (see segpush_outcomes). */
 #define SEGPUSH_RECORD_PENDING 1
 /* The destination refused this record permanently; reason says why. Never resent. */
 #define SEGPUSH_RECORD_REJECTED 2
@@ -284,7 +288,23 @@ typedef struct segpush_outcomes {
     const segpush_record_outcome* items;
     void (*release)(struct segpush_outcomes* self);
     void* private_data;
+
+    /* ---- since 1.3 ---- */
+
+    /*
+     * NULL, or count entries parallel to items: receipts[i] names where the destination holds
+     * items[i] while it is PENDING (an asynchronous import's id, say), NULL for any other item
+     * or when there is nothing to name. Plugin-owned, valid until release.
+     * The host stores a receipt durably, in its state file, with the values the record was
+     * pushed with, before it asks for more work; so a receipt is never a secret, and it is at
+     * most SEGPUSH_RECEIPT_MAX bytes (longer ones are not stored). When the host stops before
+     * the record settles (a crash, kill -9), the next run of the export hands the receipt back
+     * to resume_pending instead of sending the record again.
+     */
+    const char* const* receipts;
 } segpush_outcomes;
+
+#define SEGPUSH_RECEIPT_MAX 256
 
 /*
  * The plugin's static description and its functions. Plugin-owned; valid and unchanged from
@@ -395,6 +415,29 @@ typedef struct segpush_plugin {
      * record; the host keeps the final one (ACCEPTED and REJECTED are never downgraded).
      */
     segpush_status (*collect_outcomes)(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err);
+
+    /* ---- since 1.3 ---- */
+
+    /*
+     * Settle records that an earlier run of the same export left PENDING with a receipt (the
+     * host stopped before their outcome arrived). batch holds them with the values they were
+     * pushed with (the host resumes a record only while its values are unchanged), and
+     * receipts[r] is the receipt given with record r's PENDING (borrowed, like batch).
+     * On OK, outcomes holds exactly one outcome per record:
+     *   ACCEPTED or REJECTED  the destination settled it;
+     *   RETRY                 the destination did not take it or no longer knows the receipt:
+     *                         the host sends it again in this run;
+     *   PENDING               still being processed: the plugin now tracks it as if this export
+     *                         had pushed it, and its outcome arrives through collect_outcomes or
+     *                         finish_export (a receipt may come with it again).
+     * On any other status every record counts as not delivered and is sent again.
+     * Called after begin_export and before the first push_batch, at most
+     * limits->max_records_per_batch records per call; [serial:export].
+     * May be NULL: records left pending are then simply sent again.
+     */
+    segpush_status (*resume_pending)(segpush_export* exp, const segpush_batch* batch,
+                                     const char* const* receipts, segpush_outcomes* outcomes,
+                                     segpush_error* err);
 } segpush_plugin;
 
 /* ---------------------------------------------------------------------------------------- */

@@ -91,6 +91,7 @@ static const segpush_plugin kPlugin = {
     open_connection, check_connection, begin_export, push_batch, finish_export, abort_export, close_connection,
     0,    /* capabilities */
     NULL, /* collect_outcomes */
+    NULL, /* resume_pending */
 };
 
 SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host* host) {
