@@ -191,8 +191,8 @@ public:
                                          std::to_string(*claim.continues));
         }
         try {
-            stage(claim.run_id);
-            state_.diff(claim.run_id, export_.name, claim.baseline, removes_leavers() && !options_.dry_run,
+            stage();
+            state_.diff(export_.name, claim.baseline, removes_leavers() && !options_.dry_run,
                         last_seq_ + 1, counts_);
             check_max_profiles();
             log_line(LogLevel::info, "export " + export_.name + ": " + std::to_string(counts_.members) + " members (" +
@@ -217,8 +217,7 @@ public:
         summary_.report_path = write_report(claim.run_id);
         summary_.counts = counts_;
         state_.finish_run(claim.run_id, summary_.status, counts_, summary_.error, summary_.report_path);
-        if (summary_.status == RunStatus::succeeded || options_.dry_run) state_.drop_staging(claim.run_id);
-        summary_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+                summary_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
         return summary_;
     }
 
@@ -233,7 +232,7 @@ private:
         return export_.on_leave == OnLeave::unsubscribe && (api_.capabilities & SEGPUSH_CAP_REMOVE);
     }
 
-    void stage(int64_t run_id) {
+    void stage() {
         plan_ = RecordPlan::build(export_, plugin_);
         std::vector<std::unique_ptr<SegmentReader>> readers;
         for (const auto& name : export_.segments) {
@@ -253,19 +252,19 @@ private:
                 ++counts_.rows_read;
                 if (next == SegmentReader::Next::problem) {
                     ++counts_.invalid;
-                    state_.stage_reject(run_id, static_cast<int64_t>(source), static_cast<int64_t>(problem.line), "",
+                    state_.stage_reject(static_cast<int64_t>(source), static_cast<int64_t>(problem.line), "",
                                         problem.reason);
                     continue;
                 }
                 if (auto reason = normalize_row(plan_, row, record)) {
                     ++counts_.invalid;
                     const std::string& email = row.values[plan_.column_of_field[plan_.key_field]];
-                    state_.stage_reject(run_id, static_cast<int64_t>(source), static_cast<int64_t>(row.line), email,
+                    state_.stage_reject(static_cast<int64_t>(source), static_cast<int64_t>(row.line), email,
                                         *reason);
                     continue;
                 }
                 const auto& key_value = *record.values[plan_.key_field];
-                if (!state_.stage_member(run_id, last_seq_ + 1, record.key, key_value, record_hash(plan_, record),
+                if (!state_.stage_member(last_seq_ + 1, record.key, key_value, record_hash(plan_, record),
                                          encode_record(record), static_cast<int64_t>(source),
                                          static_cast<int64_t>(row.line))) {
                     ++counts_.duplicates;
@@ -397,7 +396,7 @@ private:
         // Records the destination gave back after the cursor passed them (an accepted import it
         // then lost, or one still unconfirmed when the plugin's wait ran out) went back to todo:
         // the run must not call itself done while they are undelivered.
-        if (const int64_t unsent = state_.count_todo(run_id); unsent > 0) {
+        if (const int64_t unsent = state_.count_todo(); unsent > 0) {
             throw RunFailure{RunStatus::failed_retryable,
                              std::to_string(unsent) + " records were not confirmed by the destination; the next run "
                                                       "sends them again"};
@@ -408,7 +407,7 @@ private:
     // receipts before anything is sent: a run killed after the destination took a batch but
     // before it confirmed it costs no second copy of that batch.
     void resume_pending(int64_t run_id, segpush_export* exp) {
-        auto resumable = state_.resumable_members(run_id, export_.name);
+        auto resumable = state_.resumable_members(export_.name);
         if (resumable.empty() || !api_.resume_pending) return;
         const size_t max_records = plugin_.limits.max_records_per_batch ? plugin_.limits.max_records_per_batch : 1000;
         const OutcomeTally before{counts_.accepted, counts_.removed, counts_.rejected};
@@ -457,7 +456,7 @@ private:
     std::unique_ptr<Job> next_batch(int64_t run_id) {
         const uint32_t max_records = plugin_.limits.max_records_per_batch ? plugin_.limits.max_records_per_batch : 1000;
         const uint64_t max_bytes = plugin_.limits.max_bytes_per_batch;
-        auto members = state_.next_todo(run_id, cursor_, static_cast<int>(max_records));
+        auto members = state_.next_todo(cursor_, static_cast<int>(max_records));
         if (members.empty()) return nullptr;
         auto job = std::make_unique<Job>();
         uint64_t bytes = 0;
@@ -651,7 +650,7 @@ private:
     std::string write_report(int64_t run_id) {
         std::vector<RejectedMember> rejected;
         try {
-            rejected = state_.rejected_members(run_id, sources_);
+            rejected = state_.rejected_members(sources_);
         } catch (const std::exception& error) {
             log_line(LogLevel::error, std::string("cannot read rejected records: ") + error.what());
             return {};

@@ -57,9 +57,8 @@ CREATE TABLE IF NOT EXISTS unconfirmed(
   PRIMARY KEY(export, email_key)) WITHOUT ROWID;
 
 CREATE TEMP TABLE IF NOT EXISTS staged(
-  run_id INTEGER NOT NULL,
+  seq INTEGER PRIMARY KEY,
   email_key TEXT NOT NULL,
-  seq INTEGER NOT NULL,
   key_value TEXT NOT NULL,
   hash INTEGER NOT NULL,
   payload BLOB,
@@ -67,17 +66,14 @@ CREATE TEMP TABLE IF NOT EXISTS staged(
   state INTEGER NOT NULL DEFAULT 0,
   reason TEXT,
   source INTEGER NOT NULL DEFAULT 0,
-  line INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY(run_id, seq)) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS temp.staged_by_key ON staged(run_id, email_key);
+  line INTEGER NOT NULL DEFAULT 0);
+CREATE UNIQUE INDEX IF NOT EXISTS temp.staged_by_key ON staged(email_key);
 
 CREATE TEMP TABLE IF NOT EXISTS rejects(
-  run_id INTEGER NOT NULL,
   source INTEGER NOT NULL,
   line INTEGER NOT NULL,
   email TEXT,
   reason TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS temp.rejects_by_run ON rejects(run_id);
 )sql";
 
 std::string now_utc() {
@@ -243,11 +239,9 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
         claim.baseline = claim.run_id;
         db_.prepare("UPDATE runs SET baseline=? WHERE id=?").bind(1, claim.run_id).bind(2, claim.run_id).run();
     }
-    // Staged rows of earlier runs are dead weight once those runs are closed.
-    db_.prepare("DELETE FROM staged WHERE run_id IN (SELECT id FROM runs WHERE export=? AND id<?)")
-        .bind(1, export_name).bind(2, claim.run_id).run();
-    db_.prepare("DELETE FROM rejects WHERE run_id IN (SELECT id FROM runs WHERE export=? AND id<?)")
-        .bind(1, export_name).bind(2, claim.run_id).run();
+    // The TEMP tables hold one run: a run starting on a store that ran another (tests do)
+    // starts from empty ones. In a fresh connection, as every segpush run has, they are.
+    db_.exec("DELETE FROM temp.staged; DELETE FROM temp.rejects;");
     transaction.commit();
     return claim;
 }
@@ -283,17 +277,17 @@ std::optional<RunRecord> StateStore::get_run(int64_t id) {
 void StateStore::begin_staging() {
     staging_.emplace(db_);
     stage_insert_.emplace(db_.prepare(
-        "INSERT OR IGNORE INTO staged(run_id, email_key, seq, key_value, hash, payload, source, line) "
-        "VALUES(?, ?, ?, ?, ?, ?, ?, ?)"));
-    reject_insert_.emplace(db_.prepare("INSERT INTO rejects(run_id, source, line, email, reason) VALUES(?, ?, ?, ?, ?)"));
+        "INSERT OR IGNORE INTO staged(seq, email_key, key_value, hash, payload, source, line) "
+        "VALUES(?, ?, ?, ?, ?, ?, ?)"));
+    reject_insert_.emplace(db_.prepare("INSERT INTO rejects(source, line, email, reason) VALUES(?, ?, ?, ?)"));
     staged_in_transaction_ = 0;
 }
 
-bool StateStore::stage_member(int64_t run_id, int64_t seq, const std::string& email_key, const std::string& key_value,
-                              uint64_t hash, const std::string& payload, int64_t source_index, int64_t line) {
+bool StateStore::stage_member(int64_t seq, const std::string& email_key, const std::string& key_value, uint64_t hash,
+                              const std::string& payload, int64_t source_index, int64_t line) {
     auto& insert = *stage_insert_;
-    insert.bind(1, run_id).bind(2, email_key).bind(3, seq).bind(4, key_value).bind(5, static_cast<int64_t>(hash))
-        .bind_blob(6, payload.data(), payload.size()).bind(7, source_index).bind(8, line);
+    insert.bind(1, seq).bind(2, email_key).bind(3, key_value).bind(4, static_cast<int64_t>(hash))
+        .bind_blob(5, payload.data(), payload.size()).bind(6, source_index).bind(7, line);
     insert.run();
     const bool inserted = db_.changes() > 0;
     if (++staged_in_transaction_ >= kStagingChunk) {
@@ -304,9 +298,8 @@ bool StateStore::stage_member(int64_t run_id, int64_t seq, const std::string& em
     return inserted;
 }
 
-void StateStore::stage_reject(int64_t run_id, int64_t source_index, int64_t line, const std::string& email,
-                              const std::string& reason) {
-    reject_insert_->bind(1, run_id).bind(2, source_index).bind(3, line).bind(4, email).bind(5, reason).run();
+void StateStore::stage_reject(int64_t source_index, int64_t line, const std::string& email, const std::string& reason) {
+    reject_insert_->bind(1, source_index).bind(2, line).bind(3, email).bind(4, reason).run();
 }
 
 void StateStore::end_staging() {
@@ -316,40 +309,39 @@ void StateStore::end_staging() {
     staging_.reset();
 }
 
-void StateStore::diff(int64_t run_id, const std::string& export_name, int64_t baseline, bool stage_leavers,
-                      int64_t first_leaver_seq, RunCounts& counts) {
+void StateStore::diff(const std::string& export_name, int64_t baseline, bool stage_leavers, int64_t first_leaver_seq,
+                      RunCounts& counts) {
     sqlite::Transaction transaction(db_);
-    db_.prepare("UPDATE staged SET state=4, payload=NULL WHERE run_id=?1 AND EXISTS (SELECT 1 FROM delivered d "
-                "WHERE d.export=?2 AND d.email_key=staged.email_key AND d.hash=staged.hash AND d.run_id>=?3)")
-        .bind(1, run_id).bind(2, export_name).bind(3, baseline).run();
+    db_.prepare("UPDATE staged SET state=4, payload=NULL WHERE EXISTS (SELECT 1 FROM delivered d "
+                "WHERE d.export=?1 AND d.email_key=staged.email_key AND d.hash=staged.hash AND d.run_id>=?2)")
+        .bind(1, export_name).bind(2, baseline).run();
     counts.unchanged = db_.changes();
-    auto count = [&](const std::string& sql, bool with_export) {
+    auto count = [&](const char* sql, bool with_export) {
         auto query = db_.prepare(sql);
-        query.bind(1, run_id);
-        if (with_export) query.bind(2, export_name);
+        if (with_export) query.bind(1, export_name);
         query.step();
         return query.integer(0);
     };
-    counts.members = count("SELECT COUNT(*) FROM staged WHERE run_id=?1", false);
-    counts.new_members = count("SELECT COUNT(*) FROM staged s WHERE s.run_id=?1 AND NOT EXISTS "
-                               "(SELECT 1 FROM delivered d WHERE d.export=?2 AND d.email_key=s.email_key)", true);
+    counts.members = count("SELECT COUNT(*) FROM staged", false);
+    counts.new_members = count("SELECT COUNT(*) FROM staged s WHERE NOT EXISTS "
+                               "(SELECT 1 FROM delivered d WHERE d.export=?1 AND d.email_key=s.email_key)", true);
     counts.changed = counts.members - counts.new_members - counts.unchanged;
-    counts.leaving = count("SELECT COUNT(*) FROM delivered d WHERE d.export=?2 AND NOT EXISTS "
-                           "(SELECT 1 FROM staged s WHERE s.run_id=?1 AND s.email_key=d.email_key)", true);
+    counts.leaving = count("SELECT COUNT(*) FROM delivered d WHERE d.export=?1 AND NOT EXISTS "
+                           "(SELECT 1 FROM staged s WHERE s.email_key=d.email_key)", true);
     if (stage_leavers && counts.leaving > 0) {
-        db_.prepare("INSERT INTO staged(run_id, email_key, seq, key_value, hash, payload, action) "
-                    "SELECT ?1, d.email_key, ?3 + ROW_NUMBER() OVER (ORDER BY d.email_key), d.key_value, 0, NULL, 1 "
-                    "FROM delivered d WHERE d.export=?2 AND NOT EXISTS "
-                    "(SELECT 1 FROM staged s WHERE s.run_id=?1 AND s.email_key=d.email_key)")
-            .bind(1, run_id).bind(2, export_name).bind(3, first_leaver_seq).run();
+        db_.prepare("INSERT INTO staged(seq, email_key, key_value, hash, payload, action) "
+                    "SELECT ?2 + ROW_NUMBER() OVER (ORDER BY d.email_key), d.email_key, d.key_value, 0, NULL, 1 "
+                    "FROM delivered d WHERE d.export=?1 AND NOT EXISTS "
+                    "(SELECT 1 FROM staged s WHERE s.email_key=d.email_key)")
+            .bind(1, export_name).bind(2, first_leaver_seq).run();
     }
     transaction.commit();
 }
 
-std::vector<StagedMember> StateStore::next_todo(int64_t run_id, int64_t after_seq, int limit) {
+std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
     auto query = db_.prepare("SELECT seq, action, COALESCE(payload, key_value) FROM staged "
-                             "WHERE run_id=? AND seq>? AND state=0 ORDER BY seq LIMIT ?");
-    query.bind(1, run_id).bind(2, after_seq).bind(3, static_cast<int64_t>(limit));
+                             "WHERE seq>? AND state=0 ORDER BY seq LIMIT ?");
+    query.bind(1, after_seq).bind(2, static_cast<int64_t>(limit));
     std::vector<StagedMember> members;
     while (query.step()) {
         members.push_back({query.integer(0), static_cast<MemberAction>(query.integer(1)), std::string(query.blob(2))});
@@ -357,21 +349,21 @@ std::vector<StagedMember> StateStore::next_todo(int64_t run_id, int64_t after_se
     return members;
 }
 
-std::vector<ResumableMember> StateStore::resumable_members(int64_t run_id, const std::string& export_name) {
+std::vector<ResumableMember> StateStore::resumable_members(const std::string& export_name) {
     sqlite::Transaction transaction(db_);
-    const char* const kMatch = "FROM unconfirmed u JOIN staged s ON s.run_id=?1 AND s.email_key=u.email_key "
-                               "AND s.hash=u.hash AND s.state=0 AND s.action=0 WHERE u.export=?2";
+    const char* const kMatch = "FROM unconfirmed u JOIN staged s ON s.email_key=u.email_key "
+                               "AND s.hash=u.hash AND s.state=0 AND s.action=0 WHERE u.export=?1";
     auto query = db_.prepare(std::string("SELECT s.seq, s.payload, u.receipt ") + kMatch + " ORDER BY s.seq");
-    query.bind(1, run_id).bind(2, export_name);
+    query.bind(1, export_name);
     std::vector<ResumableMember> members;
     while (query.step()) {
         members.push_back({{query.integer(0), MemberAction::upsert, std::string(query.blob(1))}, query.text(2)});
     }
     // A member whose values changed since, or who left the segment, is sent afresh (or not at
     // all): what the old receipt says no longer decides anything.
-    db_.prepare(std::string("DELETE FROM unconfirmed WHERE export=?2 AND email_key NOT IN (SELECT u.email_key ") +
+    db_.prepare(std::string("DELETE FROM unconfirmed WHERE export=?1 AND email_key NOT IN (SELECT u.email_key ") +
                 kMatch + ")")
-        .bind(1, run_id).bind(2, export_name).run();
+        .bind(1, export_name).run();
     transaction.commit();
     receipts_seen_ = receipts_seen_ || !members.empty();
     return members;
@@ -383,7 +375,7 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
     sqlite::Transaction transaction(db_);
     // Accepted and rejected are final: a late PENDING for a record whose final outcome
     // already arrived (collect_outcomes may overtake a push's own result) changes nothing.
-    auto update = db_.prepare("UPDATE staged SET state=?, reason=? WHERE run_id=? AND seq=? AND state NOT IN (2, 3) "
+    auto update = db_.prepare("UPDATE staged SET state=?, reason=? WHERE seq=? AND state NOT IN (2, 3) "
                               "RETURNING email_key, key_value, hash, action");
     auto deliver = db_.prepare("INSERT INTO delivered(export, email_key, key_value, hash, run_id) VALUES(?, ?, ?, ?, ?) "
                                "ON CONFLICT(export, email_key) DO UPDATE SET key_value=excluded.key_value, "
@@ -393,7 +385,7 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
     for (const auto& outcome : outcomes) {
         update.bind(1, static_cast<int64_t>(outcome.state));
         if (outcome.reason.empty()) update.bind_null(2); else update.bind(2, outcome.reason);
-        update.bind(3, run_id).bind(4, outcome.seq);
+        update.bind(3, outcome.seq);
         if (!update.step()) {
             update.reset();
             continue;
@@ -438,53 +430,40 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
 OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& export_name) {
     OutcomeTally tally;
     sqlite::Transaction transaction(db_);
-    db_.prepare("DELETE FROM unconfirmed WHERE export=?2 AND email_key IN "
-                "(SELECT email_key FROM staged WHERE run_id=?1 AND state=1)")
-        .bind(1, run_id).bind(2, export_name).run();
+    db_.prepare("DELETE FROM unconfirmed WHERE export=?1 AND email_key IN (SELECT email_key FROM staged WHERE state=1)")
+        .bind(1, export_name).run();
     db_.prepare("INSERT INTO delivered(export, email_key, key_value, hash, run_id) "
-                "SELECT ?2, email_key, key_value, hash, ?1 FROM staged WHERE run_id=?1 AND state=1 AND action=0 "
+                "SELECT ?2, email_key, key_value, hash, ?1 FROM staged WHERE state=1 AND action=0 "
                 "ON CONFLICT(export, email_key) DO UPDATE SET key_value=excluded.key_value, hash=excluded.hash, "
                 "run_id=excluded.run_id")
         .bind(1, run_id).bind(2, export_name).run();
-    db_.prepare("DELETE FROM delivered WHERE export=?2 AND email_key IN "
-                "(SELECT email_key FROM staged WHERE run_id=?1 AND state=1 AND action=1)")
-        .bind(1, run_id).bind(2, export_name).run();
-    db_.prepare("UPDATE staged SET state=2 WHERE run_id=? AND state=1 AND action=0").bind(1, run_id).run();
+    db_.prepare("DELETE FROM delivered WHERE export=?1 AND email_key IN "
+                "(SELECT email_key FROM staged WHERE state=1 AND action=1)")
+        .bind(1, export_name).run();
+    db_.exec("UPDATE staged SET state=2 WHERE state=1 AND action=0");
     tally.accepted = db_.changes();
-    db_.prepare("UPDATE staged SET state=2 WHERE run_id=? AND state=1 AND action=1").bind(1, run_id).run();
+    db_.exec("UPDATE staged SET state=2 WHERE state=1 AND action=1");
     tally.removed = db_.changes();
     transaction.commit();
     return tally;
 }
 
-int64_t StateStore::count_todo(int64_t run_id) {
-    auto query = db_.prepare("SELECT COUNT(*) FROM staged WHERE run_id=? AND state=0");
-    query.bind(1, run_id);
+int64_t StateStore::count_todo() {
+    auto query = db_.prepare("SELECT COUNT(*) FROM staged WHERE state=0");
     query.step();
     return query.integer(0);
 }
 
-std::vector<RejectedMember> StateStore::rejected_members(int64_t run_id, const std::vector<std::string>& sources) {
+std::vector<RejectedMember> StateStore::rejected_members(const std::vector<std::string>& sources) {
     auto source_name = [&](int64_t index) {
         return index >= 0 && index < static_cast<int64_t>(sources.size()) ? sources[index] : std::string();
     };
     std::vector<RejectedMember> out;
-    auto rejects = db_.prepare("SELECT source, line, COALESCE(email, ''), reason FROM rejects WHERE run_id=? "
-                               "ORDER BY source, line");
-    rejects.bind(1, run_id);
+    auto rejects = db_.prepare("SELECT source, line, COALESCE(email, ''), reason FROM rejects ORDER BY source, line");
     while (rejects.step()) out.push_back({source_name(rejects.integer(0)), rejects.integer(1), rejects.text(2), rejects.text(3)});
-    auto refused = db_.prepare("SELECT source, line, key_value, COALESCE(reason, '') FROM staged WHERE run_id=? "
-                               "AND state=3 ORDER BY seq");
-    refused.bind(1, run_id);
+    auto refused = db_.prepare("SELECT source, line, key_value, COALESCE(reason, '') FROM staged WHERE state=3 ORDER BY seq");
     while (refused.step()) out.push_back({source_name(refused.integer(0)), refused.integer(1), refused.text(2), refused.text(3)});
     return out;
-}
-
-void StateStore::drop_staging(int64_t run_id) {
-    sqlite::Transaction transaction(db_);
-    db_.prepare("DELETE FROM staged WHERE run_id=?").bind(1, run_id).run();
-    db_.prepare("DELETE FROM rejects WHERE run_id=?").bind(1, run_id).run();
-    transaction.commit();
 }
 
 }  // namespace segpush

@@ -91,7 +91,8 @@ struct RejectedMember {
 };
 
 // The embedded SQLite state: run history, the per-export delivered state (what each
-// member's values hashed to when last accepted) and each run's staged members. Delivered
+// member's values hashed to when last accepted) and the run's staged members (in the
+// connection's TEMP tables: a store stages one run at a time, and each run opens its own). Delivered
 // state is written in the same transaction as each batch's outcomes, so it is also the
 // checkpoint: after a crash, the next run sends only what was not yet confirmed.
 class StateStore {
@@ -118,22 +119,21 @@ public:
     // Staging, in chunks of one transaction each (call begin_staging / end_staging around).
     void begin_staging();
     // False when the member's key was already staged in this run (a duplicate).
-    bool stage_member(int64_t run_id, int64_t seq, const std::string& email_key, const std::string& key_value,
-                      uint64_t hash, const std::string& payload, int64_t source_index, int64_t line);
-    void stage_reject(int64_t run_id, int64_t source_index, int64_t line, const std::string& email,
-                      const std::string& reason);
+    bool stage_member(int64_t seq, const std::string& email_key, const std::string& key_value, uint64_t hash,
+                      const std::string& payload, int64_t source_index, int64_t line);
+    void stage_reject(int64_t source_index, int64_t line, const std::string& email, const std::string& reason);
     void end_staging();
 
     // Marks unchanged members, optionally stages leavers for removal; fills the diff counts.
-    void diff(int64_t run_id, const std::string& export_name, int64_t baseline, bool stage_leavers,
-              int64_t first_leaver_seq, RunCounts& counts);
+    void diff(const std::string& export_name, int64_t baseline, bool stage_leavers, int64_t first_leaver_seq,
+              RunCounts& counts);
 
     // Up to `limit` members still to send, in seq order, after `after_seq`.
-    std::vector<StagedMember> next_todo(int64_t run_id, int64_t after_seq, int limit);
+    std::vector<StagedMember> next_todo(int64_t after_seq, int limit);
     // Members of this run that an earlier, stopped run left pending with a receipt and whose
     // values have not changed since: the plugin can confirm them instead of receiving them
     // again. Receipts that no longer match a member waiting to be sent are forgotten.
-    std::vector<ResumableMember> resumable_members(int64_t run_id, const std::string& export_name);
+    std::vector<ResumableMember> resumable_members(const std::string& export_name);
     // Records outcomes and updates delivered state in one transaction. A pending outcome with
     // a receipt is kept, durably, until the member's final outcome arrives.
     OutcomeTally apply_outcomes(int64_t run_id, const std::string& export_name,
@@ -141,11 +141,9 @@ public:
     // Every pending member of the run becomes done (finish_export said so).
     OutcomeTally settle_pending(int64_t run_id, const std::string& export_name);
     // Members of the run still to send: never sent, or sent and given back (RETRY).
-    int64_t count_todo(int64_t run_id);
+    int64_t count_todo();
 
-    std::vector<RejectedMember> rejected_members(int64_t run_id, const std::vector<std::string>& sources);
-    // Drops a finished run's staged rows; history and delivered state stay.
-    void drop_staging(int64_t run_id);
+    std::vector<RejectedMember> rejected_members(const std::vector<std::string>& sources);
 
 private:
     sqlite::Database db_;

@@ -17,12 +17,12 @@ using namespace segpush;
 namespace {
 
 // Stages members "m<i>@x.io" with the given hashes; returns how many were new keys.
-int stage(StateStore& state, int64_t run_id, const std::vector<std::pair<std::string, uint64_t>>& members) {
+int stage(StateStore& state, const std::vector<std::pair<std::string, uint64_t>>& members) {
     state.begin_staging();
     int inserted = 0;
     int64_t seq = 0;
     for (const auto& [key, hash] : members) {
-        if (state.stage_member(run_id, seq + 1, key, key, hash, "payload-" + key, 0, seq + 2)) {
+        if (state.stage_member(seq + 1, key, key, hash, "payload-" + key, 0, seq + 2)) {
             ++seq;
             ++inserted;
         }
@@ -33,7 +33,7 @@ int stage(StateStore& state, int64_t run_id, const std::vector<std::pair<std::st
 
 void accept_all(StateStore& state, int64_t run_id, const std::string& export_name) {
     std::vector<MemberOutcome> outcomes;
-    for (const auto& member : state.next_todo(run_id, 0, 1000)) outcomes.push_back({member.seq, MemberState::done, "", ""});
+    for (const auto& member : state.next_todo(0, 1000)) outcomes.push_back({member.seq, MemberState::done, "", ""});
     state.apply_outcomes(run_id, export_name, outcomes);
 }
 
@@ -43,26 +43,26 @@ TEST_CASE("state: duplicates are ignored (the first wins), the diff finds new, c
     test::TempDir dir;
     StateStore state(dir.file("state.db"));
     const auto first = state.begin_run("e", false, false);
-    CHECK(stage(state, first.run_id, {{"a", 1}, {"b", 2}, {"a", 99}, {"c", 3}}) == 3);
+    CHECK(stage(state, {{"a", 1}, {"b", 2}, {"a", 99}, {"c", 3}}) == 3);
     RunCounts counts;
-    state.diff(first.run_id, "e", first.baseline, false, 100, counts);
+    state.diff("e", first.baseline, false, 100, counts);
     CHECK(counts.members == 3);
     CHECK(counts.new_members == 3);
-    auto todo = state.next_todo(first.run_id, 0, 10);
+    auto todo = state.next_todo(0, 10);
     REQUIRE(todo.size() == 3);
     CHECK(todo[0].payload == "payload-a");  // the first "a", not the duplicate
     accept_all(state, first.run_id, "e");
     state.finish_run(first.run_id, RunStatus::succeeded, counts, "", "");
 
     const auto second = state.begin_run("e", false, false);
-    stage(state, second.run_id, {{"a", 1}, {"b", 20}, {"d", 4}});
+    stage(state, {{"a", 1}, {"b", 20}, {"d", 4}});
     RunCounts again;
-    state.diff(second.run_id, "e", second.baseline, true, 100, again);
+    state.diff("e", second.baseline, true, 100, again);
     CHECK(again.unchanged == 1);  // a
     CHECK(again.changed == 1);    // b
     CHECK(again.new_members == 1);  // d
     CHECK(again.leaving == 1);    // c
-    todo = state.next_todo(second.run_id, 0, 10);
+    todo = state.next_todo(0, 10);
     REQUIRE(todo.size() == 3);    // b, d, and c as a removal
     CHECK(todo.back().action == MemberAction::remove);
     CHECK(todo.back().payload == "c");
@@ -72,15 +72,15 @@ TEST_CASE("state: outcomes are the checkpoint, only what was confirmed counts as
     test::TempDir dir;
     StateStore state(dir.file("state.db"));
     const auto run = state.begin_run("e", false, false);
-    stage(state, run.run_id, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
+    stage(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
     RunCounts counts;
-    state.diff(run.run_id, "e", run.baseline, false, 100, counts);
+    state.diff("e", run.baseline, false, 100, counts);
     const auto tally = state.apply_outcomes(run.run_id, "e",
                                             {{1, MemberState::done, "", ""}, {2, MemberState::rejected, "bad", ""},
                                              {3, MemberState::pending, "", ""}});
     CHECK(tally.accepted == 1);
     CHECK(tally.rejected == 1);
-    const auto rejected = state.rejected_members(run.run_id, {"seg.csv"});
+    const auto rejected = state.rejected_members({"seg.csv"});
     REQUIRE(rejected.size() == 1);
     CHECK(rejected[0].source == "seg.csv");
     CHECK(rejected[0].email == "b");
@@ -89,9 +89,9 @@ TEST_CASE("state: outcomes are the checkpoint, only what was confirmed counts as
     // run sends b (rejected last time), c (never confirmed) and d (never sent), not a.
     state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
     const auto next = state.begin_run("e", false, false);
-    stage(state, next.run_id, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
+    stage(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
     RunCounts after;
-    state.diff(next.run_id, "e", next.baseline, false, 100, after);
+    state.diff("e", next.baseline, false, 100, after);
     CHECK(after.unchanged == 1);
     CHECK(after.new_members == 3);
 }
@@ -127,17 +127,17 @@ TEST_CASE("state: an interrupted --full run is continued by the next --full run,
     test::TempDir dir;
     StateStore state(dir.file("state.db"));
     const auto normal = state.begin_run("e", false, false);
-    stage(state, normal.run_id, {{"a", 1}, {"b", 2}});
+    stage(state, {{"a", 1}, {"b", 2}});
     RunCounts counts;
-    state.diff(normal.run_id, "e", normal.baseline, false, 100, counts);
+    state.diff("e", normal.baseline, false, 100, counts);
     accept_all(state, normal.run_id, "e");
     state.finish_run(normal.run_id, RunStatus::succeeded, counts, "", "");
 
     const auto full = state.begin_run("e", true, false);
     CHECK(full.baseline == full.run_id);
-    stage(state, full.run_id, {{"a", 1}, {"b", 2}});
+    stage(state, {{"a", 1}, {"b", 2}});
     RunCounts full_counts;
-    state.diff(full.run_id, "e", full.baseline, false, 100, full_counts);
+    state.diff("e", full.baseline, false, 100, full_counts);
     CHECK(full_counts.unchanged == 0);  // --full resends everyone
     state.apply_outcomes(full.run_id, "e", {{1, MemberState::done, "", ""}});  // a delivered, then it stops
     state.finish_run(full.run_id, RunStatus::cancelled, full_counts, "cancelled", "");
@@ -145,9 +145,9 @@ TEST_CASE("state: an interrupted --full run is continued by the next --full run,
     const auto resumed = state.begin_run("e", true, false);
     REQUIRE(resumed.continues);
     CHECK(*resumed.continues == full.run_id);
-    stage(state, resumed.run_id, {{"a", 1}, {"b", 2}});
+    stage(state, {{"a", 1}, {"b", 2}});
     RunCounts resumed_counts;
-    state.diff(resumed.run_id, "e", resumed.baseline, false, 100, resumed_counts);
+    state.diff("e", resumed.baseline, false, 100, resumed_counts);
     CHECK(resumed_counts.unchanged == 1);  // a, already re-sent by the interrupted --full run
     CHECK(resumed_counts.changed == 1);    // b still to resend
 }
@@ -184,9 +184,9 @@ TEST_CASE("state: a receipt kept with a pending member outlives the process and 
     {
         StateStore state(path);
         const auto run = state.begin_run("e", false, false);
-        stage(state, run.run_id, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
+        stage(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
         RunCounts counts;
-        state.diff(run.run_id, "e", run.baseline, false, 100, counts);
+        state.diff("e", run.baseline, false, 100, counts);
         state.apply_outcomes(run.run_id, "e",
                              {{1, MemberState::pending, "", "import-7"}, {2, MemberState::pending, "", "import-7"},
                               {3, MemberState::pending, "", "import-8"}, {4, MemberState::pending, "", ""}});
@@ -199,16 +199,16 @@ TEST_CASE("state: a receipt kept with a pending member outlives the process and 
     StateStore state(path);
     const auto next = state.begin_run("e", false, false);
     // b changed since (hash 2 -> 22): its old receipt no longer says anything about it.
-    stage(state, next.run_id, {{"a", 1}, {"b", 22}, {"c", 3}, {"d", 4}});
+    stage(state, {{"a", 1}, {"b", 22}, {"c", 3}, {"d", 4}});
     RunCounts counts;
-    state.diff(next.run_id, "e", next.baseline, false, 100, counts);
+    state.diff("e", next.baseline, false, 100, counts);
     CHECK(counts.unchanged == 1);  // c only: a pending record is not delivered until confirmed
-    const auto resumable = state.resumable_members(next.run_id, "e");
+    const auto resumable = state.resumable_members("e");
     REQUIRE(resumable.size() == 1);
     CHECK(resumable[0].member.seq == 1);
     CHECK(resumable[0].receipt == "import-7");
     CHECK(resumable[0].member.payload == "payload-a");
     // Confirmed: delivered, and the receipt is gone for good.
     state.apply_outcomes(next.run_id, "e", {{1, MemberState::done, "", ""}});
-    CHECK(state.resumable_members(next.run_id, "e").empty());
+    CHECK(state.resumable_members("e").empty());
 }
