@@ -648,6 +648,7 @@ private:
     }
 
     std::string write_report(int64_t run_id) {
+        if (counts_.invalid == 0 && counts_.rejected == 0) return {};  // no need to scan the staged rows
         std::vector<RejectedMember> rejected;
         try {
             rejected = state_.rejected_members(sources_);

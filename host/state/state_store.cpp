@@ -312,6 +312,21 @@ void StateStore::end_staging() {
 void StateStore::diff(const std::string& export_name, int64_t baseline, bool stage_leavers, int64_t first_leaver_seq,
                       RunCounts& counts) {
     sqlite::Transaction transaction(db_);
+    auto delivered_any = db_.prepare("SELECT EXISTS(SELECT 1 FROM delivered WHERE export=?)");
+    delivered_any.bind(1, export_name).step();
+    const bool first_delivery = delivered_any.integer(0) == 0;
+    delivered_any.reset();
+    if (first_delivery) {
+        // Nothing delivered yet (a first run): every member is new, nobody leaves. Three scans
+        // of the staged rows less, a second before the first send at a million members.
+        auto members = db_.prepare("SELECT COUNT(*) FROM staged");
+        members.step();
+        counts.members = counts.new_members = members.integer(0);
+        counts.changed = counts.unchanged = counts.leaving = 0;
+        members.reset();
+        transaction.commit();
+        return;
+    }
     db_.prepare("UPDATE staged SET state=4, payload=NULL WHERE EXISTS (SELECT 1 FROM delivered d "
                 "WHERE d.export=?1 AND d.email_key=staged.email_key AND d.hash=staged.hash AND d.run_id>=?2)")
         .bind(1, export_name).bind(2, baseline).run();
@@ -429,6 +444,10 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
 
 OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& export_name) {
     OutcomeTally tally;
+    // Plugins that report every outcome leave nothing pending: one scan instead of five.
+    auto any = db_.prepare("SELECT EXISTS(SELECT 1 FROM staged WHERE state=1)");
+    any.step();
+    if (any.integer(0) == 0) return tally;
     sqlite::Transaction transaction(db_);
     db_.prepare("DELETE FROM unconfirmed WHERE export=?1 AND email_key IN (SELECT email_key FROM staged WHERE state=1)")
         .bind(1, export_name).run();
