@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <ctime>
@@ -386,58 +387,80 @@ std::vector<ResumableMember> StateStore::resumable_members(const std::string& ex
     return members;
 }
 
+// Outcomes are written per run of consecutive seqs with the same outcome (a batch's records
+// are consecutive, and most of a batch share one), as set statements over the seq range: a
+// handful of statements per batch instead of three per record. ?1 and ?2 bound the range; a
+// record already ACCEPTED or REJECTED is final, so a late PENDING (collect_outcomes may
+// overtake a push's own result) changes nothing.
+struct StateStore::OutcomeStatements {
+    explicit OutcomeStatements(sqlite::Database& db)
+        : set_state(db.prepare("UPDATE staged SET state=?3, reason=?4 WHERE seq BETWEEN ?1 AND ?2 "
+                               "AND state NOT IN (2, 3) AND (?5 < 0 OR action=?5)")),
+          remember_receipts(db.prepare("INSERT OR REPLACE INTO unconfirmed(export, email_key, hash, receipt, run_id) "
+                                       "SELECT ?3, email_key, hash, ?4, ?5 FROM staged WHERE seq BETWEEN ?1 AND ?2 "
+                                       "AND state NOT IN (2, 3) AND action=0")),
+          forget_receipts(db.prepare("DELETE FROM unconfirmed WHERE export=?3 AND email_key IN (SELECT email_key "
+                                     "FROM staged WHERE seq BETWEEN ?1 AND ?2 AND state NOT IN (2, 3))")),
+          deliver(db.prepare("INSERT INTO delivered(export, email_key, key_value, hash, run_id) "
+                             "SELECT ?3, email_key, key_value, hash, ?4 FROM staged WHERE seq BETWEEN ?1 AND ?2 "
+                             "AND state NOT IN (2, 3) AND action=0 "
+                             "ON CONFLICT(export, email_key) DO UPDATE SET key_value=excluded.key_value, "
+                             "hash=excluded.hash, run_id=excluded.run_id")),
+          undeliver(db.prepare("DELETE FROM delivered WHERE export=?3 AND email_key IN (SELECT email_key FROM staged "
+                               "WHERE seq BETWEEN ?1 AND ?2 AND state NOT IN (2, 3) AND action=1)")) {}
+    sqlite::Statement set_state, remember_receipts, forget_receipts, deliver, undeliver;
+};
+
+StateStore::~StateStore() = default;
+
 OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& export_name,
                                         const std::vector<MemberOutcome>& outcomes) {
     OutcomeTally tally;
+    if (outcomes.empty()) return tally;
+    if (!outcome_statements_) outcome_statements_ = std::make_unique<OutcomeStatements>(db_);
+    OutcomeStatements& sql = *outcome_statements_;
+    std::vector<const MemberOutcome*> sorted;
+    for (const auto& outcome : outcomes) sorted.push_back(&outcome);
+    // Stable: a record reported twice keeps its reports in order, the first final one wins.
+    std::stable_sort(sorted.begin(), sorted.end(), [](const MemberOutcome* a, const MemberOutcome* b) { return a->seq < b->seq; });
+
+    auto set_state = [&](int64_t first, int64_t last, const MemberOutcome& outcome, int action) {
+        sql.set_state.bind(1, first).bind(2, last).bind(3, static_cast<int64_t>(outcome.state));
+        if (outcome.reason.empty()) sql.set_state.bind_null(4); else sql.set_state.bind(4, outcome.reason);
+        sql.set_state.bind(5, action).run();
+        return db_.changes();
+    };
+    auto by_range = [&](sqlite::Statement& statement, int64_t first, int64_t last) -> sqlite::Statement& {
+        return statement.bind(1, first).bind(2, last).bind(3, export_name);
+    };
     sqlite::Transaction transaction(db_);
-    // Accepted and rejected are final: a late PENDING for a record whose final outcome
-    // already arrived (collect_outcomes may overtake a push's own result) changes nothing.
-    auto update = db_.prepare("UPDATE staged SET state=?, reason=? WHERE seq=? AND state NOT IN (2, 3) "
-                              "RETURNING email_key, key_value, hash, action");
-    auto deliver = db_.prepare("INSERT INTO delivered(export, email_key, key_value, hash, run_id) VALUES(?, ?, ?, ?, ?) "
-                               "ON CONFLICT(export, email_key) DO UPDATE SET key_value=excluded.key_value, "
-                               "hash=excluded.hash, run_id=excluded.run_id");
-    auto forget = db_.prepare("DELETE FROM delivered WHERE export=? AND email_key=?");
-    std::optional<sqlite::Statement> remember_receipt, forget_receipt;
-    for (const auto& outcome : outcomes) {
-        update.bind(1, static_cast<int64_t>(outcome.state));
-        if (outcome.reason.empty()) update.bind_null(2); else update.bind(2, outcome.reason);
-        update.bind(3, outcome.seq);
-        if (!update.step()) {
-            update.reset();
-            continue;
+    for (size_t at = 0; at < sorted.size();) {
+        const MemberOutcome& outcome = *sorted[at];
+        size_t end = at + 1;
+        while (end < sorted.size() && sorted[end]->seq == sorted[end - 1]->seq + 1 &&
+               sorted[end]->state == outcome.state && sorted[end]->reason == outcome.reason &&
+               sorted[end]->receipt == outcome.receipt) {
+            ++end;
         }
-        const std::string email_key = update.text(0), key_value = update.text(1);
-        const int64_t hash = update.integer(2);
-        const auto action = static_cast<MemberAction>(update.integer(3));
-        while (update.step()) {
-        }
-        update.reset();
+        const int64_t first = outcome.seq, last = sorted[end - 1]->seq;
+        at = end;
         if (outcome.state == MemberState::pending) {
-            if (outcome.receipt.empty() || outcome.receipt.size() > SEGPUSH_RECEIPT_MAX || action != MemberAction::upsert) {
-                continue;
+            if (!outcome.receipt.empty() && outcome.receipt.size() <= SEGPUSH_RECEIPT_MAX) {
+                by_range(sql.remember_receipts, first, last).bind(4, outcome.receipt).bind(5, run_id).run();
+                receipts_seen_ = true;
             }
-            if (!remember_receipt) {
-                remember_receipt.emplace(db_.prepare("INSERT OR REPLACE INTO unconfirmed(export, email_key, hash, "
-                                                     "receipt, run_id) VALUES(?, ?, ?, ?, ?)"));
-            }
-            remember_receipt->bind(1, export_name).bind(2, email_key).bind(3, hash).bind(4, outcome.receipt)
-                .bind(5, run_id).run();
-            receipts_seen_ = true;
+            set_state(first, last, outcome, -1);
             continue;
         }
-        if (receipts_seen_) {
-            if (!forget_receipt) forget_receipt.emplace(db_.prepare("DELETE FROM unconfirmed WHERE export=? AND email_key=?"));
-            forget_receipt->bind(1, export_name).bind(2, email_key).run();
-        }
-        if (outcome.state == MemberState::rejected) ++tally.rejected;
-        if (outcome.state != MemberState::done) continue;
-        if (action == MemberAction::remove) {
-            forget.bind(1, export_name).bind(2, email_key).run();
-            ++tally.removed;
+        if (receipts_seen_) by_range(sql.forget_receipts, first, last).run();
+        if (outcome.state == MemberState::done) {
+            by_range(sql.deliver, first, last).bind(4, run_id).run();
+            by_range(sql.undeliver, first, last).run();
+            tally.accepted += set_state(first, last, outcome, static_cast<int>(MemberAction::upsert));
+            tally.removed += set_state(first, last, outcome, static_cast<int>(MemberAction::remove));
         } else {
-            deliver.bind(1, export_name).bind(2, email_key).bind(3, key_value).bind(4, hash).bind(5, run_id).run();
-            ++tally.accepted;
+            const int64_t changed = set_state(first, last, outcome, -1);
+            if (outcome.state == MemberState::rejected) tally.rejected += changed;
         }
     }
     transaction.commit();

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -98,6 +99,7 @@ struct RejectedMember {
 class StateStore {
 public:
     explicit StateStore(const std::string& path);
+    ~StateStore();
 
     struct Claim {
         int64_t run_id = 0;
@@ -154,6 +156,8 @@ private:
     // Whether this connection has seen receipts: without any, final outcomes skip the
     // per-member delete from the (then empty) unconfirmed table.
     bool receipts_seen_ = false;
+    struct OutcomeStatements;
+    std::unique_ptr<OutcomeStatements> outcome_statements_;  // prepared on first use, kept for the run
 };
 
 }  // namespace segpush
