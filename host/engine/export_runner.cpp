@@ -407,8 +407,11 @@ private:
     // receipts before anything is sent: a run killed after the destination took a batch but
     // before it confirmed it costs no second copy of that batch.
     void resume_pending(int64_t run_id, segpush_export* exp) {
-        auto resumable = state_.resumable_members(export_.name);
-        if (resumable.empty() || !api_.resume_pending) return;
+        auto resumable = state_.resumable_members(export_.name, run_id);
+        if (resumable.empty() || !api_.resume_pending) {
+            state_.forget_earlier_receipts(export_.name, run_id);
+            return;
+        }
         const size_t max_records = plugin_.limits.max_records_per_batch ? plugin_.limits.max_records_per_batch : 1000;
         const OutcomeTally before{counts_.accepted, counts_.removed, counts_.rejected};
         int64_t resent = 0, processing = 0;
@@ -451,6 +454,7 @@ private:
                                      std::to_string(processing) + " still being processed, " + std::to_string(resent) +
                                      " to send again");
         counts_.sent += static_cast<int64_t>(resumable.size()) - resent;
+        if (!cancel_) state_.forget_earlier_receipts(export_.name, run_id);  // cancelled: the next run resumes the rest
     }
 
     std::unique_ptr<Job> next_batch(int64_t run_id) {

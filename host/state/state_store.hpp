@@ -134,8 +134,10 @@ public:
     std::vector<StagedMember> next_todo(int64_t after_seq, int limit);
     // Members of this run that an earlier, stopped run left pending with a receipt and whose
     // values have not changed since: the plugin can confirm them instead of receiving them
-    // again. Receipts that no longer match a member waiting to be sent are forgotten.
-    std::vector<ResumableMember> resumable_members(const std::string& export_name);
+    // again. Once their outcomes are applied, forget_earlier_receipts drops every receipt of
+    // earlier runs (those of members that changed or left included).
+    std::vector<ResumableMember> resumable_members(const std::string& export_name, int64_t run_id);
+    void forget_earlier_receipts(const std::string& export_name, int64_t run_id);
     // Records outcomes and updates delivered state in one transaction. A pending outcome with
     // a receipt is kept, durably, until the member's final outcome arrives.
     OutcomeTally apply_outcomes(int64_t run_id, const std::string& export_name,
@@ -148,6 +150,8 @@ public:
     std::vector<RejectedMember> rejected_members(const std::vector<std::string>& sources);
 
 private:
+    void merge_delivered_log(const std::string& export_name);
+
     sqlite::Database db_;
     std::optional<sqlite::Transaction> staging_;
     std::optional<sqlite::Statement> stage_insert_;

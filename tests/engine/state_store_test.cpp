@@ -203,12 +203,23 @@ TEST_CASE("state: a receipt kept with a pending member outlives the process and 
     RunCounts counts;
     state.diff("e", next.baseline, false, 100, counts);
     CHECK(counts.unchanged == 1);  // c only: a pending record is not delivered until confirmed
-    const auto resumable = state.resumable_members("e");
+    const auto resumable = state.resumable_members("e", next.run_id);
     REQUIRE(resumable.size() == 1);
     CHECK(resumable[0].member.seq == 1);
     CHECK(resumable[0].receipt == "import-7");
     CHECK(resumable[0].member.payload == "payload-a");
-    // Confirmed: delivered, and the receipt is gone for good.
-    state.apply_outcomes(next.run_id, "e", {{1, MemberState::done, "", ""}});
-    CHECK(state.resumable_members("e").empty());
+    // Confirmed, and the earlier run's receipts (b's, whose values changed, included) are
+    // forgotten; a receipt this run records is kept until its member settles.
+    state.apply_outcomes(next.run_id, "e", {{1, MemberState::done, "", ""}, {4, MemberState::pending, "", "import-9"}});
+    state.forget_earlier_receipts("e", next.run_id);
+    state.finish_run(next.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+    const auto third = state.begin_run("e", false, false);
+    stage(state, {{"a", 1}, {"b", 22}, {"c", 3}, {"d", 4}});
+    RunCounts third_counts;
+    state.diff("e", third.baseline, false, 100, third_counts);
+    CHECK(third_counts.unchanged == 2);  // a (confirmed by its receipt) and c
+    const auto left = state.resumable_members("e", third.run_id);
+    REQUIRE(left.size() == 1);
+    CHECK(left[0].member.seq == 4);
+    CHECK(left[0].receipt == "import-9");
 }
