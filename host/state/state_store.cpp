@@ -426,13 +426,13 @@ void StateStore::forget_earlier_receipts(const std::string& export_name, int64_t
 // overtake a push's own result) changes nothing.
 struct StateStore::OutcomeStatements {
     explicit OutcomeStatements(sqlite::Database& db)
-        : set_state(db.prepare("UPDATE staged SET state=?3, reason=?4 WHERE seq BETWEEN ?1 AND ?2 "
+        : set_state(db.prepare("UPDATE OR IGNORE staged SET state=?3, reason=?4 WHERE seq BETWEEN ?1 AND ?2 "
                                "AND state NOT IN (2, 3) AND (?5 < 0 OR action=?5)")),
-          remember_receipts(db.prepare("INSERT OR REPLACE INTO unconfirmed(run_id, seq, export, email_key, hash, receipt) "
+          remember_receipts(db.prepare("INSERT OR IGNORE INTO unconfirmed(run_id, seq, export, email_key, hash, receipt) "
                                        "SELECT ?5, seq, ?3, email_key, hash, ?4 FROM staged WHERE seq BETWEEN ?1 AND ?2 "
                                        "AND state NOT IN (2, 3) AND action=0")),
           forget_receipts(db.prepare("DELETE FROM unconfirmed WHERE run_id=?3 AND seq BETWEEN ?1 AND ?2")),
-          deliver(db.prepare("INSERT INTO delivered_log(export, email_key, key_value, hash, run_id, removed) "
+          deliver(db.prepare("INSERT OR IGNORE INTO delivered_log(export, email_key, key_value, hash, run_id, removed) "
                              "SELECT ?3, email_key, key_value, hash, ?4, action FROM staged WHERE seq BETWEEN ?1 AND ?2 "
                              "AND state NOT IN (2, 3)")) {}
     sqlite::Statement set_state, remember_receipts, forget_receipts, deliver;
