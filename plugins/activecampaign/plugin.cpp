@@ -266,6 +266,11 @@ constexpr Clock::duration kMaxBackoff = 5s;
 constexpr Clock::duration kFirstPollAge = 1s;  // import/info says `false` for about a second
 constexpr size_t kMaxPollsPerCollect = 3;
 constexpr size_t kFinishPollers = 8;
+// Queued imports waiting for confirmation, each holding its request body (up to 400 KB, about
+// 60 KB for typical contacts) to resubmit it should it fail. Past this many, a push first
+// confirms older ones: memory stays bounded however fast the destination takes imports
+// (ActiveCampaign's pace leaves a handful queued; 128 allow 128 imports a second).
+constexpr size_t kMaxQueuedImports = 128;
 constexpr size_t kSmallExport = 10;
 
 // ---- settings and the descriptor's functions ------------------------------------------------
@@ -741,7 +746,8 @@ Problem push_each(segpush_export& exp, const std::vector<Row>& rows, const std::
 }
 
 
-void poll_due(segpush_export& exp, size_t max_polls, Problem& problem);
+bool poll_due(segpush_export& exp, size_t max_polls, Problem& problem);
+size_t queued_imports(segpush_export& exp);
 
 segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpush_outcomes* outcomes,
                           segpush_error* err) {
@@ -756,6 +762,12 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
             // a problem here (say, a 429) is met again by collect_outcomes or finish_export.
             Problem ignored;
             poll_due(*exp, 1, ignored);
+            // Imports that never finish (stuck at ActiveCampaign) must not stop the export:
+            // after the time finish_export would wait for them, the push goes ahead.
+            const auto give_up = Clock::now() + std::chrono::seconds(exp->http().settings().import_poll_budget_seconds);
+            while (queued_imports(*exp) >= kMaxQueuedImports && !exp->cancelled() && Clock::now() < give_up) {
+                if (!poll_due(*exp, 1, ignored)) std::this_thread::sleep_for(20ms);
+            }
         }
         if (!batch || batch->n_fields != exp->columns.size()) {
             fail(err, SEGPUSH_ERR_INTERNAL, "", "batch field count differs from the fields given to begin_export");
@@ -892,16 +904,16 @@ void append(OutcomeList& to, const OutcomeList& from) {
 
 // Polls up to `max_polls` batches that are due (old enough, not being polled by another
 // thread), oldest first, and keeps their outcomes in exp.settled. Stops at the first batch
-// that is not ready: the ones behind it are younger.
-void poll_due(segpush_export& exp, size_t max_polls, Problem& problem) {
+// that is not ready: the ones behind it are younger. True when it asked about any.
+bool poll_due(segpush_export& exp, size_t max_polls, Problem& problem) {
     for (size_t polled = 0; polled < max_polls; ++polled) {
         std::list<PendingBatch>::iterator it;
         {
             std::lock_guard<std::mutex> guard(exp.mutex);
             const auto now = Clock::now();
-            if (now < exp.next_poll) return;
+            if (now < exp.next_poll) return polled > 0;
             it = std::find_if(exp.pending.begin(), exp.pending.end(), [](const PendingBatch& b) { return !b.polling; });
-            if (it == exp.pending.end() || now - it->queued_at < kFirstPollAge) return;
+            if (it == exp.pending.end() || now - it->queued_at < kFirstPollAge) return polled > 0;
             it->polling = true;
         }
         OutcomeList found;
@@ -910,10 +922,16 @@ void poll_due(segpush_export& exp, size_t max_polls, Problem& problem) {
         std::lock_guard<std::mutex> guard(exp.mutex);
         it->polling = false;
         append(exp.settled, found);
-        if (poll != Poll::settled) return;
+        if (poll != Poll::settled) return true;
         exp.pending.erase(it);
         exp.backoff = std::max<Clock::duration>(exp.backoff / 2, kMinBackoff);
     }
+    return max_polls > 0;
+}
+
+size_t queued_imports(segpush_export& exp) {
+    std::lock_guard<std::mutex> guard(exp.mutex);
+    return exp.pending.size();
 }
 
 // Moves what the push workers settled into `out`.
