@@ -194,7 +194,7 @@ StateStore::StateStore(const std::string& path) : db_([&] {
     // chunk and outcome batch touches cost 0.3 s at a million members. Its rows are rebuilt
     // by every run and vanish with the connection; a transaction is only rolled back when the
     // run is failing anyway, after which its staged rows are read at most for the report.
-    db_.exec("PRAGMA main.cache_size=-16384; PRAGMA temp.cache_size=-16384; PRAGMA temp.journal_mode=OFF;");
+    db_.exec("PRAGMA main.cache_size=-4096; PRAGMA temp.cache_size=-16384; PRAGMA temp.journal_mode=OFF;");
     // The schema in one IMMEDIATE transaction: it takes the write lock up front (waiting its
     // turn), where separate statements would upgrade read locks and deadlock.
     sqlite::Transaction setup(db_);
