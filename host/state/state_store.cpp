@@ -188,8 +188,9 @@ StateStore::StateStore(const std::string& path) : db_([&] {
     // checkpoint), so they stay out of the WAL and the state file, which also keeps a run's
     // personal data out of the state file. Staged rows are written and read in seq order, so
     // they are keyed by it (appends and range scans); the email index only serves
-    // de-duplication and the diff. The page caches keep those indexes and the delivered
-    // table's hot pages out of read(2), well inside the 150 MB budget at a million members.
+    // de-duplication and the diff. The TEMP cache (16 MiB) keeps most of that index out of
+    // read(2) while staging; the state file is written sequentially and read at random only
+    // by the diff, where a bigger cache than 4 MiB bought little.
     // The TEMP database keeps no rollback journal: journaling the index pages each staging
     // chunk and outcome batch touches cost 0.3 s at a million members. Its rows are rebuilt
     // by every run and vanish with the connection; a transaction is only rolled back when the
