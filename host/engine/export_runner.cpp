@@ -186,6 +186,7 @@ public:
         const auto started = Clock::now();
         const StateStore::Claim claim = state_.begin_run(export_.name, options_.full, options_.dry_run);
         summary_.run_id = claim.run_id;
+        baseline_ = claim.baseline;
         if (claim.continues) {
             log_line(LogLevel::info, "export " + export_.name + ": continuing the unfinished --full run #" +
                                          std::to_string(*claim.continues));
@@ -242,6 +243,23 @@ private:
             readers.push_back(open_segment(segment->path, segment->source, plan_.columns));
         }
         state_.begin_staging();
+        // A read error leaves the loop by exception: what was staged is committed then too, so
+        // that the run's end is recorded outside the staging transaction.
+        struct StagingGuard {
+            StateStore& state;
+            bool ended = false;
+            void end() {
+                state.end_staging();
+                ended = true;
+            }
+            ~StagingGuard() {
+                if (ended) return;
+                try {
+                    state.end_staging();
+                } catch (const std::exception&) {  // already failing: the first error is the one to report
+                }
+            }
+        } staging{state_};
         SegmentRow row;
         RowProblem problem;
         Record record;
@@ -274,7 +292,7 @@ private:
                 if ((counts_.rows_read & 0xFFFF) == 0 && cancel_) break;
             }
         }
-        state_.end_staging();
+        staging.end();
         if (cancel_) throw RunFailure{RunStatus::cancelled, "cancelled while reading the segment; nothing was sent"};
         for (size_t source = 0; source < readers.size(); ++source) check_columns_present(*readers[source], sources_[source]);
     }
@@ -366,9 +384,17 @@ private:
             push_all(run_id, exp);
         } catch (const RunFailure& caught) {
             failure = caught;
+        } catch (const std::exception& error) {
+            // The state file failed (say, locked past the busy timeout by another export):
+            // the export is still aborted, so the plugin's handle is not left open.
+            failure = RunFailure{RunStatus::failed_retryable, error.what()};
         }
         if (failure || cancel_) {
-            collect(run_id, exp);  // whatever settled is saved; the rest is resent next run
+            try {
+                collect(run_id, exp);  // whatever settled is saved; the rest is resent next run
+            } catch (const std::exception& error) {
+                log_line(LogLevel::error, "export " + export_.name + ": saving the last outcomes: " + error.what());
+            }
             api_.abort_export(exp);
             progress_.finish();
             if (failure) throw *failure;
@@ -407,14 +433,14 @@ private:
     // receipts before anything is sent: a run killed after the destination took a batch but
     // before it confirmed it costs no second copy of that batch.
     void resume_pending(int64_t run_id, segpush_export* exp) {
-        auto resumable = state_.resumable_members(export_.name, run_id);
+        auto resumable = state_.resumable_members(export_.name, run_id, baseline_);
         if (resumable.empty() || !api_.resume_pending) {
             state_.forget_earlier_receipts(export_.name, run_id);
             return;
         }
         const size_t max_records = plugin_.limits.max_records_per_batch ? plugin_.limits.max_records_per_batch : 1000;
         const OutcomeTally before{counts_.accepted, counts_.removed, counts_.rejected};
-        int64_t resent = 0, processing = 0;
+        int64_t resent = 0, processing = 0, attempted = 0;
         for (size_t first = 0; first < resumable.size() && !cancel_; first += max_records) {
             const size_t end = std::min(resumable.size(), first + max_records);
             Job job;
@@ -424,6 +450,7 @@ private:
                 receipts.push_back(resumable[i].receipt.c_str());
             }
             prepare_values(job);
+            attempted += static_cast<int64_t>(job.ids.size());
             const segpush_batch batch{sizeof(segpush_batch), static_cast<uint32_t>(plan_.fields.size()), job.ids.size(),
                                       job.ids.data(), job.values.data(), SEGPUSH_ACTION_UPSERT};
             segpush_outcomes outcomes{};
@@ -453,7 +480,7 @@ private:
                                      std::to_string(counts_.rejected - before.rejected) + " rejected, " +
                                      std::to_string(processing) + " still being processed, " + std::to_string(resent) +
                                      " to send again");
-        counts_.sent += static_cast<int64_t>(resumable.size()) - resent;
+        counts_.sent += attempted - resent;
         if (!cancel_) state_.forget_earlier_receipts(export_.name, run_id);  // cancelled: the next run resumes the rest
     }
 
@@ -688,6 +715,7 @@ private:
     RunCounts counts_;
     RunSummary summary_;
     std::vector<std::string> sources_;
+    int64_t baseline_ = 0;
     int64_t last_seq_ = 0;
     int64_t cursor_ = 0;
     int64_t done_ = 0;

@@ -405,13 +405,15 @@ std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
     return members;
 }
 
-std::vector<ResumableMember> StateStore::resumable_members(const std::string& export_name, int64_t run_id) {
+std::vector<ResumableMember> StateStore::resumable_members(const std::string& export_name, int64_t run_id,
+                                                          int64_t baseline) {
     // The newest receipt per member, should a run have died between recording a resumed
-    // member's new receipt and forgetting its old one.
+    // member's new receipt and forgetting its old one. A --full run resends everything
+    // delivered before its baseline, so receipts from before it do not count either.
     auto query = db_.prepare("SELECT s.seq, s.payload, u.receipt, MAX(u.run_id) FROM unconfirmed u "
                              "JOIN staged s ON s.email_key=u.email_key AND s.hash=u.hash AND s.state=0 AND s.action=0 "
-                             "WHERE u.export=?1 AND u.run_id<?2 GROUP BY s.seq ORDER BY s.seq");
-    query.bind(1, export_name).bind(2, run_id);
+                             "WHERE u.export=?1 AND u.run_id<?2 AND u.run_id>=?3 GROUP BY s.seq ORDER BY s.seq");
+    query.bind(1, export_name).bind(2, run_id).bind(3, baseline);
     std::vector<ResumableMember> members;
     while (query.step()) {
         members.push_back({{query.integer(0), MemberAction::upsert, std::string(query.blob(1))}, query.text(2)});
@@ -478,6 +480,8 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
         at = end;
         if (outcome.state == MemberState::pending) {
             if (!outcome.receipt.empty() && outcome.receipt.size() <= SEGPUSH_RECEIPT_MAX) {
+                // A new receipt replaces the old (the plugin resubmitted a failed import).
+                if (receipts_seen_) sql.forget_receipts.bind(1, first).bind(2, last).bind(3, run_id).run();
                 by_range(sql.remember_receipts, first, last).bind(4, outcome.receipt).bind(5, run_id).run();
                 receipts_seen_ = true;
             }

@@ -136,7 +136,7 @@ public:
     // values have not changed since: the plugin can confirm them instead of receiving them
     // again. Once their outcomes are applied, forget_earlier_receipts drops every receipt of
     // earlier runs (those of members that changed or left included).
-    std::vector<ResumableMember> resumable_members(const std::string& export_name, int64_t run_id);
+    std::vector<ResumableMember> resumable_members(const std::string& export_name, int64_t run_id, int64_t baseline);
     void forget_earlier_receipts(const std::string& export_name, int64_t run_id);
     // Records outcomes and updates delivered state in one transaction. A pending outcome with
     // a receipt is kept, durably, until the member's final outcome arrives.

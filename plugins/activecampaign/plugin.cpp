@@ -18,6 +18,7 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
+#include <system_error>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -762,11 +763,9 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
             // a problem here (say, a 429) is met again by collect_outcomes or finish_export.
             Problem ignored;
             poll_due(*exp, 1, ignored);
-            // Imports that never finish (stuck at ActiveCampaign) must not stop the export:
-            // after the time finish_export would wait for them, the push goes ahead.
-            const auto give_up = Clock::now() + std::chrono::seconds(exp->http().settings().import_poll_budget_seconds);
-            while (queued_imports(*exp) >= kMaxQueuedImports && !exp->cancelled() && Clock::now() < give_up) {
-                if (!poll_due(*exp, 1, ignored)) std::this_thread::sleep_for(20ms);
+            while (queued_imports(*exp) >= kMaxQueuedImports && !exp->cancelled()) {
+                Problem again;
+                if (!poll_due(*exp, 1, again)) std::this_thread::sleep_for(20ms);
             }
         }
         if (!batch || batch->n_fields != exp->columns.size()) {
@@ -881,7 +880,12 @@ Poll poll_batch(segpush_export& exp, PendingBatch& batch, OutcomeList& out, Prob
     }
     if (info.state == ImportInfo::failed) {
         if (batch.resubmits == 0) {
-            if (resubmit(exp, batch)) return Poll::not_ready;
+            if (resubmit(exp, batch)) {
+                // The records now wait on another import: the host keeps its id as their
+                // receipt, so a run killed from here confirms that one, not the failed one.
+                for (uint64_t id : batch.ids) out.add(id, SEGPUSH_RECORD_PENDING, {}, batch.batch_id);
+                return Poll::not_ready;
+            }
             // Not queued again: try again at the next poll (the old id still says failed).
             return Poll::not_ready;
         }
@@ -899,7 +903,10 @@ void grow_backoff(segpush_export& exp, uint32_t retry_after_ms) {
 }
 
 void append(OutcomeList& to, const OutcomeList& from) {
-    for (const auto& item : from.items) to.add(item.record_id, item.status, item.reason ? item.reason : "");
+    for (size_t i = 0; i < from.items.size(); ++i) {
+        const auto& item = from.items[i];
+        to.add(item.record_id, item.status, item.reason ? item.reason : "", from.receipts[i] ? from.receipts[i] : "");
+    }
 }
 
 // Polls up to `max_polls` batches that are due (old enough, not being polled by another
@@ -929,9 +936,13 @@ bool poll_due(segpush_export& exp, size_t max_polls, Problem& problem) {
     return max_polls > 0;
 }
 
+// Imports awaiting confirmation, leaving out those queued longer than finish_export would wait
+// for them: imports stuck at ActiveCampaign must not hold up the rest of the export.
 size_t queued_imports(segpush_export& exp) {
+    const auto overdue = Clock::now() - std::chrono::seconds(exp.http().settings().import_poll_budget_seconds);
     std::lock_guard<std::mutex> guard(exp.mutex);
-    return exp.pending.size();
+    return static_cast<size_t>(std::count_if(exp.pending.begin(), exp.pending.end(),
+                                             [&](const PendingBatch& batch) { return batch.queued_at > overdue; }));
 }
 
 // Moves what the push workers settled into `out`.
@@ -971,7 +982,7 @@ Problem poll_until_settled(segpush_export& exp, Clock::time_point deadline) {
         std::lock_guard<std::mutex> guard(mutex);
         return static_cast<bool>(stop);
     };
-    auto poller = [&] {
+    auto poll_loop = [&] {
         while (!stopped()) {
             Clock::time_point due;
             {
@@ -1002,13 +1013,29 @@ Problem poll_until_settled(segpush_export& exp, Clock::time_point deadline) {
             }
         }
     };
+    // An exception must not leave a poller thread (it would end the host process).
+    auto poller = [&]() noexcept {
+        try {
+            poll_loop();
+        } catch (const std::exception&) {
+            std::lock_guard<std::mutex> guard(mutex);
+            if (!stop) stop = Problem{SEGPUSH_ERR_INTERNAL, "", "out of memory confirming imports", 0, 0};
+        }
+    };
     size_t threads = 0;
     {
         std::lock_guard<std::mutex> guard(exp.mutex);
         threads = std::min(exp.pending.size(), kFinishPollers);
     }
     std::vector<std::thread> pollers;
-    for (size_t i = 1; i < threads; ++i) pollers.emplace_back(poller);
+    pollers.reserve(threads);
+    for (size_t i = 1; i < threads; ++i) {
+        try {
+            pollers.emplace_back(poller);
+        } catch (const std::system_error&) {
+            break;  // fewer threads, same work
+        }
+    }
     if (threads > 0) poller();
     for (auto& thread : pollers) thread.join();
     return stop;
@@ -1066,6 +1093,7 @@ segpush_status resume_pending(segpush_export* exp, const segpush_batch* batch, c
             }
         }
         const BulkOptions options = subscribe_options(*exp);
+        std::list<PendingBatch> adopted;  // joins exp->pending only if the whole call succeeds
         for (const auto& [receipt, members] : by_receipt) {
             PendingBatch pending;
             pending.batch_id = receipt;
@@ -1088,8 +1116,11 @@ segpush_status resume_pending(segpush_export* exp, const segpush_batch* batch, c
             // Still importing, or the check itself met a passing fault: polled from now on like
             // the batches this export sends.
             for (uint64_t id : pending.ids) out->add(id, SEGPUSH_RECORD_PENDING, {}, pending.batch_id);
+            adopted.push_back(std::move(pending));
+        }
+        {
             std::lock_guard<std::mutex> guard(exp->mutex);
-            exp->pending.push_back(std::move(pending));
+            exp->pending.splice(exp->pending.end(), adopted);
         }
         publish(std::move(out), outcomes);
         return SEGPUSH_OK;

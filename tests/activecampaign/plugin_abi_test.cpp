@@ -134,6 +134,14 @@ struct Driver {
         return status;
     }
 
+    segpush_status collect(std::map<uint64_t, Outcome>& outcomes) {
+        segpush_outcomes out{};
+        segpush_error err = fresh_error();
+        const segpush_status status = api.collect_outcomes(exp, &out, &err);
+        take(out, outcomes);
+        return status;
+    }
+
     segpush_status finish(std::map<uint64_t, Outcome>& outcomes) {
         segpush_outcomes out{};
         segpush_error err = fresh_error();
@@ -290,5 +298,31 @@ TEST_CASE("plugin: a queued contact carries its import's batch id as receipt, an
         for (const auto& [id, outcome] : outcomes) CHECK(outcome.status == SEGPUSH_RECORD_ACCEPTED);
     }
     CHECK(sandbox.route_count("POST /api/3/import/bulk_import") == 1);
+    CHECK(sandbox.members(1).size() == 30);
+}
+
+TEST_CASE("plugin: an import resubmitted after failing gives its records the new import's id as receipt") {
+    Sandbox sandbox(fast_sandbox(R"("fail_next_imports": 1)"));
+    Driver driver(sandbox, R"(,"requests_per_second":100,"bulk_requests_per_minute":2000)");
+    std::map<uint64_t, Outcome> outcomes;
+    segpush_error err{};
+    REQUIRE(driver.push(people(30), 100, outcomes, err) == SEGPUSH_OK);
+    const std::string failed_import = outcomes[100].receipt;
+    REQUIRE_FALSE(failed_import.empty());
+    // The first confirmation finds the import failed and resubmits it: the records are
+    // reported PENDING again, under the new import's id.
+    std::string resubmitted;
+    for (int i = 0; i < 50 && resubmitted.empty(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        outcomes.clear();
+        REQUIRE(driver.collect(outcomes) == SEGPUSH_OK);
+        if (outcomes.count(100) && outcomes[100].status == SEGPUSH_RECORD_PENDING) resubmitted = outcomes[100].receipt;
+    }
+    CHECK_FALSE(resubmitted.empty());
+    CHECK(resubmitted != failed_import);
+    CHECK(outcomes[129].receipt == resubmitted);
+    outcomes.clear();
+    REQUIRE(driver.finish(outcomes) == SEGPUSH_OK);
+    CHECK(sandbox.route_count("POST /api/3/import/bulk_import") == 2);
     CHECK(sandbox.members(1).size() == 30);
 }

@@ -203,7 +203,7 @@ TEST_CASE("state: a receipt kept with a pending member outlives the process and 
     RunCounts counts;
     state.diff("e", next.baseline, false, 100, counts);
     CHECK(counts.unchanged == 1);  // c only: a pending record is not delivered until confirmed
-    const auto resumable = state.resumable_members("e", next.run_id);
+    const auto resumable = state.resumable_members("e", next.run_id, next.baseline);
     REQUIRE(resumable.size() == 1);
     CHECK(resumable[0].member.seq == 1);
     CHECK(resumable[0].receipt == "import-7");
@@ -218,8 +218,15 @@ TEST_CASE("state: a receipt kept with a pending member outlives the process and 
     RunCounts third_counts;
     state.diff("e", third.baseline, false, 100, third_counts);
     CHECK(third_counts.unchanged == 2);  // a (confirmed by its receipt) and c
-    const auto left = state.resumable_members("e", third.run_id);
+    const auto left = state.resumable_members("e", third.run_id, third.baseline);
     REQUIRE(left.size() == 1);
     CHECK(left[0].member.seq == 4);
     CHECK(left[0].receipt == "import-9");
+    // --full resends everything: receipts from before it confirm nothing.
+    state.finish_run(third.run_id, RunStatus::failed_retryable, third_counts, "interrupted", "");
+    const auto full = state.begin_run("e", true, false);
+    stage(state, {{"a", 1}, {"b", 22}, {"c", 3}, {"d", 4}});
+    RunCounts full_counts;
+    state.diff("e", full.baseline, false, 100, full_counts);
+    CHECK(state.resumable_members("e", full.run_id, full.baseline).empty());
 }

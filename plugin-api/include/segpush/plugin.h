@@ -134,7 +134,8 @@ typedef enum segpush_log_level {
 
 /*
  * Services the host offers the plugin. Host-owned; valid from segpush_plugin_entry until the
- * library is unloaded. All functions are [any-thread] and return quickly.
+ * library is unloaded. All functions may be called from any thread, the plugin's own threads
+ * included, and return quickly.
  */
 typedef struct segpush_host {
     uint32_t struct_size;
