@@ -218,7 +218,7 @@ public:
         summary_.report_path = write_report(claim.run_id);
         summary_.counts = counts_;
         state_.finish_run(claim.run_id, summary_.status, counts_, summary_.error, summary_.report_path);
-                summary_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+        summary_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
         return summary_;
     }
 
