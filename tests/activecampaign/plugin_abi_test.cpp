@@ -89,26 +89,30 @@ struct Driver {
         if (conn) api.close_connection(conn);
     }
 
-    // Pushes (email, first name) records with ids first_id...; returns the call's status.
-    segpush_status push(const std::vector<std::pair<std::string, std::string>>& records, uint64_t first_id,
-                        std::map<uint64_t, Outcome>& outcomes, segpush_error& err) {
+    // (email, first name) records with ids first_id... as the host would hand them over.
+    struct Batch {
         std::vector<uint64_t> ids;
         std::vector<segpush_value> values;
-        for (size_t i = 0; i < records.size(); ++i) {
-            ids.push_back(first_id + i);
-            values.push_back({records[i].first.data(), records[i].first.size()});
-            values.push_back({records[i].second.data(), records[i].second.size()});
-        }
         segpush_batch batch{};
-        batch.struct_size = sizeof batch;
-        batch.n_fields = 2;
-        batch.n_records = records.size();
-        batch.record_ids = ids.data();
-        batch.values = values.data();
-        batch.action = SEGPUSH_ACTION_UPSERT;
+
+        Batch(const std::vector<std::pair<std::string, std::string>>& records, uint64_t first_id) {
+            for (size_t i = 0; i < records.size(); ++i) {
+                ids.push_back(first_id + i);
+                values.push_back({records[i].first.data(), records[i].first.size()});
+                values.push_back({records[i].second.data(), records[i].second.size()});
+            }
+            batch = {sizeof(segpush_batch), 2, records.size(), ids.data(), values.data(), SEGPUSH_ACTION_UPSERT};
+        }
+        Batch(const Batch&) = delete;  // batch points into ids and values
+    };
+
+    // Pushes the records; returns the call's status.
+    segpush_status push(const std::vector<std::pair<std::string, std::string>>& records, uint64_t first_id,
+                        std::map<uint64_t, Outcome>& outcomes, segpush_error& err) {
+        const Batch batch(records, first_id);
         segpush_outcomes out{};
         err = fresh_error();
-        const segpush_status status = api.push_batch(exp, &batch, &out, &err);
+        const segpush_status status = api.push_batch(exp, &batch.batch, &out, &err);
         take(out, outcomes);
         return status;
     }
@@ -116,20 +120,12 @@ struct Driver {
     // Hands records an earlier export left PENDING back with their receipts.
     segpush_status resume(const std::vector<std::pair<std::string, std::string>>& records, uint64_t first_id,
                           const std::vector<std::string>& receipts, std::map<uint64_t, Outcome>& outcomes) {
-        std::vector<uint64_t> ids;
-        std::vector<segpush_value> values;
+        const Batch batch(records, first_id);
         std::vector<const char*> receipt_texts;
-        for (size_t i = 0; i < records.size(); ++i) {
-            ids.push_back(first_id + i);
-            values.push_back({records[i].first.data(), records[i].first.size()});
-            values.push_back({records[i].second.data(), records[i].second.size()});
-            receipt_texts.push_back(receipts[i].c_str());
-        }
-        const segpush_batch batch{sizeof(segpush_batch), 2, records.size(), ids.data(), values.data(),
-                                  SEGPUSH_ACTION_UPSERT};
+        for (const auto& receipt : receipts) receipt_texts.push_back(receipt.c_str());
         segpush_outcomes out{};
         segpush_error err = fresh_error();
-        const segpush_status status = api.resume_pending(exp, &batch, receipt_texts.data(), &out, &err);
+        const segpush_status status = api.resume_pending(exp, &batch.batch, receipt_texts.data(), &out, &err);
         take(out, outcomes);
         return status;
     }
