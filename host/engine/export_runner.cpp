@@ -75,6 +75,12 @@ struct Job {
     segpush_status status = SEGPUSH_OK;
     segpush_error error = fresh_error();
     std::vector<MemberOutcome> outcomes;
+
+    // The records as the plugin sees them; valid while the job's vectors are unchanged.
+    segpush_batch batch() const {
+        return {sizeof(segpush_batch), static_cast<uint32_t>(values.size() / ids.size()), ids.size(), ids.data(),
+                values.data(), action};
+    }
 };
 
 MemberState member_state(segpush_record_status status) {
@@ -147,8 +153,7 @@ private:
                 job = std::move(todo_.front());
                 todo_.pop_front();
             }
-            const segpush_batch batch{sizeof(segpush_batch), static_cast<uint32_t>(job->values.size() / job->ids.size()),
-                                      job->ids.size(), job->ids.data(), job->values.data(), job->action};
+            const segpush_batch batch = job->batch();
             segpush_outcomes outcomes{};
             job->error = fresh_error();
             job->status = api_.push_batch(export_, &batch, &outcomes, &job->error);
@@ -451,8 +456,7 @@ private:
             }
             prepare_values(job);
             attempted += static_cast<int64_t>(job.ids.size());
-            const segpush_batch batch{sizeof(segpush_batch), static_cast<uint32_t>(plan_.fields.size()), job.ids.size(),
-                                      job.ids.data(), job.values.data(), SEGPUSH_ACTION_UPSERT};
+            const segpush_batch batch = job.batch();
             segpush_outcomes outcomes{};
             segpush_error error = fresh_error();
             const segpush_status status = api_.resume_pending(exp, &batch, receipts.data(), &outcomes, &error);
