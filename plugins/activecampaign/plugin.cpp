@@ -18,7 +18,6 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
-#include <system_error>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -30,7 +29,10 @@
 #include <mutex>
 #include <new>
 #include <set>
+#include <system_error>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include "http.hpp"
 #include "requests.hpp"
@@ -529,6 +531,13 @@ BulkOptions subscribe_options(const segpush_export& exp) {
     return {exp.settings.list_id, ListAction::subscribe, exp.settings.tags, exp.settings.exclude_automations};
 }
 
+// The bulk import request for `which` rows, whose json is already built.
+std::string body_of(const std::vector<Row>& rows, const std::vector<size_t>& which) {
+    std::vector<const std::string*> objects;
+    for (size_t index : which) objects.push_back(&rows[index].json);
+    return bulk_body(objects);
+}
+
 // Marks every record of `rows` (by index) with `status` and `reason`.
 void mark(OutcomeList& out, const std::vector<Row>& rows, const std::vector<size_t>& which,
           segpush_record_status status, const std::string& reason) {
@@ -587,9 +596,7 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
                      "not sent: ActiveCampaign refused the bulk request four times in a row");
                 break;
             }
-            std::vector<const std::string*> objects;
-            for (size_t index : remaining) objects.push_back(&rows[index].json);
-            std::string body = bulk_body(objects);
+            std::string body = body_of(rows, remaining);
             const Budget budget = remaining.size() == 1 ? Budget::bulk_import_single : Budget::bulk_import;
             HttpResult result;
             if (!http.send("POST", "/api/3/import/bulk_import", &body, budget, exp.cancel_check(), result)) {
@@ -912,15 +919,23 @@ void append(OutcomeList& to, const OutcomeList& from) {
 // Polls up to `max_polls` batches that are due (old enough, not being polled by another
 // thread), oldest first, and keeps their outcomes in exp.settled. Stops at the first batch
 // that is not ready: the ones behind it are younger. True when it asked about any.
+// The oldest batch no thread is polling, and when it may be polled (after the backoff, and
+// once import/info can know it). pending.end() when every batch is being polled. Caller holds
+// exp.mutex.
+std::pair<std::list<PendingBatch>::iterator, Clock::time_point> next_unpolled(segpush_export& exp) {
+    auto it = std::find_if(exp.pending.begin(), exp.pending.end(), [](const PendingBatch& b) { return !b.polling; });
+    if (it == exp.pending.end()) return {it, Clock::time_point::max()};
+    return {it, std::max(exp.next_poll, it->queued_at + kFirstPollAge)};
+}
+
 bool poll_due(segpush_export& exp, size_t max_polls, Problem& problem) {
     for (size_t polled = 0; polled < max_polls; ++polled) {
         std::list<PendingBatch>::iterator it;
         {
             std::lock_guard<std::mutex> guard(exp.mutex);
-            const auto now = Clock::now();
-            if (now < exp.next_poll) return polled > 0;
-            it = std::find_if(exp.pending.begin(), exp.pending.end(), [](const PendingBatch& b) { return !b.polling; });
-            if (it == exp.pending.end() || now - it->queued_at < kFirstPollAge) return polled > 0;
+            Clock::time_point due;
+            std::tie(it, due) = next_unpolled(exp);
+            if (it == exp.pending.end() || Clock::now() < due) return polled > 0;
             it->polling = true;
         }
         OutcomeList found;
@@ -988,13 +1003,8 @@ Problem poll_until_settled(segpush_export& exp, Clock::time_point deadline) {
             {
                 std::lock_guard<std::mutex> guard(exp.mutex);
                 if (exp.pending.empty()) return;
-                due = exp.next_poll;
-                for (const auto& batch : exp.pending) {
-                    if (!batch.polling) {
-                        due = std::max(due, batch.queued_at + kFirstPollAge);
-                        break;
-                    }
-                }
+                const auto [next, at] = next_unpolled(exp);
+                due = next == exp.pending.end() ? exp.next_poll : at;
             }
             // A short nap when every batch is being polled by another thread.
             due = std::max(due, Clock::now() + 5ms);
@@ -1098,15 +1108,12 @@ segpush_status resume_pending(segpush_export* exp, const segpush_batch* batch, c
             PendingBatch pending;
             pending.batch_id = receipt;
             pending.queued_at = Clock::now() - kFirstPollAge;
-            std::vector<std::string> objects;
             for (size_t r : members) {
                 pending.ids.push_back(rows[r].id);
                 pending.emails.push_back(lower_ascii(rows[r].contact.email));
-                objects.push_back(bulk_contact_json(rows[r].contact, options));
+                rows[r].json = bulk_contact_json(rows[r].contact, options);
             }
-            std::vector<const std::string*> pointers;
-            for (const auto& object : objects) pointers.push_back(&object);
-            pending.body = bulk_body(pointers);
+            pending.body = body_of(rows, members);
             Problem problem;
             if (poll_batch(*exp, pending, *out, problem) == Poll::settled) continue;
             if (problem.status == SEGPUSH_ERR_CANCELLED || problem.status == SEGPUSH_ERR_AUTH ||
