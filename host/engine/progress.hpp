@@ -12,6 +12,8 @@ class ProgressReporter {
 public:
     ProgressReporter(std::string label, bool terminal);
     void start(int64_t total);
+    // The total grows while the records to send are still being read.
+    void set_total(int64_t total) { total_ = total; }
     void update(int64_t done);
     void finish();
 

@@ -191,14 +191,12 @@ std::optional<std::string> normalize_row(const RecordPlan& plan, const SegmentRo
     return std::nullopt;
 }
 
-std::string encode_record(const Record& record) {
-    std::string out;
+void encode_record(const Record& record, std::string& out) {
     for (const auto& value : record.values) {
         const uint32_t length = value ? static_cast<uint32_t>(value->size()) : kAbsent;
         out.append(reinterpret_cast<const char*>(&length), 4);
         if (value) out.append(*value);
     }
-    return out;
 }
 
 bool decode_record(std::string_view payload, size_t n_fields, segpush_value* out) {

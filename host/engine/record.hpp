@@ -50,8 +50,8 @@ std::optional<std::string> normalize_row(const RecordPlan& plan, const SegmentRo
 // alphabetic top-level label, ASCII only, at most 254 characters.
 bool is_valid_email(std::string_view email);
 
-// Values as stored in the state file and decoded for push_batch.
-std::string encode_record(const Record& record);
+// Values as stored in the state file and decoded for push_batch; appended to `out`.
+void encode_record(const Record& record, std::string& out);
 // Points `out` into `payload` (which must outlive it); false if the payload is corrupt.
 bool decode_record(std::string_view payload, size_t n_fields, segpush_value* out);
 

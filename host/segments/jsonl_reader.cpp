@@ -171,6 +171,7 @@ public:
         return Next::end;
     }
 
+    bool columns_checked_when_opened() const override { return false; }
     std::vector<std::string> absent_columns() const override {
         std::vector<std::string> absent;
         for (size_t i = 0; i < wanted_.size(); ++i) {

@@ -41,6 +41,10 @@ public:
     // opened, so this stays empty; JSON Lines has no header and learns it by reading.
     virtual std::vector<std::string> absent_columns() const { return {}; }
     virtual std::vector<std::string> present_columns() const { return {}; }
+    // True when opening the file proved every wanted column exists (a header), so no error
+    // about the file as a whole can come after its first row: its rows may be sent while
+    // the rest is still being read.
+    virtual bool columns_checked_when_opened() const { return true; }
 };
 
 // source: "csv" or "jsonl". wanted_columns: the columns the mapping reads.

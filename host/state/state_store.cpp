@@ -304,8 +304,8 @@ void StateStore::begin_staging() {
     staged_in_transaction_ = 0;
 }
 
-bool StateStore::stage_member(int64_t seq, const std::string& email_key, const std::string& key_value, uint64_t hash,
-                              const std::string& payload, int64_t source_index, int64_t line) {
+bool StateStore::stage_member(int64_t seq, std::string_view email_key, std::string_view key_value, uint64_t hash,
+                              std::string_view payload, int64_t source_index, int64_t line) {
     auto& insert = *stage_insert_;
     insert.bind(1, seq).bind(2, email_key).bind(3, key_value).bind(4, static_cast<int64_t>(hash))
         .bind_blob(5, payload.data(), payload.size()).bind(6, source_index).bind(7, line);
@@ -319,7 +319,7 @@ bool StateStore::stage_member(int64_t seq, const std::string& email_key, const s
     return inserted;
 }
 
-void StateStore::stage_reject(int64_t source_index, int64_t line, const std::string& email, const std::string& reason) {
+void StateStore::stage_reject(int64_t source_index, int64_t line, std::string_view email, std::string_view reason) {
     reject_insert_->bind(1, source_index).bind(2, line).bind(3, email).bind(4, reason).run();
 }
 
@@ -347,6 +347,14 @@ void StateStore::merge_delivered_log(const std::string& export_name) {
                 "(SELECT email_key FROM delivered_log WHERE export=?1 AND removed=1)")
         .bind(1, export_name).run();
     db_.prepare("DELETE FROM delivered_log WHERE export=?1").bind(1, export_name).run();
+}
+
+bool StateStore::nothing_recorded(const std::string& export_name) {
+    auto query = db_.prepare("SELECT EXISTS(SELECT 1 FROM delivered WHERE export=?1) OR "
+                             "EXISTS(SELECT 1 FROM delivered_log WHERE export=?1) OR "
+                             "EXISTS(SELECT 1 FROM unconfirmed WHERE export=?1)");
+    query.bind(1, export_name).step();
+    return query.integer(0) == 0;
 }
 
 void StateStore::diff(const std::string& export_name, int64_t baseline, bool stage_leavers, int64_t first_leaver_seq,

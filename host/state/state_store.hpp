@@ -5,6 +5,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "state/sqlite.hpp"
@@ -121,11 +122,14 @@ public:
     // Staging, in chunks of one transaction each (call begin_staging / end_staging around).
     void begin_staging();
     // False when the member's key was already staged in this run (a duplicate).
-    bool stage_member(int64_t seq, const std::string& email_key, const std::string& key_value, uint64_t hash,
-                      const std::string& payload, int64_t source_index, int64_t line);
-    void stage_reject(int64_t source_index, int64_t line, const std::string& email, const std::string& reason);
+    bool stage_member(int64_t seq, std::string_view email_key, std::string_view key_value, uint64_t hash,
+                      std::string_view payload, int64_t source_index, int64_t line);
+    void stage_reject(int64_t source_index, int64_t line, std::string_view email, std::string_view reason);
     void end_staging();
 
+    // True when the state file holds nothing about the export: no member delivered, none
+    // awaiting confirmation. Every member of its next run is new, so that run needs no diff.
+    bool nothing_recorded(const std::string& export_name);
     // Marks unchanged members, optionally stages leavers for removal; fills the diff counts.
     void diff(const std::string& export_name, int64_t baseline, bool stage_leavers, int64_t first_leaver_seq,
               RunCounts& counts);

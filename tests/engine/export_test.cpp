@@ -3,8 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -68,6 +70,35 @@ TEST_CASE("export: a segment exported twice sends nothing the second time") {
     CHECK_THAT(second.out, Catch::Contains("0 new, 0 changed, 600 unchanged"));
     CHECK(fixture.sandbox.total_requests() == requests_before);  // the destination is not even contacted
     check_secret_never_printed(fixture);
+}
+
+TEST_CASE("export: a first export sends while its segment is still being read") {
+    ExportFixture fixture(fast_sandbox());
+    const auto profiles = make_profiles(2000);
+    fixture.write_config("", kPacingAtScale20);
+    // The segment is a pipe the test writes into: the rest is written only once the
+    // destination has received imports from the first rows, which the run can only have sent
+    // while the file was still open. segpush reads rows in chunks of 1,024, so the first
+    // 1,500 rows make one chunk (four imports of 250) and the start of the next.
+    const std::string segment = fixture.dir.file("vip.csv");
+    REQUIRE(mkfifo(segment.c_str(), 0600) == 0);
+    BackgroundProcess run(fixture.segpush_argv("export run vip_export"), fixture.dir.file("run.out"),
+                          fixture.dir.file("run.err"), fixture.env());
+    std::ofstream pipe(segment);  // opens once segpush opens the other end
+    pipe << to_csv({profiles.begin(), profiles.begin() + 1500}) << std::flush;
+    for (int i = 0; i < 200 && fixture.sandbox.route_count("POST /api/3/import/bulk_import") < 4; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    CHECK(fixture.sandbox.route_count("POST /api/3/import/bulk_import") == 4);
+    const std::string rest = to_csv({profiles.begin() + 1500, profiles.end()});
+    pipe << rest.substr(rest.find('\n') + 1);  // without the header
+    pipe.close();
+    REQUIRE(run.wait() == 0);
+    const std::string out = read_file(fixture.dir.file("run.out"));
+    INFO(out << read_file(fixture.dir.file("run.err")));
+    CHECK_THAT(out, Catch::Contains("members       2000: 2000 new") && Catch::Contains("accepted      2000"));
+    require_list_equals(fixture.sandbox, profiles);
+    CHECK(fixture.sandbox.route_count("POST /api/3/import/bulk_import") == 8);
 }
 
 TEST_CASE("export: changing 10 members sends exactly those 10, --full sends everyone") {
