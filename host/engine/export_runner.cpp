@@ -12,6 +12,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <unordered_set>
 
 #include "engine/progress.hpp"
 #include "engine/record.hpp"
@@ -700,6 +701,7 @@ private:
             for (size_t i = 0; i < seen.size(); ++i) {
                 if (!seen[i]) retry.push_back(i);
             }
+            drop_stale_pending(outcomes);
             apply(run_id, outcomes);
             if (!retry.empty()) {
                 auto again = std::make_unique<Job>();
@@ -722,6 +724,7 @@ private:
         // Records the plugin settled before the failure keep their outcome; only the rest
         // are retried or reported.
         if (!job->outcomes.empty()) {
+            drop_stale_pending(job->outcomes);
             apply(run_id, job->outcomes);
             std::vector<int64_t> settled;
             for (const auto& outcome : job->outcomes) {
@@ -774,7 +777,22 @@ private:
         }
         // RETRY from collect means the destination lost those records: they go back to todo
         // and are resent by the next run (the cursor has passed them in this one).
+        for (const auto& outcome : collected) {
+            if (outcome.state == MemberState::todo) given_back_.insert(outcome.seq);
+        }
         apply(run_id, collected);
+    }
+
+    // A push that took several requests can report its records PENDING after collect gave
+    // some of them back (a request the destination lost while the push was still busy). That
+    // PENDING is stale: applied, it would have finish count the records as delivered.
+    void drop_stale_pending(std::vector<MemberOutcome>& outcomes) const {
+        if (given_back_.empty()) return;
+        outcomes.erase(std::remove_if(outcomes.begin(), outcomes.end(),
+                                      [&](const MemberOutcome& outcome) {
+                                          return outcome.state == MemberState::pending && given_back_.count(outcome.seq);
+                                      }),
+                       outcomes.end());
     }
 
     void apply(int64_t run_id, const std::vector<MemberOutcome>& outcomes) {
@@ -828,6 +846,7 @@ private:
     std::vector<std::unique_ptr<SegmentReader>> readers_;
     std::unique_ptr<SegmentFeed> feed_;  // reads readers_ on its own thread
     FeedChunk chunk_;
+    std::unordered_set<int64_t> given_back_;  // records collect_outcomes reported RETRY
     bool reading_done_ = false;
     int64_t baseline_ = 0;
     int64_t last_seq_ = 0;

@@ -387,3 +387,38 @@ TEST_CASE("export: a CSV and a JSON Lines segment combine, members de-duplicated
     CHECK_THAT(bad.err, Catch::Contains("run id must be a number"));
     check_secret_never_printed(fixture);
 }
+
+TEST_CASE("export: records given back while their push is still busy are sent again, never taken as delivered") {
+    TempDir dir;
+    std::string rows = "Email\n";
+    for (int i = 0; i < 150; ++i) rows += "m" + std::to_string(i) + "@example.com\n";
+    dir.write("vip.csv", rows);
+    dir.write("segpush.yaml", "plugin_dir: " SEGPUSH_LATE_PENDING_PLUGIN_DIR "\n"
+                              "state: " + dir.file("state.db") + "\n"
+                              "segments:\n"
+                              "  vip: { source: csv, path: vip.csv }\n"
+                              "connections:\n"
+                              "  late:\n"
+                              "    plugin: late-pending\n"
+                              "    display_name: Late\n"
+                              "    privacy_consent: true\n"
+                              "    settings: {}\n"
+                              "exports:\n"
+                              "  vip_late:\n"
+                              "    connection: late\n"
+                              "    segments: [vip]\n"
+                              "    settings: {}\n"
+                              "    mapping: { email: Email }\n");
+    // The plugin's first push (100 records) ends PENDING after collect_outcomes gave those
+    // records back; the second (50) is accepted.
+    for (int run = 1; run <= 2; ++run) {
+        const Run export_run = run_shell(dir.path().string(), std::string(SEGPUSH_BINARY) + " --config segpush.yaml export run vip_late");
+        INFO("run " << run << ": " << export_run.out << export_run.err);
+        CHECK(export_run.exit_code == 1);
+        CHECK_THAT(export_run.out, Catch::Contains("failed_will_retry") &&
+                                       Catch::Contains("100 records were not confirmed by the destination"));
+        // The first run sends everyone; the next sends the 100 again, the 50 delivered not.
+        CHECK_THAT(export_run.out, Catch::Contains(run == 1 ? "sent          150" : "sent          100"));
+        CHECK_THAT(export_run.out, Catch::Contains(run == 1 ? "accepted      50" : "accepted      0"));
+    }
+}

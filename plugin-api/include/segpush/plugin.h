@@ -413,7 +413,9 @@ typedef struct segpush_plugin {
      * [serial:export] with itself and finish_export, but may run while push_batch calls on the
      * same export are in flight (so the host never drains its pipeline to collect). A final
      * outcome reported here may reach the host before the PENDING of the push that sent the
-     * record; the host keeps the final one (ACCEPTED and REJECTED are never downgraded).
+     * record; the host keeps the final one (ACCEPTED and REJECTED are never downgraded), and
+     * a RETRY reported here stands (that push's PENDING for the record is ignored; the record
+     * is sent again by the next run).
      */
     segpush_status (*collect_outcomes)(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err);
 
