@@ -1,6 +1,7 @@
 #include "engine/export_runner.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -205,7 +206,9 @@ public:
         }
         try {
             open_segments();
-            if (sends_while_reading()) {
+            const bool while_reading = sends_while_reading();
+            feed_ = std::make_unique<SegmentFeed>(readers_, plan_, cancel_);
+            if (while_reading) {
                 deliver(claim.run_id, true);
             } else {
                 stage_all();
@@ -253,7 +256,6 @@ private:
             // Every file is opened (and its header checked) before any row is staged.
             readers_.push_back(open_segment(segment->path, segment->source, plan_.columns));
         }
-        feed_ = std::make_unique<SegmentFeed>(readers_, plan_, cancel_);
     }
 
     // A first delivery sends while the segment is still being read, and opens the connection
@@ -274,6 +276,8 @@ private:
     // already waiting, up to about `max_rows` rows, in one staging transaction. reading_done_
     // once the last file has ended and its columns are checked.
     void stage_rows(std::chrono::milliseconds wait, int64_t max_rows) {
+        auto got = feed_->next(chunk_, wait);
+        if (got == SegmentFeed::Got::nothing_yet) return;
         state_.begin_staging();
         // A read error leaves by exception: what was staged is committed then too, so that the
         // run's end is recorded outside the staging transaction.
@@ -292,19 +296,13 @@ private:
                 }
             }
         } staging{state_};
-        bool ended = false;
-        for (int64_t staged = 0; staged < max_rows;) {
-            const auto got = feed_->next(chunk_, staged == 0 ? wait : std::chrono::milliseconds(0));
-            if (got == SegmentFeed::Got::nothing_yet) break;
-            if (got == SegmentFeed::Got::end) {
-                ended = true;
-                break;
-            }
+        for (int64_t staged = 0; got == SegmentFeed::Got::chunk;) {
             stage_chunk(chunk_);
             staged += static_cast<int64_t>(chunk_.rows.size());
+            got = staged < max_rows ? feed_->next(chunk_, std::chrono::milliseconds(0)) : SegmentFeed::Got::nothing_yet;
         }
         staging.end();
-        if (!ended) return;
+        if (got != SegmentFeed::Got::end) return;
         for (size_t source = 0; source < readers_.size(); ++source) check_columns_present(*readers_[source], sources_[source]);
         reading_done_ = true;
     }
@@ -345,18 +343,19 @@ private:
     void read_more(std::chrono::milliseconds wait) {
         stage_rows(wait, kReadSlice);
         progress_.set_total(last_seq_);
-        if (!reading_done_) return;
-        counts_.members = counts_.new_members = last_seq_;
-        log_members();
+        counts_.members = counts_.new_members = last_seq_;  // a run stopped while reading says how far it got
+        if (reading_done_) log_members();
     }
 
-    // Only a read error can stop reading once sending has started (headers are checked when
-    // a file opens); the members sent before it stay sent and recorded.
+    // Only a read error (the disk, a network file system) can stop reading once sending has
+    // started, headers being checked when a file opens: the next run may well read the file.
+    // Whatever the destination confirmed before it is recorded.
     RunFailure reading_failed(const SegmentError& error) const {
-        return {RunStatus::failed_permanent,
+        return {RunStatus::failed_retryable,
                 std::string(error.what()) + (counts_.sent == 0 ? "; nothing was sent"
-                                                               : "; the " + std::to_string(counts_.sent) +
-                                                                     " members read before it were sent and are recorded")};
+                                                               : "; " + std::to_string(counts_.sent) +
+                                                                     " members were sent before it, and the next "
+                                                                     "run sends only what was not confirmed")};
     }
 
     void log_members() {
@@ -416,13 +415,16 @@ private:
             log_line(LogLevel::warn, "export " + export_.name + ": " + message + "; retrying in " +
                                          std::to_string(delay.count()) + " ms");
             sleep_unless_cancelled(delay);
-            if (cancel_) throw RunFailure{RunStatus::cancelled, "cancelled while waiting to retry " + what};
+            if (stop_waiting()) throw RunFailure{RunStatus::cancelled, "cancelled while waiting to retry " + what};
         }
     }
 
+    // Cancelled, or the run no longer needs the connection being set up on another thread.
+    bool stop_waiting() const { return cancel_ || setup_abandoned_; }
+
     void sleep_unless_cancelled(std::chrono::milliseconds delay) {
         const auto until = Clock::now() + delay;
-        while (!cancel_ && Clock::now() < until) {
+        while (!stop_waiting() && Clock::now() < until) {
             std::this_thread::sleep_for(std::min<Clock::duration>(std::chrono::milliseconds(100), until - Clock::now()));
         }
     }
@@ -431,7 +433,10 @@ private:
     // it is open, so that the caller closes it whatever fails next.
     segpush_export* begin(segpush_connection*& connection) {
         with_retries("opening the connection", [&](segpush_error* error) {
-            return api_.open_connection(connection_.settings.resolved_json.c_str(), &connection, error);
+            segpush_connection* opened = nullptr;  // the ABI defines it only on OK
+            const segpush_status status = api_.open_connection(connection_.settings.resolved_json.c_str(), &opened, error);
+            if (status == SEGPUSH_OK) connection = opened;
+            return status;
         });
         with_retries("checking the connection", [&](segpush_error* error) { return api_.check_connection(connection, error); });
         std::vector<const char*> field_ids;
@@ -444,16 +449,22 @@ private:
         return exp;
     }
 
-    // begin() on another thread while this one reads the first rows (its round trips cost
-    // the run nothing then). Only this thread touches the state file.
+    // begin() on another thread while this one reads on (its round trips cost the run
+    // nothing then), once there is a batch to send: a segment without members contacts
+    // nobody, as when the diff finds nothing to send. Only this thread touches the state
+    // file. nullptr: nothing to send, or cancelled before anything was begun.
     segpush_export* begin_while_reading(segpush_connection*& connection) {
+        const int64_t batch = plugin_.limits.max_records_per_batch ? plugin_.limits.max_records_per_batch : 1000;
+        while (!reading_done_ && !cancel_ && last_seq_ < batch) read_more(std::chrono::milliseconds(20));
+        if (cancel_ || last_seq_ == 0) return nullptr;
         auto setup = std::async(std::launch::async, [&] { return begin(connection); });
         try {
             while (!reading_done_ && !cancel_ && setup.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
                 read_more(std::chrono::milliseconds(20));
             }
         } catch (...) {
-            // Reading failed: wait for the other thread, and drop the export it may have begun.
+            // Reading failed: stop the other thread's retries, and drop the export it may have begun.
+            setup_abandoned_ = true;
             try {
                 if (segpush_export* exp = setup.get()) api_.abort_export(exp);
             } catch (...) {  // the reading error is the one to report
@@ -474,6 +485,7 @@ private:
             }
         } closer{api_};
         segpush_export* exp = while_reading ? begin_while_reading(closer.connection) : begin(closer.connection);
+        if (!exp) return;
         progress_.start(while_reading ? last_seq_ : to_send);
         std::optional<RunFailure> failure;
         try {
@@ -648,12 +660,8 @@ private:
                     job = std::move(*ready);
                     waiting.erase(ready);
                 } else if (!exhausted) {
-                    try {
-                        job = next_batch(run_id);
-                    } catch (const SegmentError& error) {
-                        failure = reading_failed(error);
-                    }
-                    exhausted = job == nullptr && (reading_done_ || failure.has_value());
+                    job = next_batch(run_id);
+                    exhausted = job == nullptr && reading_done_;
                 }
                 if (!job) break;
                 pool.submit(std::move(job));
@@ -662,17 +670,22 @@ private:
             if (in_flight == 0 && (stopping || (exhausted && waiting.empty()))) break;
             // While the segment is still being read, this thread waits for rows rather than for
             // finished pushes, and looks at those between chunks.
-            auto deadline = Clock::now() + (reading_done_ ? std::chrono::milliseconds(250) : std::chrono::milliseconds(0));
+            const bool reading = !reading_done_ && !stopping;
+            auto deadline = Clock::now() + (reading ? std::chrono::milliseconds(0) : std::chrono::milliseconds(250));
             for (const auto& job : waiting) deadline = std::min(deadline, job->not_before);
             for (auto& job : pool.finished(deadline)) {
                 --in_flight;
                 if (auto problem = handle(run_id, std::move(job), waiting)) failure = problem;
             }
-            if (!reading_done_ && !stopping && !failure) {
+            if (reading && !failure) {
+                // A failure to read stops the run like a failed push: what is in flight still
+                // lands and is recorded.
                 try {
                     read_more(std::chrono::milliseconds(20));
                 } catch (const SegmentError& error) {
-                    failure = reading_failed(error);  // what is in flight still lands and is recorded
+                    failure = reading_failed(error);
+                } catch (const std::exception& error) {
+                    failure = RunFailure{RunStatus::failed_retryable, error.what()};
                 }
             }
             if (api_.collect_outcomes && Clock::now() - last_collect > std::chrono::seconds(1)) {
@@ -847,6 +860,7 @@ private:
     std::unique_ptr<SegmentFeed> feed_;  // reads readers_ on its own thread
     FeedChunk chunk_;
     std::unordered_set<int64_t> given_back_;  // records collect_outcomes reported RETRY
+    std::atomic<bool> setup_abandoned_{false};
     bool reading_done_ = false;
     int64_t baseline_ = 0;
     int64_t last_seq_ = 0;

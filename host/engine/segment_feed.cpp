@@ -1,14 +1,14 @@
 #include "engine/segment_feed.hpp"
 
-#include <utility>
-
 namespace segpush {
 
 namespace {
 
 // 1,024 rows (about 150 KB at four mapped fields) per hand-over: the lock is taken a
-// thousand times per million rows, and eight chunks in waiting hold a few megabytes at most.
+// thousand times per million rows, and eight chunks in waiting hold a few megabytes. A chunk
+// of very long rows is handed over at 16 MiB (its offsets are 32-bit).
 constexpr size_t kRowsPerChunk = 1024;
+constexpr size_t kBytesPerChunk = size_t{16} << 20;
 constexpr size_t kChunksWaiting = 8;
 
 FeedRow::Span append(FeedChunk& chunk, std::string_view text) {
@@ -37,7 +37,7 @@ SegmentFeed::Got SegmentFeed::next(FeedChunk& chunk, std::chrono::milliseconds w
     changed_.wait_for(lock, wait, [this] { return !ready_.empty() || ended_; });
     if (ready_.empty()) {
         if (!ended_) return Got::nothing_yet;
-        if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+        if (error_) std::rethrow_exception(error_);
         return Got::end;
     }
     spare_.push_back(std::move(chunk));
@@ -98,7 +98,8 @@ void SegmentFeed::read_all() {
                     out.payload = {start, static_cast<uint32_t>(chunk.text.size()) - start};
                 }
                 chunk.rows.push_back(out);
-                if (chunk.rows.size() == kRowsPerChunk && !publish(chunk)) return;
+                const bool full = chunk.rows.size() == kRowsPerChunk || chunk.text.size() >= kBytesPerChunk;
+                if (full && !publish(chunk)) return;
             }
         }
         if (!chunk.rows.empty() && !publish(chunk)) return;

@@ -60,7 +60,8 @@ public:
     SegmentFeed& operator=(const SegmentFeed&) = delete;
 
     // The next chunk, waiting up to `wait` for it; `chunk`'s old buffers are recycled. After
-    // the last chunk: end. An error reading a file is thrown here, after the rows before it.
+    // the last chunk: end. An error reading a file is thrown here, after the rows before it,
+    // and again by every later call.
     Got next(FeedChunk& chunk, std::chrono::milliseconds wait);
 
 private:

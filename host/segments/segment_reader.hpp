@@ -21,7 +21,7 @@ struct RowProblem {
 };
 
 // The file cannot be used at all (unreadable, no header, a wanted column missing). Thrown
-// before any row is returned, so a run stops before anything is sent.
+// when the file is opened, except a read error (the disk, a network file system) met later.
 class SegmentError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;

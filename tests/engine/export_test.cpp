@@ -101,6 +101,17 @@ TEST_CASE("export: a first export sends while its segment is still being read") 
     CHECK(fixture.sandbox.route_count("POST /api/3/import/bulk_import") == 8);
 }
 
+TEST_CASE("export: a first export without a valid member contacts nobody") {
+    ExportFixture fixture(fast_sandbox());
+    fixture.dir.write("vip.csv", "Email,FirstName,LastName,Phone\nnot-an-email,Ada,,\n,Bob,,\n");
+    fixture.write_config("", kPacingAtScale20);
+    const Run run = fixture.segpush("export run vip_export");
+    INFO(run.out << run.err);
+    CHECK(run.exit_code == 0);
+    CHECK_THAT(run.out, Catch::Contains("members       0: 0 new"));
+    CHECK(fixture.sandbox.total_requests() == 0);
+}
+
 TEST_CASE("export: changing 10 members sends exactly those 10, --full sends everyone") {
     ExportFixture fixture(fast_sandbox());
     auto profiles = make_profiles(400);
