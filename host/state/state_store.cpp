@@ -77,7 +77,6 @@ CREATE TEMP TABLE IF NOT EXISTS staged(
   reason TEXT,
   source INTEGER NOT NULL DEFAULT 0,
   line INTEGER NOT NULL DEFAULT 0);
-CREATE UNIQUE INDEX IF NOT EXISTS temp.staged_by_key ON staged(email_key);
 
 CREATE TEMP TABLE IF NOT EXISTS rejects(
   source INTEGER NOT NULL,
@@ -262,7 +261,8 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     }
     // The TEMP tables hold one run: a run starting on a store that ran another (tests do)
     // starts from empty ones. In a fresh connection, as every segpush run has, they are.
-    db_.exec("DELETE FROM temp.staged; DELETE FROM temp.rejects;");
+    db_.exec("DROP INDEX IF EXISTS temp.staged_by_key; DELETE FROM temp.staged; DELETE FROM temp.rejects;");
+    staged_keys_.clear();
     transaction.commit();
     return claim;
 }
@@ -298,25 +298,35 @@ std::optional<RunRecord> StateStore::get_run(int64_t id) {
 void StateStore::begin_staging() {
     staging_.emplace(db_);
     stage_insert_.emplace(db_.prepare(
-        "INSERT OR IGNORE INTO staged(seq, email_key, key_value, hash, payload, source, line) "
-        "VALUES(?, ?, ?, ?, ?, ?, ?)"));
+        "INSERT INTO staged(seq, email_key, key_value, hash, payload, source, line) VALUES(?, ?, ?, ?, ?, ?, ?)"));
+    staged_key_query_.emplace(db_.prepare("SELECT email_key FROM staged WHERE seq=?"));
     reject_insert_.emplace(db_.prepare("INSERT INTO rejects(source, line, email, reason) VALUES(?, ?, ?, ?)"));
     staged_in_transaction_ = 0;
 }
 
 bool StateStore::stage_member(int64_t seq, std::string_view email_key, std::string_view key_value, uint64_t hash,
                               std::string_view payload, int64_t source_index, int64_t line) {
+    if (seq <= 0 || seq > static_cast<int64_t>(UINT32_MAX)) {
+        throw std::runtime_error("a run can stage at most 4,294,967,295 members");
+    }
+    auto key_of = [this](uint32_t other) {
+        auto& query = *staged_key_query_;
+        query.bind(1, static_cast<int64_t>(other));
+        std::string key = query.step() ? query.text(0) : std::string();
+        query.reset();
+        return key;
+    };
+    if (staged_keys_.find_or_add(email_key, static_cast<uint32_t>(seq), key_of) != 0) return false;
     auto& insert = *stage_insert_;
     insert.bind(1, seq).bind(2, email_key).bind(3, key_value).bind(4, static_cast<int64_t>(hash))
         .bind_blob(5, payload.data(), payload.size()).bind(6, source_index).bind(7, line);
     insert.run();
-    const bool inserted = db_.changes() > 0;
     if (++staged_in_transaction_ >= kStagingChunk) {
         staging_->commit();
         staging_.emplace(db_);
         staged_in_transaction_ = 0;
     }
-    return inserted;
+    return true;
 }
 
 void StateStore::stage_reject(int64_t source_index, int64_t line, std::string_view email, std::string_view reason) {
@@ -326,6 +336,7 @@ void StateStore::stage_reject(int64_t source_index, int64_t line, std::string_vi
 void StateStore::end_staging() {
     stage_insert_.reset();
     reject_insert_.reset();
+    staged_key_query_.reset();
     if (staging_) staging_->commit();
     staging_.reset();
 }
@@ -347,6 +358,10 @@ void StateStore::merge_delivered_log(const std::string& export_name) {
                 "(SELECT email_key FROM delivered_log WHERE export=?1 AND removed=1)")
         .bind(1, export_name).run();
     db_.prepare("DELETE FROM delivered_log WHERE export=?1").bind(1, export_name).run();
+}
+
+void StateStore::index_staged_keys() {
+    db_.exec("CREATE UNIQUE INDEX IF NOT EXISTS temp.staged_by_key ON staged(email_key)");
 }
 
 bool StateStore::nothing_recorded(const std::string& export_name) {
@@ -376,6 +391,7 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
         transaction.commit();
         return;
     }
+    index_staged_keys();
     db_.prepare("UPDATE staged SET state=4, payload=NULL WHERE EXISTS (SELECT 1 FROM delivered d "
                 "WHERE d.export=?1 AND d.email_key=staged.email_key AND d.hash=staged.hash AND d.run_id>=?2)")
         .bind(1, export_name).bind(2, baseline).run();
@@ -418,6 +434,11 @@ std::vector<ResumableMember> StateStore::resumable_members(const std::string& ex
     // The newest receipt per member, should a run have died between recording a resumed
     // member's new receipt and forgetting its old one. A --full run resends everything
     // delivered before its baseline, so receipts from before it do not count either.
+    auto any = db_.prepare("SELECT EXISTS(SELECT 1 FROM unconfirmed WHERE export=?1 AND run_id<?2 AND run_id>=?3)");
+    any.bind(1, export_name).bind(2, run_id).bind(3, baseline).step();
+    if (any.integer(0) == 0) return {};
+    any.reset();
+    index_staged_keys();
     auto query = db_.prepare("SELECT s.seq, s.payload, u.receipt, MAX(u.run_id) FROM unconfirmed u "
                              "JOIN staged s ON s.email_key=u.email_key AND s.hash=u.hash AND s.state=0 AND s.action=0 "
                              "WHERE u.export=?1 AND u.run_id<?2 AND u.run_id>=?3 GROUP BY s.seq ORDER BY s.seq");

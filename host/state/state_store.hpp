@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "state/sqlite.hpp"
+#include "state/staged_keys.hpp"
 
 namespace segpush {
 
@@ -155,11 +156,16 @@ public:
 
 private:
     void merge_delivered_log(const std::string& export_name);
+    // The staged rows' email index, built once staging is over and only by what joins on it
+    // (a diff, resuming receipts): staging itself de-duplicates through staged_keys_.
+    void index_staged_keys();
 
     sqlite::Database db_;
     std::optional<sqlite::Transaction> staging_;
     std::optional<sqlite::Statement> stage_insert_;
     std::optional<sqlite::Statement> reject_insert_;
+    std::optional<sqlite::Statement> staged_key_query_;
+    StagedKeys staged_keys_;
     int staged_in_transaction_ = 0;
     // Whether this connection has seen receipts: without any, final outcomes skip the
     // per-member delete from the (then empty) unconfirmed table.

@@ -230,3 +230,25 @@ TEST_CASE("state: a receipt kept with a pending member outlives the process and 
     state.diff("e", full.baseline, false, 100, full_counts);
     CHECK(state.resumable_members("e", full.run_id, full.baseline).empty());
 }
+
+TEST_CASE("staged keys: every key found again across growth, a fingerprint match is checked against the key") {
+    StagedKeys keys;
+    std::vector<std::string> stored(1);  // seq -> key, as the staged table holds them
+    auto key_of = [&](uint32_t seq) { return stored.at(seq); };
+    for (uint32_t i = 1; i <= 100000; ++i) {
+        stored.push_back("member" + std::to_string(i) + "@example.com");
+        REQUIRE(keys.find_or_add(stored.back(), i, key_of) == 0);
+    }
+    for (uint32_t i = 1; i <= 100000; i += 997) {
+        CHECK(keys.find_or_add("member" + std::to_string(i) + "@example.com", 200000, key_of) == i);
+    }
+
+    // Same fingerprint, different key (a hash collision): key_of is the judge, so a key it
+    // does not confirm is recorded as a member of its own.
+    StagedKeys colliding;
+    auto says_other = [](uint32_t) { return std::string("someone-else@example.com"); };
+    CHECK(colliding.find_or_add("ada@example.com", 1, says_other) == 0);
+    CHECK(colliding.find_or_add("ada@example.com", 2, says_other) == 0);
+    auto says_ada = [](uint32_t) { return std::string("ada@example.com"); };
+    CHECK(colliding.find_or_add("ada@example.com", 3, says_ada) == 1);
+}
