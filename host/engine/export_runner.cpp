@@ -304,6 +304,7 @@ private:
         staging.end();
         if (got != SegmentFeed::Got::end) return;
         for (size_t source = 0; source < readers_.size(); ++source) check_columns_present(*readers_[source], sources_[source]);
+        state_.all_members_staged();
         reading_done_ = true;
     }
 

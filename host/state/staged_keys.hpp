@@ -1,7 +1,9 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <string_view>
 #include <vector>
 
@@ -16,23 +18,39 @@ namespace segpush {
 // a million members never hold more than 16 MiB even while one of them is being copied.
 class StagedKeys {
 public:
-    // The seq already holding `key`, or 0 after recording it under `seq` (1 .. 2^32 - 1, growing
-    // with each member added: a run's seqs).
+    // Where `find` left a key: the seq holding it (0: none yet), else the slot it would take.
+    struct Place {
+        uint32_t held = 0;
+        size_t slot = 0;
+        uint32_t fingerprint = 0;
+    };
+
+    // Looks `key` up; `key_of(seq)` reads a candidate's key back. Grows the table first, so the
+    // place stays valid for `add` as long as nothing is added in between.
     template <typename KeyOf>
-    uint32_t find_or_add(std::string_view key, uint32_t seq, const KeyOf& key_of) {
+    Place find(std::string_view key, const KeyOf& key_of) {
         if ((count_ + 1) * 10 > slots_.size() * 7) grow();
+        // The hash's upper half: the lower one picks the slot, once the table is large.
+        static_assert(sizeof(size_t) == 8, "the fingerprint is the upper half of a 64-bit hash");
         const auto fingerprint = static_cast<uint32_t>(std::hash<std::string_view>{}(key) >> 32);
         for (size_t at = fingerprint & (slots_.size() - 1);; at = (at + 1) & (slots_.size() - 1)) {
             const uint32_t held = slots_[at];
-            if (held == 0) {
-                slots_[at] = seq;
-                fingerprints_.resize(seq + size_t{1});
-                fingerprints_[seq] = fingerprint;
-                ++count_;
-                return 0;
-            }
-            if (fingerprints_[held] == fingerprint && key_of(held) == key) return held;
+            if (held == 0) return {0, at, fingerprint};
+            if (fingerprints_[held] == fingerprint && key_of(held) == key) return {held, at, fingerprint};
         }
+    }
+
+    // Records the key `find` did not find under `seq`, once it is stored where key_of reads it
+    // (a key recorded for a row that failed to be written would shadow the next copy of it).
+    // Seqs grow with each member added: a run's seqs, 1 .. 2^32 - 1.
+    void add(const Place& place, uint32_t seq) {
+        if (place.held != 0 || slots_[place.slot] != 0 || seq < fingerprints_.size()) {
+            throw std::logic_error("StagedKeys::add: not the free place of a new, higher seq");
+        }
+        fingerprints_.resize(seq + size_t{1});
+        fingerprints_[seq] = place.fingerprint;
+        slots_[place.slot] = seq;
+        ++count_;
     }
 
     void clear() {
@@ -41,10 +59,17 @@ public:
         count_ = 0;
     }
 
+    // Gives the memory back (12 bytes a member) once no more keys come; `clear` before reuse.
+    void release() {
+        std::vector<uint32_t>().swap(slots_);
+        std::vector<uint32_t>().swap(fingerprints_);
+        count_ = 0;
+    }
+
 private:
     // Doubles the table; a seq's place comes from its fingerprint, so no key is read.
     void grow() {
-        std::vector<uint32_t> old(slots_.size() * 2, 0);
+        std::vector<uint32_t> old(std::max<size_t>(slots_.size() * 2, 1024), 0);
         old.swap(slots_);
         for (const uint32_t seq : old) {
             if (seq == 0) continue;

@@ -186,10 +186,11 @@ StateStore::StateStore(const std::string& path) : db_([&] {
     // They need no durability (every run stages afresh; the delivered table is the
     // checkpoint), so they stay out of the WAL and the state file, which also keeps a run's
     // personal data out of the state file. Staged rows are written and read in seq order, so
-    // they are keyed by it (appends and range scans); the email index only serves
-    // de-duplication and the diff. The TEMP cache (16 MiB) keeps most of that index out of
-    // read(2) while staging; the state file is written sequentially and read at random only
-    // by the diff, where a bigger cache than 4 MiB bought little.
+    // they are keyed by it (appends and range scans); their email index is built only for a
+    // diff (staging de-duplicates in memory, StagedKeys). The TEMP cache (16 MiB) keeps the
+    // rows staging reads back and that index out of read(2); the state file is written
+    // sequentially and read at random only by the diff, where a bigger cache than 4 MiB
+    // bought little.
     // The TEMP database keeps no rollback journal: journaling the index pages each staging
     // chunk and outcome batch touches cost 0.3 s at a million members. Its rows are rebuilt
     // by every run and vanish with the connection; a transaction is only rolled back when the
@@ -316,11 +317,13 @@ bool StateStore::stage_member(int64_t seq, std::string_view email_key, std::stri
         query.reset();
         return key;
     };
-    if (staged_keys_.find_or_add(email_key, static_cast<uint32_t>(seq), key_of) != 0) return false;
+    const StagedKeys::Place place = staged_keys_.find(email_key, key_of);
+    if (place.held != 0) return false;
     auto& insert = *stage_insert_;
     insert.bind(1, seq).bind(2, email_key).bind(3, key_value).bind(4, static_cast<int64_t>(hash))
         .bind_blob(5, payload.data(), payload.size()).bind(6, source_index).bind(7, line);
     insert.run();
+    staged_keys_.add(place, static_cast<uint32_t>(seq));
     if (++staged_in_transaction_ >= kStagingChunk) {
         staging_->commit();
         staging_.emplace(db_);
@@ -340,6 +343,8 @@ void StateStore::end_staging() {
     if (staging_) staging_->commit();
     staging_.reset();
 }
+
+void StateStore::all_members_staged() { staged_keys_.release(); }
 
 // Delivered outcomes are appended to delivered_log as they arrive (sequential pages: a batch
 // costs the WAL a few pages, where upserting into delivered, ordered by email, dirtied a page
@@ -374,6 +379,10 @@ bool StateStore::nothing_recorded(const std::string& export_name) {
 
 void StateStore::diff(const std::string& export_name, int64_t baseline, bool stage_leavers, int64_t first_leaver_seq,
                       RunCounts& counts) {
+    // The TEMP index is private to this connection: built before the write lock is taken,
+    // so other writers (serve's runs) do not wait the ~0.6 s a million members take. A first
+    // delivery needs none.
+    if (!nothing_recorded(export_name)) index_staged_keys();
     sqlite::Transaction transaction(db_);
     merge_delivered_log(export_name);
     auto delivered_any = db_.prepare("SELECT EXISTS(SELECT 1 FROM delivered WHERE export=?)");
@@ -391,7 +400,7 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
         transaction.commit();
         return;
     }
-    index_staged_keys();
+    index_staged_keys();  // unless built above: something was recorded since
     db_.prepare("UPDATE staged SET state=4, payload=NULL WHERE EXISTS (SELECT 1 FROM delivered d "
                 "WHERE d.export=?1 AND d.email_key=staged.email_key AND d.hash=staged.hash AND d.run_id>=?2)")
         .bind(1, export_name).bind(2, baseline).run();

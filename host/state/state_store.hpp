@@ -127,6 +127,9 @@ public:
                       std::string_view payload, int64_t source_index, int64_t line);
     void stage_reject(int64_t source_index, int64_t line, std::string_view email, std::string_view reason);
     void end_staging();
+    // No more members come this run (leavers are staged by the diff): frees what staging
+    // needed to find duplicates.
+    void all_members_staged();
 
     // True when the state file holds nothing about the export: no member delivered, none
     // awaiting confirmation. Every member of its next run is new, so that run needs no diff.

@@ -237,18 +237,44 @@ TEST_CASE("staged keys: every key found again across growth, a fingerprint match
     auto key_of = [&](uint32_t seq) { return stored.at(seq); };
     for (uint32_t i = 1; i <= 100000; ++i) {
         stored.push_back("member" + std::to_string(i) + "@example.com");
-        REQUIRE(keys.find_or_add(stored.back(), i, key_of) == 0);
+        const auto place = keys.find(stored.back(), key_of);
+        REQUIRE(place.held == 0);
+        keys.add(place, i);
     }
     for (uint32_t i = 1; i <= 100000; i += 997) {
-        CHECK(keys.find_or_add("member" + std::to_string(i) + "@example.com", 200000, key_of) == i);
+        CHECK(keys.find("member" + std::to_string(i) + "@example.com", key_of).held == i);
     }
+    // Seqs only grow: an older one would overwrite the fingerprint another key is found by.
+    CHECK_THROWS_AS(keys.add(keys.find("late@example.com", key_of), 5), std::logic_error);
 
     // Same fingerprint, different key (a hash collision): key_of is the judge, so a key it
     // does not confirm is recorded as a member of its own.
     StagedKeys colliding;
     auto says_other = [](uint32_t) { return std::string("someone-else@example.com"); };
-    CHECK(colliding.find_or_add("ada@example.com", 1, says_other) == 0);
-    CHECK(colliding.find_or_add("ada@example.com", 2, says_other) == 0);
+    auto first = colliding.find("ada@example.com", says_other);
+    CHECK(first.held == 0);
+    colliding.add(first, 1);
+    auto second = colliding.find("ada@example.com", says_other);
+    CHECK(second.held == 0);
+    colliding.add(second, 2);
     auto says_ada = [](uint32_t) { return std::string("ada@example.com"); };
-    CHECK(colliding.find_or_add("ada@example.com", 3, says_ada) == 1);
+    CHECK(colliding.find("ada@example.com", says_ada).held == 1);
+
+    // Released, then used again: starts empty.
+    colliding.release();
+    CHECK(colliding.find("ada@example.com", says_ada).held == 0);
+}
+
+TEST_CASE("staging: a member whose row failed to be written is not taken for a duplicate, nor hides one") {
+    test::TempDir dir;
+    StateStore state(dir.file("state.db"));
+    state.begin_run("e", false, false);
+    state.begin_staging();
+    REQUIRE(state.stage_member(1, "a@example.com", "a@example.com", 1, "{}", 0, 2));
+    // Seq 1 is taken: the row is refused, so its key must not be recorded under seq 1.
+    CHECK_THROWS(state.stage_member(1, "b@example.com", "b@example.com", 2, "{}", 0, 3));
+    CHECK_FALSE(state.stage_member(2, "a@example.com", "a@example.com", 1, "{}", 0, 4));
+    CHECK(state.stage_member(2, "b@example.com", "b@example.com", 2, "{}", 0, 5));
+    CHECK_FALSE(state.stage_member(3, "b@example.com", "b@example.com", 2, "{}", 0, 6));
+    state.end_staging();
 }
