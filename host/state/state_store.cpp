@@ -8,6 +8,7 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include <segpush/plugin.h>
@@ -17,7 +18,7 @@ namespace segpush {
 namespace {
 
 constexpr int kStagingChunk = 20000;
-constexpr int kSchemaVersion = 5;
+constexpr int kSchemaVersion = 6;
 
 const char* const kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS runs(
@@ -57,14 +58,18 @@ CREATE TABLE IF NOT EXISTS delivered_log(
   run_id INTEGER NOT NULL,
   removed INTEGER NOT NULL DEFAULT 0);
 
+-- One row per receipt: the batch of consecutive seqs it covers and, in `members`, the key
+-- and hash of each member it covers (see encode_receipt_members), by which the next run
+-- finds them. A row per member wrote and then deleted a B-tree row per member: half of the
+-- state file's writes. The table holds the imports in flight, so it is scanned, not indexed.
 CREATE TABLE IF NOT EXISTS unconfirmed(
-  run_id INTEGER NOT NULL,
-  seq INTEGER NOT NULL,
+  id INTEGER PRIMARY KEY,
   export TEXT NOT NULL,
-  email_key TEXT NOT NULL,
-  hash INTEGER NOT NULL,
+  run_id INTEGER NOT NULL,
+  first_seq INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL,
   receipt TEXT NOT NULL,
-  PRIMARY KEY(run_id, seq)) WITHOUT ROWID;
+  members BLOB NOT NULL);
 
 CREATE TEMP TABLE IF NOT EXISTS staged(
   seq INTEGER PRIMARY KEY,
@@ -140,6 +145,32 @@ const char* const kCountAssignments =
     "rows_read=?, invalid=?, duplicates=?, members=?, new_members=?, changed=?, unchanged=?, leaving=?, sent=?, "
     "accepted=?, rejected=?, removed=?";
 
+// A receipt's members: for each, its hash (8 bytes), its key's length (4 bytes), both little
+// endian, and the key.
+void encode_receipt_member(std::string& out, uint64_t hash, std::string_view email_key) {
+    for (int byte = 0; byte < 8; ++byte) out.push_back(static_cast<char>(hash >> (8 * byte)));
+    const auto length = static_cast<uint32_t>(email_key.size());
+    for (int byte = 0; byte < 4; ++byte) out.push_back(static_cast<char>(length >> (8 * byte)));
+    out.append(email_key);
+}
+
+template <typename Visit>
+void decode_receipt_members(std::string_view in, const Visit& visit) {
+    auto take = [&](int bytes) {
+        uint64_t value = 0;
+        for (int byte = 0; byte < bytes; ++byte) value |= uint64_t{static_cast<unsigned char>(in[byte])} << (8 * byte);
+        in.remove_prefix(bytes);
+        return value;
+    };
+    while (in.size() >= 12) {
+        const uint64_t hash = take(8);
+        const auto length = static_cast<size_t>(take(4));
+        if (length > in.size()) break;  // a torn row confirms what it can
+        visit(hash, in.substr(0, length));
+        in.remove_prefix(length);
+    }
+}
+
 }  // namespace
 
 std::string to_string(RunStatus status) {
@@ -203,7 +234,7 @@ StateStore::StateStore(const std::string& path) : db_([&] {
     // email, which made every read a random one). They only matter to a run in progress, whose
     // delivered records are checkpointed separately, so the old tables are simply dropped.
     // Version 4 added the unconfirmed table, version 5 keyed it by run and seq and added
-    // delivered_log (created below like every table).
+    // delivered_log (created below like every table), version 6 made it a row per receipt.
     const int64_t version = [&] {
         sqlite::Statement query = db_.prepare("PRAGMA user_version");
         query.step();
@@ -211,9 +242,9 @@ StateStore::StateStore(const std::string& path) : db_([&] {
     }();
     if (version < kSchemaVersion) {
         db_.exec("DROP TABLE IF EXISTS main.staged; DROP TABLE IF EXISTS main.rejects;");
-        // Version 4 keyed receipts by email (random pages in every commit); losing them only
-        // means a batch in flight at a crash is sent again.
-        if (version == 4) db_.exec("DROP TABLE IF EXISTS main.unconfirmed;");
+        // Versions 4 and 5 kept a receipt per member; losing them only means a batch in
+        // flight at a crash is sent again.
+        if (version == 4 || version == 5) db_.exec("DROP TABLE IF EXISTS main.unconfirmed;");
         db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion) + ";");
     }
     db_.exec(kSchema);
@@ -448,14 +479,25 @@ std::vector<ResumableMember> StateStore::resumable_members(const std::string& ex
     if (any.integer(0) == 0) return {};
     any.reset();
     index_staged_keys();
-    auto query = db_.prepare("SELECT s.seq, s.payload, u.receipt, MAX(u.run_id) FROM unconfirmed u "
-                             "JOIN staged s ON s.email_key=u.email_key AND s.hash=u.hash AND s.state=0 AND s.action=0 "
-                             "WHERE u.export=?1 AND u.run_id<?2 AND u.run_id>=?3 GROUP BY s.seq ORDER BY s.seq");
-    query.bind(1, export_name).bind(2, run_id).bind(3, baseline);
-    std::vector<ResumableMember> members;
-    while (query.step()) {
-        members.push_back({{query.integer(0), MemberAction::upsert, std::string(query.blob(1))}, query.text(2)});
+    auto receipts = db_.prepare("SELECT receipt, members FROM unconfirmed WHERE export=?1 AND run_id<?2 AND run_id>=?3 "
+                                "ORDER BY run_id, id");
+    receipts.bind(1, export_name).bind(2, run_id).bind(3, baseline);
+    auto member = db_.prepare("SELECT seq, payload FROM staged WHERE email_key=? AND hash=? AND state=0 AND action=0");
+    std::map<int64_t, ResumableMember> by_seq;  // a later receipt for the same member wins
+    while (receipts.step()) {
+        const std::string receipt = receipts.text(0);
+        decode_receipt_members(receipts.blob(1), [&](uint64_t hash, std::string_view email_key) {
+            member.bind(1, email_key).bind(2, static_cast<int64_t>(hash));
+            if (member.step()) {
+                const int64_t seq = member.integer(0);
+                by_seq[seq] = {{seq, MemberAction::upsert, std::string(member.blob(1))}, receipt};
+            }
+            member.reset();
+        });
     }
+    std::vector<ResumableMember> members;
+    members.reserve(by_seq.size());
+    for (auto& [seq, resumable] : by_seq) members.push_back(std::move(resumable));
     receipts_seen_ = receipts_seen_ || !members.empty();
     return members;
 }
@@ -473,14 +515,20 @@ struct StateStore::OutcomeStatements {
     explicit OutcomeStatements(sqlite::Database& db)
         : set_state(db.prepare("UPDATE OR IGNORE staged SET state=?3, reason=?4 WHERE seq BETWEEN ?1 AND ?2 "
                                "AND state NOT IN (2, 3) AND (?5 < 0 OR action=?5)")),
-          remember_receipts(db.prepare("INSERT OR IGNORE INTO unconfirmed(run_id, seq, export, email_key, hash, receipt) "
-                                       "SELECT ?5, seq, ?3, email_key, hash, ?4 FROM staged WHERE seq BETWEEN ?1 AND ?2 "
-                                       "AND state NOT IN (2, 3) AND action=0")),
-          forget_receipts(db.prepare("DELETE FROM unconfirmed WHERE run_id=?3 AND seq BETWEEN ?1 AND ?2")),
+          receipt_members(db.prepare("SELECT email_key, hash FROM staged WHERE seq BETWEEN ?1 AND ?2 "
+                                     "AND state NOT IN (2, 3) AND action=0 ORDER BY seq")),
+          remember_receipt(db.prepare("INSERT INTO unconfirmed(export, run_id, first_seq, last_seq, receipt, members) "
+                                      "VALUES(?3, ?4, ?1, ?2, ?5, ?6)")),
+          // A new receipt for a batch replaces the old (the plugin resubmitted a failed import).
+          replace_receipts(db.prepare("DELETE FROM unconfirmed WHERE run_id=?3 AND first_seq>=?1 AND last_seq<=?2")),
+          // Once none of a receipt's members is pending, it has nothing left to confirm.
+          forget_receipts(db.prepare("DELETE FROM unconfirmed WHERE run_id=?3 AND first_seq<=?2 AND last_seq>=?1 "
+                                     "AND NOT EXISTS (SELECT 1 FROM staged WHERE seq BETWEEN unconfirmed.first_seq "
+                                     "AND unconfirmed.last_seq AND state=1)")),
           deliver(db.prepare("INSERT OR IGNORE INTO delivered_log(export, email_key, key_value, hash, run_id, removed) "
                              "SELECT ?3, email_key, key_value, hash, ?4, action FROM staged WHERE seq BETWEEN ?1 AND ?2 "
                              "AND state NOT IN (2, 3)")) {}
-    sqlite::Statement set_state, remember_receipts, forget_receipts, deliver;
+    sqlite::Statement set_state, receipt_members, remember_receipt, replace_receipts, forget_receipts, deliver;
 };
 
 StateStore::~StateStore() = default;
@@ -505,6 +553,7 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
     auto by_range = [&](sqlite::Statement& statement, int64_t first, int64_t last) -> sqlite::Statement& {
         return statement.bind(1, first).bind(2, last).bind(3, export_name);
     };
+    std::string members;  // a receipt's, encoded
     sqlite::Transaction transaction(db_);
     for (size_t at = 0; at < sorted.size();) {
         const MemberOutcome& outcome = *sorted[at];
@@ -518,15 +567,23 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
         at = end;
         if (outcome.state == MemberState::pending) {
             if (!outcome.receipt.empty() && outcome.receipt.size() <= SEGPUSH_RECEIPT_MAX) {
-                // A new receipt replaces the old (the plugin resubmitted a failed import).
-                if (receipts_seen_) sql.forget_receipts.bind(1, first).bind(2, last).bind(3, run_id).run();
-                by_range(sql.remember_receipts, first, last).bind(4, outcome.receipt).bind(5, run_id).run();
-                receipts_seen_ = true;
+                if (receipts_seen_) sql.replace_receipts.bind(1, first).bind(2, last).bind(3, run_id).run();
+                members.clear();
+                sql.receipt_members.bind(1, first).bind(2, last);
+                while (sql.receipt_members.step()) {
+                    encode_receipt_member(members, static_cast<uint64_t>(sql.receipt_members.integer(1)),
+                                          sql.receipt_members.blob(0));
+                }
+                sql.receipt_members.reset();
+                if (!members.empty()) {
+                    by_range(sql.remember_receipt, first, last).bind(4, run_id).bind(5, outcome.receipt)
+                        .bind_blob(6, members.data(), members.size()).run();
+                    receipts_seen_ = true;
+                }
             }
             set_state(first, last, outcome, -1);
             continue;
         }
-        if (receipts_seen_) sql.forget_receipts.bind(1, first).bind(2, last).bind(3, run_id).run();
         if (outcome.state == MemberState::done) {
             by_range(sql.deliver, first, last).bind(4, run_id).run();
             tally.accepted += set_state(first, last, outcome, static_cast<int>(MemberAction::upsert));
@@ -535,6 +592,7 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
             const int64_t changed = set_state(first, last, outcome, -1);
             if (outcome.state == MemberState::rejected) tally.rejected += changed;
         }
+        if (receipts_seen_) sql.forget_receipts.bind(1, first).bind(2, last).bind(3, run_id).run();
     }
     transaction.commit();
     return tally;

@@ -231,6 +231,47 @@ TEST_CASE("state: a receipt kept with a pending member outlives the process and 
     CHECK(state.resumable_members("e", full.run_id, full.baseline).empty());
 }
 
+TEST_CASE("state: a batch's receipt stays while any of its members is pending, and is forgotten after") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    auto stopped_run = [&](const std::vector<MemberOutcome>& settled) {
+        StateStore state(path);
+        const auto run = state.begin_run("e", false, false);
+        stage(state, {{"a", 1}, {"b", 2}, {"c", 3}});
+        RunCounts counts;
+        state.diff("e", run.baseline, false, 100, counts);
+        state.apply_outcomes(run.run_id, "e",
+                             {{1, MemberState::pending, "", "import-7"}, {2, MemberState::pending, "", "import-7"},
+                              {3, MemberState::pending, "", "import-7"}});
+        state.apply_outcomes(run.run_id, "e", settled);
+        state.forget_earlier_receipts("e", run.run_id);
+        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+    };
+    auto resumable_now = [&] {
+        StateStore state(path);
+        const auto run = state.begin_run("e", false, false);
+        stage(state, {{"a", 1}, {"b", 2}, {"c", 3}});
+        RunCounts counts;
+        state.diff("e", run.baseline, false, 100, counts);
+        std::vector<int64_t> seqs;
+        for (const auto& member : state.resumable_members("e", run.run_id, run.baseline)) {
+            CHECK(member.receipt == "import-7");
+            CHECK(member.member.payload == "payload-" + std::string(1, static_cast<char>('a' + member.member.seq - 1)));
+            seqs.push_back(member.member.seq);
+        }
+        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+        return seqs;
+    };
+
+    // b was refused while a and c were still being imported: the receipt stays, and the next
+    // run asks about all three through it (b's refusal again, rather than sending b again).
+    stopped_run({{2, MemberState::rejected, "bad", ""}});
+    CHECK(resumable_now() == std::vector<int64_t>{1, 2, 3});
+    // All three settled: the receipt has nothing left to confirm.
+    stopped_run({{1, MemberState::done, "", ""}, {2, MemberState::rejected, "bad", ""}, {3, MemberState::done, "", ""}});
+    CHECK(resumable_now().empty());
+}
+
 TEST_CASE("staged keys: every key found again across growth, a fingerprint match is checked against the key") {
     StagedKeys keys;
     std::vector<std::string> stored(1);  // seq -> key, as the staged table holds them
