@@ -29,6 +29,7 @@
 #include <mutex>
 #include <new>
 #include <set>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <tuple>
@@ -499,11 +500,11 @@ struct Row {
 
 std::optional<std::string> value_of(const segpush_value& value) {
     if (!value.data) return std::nullopt;
-    std::string text(value.data, value.size);
+    const std::string_view text(value.data, value.size);
     const size_t begin = text.find_first_not_of(" \t\r\n");
-    if (begin == std::string::npos) return std::nullopt;  // blank: absent, never sent
+    if (begin == std::string_view::npos) return std::nullopt;  // blank: absent, never sent
     const size_t end = text.find_last_not_of(" \t\r\n");
-    return text.substr(begin, end - begin + 1);
+    return std::string(text.substr(begin, end - begin + 1));
 }
 
 std::vector<Row> rows_of(const segpush_export& exp, const segpush_batch& batch) {
