@@ -79,7 +79,6 @@ CREATE TEMP TABLE IF NOT EXISTS staged(
   payload BLOB,
   action INTEGER NOT NULL DEFAULT 0,
   state INTEGER NOT NULL DEFAULT 0,
-  reason TEXT,
   source INTEGER NOT NULL DEFAULT 0,
   line INTEGER NOT NULL DEFAULT 0);
 
@@ -295,6 +294,10 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     // starts from empty ones. In a fresh connection, as every segpush run has, they are.
     db_.exec("DROP INDEX IF EXISTS temp.staged_by_key; DELETE FROM temp.staged; DELETE FROM temp.rejects;");
     staged_keys_.clear();
+    states_.clear();
+    refusals_.clear();
+    receipt_row_of_.clear();
+    waiting_in_row_.clear();
     transaction.commit();
     return claim;
 }
@@ -355,6 +358,7 @@ bool StateStore::stage_member(int64_t seq, std::string_view email_key, std::stri
         .bind_blob(5, payload.data(), payload.size()).bind(6, source_index).bind(7, line);
     insert.run();
     staged_keys_.add(place, static_cast<uint32_t>(seq));
+    set_staged(seq, static_cast<uint8_t>(MemberState::todo));
     if (++staged_in_transaction_ >= kStagingChunk) {
         staging_->commit();
         staging_.emplace(db_);
@@ -436,6 +440,10 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
                 "WHERE d.export=?1 AND d.email_key=staged.email_key AND d.hash=staged.hash AND d.run_id>=?2)")
         .bind(1, export_name).bind(2, baseline).run();
     counts.unchanged = db_.changes();
+    if (counts.unchanged > 0) {
+        auto unchanged = db_.prepare("SELECT seq FROM staged WHERE state=4");
+        while (unchanged.step()) set_staged(unchanged.integer(0), static_cast<uint8_t>(MemberState::unchanged));
+    }
     auto count = [&](const char* sql, bool with_export) {
         auto query = db_.prepare(sql);
         if (with_export) query.bind(1, export_name);
@@ -454,16 +462,33 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
                     "FROM delivered d WHERE d.export=?1 AND NOT EXISTS "
                     "(SELECT 1 FROM staged s WHERE s.email_key=d.email_key)")
             .bind(1, export_name).bind(2, first_leaver_seq).run();
+        const int64_t leavers = db_.changes();
+        for (int64_t seq = first_leaver_seq + 1; seq <= first_leaver_seq + leavers; ++seq) {
+            set_staged(seq, static_cast<uint8_t>(MemberState::todo) | kLeaver);
+        }
     }
     transaction.commit();
 }
 
+uint8_t* StateStore::state_slot(int64_t seq) {
+    if (seq <= 0 || seq >= static_cast<int64_t>(states_.size()) || states_[seq] == kAbsent) return nullptr;
+    return &states_[seq];
+}
+
+void StateStore::set_staged(int64_t seq, uint8_t state) {
+    if (seq >= static_cast<int64_t>(states_.size())) states_.resize(seq + 1, kAbsent);
+    states_[seq] = state;
+}
+
 std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
+    // Members past the cursor are still to send unless resume_pending settled them.
     auto query = db_.prepare("SELECT seq, action, COALESCE(payload, key_value) FROM staged "
-                             "WHERE seq>? AND state=0 ORDER BY seq LIMIT ?");
-    query.bind(1, after_seq).bind(2, static_cast<int64_t>(limit));
+                             "WHERE seq>? AND state=0 ORDER BY seq");
+    query.bind(1, after_seq);
     std::vector<StagedMember> members;
-    while (query.step()) {
+    while (members.size() < static_cast<size_t>(limit) && query.step()) {
+        const uint8_t* state = state_slot(query.integer(0));
+        if (!state || (*state & ~kLeaver) != static_cast<uint8_t>(MemberState::todo)) continue;
         members.push_back({query.integer(0), static_cast<MemberAction>(query.integer(1)), std::string(query.blob(2))});
     }
     return members;
@@ -490,7 +515,10 @@ std::vector<ResumableMember> StateStore::resumable_members(const std::string& ex
             member.bind(1, email_key).bind(2, static_cast<int64_t>(hash));
             if (member.step()) {
                 const int64_t seq = member.integer(0);
-                by_seq[seq] = {{seq, MemberAction::upsert, std::string(member.blob(1))}, receipt};
+                const uint8_t* state = state_slot(seq);
+                if (state && *state == static_cast<uint8_t>(MemberState::todo)) {
+                    by_seq[seq] = {{seq, MemberAction::upsert, std::string(member.blob(1))}, receipt};
+                }
             }
             member.reset();
         });
@@ -498,7 +526,6 @@ std::vector<ResumableMember> StateStore::resumable_members(const std::string& ex
     std::vector<ResumableMember> members;
     members.reserve(by_seq.size());
     for (auto& [seq, resumable] : by_seq) members.push_back(std::move(resumable));
-    receipts_seen_ = receipts_seen_ || !members.empty();
     return members;
 }
 
@@ -506,32 +533,76 @@ void StateStore::forget_earlier_receipts(const std::string& export_name, int64_t
     db_.prepare("DELETE FROM unconfirmed WHERE export=? AND run_id<?").bind(1, export_name).bind(2, run_id).run();
 }
 
-// Outcomes are written per run of consecutive seqs with the same outcome (a batch's records
-// are consecutive, and most of a batch share one), as set statements over the seq range: a
-// handful of statements per batch instead of three per record. ?1 and ?2 bound the range; a
-// record already ACCEPTED or REJECTED is final, so a late PENDING (collect_outcomes may
-// overtake a push's own result) changes nothing.
+// Outcomes: the states in memory; to the state file go the delivered members (a statement
+// per stretch of consecutive seqs: a batch's, in a first run) and the receipts (a row per
+// receipt). A record already ACCEPTED or REJECTED is final, so a late PENDING
+// (collect_outcomes may overtake a push's own result) changes nothing.
 struct StateStore::OutcomeStatements {
     explicit OutcomeStatements(sqlite::Database& db)
-        : set_state(db.prepare("UPDATE OR IGNORE staged SET state=?3, reason=?4 WHERE seq BETWEEN ?1 AND ?2 "
-                               "AND state NOT IN (2, 3) AND (?5 < 0 OR action=?5)")),
-          receipt_members(db.prepare("SELECT email_key, hash FROM staged WHERE seq BETWEEN ?1 AND ?2 "
-                                     "AND state NOT IN (2, 3) AND action=0 ORDER BY seq")),
+        : member_key(db.prepare("SELECT email_key, hash FROM staged WHERE seq=?")),
           remember_receipt(db.prepare("INSERT INTO unconfirmed(export, run_id, first_seq, last_seq, receipt, members) "
-                                      "VALUES(?3, ?4, ?1, ?2, ?5, ?6)")),
-          // A new receipt for a batch replaces the old (the plugin resubmitted a failed import).
-          replace_receipts(db.prepare("DELETE FROM unconfirmed WHERE run_id=?3 AND first_seq>=?1 AND last_seq<=?2")),
-          // Once none of a receipt's members is pending, it has nothing left to confirm.
-          forget_receipts(db.prepare("DELETE FROM unconfirmed WHERE run_id=?3 AND first_seq<=?2 AND last_seq>=?1 "
-                                     "AND NOT EXISTS (SELECT 1 FROM staged WHERE seq BETWEEN unconfirmed.first_seq "
-                                     "AND unconfirmed.last_seq AND state=1)")),
-          deliver(db.prepare("INSERT OR IGNORE INTO delivered_log(export, email_key, key_value, hash, run_id, removed) "
-                             "SELECT ?3, email_key, key_value, hash, ?4, action FROM staged WHERE seq BETWEEN ?1 AND ?2 "
-                             "AND state NOT IN (2, 3)")) {}
-    sqlite::Statement set_state, receipt_members, remember_receipt, replace_receipts, forget_receipts, deliver;
+                                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")),
+          forget_receipt(db.prepare("DELETE FROM unconfirmed WHERE id=?")),
+          deliver(db.prepare("INSERT INTO delivered_log(export, email_key, key_value, hash, run_id, removed) "
+                             "SELECT ?3, email_key, key_value, hash, ?4, action FROM staged WHERE seq BETWEEN ?1 AND ?2")) {}
+    sqlite::Statement member_key, remember_receipt, forget_receipt, deliver;
 };
 
 StateStore::~StateStore() = default;
+
+namespace {
+
+constexpr uint8_t kStateBits = 0x7f;
+
+bool is_final(MemberState state) { return state == MemberState::done || state == MemberState::rejected; }
+bool is_final(uint8_t state) { return is_final(static_cast<MemberState>(state & kStateBits)); }
+
+// Calls `stretch(first, last)` for each run of consecutive seqs in `seqs` (ascending).
+template <typename Stretch>
+void for_each_stretch(const std::vector<int64_t>& seqs, const Stretch& stretch) {
+    for (size_t at = 0; at < seqs.size();) {
+        size_t end = at + 1;
+        while (end < seqs.size() && seqs[end] == seqs[end - 1] + 1) ++end;
+        stretch(seqs[at], seqs[end - 1]);
+        at = end;
+    }
+}
+
+// One outcome per member: what applying its reports one after another would leave. The
+// first final report wins; a later report replaces an earlier PENDING or RETRY; a PENDING
+// without a receipt keeps the receipt an earlier PENDING brought.
+struct NetOutcome {
+    int64_t seq;
+    const MemberOutcome* outcome;
+    const std::string* receipt;  // nullptr: none usable
+};
+
+std::vector<NetOutcome> net_outcomes(const std::vector<MemberOutcome>& outcomes) {
+    std::vector<const MemberOutcome*> sorted;
+    sorted.reserve(outcomes.size());
+    for (const auto& outcome : outcomes) sorted.push_back(&outcome);
+    std::stable_sort(sorted.begin(), sorted.end(), [](const MemberOutcome* a, const MemberOutcome* b) { return a->seq < b->seq; });
+    std::vector<NetOutcome> net;
+    net.reserve(sorted.size());
+    for (const MemberOutcome* report : sorted) {
+        const bool usable = report->state == MemberState::pending && !report->receipt.empty() &&
+                            report->receipt.size() <= SEGPUSH_RECEIPT_MAX;
+        const std::string* receipt = usable ? &report->receipt : nullptr;
+        if (net.empty() || net.back().seq != report->seq) {
+            net.push_back({report->seq, report, receipt});
+            continue;
+        }
+        NetOutcome& earlier = net.back();
+        if (is_final(earlier.outcome->state)) continue;
+        if (!receipt && report->state == MemberState::pending && earlier.outcome->state == MemberState::pending) {
+            receipt = earlier.receipt;
+        }
+        earlier = {report->seq, report, receipt};
+    }
+    return net;
+}
+
+}  // namespace
 
 OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& export_name,
                                         const std::vector<MemberOutcome>& outcomes) {
@@ -539,88 +610,125 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
     if (outcomes.empty()) return tally;
     if (!outcome_statements_) outcome_statements_ = std::make_unique<OutcomeStatements>(db_);
     OutcomeStatements& sql = *outcome_statements_;
-    std::vector<const MemberOutcome*> sorted;
-    for (const auto& outcome : outcomes) sorted.push_back(&outcome);
-    // Stable: a record reported twice keeps its reports in order, the first final one wins.
-    std::stable_sort(sorted.begin(), sorted.end(), [](const MemberOutcome* a, const MemberOutcome* b) { return a->seq < b->seq; });
-
-    auto set_state = [&](int64_t first, int64_t last, const MemberOutcome& outcome, int action) {
-        sql.set_state.bind(1, first).bind(2, last).bind(3, static_cast<int64_t>(outcome.state));
-        if (outcome.reason.empty()) sql.set_state.bind_null(4); else sql.set_state.bind(4, outcome.reason);
-        sql.set_state.bind(5, action).run();
-        return db_.changes();
-    };
-    auto by_range = [&](sqlite::Statement& statement, int64_t first, int64_t last) -> sqlite::Statement& {
-        return statement.bind(1, first).bind(2, last).bind(3, export_name);
-    };
-    std::string members;  // a receipt's, encoded
-    sqlite::Transaction transaction(db_);
-    for (size_t at = 0; at < sorted.size();) {
-        const MemberOutcome& outcome = *sorted[at];
-        size_t end = at + 1;
-        while (end < sorted.size() && sorted[end]->seq == sorted[end - 1]->seq + 1 &&
-               sorted[end]->state == outcome.state && sorted[end]->reason == outcome.reason &&
-               sorted[end]->receipt == outcome.receipt) {
-            ++end;
+    // What changed in memory, undone should the transaction fail: memory and the state file
+    // then agree that none of these outcomes arrived.
+    std::vector<std::pair<int64_t, uint8_t>> old_states;
+    std::vector<int64_t> refused;
+    std::vector<std::pair<int64_t, int64_t>> old_rows_of;   // seq -> the row it waited on
+    std::vector<std::pair<int64_t, int64_t>> old_waiting;   // row -> members it waited on
+    std::vector<int64_t> new_rows;
+    // The member no longer waits on the receipt it had; a row left waiting on nobody goes.
+    auto leave_receipt = [&](int64_t seq) {
+        const auto held = receipt_row_of_.find(seq);
+        if (held == receipt_row_of_.end()) return;
+        const int64_t row = held->second;
+        old_rows_of.emplace_back(seq, row);
+        receipt_row_of_.erase(held);
+        int64_t& waiting = waiting_in_row_[row];
+        old_waiting.emplace_back(row, waiting);
+        if (--waiting <= 0) {
+            waiting_in_row_.erase(row);
+            sql.forget_receipt.bind(1, row).run();
         }
-        const int64_t first = outcome.seq, last = sorted[end - 1]->seq;
-        at = end;
-        if (outcome.state == MemberState::pending) {
-            if (!outcome.receipt.empty() && outcome.receipt.size() <= SEGPUSH_RECEIPT_MAX) {
-                if (receipts_seen_) sql.replace_receipts.bind(1, first).bind(2, last).bind(3, run_id).run();
-                members.clear();
-                sql.receipt_members.bind(1, first).bind(2, last);
-                while (sql.receipt_members.step()) {
-                    encode_receipt_member(members, static_cast<uint64_t>(sql.receipt_members.integer(1)),
-                                          sql.receipt_members.blob(0));
+    };
+    std::vector<int64_t> delivered;
+    std::map<std::string_view, std::vector<int64_t>> receipts;  // receipt -> its members, by seq
+    try {
+        sqlite::Transaction transaction(db_);
+        for (const NetOutcome& net : net_outcomes(outcomes)) {
+            uint8_t* state = state_slot(net.seq);
+            if (state == nullptr || is_final(*state)) continue;
+            const uint8_t leaver = *state & kLeaver;
+            const MemberState to = net.outcome->state;
+            old_states.emplace_back(net.seq, *state);
+            *state = static_cast<uint8_t>(leaver | static_cast<uint8_t>(to));
+            if (to == MemberState::pending) {
+                if (net.receipt && !leaver) {
+                    leave_receipt(net.seq);  // a new receipt replaces the old (a resubmitted import)
+                    receipts[*net.receipt].push_back(net.seq);
                 }
-                sql.receipt_members.reset();
-                if (!members.empty()) {
-                    by_range(sql.remember_receipt, first, last).bind(4, run_id).bind(5, outcome.receipt)
-                        .bind_blob(6, members.data(), members.size()).run();
-                    receipts_seen_ = true;
-                }
+                continue;
             }
-            set_state(first, last, outcome, -1);
-            continue;
+            leave_receipt(net.seq);
+            if (to == MemberState::done) {
+                delivered.push_back(net.seq);
+                ++(leaver ? tally.removed : tally.accepted);
+            } else if (to == MemberState::rejected) {
+                ++tally.rejected;
+                refusals_.emplace(net.seq, net.outcome->reason);
+                refused.push_back(net.seq);
+            }
         }
-        if (outcome.state == MemberState::done) {
-            by_range(sql.deliver, first, last).bind(4, run_id).run();
-            tally.accepted += set_state(first, last, outcome, static_cast<int>(MemberAction::upsert));
-            tally.removed += set_state(first, last, outcome, static_cast<int>(MemberAction::remove));
-        } else {
-            const int64_t changed = set_state(first, last, outcome, -1);
-            if (outcome.state == MemberState::rejected) tally.rejected += changed;
+        for_each_stretch(delivered, [&](int64_t first, int64_t last) {
+            sql.deliver.bind(1, first).bind(2, last).bind(3, export_name).bind(4, run_id).run();
+        });
+        std::string members;
+        for (const auto& [receipt, seqs] : receipts) {
+            members.clear();
+            for (const int64_t seq : seqs) {
+                sql.member_key.bind(1, seq);
+                if (sql.member_key.step()) {
+                    encode_receipt_member(members, static_cast<uint64_t>(sql.member_key.integer(1)), sql.member_key.blob(0));
+                }
+                sql.member_key.reset();
+            }
+            sql.remember_receipt.bind(1, export_name).bind(2, run_id).bind(3, seqs.front()).bind(4, seqs.back())
+                .bind(5, receipt).bind_blob(6, members.data(), members.size()).run();
+            const int64_t row = db_.last_insert_id();
+            new_rows.push_back(row);
+            waiting_in_row_[row] = static_cast<int64_t>(seqs.size());
+            for (const int64_t seq : seqs) receipt_row_of_[seq] = row;
         }
-        if (receipts_seen_) sql.forget_receipts.bind(1, first).bind(2, last).bind(3, run_id).run();
+        transaction.commit();
+    } catch (...) {
+        for (const int64_t row : new_rows) waiting_in_row_.erase(row);
+        for (const auto& [receipt, seqs] : receipts) {
+            for (const int64_t seq : seqs) receipt_row_of_.erase(seq);
+        }
+        for (auto change = old_waiting.rbegin(); change != old_waiting.rend(); ++change) {
+            waiting_in_row_[change->first] = change->second;
+        }
+        for (const auto& [seq, row] : old_rows_of) receipt_row_of_[seq] = row;
+        for (auto change = old_states.rbegin(); change != old_states.rend(); ++change) states_[change->first] = change->second;
+        for (const int64_t seq : refused) refusals_.erase(seq);
+        throw;
     }
-    transaction.commit();
     return tally;
 }
 
 OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& export_name) {
     OutcomeTally tally;
-    // Plugins that report every outcome leave nothing pending: one scan instead of five.
-    auto any = db_.prepare("SELECT EXISTS(SELECT 1 FROM staged WHERE state=1)");
-    any.step();
-    if (any.integer(0) == 0) return tally;
+    auto pending = [this](int64_t seq) {
+        const uint8_t* state = state_slot(seq);
+        return state != nullptr && (*state & kStateBits) == static_cast<uint8_t>(MemberState::pending);
+    };
+    std::vector<int64_t> settled;
+    for (int64_t seq = 1; seq < static_cast<int64_t>(states_.size()); ++seq) {
+        if (pending(seq)) settled.push_back(seq);
+    }
+    if (settled.empty()) return tally;  // plugins that report every outcome leave nothing pending
+    if (!outcome_statements_) outcome_statements_ = std::make_unique<OutcomeStatements>(db_);
+    OutcomeStatements& sql = *outcome_statements_;
     sqlite::Transaction transaction(db_);
     db_.prepare("DELETE FROM unconfirmed WHERE run_id=?").bind(1, run_id).run();
-    db_.prepare("INSERT INTO delivered_log(export, email_key, key_value, hash, run_id, removed) "
-                "SELECT ?2, email_key, key_value, hash, ?1, action FROM staged WHERE state=1")
-        .bind(1, run_id).bind(2, export_name).run();
-    db_.exec("UPDATE staged SET state=2 WHERE state=1 AND action=0");
-    tally.accepted = db_.changes();
-    db_.exec("UPDATE staged SET state=2 WHERE state=1 AND action=1");
-    tally.removed = db_.changes();
+    for_each_stretch(settled, [&](int64_t first, int64_t last) {
+        sql.deliver.bind(1, first).bind(2, last).bind(3, export_name).bind(4, run_id).run();
+    });
     transaction.commit();
+    receipt_row_of_.clear();
+    waiting_in_row_.clear();
+    for (const int64_t seq : settled) {
+        const uint8_t leaver = states_[seq] & kLeaver;
+        ++(leaver ? tally.removed : tally.accepted);
+        states_[seq] = static_cast<uint8_t>(leaver | static_cast<uint8_t>(MemberState::done));
+    }
     return tally;
 }
 
 int64_t StateStore::count_todo() {
-    auto query = db_.prepare("SELECT COUNT(*) FROM staged WHERE state=0");
-    query.step();
-    return query.integer(0);
+    return std::count_if(states_.begin(), states_.end(), [](uint8_t state) {
+        return state != kAbsent && (state & kStateBits) == static_cast<uint8_t>(MemberState::todo);
+    });
 }
 
 std::vector<RejectedMember> StateStore::rejected_members(const std::vector<std::string>& sources) {
@@ -630,8 +738,12 @@ std::vector<RejectedMember> StateStore::rejected_members(const std::vector<std::
     std::vector<RejectedMember> out;
     auto rejects = db_.prepare("SELECT source, line, COALESCE(email, ''), reason FROM rejects ORDER BY source, line");
     while (rejects.step()) out.push_back({source_name(rejects.integer(0)), rejects.integer(1), rejects.text(2), rejects.text(3)});
-    auto refused = db_.prepare("SELECT source, line, key_value, COALESCE(reason, '') FROM staged WHERE state=3 ORDER BY seq");
-    while (refused.step()) out.push_back({source_name(refused.integer(0)), refused.integer(1), refused.text(2), refused.text(3)});
+    auto refused = db_.prepare("SELECT source, line, key_value FROM staged WHERE seq=?");
+    for (const auto& [seq, reason] : refusals_) {
+        refused.bind(1, seq);
+        if (refused.step()) out.push_back({source_name(refused.integer(0)), refused.integer(1), refused.text(2), reason});
+        refused.reset();
+    }
     return out;
 }
 

@@ -1,11 +1,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "state/sqlite.hpp"
@@ -170,9 +172,23 @@ private:
     std::optional<sqlite::Statement> staged_key_query_;
     StagedKeys staged_keys_;
     int staged_in_transaction_ = 0;
-    // Whether this connection has seen receipts: without any, final outcomes skip the
-    // per-member delete from the (then empty) unconfirmed table.
-    bool receipts_seen_ = false;
+    // Each staged member's state in this run, by seq: a MemberState, plus kLeaver for one
+    // staged to be removed; kAbsent where no member has that seq. Kept here rather than in the
+    // staged rows, where every outcome rewrote its members' rows (payload included) and
+    // dirtied their pages: a byte a member, and nothing to lose, the staged rows being
+    // private to the run as well. Only `unchanged` is also in the rows, for the SQL that skips
+    // those members.
+    std::vector<uint8_t> states_;
+    std::map<int64_t, std::string> refusals_;  // seq -> why the destination refused the member
+    static constexpr uint8_t kLeaver = 0x80, kAbsent = 0x7f;
+    // The member's state, or nullptr when no member has the seq.
+    uint8_t* state_slot(int64_t seq);
+    void set_staged(int64_t seq, uint8_t state);
+    // The receipts this run recorded that still wait on members: the row holding each pending
+    // member's receipt, and how many members each row waits on. A row goes once it waits on
+    // none (a member's seqs are spread over the segment in a refresh, so no seq range says it).
+    std::unordered_map<int64_t, int64_t> receipt_row_of_;  // seq -> unconfirmed.id
+    std::unordered_map<int64_t, int64_t> waiting_in_row_;  // unconfirmed.id -> members
     struct OutcomeStatements;
     std::unique_ptr<OutcomeStatements> outcome_statements_;  // prepared on first use, kept for the run
 };

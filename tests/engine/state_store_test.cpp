@@ -31,6 +31,18 @@ int stage(StateStore& state, const std::vector<std::pair<std::string, uint64_t>>
     return inserted;
 }
 
+// A run of export "e" that staged `members` and diffed them (nobody leaves).
+struct DiffedRun {
+    StateStore::Claim claim;
+    RunCounts counts;
+};
+DiffedRun diffed_run(StateStore& state, const std::vector<std::pair<std::string, uint64_t>>& members) {
+    DiffedRun run{state.begin_run("e", false, false), {}};
+    stage(state, members);
+    state.diff("e", run.claim.baseline, false, 100, run.counts);
+    return run;
+}
+
 void accept_all(StateStore& state, int64_t run_id, const std::string& export_name) {
     std::vector<MemberOutcome> outcomes;
     for (const auto& member : state.next_todo(0, 1000)) outcomes.push_back({member.seq, MemberState::done, "", ""});
@@ -236,10 +248,7 @@ TEST_CASE("state: a batch's receipt stays while any of its members is pending, a
     const std::string path = dir.file("state.db");
     auto stopped_run = [&](const std::vector<MemberOutcome>& settled) {
         StateStore state(path);
-        const auto run = state.begin_run("e", false, false);
-        stage(state, {{"a", 1}, {"b", 2}, {"c", 3}});
-        RunCounts counts;
-        state.diff("e", run.baseline, false, 100, counts);
+        const auto [run, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}});
         state.apply_outcomes(run.run_id, "e",
                              {{1, MemberState::pending, "", "import-7"}, {2, MemberState::pending, "", "import-7"},
                               {3, MemberState::pending, "", "import-7"}});
@@ -249,10 +258,7 @@ TEST_CASE("state: a batch's receipt stays while any of its members is pending, a
     };
     auto resumable_now = [&] {
         StateStore state(path);
-        const auto run = state.begin_run("e", false, false);
-        stage(state, {{"a", 1}, {"b", 2}, {"c", 3}});
-        RunCounts counts;
-        state.diff("e", run.baseline, false, 100, counts);
+        const auto [run, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}});
         std::vector<int64_t> seqs;
         for (const auto& member : state.resumable_members("e", run.run_id, run.baseline)) {
             CHECK(member.receipt == "import-7");
@@ -270,6 +276,38 @@ TEST_CASE("state: a batch's receipt stays while any of its members is pending, a
     // All three settled: the receipt has nothing left to confirm.
     stopped_run({{1, MemberState::done, "", ""}, {2, MemberState::rejected, "bad", ""}, {3, MemberState::done, "", ""}});
     CHECK(resumable_now().empty());
+}
+
+TEST_CASE("state: a member reported several times in one call ends as its reports say in order") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    {
+        StateStore state(path);
+        const auto [run, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
+        const OutcomeTally tally = state.apply_outcomes(
+            run.run_id, "e",
+            {{1, MemberState::pending, "", "import-1"}, {2, MemberState::pending, "", "import-2"},
+             {3, MemberState::rejected, "bad", ""}, {4, MemberState::pending, "", "import-4"},
+             {1, MemberState::done, "", ""},                // settled in the same call: no receipt kept
+             {2, MemberState::pending, "", ""},             // still pending: keeps import-2
+             {3, MemberState::done, "", ""},                // the first final report wins
+             {4, MemberState::todo, "lost", ""}});          // given back: its receipt says nothing now
+        CHECK(tally.accepted == 1);
+        CHECK(tally.rejected == 1);
+        CHECK(state.count_todo() == 1);
+        const auto refused = state.rejected_members({"segment.csv"});
+        REQUIRE(refused.size() == 1);
+        CHECK(refused[0].email == "c");
+        CHECK(refused[0].reason == "bad");
+        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+    }
+    StateStore state(path);
+    const auto [next, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
+    CHECK(counts.unchanged == 1);  // a
+    const auto resumable = state.resumable_members("e", next.run_id, next.baseline);
+    REQUIRE(resumable.size() == 1);
+    CHECK(resumable[0].member.seq == 2);
+    CHECK(resumable[0].receipt == "import-2");
 }
 
 TEST_CASE("staged keys: every key found again across growth, a fingerprint match is checked against the key") {
