@@ -30,7 +30,8 @@ public:
     template <typename KeyOf>
     Place find(std::string_view key, const KeyOf& key_of) {
         if ((count_ + 1) * 10 > slots_.size() * 7) grow();
-        // The hash's upper half: the lower one picks the slot, once the table is large.
+        // The upper half of the hash. It also picks the slot (so growing reads no key back):
+        // keys that share a home slot share its low bits, and the rest tell them apart.
         static_assert(sizeof(size_t) == 8, "the fingerprint is the upper half of a 64-bit hash");
         const auto fingerprint = static_cast<uint32_t>(std::hash<std::string_view>{}(key) >> 32);
         for (size_t at = fingerprint & (slots_.size() - 1);; at = (at + 1) & (slots_.size() - 1)) {

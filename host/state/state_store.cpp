@@ -79,6 +79,7 @@ CREATE TEMP TABLE IF NOT EXISTS staged(
   payload BLOB,
   action INTEGER NOT NULL DEFAULT 0,
   state INTEGER NOT NULL DEFAULT 0,
+  reason TEXT,
   source INTEGER NOT NULL DEFAULT 0,
   line INTEGER NOT NULL DEFAULT 0);
 
@@ -295,7 +296,6 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     db_.exec("DROP INDEX IF EXISTS temp.staged_by_key; DELETE FROM temp.staged; DELETE FROM temp.rejects;");
     staged_keys_.clear();
     states_.clear();
-    refusals_.clear();
     receipt_row_of_.clear();
     waiting_in_row_.clear();
     transaction.commit();
@@ -543,9 +543,12 @@ struct StateStore::OutcomeStatements {
           remember_receipt(db.prepare("INSERT INTO unconfirmed(export, run_id, first_seq, last_seq, receipt, members) "
                                       "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")),
           forget_receipt(db.prepare("DELETE FROM unconfirmed WHERE id=?")),
+          // The reason goes with the staged row, read only for the report: kept in memory, a
+          // run whose every record is refused would hold a string a member.
+          refuse(db.prepare("UPDATE staged SET reason=?2 WHERE seq=?1")),
           deliver(db.prepare("INSERT INTO delivered_log(export, email_key, key_value, hash, run_id, removed) "
                              "SELECT ?3, email_key, key_value, hash, ?4, action FROM staged WHERE seq BETWEEN ?1 AND ?2")) {}
-    sqlite::Statement member_key, remember_receipt, forget_receipt, deliver;
+    sqlite::Statement member_key, remember_receipt, forget_receipt, refuse, deliver;
 };
 
 StateStore::~StateStore() = default;
@@ -575,6 +578,7 @@ struct NetOutcome {
     int64_t seq;
     const MemberOutcome* outcome;
     const std::string* receipt;  // nullptr: none usable
+    bool given_back;             // a RETRY came first: the receipt the member had says nothing now
 };
 
 std::vector<NetOutcome> net_outcomes(const std::vector<MemberOutcome>& outcomes) {
@@ -589,7 +593,7 @@ std::vector<NetOutcome> net_outcomes(const std::vector<MemberOutcome>& outcomes)
                             report->receipt.size() <= SEGPUSH_RECEIPT_MAX;
         const std::string* receipt = usable ? &report->receipt : nullptr;
         if (net.empty() || net.back().seq != report->seq) {
-            net.push_back({report->seq, report, receipt});
+            net.push_back({report->seq, report, receipt, report->state == MemberState::todo});
             continue;
         }
         NetOutcome& earlier = net.back();
@@ -597,7 +601,7 @@ std::vector<NetOutcome> net_outcomes(const std::vector<MemberOutcome>& outcomes)
         if (!receipt && report->state == MemberState::pending && earlier.outcome->state == MemberState::pending) {
             receipt = earlier.receipt;
         }
-        earlier = {report->seq, report, receipt};
+        earlier = {report->seq, report, receipt, earlier.given_back || report->state == MemberState::todo};
     }
     return net;
 }
@@ -613,7 +617,6 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
     // What changed in memory, undone should the transaction fail: memory and the state file
     // then agree that none of these outcomes arrived.
     std::vector<std::pair<int64_t, uint8_t>> old_states;
-    std::vector<int64_t> refused;
     std::vector<std::pair<int64_t, int64_t>> old_rows_of;   // seq -> the row it waited on
     std::vector<std::pair<int64_t, int64_t>> old_waiting;   // row -> members it waited on
     std::vector<int64_t> new_rows;
@@ -643,10 +646,9 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
             old_states.emplace_back(net.seq, *state);
             *state = static_cast<uint8_t>(leaver | static_cast<uint8_t>(to));
             if (to == MemberState::pending) {
-                if (net.receipt && !leaver) {
-                    leave_receipt(net.seq);  // a new receipt replaces the old (a resubmitted import)
-                    receipts[*net.receipt].push_back(net.seq);
-                }
+                // A new receipt replaces the old (a resubmitted import); one given back is void.
+                if ((net.receipt && !leaver) || net.given_back) leave_receipt(net.seq);
+                if (net.receipt && !leaver) receipts[*net.receipt].push_back(net.seq);
                 continue;
             }
             leave_receipt(net.seq);
@@ -655,8 +657,7 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
                 ++(leaver ? tally.removed : tally.accepted);
             } else if (to == MemberState::rejected) {
                 ++tally.rejected;
-                refusals_.emplace(net.seq, net.outcome->reason);
-                refused.push_back(net.seq);
+                sql.refuse.bind(1, net.seq).bind(2, net.outcome->reason).run();
             }
         }
         for_each_stretch(delivered, [&](int64_t first, int64_t last) {
@@ -690,7 +691,6 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
         }
         for (const auto& [seq, row] : old_rows_of) receipt_row_of_[seq] = row;
         for (auto change = old_states.rbegin(); change != old_states.rend(); ++change) states_[change->first] = change->second;
-        for (const int64_t seq : refused) refusals_.erase(seq);
         throw;
     }
     return tally;
@@ -738,11 +738,14 @@ std::vector<RejectedMember> StateStore::rejected_members(const std::vector<std::
     std::vector<RejectedMember> out;
     auto rejects = db_.prepare("SELECT source, line, COALESCE(email, ''), reason FROM rejects ORDER BY source, line");
     while (rejects.step()) out.push_back({source_name(rejects.integer(0)), rejects.integer(1), rejects.text(2), rejects.text(3)});
-    auto refused = db_.prepare("SELECT source, line, key_value FROM staged WHERE seq=?");
-    for (const auto& [seq, reason] : refusals_) {
-        refused.bind(1, seq);
-        if (refused.step()) out.push_back({source_name(refused.integer(0)), refused.integer(1), refused.text(2), reason});
-        refused.reset();
+    // The state in memory is what counts: a reason written by outcomes whose transaction
+    // failed can stay in the staged row (the TEMP tables keep no rollback journal).
+    auto refused = db_.prepare("SELECT seq, source, line, key_value, reason FROM staged WHERE reason IS NOT NULL "
+                               "ORDER BY seq");
+    while (refused.step()) {
+        const uint8_t* state = state_slot(refused.integer(0));
+        if (state == nullptr || (*state & kStateBits) != static_cast<uint8_t>(MemberState::rejected)) continue;
+        out.push_back({source_name(refused.integer(1)), refused.integer(2), refused.text(3), refused.text(4)});
     }
     return out;
 }

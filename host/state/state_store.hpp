@@ -1,7 +1,6 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -176,10 +175,9 @@ private:
     // staged to be removed; kAbsent where no member has that seq. Kept here rather than in the
     // staged rows, where every outcome rewrote its members' rows (payload included) and
     // dirtied their pages: a byte a member, and nothing to lose, the staged rows being
-    // private to the run as well. Only `unchanged` is also in the rows, for the SQL that skips
-    // those members.
+    // private to the run as well. In the rows remain `unchanged`, for the SQL that skips those
+    // members, and a refused member's reason, for the report.
     std::vector<uint8_t> states_;
-    std::map<int64_t, std::string> refusals_;  // seq -> why the destination refused the member
     static constexpr uint8_t kLeaver = 0x80, kAbsent = 0x7f;
     // The member's state, or nullptr when no member has the seq.
     uint8_t* state_slot(int64_t seq);

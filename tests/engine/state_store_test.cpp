@@ -283,7 +283,10 @@ TEST_CASE("state: a member reported several times in one call ends as its report
     const std::string path = dir.file("state.db");
     {
         StateStore state(path);
-        const auto [run, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
+        const auto [run, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}, {"f", 5}});
+        state.apply_outcomes(run.run_id, "e", {{5, MemberState::pending, "", "import-5"}});
+        // Given back, then pending again without a receipt: import-5 no longer speaks for it.
+        state.apply_outcomes(run.run_id, "e", {{5, MemberState::todo, "lost", ""}, {5, MemberState::pending, "", ""}});
         const OutcomeTally tally = state.apply_outcomes(
             run.run_id, "e",
             {{1, MemberState::pending, "", "import-1"}, {2, MemberState::pending, "", "import-2"},
@@ -302,7 +305,7 @@ TEST_CASE("state: a member reported several times in one call ends as its report
         state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
     }
     StateStore state(path);
-    const auto [next, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
+    const auto [next, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}, {"f", 5}});
     CHECK(counts.unchanged == 1);  // a
     const auto resumable = state.resumable_members("e", next.run_id, next.baseline);
     REQUIRE(resumable.size() == 1);
