@@ -58,10 +58,12 @@ CREATE TABLE IF NOT EXISTS delivered_log(
   run_id INTEGER NOT NULL,
   removed INTEGER NOT NULL DEFAULT 0);
 
--- One row per receipt: the batch of consecutive seqs it covers and, in `members`, the key
--- and hash of each member it covers (see encode_receipt_members), by which the next run
--- finds them. A row per member wrote and then deleted a B-tree row per member: half of the
--- state file's writes. The table holds the imports in flight, so it is scanned, not indexed.
+-- One row per receipt: in `members`, the key and hash of each member it covers (see
+-- encode_receipt_member), by which the next run finds them; first_seq and last_seq, the
+-- lowest and highest seq among them, say which part of the run it was. A row per member
+-- wrote and then deleted a B-tree row per member: a third of the state file's writes. The
+-- table holds the imports awaiting confirmation: a run finds its rows by id, the next run
+-- reads them all.
 CREATE TABLE IF NOT EXISTS unconfirmed(
   id INTEGER PRIMARY KEY,
   export TEXT NOT NULL,
@@ -144,6 +146,11 @@ void bind_counts(sqlite::Statement& statement, int first, const RunCounts& c) {
 const char* const kCountAssignments =
     "rows_read=?, invalid=?, duplicates=?, members=?, new_members=?, changed=?, unchanged=?, leaving=?, sent=?, "
     "accepted=?, rejected=?, removed=?";
+
+constexpr uint8_t kStateBits = 0x7f;  // the MemberState in a StateStore::states_ byte
+
+bool is_final(MemberState state) { return state == MemberState::done || state == MemberState::rejected; }
+bool is_final(uint8_t state) { return is_final(static_cast<MemberState>(state & kStateBits)); }
 
 // A receipt's members: for each, its hash (8 bytes), its key's length (4 bytes), both little
 // endian, and the key.
@@ -488,7 +495,7 @@ std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
     std::vector<StagedMember> members;
     while (members.size() < static_cast<size_t>(limit) && query.step()) {
         const uint8_t* state = state_slot(query.integer(0));
-        if (!state || (*state & ~kLeaver) != static_cast<uint8_t>(MemberState::todo)) continue;
+        if (!state || (*state & kStateBits) != static_cast<uint8_t>(MemberState::todo)) continue;
         members.push_back({query.integer(0), static_cast<MemberAction>(query.integer(1)), std::string(query.blob(2))});
     }
     return members;
@@ -555,10 +562,6 @@ StateStore::~StateStore() = default;
 
 namespace {
 
-constexpr uint8_t kStateBits = 0x7f;
-
-bool is_final(MemberState state) { return state == MemberState::done || state == MemberState::rejected; }
-bool is_final(uint8_t state) { return is_final(static_cast<MemberState>(state & kStateBits)); }
 
 // Calls `stretch(first, last)` for each run of consecutive seqs in `seqs` (ascending).
 template <typename Stretch>
