@@ -270,6 +270,9 @@ void describe_schema(std::ostringstream& text, const char* schema_json) {
         if (spec.HasMember("x-secret") && spec["x-secret"].IsBool() && spec["x-secret"].GetBool()) {
             notes.push_back("secret: give as ${env:NAME} or ${file:PATH}");
         }
+        if (spec.HasMember("x-file") && spec["x-file"].IsBool() && spec["x-file"].GetBool()) {
+            notes.push_back("a file, relative to the configuration file");
+        }
         for (const char* keyword : {"minimum", "maximum", "minLength", "maxLength", "pattern", "enum", "default"}) {
             if (spec.HasMember(keyword)) notes.push_back(std::string(keyword) + " " + json_text(spec[keyword]));
         }

@@ -8,6 +8,7 @@
 #include <map>
 #include <regex>
 
+#include "config/paths.hpp"
 #include "config/settings_check.hpp"
 #include "config/yaml_reader.hpp"
 #include "plugins/registry.hpp"
@@ -43,12 +44,6 @@ const char* const kConsentExplanation =
     "everyone in the segments to this destination, which stores and processes it under its own terms and "
     "possibly in another region. Setting privacy_consent: true records that your organisation has a lawful "
     "basis for this transfer and agrees to those terms";
-
-std::string normalize(const fs::path& base, const std::string& path) {
-    fs::path p(path);
-    if (p.is_relative()) p = base / p;
-    return p.lexically_normal().string();
-}
 
 bool valid_name(const std::string& name) {
     static const std::regex pattern("^[A-Za-z0-9][A-Za-z0-9_.-]*$");
@@ -98,7 +93,7 @@ public:
             config_.plugin_dir = *dir;
             config_.plugin_dir_pos = reader.pos(root["plugin_dir"]);
         }
-        config_.state_path = normalize(config_.base_dir, reader.string(root, "state", "", false).value_or("segpush-state.db"));
+        config_.state_path = config_path(config_.base_dir, reader.string(root, "state", "", false).value_or("segpush-state.db"));
         read_entities(reader, root, config_.base_dir, false);
         for (const auto& included : expand_includes(reader, root["include"])) {
             const YAML::Node file_root = parse(included.path, reader.pos(included.where));
@@ -138,7 +133,7 @@ private:
                 contributors = editor == "contributors";
             }
             if (pattern.empty()) continue;
-            const fs::path full = fs::path(normalize(config_.base_dir, pattern));
+            const fs::path full = fs::path(config_path(config_.base_dir, pattern));
             const std::string name = full.filename().string();
             if (name.find_first_of("*?[") == std::string::npos) {
                 std::error_code missing;
@@ -202,7 +197,7 @@ private:
         segment.pos = reader.pos(key);
         const auto file = reader.string(node, "path", path, true);
         if (!file) return;
-        segment.path = normalize(base_dir, *file);
+        segment.path = config_path(base_dir, *file);
         const std::string extension = fs::path(*file).extension().string();
         std::string inferred = extension == ".csv" ? "csv" : (extension == ".jsonl" || extension == ".ndjson") ? "jsonl" : "";
         segment.source = reader.string(node, "source", path, false).value_or(inferred);
@@ -380,7 +375,7 @@ std::optional<Config> load_config(const std::string& path, Diagnostics& diagnost
     return config;
 }
 
-std::string resolved_plugin_dir(const Config& config) { return normalize(config.base_dir, config.plugin_dir); }
+std::string resolved_plugin_dir(const Config& config) { return config_path(config.base_dir, config.plugin_dir); }
 
 void check_config(Config& config, const PluginRegistry& registry, Diagnostics& diagnostics) {
     const std::vector<std::string> plugin_ids = registry.ids();

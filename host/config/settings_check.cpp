@@ -7,8 +7,11 @@
 #include <rapidjson/writer.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <utility>
 
+#include "config/paths.hpp"
 #include "secrets/redactor.hpp"
 #include "secrets/reference.hpp"
 #include "text/suggest.hpp"
@@ -144,10 +147,21 @@ const Value* property_schema(const Document& schema, const std::string& key) {
     return property == properties->value.MemberEnd() ? nullptr : &property->value;
 }
 
-bool is_secret(const Value* property) {
+// A property's "x-secret" / "x-file" marker.
+bool has_flag(const Value* property, const char* flag_name) {
     if (!property || !property->IsObject()) return false;
-    auto flag = property->FindMember("x-secret");
+    auto flag = property->FindMember(flag_name);
     return flag != property->MemberEnd() && flag->value.IsBool() && flag->value.GetBool();
+}
+
+// What is wrong with the file a "x-file" setting names, or empty when it can be read.
+std::string file_problem(const std::string& path) {
+    std::error_code error;
+    const auto status = std::filesystem::status(path, error);
+    if (!std::filesystem::exists(status)) return "names a file that does not exist: " + path;
+    if (!std::filesystem::is_regular_file(status)) return "names something that is not a file: " + path;
+    if (!std::ifstream(path)) return "names a file segpush cannot read: " + path;
+    return {};
 }
 
 // A key node inside `map` for a dotted sub-path, to point errors at nested values.
@@ -206,7 +220,7 @@ CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, c
         const std::string key = item.first.Scalar();
         const std::string key_path = path + "." + key;
         const Value* property = property_schema(schema, key);
-        const bool secret = is_secret(property);
+        const bool secret = has_flag(property, "x-secret");
         Value value;
         const auto reference = item.second.IsScalar() ? parse_secret_reference(item.second.Scalar()) : std::nullopt;
         if (reference) {
@@ -233,6 +247,15 @@ CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, c
                 fail(locate(item.second, sub_path), key_path + sub_path, problem);
                 continue;
             }
+        }
+        if (has_flag(property, "x-file") && value.IsString()) {
+            // Checked here, so `config check` finds it, and passed on as the path it checked.
+            const std::string file = config_path(base_dir, value.GetString());
+            if (const std::string problem = file_problem(file); !problem.empty()) {
+                fail(item.second, key_path, problem);
+                continue;
+            }
+            value.SetString(file.c_str(), allocator);
         }
         resolved.AddMember(Value(key.c_str(), allocator), value, allocator);
     }

@@ -13,7 +13,9 @@ namespace segpush {
 //  - unknown keys (with the closest declared one), missing required keys;
 //  - each value against its property schema (RapidJSON's validator), one message per key;
 //  - ${env:NAME} / ${file:PATH} references resolved; properties marked "x-secret" must be
-//    given by reference, and their values never appear in any message.
+//    given by reference, and their values never appear in any message;
+//  - properties marked "x-file" name a file, relative to the configuration file's directory:
+//    it must exist and be readable, and the plugin receives its full path.
 struct CheckedSettings {
     std::string json;  // the keys that passed, so a plugin can still check those
     bool complete = false;  // true when there were no problems at all

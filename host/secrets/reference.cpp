@@ -6,6 +6,7 @@
 #include <regex>
 #include <sstream>
 
+#include "config/paths.hpp"
 #include "secrets/redactor.hpp"
 
 namespace segpush {
@@ -33,11 +34,10 @@ std::optional<std::string> resolve_secret_reference(const SecretReference& ref, 
             return std::nullopt;
         }
     } else {
-        std::filesystem::path path(ref.target);
-        if (path.is_relative()) path = std::filesystem::path(base_dir) / path;
+        const std::string path = config_path(base_dir, ref.target);
         std::ifstream in(path, std::ios::binary);
         if (!in) {
-            problem = "cannot read secret file " + path.lexically_normal().string();
+            problem = "cannot read secret file " + path;
             return std::nullopt;
         }
         std::ostringstream content;
@@ -45,7 +45,7 @@ std::optional<std::string> resolve_secret_reference(const SecretReference& ref, 
         value = content.str();
         while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
         if (value.empty()) {
-            problem = "secret file " + path.lexically_normal().string() + " is empty";
+            problem = "secret file " + path + " is empty";
             return std::nullopt;
         }
     }

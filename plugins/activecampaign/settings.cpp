@@ -22,7 +22,7 @@ const char* const kConnectionSchema = R"json({
       "description": "REST endpoint hostname without https://, e.g. youraccount.api-us1.com (optionally :port)."
     },
     "ca_bundle": {
-      "type": "string", "minLength": 1,
+      "type": "string", "minLength": 1, "x-file": true,
       "description": "PEM file of CA certificates to trust instead of the system store (private CAs, proxies). TLS verification cannot be turned off."
     },
     "requests_per_second": {

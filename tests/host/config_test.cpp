@@ -336,3 +336,23 @@ TEST_CASE_METHOD(ConfigFixture, "config 30: a segment file that does not exist y
     REQUIRE(result.warnings.size() == 1);
     CHECK_THAT(result.warnings[0], Catch::StartsWith("segpush.yaml:4:29: warning: segments.vip.path: segment file"));
 }
+
+TEST_CASE_METHOD(ConfigFixture, "config 31: a file setting is found from the configuration file's folder, a missing one at its line") {
+    dir.write("certs/ca.pem", "-----BEGIN CERTIFICATE-----\n");
+    const Result found = check(replace(kBase, "      host: acme.api-us1.com\n",
+                                       "      host: acme.api-us1.com\n      ca_bundle: certs/ca.pem\n"));
+    INFO(found.all());
+    REQUIRE(found.errors.empty());
+    // The plugin gets the full path: it opens the file from wherever segpush was started.
+    CHECK_THAT(found.config->connections[0].settings.resolved_json,
+               Catch::Contains("\"ca_bundle\":\"" + dir.file("certs/ca.pem") + "\""));
+
+    const Result missing = check(replace(kBase, "      host: acme.api-us1.com\n",
+                                         "      host: acme.api-us1.com\n      ca_bundle: certs/other.pem\n"));
+    CHECK(missing.error_with("ca_bundle") ==
+          "segpush.yaml:11:18: error: connections.ac.settings.ca_bundle: names a file that does not exist: "
+          "certs/other.pem");
+    const Result folder = check(replace(kBase, "      host: acme.api-us1.com\n",
+                                        "      host: acme.api-us1.com\n      ca_bundle: certs\n"));
+    CHECK_THAT(folder.error_with("ca_bundle"), Catch::EndsWith("names something that is not a file: certs"));
+}

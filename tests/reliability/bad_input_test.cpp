@@ -314,13 +314,18 @@ std::vector<Case> catalogue() {
          },
          kRun, kFail, {"certificate"}});
     add({"ca_bundle missing", "ca_bundle names a file that does not exist",
-         "exit 1 when the run connects (config check does not look), names the file",
+         "exit 2 from config check, at its line, names the file",
          [](ExportFixture& f) {
              segment_with_new_members(f);
              edit_config(f, f.sandbox.ca_file(), f.dir.file("no-such-ca.pem"));
          },
-         kRun, kFail,
-         {"no-such-ca.pem"}});
+         kCheck, kUsage, {"segpush.yaml:", "ca_bundle", "no-such-ca.pem", "does not exist"}});
+    add({"ca_bundle a directory", "ca_bundle names a folder", "exit 2, at its line, 'not a file'",
+         [](ExportFixture& f) {
+             segment_with_new_members(f);
+             edit_config(f, f.sandbox.ca_file(), f.dir.path().string());
+         },
+         kRun, kUsage, {"segpush.yaml:", "ca_bundle", "not a file"}});
     add({"ca_bundle not PEM", "ca_bundle is a text file", "exit 1 or 2, says the CA file is unusable",
          [](ExportFixture& f) {
              segment_with_new_members(f);

@@ -325,7 +325,9 @@ typedef struct segpush_plugin {
     /* JSON Schema (draft-04 keywords) of the connection settings and the export settings, as
      * JSON text. The host validates configuration against them before calling the plugin.
      * Properties carrying "x-secret": true hold credentials: the host resolves them from
-     * references (${env:NAME}, ${file:PATH}) and never prints them. */
+     * references (${env:NAME}, ${file:PATH}) and never prints them. Properties carrying
+     * "x-file": true name a file: the host resolves a relative path against the configuration
+     * file's directory, checks that the file can be read, and passes the full path. */
     const char* connection_schema;
     const char* export_schema;
 
