@@ -158,6 +158,9 @@ bool has_flag(const Value* property, const char* flag_name) {
 std::string file_problem(const std::string& path) {
     std::error_code error;
     const auto status = std::filesystem::status(path, error);
+    if (error && error != std::errc::no_such_file_or_directory) {
+        return "names a file segpush cannot look at: " + path + " (" + error.message() + ")";
+    }
     if (!std::filesystem::exists(status)) return "names a file that does not exist: " + path;
     if (!std::filesystem::is_regular_file(status)) return "names something that is not a file: " + path;
     if (!std::ifstream(path)) return "names a file segpush cannot read: " + path;
@@ -223,6 +226,12 @@ CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, c
         const bool secret = has_flag(property, "x-secret");
         Value value;
         const auto reference = item.second.IsScalar() ? parse_secret_reference(item.second.Scalar()) : std::nullopt;
+        if (reference && reference->kind == SecretReference::Kind::file && has_flag(property, "x-file")) {
+            fail(item.second, key_path,
+                 "names a file: write its path (" + key + ": " + reference->target + "), not ${file:...}, which "
+                 "would pass the file's contents");
+            continue;
+        }
         if (reference) {
             std::string problem;
             auto secret_value = resolve_secret_reference(*reference, base_dir, problem);

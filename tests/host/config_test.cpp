@@ -343,7 +343,8 @@ TEST_CASE_METHOD(ConfigFixture, "config 31: a file setting is found from the con
                                        "      host: acme.api-us1.com\n      ca_bundle: certs/ca.pem\n"));
     INFO(found.all());
     REQUIRE(found.errors.empty());
-    // The plugin gets the full path: it opens the file from wherever segpush was started.
+    // The plugin gets the path as checked (absolute when the configuration file's is): it
+    // opens the file from wherever segpush was started.
     CHECK_THAT(found.config->connections[0].settings.resolved_json,
                Catch::Contains("\"ca_bundle\":\"" + dir.file("certs/ca.pem") + "\""));
 
@@ -355,4 +356,8 @@ TEST_CASE_METHOD(ConfigFixture, "config 31: a file setting is found from the con
     const Result folder = check(replace(kBase, "      host: acme.api-us1.com\n",
                                         "      host: acme.api-us1.com\n      ca_bundle: certs\n"));
     CHECK_THAT(folder.error_with("ca_bundle"), Catch::EndsWith("names something that is not a file: certs"));
+    // ${file:...} would hand the plugin the file's contents as a path.
+    const Result contents = check(replace(kBase, "      host: acme.api-us1.com\n",
+                                          "      host: acme.api-us1.com\n      ca_bundle: ${file:certs/ca.pem}\n"));
+    CHECK_THAT(contents.error_with("ca_bundle"), Catch::Contains("write its path (ca_bundle: certs/ca.pem)"));
 }
