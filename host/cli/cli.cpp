@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "config/loader.hpp"
+#include "config/settings_check.hpp"
 #include "plugins/registry.hpp"
 #include "secrets/redactor.hpp"
 #include "text/suggest.hpp"
@@ -267,12 +268,8 @@ void describe_schema(std::ostringstream& text, const char* schema_json) {
         const bool is_required = std::find(required.begin(), required.end(), name) != required.end();
         std::vector<std::string> notes;
         notes.push_back(is_required ? "required" : "optional");
-        if (spec.HasMember("x-secret") && spec["x-secret"].IsBool() && spec["x-secret"].GetBool()) {
-            notes.push_back("secret: give as ${env:NAME} or ${file:PATH}");
-        }
-        if (spec.HasMember("x-file") && spec["x-file"].IsBool() && spec["x-file"].GetBool()) {
-            notes.push_back("a file, relative to the configuration file");
-        }
+        if (schema_flag(spec, "x-secret")) notes.push_back("secret: give as ${env:NAME} or ${file:PATH}");
+        if (schema_flag(spec, "x-file")) notes.push_back("a file, relative to the configuration file");
         for (const char* keyword : {"minimum", "maximum", "minLength", "maxLength", "pattern", "enum", "default"}) {
             if (spec.HasMember(keyword)) notes.push_back(std::string(keyword) + " " + json_text(spec[keyword]));
         }

@@ -147,12 +147,7 @@ const Value* property_schema(const Document& schema, const std::string& key) {
     return property == properties->value.MemberEnd() ? nullptr : &property->value;
 }
 
-// A property's "x-secret" / "x-file" marker.
-bool has_flag(const Value* property, const char* flag_name) {
-    if (!property || !property->IsObject()) return false;
-    auto flag = property->FindMember(flag_name);
-    return flag != property->MemberEnd() && flag->value.IsBool() && flag->value.GetBool();
-}
+bool has_flag(const Value* property, const char* flag_name) { return property && schema_flag(*property, flag_name); }
 
 // What is wrong with the file a "x-file" setting names, or empty when it can be read.
 std::string file_problem(const std::string& path) {
@@ -186,6 +181,12 @@ YAML::Node locate(const YAML::Node& value, const std::string& sub_path) {
 }
 
 }  // namespace
+
+bool schema_flag(const rapidjson::Value& property, const char* flag) {
+    if (!property.IsObject()) return false;
+    auto member = property.FindMember(flag);
+    return member != property.MemberEnd() && member->value.IsBool() && member->value.GetBool();
+}
 
 CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, const YAML::Node& owner,
                                           const std::string& path, const std::string& schema_json,

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <rapidjson/document.h>
 #include <yaml-cpp/yaml.h>
 
 #include <string>
@@ -20,6 +21,9 @@ struct CheckedSettings {
     std::string json;  // the keys that passed, so a plugin can still check those
     bool complete = false;  // true when there were no problems at all
 };
+
+// Whether a property's schema carries a marker such as "x-secret" or "x-file" (true).
+bool schema_flag(const rapidjson::Value& property, const char* flag);
 
 CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, const YAML::Node& owner,
                                           const std::string& path, const std::string& schema_json,

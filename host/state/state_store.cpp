@@ -482,6 +482,11 @@ uint8_t* StateStore::state_slot(int64_t seq) {
     return &states_[seq];
 }
 
+bool StateStore::has_state(int64_t seq, MemberState state) {
+    const uint8_t* slot = state_slot(seq);
+    return slot != nullptr && (*slot & kStateBits) == static_cast<uint8_t>(state);
+}
+
 void StateStore::set_staged(int64_t seq, uint8_t state) {
     if (seq >= static_cast<int64_t>(states_.size())) states_.resize(seq + 1, kAbsent);
     states_[seq] = state;
@@ -494,8 +499,7 @@ std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
     query.bind(1, after_seq);
     std::vector<StagedMember> members;
     while (members.size() < static_cast<size_t>(limit) && query.step()) {
-        const uint8_t* state = state_slot(query.integer(0));
-        if (!state || (*state & kStateBits) != static_cast<uint8_t>(MemberState::todo)) continue;
+        if (!has_state(query.integer(0), MemberState::todo)) continue;
         members.push_back({query.integer(0), static_cast<MemberAction>(query.integer(1)), std::string(query.blob(2))});
     }
     return members;
@@ -522,8 +526,7 @@ std::vector<ResumableMember> StateStore::resumable_members(const std::string& ex
             member.bind(1, email_key).bind(2, static_cast<int64_t>(hash));
             if (member.step()) {
                 const int64_t seq = member.integer(0);
-                const uint8_t* state = state_slot(seq);
-                if (state && *state == static_cast<uint8_t>(MemberState::todo)) {
+                if (has_state(seq, MemberState::todo)) {  // the query's action=0: no leaver
                     by_seq[seq] = {{seq, MemberAction::upsert, std::string(member.blob(1))}, receipt};
                 }
             }
@@ -701,13 +704,9 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
 
 OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& export_name) {
     OutcomeTally tally;
-    auto pending = [this](int64_t seq) {
-        const uint8_t* state = state_slot(seq);
-        return state != nullptr && (*state & kStateBits) == static_cast<uint8_t>(MemberState::pending);
-    };
     std::vector<int64_t> settled;
     for (int64_t seq = 1; seq < static_cast<int64_t>(states_.size()); ++seq) {
-        if (pending(seq)) settled.push_back(seq);
+        if (has_state(seq, MemberState::pending)) settled.push_back(seq);
     }
     if (settled.empty()) return tally;  // plugins that report every outcome leave nothing pending
     if (!outcome_statements_) outcome_statements_ = std::make_unique<OutcomeStatements>(db_);
@@ -746,8 +745,7 @@ std::vector<RejectedMember> StateStore::rejected_members(const std::vector<std::
     auto refused = db_.prepare("SELECT seq, source, line, key_value, reason FROM staged WHERE reason IS NOT NULL "
                                "ORDER BY seq");
     while (refused.step()) {
-        const uint8_t* state = state_slot(refused.integer(0));
-        if (state == nullptr || (*state & kStateBits) != static_cast<uint8_t>(MemberState::rejected)) continue;
+        if (!has_state(refused.integer(0), MemberState::rejected)) continue;
         out.push_back({source_name(refused.integer(1)), refused.integer(2), refused.text(3), refused.text(4)});
     }
     return out;

@@ -181,6 +181,7 @@ private:
     static constexpr uint8_t kLeaver = 0x80, kAbsent = 0x7f;
     // The member's state, or nullptr when no member has the seq.
     uint8_t* state_slot(int64_t seq);
+    bool has_state(int64_t seq, MemberState state);  // a leaver's included
     void set_staged(int64_t seq, uint8_t state);
     // The receipts this run recorded that still wait on members: the row holding each pending
     // member's receipt, and how many members each row waits on. A row goes once it waits on
