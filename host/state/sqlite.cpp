@@ -31,7 +31,25 @@ Database::Database(const std::string& path) : path_(path) {
     sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
 }
 
-Database::~Database() { sqlite3_close_v2(db_); }
+Database::~Database() {
+    for (sqlite3_stmt* verb : verbs_) sqlite3_finalize(verb);
+    sqlite3_close_v2(db_);
+}
+
+void Database::run_verb(Verb verb) {
+    static const char* const kSql[] = {"BEGIN IMMEDIATE", "BEGIN", "COMMIT", "ROLLBACK"};
+    const auto index = static_cast<size_t>(verb);
+    sqlite3_stmt*& statement = verbs_[index];
+    if (!statement && sqlite3_prepare_v2(db_, kSql[index], -1, &statement, nullptr) != SQLITE_OK) {
+        throw Error("state file " + path_ + ": " + sqlite3_errmsg(db_));
+    }
+    if (sqlite3_step(statement) != SQLITE_DONE) {
+        const std::string message = sqlite3_errmsg(db_);
+        sqlite3_reset(statement);
+        throw Error("state file " + path_ + ": " + message);
+    }
+    sqlite3_reset(statement);
+}
 
 void Database::exec(const std::string& sql) {
     char* message = nullptr;
@@ -74,6 +92,16 @@ Statement& Statement::bind_blob(int index, const void* data, size_t size) {
     return *this;
 }
 
+Statement& Statement::bind_unowned(int index, std::string_view value) {
+    sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+    return *this;
+}
+
+Statement& Statement::bind_blob_unowned(int index, std::string_view value) {
+    sqlite3_bind_blob(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+    return *this;
+}
+
 Statement& Statement::bind_null(int index) {
     sqlite3_bind_null(stmt_, index);
     return *this;
@@ -104,19 +132,21 @@ std::string_view Statement::blob(int column) const {
                 : std::string_view();
 }
 
-Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Database& db, Lock lock) : db_(db) {
+    db_.run_verb(lock == Lock::up_front ? Database::Verb::begin_immediate : Database::Verb::begin_deferred);
+}
 
 Transaction::~Transaction() {
     if (!done_) {
         try {
-            db_.exec("ROLLBACK");
+            db_.run_verb(Database::Verb::rollback);
         } catch (...) {
         }
     }
 }
 
 void Transaction::commit() {
-    db_.exec("COMMIT");
+    db_.run_verb(Database::Verb::commit);
     done_ = true;
 }
 

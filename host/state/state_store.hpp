@@ -169,6 +169,7 @@ private:
     std::optional<sqlite::Statement> stage_insert_;
     std::optional<sqlite::Statement> reject_insert_;
     std::optional<sqlite::Statement> staged_key_query_;
+    std::optional<sqlite::Statement> todo_query_;  // next_todo's, asked once a batch
     StagedKeys staged_keys_;
     int staged_in_transaction_ = 0;
     // Each staged member's state in this run, by seq: a MemberState, plus kLeaver for one
