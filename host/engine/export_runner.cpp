@@ -103,6 +103,7 @@ MemberState member_state(segpush_record_status status) {
 // Copies a plugin's outcome list into host memory and hands it back to the plugin.
 std::vector<MemberOutcome> take_outcomes(segpush_outcomes& outcomes) {
     std::vector<MemberOutcome> out;
+    out.reserve(outcomes.items ? outcomes.count : 0);
     const char* const* receipts =
         outcomes.items && SEGPUSH_HAS_FIELD(&outcomes, segpush_outcomes, receipts) ? outcomes.receipts : nullptr;
     for (size_t i = 0; i < outcomes.count && outcomes.items; ++i) {

@@ -181,13 +181,23 @@ std::optional<std::string> normalize_row(const RecordPlan& plan, const SegmentRo
         if (auto problem = check_typed(field, value)) {
             return field.label + " '" + std::string(value) + "' " + *problem;
         }
-        record.values[i] = std::string(value);
+        // The reader reuses one Record: assigning keeps each value's buffer from the last row.
+        if (record.values[i]) {
+            record.values[i]->assign(value);
+        } else {
+            record.values[i].emplace(value);
+        }
     }
     const auto& key = record.values[plan.key_field];
-    record.key = key ? *key : std::string();
+    if (key) {
+        record.key.assign(*key);
+    } else {
+        record.key.clear();
+    }
     // Destinations match emails case-insensitively; emails are ASCII here (checked above).
-    std::transform(record.key.begin(), record.key.end(), record.key.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    for (char& c : record.key) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
     return std::nullopt;
 }
 

@@ -98,9 +98,10 @@ struct OutcomeList {
     }
 
 private:
+    // A batch's records share a receipt, and often a reason: one copy for a run of them.
     const char* keep(const std::string& text) {
         if (text.empty()) return nullptr;
-        texts.push_back(text);
+        if (texts.empty() || texts.back() != text) texts.push_back(text);
         return texts.back().c_str();
     }
 };
@@ -517,11 +518,11 @@ std::vector<Row> rows_of(const segpush_export& exp, const segpush_batch& batch) 
             auto value = value_of(values[f]);
             if (!value) continue;
             switch (exp.columns[f].kind) {
-                case Column::email: row.contact.email = *value; break;
-                case Column::first_name: row.contact.first_name = value; break;
-                case Column::last_name: row.contact.last_name = value; break;
-                case Column::phone: row.contact.phone = value; break;
-                case Column::custom: row.contact.fields.emplace_back(exp.columns[f].field_id, *value); break;
+                case Column::email: row.contact.email = std::move(*value); break;
+                case Column::first_name: row.contact.first_name = std::move(value); break;
+                case Column::last_name: row.contact.last_name = std::move(value); break;
+                case Column::phone: row.contact.phone = std::move(value); break;
+                case Column::custom: row.contact.fields.emplace_back(exp.columns[f].field_id, std::move(*value)); break;
             }
         }
     }

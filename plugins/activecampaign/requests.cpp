@@ -168,7 +168,10 @@ std::string url_encode(const std::string& value) {
 }
 
 std::string lower_ascii(std::string value) {
-    for (auto& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    // Not std::tolower: a library call per character, for a result that is ASCII by definition.
+    for (auto& c : value) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
     return value;
 }
 
