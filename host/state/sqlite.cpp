@@ -60,6 +60,10 @@ void Database::exec(const std::string& sql) {
     }
 }
 
+void Database::write_dirty_pages() {
+    if (sqlite3_db_cacheflush(db_) != SQLITE_OK) throw Error("state file " + path_ + ": " + sqlite3_errmsg(db_));
+}
+
 Statement Database::prepare(const std::string& sql) { return Statement(db_, sql); }
 
 Statement::Statement(sqlite3* db, const std::string& sql) : db_(db) {

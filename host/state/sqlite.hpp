@@ -30,6 +30,8 @@ public:
     Statement prepare(const std::string& sql);
     int64_t last_insert_id() const { return sqlite3_last_insert_rowid(db_); }
     int changes() const { return sqlite3_changes(db_); }
+    // Writes the dirty pages of the open write transaction out now (sqlite3_db_cacheflush).
+    void write_dirty_pages();
     const std::string& path() const { return path_; }
     sqlite3* handle() { return db_; }
 
