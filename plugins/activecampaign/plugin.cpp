@@ -567,8 +567,9 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
         options.tags.clear();
     }
     std::vector<size_t> sizes;
+    BulkContactWriter writer;
     for (size_t index : valid) {
-        rows[index].json = bulk_contact_json(rows[index].contact, options);
+        rows[index].json = writer.json(rows[index].contact, options);
         sizes.push_back(rows[index].json.size());
     }
     Chunking chunking = chunk_contacts(sizes);
@@ -1106,6 +1107,7 @@ segpush_status resume_pending(segpush_export* exp, const segpush_batch* batch, c
         }
         const BulkOptions options = subscribe_options(*exp);
         std::list<PendingBatch> adopted;  // joins exp->pending only if the whole call succeeds
+        BulkContactWriter writer;
         for (const auto& [receipt, members] : by_receipt) {
             PendingBatch pending;
             pending.batch_id = receipt;
@@ -1113,7 +1115,7 @@ segpush_status resume_pending(segpush_export* exp, const segpush_batch* batch, c
             for (size_t r : members) {
                 pending.ids.push_back(rows[r].id);
                 pending.emails.push_back(lower_ascii(rows[r].contact.email));
-                rows[r].json = bulk_contact_json(rows[r].contact, options);
+                rows[r].json = writer.json(rows[r].contact, options);
             }
             pending.body = body_of(rows, members);
             Problem problem;

@@ -22,9 +22,10 @@ void optional_member(Writer& w, const char* key, const std::optional<std::string
 
 }  // namespace
 
-std::string bulk_contact_json(const Contact& contact, const BulkOptions& options) {
-    rapidjson::StringBuffer buffer;
-    Writer w(buffer);
+std::string BulkContactWriter::json(const Contact& contact, const BulkOptions& options) {
+    buffer_.Clear();
+    writer_.Reset(buffer_);
+    Writer& w = writer_;
     w.StartObject();
     string_member(w, "email", contact.email);
     if (options.action == ListAction::subscribe) {
@@ -64,7 +65,7 @@ std::string bulk_contact_json(const Contact& contact, const BulkOptions& options
         w.Bool(true);
     }
     w.EndObject();
-    return std::string(buffer.GetString(), buffer.GetSize());
+    return std::string(buffer_.GetString(), buffer_.GetSize());
 }
 
 size_t bulk_body_size(size_t sum_of_object_sizes, size_t n_objects) {
