@@ -313,6 +313,54 @@ TEST_CASE("state: a member reported several times in one call ends as its report
     CHECK(resumable[0].receipt == "import-2");
 }
 
+TEST_CASE("state: outcomes whose transaction fails leave memory as if they never arrived") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    {
+        StateStore state(path);
+        const auto [run, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
+        state.apply_outcomes(run.run_id, "e",
+                             {{1, MemberState::pending, "", "import-1"}, {2, MemberState::pending, "", "import-1"},
+                              {3, MemberState::pending, "", "import-2"}});
+        // The state file refuses c's delivered row (as a full disk would), from another
+        // connection: the statement fails after the members' states, both receipts' counts and
+        // their rows' deletion were already done in this call.
+        sqlite::Database other(path);
+        other.exec("CREATE TRIGGER refuse_c BEFORE INSERT ON delivered_log WHEN NEW.email_key = 'c' "
+                   "BEGIN SELECT RAISE(ABORT, 'no room'); END");
+        CHECK_THROWS_WITH(state.apply_outcomes(run.run_id, "e",
+                                               {{1, MemberState::done, "", ""}, {2, MemberState::done, "", ""},
+                                                {3, MemberState::done, "", ""}, {4, MemberState::pending, "", "import-3"}}),
+                          Catch::Contains("no room"));
+        CHECK(state.count_todo() == 1);  // d: still to send, as before the call
+        other.exec("DROP TRIGGER refuse_c");
+        // Outcomes arriving after count and record their members: had memory kept the failed
+        // call's states, a and c would be skipped as already final and never recorded.
+        const OutcomeTally tally = state.apply_outcomes(
+            run.run_id, "e",
+            {{1, MemberState::done, "", ""}, {3, MemberState::done, "", ""}, {4, MemberState::pending, "", "import-3"}});
+        CHECK(tally.accepted == 2);
+        CHECK(state.count_todo() == 0);
+        // import-2's row went with c's confirmation (c was found on it again), import-1's stays
+        // for b and import-3's row is new.
+        auto receipts = other.prepare("SELECT group_concat(receipt) FROM (SELECT receipt FROM unconfirmed ORDER BY receipt)");
+        REQUIRE(receipts.step());
+        CHECK(receipts.text(0) == "import-1,import-3");
+        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+    }
+    StateStore state(path);
+    const auto [next, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
+    CHECK(counts.unchanged == 2);  // a and c
+    // b still waits on import-1: the failed call's count of its waiting members was restored
+    // (left at zero, a's confirmation would have dropped the row). d waits on import-3.
+    const auto resumable = state.resumable_members("e", next.run_id, next.baseline);
+    REQUIRE(resumable.size() == 2);
+    CHECK(resumable[0].member.seq == 2);
+    CHECK(resumable[0].receipt == "import-1");
+    CHECK(resumable[1].member.seq == 4);
+    CHECK(resumable[1].receipt == "import-3");
+}
+
 TEST_CASE("staged keys: every key found again across growth, a fingerprint match is checked against the key") {
     StagedKeys keys;
     std::vector<std::string> stored(1);  // seq -> key, as the staged table holds them
