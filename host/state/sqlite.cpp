@@ -116,7 +116,7 @@ bool Statement::step() {
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
     const std::string message = sqlite3_errmsg(db_);
-    sqlite3_reset(stmt_);
+    reset();
     throw Error("state query failed: " + message);
 }
 

@@ -60,8 +60,9 @@ public:
     Statement& bind(int index, std::string_view value);
     Statement& bind_blob(int index, const void* data, size_t size);
     Statement& bind_null(int index);
-    // Without a copy: `value` must stay alive until the statement is reset (run() does). For
-    // what is bound a million times a run: a copy is a malloc and a free each.
+    // Without a copy: `value` must stay alive until the bindings are cleared (reset() and
+    // run() do, and a failing step()). For what is bound a million times a run: a copy is a
+    // malloc and a free each.
     Statement& bind_unowned(int index, std::string_view value);
     Statement& bind_blob_unowned(int index, std::string_view value);
     Statement& bind(int index, const char* value) { return bind(index, std::string_view(value)); }

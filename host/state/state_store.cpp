@@ -384,12 +384,22 @@ void StateStore::stage_reject(int64_t source_index, int64_t line, std::string_vi
 }
 
 void StateStore::end_staging() {
-    if (staging_) {
+    if (!staging_) return;
+    // The transaction ends here whatever fails (rolled back by reset() if it cannot commit):
+    // left open, the run's own end (finish_run) would be written inside it and never committed.
+    try {
         // SQLite counts a TEMP database's dirty pages at every commit that includes it (every
         // BEGIN IMMEDIATE does) to decide whether to write them: staged pages left dirty made
-        // each outcome batch's commit walk thousands of them (3 % of CPU). Written now, once.
-        db_.write_dirty_pages();
+        // each outcome batch's commit walk thousands of them (3 % of CPU). Written now, once;
+        // only a saving, so a failure here is left to the commit to report.
+        try {
+            db_.write_dirty_pages();
+        } catch (const sqlite::Error&) {
+        }
         staging_->commit();
+    } catch (...) {
+        staging_.reset();
+        throw;
     }
     staging_.reset();
 }
@@ -573,7 +583,8 @@ void StateStore::forget_earlier_receipts(const std::string& export_name, int64_t
 struct StateStore::OutcomeStatements {
     explicit OutcomeStatements(sqlite::Database& db)
         : member_key(db.prepare("SELECT email_key, hash FROM staged WHERE seq=?")),
-          member_keys_between(db.prepare("SELECT seq, email_key, hash FROM staged WHERE seq BETWEEN ?1 AND ?2")),
+          member_keys_between(db.prepare("SELECT seq, email_key, hash FROM staged WHERE seq BETWEEN ?1 AND ?2 "
+                                         "ORDER BY seq")),
           remember_receipt(db.prepare("INSERT INTO unconfirmed(export, run_id, first_seq, last_seq, receipt, members) "
                                       "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")),
           forget_receipt(db.prepare("DELETE FROM unconfirmed WHERE id=?")),
@@ -591,14 +602,19 @@ struct StateStore::OutcomeStatements {
         out.clear();
         if (seqs.back() - seqs.front() < 2 * static_cast<int64_t>(seqs.size())) {
             member_keys_between.bind(1, seqs.front()).bind(2, seqs.back());
-            auto wanted = seqs.begin();
-            while (wanted != seqs.end() && member_keys_between.step()) {
-                const int64_t seq = member_keys_between.integer(0);
-                while (wanted != seqs.end() && *wanted < seq) ++wanted;
-                if (wanted == seqs.end() || *wanted != seq) continue;
-                encode_receipt_member(out, static_cast<uint64_t>(member_keys_between.integer(2)),
-                                      member_keys_between.blob(1));
-                ++wanted;
+            try {
+                auto wanted = seqs.begin();
+                while (wanted != seqs.end() && member_keys_between.step()) {
+                    const int64_t seq = member_keys_between.integer(0);
+                    while (wanted != seqs.end() && *wanted < seq) ++wanted;
+                    if (wanted == seqs.end() || *wanted != seq) continue;
+                    encode_receipt_member(out, static_cast<uint64_t>(member_keys_between.integer(2)),
+                                          member_keys_between.blob(1));
+                    ++wanted;
+                }
+            } catch (...) {
+                member_keys_between.reset();  // a kept statement left mid-scan would hold its read open
+                throw;
             }
             member_keys_between.reset();
             return;
