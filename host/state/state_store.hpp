@@ -169,17 +169,19 @@ private:
     std::optional<sqlite::Statement> stage_insert_;
     std::optional<sqlite::Statement> reject_insert_;
     std::optional<sqlite::Statement> staged_key_query_;
-    std::optional<sqlite::Statement> todo_query_;  // next_todo's, asked once a batch
+    std::optional<sqlite::Statement> todo_between_, todo_at_;  // next_todo's, asked once a batch
     StagedKeys staged_keys_;
     int staged_in_transaction_ = 0;
     // Each staged member's state in this run, by seq: a MemberState, plus kLeaver for one
     // staged to be removed; kAbsent where no member has that seq. Kept here rather than in the
     // staged rows, where every outcome rewrote its members' rows (payload included) and
     // dirtied their pages: a byte a member, and nothing to lose, the staged rows being
-    // private to the run as well. In the rows remain `unchanged`, for the SQL that skips those
-    // members, and a refused member's reason, for the report.
+    // private to the run as well. In the rows remains a refused member's reason, for the
+    // report. The diff marks unchanged members here too, and next_todo finds what to send here
+    // before it reads any row.
     std::vector<uint8_t> states_;
     static constexpr uint8_t kLeaver = 0x80, kAbsent = 0x7f;
+    int64_t count_staged() const;
     // The member's state, or nullptr when no member has the seq.
     uint8_t* state_slot(int64_t seq);
     bool has_state(int64_t seq, MemberState state);  // a leaver's included
