@@ -361,6 +361,57 @@ TEST_CASE("state: outcomes whose transaction fails leave memory as if they never
     CHECK(resumable[1].receipt == "import-3");
 }
 
+TEST_CASE("state: a refresh sends only the changed members among many, and their receipts bring them back") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    std::vector<std::pair<std::string, uint64_t>> members;
+    for (int i = 1; i <= 1000; ++i) members.emplace_back("m" + std::to_string(i), static_cast<uint64_t>(i));
+    {
+        StateStore state(path);
+        auto [run, counts] = diffed_run(state, members);
+        accept_all(state, run.run_id, "e");
+        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+    }
+    // Three members changed, far apart (rows read one by one), and the last two side by side
+    // with a third (read in one range).
+    for (const int changed : {10, 500, 997, 998, 999}) members[changed - 1].second += 5000;
+    members.emplace_back("m1001", 1001);  // and one new
+    StateStore state(path);
+    {
+        auto [run, counts] = diffed_run(state, members);
+        CHECK(counts.members == 1001);
+        CHECK(counts.new_members == 1);
+        CHECK(counts.changed == 5);
+        CHECK(counts.unchanged == 995);
+        CHECK(counts.leaving == 0);
+        std::vector<int64_t> seqs;
+        std::vector<std::string> payloads;
+        for (const auto& member : state.next_todo(0, 4)) {
+            seqs.push_back(member.seq);
+            payloads.push_back(member.payload);
+        }
+        CHECK(seqs == std::vector<int64_t>{10, 500, 997, 998});
+        CHECK(payloads == std::vector<std::string>{"payload-m10", "payload-m500", "payload-m997", "payload-m998"});
+        const auto rest = state.next_todo(998, 250);
+        REQUIRE(rest.size() == 2);
+        CHECK(rest[0].seq == 999);
+        CHECK(rest[1].payload == "payload-m1001");
+        // All six pending on one import when the process stops.
+        std::vector<MemberOutcome> pending;
+        for (const int64_t seq : {10, 500, 997, 998, 999, 1001}) pending.push_back({seq, MemberState::pending, "", "import-r"});
+        state.apply_outcomes(run.run_id, "e", pending);
+        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+    }
+    // The receipt's members, spread over the run, are found again by key and values.
+    auto [next, counts] = diffed_run(state, members);
+    std::vector<int64_t> resumed;
+    for (const auto& member : state.resumable_members("e", next.run_id, next.baseline)) {
+        CHECK(member.receipt == "import-r");
+        resumed.push_back(member.member.seq);
+    }
+    CHECK(resumed == std::vector<int64_t>{10, 500, 997, 998, 999, 1001});
+}
+
 TEST_CASE("staged keys: every key found again across growth, a fingerprint match is checked against the key") {
     StagedKeys keys;
     std::vector<std::string> stored(1);  // seq -> key, as the staged table holds them
