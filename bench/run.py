@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -313,7 +314,8 @@ def cmd_ceiling(args):
 
 # ---- host cost -------------------------------------------------------------------------------
 
-def cmd_host_cost(args):
+def host_cost_once(args, build_dir):
+    """One export with the sandbox's limits off; returns its figures as a dict."""
     with Workdir(args.keep) as work:
         sandbox = Sandbox(work, {"limits_enabled": False, "latency_ms": 0, "record_bodies": False,
                                  "record_requests": False})
@@ -322,39 +324,72 @@ def cmd_host_cost(args):
             generate(work, args.profiles, args.seed)
             sandbox.start()
             # The plugin paces to the account limits it is told; here: its schema's maxima.
-            write_config(work, args.build_dir, sandbox, 1000, 10000)
+            write_config(work, build_dir, sandbox, 1000, 10000)
             before = sandbox.stats()
-            log("export run (sandbox limits off)")
+            log("export run (sandbox limits off, %s)" % build_dir)
             with Timeline(sandbox) as timeline:
-                run = run_segpush(work, args.build_dir, "export", "run", EXPORT)
+                run = run_segpush(work, build_dir, "export", "run", EXPORT)
             after = sandbox.stats()
         finally:
             sandbox.stop()
     routes = route_delta(before, after)
-    total = after["requests_total"] - before["requests_total"]
-    per_million = run["cpu_s"] / args.profiles * 1e6
-    result = {"benchmark": "host-cost", "profiles": args.profiles, "wall_s": round(run["wall_s"], 2),
-              "profiles_per_s": round(args.profiles / run["wall_s"]), "cpu_s": round(run["cpu_s"], 2),
-              "user_s": round(run["user_s"], 2), "sys_s": round(run["sys_s"], 2),
-              "cpu_s_per_million": round(per_million, 2), "peak_rss_mib": round(run["peak_rss_mib"], 1),
-              "requests": total, "bulk_requests": routes.get(BULK, 0), "contacts_total": after["contacts_total"],
-              "segpush_accepted": run["accepted"], "exit": run["exit"], "timeline": timeline.summary()}
-    print_table("host-cost: %d profiles, sandbox limits off" % args.profiles, [
-        ("profiles", args.profiles),
-        ("wall time", "%.1f s" % run["wall_s"]),
-        ("profiles/s end to end", result["profiles_per_s"]),
-        ("segpush CPU user+sys", "%.2f s  (user %.2f, sys %.2f)" % (run["cpu_s"], run["user_s"], run["sys_s"])),
-        ("CPU s per million", "%.2f  (target <= 5)" % per_million),
-        ("segpush peak RSS", "%.1f MiB  (target at 1M <= 150 MB and <= 1.3 x at 100k)" % run["peak_rss_mib"]),
-        ("requests (bulk)", "%d (%d)" % (total, result["bulk_requests"])),
-        ("bulk imports sent", "from %s s to %s s; %s not yet checked at the last one" % (
-            result["timeline"].get("bulk_first_s"), result["timeline"].get("bulk_last_s"),
-            result["timeline"].get("unpolled_at_last_bulk"))),
-        ("contacts in sandbox", after["contacts_total"]),
-        ("segpush: accepted", run["accepted"]),
-        ("segpush exit", run["exit"]),
-    ], result)
-    return 0 if run["exit"] == 0 and after["contacts_total"] == args.profiles and run["accepted"] == args.profiles else 1
+    return {"benchmark": "host-cost", "build_dir": build_dir, "profiles": args.profiles,
+            "wall_s": round(run["wall_s"], 2), "profiles_per_s": round(args.profiles / run["wall_s"]),
+            "cpu_s": round(run["cpu_s"], 2), "user_s": round(run["user_s"], 2), "sys_s": round(run["sys_s"], 2),
+            "cpu_s_per_million": round(run["cpu_s"] / args.profiles * 1e6, 2),
+            "peak_rss_mib": round(run["peak_rss_mib"], 1),
+            "requests": after["requests_total"] - before["requests_total"], "bulk_requests": routes.get(BULK, 0),
+            "contacts_total": after["contacts_total"], "segpush_accepted": run["accepted"], "exit": run["exit"],
+            "timeline": timeline.summary()}
+
+
+def host_cost_ok(result):
+    return (result["exit"] == 0 and result["contacts_total"] == result["profiles"]
+            and result["segpush_accepted"] == result["profiles"])
+
+
+def cmd_host_cost(args):
+    if args.repeat == 1 and not args.compare_build:
+        result = host_cost_once(args, args.build_dir)
+        timeline = result["timeline"]
+        print_table("host-cost: %d profiles, sandbox limits off" % args.profiles, [
+            ("profiles", args.profiles),
+            ("wall time", "%.1f s" % result["wall_s"]),
+            ("profiles/s end to end", result["profiles_per_s"]),
+            ("segpush CPU user+sys", "%.2f s  (user %.2f, sys %.2f)" % (result["cpu_s"], result["user_s"],
+                                                                     result["sys_s"])),
+            ("CPU s per million", "%.2f  (target <= 5)" % result["cpu_s_per_million"]),
+            ("segpush peak RSS", "%.1f MiB  (target at 1M <= 150 MB and <= 1.3 x at 100k)" % result["peak_rss_mib"]),
+            ("requests (bulk)", "%d (%d)" % (result["requests"], result["bulk_requests"])),
+            ("bulk imports sent", "from %s s to %s s; %s not yet checked at the last one" % (
+                timeline.get("bulk_first_s"), timeline.get("bulk_last_s"), timeline.get("unpolled_at_last_bulk"))),
+            ("contacts in sandbox", result["contacts_total"]),
+            ("segpush: accepted", result["segpush_accepted"]),
+            ("segpush exit", result["exit"]),
+        ], result)
+        return 0 if host_cost_ok(result) else 1
+    # Repeated, and alternated with another build when comparing: on a shared machine one run's
+    # CPU figure can be 15 % off, and a noisy minute should hit both builds alike.
+    builds = [args.build_dir] + ([args.compare_build] if args.compare_build else [])
+    runs = {build: [] for build in builds}
+    for round_number in range(args.repeat):
+        for build in builds:
+            result = host_cost_once(args, build)
+            runs[build].append(result)
+            print("round %d  %-30s CPU %.2f s/M  RSS %.1f MiB  wall %.1f s  exit %d" % (
+                round_number + 1, build, result["cpu_s_per_million"], result["peak_rss_mib"], result["wall_s"],
+                result["exit"]), flush=True)
+    summary = {"benchmark": "host-cost", "profiles": args.profiles, "repeat": args.repeat, "builds": {}}
+    rows = []
+    for build in builds:
+        cpu = sorted(r["cpu_s_per_million"] for r in runs[build])
+        rss = sorted(r["peak_rss_mib"] for r in runs[build])
+        summary["builds"][build] = {"cpu_s_per_million": cpu, "peak_rss_mib": rss,
+                                    "cpu_median": statistics.median(cpu), "rss_median": statistics.median(rss)}
+        rows.append((build, "CPU s/M min %.2f  median %.2f  max %.2f;  RSS MiB min %.1f  median %.1f  max %.1f" % (
+            cpu[0], statistics.median(cpu), cpu[-1], rss[0], statistics.median(rss), rss[-1])))
+    print_table("host-cost: %d profiles, %d runs a build, alternated" % (args.profiles, args.repeat), rows, summary)
+    return 0 if all(host_cost_ok(r) for results in runs.values() for r in results) else 1
 
 
 # ---- refresh ---------------------------------------------------------------------------------
@@ -437,6 +472,9 @@ def main(argv=None):
 
     p = sub.add_parser("host-cost", help="CPU and memory of the segpush process, limits off")
     common(p)
+    p.add_argument("--repeat", type=int, default=1, help="runs a build; the figures' spread is printed (default 1)")
+    p.add_argument("--compare-build", metavar="DIR",
+                   help="another build measured alternately with --build-dir, --repeat times each")
     p.set_defaults(func=cmd_host_cost)
 
     p = sub.add_parser("refresh", help="second run after changing a fraction of the members")
