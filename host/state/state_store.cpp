@@ -8,7 +8,9 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include <segpush/plugin.h>
@@ -18,7 +20,7 @@ namespace segpush {
 namespace {
 
 constexpr int kStagingChunk = 20000;
-constexpr int kSchemaVersion = 6;
+constexpr int kSchemaVersion = 7;
 
 const char* const kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS runs(
@@ -28,6 +30,7 @@ CREATE TABLE IF NOT EXISTS runs(
   started_at TEXT NOT NULL,
   finished_at TEXT,
   pid INTEGER,
+  process_identity TEXT,
   hostname TEXT,
   full INTEGER NOT NULL DEFAULT 0,
   dry_run INTEGER NOT NULL DEFAULT 0,
@@ -106,9 +109,36 @@ std::string this_hostname() {
     return name;
 }
 
-bool process_alive(int64_t pid) {
+// Which process `pid` is, beyond its number: the boot and the process's start time (Linux's
+// /proc), so a run whose process died is not taken for alive because its pid was given to
+// another process since (after a reboot, low pids come back at once). Empty where /proc
+// does not say.
+std::string process_identity(int64_t pid) {
+    std::ifstream boot("/proc/sys/kernel/random/boot_id");
+    std::string boot_id;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(boot, boot_id) || !std::getline(stat, line)) return {};
+    // Field 22, starttime; fields are counted after the command name, which may hold spaces
+    // and parentheses but ends at the last ')'.
+    const size_t name_end = line.rfind(')');
+    if (name_end == std::string::npos) return {};
+    std::istringstream fields(line.substr(name_end + 1));
+    std::string field;
+    for (int number = 3; number <= 22; ++number) {
+        if (!(fields >> field)) return {};
+    }
+    return boot_id + "/" + field;
+}
+
+// `identity` is what process_identity said when the run started (empty in runs recorded
+// before segpush kept it, or where /proc is missing: the pid alone decides then).
+bool process_alive(int64_t pid, const std::string& identity) {
     if (pid <= 0) return false;
-    return kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+    if (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
+    if (identity.empty()) return true;
+    const std::string now = process_identity(pid);
+    return now.empty() || now == identity;
 }
 
 const char* const kRunColumns =
@@ -277,7 +307,8 @@ StateStore::StateStore(const std::string& path) : db_([&] {
     // email, which made every read a random one). They only matter to a run in progress, whose
     // delivered records are checkpointed separately, so the old tables are simply dropped.
     // Version 4 added the unconfirmed table, version 5 keyed it by run and seq and added
-    // delivered_log (created below like every table), version 6 made it a row per receipt.
+    // delivered_log (created below like every table), version 6 made it a row per receipt,
+    // version 7 added runs.process_identity.
     const int64_t version = [&] {
         sqlite::Statement query = db_.prepare("PRAGMA user_version");
         query.step();
@@ -291,18 +322,24 @@ StateStore::StateStore(const std::string& path) : db_([&] {
         db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion) + ";");
     }
     db_.exec(kSchema);
+    sqlite::Statement identity_column =
+        db_.prepare("SELECT COUNT(*) FROM pragma_table_info('runs') WHERE name='process_identity'");
+    identity_column.step();
+    const bool add_identity = identity_column.integer(0) == 0;  // a runs table from before version 7
+    identity_column.reset();
+    if (add_identity) db_.exec("ALTER TABLE runs ADD COLUMN process_identity TEXT;");
     setup.commit();
 }
 
 StateStore::Claim StateStore::begin_run(const std::string& export_name, bool full, bool dry_run) {
     sqlite::Transaction transaction(db_);
     auto running = db_.prepare(std::string("SELECT ") + kRunColumns +
-                               " FROM runs WHERE export=? AND status='running' ORDER BY id");
+                               ", COALESCE(process_identity, '') FROM runs WHERE export=? AND status='running' ORDER BY id");
     running.bind(1, export_name);
     const std::string hostname = this_hostname();
     while (running.step()) {
         const RunRecord run = read_run(running);
-        if (run.hostname != hostname || process_alive(run.pid)) {
+        if (run.hostname != hostname || process_alive(run.pid, running.text(23))) {
             throw AlreadyRunning(run, "export '" + export_name + "' is already running as run #" +
                                           std::to_string(run.id) + " (pid " + std::to_string(run.pid) + " on " +
                                           run.hostname + ", started " + run.started_at + ")");
@@ -325,10 +362,11 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
             claim.baseline = last.integer(1);
         }
     }
-    auto insert = db_.prepare("INSERT INTO runs(export, status, started_at, pid, hostname, full, dry_run, baseline) "
-                              "VALUES(?, 'running', ?, ?, ?, ?, ?, ?)");
+    auto insert = db_.prepare("INSERT INTO runs(export, status, started_at, pid, hostname, full, dry_run, baseline, "
+                              "process_identity) VALUES(?, 'running', ?, ?, ?, ?, ?, ?, ?)");
     insert.bind(1, export_name).bind(2, now_utc()).bind(3, static_cast<int64_t>(getpid())).bind(4, hostname)
-        .bind(5, full ? 1 : 0).bind(6, dry_run ? 1 : 0).bind(7, claim.baseline).run();
+        .bind(5, full ? 1 : 0).bind(6, dry_run ? 1 : 0).bind(7, claim.baseline)
+        .bind(8, process_identity(getpid())).run();
     claim.run_id = db_.last_insert_id();
     if (full && !dry_run && !claim.continues) {
         claim.baseline = claim.run_id;

@@ -135,6 +135,52 @@ TEST_CASE("state: a run of a live process blocks a second one, a dead process's 
     CHECK(runs[0].id == claim.run_id);
 }
 
+TEST_CASE("state: a run whose pid now belongs to another process is closed as interrupted") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    StateStore state(path);
+    const int64_t stale = state.begin_run("e", false, false).run_id;
+    // The run's process died and the system gave its pid to another (this test process: alive
+    // under the same pid), as after a reboot: the process it names started at another time.
+    sqlite::Database other(path);
+    other.exec("UPDATE runs SET process_identity = 'another-boot/12345' WHERE id = " + std::to_string(stale));
+    StateStore next(path);
+    const auto claim = next.begin_run("e", false, false);
+    const auto runs = next.list_runs("e", 10);
+    REQUIRE(runs.size() == 2);
+    CHECK(runs[1].status == RunStatus::failed_retryable);
+    CHECK_THAT(runs[1].error, Catch::Contains("stopped without finishing"));
+    CHECK(runs[0].id == claim.run_id);
+    // A run recorded without the identity (by an earlier segpush) is judged by its pid alone.
+    other.exec("UPDATE runs SET process_identity = NULL WHERE id = " + std::to_string(claim.run_id));
+    CHECK_THROWS_AS(StateStore(path).begin_run("e", false, false), AlreadyRunning);
+}
+
+TEST_CASE("state: a state file from before runs kept their process's identity gains the column") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    {
+        sqlite::Database old(path);
+        old.exec("CREATE TABLE runs(id INTEGER PRIMARY KEY AUTOINCREMENT, export TEXT NOT NULL, status TEXT NOT NULL, "
+                 "started_at TEXT NOT NULL, finished_at TEXT, pid INTEGER, hostname TEXT, "
+                 "full INTEGER NOT NULL DEFAULT 0, dry_run INTEGER NOT NULL DEFAULT 0, baseline INTEGER NOT NULL DEFAULT 0, "
+                 "rows_read INTEGER NOT NULL DEFAULT 0, invalid INTEGER NOT NULL DEFAULT 0, "
+                 "duplicates INTEGER NOT NULL DEFAULT 0, members INTEGER NOT NULL DEFAULT 0, "
+                 "new_members INTEGER NOT NULL DEFAULT 0, changed INTEGER NOT NULL DEFAULT 0, "
+                 "unchanged INTEGER NOT NULL DEFAULT 0, leaving INTEGER NOT NULL DEFAULT 0, "
+                 "sent INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0, "
+                 "rejected INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0, error TEXT, report_path TEXT);"
+                 "INSERT INTO runs(export, status, started_at, pid, hostname) VALUES('e', 'succeeded', 'then', 1, 'h');"
+                 "PRAGMA user_version=6;");
+    }
+    StateStore state(path);
+    const auto claim = state.begin_run("e", false, false);
+    const auto runs = state.list_runs("e", 10);
+    REQUIRE(runs.size() == 2);
+    CHECK(runs[0].id == claim.run_id);
+    CHECK(runs[1].status == RunStatus::succeeded);
+}
+
 TEST_CASE("state: an interrupted --full run is continued by the next --full run, not restarted") {
     test::TempDir dir;
     StateStore state(dir.file("state.db"));
