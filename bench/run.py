@@ -382,12 +382,20 @@ def cmd_host_cost(args):
     summary = {"benchmark": "host-cost", "profiles": args.profiles, "repeat": args.repeat, "builds": {}}
     rows = []
     for build in builds:
-        cpu = sorted(r["cpu_s_per_million"] for r in runs[build])
-        rss = sorted(r["peak_rss_mib"] for r in runs[build])
-        summary["builds"][build] = {"cpu_s_per_million": cpu, "peak_rss_mib": rss,
+        # A failed run (usually a short one) says nothing about the cost: left out, and counted.
+        good = [r for r in runs[build] if host_cost_ok(r)]
+        failed = len(runs[build]) - len(good)
+        if not good:
+            summary["builds"][build] = {"failed_runs": failed}
+            rows.append((build, "every run failed (%d)" % failed))
+            continue
+        cpu = sorted(r["cpu_s_per_million"] for r in good)
+        rss = sorted(r["peak_rss_mib"] for r in good)
+        summary["builds"][build] = {"cpu_s_per_million": cpu, "peak_rss_mib": rss, "failed_runs": failed,
                                     "cpu_median": statistics.median(cpu), "rss_median": statistics.median(rss)}
-        rows.append((build, "CPU s/M min %.2f  median %.2f  max %.2f;  RSS MiB min %.1f  median %.1f  max %.1f" % (
-            cpu[0], statistics.median(cpu), cpu[-1], rss[0], statistics.median(rss), rss[-1])))
+        rows.append((build, "CPU s/M min %.2f  median %.2f  max %.2f;  RSS MiB min %.1f  median %.1f  max %.1f%s" % (
+            cpu[0], statistics.median(cpu), cpu[-1], rss[0], statistics.median(rss), rss[-1],
+            "  (%d failed runs left out)" % failed if failed else "")))
     print_table("host-cost: %d profiles, %d runs a build, alternated" % (args.profiles, args.repeat), rows, summary)
     return 0 if all(host_cost_ok(r) for results in runs.values() for r in results) else 1
 
@@ -451,6 +459,13 @@ def cmd_refresh(args):
     return 0 if run["exit"] == 0 and landed in (None, changed) else 1
 
 
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more, not %s" % text)
+    return value
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -472,7 +487,8 @@ def main(argv=None):
 
     p = sub.add_parser("host-cost", help="CPU and memory of the segpush process, limits off")
     common(p)
-    p.add_argument("--repeat", type=int, default=1, help="runs a build; the figures' spread is printed (default 1)")
+    p.add_argument("--repeat", type=positive_int, default=1,
+                   help="runs a build; the figures' spread is printed (default 1)")
     p.add_argument("--compare-build", metavar="DIR",
                    help="another build measured alternately with --build-dir, --repeat times each")
     p.set_defaults(func=cmd_host_cost)

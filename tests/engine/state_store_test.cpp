@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 #include <unistd.h>
 
@@ -154,6 +155,30 @@ TEST_CASE("state: a run whose pid now belongs to another process is closed as in
     // A run recorded without the identity (by an earlier segpush) is judged by its pid alone.
     other.exec("UPDATE runs SET process_identity = NULL WHERE id = " + std::to_string(claim.run_id));
     CHECK_THROWS_AS(StateStore(path).begin_run("e", false, false), AlreadyRunning);
+}
+
+TEST_CASE("state: a run whose process is a zombie its parent has not collected is closed as interrupted") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    const pid_t child = fork();
+    if (child == 0) {
+        StateStore(path).begin_run("e", false, false);
+        _exit(0);  // dies with its run still "running", and is not waited for yet
+    }
+    // Until this process collects it, the child keeps its pid and its /proc entry, state Z.
+    for (int tries = 0; tries < 500; ++tries) {
+        std::ifstream stat("/proc/" + std::to_string(child) + "/stat");
+        const std::string line{std::istreambuf_iterator<char>(stat), std::istreambuf_iterator<char>()};
+        if (line.find(") Z ") != std::string::npos) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    StateStore state(path);
+    CHECK_NOTHROW(state.begin_run("e", false, false));
+    const auto runs = state.list_runs("e", 10);
+    REQUIRE(runs.size() == 2);
+    CHECK(runs[1].status == RunStatus::failed_retryable);
+    int status = 0;
+    waitpid(child, &status, 0);
 }
 
 TEST_CASE("state: a state file from before runs kept their process's identity gains the column") {
@@ -418,8 +443,8 @@ TEST_CASE("state: a refresh sends only the changed members among many, and their
         accept_all(state, run.run_id, "e");
         state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
     }
-    // Three members changed, far apart (rows read one by one), and the last two side by side
-    // with a third (read in one range).
+    // Five members changed: next_todo's first four (10, 500, 997, 998) lie far apart and are
+    // read one by one; the rest (999 and the new 1001) lie together and are read in one range.
     for (const int changed : {10, 500, 997, 998, 999}) members[changed - 1].second += 5000;
     members.emplace_back("m1001", 1001);  // and one new
     StateStore state(path);
