@@ -128,15 +128,22 @@ bool read_process_stat(int64_t pid, char& state, std::string& start_time) {
     return true;
 }
 
+std::string boot_id() {
+    std::ifstream boot("/proc/sys/kernel/random/boot_id");
+    std::string id;
+    std::getline(boot, id);
+    return id;
+}
+
 // Which process `pid` is, beyond its number: the boot and the process's start time, so a
 // run whose process died is not taken for alive because its pid was given to another
 // process since (after a reboot, low pids come back at once). Empty where /proc does not say.
 std::string process_identity(int64_t pid) {
-    std::ifstream boot("/proc/sys/kernel/random/boot_id");
-    std::string boot_id, start_time;
     char state = '?';
-    if (!std::getline(boot, boot_id) || !read_process_stat(pid, state, start_time)) return {};
-    return boot_id + "/" + start_time;
+    std::string start_time;
+    const std::string boot = boot_id();
+    if (boot.empty() || !read_process_stat(pid, state, start_time)) return {};
+    return boot + "/" + start_time;
 }
 
 // `identity` is what process_identity said when the run started (empty in runs recorded
@@ -147,11 +154,11 @@ bool process_alive(int64_t pid, const std::string& identity) {
     if (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
     char state = '?';
     std::string start_time;
-    const bool known = read_process_stat(pid, state, start_time);
-    if (known && state == 'Z') return false;
+    if (!read_process_stat(pid, state, start_time)) return true;
+    if (state == 'Z') return false;
     if (identity.empty()) return true;
-    const std::string now = process_identity(pid);
-    return now.empty() || now == identity;
+    const std::string boot = boot_id();
+    return boot.empty() || boot + "/" + start_time == identity;
 }
 
 const char* const kRunColumns =
