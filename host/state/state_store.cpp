@@ -138,12 +138,14 @@ std::string boot_id() {
 // Which process `pid` is, beyond its number: the boot and the process's start time, so a
 // run whose process died is not taken for alive because its pid was given to another
 // process since (after a reboot, low pids come back at once). Empty where /proc does not say.
+std::string identity_of(const std::string& boot, const std::string& start_time) { return boot + "/" + start_time; }
+
 std::string process_identity(int64_t pid) {
     char state = '?';
     std::string start_time;
     const std::string boot = boot_id();
     if (boot.empty() || !read_process_stat(pid, state, start_time)) return {};
-    return boot + "/" + start_time;
+    return identity_of(boot, start_time);
 }
 
 // `identity` is what process_identity said when the run started (empty in runs recorded
@@ -158,7 +160,7 @@ bool process_alive(int64_t pid, const std::string& identity) {
     if (state == 'Z') return false;
     if (identity.empty()) return true;
     const std::string boot = boot_id();
-    return boot.empty() || boot + "/" + start_time == identity;
+    return boot.empty() || identity_of(boot, start_time) == identity;
 }
 
 const char* const kRunColumns =
@@ -624,10 +626,11 @@ void StateStore::set_staged(int64_t seq, uint8_t state) {
 std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
     // Members past the cursor are still to send unless the diff found them unchanged or
     // resume_pending settled them: found in memory, then their rows read.
+    const auto wanted = static_cast<size_t>(std::max(limit, 0));
     std::vector<int64_t> seqs;
-    seqs.reserve(static_cast<size_t>(std::max(limit, 0)));
-    for (int64_t seq = std::max<int64_t>(after_seq + 1, 1);
-         seq < static_cast<int64_t>(states_.size()) && seqs.size() < static_cast<size_t>(std::max(limit, 0)); ++seq) {
+    seqs.reserve(wanted);
+    for (int64_t seq = std::max<int64_t>(after_seq + 1, 1); seq < static_cast<int64_t>(states_.size()) && seqs.size() < wanted;
+         ++seq) {
         if (has_state(seq, MemberState::todo)) seqs.push_back(seq);
     }
     std::vector<StagedMember> members;
@@ -714,7 +717,6 @@ struct StateStore::OutcomeStatements {
 StateStore::~StateStore() = default;
 
 namespace {
-
 
 // Calls `stretch(first, last)` for each run of consecutive seqs in `seqs` (ascending).
 template <typename Stretch>
