@@ -398,6 +398,8 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     // starts from empty ones. In a fresh connection, as every segpush run has, they are.
     db_.exec("DROP INDEX IF EXISTS temp.staged_by_key; DELETE FROM temp.staged; DELETE FROM temp.rejects;");
     staged_keys_.clear();
+    stage_buffer_.clear();
+    stage_text_.clear();
     states_.clear();
     receipt_row_of_.clear();
     waiting_in_row_.clear();
@@ -439,8 +441,12 @@ std::optional<RunRecord> StateStore::get_run(int64_t id) {
 void StateStore::begin_staging() {
     staging_.emplace(db_, sqlite::Transaction::Lock::when_needed);
     if (!stage_insert_) {
-        stage_insert_.emplace(db_.prepare(
-            "INSERT INTO staged(seq, email_key, key_value, hash, payload, source, line) VALUES(?, ?, ?, ?, ?, ?, ?)"));
+        const std::string insert = "INSERT INTO staged(seq, email_key, key_value, hash, payload, source, line) VALUES";
+        const std::string row = "(?, ?, ?, ?, ?, ?, ?)";
+        std::string rows = row;
+        for (size_t more = 1; more < kStageRowsPerInsert; ++more) rows += ", " + row;
+        stage_insert_many_.emplace(db_.prepare(insert + rows));
+        stage_insert_.emplace(db_.prepare(insert + row));
         staged_key_query_.emplace(db_.prepare("SELECT email_key FROM staged WHERE seq=?"));
         reject_insert_.emplace(db_.prepare("INSERT INTO rejects(source, line, email, reason) VALUES(?, ?, ?, ?)"));
     }
@@ -453,6 +459,11 @@ bool StateStore::stage_member(int64_t seq, std::string_view email_key, std::stri
         throw std::runtime_error("a run can stage at most 4,294,967,295 members");
     }
     auto key_of = [this](uint32_t other) {
+        if (!stage_buffer_.empty() && other >= stage_buffer_.front().seq &&
+            other - stage_buffer_.front().seq < static_cast<int64_t>(stage_buffer_.size())) {
+            const BufferedMember& member = stage_buffer_[other - stage_buffer_.front().seq];
+            return std::string(stage_text_, member.key_at, member.key_size);
+        }
         auto& query = *staged_key_query_;
         query.bind(1, static_cast<int64_t>(other));
         std::string key = query.step() ? query.text(0) : std::string();
@@ -461,23 +472,67 @@ bool StateStore::stage_member(int64_t seq, std::string_view email_key, std::stri
     };
     const StagedKeys::Place place = staged_keys_.find(email_key, key_of);
     if (place.held != 0) return false;
-    auto& insert = *stage_insert_;
-    insert.bind(1, seq).bind_unowned(2, email_key).bind(4, static_cast<int64_t>(hash))
-        .bind_blob_unowned(5, payload).bind(6, source_index).bind(7, line);
-    if (key_value == email_key) {
-        insert.bind_null(3);  // a fifth of a staged row less to write and read back
-    } else {
-        insert.bind_unowned(3, key_value);
-    }
-    insert.run();
+    if (!stage_buffer_.empty() && seq != stage_buffer_.back().seq + 1) flush_staged();  // key_of counts on it
+    // Refuses a seq no higher than an earlier one before anything is buffered. From here on the
+    // key is found again and read back from the buffer, then from its row; a member that never
+    // reached either reads back as no key, which matches none.
     staged_keys_.add(place, static_cast<uint32_t>(seq));
+    BufferedMember member{seq, static_cast<int64_t>(hash), source_index, line, 0, 0, 0, 0, 0, 0, key_value == email_key};
+    auto keep = [this](std::string_view text, size_t& at, size_t& size) {
+        at = stage_text_.size();
+        size = text.size();
+        stage_text_.append(text);
+    };
+    keep(email_key, member.key_at, member.key_size);
+    if (!member.value_is_key) keep(key_value, member.value_at, member.value_size);
+    keep(payload, member.payload_at, member.payload_size);
+    stage_buffer_.push_back(member);
     set_staged(seq, static_cast<uint8_t>(MemberState::todo));
+    if (stage_buffer_.size() == kStageRowsPerInsert) flush_staged();
     if (++staged_in_transaction_ >= kStagingChunk) {
+        flush_staged();
         staging_->commit();
         staging_.emplace(db_, sqlite::Transaction::Lock::when_needed);
         staged_in_transaction_ = 0;
     }
     return true;
+}
+
+void StateStore::flush_staged() {
+    if (stage_buffer_.empty()) return;
+    const bool all_at_once = stage_buffer_.size() == kStageRowsPerInsert;
+    try {
+        auto bind_member = [this](sqlite::Statement& insert, int first, const BufferedMember& member) {
+            const std::string_view text = stage_text_;
+            insert.bind(first, member.seq).bind_unowned(first + 1, text.substr(member.key_at, member.key_size))
+                .bind(first + 3, member.hash).bind_blob_unowned(first + 4, text.substr(member.payload_at, member.payload_size))
+                .bind(first + 5, member.source).bind(first + 6, member.line);
+            if (member.value_is_key) {
+                insert.bind_null(first + 2);  // a fifth of a staged row less to write and read back
+            } else {
+                insert.bind_unowned(first + 2, text.substr(member.value_at, member.value_size));
+            }
+        };
+        if (all_at_once) {
+            for (size_t at = 0; at < stage_buffer_.size(); ++at) {
+                bind_member(*stage_insert_many_, static_cast<int>(at * 7 + 1), stage_buffer_[at]);
+            }
+            stage_insert_many_->run();
+        } else {
+            for (const BufferedMember& member : stage_buffer_) {
+                bind_member(*stage_insert_, 1, member);
+                stage_insert_->run();
+            }
+        }
+    } catch (...) {
+        // Unwritten: no member to send. Their keys stay in staged_keys_ but read back as none.
+        for (const BufferedMember& member : stage_buffer_) set_staged(member.seq, kAbsent);
+        stage_buffer_.clear();
+        stage_text_.clear();
+        throw;
+    }
+    stage_buffer_.clear();
+    stage_text_.clear();
 }
 
 void StateStore::stage_reject(int64_t source_index, int64_t line, std::string_view email, std::string_view reason) {
@@ -489,6 +544,7 @@ void StateStore::end_staging() {
     // The transaction ends here whatever fails (rolled back by reset() if it cannot commit):
     // left open, the run's own end (finish_run) would be written inside it and never committed.
     try {
+        flush_staged();
         // SQLite counts a TEMP database's dirty pages at every commit that includes it (every
         // BEGIN IMMEDIATE does) to decide whether to write them: staged pages left dirty made
         // each outcome batch's commit walk thousands of them (3 % of CPU). Written now, once;
@@ -507,6 +563,9 @@ void StateStore::end_staging() {
 
 void StateStore::all_members_staged() {
     staged_keys_.release();
+    std::vector<BufferedMember>().swap(stage_buffer_);
+    std::string().swap(stage_text_);
+    stage_insert_many_.reset();
     stage_insert_.reset();
     reject_insert_.reset();
     staged_key_query_.reset();

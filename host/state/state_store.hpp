@@ -164,8 +164,24 @@ private:
     // (a diff, resuming receipts): staging itself de-duplicates through staged_keys_.
     void index_staged_keys();
 
+    // Writes the members stage_member buffered, kStageRowsPerInsert to a statement.
+    void flush_staged();
+
     sqlite::Database db_;
     std::optional<sqlite::Transaction> staging_;
+    // Staged members are written kStageRowsPerInsert to an INSERT: one row to a statement
+    // spent 5,000 instructions a member, most of them starting and ending the statement and
+    // seeking the table's end afresh (a million members: 1.1 CPU s, against 0.6 s in rows of 64).
+    // Until then a member waits in stage_buffer_, its text in stage_text_; key_of reads it there.
+    static constexpr size_t kStageRowsPerInsert = 64;
+    struct BufferedMember {
+        int64_t seq, hash, source, line;
+        size_t key_at, key_size, value_at, value_size, payload_at, payload_size;  // in stage_text_
+        bool value_is_key;
+    };
+    std::vector<BufferedMember> stage_buffer_;
+    std::string stage_text_;
+    std::optional<sqlite::Statement> stage_insert_many_;
     std::optional<sqlite::Statement> stage_insert_;
     std::optional<sqlite::Statement> reject_insert_;
     std::optional<sqlite::Statement> staged_key_query_;

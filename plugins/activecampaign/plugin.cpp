@@ -567,9 +567,10 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
         options.tags.clear();
     }
     std::vector<size_t> sizes;
-    BulkContactWriter writer;
+    sizes.reserve(valid.size());
+    const BulkContactWriter writer(options);
     for (size_t index : valid) {
-        rows[index].json = writer.json(rows[index].contact, options);
+        writer.write(rows[index].contact, rows[index].json);
         sizes.push_back(rows[index].json.size());
     }
     Chunking chunking = chunk_contacts(sizes);
@@ -1105,9 +1106,8 @@ segpush_status resume_pending(segpush_export* exp, const segpush_batch* batch, c
                 by_receipt[receipts[r]].push_back(r);
             }
         }
-        const BulkOptions options = subscribe_options(*exp);
         std::list<PendingBatch> adopted;  // joins exp->pending only if the whole call succeeds
-        BulkContactWriter writer;
+        const BulkContactWriter writer(subscribe_options(*exp));
         for (const auto& [receipt, members] : by_receipt) {
             PendingBatch pending;
             pending.batch_id = receipt;
@@ -1115,7 +1115,7 @@ segpush_status resume_pending(segpush_export* exp, const segpush_batch* batch, c
             for (size_t r : members) {
                 pending.ids.push_back(rows[r].id);
                 pending.emails.push_back(lower_ascii(rows[r].contact.email));
-                rows[r].json = writer.json(rows[r].contact, options);
+                writer.write(rows[r].contact, rows[r].json);
             }
             pending.body = body_of(rows, members);
             Problem problem;
