@@ -401,8 +401,7 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     stage_buffer_.clear();
     stage_text_.clear();
     states_.clear();
-    receipt_row_of_.clear();
-    waiting_in_row_.clear();
+    forget_receipt_rows();
     transaction.commit();
     return claim;
 }
@@ -834,16 +833,16 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
     // What changed in memory, undone should the transaction fail: memory and the state file
     // then agree that none of these outcomes arrived.
     std::vector<std::pair<int64_t, uint8_t>> old_states;
-    std::vector<std::pair<int64_t, int64_t>> old_rows_of;   // seq -> the row it waited on
+    std::vector<std::pair<int64_t, uint32_t>> old_rows_of;  // seq -> the receipt it waited on
     std::vector<std::pair<int64_t, int64_t>> old_waiting;   // row -> members it waited on
     std::vector<int64_t> new_rows;
     // The member no longer waits on the receipt it had; a row left waiting on nobody goes.
     auto leave_receipt = [&](int64_t seq) {
-        const auto held = receipt_row_of_.find(seq);
-        if (held == receipt_row_of_.end()) return;
-        const int64_t row = held->second;
-        old_rows_of.emplace_back(seq, row);
-        receipt_row_of_.erase(held);
+        if (seq >= static_cast<int64_t>(receipt_of_.size()) || receipt_of_[seq] == 0) return;
+        uint32_t& held = receipt_of_[seq];
+        const int64_t row = receipt_rows_[held];
+        old_rows_of.emplace_back(seq, held);
+        held = 0;
         int64_t& waiting = waiting_in_row_[row];
         old_waiting.emplace_back(row, waiting);
         if (--waiting <= 0) {
@@ -888,22 +887,35 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
             const int64_t row = db_.last_insert_id();
             new_rows.push_back(row);
             waiting_in_row_[row] = static_cast<int64_t>(seqs.size());
-            for (const int64_t seq : seqs) receipt_row_of_[seq] = row;
+            receipt_rows_.push_back(row);
+            for (const int64_t seq : seqs) receipt_slot(seq) = static_cast<uint32_t>(receipt_rows_.size() - 1);
         }
         transaction.commit();
     } catch (...) {
         for (const int64_t row : new_rows) waiting_in_row_.erase(row);
+        receipt_rows_.resize(receipt_rows_.size() - new_rows.size());
         for (const auto& [receipt, seqs] : receipts) {
-            for (const int64_t seq : seqs) receipt_row_of_.erase(seq);
+            for (const int64_t seq : seqs) receipt_slot(seq) = 0;
         }
         for (auto change = old_waiting.rbegin(); change != old_waiting.rend(); ++change) {
             waiting_in_row_[change->first] = change->second;
         }
-        for (const auto& [seq, row] : old_rows_of) receipt_row_of_[seq] = row;
+        for (const auto& [seq, held] : old_rows_of) receipt_slot(seq) = held;
         for (auto change = old_states.rbegin(); change != old_states.rend(); ++change) states_[change->first] = change->second;
         throw;
     }
     return tally;
+}
+
+uint32_t& StateStore::receipt_slot(int64_t seq) {
+    if (seq >= static_cast<int64_t>(receipt_of_.size())) receipt_of_.resize(std::max<size_t>(seq + 1, states_.size()), 0);
+    return receipt_of_[seq];
+}
+
+void StateStore::forget_receipt_rows() {
+    std::vector<uint32_t>().swap(receipt_of_);
+    receipt_rows_.assign(1, 0);
+    waiting_in_row_.clear();
 }
 
 OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& export_name) {
@@ -921,8 +933,7 @@ OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& expor
         sql.deliver.bind(1, first).bind(2, last).bind(3, export_name).bind(4, run_id).run();
     });
     transaction.commit();
-    receipt_row_of_.clear();
-    waiting_in_row_.clear();
+    forget_receipt_rows();
     for (const int64_t seq : settled) {
         const uint8_t leaver = states_[seq] & kLeaver;
         ++(leaver ? tally.removed : tally.accepted);

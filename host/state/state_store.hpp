@@ -205,8 +205,13 @@ private:
     // The receipts this run recorded that still wait on members: the row holding each pending
     // member's receipt, and how many members each row waits on. A row goes once it waits on
     // none (a member's seqs are spread over the segment in a refresh, so no seq range says it).
-    std::unordered_map<int64_t, int64_t> receipt_row_of_;  // seq -> unconfirmed.id
+    // By seq, an index into receipt_rows_ (0: none); a hash map took a node, an allocation and
+    // a free, per pending member (2 % of an export's CPU). 4 bytes a member.
+    std::vector<uint32_t> receipt_of_;
+    std::vector<int64_t> receipt_rows_{0};                 // unconfirmed.id, appended as recorded
     std::unordered_map<int64_t, int64_t> waiting_in_row_;  // unconfirmed.id -> members
+    uint32_t& receipt_slot(int64_t seq);
+    void forget_receipt_rows();
     struct OutcomeStatements;
     std::unique_ptr<OutcomeStatements> outcome_statements_;  // prepared on first use, kept for the run
 };

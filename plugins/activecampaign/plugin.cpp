@@ -230,7 +230,19 @@ struct PendingBatch {
     std::string batch_id;
     std::string body;  // kept to resubmit once if the batch fails
     std::vector<uint64_t> ids;
-    std::vector<std::string> emails;  // lower-cased, same order as ids
+    // The members' emails, lower-cased, in the order of ids, end to end: a string each was an
+    // allocation and a free per contact.
+    std::string emails;
+    std::vector<uint32_t> email_ends;
+    void add(uint64_t id, std::string_view email) {
+        ids.push_back(id);
+        for (const char c : email) emails.push_back(lower_ascii(c));
+        email_ends.push_back(static_cast<uint32_t>(emails.size()));
+    }
+    std::string_view email(size_t i) const {
+        const uint32_t begin = i == 0 ? 0 : email_ends[i - 1];
+        return std::string_view(emails).substr(begin, email_ends[i] - begin);
+    }
     Clock::time_point queued_at;
     int resubmits = 0;
     bool polling = false;  // a thread is checking it; others leave it alone
@@ -618,8 +630,7 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
                 batch.body = std::move(body);
                 batch.queued_at = Clock::now();
                 for (size_t index : remaining) {
-                    batch.ids.push_back(rows[index].id);
-                    batch.emails.push_back(lower_ascii(rows[index].contact.email));
+                    batch.add(rows[index].id, rows[index].contact.email);
                     out.add(rows[index].id, SEGPUSH_RECORD_PENDING, {}, answer.batch_id);
                 }
                 log(SEGPUSH_LOG_DEBUG, "bulk import batch " + answer.batch_id + " queued with " +
@@ -871,11 +882,11 @@ Poll poll_batch(segpush_export& exp, PendingBatch& batch, OutcomeList& out, Prob
     if (result.status != 200) return Poll::not_ready;
     ImportInfo info = parse_import_info(result.body);
     if (info.state == ImportInfo::completed) {
-        std::set<std::string> failed;
+        std::set<std::string, std::less<>> failed;
         for (const auto& email : info.failure) failed.insert(lower_ascii(email));
         size_t rejected = 0;
         for (size_t i = 0; i < batch.ids.size(); ++i) {
-            if (failed.count(batch.emails[i])) {
+            if (failed.count(batch.email(i))) {
                 ++rejected;
                 out.add(batch.ids[i], SEGPUSH_RECORD_REJECTED,
                         "ActiveCampaign's bulk import did not take this contact (listed as failed, without a reason; "
@@ -1113,8 +1124,7 @@ segpush_status resume_pending(segpush_export* exp, const segpush_batch* batch, c
             pending.batch_id = receipt;
             pending.queued_at = Clock::now() - kFirstPollAge;
             for (size_t r : members) {
-                pending.ids.push_back(rows[r].id);
-                pending.emails.push_back(lower_ascii(rows[r].contact.email));
+                pending.add(rows[r].id, rows[r].contact.email);
                 writer.write(rows[r].contact, rows[r].json);
             }
             pending.body = body_of(rows, members);

@@ -201,11 +201,11 @@ std::string url_encode(const std::string& value) {
     return out;
 }
 
+// Not std::tolower: a library call per character, for a result that is ASCII by definition.
+char lower_ascii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
 std::string lower_ascii(std::string value) {
-    // Not std::tolower: a library call per character, for a result that is ASCII by definition.
-    for (auto& c : value) {
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    }
+    for (auto& c : value) c = lower_ascii(c);
     return value;
 }
 

@@ -79,6 +79,7 @@ std::string contact_list_body(uint64_t list_id, const std::string& contact_id, L
 std::string url_encode(const std::string& value);
 
 // ASCII lower-case, for comparing emails the way ActiveCampaign does.
+char lower_ascii(char c);
 std::string lower_ascii(std::string value);
 
 }  // namespace segpush::activecampaign
