@@ -106,11 +106,19 @@ std::vector<MemberOutcome> take_outcomes(segpush_outcomes& outcomes) {
     out.reserve(outcomes.items ? outcomes.count : 0);
     const char* const* receipts =
         outcomes.items && SEGPUSH_HAS_FIELD(&outcomes, segpush_outcomes, receipts) ? outcomes.receipts : nullptr;
+    // A plugin may point every record a receipt covers at the same text (ours does): copied
+    // once, then shared. Equal texts behind different pointers are simply copied each.
+    const char* last_receipt = nullptr;
+    SharedText last_copy;
     for (size_t i = 0; i < outcomes.count && outcomes.items; ++i) {
         const auto& item = outcomes.items[i];
+        const char* receipt = receipts ? receipts[i] : nullptr;
+        if (receipt != last_receipt) {
+            last_copy = receipt ? SharedText(receipt) : SharedText();
+            last_receipt = receipt;
+        }
         out.push_back({static_cast<int64_t>(item.record_id), member_state(item.status),
-                       item.reason ? std::string(item.reason) : std::string(),
-                       receipts && receipts[i] ? std::string(receipts[i]) : std::string()});
+                       item.reason ? std::string(item.reason) : std::string(), last_copy});
     }
     if (outcomes.release) outcomes.release(&outcomes);
     return out;

@@ -806,8 +806,8 @@ std::vector<NetOutcome> net_outcomes(const std::vector<MemberOutcome>& outcomes)
     net.reserve(sorted.size());
     for (const MemberOutcome* report : sorted) {
         const bool usable = report->state == MemberState::pending && !report->receipt.empty() &&
-                            report->receipt.size() <= SEGPUSH_RECEIPT_MAX;
-        const std::string* receipt = usable ? &report->receipt : nullptr;
+                            report->receipt.str().size() <= SEGPUSH_RECEIPT_MAX;
+        const std::string* receipt = usable ? &report->receipt.str() : nullptr;
         if (net.empty() || net.back().seq != report->seq) {
             net.push_back({report->seq, report, receipt, report->state == MemberState::todo});
             continue;

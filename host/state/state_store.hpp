@@ -67,11 +67,30 @@ struct StagedMember {
     std::string payload;  // encoded field values (see engine/record.hpp)
 };
 
+// A text many outcomes carry, such as the receipt of a batch's 250 members: copies share it
+// (a copy each was an allocation and a free per member).
+class SharedText {
+public:
+    SharedText() = default;
+    SharedText(const char* text) : SharedText(std::string(text)) {}
+    SharedText(std::string text) {
+        if (!text.empty()) text_ = std::make_shared<const std::string>(std::move(text));
+    }
+    const std::string& str() const {
+        static const std::string none;
+        return text_ ? *text_ : none;
+    }
+    bool empty() const { return !text_; }
+
+private:
+    std::shared_ptr<const std::string> text_;
+};
+
 struct MemberOutcome {
     int64_t seq = 0;
     MemberState state = MemberState::done;
     std::string reason;
-    std::string receipt;  // with pending: where the destination holds it (see resumable_members)
+    SharedText receipt;  // with pending: where the destination holds it (see resumable_members)
 };
 
 // A member an earlier run left pending at the destination, with the same values now.

@@ -508,16 +508,16 @@ segpush_status begin_export(segpush_connection* conn, const char* settings_json,
 struct Row {
     uint64_t id;
     Contact contact;
-    std::string json;  // bulk contact object
+    std::string_view json;  // bulk contact object, in the string write_objects filled
 };
 
-std::optional<std::string> value_of(const segpush_value& value) {
+std::optional<std::string_view> value_of(const segpush_value& value) {
     if (!value.data) return std::nullopt;
     const std::string_view text(value.data, value.size);
     const size_t begin = text.find_first_not_of(" \t\r\n");
     if (begin == std::string_view::npos) return std::nullopt;  // blank: absent, never sent
     const size_t end = text.find_last_not_of(" \t\r\n");
-    return std::string(text.substr(begin, end - begin + 1));
+    return text.substr(begin, end - begin + 1);
 }
 
 std::vector<Row> rows_of(const segpush_export& exp, const segpush_batch& batch) {
@@ -530,11 +530,11 @@ std::vector<Row> rows_of(const segpush_export& exp, const segpush_batch& batch) 
             auto value = value_of(values[f]);
             if (!value) continue;
             switch (exp.columns[f].kind) {
-                case Column::email: row.contact.email = std::move(*value); break;
-                case Column::first_name: row.contact.first_name = std::move(value); break;
-                case Column::last_name: row.contact.last_name = std::move(value); break;
-                case Column::phone: row.contact.phone = std::move(value); break;
-                case Column::custom: row.contact.fields.emplace_back(exp.columns[f].field_id, std::move(*value)); break;
+                case Column::email: row.contact.email = *value; break;
+                case Column::first_name: row.contact.first_name = value; break;
+                case Column::last_name: row.contact.last_name = value; break;
+                case Column::phone: row.contact.phone = value; break;
+                case Column::custom: row.contact.fields.emplace_back(exp.columns[f].field_id, *value); break;
             }
         }
     }
@@ -547,9 +547,29 @@ BulkOptions subscribe_options(const segpush_export& exp) {
 
 // The bulk import request for `which` rows, whose json is already built.
 std::string body_of(const std::vector<Row>& rows, const std::vector<size_t>& which) {
-    std::vector<const std::string*> objects;
-    for (size_t index : which) objects.push_back(&rows[index].json);
+    std::vector<std::string_view> objects;
+    objects.reserve(which.size());
+    for (size_t index : which) objects.push_back(rows[index].json);
     return bulk_body(objects);
+}
+
+// Writes the bulk contact object of each of `which` rows into `objects` (one string for the
+// batch: one allocation, where a string per contact took one each) and points the row's json
+// at it.
+void write_objects(const BulkContactWriter& writer, std::vector<Row>& rows, const std::vector<size_t>& which,
+                   std::string& objects) {
+    objects.clear();
+    objects.reserve(which.size() * 256);
+    std::vector<std::pair<size_t, size_t>> spans;
+    spans.reserve(which.size());
+    for (size_t index : which) {
+        const size_t at = objects.size();
+        writer.append(rows[index].contact, objects);
+        spans.emplace_back(at, objects.size() - at);
+    }
+    for (size_t i = 0; i < which.size(); ++i) {
+        rows[which[i]].json = std::string_view(objects).substr(spans[i].first, spans[i].second);
+    }
 }
 
 // Marks every record of `rows` (by index) with `status` and `reason`.
@@ -578,13 +598,11 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
         options.action = action;
         options.tags.clear();
     }
+    std::string objects;
+    write_objects(BulkContactWriter(options), rows, valid, objects);
     std::vector<size_t> sizes;
     sizes.reserve(valid.size());
-    const BulkContactWriter writer(options);
-    for (size_t index : valid) {
-        writer.write(rows[index].contact, rows[index].json);
-        sizes.push_back(rows[index].json.size());
-    }
+    for (size_t index : valid) sizes.push_back(rows[index].json.size());
     Chunking chunking = chunk_contacts(sizes);
     for (size_t at : chunking.too_large) {
         out.add(rows[valid[at]].id, SEGPUSH_RECORD_REJECTED,
@@ -733,7 +751,7 @@ Problem push_each(segpush_export& exp, const std::vector<Row>& rows, const std::
                 return finish_rest(out, rows, rest, p);
             }
             if (result.status != 200) return finish_rest(out, rows, rest, unexpected(result, "finding a contact", SEGPUSH_RETRY));
-            contact_id = contact_id_with_email(result.body, row.contact.email);
+            contact_id = contact_id_with_email(result.body, std::string(row.contact.email));
             if (contact_id.empty()) {  // not a contact: not on the list either
                 out.add(row.id, SEGPUSH_RECORD_ACCEPTED);
                 continue;
@@ -1119,14 +1137,13 @@ segpush_status resume_pending(segpush_export* exp, const segpush_batch* batch, c
         }
         std::list<PendingBatch> adopted;  // joins exp->pending only if the whole call succeeds
         const BulkContactWriter writer(subscribe_options(*exp));
+        std::string objects;
         for (const auto& [receipt, members] : by_receipt) {
             PendingBatch pending;
             pending.batch_id = receipt;
             pending.queued_at = Clock::now() - kFirstPollAge;
-            for (size_t r : members) {
-                pending.add(rows[r].id, rows[r].contact.email);
-                writer.write(rows[r].contact, rows[r].json);
-            }
+            for (size_t r : members) pending.add(rows[r].id, rows[r].contact.email);
+            write_objects(writer, rows, members, objects);
             pending.body = body_of(rows, members);
             Problem problem;
             if (poll_batch(*exp, pending, *out, problem) == Poll::settled) continue;

@@ -13,13 +13,15 @@
 namespace segpush::activecampaign {
 
 // One contact as mapped from a batch row. Absent optional values stay absent: they are never
-// sent, so they never erase what ActiveCampaign already holds.
+// sent, so they never erase what ActiveCampaign already holds. The values are views of the
+// batch (borrowed for the push_batch call that reads it): a copy of each was an allocation
+// and a free per value.
 struct Contact {
-    std::string email;
-    std::optional<std::string> first_name;
-    std::optional<std::string> last_name;
-    std::optional<std::string> phone;
-    std::vector<std::pair<uint64_t, std::string>> fields;  // custom field id, value
+    std::string_view email;
+    std::optional<std::string_view> first_name;
+    std::optional<std::string_view> last_name;
+    std::optional<std::string_view> phone;
+    std::vector<std::pair<uint64_t, std::string_view>> fields;  // custom field id, value
 };
 
 enum class ListAction { subscribe, unsubscribe };
@@ -44,8 +46,8 @@ struct BulkOptions {
 class BulkContactWriter {
 public:
     explicit BulkContactWriter(const BulkOptions& options);
-    // Replaces `out` with the contact's object.
-    void write(const Contact& contact, std::string& out) const;
+    // Appends the contact's object to `out` (a batch's objects share one string).
+    void append(const Contact& contact, std::string& out) const;
 
 private:
     bool upsert_;
@@ -57,7 +59,7 @@ private:
 void append_json_string(std::string& out, std::string_view text);
 
 // The full request body from contact objects made by BulkContactWriter.
-std::string bulk_body(const std::vector<const std::string*>& contact_objects);
+std::string bulk_body(const std::vector<std::string_view>& contact_objects);
 // The bytes bulk_body adds around the contacts: "{"contacts":[" + "]}" + commas.
 size_t bulk_body_size(size_t sum_of_object_sizes, size_t n_objects);
 
@@ -76,7 +78,7 @@ std::string sync_body(const Contact& contact);
 std::string contact_list_body(uint64_t list_id, const std::string& contact_id, ListAction action);
 
 // Percent-encodes a query-string value.
-std::string url_encode(const std::string& value);
+std::string url_encode(std::string_view value);
 
 // ASCII lower-case, for comparing emails the way ActiveCampaign does.
 char lower_ascii(char c);

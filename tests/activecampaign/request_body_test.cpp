@@ -74,8 +74,8 @@ TEST_CASE("BulkContactWriter: an upsert carries the values, custom fields, tags,
     contact.last_name = "";  // blank: never sent, so never erases what ActiveCampaign holds
     contact.phone = "+1 555\t0100";
     contact.fields = {{7, "a||b"}, {9, ""}, {11, "x\\y"}};
-    std::string json = "left over from the previous contact";
-    writer.write(contact, json);
+    std::string json;
+    writer.append(contact, json);
     const rapidjson::Document object = parse(json);
     CHECK(object.MemberCount() == 7);
     CHECK(string_of(object["email"]) == "Ann@Example.com");
@@ -92,10 +92,13 @@ TEST_CASE("BulkContactWriter: an upsert carries the values, custom fields, tags,
     CHECK(string_of(object["subscribe"][0]["listid"]) == "12");
     CHECK(object["exclude_automations"].GetBool());
 
+    // Appended after the first: the batch's objects share one string.
     Contact plain;
     plain.email = "bo@example.com";
-    writer.write(plain, json);
-    const rapidjson::Document second = parse(json);
+    const size_t first_size = json.size();
+    writer.append(plain, json);
+    CHECK(parse(json.substr(0, first_size)).MemberCount() == 7);
+    const rapidjson::Document second = parse(json.substr(first_size));
     CHECK(second.MemberCount() == 4);  // email, tags, subscribe, exclude_automations
     CHECK_FALSE(second.HasMember("fields"));
 }
@@ -111,12 +114,12 @@ TEST_CASE("BulkContactWriter: an unsubscribe sends the email and the list only")
     contact.first_name = "Lee";
     contact.fields = {{7, "value"}};
     std::string json;
-    writer.write(contact, json);
+    writer.append(contact, json);
     const rapidjson::Document object = parse(json);
     CHECK(object.MemberCount() == 2);
     CHECK(string_of(object["email"]) == "leaver@example.com");
     CHECK(string_of(object["unsubscribe"][0]["listid"]) == "3");
-    const std::vector<const std::string*> objects{&json, &json};
+    const std::vector<std::string_view> objects{json, json};
     const rapidjson::Document body = parse(bulk_body(objects));
     CHECK(body["contacts"].Size() == 2);
     CHECK(bulk_body(objects).size() == bulk_body_size(2 * json.size(), 2));
