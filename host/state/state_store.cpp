@@ -699,9 +699,19 @@ std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
         todo_at_.emplace(db_.prepare("SELECT seq, action, COALESCE(payload, key_value) FROM staged WHERE seq=?1"));
     }
     members.reserve(seqs.size());
+    auto payloads = std::make_shared<std::string>();
+    std::vector<size_t> ends;
+    ends.reserve(seqs.size());
     visit_staged_rows(*todo_between_, *todo_at_, seqs, [&](const sqlite::Statement& row) {
-        members.push_back({row.integer(0), static_cast<MemberAction>(row.integer(1)), std::string(row.blob(2))});
+        members.push_back({row.integer(0), static_cast<MemberAction>(row.integer(1)), {}, payloads});
+        payloads->append(row.blob(2));
+        ends.push_back(payloads->size());
     });
+    // Pointed into once the string has stopped growing.
+    for (size_t i = 0; i < members.size(); ++i) {
+        const size_t begin = i == 0 ? 0 : ends[i - 1];
+        members[i].payload = std::string_view(*payloads).substr(begin, ends[i] - begin);
+    }
     return members;
 }
 
@@ -727,7 +737,8 @@ std::vector<ResumableMember> StateStore::resumable_members(const std::string& ex
             if (member.step()) {
                 const int64_t seq = member.integer(0);
                 if (has_state(seq, MemberState::todo)) {  // the query's action=0: no leaver
-                    by_seq[seq] = {{seq, MemberAction::upsert, std::string(member.blob(1))}, receipt};
+                    auto payload = std::make_shared<const std::string>(member.blob(1));
+                    by_seq[seq] = {{seq, MemberAction::upsert, *payload, payload}, receipt};
                 }
             }
             member.reset();

@@ -64,7 +64,10 @@ enum class MemberAction : int { upsert = 0, remove = 1 };
 struct StagedMember {
     int64_t seq = 0;  // the record id the plugin sees
     MemberAction action = MemberAction::upsert;
-    std::string payload;  // encoded field values (see engine/record.hpp)
+    std::string_view payload;  // encoded field values (see engine/record.hpp), in `storage`
+    // The bytes `payload` points into, shared by the members read together (next_todo reads a
+    // batch's payloads into one string: a string each was an allocation and a free per member).
+    std::shared_ptr<const std::string> storage;
 };
 
 // A text many outcomes carry, such as the receipt of a batch's 250 members: copies share it

@@ -459,7 +459,7 @@ TEST_CASE("state: a refresh sends only the changed members among many, and their
         std::vector<std::string> payloads;
         for (const auto& member : state.next_todo(0, 4)) {
             seqs.push_back(member.seq);
-            payloads.push_back(member.payload);
+            payloads.emplace_back(member.payload);
         }
         CHECK(seqs == std::vector<int64_t>{10, 500, 997, 998});
         CHECK(payloads == std::vector<std::string>{"payload-m10", "payload-m500", "payload-m997", "payload-m998"});
