@@ -231,7 +231,13 @@ private:
     // a free, per pending member (2 % of an export's CPU). 4 bytes a member.
     std::vector<uint32_t> receipt_of_;
     std::vector<int64_t> receipt_rows_{0};                 // unconfirmed.id, appended as recorded
-    std::unordered_map<int64_t, int64_t> waiting_in_row_;  // unconfirmed.id -> members
+    // By unconfirmed.id: how many members the row still waits on, and whether every member
+    // that left it was accepted with it (then the row, once left by all, is kept confirmed).
+    struct Waiting {
+        int64_t members = 0;
+        bool all_accepted = true;
+    };
+    std::unordered_map<int64_t, Waiting> waiting_in_row_;
     uint32_t& receipt_slot(int64_t seq);
     void forget_receipt_rows();
     struct OutcomeStatements;

@@ -393,11 +393,11 @@ TEST_CASE("state: outcomes whose transaction fails leave memory as if they never
         state.apply_outcomes(run.run_id, "e",
                              {{1, MemberState::pending, "", "import-1"}, {2, MemberState::pending, "", "import-1"},
                               {3, MemberState::pending, "", "import-2"}});
-        // The state file refuses c's delivered row (as a full disk would), from another
-        // connection: the statement fails after the members' states, both receipts' counts and
-        // their rows' deletion were already done in this call.
+        // The state file refuses to keep import-2's row as c's delivery (as a full disk would),
+        // from another connection: the statement fails after the members' states, both
+        // receipts' counts and import-1's row (kept for a and b) were already done in this call.
         sqlite::Database other(path);
-        other.exec("CREATE TRIGGER refuse_c BEFORE INSERT ON delivered_log WHEN NEW.email_key = 'c' "
+        other.exec("CREATE TRIGGER refuse_c BEFORE UPDATE ON unconfirmed WHEN NEW.receipt = 'import-2' "
                    "BEGIN SELECT RAISE(ABORT, 'no room'); END");
         CHECK_THROWS_WITH(state.apply_outcomes(run.run_id, "e",
                                                {{1, MemberState::done, "", ""}, {2, MemberState::done, "", ""},
@@ -412,11 +412,12 @@ TEST_CASE("state: outcomes whose transaction fails leave memory as if they never
             {{1, MemberState::done, "", ""}, {3, MemberState::done, "", ""}, {4, MemberState::pending, "", "import-3"}});
         CHECK(tally.accepted == 2);
         CHECK(state.count_todo() == 0);
-        // import-2's row went with c's confirmation (c was found on it again), import-1's stays
-        // for b and import-3's row is new.
-        auto receipts = other.prepare("SELECT group_concat(receipt) FROM (SELECT receipt FROM unconfirmed ORDER BY receipt)");
+        // import-2's row is kept as c's delivery (c was found on it again); import-1's waits on
+        // b (a, accepted without b, went to the log) and import-3's row is new.
+        auto receipts = other.prepare("SELECT group_concat(receipt || ':' || confirmed) FROM "
+                                      "(SELECT receipt, confirmed FROM unconfirmed ORDER BY receipt)");
         REQUIRE(receipts.step());
-        CHECK(receipts.text(0) == "import-1,import-3");
+        CHECK(receipts.text(0) == "import-1:0,import-2:1,import-3:0");
         state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
     }
     StateStore state(path);
@@ -529,4 +530,80 @@ TEST_CASE("staging: a member whose row failed to be written is not taken for a d
     CHECK(state.stage_member(2, "b@example.com", "b@example.com", 2, "{}", 0, 5));
     CHECK_FALSE(state.stage_member(3, "b@example.com", "b@example.com", 2, "{}", 0, 6));
     state.end_staging();
+}
+
+TEST_CASE("state: a receipt whose every member is accepted is kept as their delivery, emails as written") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    {
+        StateStore state(path);
+        const auto run = state.begin_run("e", false, false);
+        state.begin_staging();
+        REQUIRE(state.stage_member(1, "ann@x.io", "Ann@X.io", 11, "payload-ann", 0, 2));
+        REQUIRE(state.stage_member(2, "bo@x.io", "bo@x.io", 12, "payload-bo", 0, 3));
+        REQUIRE(state.stage_member(3, "cy@x.io", "cy@x.io", 13, "payload-cy", 0, 4));
+        state.end_staging();
+        state.all_members_staged();
+        RunCounts counts;
+        state.diff("e", run.baseline, true, 100, counts);
+        state.apply_outcomes(run.run_id, "e",
+                             {{1, MemberState::pending, "", "import-A"}, {2, MemberState::pending, "", "import-A"},
+                              {3, MemberState::pending, "", "import-B"}});
+        const OutcomeTally tally = state.apply_outcomes(
+            run.run_id, "e", {{1, MemberState::done, "", ""}, {2, MemberState::done, "", ""}, {3, MemberState::rejected, "no", ""}});
+        CHECK(tally.accepted == 2);
+        CHECK(tally.rejected == 1);
+        sqlite::Database other(path);
+        auto rows = other.prepare("SELECT group_concat(receipt || ':' || confirmed) FROM unconfirmed");
+        REQUIRE(rows.step());
+        CHECK(rows.text(0) == "import-A:1");  // import-B went: cy was refused
+        auto logged = other.prepare("SELECT COUNT(*) FROM delivered_log");
+        REQUIRE(logged.step());
+        CHECK(logged.integer(0) == 0);
+        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+    }
+    // The next run finds ann and bo delivered (they leave, with ann's email as written) and cy
+    // still new; the kept receipt is merged, nothing is left to resume.
+    StateStore state(path);
+    const auto next = state.begin_run("e", false, false);
+    state.begin_staging();
+    REQUIRE(state.stage_member(1, "cy@x.io", "cy@x.io", 13, "payload-cy", 0, 2));
+    state.end_staging();
+    state.all_members_staged();
+    RunCounts counts;
+    state.diff("e", next.baseline, true, 100, counts);
+    CHECK(counts.new_members == 1);
+    CHECK(counts.leaving == 2);
+    CHECK(state.resumable_members("e", next.run_id, next.baseline).empty());
+    std::vector<std::string> payloads;
+    for (const auto& member : state.next_todo(0, 10)) payloads.emplace_back(member.payload);
+    CHECK(payloads == std::vector<std::string>{"payload-cy", "Ann@X.io", "bo@x.io"});
+    sqlite::Database other(path);
+    auto rows = other.prepare("SELECT COUNT(*) FROM unconfirmed");
+    REQUIRE(rows.step());
+    CHECK(rows.integer(0) == 0);
+}
+
+TEST_CASE("state: a version-7 unconfirmed table gains the confirmed column, its receipts still resumable") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    {
+        StateStore state(path);  // creates every table, then the unconfirmed table is made version 7's
+        sqlite::Database old(path);
+        old.exec("DROP TABLE unconfirmed;"
+                 "CREATE TABLE unconfirmed(id INTEGER PRIMARY KEY, export TEXT NOT NULL, run_id INTEGER NOT NULL, "
+                 "first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, receipt TEXT NOT NULL, members BLOB NOT NULL);"
+                 "PRAGMA user_version=7;");
+    }
+    {
+        StateStore state(path);
+        const auto [run, counts] = diffed_run(state, {{"a", 1}});
+        state.apply_outcomes(run.run_id, "e", {{1, MemberState::pending, "", "import-7"}});
+        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "stopped", "");
+    }
+    StateStore state(path);
+    const auto [next, counts] = diffed_run(state, {{"a", 1}});
+    const auto resumable = state.resumable_members("e", next.run_id, next.baseline);
+    REQUIRE(resumable.size() == 1);
+    CHECK(resumable[0].receipt == "import-7");
 }
