@@ -437,6 +437,8 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     staged_keys_.clear();
     stage_buffer_.clear();
     stage_text_.clear();
+    recent_reads_.clear();
+    next_recent_read_ = 0;
     states_.clear();
     forget_receipt_rows();
     transaction.commit();
@@ -757,18 +759,27 @@ std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
     std::vector<StagedMember> members;
     if (seqs.empty()) return members;
     if (!todo_between_) {
-        todo_between_.emplace(db_.prepare("SELECT seq, action, COALESCE(payload, key_value) FROM staged "
-                                          "WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"));
-        todo_at_.emplace(db_.prepare("SELECT seq, action, COALESCE(payload, key_value) FROM staged WHERE seq=?1"));
+        todo_between_.emplace(db_.prepare("SELECT seq, action, COALESCE(payload, key_value), email_key, hash, key_value "
+                                          "FROM staged WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"));
+        todo_at_.emplace(db_.prepare(
+            "SELECT seq, action, COALESCE(payload, key_value), email_key, hash, key_value FROM staged WHERE seq=?1"));
     }
     members.reserve(seqs.size());
     auto payloads = std::make_shared<std::string>();
     std::vector<size_t> ends;
     ends.reserve(seqs.size());
+    if (recent_reads_.size() < kRecentReads) recent_reads_.emplace_back();
+    RecentRead& read = recent_reads_[next_recent_read_++ % kRecentReads];
+    read.seqs.clear();
+    read.ends.clear();
+    read.encoded.clear();
     visit_staged_rows(*todo_between_, *todo_at_, seqs, [&](const sqlite::Statement& row) {
         members.push_back({row.integer(0), static_cast<MemberAction>(row.integer(1)), {}, payloads});
         payloads->append(row.blob(2));
         ends.push_back(payloads->size());
+        read.seqs.push_back(row.integer(0));
+        encode_receipt_member(read.encoded, static_cast<uint64_t>(row.integer(4)), row.blob(3), row.blob(5));
+        read.ends.push_back(read.encoded.size());
     });
     // Pointed into once the string has stopped growing.
     for (size_t i = 0; i < members.size(); ++i) {
@@ -987,7 +998,7 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
         });
         std::string members;
         for (const auto& [receipt, seqs] : receipts) {
-            sql.encode_members(seqs, members);
+            if (!encode_from_recent_reads(seqs, members)) sql.encode_members(seqs, members);
             sql.remember_receipt.bind(1, export_name).bind(2, run_id).bind(3, seqs.front()).bind(4, seqs.back())
                 .bind(5, receipt).bind_blob(6, members.data(), members.size()).run();
             const int64_t row = db_.last_insert_id();
@@ -1011,6 +1022,25 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
         throw;
     }
     return tally;
+}
+
+bool StateStore::encode_from_recent_reads(const std::vector<int64_t>& seqs, std::string& out) const {
+    out.clear();
+    for (const int64_t seq : seqs) {
+        bool found = false;
+        for (const RecentRead& read : recent_reads_) {
+            if (read.seqs.empty() || seq < read.seqs.front() || seq > read.seqs.back()) continue;
+            const auto at = std::lower_bound(read.seqs.begin(), read.seqs.end(), seq);
+            if (at == read.seqs.end() || *at != seq) continue;
+            const size_t index = static_cast<size_t>(at - read.seqs.begin());
+            const size_t begin = index == 0 ? 0 : read.ends[index - 1];
+            out.append(read.encoded, begin, read.ends[index] - begin);
+            found = true;
+            break;
+        }
+        if (!found) return false;
+    }
+    return true;
 }
 
 uint32_t& StateStore::receipt_slot(int64_t seq) {

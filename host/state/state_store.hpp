@@ -240,6 +240,19 @@ private:
     std::unordered_map<int64_t, Waiting> waiting_in_row_;
     uint32_t& receipt_slot(int64_t seq);
     void forget_receipt_rows();
+    // What next_todo read of the members it handed out lately, encoded as a receipt row holds
+    // them (their keys and hashes): recording the receipt of a batch they become reads them
+    // here rather than from the staged rows a second time (5 % of an export's CPU).
+    struct RecentRead {
+        std::vector<int64_t> seqs;  // ascending
+        std::vector<size_t> ends;   // where each member's encoding ends in `encoded`
+        std::string encoded;
+    };
+    static constexpr size_t kRecentReads = 32;
+    std::vector<RecentRead> recent_reads_;  // the oldest replaced first
+    size_t next_recent_read_ = 0;
+    // The receipt encoding of `seqs` (ascending) from recent reads; false if one is not there.
+    bool encode_from_recent_reads(const std::vector<int64_t>& seqs, std::string& out) const;
     struct OutcomeStatements;
     std::unique_ptr<OutcomeStatements> outcome_statements_;  // prepared on first use, kept for the run
 };
