@@ -375,18 +375,17 @@ StateStore::StateStore(const std::string& path) : db_([&] {
         db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion) + ";");
     }
     db_.exec(kSchema);
-    sqlite::Statement identity_column =
-        db_.prepare("SELECT COUNT(*) FROM pragma_table_info('runs') WHERE name='process_identity'");
-    identity_column.step();
-    const bool add_identity = identity_column.integer(0) == 0;  // a runs table from before version 7
-    identity_column.reset();
-    if (add_identity) db_.exec("ALTER TABLE runs ADD COLUMN process_identity TEXT;");
-    sqlite::Statement confirmed_column =
-        db_.prepare("SELECT COUNT(*) FROM pragma_table_info('unconfirmed') WHERE name='confirmed'");
-    confirmed_column.step();
-    const bool add_confirmed = confirmed_column.integer(0) == 0;  // an unconfirmed table from before version 8
-    confirmed_column.reset();
-    if (add_confirmed) db_.exec("ALTER TABLE unconfirmed ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0;");
+    // Columns later versions added to tables kept from before them (CREATE TABLE IF NOT EXISTS
+    // leaves an existing table as it is).
+    auto add_column_if_missing = [&](const std::string& table, const std::string& column, const std::string& type) {
+        sqlite::Statement present = db_.prepare("SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name=?2");
+        present.bind(1, table).bind(2, column).step();
+        const bool missing = present.integer(0) == 0;
+        present.reset();
+        if (missing) db_.exec("ALTER TABLE " + table + " ADD COLUMN " + column + " " + type + ";");
+    };
+    add_column_if_missing("runs", "process_identity", "TEXT");                          // version 7
+    add_column_if_missing("unconfirmed", "confirmed", "INTEGER NOT NULL DEFAULT 0");  // version 8
     setup.commit();
 }
 
@@ -927,11 +926,10 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
     // The member no longer waits on the receipt it had. A row left waiting on nobody goes,
     // unless every member left it accepted: it is then kept, confirmed, as their delivery.
     auto leave_receipt = [&](int64_t seq, bool accepted) {
-        if (seq >= static_cast<int64_t>(receipt_of_.size()) || receipt_of_[seq] == 0) return;
-        uint32_t& held = receipt_of_[seq];
-        const int64_t row = receipt_rows_[held];
-        old_rows_of.emplace_back(seq, held);
-        held = 0;
+        const int64_t row = receipt_row_of(seq);
+        if (row == 0) return;
+        old_rows_of.emplace_back(seq, receipt_of_[seq]);
+        receipt_of_[seq] = 0;
         Waiting& waiting = waiting_in_row_[row];
         old_waiting.emplace_back(row, waiting);
         waiting.all_accepted = waiting.all_accepted && accepted;
@@ -942,10 +940,6 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
     };
     // Members accepted here with the receipt they waited on, by its row.
     std::unordered_map<int64_t, int64_t> accepted_by_row;
-    auto row_of = [&](int64_t seq) -> int64_t {
-        if (seq >= static_cast<int64_t>(receipt_of_.size()) || receipt_of_[seq] == 0) return 0;
-        return receipt_rows_[receipt_of_[seq]];
-    };
     std::vector<int64_t> delivered;
     std::vector<int64_t> accepted_with_receipt;
     std::map<std::string_view, std::vector<int64_t>> receipts;  // receipt -> its members, by seq
@@ -966,7 +960,7 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
             }
             if (to == MemberState::done) {
                 ++(leaver ? tally.removed : tally.accepted);
-                if (const int64_t row = leaver ? 0 : row_of(net.seq); row != 0) {
+                if (const int64_t row = leaver ? 0 : receipt_row_of(net.seq); row != 0) {
                     ++accepted_by_row[row];
                     accepted_with_receipt.push_back(net.seq);  // left below, once all are known
                     continue;
@@ -988,7 +982,7 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
                         waiting->second.members == accepted;
         }
         for (const int64_t seq : accepted_with_receipt) {
-            const bool by_row = kept[row_of(seq)];
+            const bool by_row = kept[receipt_row_of(seq)];
             if (!by_row) delivered.push_back(seq);
             leave_receipt(seq, by_row);
         }
@@ -1003,8 +997,8 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
                 .bind(5, receipt).bind_blob(6, members.data(), members.size()).run();
             const int64_t row = db_.last_insert_id();
             new_rows.push_back(row);
-            waiting_in_row_[row] = Waiting{static_cast<int64_t>(seqs.size()), true};
             receipt_rows_.push_back(row);
+            waiting_in_row_[row] = Waiting{static_cast<int64_t>(seqs.size()), true};
             for (const int64_t seq : seqs) receipt_slot(seq) = static_cast<uint32_t>(receipt_rows_.size() - 1);
         }
         transaction.commit();
@@ -1041,6 +1035,11 @@ bool StateStore::encode_from_recent_reads(const std::vector<int64_t>& seqs, std:
         if (!found) return false;
     }
     return true;
+}
+
+int64_t StateStore::receipt_row_of(int64_t seq) const {
+    if (seq >= static_cast<int64_t>(receipt_of_.size()) || receipt_of_[seq] == 0) return 0;
+    return receipt_rows_[receipt_of_[seq]];
 }
 
 uint32_t& StateStore::receipt_slot(int64_t seq) {

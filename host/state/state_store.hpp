@@ -238,7 +238,8 @@ private:
         bool all_accepted = true;
     };
     std::unordered_map<int64_t, Waiting> waiting_in_row_;
-    uint32_t& receipt_slot(int64_t seq);
+    uint32_t& receipt_slot(int64_t seq);  // grows receipt_of_ to hold seq
+    int64_t receipt_row_of(int64_t seq) const;  // the unconfirmed.id the member waits on, or 0
     void forget_receipt_rows();
     // What next_todo read of the members it handed out lately, encoded as a receipt row holds
     // them (their keys and hashes): recording the receipt of a batch they become reads them
