@@ -260,6 +260,12 @@ void decode_receipt_members(std::string_view in, const Visit& visit) {
     }
 }
 
+// The i-th of the pieces written end to end into `text`, each ending at ends[i].
+std::string_view piece(std::string_view text, const std::vector<size_t>& ends, size_t i) {
+    const size_t begin = i == 0 ? 0 : ends[i - 1];
+    return text.substr(begin, ends[i] - begin);
+}
+
 // Visits the staged rows of `seqs` (ascending, distinct) in order: one range scan when they
 // lie close together (a first delivery's batch), a lookup each when they are spread out (a
 // refresh's few changed members among a million). `between` takes ?1 <= seq <= ?2 in seq
@@ -781,10 +787,7 @@ std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
         read.ends.push_back(read.encoded.size());
     });
     // Pointed into once the string has stopped growing.
-    for (size_t i = 0; i < members.size(); ++i) {
-        const size_t begin = i == 0 ? 0 : ends[i - 1];
-        members[i].payload = std::string_view(*payloads).substr(begin, ends[i] - begin);
-    }
+    for (size_t i = 0; i < members.size(); ++i) members[i].payload = piece(*payloads, ends, i);
     return members;
 }
 
@@ -811,8 +814,12 @@ std::vector<ResumableMember> StateStore::resumable_members(const std::string& ex
             if (member.step()) {
                 const int64_t seq = member.integer(0);
                 if (has_state(seq, MemberState::todo)) {  // the query's action=0: no leaver
-                    auto payload = std::make_shared<const std::string>(member.blob(1));
-                    by_seq[seq] = {{seq, MemberAction::upsert, *payload, payload}, receipt};
+                    ResumableMember& resumable = by_seq[seq];
+                    resumable.member.seq = seq;
+                    resumable.member.action = MemberAction::upsert;
+                    resumable.member.storage = std::make_shared<const std::string>(member.blob(1));
+                    resumable.member.payload = *resumable.member.storage;
+                    resumable.receipt = receipt;
                 }
             }
             member.reset();
@@ -1026,9 +1033,7 @@ bool StateStore::encode_from_recent_reads(const std::vector<int64_t>& seqs, std:
             if (read.seqs.empty() || seq < read.seqs.front() || seq > read.seqs.back()) continue;
             const auto at = std::lower_bound(read.seqs.begin(), read.seqs.end(), seq);
             if (at == read.seqs.end() || *at != seq) continue;
-            const size_t index = static_cast<size_t>(at - read.seqs.begin());
-            const size_t begin = index == 0 ? 0 : read.ends[index - 1];
-            out.append(read.encoded, begin, read.ends[index] - begin);
+            out.append(piece(read.encoded, read.ends, static_cast<size_t>(at - read.seqs.begin())));
             found = true;
             break;
         }
