@@ -322,3 +322,67 @@ TEST_CASE("plugin: an import resubmitted after failing gives its records the new
     CHECK(sandbox.route_count("POST /api/3/import/bulk_import") == 2);
     CHECK(sandbox.members(1).size() == 30);
 }
+
+TEST_CASE("plugin: past 128 queued imports a push first waits for the oldest to be confirmed, and a cancel ends the wait") {
+    // The plugin keeps each queued import's body (to resubmit it should it fail) until the
+    // import is confirmed: the queue's bound is what bounds its memory when ActiveCampaign
+    // takes imports faster than it completes them.
+    Sandbox sandbox(fast_sandbox(R"("limits_enabled": false, "record_bodies": false, "import_delay_ms": 3000)"));
+    const std::string fast = R"(,"requests_per_second":1000,"bulk_requests_per_minute":10000)";
+    const size_t kQueueBound = 128;
+    // Pushes of more than ten records: an export's first push of ten or fewer is sent one
+    // contact at a time (a small export), not as a bulk import.
+    const size_t kPerPush = 11;
+    std::map<uint64_t, Outcome> outcomes;
+    segpush_error err{};
+    {
+        Driver driver(sandbox, fast);
+        const auto first_queued = Clock::now();
+        for (size_t push = 0; push < kQueueBound; ++push) {
+            REQUIRE(driver.push(people(kPerPush, push * kPerPush), push * kPerPush, outcomes, err) == SEGPUSH_OK);
+        }
+        const double queue_filled = std::chrono::duration<double>(Clock::now() - first_queued).count();
+        REQUIRE(queue_filled < 2.5);  // else the check below proves nothing: not a speed target
+        REQUIRE(driver.push(people(kPerPush, kPerPush * kQueueBound), kPerPush * kQueueBound, outcomes, err) == SEGPUSH_OK);
+        // The sandbox completes an import 3 s after taking it: the push waited for that.
+        CHECK(std::chrono::duration<double>(Clock::now() - first_queued).count() >= 3.0);
+        const auto requests = sandbox.get("/__sandbox/requests");
+        size_t imports = 0, checks_before_last_import = 0, checks = 0;
+        for (const auto& request : requests.GetArray()) {
+            const std::string path = request["path"].GetString();
+            if (path == "/api/3/import/info") ++checks;
+            if (path == "/api/3/import/bulk_import") {
+                ++imports;
+                checks_before_last_import = checks;
+            }
+        }
+        CHECK(imports == kQueueBound + 1);
+        CHECK(checks_before_last_import >= 1);
+        // A bounded number of checks while waiting, not one every few milliseconds.
+        CHECK(checks_before_last_import < 20);
+        outcomes.clear();
+        REQUIRE(driver.finish(outcomes) == SEGPUSH_OK);
+        CHECK(sandbox.members(1).size() == kPerPush * (kQueueBound + 1));
+    }
+
+    // With imports that never complete, a waiting push returns once the host cancels.
+    sandbox.configure(R"({"stuck_imports": true})");
+    Driver driver(sandbox, fast);
+    for (size_t push = 0; push < kQueueBound; ++push) {
+        REQUIRE(driver.push(people(kPerPush, 10000 + push * kPerPush), 10000 + push * kPerPush, outcomes, err) == SEGPUSH_OK);
+    }
+    std::thread cancel([] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+        g_cancel = true;
+    });
+    const auto waited_from = Clock::now();
+    std::map<uint64_t, Outcome> last;
+    const segpush_status waited_status = driver.push(people(kPerPush, 20000), 20000, last, err);
+    const double waited = std::chrono::duration<double>(Clock::now() - waited_from).count();
+    cancel.join();
+    CHECK(waited >= 0.9);
+    CHECK(waited < 10);
+    CHECK(waited_status == SEGPUSH_ERR_CANCELLED);
+    for (const auto& [id, outcome] : last) CHECK(outcome.status != SEGPUSH_RECORD_ACCEPTED);
+    CHECK(sandbox.route_count("POST /api/3/import/bulk_import") == 2 * kQueueBound + 1);  // nothing sent
+}
