@@ -91,6 +91,10 @@ struct OutcomeList {
     bool has_receipts = false;
     std::deque<std::string> texts;  // stable addresses for reasons and receipts
 
+    void reserve(size_t records) {
+        items.reserve(records);
+        receipts.reserve(records);
+    }
     void add(uint64_t id, segpush_record_status status, const std::string& reason = {},
              const std::string& receipt = {}) {
         items.push_back({id, status, keep(reason)});
@@ -821,6 +825,7 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
         }
         const ListAction action = action_code == SEGPUSH_ACTION_REMOVE ? ListAction::unsubscribe : ListAction::subscribe;
         auto out = std::make_unique<OutcomeList>();
+        out->reserve(batch->n_records);
         std::vector<Row> rows = rows_of(*exp, *batch);
         std::vector<size_t> valid;
         for (size_t r = 0; r < rows.size(); ++r) {

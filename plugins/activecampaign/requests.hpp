@@ -81,7 +81,7 @@ std::string contact_list_body(uint64_t list_id, const std::string& contact_id, L
 std::string url_encode(std::string_view value);
 
 // ASCII lower-case, for comparing emails the way ActiveCampaign does.
-char lower_ascii(char c);
+inline char lower_ascii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 std::string lower_ascii(std::string value);
 
 }  // namespace segpush::activecampaign

@@ -54,6 +54,19 @@ TEST_CASE("append_json_string: every ASCII byte, quotes, backslashes and UTF-8 r
         for (int i = 0; i < length; ++i) text.push_back(static_cast<char>(random() % 0x80));
         REQUIRE(round_trip(text) == text);
     }
+    // Text is scanned eight bytes at a time while no byte needs escaping: one byte that does,
+    // at every place in and around those blocks, among letters and UTF-8 bytes (0x80 and up).
+    const std::string specials("\"\\\x00\x01\x1f\n", 6);
+    const std::string plain = "aZ~ !#\x7f\xc3\xa9\xe5\x90\x8d\xf0\x9f\x98\x80";
+    for (int trial = 0; trial < 2000; ++trial) {
+        std::string text;
+        const int length = static_cast<int>(random() % 70);
+        for (int i = 0; i < length; ++i) text.push_back(plain[random() % plain.size()]);
+        for (int escapes = static_cast<int>(random() % 3); escapes > 0 && length > 0; --escapes) {
+            text[random() % length] = specials[random() % specials.size()];
+        }
+        REQUIRE(round_trip(text) == text);  // the reader refuses a raw control character
+    }
 }
 
 TEST_CASE("append_json_string: control characters are escaped, the rest is copied as it is") {

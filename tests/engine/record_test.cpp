@@ -64,6 +64,12 @@ TEST_CASE("record: email syntax") {
         CHECK_FALSE(is_valid_email(bad));
     }
     CHECK_FALSE(is_valid_email(std::string(250, 'a') + "@example.com"));
+    CHECK_FALSE(is_valid_email(std::string("a\0b@example.com", 15)));
+    CHECK_FALSE(is_valid_email(std::string("ab@exa\0mple.com", 15)));
+    CHECK_FALSE(is_valid_email("a[b@example.com"));  // '[' and '{' differ from letters by the case bit only
+    CHECK(is_valid_email("a{b}@example.com"));
+    CHECK_FALSE(is_valid_email("a@ex[ample.com"));
+    CHECK_FALSE(is_valid_email("a@example.c@m"));
 }
 
 TEST_CASE("record: encoding keeps absent apart from empty and round-trips every value") {
