@@ -484,12 +484,15 @@ std::optional<RunRecord> StateStore::get_run(int64_t id) {
 void StateStore::begin_staging() {
     staging_.emplace(db_, sqlite::Transaction::Lock::when_needed);
     if (!stage_insert_) {
-        const std::string insert = "INSERT INTO staged(seq, email_key, key_value, hash, payload, source, line) VALUES";
-        const std::string row = "(?, ?, ?, ?, ?, ?, ?)";
-        std::string rows = row;
-        for (size_t more = 1; more < kStageRowsPerInsert; ++more) rows += ", " + row;
-        stage_insert_many_.emplace(db_.prepare(insert + rows));
-        stage_insert_.emplace(db_.prepare(insert + row));
+        // The statement of many rows leaves each row's seq to SQLite (the next rowid, its last
+        // plus one): an explicit rowid made every row seek its place to check that none held
+        // it, a fifth of staging's instructions. flush_staged uses it for rows that follow on.
+        std::string rows = "(?, ?, ?, ?, ?, ?)";
+        for (size_t more = 1; more < kStageRowsPerInsert; ++more) rows += ", (?, ?, ?, ?, ?, ?)";
+        stage_insert_many_.emplace(
+            db_.prepare("INSERT INTO staged(email_key, key_value, hash, payload, source, line) VALUES" + rows));
+        stage_insert_.emplace(db_.prepare(
+            "INSERT INTO staged(seq, email_key, key_value, hash, payload, source, line) VALUES(?, ?, ?, ?, ?, ?, ?)"));
         staged_key_query_.emplace(db_.prepare("SELECT email_key FROM staged WHERE seq=?"));
         reject_insert_.emplace(db_.prepare("INSERT INTO rejects(source, line, email, reason) VALUES(?, ?, ?, ?)"));
     }
@@ -543,30 +546,38 @@ bool StateStore::stage_member(int64_t seq, std::string_view email_key, std::stri
 
 void StateStore::flush_staged() {
     if (stage_buffer_.empty()) return;
-    const bool all_at_once = stage_buffer_.size() == kStageRowsPerInsert;
+    // Rows that follow the last staged one take their seqs as SQLite's next rowids.
+    const bool all_at_once =
+        stage_buffer_.size() == kStageRowsPerInsert && stage_buffer_.front().seq == last_staged_seq_ + 1;
     try {
-        auto bind_member = [this](sqlite::Statement& insert, int first, const BufferedMember& member) {
+        // Binds the member's columns from `first` on, its seq first when `with_seq`.
+        auto bind_member = [this](sqlite::Statement& insert, int first, const BufferedMember& member, bool with_seq) {
+            if (with_seq) insert.bind(first++, member.seq);
             const std::string_view text = stage_text_;
-            insert.bind(first, member.seq).bind_unowned(first + 1, text.substr(member.key_at, member.key_size))
-                .bind(first + 3, member.hash).bind_blob_unowned(first + 4, text.substr(member.payload_at, member.payload_size))
-                .bind(first + 5, member.source).bind(first + 6, member.line);
+            insert.bind_unowned(first, text.substr(member.key_at, member.key_size))
+                .bind(first + 2, member.hash).bind_blob_unowned(first + 3, text.substr(member.payload_at, member.payload_size))
+                .bind(first + 4, member.source).bind(first + 5, member.line);
             if (member.value_is_key) {
-                insert.bind_null(first + 2);  // a fifth of a staged row less to write and read back
+                insert.bind_null(first + 1);  // a fifth of a staged row less to write and read back
             } else {
-                insert.bind_unowned(first + 2, text.substr(member.value_at, member.value_size));
+                insert.bind_unowned(first + 1, text.substr(member.value_at, member.value_size));
             }
         };
         if (all_at_once) {
             for (size_t at = 0; at < stage_buffer_.size(); ++at) {
-                bind_member(*stage_insert_many_, static_cast<int>(at * 7 + 1), stage_buffer_[at]);
+                bind_member(*stage_insert_many_, static_cast<int>(at * 6 + 1), stage_buffer_[at], false);
             }
             stage_insert_many_->run();
+            if (db_.last_insert_id() != stage_buffer_.back().seq) {
+                throw std::logic_error("staged rows took seqs other than their own; the run stops");
+            }
         } else {
             for (const BufferedMember& member : stage_buffer_) {
-                bind_member(*stage_insert_, 1, member);
+                bind_member(*stage_insert_, 1, member, true);
                 stage_insert_->run();
             }
         }
+        last_staged_seq_ = stage_buffer_.back().seq;
     } catch (...) {
         // Unwritten: no member to send. Their keys stay in staged_keys_ but read back as none.
         for (const BufferedMember& member : stage_buffer_) set_staged(member.seq, kAbsent);

@@ -203,6 +203,7 @@ private:
     };
     std::vector<BufferedMember> stage_buffer_;
     std::string stage_text_;
+    int64_t last_staged_seq_ = 0;  // the highest seq written to the staged rows
     std::optional<sqlite::Statement> stage_insert_many_;
     std::optional<sqlite::Statement> stage_insert_;
     std::optional<sqlite::Statement> reject_insert_;
