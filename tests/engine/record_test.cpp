@@ -70,6 +70,17 @@ TEST_CASE("record: email syntax") {
     CHECK(is_valid_email("a{b}@example.com"));
     CHECK_FALSE(is_valid_email("a@ex[ample.com"));
     CHECK_FALSE(is_valid_email("a@example.c@m"));
+    CHECK(is_valid_email(std::string(64, 'a') + "@example.com"));
+    CHECK_FALSE(is_valid_email(std::string(65, 'a') + "@example.com"));
+    CHECK(is_valid_email("a@" + std::string(63, 'b') + ".com"));
+    CHECK_FALSE(is_valid_email("a@" + std::string(64, 'b') + ".com"));
+    CHECK(is_valid_email("a.b.c@x-y.z-w.org"));
+    CHECK(is_valid_email("!#$%&*+/=?^_`{|}~-@example.com"));
+    for (const char* bad : {"a@.example.com", "a@example.com.", "a@example.-com", "a@example.co1", ".@example.com",
+                            "a.@b.co", "a@b.c", "a@bc", "a\x80@example.com", "a@exa\xC3\xA9mple.com"}) {
+        INFO(bad);
+        CHECK_FALSE(is_valid_email(bad));
+    }
 }
 
 TEST_CASE("record: encoding keeps absent apart from empty and round-trips every value") {
