@@ -358,7 +358,10 @@ StateStore::StateStore(const std::string& path) : db_([&] {
     // chunk and outcome batch touches cost 0.3 s at a million members. Its rows are rebuilt
     // by every run and vanish with the connection; a transaction is only rolled back when the
     // run is failing anyway, after which its staged rows are read at most for the report.
-    db_.exec("PRAGMA main.cache_size=-4096; PRAGMA temp.cache_size=-16384; PRAGMA temp.journal_mode=OFF;");
+    // The TEMP database's pages are 16 KiB: staged rows outgrow its cache at a few hundred
+    // thousand members and are written out and read back a page at a time (host-cost 300,000:
+    // 23,100 pwrite and 12,800 pread calls with 4 KiB pages, 16,100 and 4,900 with these).
+    db_.exec("PRAGMA temp.page_size=16384; PRAGMA main.cache_size=-4096; PRAGMA temp.cache_size=-16384; PRAGMA temp.journal_mode=OFF;");
     // The schema in one IMMEDIATE transaction: it takes the write lock up front (waiting its
     // turn), where separate statements would upgrade read locks and deadlock.
     sqlite::Transaction setup(db_);
