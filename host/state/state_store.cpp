@@ -489,7 +489,7 @@ void StateStore::begin_staging() {
     if (!stage_insert_) {
         // The statement of many rows leaves each row's seq to SQLite (the next rowid, its last
         // plus one): an explicit rowid made every row seek its place to check that none held
-        // it, a fifth of staging's instructions. flush_staged uses it for rows that follow on.
+        // it, a quarter of staging's instructions. flush_staged uses it for rows that follow on.
         std::string rows = "(?, ?, ?, ?, ?, ?)";
         for (size_t more = 1; more < kStageRowsPerInsert; ++more) rows += ", (?, ?, ?, ?, ?, ?)";
         stage_insert_many_.emplace(
