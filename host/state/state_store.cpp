@@ -445,6 +445,7 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     staged_keys_.clear();
     stage_buffer_.clear();
     stage_text_.clear();
+    last_staged_seq_ = 0;
     recent_reads_.clear();
     next_recent_read_ = 0;
     states_.clear();
