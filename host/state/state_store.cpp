@@ -80,16 +80,18 @@ CREATE TABLE IF NOT EXISTS unconfirmed(
   members BLOB NOT NULL,
   confirmed INTEGER NOT NULL DEFAULT 0);
 
-CREATE TEMP TABLE IF NOT EXISTS staged(
+-- The staged members' keys, for what finds a member by key (a diff, resuming receipts): built
+-- from the staged file (see StagedFile) only by those, never by a first delivery.
+CREATE TEMP TABLE IF NOT EXISTS staged_keys(
   seq INTEGER PRIMARY KEY,
   email_key TEXT NOT NULL,
-  key_value TEXT,  -- NULL: the same as email_key (most emails are written in lower case)
-  hash INTEGER NOT NULL,
-  payload BLOB,
-  action INTEGER NOT NULL DEFAULT 0,
-  reason TEXT,
-  source INTEGER NOT NULL DEFAULT 0,
-  line INTEGER NOT NULL DEFAULT 0);
+  hash INTEGER NOT NULL);
+
+-- Why the destination refused a member, read only for the report: kept in memory, a run
+-- whose every record is refused would hold a string a member.
+CREATE TEMP TABLE IF NOT EXISTS refusals(
+  seq INTEGER PRIMARY KEY,
+  reason TEXT NOT NULL);
 
 -- merge_delivered_log's copy of the confirmed receipts' members, sorted by key there.
 CREATE TEMP TABLE IF NOT EXISTS confirmed_members(
@@ -266,43 +268,6 @@ std::string_view piece(std::string_view text, const std::vector<size_t>& ends, s
     return text.substr(begin, ends[i] - begin);
 }
 
-// Visits the staged rows of `seqs` (ascending, distinct) in order: one range scan when they
-// lie close together (a first delivery's batch), a lookup each when they are spread out (a
-// refresh's few changed members among a million). `between` takes ?1 <= seq <= ?2 in seq
-// order, `at` takes seq = ?1; both select seq first. A statement is never left mid-scan.
-template <typename Visit>
-void visit_staged_rows(sqlite::Statement& between, sqlite::Statement& at, const std::vector<int64_t>& seqs,
-                       const Visit& visit) {
-    if (seqs.back() - seqs.front() < 2 * static_cast<int64_t>(seqs.size())) {
-        between.bind(1, seqs.front()).bind(2, seqs.back());
-        try {
-            auto wanted = seqs.begin();
-            while (wanted != seqs.end() && between.step()) {
-                const int64_t seq = between.integer(0);
-                while (wanted != seqs.end() && *wanted < seq) ++wanted;
-                if (wanted == seqs.end() || *wanted != seq) continue;
-                visit(between);
-                ++wanted;
-            }
-        } catch (...) {
-            between.reset();
-            throw;
-        }
-        between.reset();
-        return;
-    }
-    for (const int64_t seq : seqs) {
-        at.bind(1, seq);
-        try {
-            if (at.step()) visit(at);
-        } catch (...) {
-            at.reset();
-            throw;
-        }
-        at.reset();
-    }
-}
-
 }  // namespace
 
 std::string to_string(RunStatus status) {
@@ -344,23 +309,21 @@ StateStore::StateStore(const std::string& path) : db_([&] {
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
     }
-    // A run's staged members and rejected rows live in this connection's TEMP database: a
+    // A run's staged members live in a file of its own (StagedFile); its rejected rows, its
+    // refusals and, for a diff, its members' keys in this connection's TEMP database: a
     // private file SQLite deletes when the connection closes (or the OS does, after a crash).
     // They need no durability (every run stages afresh; the delivered table is the
     // checkpoint), so they stay out of the WAL and the state file, which also keeps a run's
-    // personal data out of the state file. Staged rows are written and read in seq order, so
-    // they are keyed by it (appends and range scans); their email index is built only for a
-    // diff (staging de-duplicates in memory, StagedKeys). The TEMP cache (16 MiB) keeps the
-    // rows staging reads back and that index out of read(2); the state file is written
-    // sequentially and read in key order by the diff, where a bigger cache than 4 MiB bought
-    // little.
+    // personal data out of the state file. The TEMP cache (16 MiB) keeps the keys' index out
+    // of read(2) while a diff builds it; the state file is written sequentially and read in
+    // key order by the diff, where a bigger cache than 4 MiB bought little.
     // The TEMP database keeps no rollback journal: journaling the index pages each staging
     // chunk and outcome batch touches cost 0.3 s at a million members. Its rows are rebuilt
     // by every run and vanish with the connection; a transaction is only rolled back when the
-    // run is failing anyway, after which its staged rows are read at most for the report.
-    // The TEMP database's pages are 16 KiB: staged rows outgrow its cache at a few hundred
-    // thousand members and are written out and read back a page at a time (host-cost 300,000:
-    // 23,100 pwrite and 12,800 pread calls with 4 KiB pages, 16,100 and 4,900 with these).
+    // run is failing anyway, after which its rows are read at most for the report. Its pages
+    // are 16 KiB: the keys of a few hundred thousand members outgrow its cache, and larger
+    // pages are fewer pwrite and pread calls (staged rows in it, at host-cost 300,000: 23,100
+    // and 12,800 calls with 4 KiB pages, 16,100 and 4,900 with these).
     db_.exec("PRAGMA temp.page_size=16384; PRAGMA main.cache_size=-4096; PRAGMA temp.cache_size=-16384; PRAGMA temp.journal_mode=OFF;");
     // The schema in one IMMEDIATE transaction: it takes the write lock up front (waiting its
     // turn), where separate statements would upgrade read locks and deadlock.
@@ -441,11 +404,11 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     }
     // The TEMP tables hold one run: a run starting on a store that ran another (tests do)
     // starts from empty ones. In a fresh connection, as every segpush run has, they are.
-    db_.exec("DROP INDEX IF EXISTS temp.staged_by_key; DELETE FROM temp.staged; DELETE FROM temp.rejects;");
+    db_.exec("DROP INDEX IF EXISTS temp.staged_by_key; DELETE FROM temp.staged_keys; DELETE FROM temp.refusals; "
+             "DELETE FROM temp.rejects;");
+    keys_indexed_ = false;
     staged_keys_.clear();
-    stage_buffer_.clear();
-    stage_text_.clear();
-    last_staged_seq_ = 0;
+    staged_.clear();
     recent_reads_.clear();
     next_recent_read_ = 0;
     states_.clear();
@@ -482,22 +445,12 @@ std::optional<RunRecord> StateStore::get_run(int64_t id) {
     return read_run(query);
 }
 
-// Staging writes only TEMP tables: its transactions take no lock on the state file (other
-// exports' runs write on), and its statements are kept until all members are staged, a run
-// staging in hundreds of slices while it sends.
+// Staging writes only the staged file and TEMP tables: its transactions take no lock on the
+// state file (other exports' runs write on), and its statements are kept until all members
+// are staged, a run staging in hundreds of slices while it sends.
 void StateStore::begin_staging() {
     staging_.emplace(db_, sqlite::Transaction::Lock::when_needed);
-    if (!stage_insert_) {
-        // The statement of many rows leaves each row's seq to SQLite (the next rowid, its last
-        // plus one): an explicit rowid made every row seek its place to check that none held
-        // it, a quarter of staging's instructions. flush_staged uses it for rows that follow on.
-        std::string rows = "(?, ?, ?, ?, ?, ?)";
-        for (size_t more = 1; more < kStageRowsPerInsert; ++more) rows += ", (?, ?, ?, ?, ?, ?)";
-        stage_insert_many_.emplace(
-            db_.prepare("INSERT INTO staged(email_key, key_value, hash, payload, source, line) VALUES" + rows));
-        stage_insert_.emplace(db_.prepare(
-            "INSERT INTO staged(seq, email_key, key_value, hash, payload, source, line) VALUES(?, ?, ?, ?, ?, ?, ?)"));
-        staged_key_query_.emplace(db_.prepare("SELECT email_key FROM staged WHERE seq=?"));
+    if (!reject_insert_) {
         reject_insert_.emplace(db_.prepare("INSERT INTO rejects(source, line, email, reason) VALUES(?, ?, ?, ?)"));
     }
     staged_in_transaction_ = 0;
@@ -509,88 +462,32 @@ bool StateStore::stage_member(int64_t seq, std::string_view email_key, std::stri
         throw std::runtime_error("a run can stage at most 4,294,967,295 members");
     }
     auto key_of = [this](uint32_t other) {
-        if (!stage_buffer_.empty() && other >= stage_buffer_.front().seq &&
-            other - stage_buffer_.front().seq < static_cast<int64_t>(stage_buffer_.size())) {
-            const BufferedMember& member = stage_buffer_[other - stage_buffer_.front().seq];
-            return std::string(stage_text_, member.key_at, member.key_size);
-        }
-        auto& query = *staged_key_query_;
-        query.bind(1, static_cast<int64_t>(other));
-        std::string key = query.step() ? query.text(0) : std::string();
-        query.reset();
+        std::string key;
+        staged_.visit({other}, [&](const StagedRow& row) { key = row.email_key; });
         return key;
     };
     const StagedKeys::Place place = staged_keys_.find(email_key, key_of);
     if (place.held != 0) return false;
-    if (!stage_buffer_.empty() && seq != stage_buffer_.back().seq + 1) flush_staged();  // key_of counts on it
-    // Refuses a seq no higher than an earlier one before anything is buffered. From here on the
-    // key is found again and read back from the buffer, then from its row; a member that never
-    // reached either reads back as no key, which matches none.
+    StagedRow row;
+    row.seq = seq;
+    row.hash = static_cast<int64_t>(hash);
+    row.source = source_index;
+    row.line = line;
+    row.email_key = email_key;
+    if (key_value != email_key) row.key_value = key_value;  // most emails are written in lower case
+    row.payload = payload;
+    // Refuses a seq no higher than an earlier one before its key is recorded: a key recorded
+    // for a row that was never written would shadow the next copy of it.
+    staged_.append(row);
     staged_keys_.add(place, static_cast<uint32_t>(seq));
-    BufferedMember member{seq, static_cast<int64_t>(hash), source_index, line, 0, 0, 0, 0, 0, 0, key_value == email_key};
-    auto keep = [this](std::string_view text, size_t& at, size_t& size) {
-        at = stage_text_.size();
-        size = text.size();
-        stage_text_.append(text);
-    };
-    keep(email_key, member.key_at, member.key_size);
-    if (!member.value_is_key) keep(key_value, member.value_at, member.value_size);
-    keep(payload, member.payload_at, member.payload_size);
-    stage_buffer_.push_back(member);
     set_staged(seq, static_cast<uint8_t>(MemberState::todo));
-    if (stage_buffer_.size() == kStageRowsPerInsert) flush_staged();
+    if (keys_indexed_) insert_staged_key(row);
     if (++staged_in_transaction_ >= kStagingChunk) {
-        flush_staged();
         staging_->commit();
         staging_.emplace(db_, sqlite::Transaction::Lock::when_needed);
         staged_in_transaction_ = 0;
     }
     return true;
-}
-
-void StateStore::flush_staged() {
-    if (stage_buffer_.empty()) return;
-    // Rows that follow the last staged one take their seqs as SQLite's next rowids.
-    const bool all_at_once =
-        stage_buffer_.size() == kStageRowsPerInsert && stage_buffer_.front().seq == last_staged_seq_ + 1;
-    try {
-        // Binds the member's columns from `first` on, its seq first when `with_seq`.
-        auto bind_member = [this](sqlite::Statement& insert, int first, const BufferedMember& member, bool with_seq) {
-            if (with_seq) insert.bind(first++, member.seq);
-            const std::string_view text = stage_text_;
-            insert.bind_unowned(first, text.substr(member.key_at, member.key_size))
-                .bind(first + 2, member.hash).bind_blob_unowned(first + 3, text.substr(member.payload_at, member.payload_size))
-                .bind(first + 4, member.source).bind(first + 5, member.line);
-            if (member.value_is_key) {
-                insert.bind_null(first + 1);  // a fifth of a staged row less to write and read back
-            } else {
-                insert.bind_unowned(first + 1, text.substr(member.value_at, member.value_size));
-            }
-        };
-        if (all_at_once) {
-            for (size_t at = 0; at < stage_buffer_.size(); ++at) {
-                bind_member(*stage_insert_many_, static_cast<int>(at * 6 + 1), stage_buffer_[at], false);
-            }
-            stage_insert_many_->run();
-            if (db_.last_insert_id() != stage_buffer_.back().seq) {
-                throw std::logic_error("staged rows took seqs other than their own; the run stops");
-            }
-        } else {
-            for (const BufferedMember& member : stage_buffer_) {
-                bind_member(*stage_insert_, 1, member, true);
-                stage_insert_->run();
-            }
-        }
-        last_staged_seq_ = stage_buffer_.back().seq;
-    } catch (...) {
-        // Unwritten: no member to send. Their keys stay in staged_keys_ but read back as none.
-        for (const BufferedMember& member : stage_buffer_) set_staged(member.seq, kAbsent);
-        stage_buffer_.clear();
-        stage_text_.clear();
-        throw;
-    }
-    stage_buffer_.clear();
-    stage_text_.clear();
 }
 
 void StateStore::stage_reject(int64_t source_index, int64_t line, std::string_view email, std::string_view reason) {
@@ -602,11 +499,11 @@ void StateStore::end_staging() {
     // The transaction ends here whatever fails (rolled back by reset() if it cannot commit):
     // left open, the run's own end (finish_run) would be written inside it and never committed.
     try {
-        flush_staged();
         // SQLite counts a TEMP database's dirty pages at every commit that includes it (every
-        // BEGIN IMMEDIATE does) to decide whether to write them: staged pages left dirty made
-        // each outcome batch's commit walk thousands of them (3 % of CPU). Written now, once;
-        // only a saving, so a failure here is left to the commit to report.
+        // BEGIN IMMEDIATE does) to decide whether to write them: pages left dirty (rejected
+        // rows; staged rows, when they were a TEMP table) made each outcome batch's commit walk
+        // thousands of them (3 % of CPU). Written now, once; only a saving, so a failure here
+        // is left to the commit to report.
         try {
             db_.write_dirty_pages();
         } catch (const sqlite::Error&) {
@@ -621,12 +518,7 @@ void StateStore::end_staging() {
 
 void StateStore::all_members_staged() {
     staged_keys_.release();
-    std::vector<BufferedMember>().swap(stage_buffer_);
-    std::string().swap(stage_text_);
-    stage_insert_many_.reset();
-    stage_insert_.reset();
     reject_insert_.reset();
-    staged_key_query_.reset();
 }
 
 // Delivered outcomes are appended to delivered_log as they arrive (sequential pages: a batch
@@ -675,11 +567,65 @@ void StateStore::merge_delivered_log(const std::string& export_name) {
 }
 
 void StateStore::index_staged_keys() {
-    // With the hash, the index holds all the diff reads of a staged member (its seq is the
-    // rowid): the diff walks it in key order and never reads the rows, spread in seq order.
-    // Staging leaves one row per key (StagedKeys); the index, unique on the pair, no longer
-    // checks that itself (the state tests do).
-    db_.exec("CREATE UNIQUE INDEX IF NOT EXISTS temp.staged_by_key ON staged(email_key, hash)");
+    if (keys_indexed_) return;
+    // The keys go into a TEMP table 64 to a statement, each under its seq; the index holds,
+    // with the hash, all the diff reads of a staged member (its seq is the rowid): the diff
+    // walks it in key order and never reads the staged file. Staging leaves one member per
+    // key (StagedKeys); the index, unique on the pair, no longer checks that itself (the
+    // state tests do). Leavers have no place here.
+    std::optional<sqlite::Transaction> transaction;
+    if (!staging_) transaction.emplace(db_, sqlite::Transaction::Lock::when_needed);
+    constexpr size_t kRowsPerInsert = 64;
+    // Rows that follow the last one inserted take their seqs as SQLite's next rowids: an
+    // explicit rowid makes every row seek its place to check that none holds it (a quarter
+    // of the instructions). Other rows keep the explicit seq.
+    std::string rows = "(?, ?)";
+    for (size_t more = 1; more < kRowsPerInsert; ++more) rows += ", (?, ?)";
+    auto insert_following = db_.prepare("INSERT INTO staged_keys(email_key, hash) VALUES" + rows);
+    auto insert_one = db_.prepare("INSERT INTO staged_keys(seq, email_key, hash) VALUES(?, ?, ?)");
+    struct Key {
+        int64_t seq, hash;
+        size_t at, size;
+    };
+    std::vector<Key> keys;
+    std::string text;  // the keys' bytes: a row's views last only until the file reads on
+    int64_t last_inserted = 0;
+    auto insert = [&] {
+        const std::string_view bytes = text;
+        if (keys.size() == kRowsPerInsert && keys.front().seq == last_inserted + 1 &&
+            keys.back().seq == keys.front().seq + static_cast<int64_t>(kRowsPerInsert) - 1) {
+            for (size_t i = 0; i < keys.size(); ++i) {
+                insert_following.bind_unowned(static_cast<int>(i * 2 + 1), bytes.substr(keys[i].at, keys[i].size))
+                    .bind(static_cast<int>(i * 2 + 2), keys[i].hash);
+            }
+            insert_following.run();
+            if (db_.last_insert_id() != keys.back().seq) {
+                throw std::logic_error("staged keys took seqs other than their own; the run stops");
+            }
+        } else {
+            for (const Key& key : keys) {
+                insert_one.bind(1, key.seq).bind_unowned(2, bytes.substr(key.at, key.size)).bind(3, key.hash).run();
+            }
+        }
+        last_inserted = keys.back().seq;
+        keys.clear();
+        text.clear();
+    };
+    staged_.visit_all([&](const StagedRow& row) {
+        if (row.action != static_cast<int>(MemberAction::upsert)) return;
+        keys.push_back({row.seq, row.hash, text.size(), row.email_key.size()});
+        text.append(row.email_key);
+        if (keys.size() == kRowsPerInsert) insert();
+    });
+    if (!keys.empty()) insert();
+    db_.exec("CREATE UNIQUE INDEX IF NOT EXISTS temp.staged_by_key ON staged_keys(email_key, hash)");
+    if (transaction) transaction->commit();
+    keys_indexed_ = true;
+}
+
+void StateStore::insert_staged_key(const StagedRow& row) {
+    db_.prepare("INSERT INTO staged_keys(seq, email_key, hash) VALUES(?, ?, ?)")
+        .bind(1, row.seq).bind(2, row.email_key).bind(3, row.hash).run();
 }
 
 bool StateStore::nothing_recorded(const std::string& export_name) {
@@ -718,7 +664,7 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
     // rewrote every unchanged staged row: 45 % of a refresh's CPU at a million members (82 %
     // with the log's merge and the index).
     auto matches = db_.prepare("SELECT s.seq, s.hash = d.hash AND d.run_id >= ?2 FROM delivered AS d "
-                               "LEFT JOIN staged AS s ON s.email_key = d.email_key WHERE d.export = ?1");
+                               "LEFT JOIN staged_keys AS s ON s.email_key = d.email_key WHERE d.export = ?1");
     matches.bind(1, export_name).bind(2, baseline);
     int64_t matched = 0;
     counts.unchanged = counts.leaving = 0;
@@ -738,14 +684,21 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
     counts.new_members = counts.members - matched;
     counts.changed = matched - counts.unchanged;
     if (stage_leavers && counts.leaving > 0) {
-        db_.prepare("INSERT INTO staged(seq, email_key, key_value, hash, payload, action) "
-                    "SELECT ?2 + ROW_NUMBER() OVER (ORDER BY d.email_key), d.email_key, d.key_value, 0, NULL, 1 "
-                    "FROM delivered d WHERE d.export=?1 AND NOT EXISTS "
-                    "(SELECT 1 FROM staged s WHERE s.email_key=d.email_key)")
-            .bind(1, export_name).bind(2, first_leaver_seq).run();
-        const int64_t leavers = db_.changes();
-        for (int64_t seq = first_leaver_seq + 1; seq <= first_leaver_seq + leavers; ++seq) {
-            set_staged(seq, static_cast<uint8_t>(MemberState::todo) | kLeaver);
+        // Staged after every member, in key order, with no payload: a leaver is sent its key.
+        auto leavers = db_.prepare("SELECT d.email_key, d.key_value FROM delivered d WHERE d.export=?1 AND NOT EXISTS "
+                                   "(SELECT 1 FROM staged_keys s WHERE s.email_key=d.email_key) ORDER BY d.email_key");
+        leavers.bind(1, export_name);
+        StagedRow leaver;
+        leaver.seq = first_leaver_seq;
+        leaver.action = static_cast<int>(MemberAction::remove);
+        leaver.has_payload = false;
+        while (leavers.step()) {
+            ++leaver.seq;
+            leaver.email_key = leavers.blob(0);
+            leaver.key_value = leavers.blob(1);
+            if (leaver.key_value == leaver.email_key) leaver.key_value = {};
+            staged_.append(leaver);
+            set_staged(leaver.seq, static_cast<uint8_t>(MemberState::todo) | kLeaver);
         }
     }
     transaction.commit();
@@ -778,12 +731,6 @@ std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
     }
     std::vector<StagedMember> members;
     if (seqs.empty()) return members;
-    if (!todo_between_) {
-        todo_between_.emplace(db_.prepare("SELECT seq, action, COALESCE(payload, key_value), email_key, hash, key_value "
-                                          "FROM staged WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"));
-        todo_at_.emplace(db_.prepare(
-            "SELECT seq, action, COALESCE(payload, key_value), email_key, hash, key_value FROM staged WHERE seq=?1"));
-    }
     members.reserve(seqs.size());
     auto payloads = std::make_shared<std::string>();
     std::vector<size_t> ends;
@@ -793,12 +740,12 @@ std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
     read.seqs.clear();
     read.ends.clear();
     read.encoded.clear();
-    visit_staged_rows(*todo_between_, *todo_at_, seqs, [&](const sqlite::Statement& row) {
-        members.push_back({row.integer(0), static_cast<MemberAction>(row.integer(1)), {}, payloads});
-        payloads->append(row.blob(2));
+    staged_.visit(seqs, [&](const StagedRow& row) {
+        members.push_back({row.seq, static_cast<MemberAction>(row.action), {}, payloads});
+        payloads->append(row.payload_or_key_value());
         ends.push_back(payloads->size());
-        read.seqs.push_back(row.integer(0));
-        encode_receipt_member(read.encoded, static_cast<uint64_t>(row.integer(4)), row.blob(3), row.blob(5));
+        read.seqs.push_back(row.seq);
+        encode_receipt_member(read.encoded, static_cast<uint64_t>(row.hash), row.email_key, row.key_value);
         read.ends.push_back(read.encoded.size());
     });
     // Pointed into once the string has stopped growing.
@@ -820,29 +767,33 @@ std::vector<ResumableMember> StateStore::resumable_members(const std::string& ex
     auto receipts = db_.prepare("SELECT receipt, members FROM unconfirmed WHERE export=?1 AND run_id<?2 AND run_id>=?3 "
                                 "AND confirmed=0 ORDER BY run_id, id");
     receipts.bind(1, export_name).bind(2, run_id).bind(3, baseline);
-    auto member = db_.prepare("SELECT seq, payload FROM staged WHERE email_key=? AND hash=? AND action=0");
-    std::map<int64_t, ResumableMember> by_seq;  // a later receipt for the same member wins
+    auto member = db_.prepare("SELECT seq FROM staged_keys WHERE email_key=? AND hash=?");  // no leaver there
+    std::map<int64_t, std::string> receipt_of;  // by seq: a later receipt for the same member wins
     while (receipts.step()) {
         const std::string receipt = receipts.text(0);
         decode_receipt_members(receipts.blob(1), [&](uint64_t hash, std::string_view email_key, std::string_view) {
             member.bind(1, email_key).bind(2, static_cast<int64_t>(hash));
             if (member.step()) {
                 const int64_t seq = member.integer(0);
-                if (has_state(seq, MemberState::todo)) {  // the query's action=0: no leaver
-                    ResumableMember& resumable = by_seq[seq];
-                    resumable.member.seq = seq;
-                    resumable.member.action = MemberAction::upsert;
-                    resumable.member.storage = std::make_shared<const std::string>(member.blob(1));
-                    resumable.member.payload = *resumable.member.storage;
-                    resumable.receipt = receipt;
-                }
+                if (has_state(seq, MemberState::todo)) receipt_of[seq] = receipt;
             }
             member.reset();
         });
     }
+    std::vector<int64_t> seqs;
+    seqs.reserve(receipt_of.size());
+    for (const auto& [seq, receipt] : receipt_of) seqs.push_back(seq);
     std::vector<ResumableMember> members;
-    members.reserve(by_seq.size());
-    for (auto& [seq, resumable] : by_seq) members.push_back(std::move(resumable));
+    members.reserve(seqs.size());
+    staged_.visit(seqs, [&](const StagedRow& row) {
+        ResumableMember resumable;
+        resumable.member.seq = row.seq;
+        resumable.member.action = MemberAction::upsert;
+        resumable.member.storage = std::make_shared<const std::string>(row.payload);
+        resumable.member.payload = *resumable.member.storage;
+        resumable.receipt = std::move(receipt_of[row.seq]);
+        members.push_back(std::move(resumable));
+    });
     return members;
 }
 
@@ -850,33 +801,36 @@ void StateStore::forget_earlier_receipts(const std::string& export_name, int64_t
     db_.prepare("DELETE FROM unconfirmed WHERE export=? AND run_id<? AND confirmed=0").bind(1, export_name).bind(2, run_id).run();
 }
 
-// Outcomes: the states in memory; to the state file go the delivered members (a statement
-// per stretch of consecutive seqs: a batch's, in a first run) and the receipts (a row per
-// receipt). A record already ACCEPTED or REJECTED is final, so a late PENDING
+// Outcomes: the states in memory; to the state file go the delivered members (a row each,
+// read from the staged file) and the receipts (a row per receipt). A record already ACCEPTED or REJECTED is final, so a late PENDING
 // (collect_outcomes may overtake a push's own result) changes nothing.
 struct StateStore::OutcomeStatements {
-    explicit OutcomeStatements(sqlite::Database& db)
-        : member_key(db.prepare("SELECT seq, email_key, hash, key_value FROM staged WHERE seq=?1")),
-          member_keys_between(db.prepare("SELECT seq, email_key, hash, key_value FROM staged WHERE seq BETWEEN ?1 AND ?2 "
-                                         "ORDER BY seq")),
+    OutcomeStatements(sqlite::Database& db, StagedFile& staged)
+        : staged(staged),
           remember_receipt(db.prepare("INSERT INTO unconfirmed(export, run_id, first_seq, last_seq, receipt, members) "
                                       "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")),
           forget_receipt(db.prepare("DELETE FROM unconfirmed WHERE id=?")),
           // 0 and 1 take no room in a record: the row is rewritten in place, its members untouched.
           confirm_receipt(db.prepare("UPDATE unconfirmed SET confirmed=1 WHERE id=?")),
-          // The reason goes with the staged row, read only for the report: kept in memory, a
-          // run whose every record is refused would hold a string a member.
-          refuse(db.prepare("UPDATE staged SET reason=?2 WHERE seq=?1")),
-          deliver(db.prepare("INSERT INTO delivered_log(export, email_key, key_value, hash, run_id, removed) "
-                             "SELECT ?3, email_key, COALESCE(key_value, email_key), hash, ?4, action FROM staged "
-                             "WHERE seq BETWEEN ?1 AND ?2")) {}
-    sqlite::Statement member_key, member_keys_between, remember_receipt, forget_receipt, confirm_receipt, refuse, deliver;
+          refuse(db.prepare("INSERT OR REPLACE INTO refusals(seq, reason) VALUES(?1, ?2)")),
+          deliver_member(db.prepare("INSERT INTO delivered_log(export, email_key, key_value, hash, run_id, removed) "
+                                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")) {}
+    StagedFile& staged;
+    sqlite::Statement remember_receipt, forget_receipt, confirm_receipt, refuse, deliver_member;
 
     // A receipt's members (`seqs` ascending) encoded for its row.
     void encode_members(const std::vector<int64_t>& seqs, std::string& out) {
         out.clear();
-        visit_staged_rows(member_keys_between, member_key, seqs, [&](const sqlite::Statement& row) {
-            encode_receipt_member(out, static_cast<uint64_t>(row.integer(2)), row.blob(1), row.blob(3));
+        staged.visit(seqs, [&](const StagedRow& row) {
+            encode_receipt_member(out, static_cast<uint64_t>(row.hash), row.email_key, row.key_value);
+        });
+    }
+
+    // Appends the members `seqs` (ascending) to delivered_log, a leaver as removed.
+    void deliver(const std::vector<int64_t>& seqs, const std::string& export_name, int64_t run_id) {
+        staged.visit(seqs, [&](const StagedRow& row) {
+            deliver_member.bind_unowned(1, export_name).bind_unowned(2, row.email_key).bind_unowned(3, row.key_value_or_key())
+                .bind(4, row.hash).bind(5, run_id).bind(6, row.action).run();
         });
     }
 };
@@ -884,17 +838,6 @@ struct StateStore::OutcomeStatements {
 StateStore::~StateStore() = default;
 
 namespace {
-
-// Calls `stretch(first, last)` for each run of consecutive seqs in `seqs` (ascending).
-template <typename Stretch>
-void for_each_stretch(const std::vector<int64_t>& seqs, const Stretch& stretch) {
-    for (size_t at = 0; at < seqs.size();) {
-        size_t end = at + 1;
-        while (end < seqs.size() && seqs[end] == seqs[end - 1] + 1) ++end;
-        stretch(seqs[at], seqs[end - 1]);
-        at = end;
-    }
-}
 
 // One outcome per member: what applying its reports one after another would leave. The
 // first final report wins; a later report replaces an earlier PENDING or RETRY; a PENDING
@@ -937,7 +880,7 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
                                         const std::vector<MemberOutcome>& outcomes) {
     OutcomeTally tally;
     if (outcomes.empty()) return tally;
-    if (!outcome_statements_) outcome_statements_ = std::make_unique<OutcomeStatements>(db_);
+    if (!outcome_statements_) outcome_statements_ = std::make_unique<OutcomeStatements>(db_, staged_);
     OutcomeStatements& sql = *outcome_statements_;
     // What changed in memory, undone should the transaction fail: memory and the state file
     // then agree that none of these outcomes arrived.
@@ -1009,9 +952,7 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
             leave_receipt(seq, by_row);
         }
         std::sort(delivered.begin(), delivered.end());
-        for_each_stretch(delivered, [&](int64_t first, int64_t last) {
-            sql.deliver.bind(1, first).bind(2, last).bind(3, export_name).bind(4, run_id).run();
-        });
+        sql.deliver(delivered, export_name, run_id);
         std::string members;
         for (const auto& [receipt, seqs] : receipts) {
             if (!encode_from_recent_reads(seqs, members)) sql.encode_members(seqs, members);
@@ -1042,17 +983,24 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
 
 bool StateStore::encode_from_recent_reads(const std::vector<int64_t>& seqs, std::string& out) const {
     out.clear();
+    // A receipt's members are mostly one read's, one after another: each is looked for next
+    // to the last one found before the reads are searched.
+    const RecentRead* read = nullptr;
+    size_t at = 0;
     for (const int64_t seq : seqs) {
-        bool found = false;
-        for (const RecentRead& read : recent_reads_) {
-            if (read.seqs.empty() || seq < read.seqs.front() || seq > read.seqs.back()) continue;
-            const auto at = std::lower_bound(read.seqs.begin(), read.seqs.end(), seq);
-            if (at == read.seqs.end() || *at != seq) continue;
-            out.append(piece(read.encoded, read.ends, static_cast<size_t>(at - read.seqs.begin())));
-            found = true;
-            break;
+        if (read == nullptr || at >= read->seqs.size() || read->seqs[at] != seq) {
+            read = nullptr;
+            for (const RecentRead& candidate : recent_reads_) {
+                if (candidate.seqs.empty() || seq < candidate.seqs.front() || seq > candidate.seqs.back()) continue;
+                const auto found = std::lower_bound(candidate.seqs.begin(), candidate.seqs.end(), seq);
+                if (found == candidate.seqs.end() || *found != seq) continue;
+                read = &candidate;
+                at = static_cast<size_t>(found - candidate.seqs.begin());
+                break;
+            }
+            if (read == nullptr) return false;
         }
-        if (!found) return false;
+        out.append(piece(read->encoded, read->ends, at++));
     }
     return true;
 }
@@ -1080,13 +1028,11 @@ OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& expor
         if (has_state(seq, MemberState::pending)) settled.push_back(seq);
     }
     if (settled.empty()) return tally;  // plugins that report every outcome leave nothing pending
-    if (!outcome_statements_) outcome_statements_ = std::make_unique<OutcomeStatements>(db_);
+    if (!outcome_statements_) outcome_statements_ = std::make_unique<OutcomeStatements>(db_, staged_);
     OutcomeStatements& sql = *outcome_statements_;
     sqlite::Transaction transaction(db_);
     db_.prepare("DELETE FROM unconfirmed WHERE run_id=? AND confirmed=0").bind(1, run_id).run();
-    for_each_stretch(settled, [&](int64_t first, int64_t last) {
-        sql.deliver.bind(1, first).bind(2, last).bind(3, export_name).bind(4, run_id).run();
-    });
+    sql.deliver(settled, export_name, run_id);
     transaction.commit();
     forget_receipt_rows();
     for (const int64_t seq : settled) {
@@ -1115,14 +1061,18 @@ std::vector<RejectedMember> StateStore::rejected_members(const std::vector<std::
     auto rejects = db_.prepare("SELECT source, line, COALESCE(email, ''), reason FROM rejects ORDER BY source, line");
     while (rejects.step()) out.push_back({source_name(rejects.integer(0)), rejects.integer(1), rejects.text(2), rejects.text(3)});
     // The state in memory is what counts: a reason written by outcomes whose transaction
-    // failed can stay in the staged row (the TEMP tables keep no rollback journal).
-    auto refused = db_.prepare("SELECT seq, source, line, COALESCE(key_value, email_key), reason FROM staged "
-                               "WHERE reason IS NOT NULL "
-                               "ORDER BY seq");
+    // failed can stay in refusals (the TEMP tables keep no rollback journal).
+    std::vector<int64_t> seqs;
+    std::map<int64_t, std::string> reasons;
+    auto refused = db_.prepare("SELECT seq, reason FROM refusals ORDER BY seq");
     while (refused.step()) {
         if (!has_state(refused.integer(0), MemberState::rejected)) continue;
-        out.push_back({source_name(refused.integer(1)), refused.integer(2), refused.text(3), refused.text(4)});
+        seqs.push_back(refused.integer(0));
+        reasons[seqs.back()] = refused.text(1);
     }
+    staged_.visit(seqs, [&](const StagedRow& row) {
+        out.push_back({source_name(row.source), row.line, std::string(row.key_value_or_key()), std::move(reasons[row.seq])});
+    });
     return out;
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "state/sqlite.hpp"
+#include "state/staged_file.hpp"
 #include "state/staged_keys.hpp"
 
 namespace segpush {
@@ -116,9 +117,10 @@ struct RejectedMember {
     std::string reason;
 };
 
-// The embedded SQLite state: run history, the per-export delivered state (what each
-// member's values hashed to when last accepted) and the run's staged members (in the
-// connection's TEMP tables: a store stages one run at a time, and each run opens its own). Delivered
+// The embedded SQLite state: run history and the per-export delivered state (what each
+// member's values hashed to when last accepted); with the run's staged members (in a
+// StagedFile and the connection's TEMP tables: a store stages one run at a time, and each
+// run opens its own). Delivered
 // state is written in the same transaction as each batch's outcomes, so it is also the
 // checkpoint: after a crash, the next run sends only what was not yet confirmed.
 class StateStore {
@@ -182,42 +184,25 @@ public:
 
 private:
     void merge_delivered_log(const std::string& export_name);
-    // The staged rows' email index, built once staging is over and only by what joins on it
-    // (a diff, resuming receipts): staging itself de-duplicates through staged_keys_.
+    // The staged members' keys, in a TEMP table with an index, built once staging is over
+    // and only by what finds members by key (a diff, resuming receipts): staging itself
+    // de-duplicates through staged_keys_.
     void index_staged_keys();
-
-    // Writes the members stage_member buffered, kStageRowsPerInsert to a statement.
-    void flush_staged();
+    void insert_staged_key(const StagedRow& row);  // a member staged after the index was built
 
     sqlite::Database db_;
     std::optional<sqlite::Transaction> staging_;
-    // Staged members are written kStageRowsPerInsert to an INSERT: one row to a statement
-    // spent 5,000 instructions a member, most of them starting and ending the statement and
-    // seeking the table's end afresh (a million members: 1.1 CPU s, against 0.6 s in rows of 64).
-    // Until then a member waits in stage_buffer_, its text in stage_text_; key_of reads it there.
-    static constexpr size_t kStageRowsPerInsert = 64;
-    struct BufferedMember {
-        int64_t seq, hash, source, line;
-        size_t key_at, key_size, value_at, value_size, payload_at, payload_size;  // in stage_text_
-        bool value_is_key;
-    };
-    std::vector<BufferedMember> stage_buffer_;
-    std::string stage_text_;
-    int64_t last_staged_seq_ = 0;  // the highest seq written to the staged rows
-    std::optional<sqlite::Statement> stage_insert_many_;
-    std::optional<sqlite::Statement> stage_insert_;
+    StagedFile staged_;
+    bool keys_indexed_ = false;
     std::optional<sqlite::Statement> reject_insert_;
-    std::optional<sqlite::Statement> staged_key_query_;
-    std::optional<sqlite::Statement> todo_between_, todo_at_;  // next_todo's, asked once a batch
     StagedKeys staged_keys_;
     int staged_in_transaction_ = 0;
     // Each staged member's state in this run, by seq: a MemberState, plus kLeaver for one
-    // staged to be removed; kAbsent where no member has that seq. Kept here rather than in the
-    // staged rows, where every outcome rewrote its members' rows (payload included) and
-    // dirtied their pages: a byte a member, and nothing to lose, the staged rows being
-    // private to the run as well. In the rows remains a refused member's reason, for the
-    // report. The diff marks unchanged members here too, and next_todo finds what to send here
-    // before it reads any row.
+    // staged to be removed; kAbsent where no member has that seq. Kept here, a byte a member,
+    // since staged rows were a TEMP table where every outcome rewrote its members' rows
+    // (payload included) and dirtied their pages; the staged file is only appended to. A
+    // refused member's reason goes to the refusals table, for the report. The diff marks
+    // unchanged members here too, and next_todo finds what to send here before it reads any row.
     std::vector<uint8_t> states_;
     static constexpr uint8_t kLeaver = 0x80, kAbsent = 0x7f;
     int64_t count_staged() const;
@@ -244,7 +229,7 @@ private:
     void forget_receipt_rows();
     // What next_todo read of the members it handed out lately, encoded as a receipt row holds
     // them (their keys and hashes): recording the receipt of a batch they become reads them
-    // here rather than from the staged rows a second time (5 % of an export's CPU).
+    // here rather than from the staged file a second time (5 % of an export's CPU).
     struct RecentRead {
         std::vector<int64_t> seqs;  // ascending
         std::vector<size_t> ends;   // where each member's encoding ends in `encoded`

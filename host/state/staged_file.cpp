@@ -1,0 +1,210 @@
+#include "state/staged_file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+namespace segpush {
+
+namespace {
+
+// Written as is: the file is read back only by the process that wrote it.
+struct RowHeader {
+    int64_t seq, hash, source, line;
+    uint32_t key_size, value_size, payload_size;
+    uint8_t action, has_payload, unused[2];
+};
+static_assert(sizeof(RowHeader) == 48, "a staged row's header has no padding of its own");
+
+std::runtime_error file_error(const std::string& what, const std::string& where, int error) {
+    return std::runtime_error("the staging file in " + where + ": " + what + ": " + std::strerror(error));
+}
+
+}  // namespace
+
+StagedFile::~StagedFile() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void StagedFile::open() {
+    std::vector<std::string> candidates;
+    if (const char* tmpdir = std::getenv("TMPDIR"); tmpdir != nullptr && *tmpdir != '\0') candidates.emplace_back(tmpdir);
+    candidates.emplace_back("/var/tmp");
+    candidates.emplace_back("/tmp");
+    int first_error = 0;
+    for (const std::string& directory : candidates) {
+        std::string path = directory + "/segpush-staged-XXXXXX";
+        const int fd = ::mkostemp(path.data(), O_CLOEXEC);  // not inherited by what the host starts
+        if (fd < 0) {
+            if (first_error == 0) first_error = errno;
+            continue;
+        }
+        ::unlink(path.c_str());
+        fd_ = fd;
+        where_ = directory;
+        return;
+    }
+    throw file_error("cannot create it (set TMPDIR to a writable directory)", candidates.front(), first_error);
+}
+
+void StagedFile::clear() {
+    if (fd_ >= 0 && ::ftruncate(fd_, 0) != 0) {
+        // A file that cannot shrink is replaced: a new run must not read the last one's rows.
+        ::close(fd_);
+        fd_ = -1;
+    }
+    blocks_.clear();
+    rows_in_last_block_ = 0;
+    last_seq_ = 0;
+    written_ = 0;
+    buffer_.clear();
+    read_.clear();
+}
+
+void StagedFile::append(const StagedRow& row) {
+    if (row.seq <= last_seq_) throw std::logic_error("StagedFile::append: seqs must rise");
+    if (fd_ < 0) open();
+    // Written before, not after: a row this call fails to add is not in the file at all.
+    if (buffer_.size() >= kWriteBuffer) flush();
+    if (blocks_.empty() || rows_in_last_block_ == kRowsPerBlock) {
+        blocks_.push_back({row.seq, written_ + buffer_.size()});
+        rows_in_last_block_ = 0;
+    }
+    RowHeader header;
+    std::memset(&header, 0, sizeof header);
+    header.seq = row.seq;
+    header.hash = row.hash;
+    header.source = row.source;
+    header.line = row.line;
+    header.key_size = static_cast<uint32_t>(row.email_key.size());
+    header.value_size = static_cast<uint32_t>(row.key_value.size());
+    header.payload_size = static_cast<uint32_t>(row.has_payload ? row.payload.size() : 0);
+    header.action = static_cast<uint8_t>(row.action);
+    header.has_payload = row.has_payload ? 1 : 0;
+    const size_t at = buffer_.size();
+    buffer_.resize(at + sizeof header + header.key_size + header.value_size + header.payload_size);
+    char* out = buffer_.data() + at;
+    std::memcpy(out, &header, sizeof header);
+    out += sizeof header;
+    std::memcpy(out, row.email_key.data(), header.key_size);
+    out += header.key_size;
+    std::memcpy(out, row.key_value.data(), header.value_size);
+    out += header.value_size;
+    std::memcpy(out, row.payload.data(), header.payload_size);
+    ++rows_in_last_block_;
+    last_seq_ = row.seq;
+}
+
+void StagedFile::flush() {
+    size_t done = 0;
+    while (done < buffer_.size()) {
+        const ssize_t wrote = ::pwrite(fd_, buffer_.data() + done, buffer_.size() - done, static_cast<off_t>(written_ + done));
+        if (wrote < 0 && errno == EINTR) continue;
+        if (wrote <= 0) {
+            // The rows stay buffered, to be written by the next attempt: none is half-known.
+            // A part written is written again, at the same offset, with the rest.
+            throw file_error("cannot write it", where_, wrote < 0 ? errno : ENOSPC);
+        }
+        done += static_cast<size_t>(wrote);
+    }
+    written_ += buffer_.size();
+    buffer_.clear();
+}
+
+void StagedFile::read(uint64_t begin, uint64_t end) {
+    if (end > written_) flush();
+    read_.resize(end - begin);
+    size_t done = 0;
+    while (done < read_.size()) {
+        const ssize_t got = ::pread(fd_, read_.data() + done, read_.size() - done, static_cast<off_t>(begin + done));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) throw file_error("cannot read it back", where_, got < 0 ? errno : EIO);
+        done += static_cast<size_t>(got);
+    }
+}
+
+uint64_t StagedFile::block_end(size_t block) const {
+    return block + 1 < blocks_.size() ? blocks_[block + 1].offset : written_ + buffer_.size();
+}
+
+size_t StagedFile::block_of(int64_t seq) const {
+    const auto after = std::upper_bound(blocks_.begin(), blocks_.end(), seq,
+                                        [](int64_t wanted, const Block& block) { return wanted < block.first_seq; });
+    return after == blocks_.begin() ? blocks_.size() : static_cast<size_t>(after - blocks_.begin()) - 1;
+}
+
+StagedRow StagedFile::parse(size_t& at) const {
+    if (read_.size() - at < sizeof(RowHeader)) throw std::logic_error("StagedFile: a row's header runs past its block");
+    RowHeader header;
+    std::memcpy(&header, read_.data() + at, sizeof header);
+    at += sizeof header;
+    if (read_.size() - at < size_t{header.key_size} + header.value_size + header.payload_size) {
+        throw std::logic_error("StagedFile: a row runs past its block");
+    }
+    StagedRow row;
+    row.seq = header.seq;
+    row.action = header.action;
+    row.hash = header.hash;
+    row.source = header.source;
+    row.line = header.line;
+    const std::string_view bytes(read_);
+    row.email_key = bytes.substr(at, header.key_size);
+    at += header.key_size;
+    row.key_value = bytes.substr(at, header.value_size);
+    at += header.value_size;
+    row.payload = bytes.substr(at, header.payload_size);
+    at += header.payload_size;
+    row.has_payload = header.has_payload != 0;
+    return row;
+}
+
+void StagedFile::visit(const std::vector<int64_t>& seqs, const std::function<void(const StagedRow&)>& visit) {
+    if (seqs.empty() || blocks_.empty()) return;
+    // Reads blocks [first, last] and visits the wanted rows among them, from `wanted` on.
+    auto visit_blocks = [&](size_t first, size_t last, std::vector<int64_t>::const_iterator& wanted) {
+        read(blocks_[first].offset, block_end(last));
+        for (size_t at = 0; at < read_.size() && wanted != seqs.end();) {
+            const StagedRow row = parse(at);
+            while (wanted != seqs.end() && *wanted < row.seq) ++wanted;
+            if (wanted != seqs.end() && *wanted == row.seq) {
+                visit(row);
+                ++wanted;
+            }
+        }
+    };
+    auto wanted = seqs.cbegin();
+    if (seqs.back() - seqs.front() < 2 * static_cast<int64_t>(seqs.size())) {
+        const size_t first = block_of(seqs.front()), last = block_of(seqs.back());
+        if (last == blocks_.size()) return;  // all before the first row
+        visit_blocks(first == blocks_.size() ? 0 : first, last, wanted);
+        return;
+    }
+    while (wanted != seqs.end()) {
+        const size_t block = block_of(*wanted);
+        if (block == blocks_.size()) {
+            ++wanted;
+            continue;
+        }
+        visit_blocks(block, block, wanted);
+        // Past this block: the wanted seqs it did not hold are not in the file.
+        const int64_t next_first = block + 1 < blocks_.size() ? blocks_[block + 1].first_seq : INT64_MAX;
+        while (wanted != seqs.end() && *wanted < next_first) ++wanted;
+    }
+}
+
+void StagedFile::visit_all(const std::function<void(const StagedRow&)>& visit) {
+    // A few blocks at a time: the whole file would be a copy of it in memory.
+    constexpr size_t kBlocksPerRead = 128;
+    for (size_t first = 0; first < blocks_.size(); first += kBlocksPerRead) {
+        const size_t last = std::min(first + kBlocksPerRead, blocks_.size()) - 1;
+        read(blocks_[first].offset, block_end(last));
+        for (size_t at = 0; at < read_.size();) visit(parse(at));
+    }
+}
+
+}  // namespace segpush
