@@ -91,11 +91,15 @@ void StagedFile::append(const StagedRow& row) {
     char* out = buffer_.data() + at;
     std::memcpy(out, &header, sizeof header);
     out += sizeof header;
-    std::memcpy(out, row.email_key.data(), header.key_size);
-    out += header.key_size;
-    std::memcpy(out, row.key_value.data(), header.value_size);
-    out += header.value_size;
-    std::memcpy(out, row.payload.data(), header.payload_size);
+    // An empty view may hold a null pointer, which memcpy must not be given even for 0 bytes.
+    auto put = [&out](std::string_view bytes, uint32_t size) {
+        if (size == 0) return;
+        std::memcpy(out, bytes.data(), size);
+        out += size;
+    };
+    put(row.email_key, header.key_size);
+    put(row.key_value, header.value_size);
+    put(row.payload, header.payload_size);
     ++rows_in_last_block_;
     last_seq_ = row.seq;
 }
@@ -117,14 +121,22 @@ void StagedFile::flush() {
 }
 
 void StagedFile::read(uint64_t begin, uint64_t end) {
-    if (end > written_) flush();
+    // What is still buffered is copied from the buffer: a read never writes (a batch read
+    // right after its rows were staged would write a sliver of file each time, and a write
+    // that failed would fail every read after it).
+    if (read_.capacity() > kReadKept && end - begin <= kReadKept) std::string().swap(read_);
     read_.resize(end - begin);
+    const uint64_t from_file = std::min(end, written_);
     size_t done = 0;
-    while (done < read_.size()) {
-        const ssize_t got = ::pread(fd_, read_.data() + done, read_.size() - done, static_cast<off_t>(begin + done));
+    while (begin + done < from_file) {
+        const ssize_t got = ::pread(fd_, read_.data() + done, from_file - begin - done, static_cast<off_t>(begin + done));
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) throw file_error("cannot read it back", where_, got < 0 ? errno : EIO);
         done += static_cast<size_t>(got);
+    }
+    if (end > written_) {
+        const uint64_t buffered_from = std::max(begin, written_);
+        std::memcpy(read_.data() + (buffered_from - begin), buffer_.data() + (buffered_from - written_), end - buffered_from);
     }
 }
 
@@ -181,7 +193,11 @@ void StagedFile::visit(const std::vector<int64_t>& seqs, const std::function<voi
     if (seqs.back() - seqs.front() < 2 * static_cast<int64_t>(seqs.size())) {
         const size_t first = block_of(seqs.front()), last = block_of(seqs.back());
         if (last == blocks_.size()) return;  // all before the first row
-        visit_blocks(first == blocks_.size() ? 0 : first, last, wanted);
+        // A few blocks to a read, however many seqs: settling a whole run's members at once
+        // would otherwise hold all their rows in memory.
+        for (size_t block = first == blocks_.size() ? 0 : first; block <= last; block += kBlocksPerRead) {
+            visit_blocks(block, std::min(block + kBlocksPerRead - 1, last), wanted);
+        }
         return;
     }
     while (wanted != seqs.end()) {
@@ -198,8 +214,6 @@ void StagedFile::visit(const std::vector<int64_t>& seqs, const std::function<voi
 }
 
 void StagedFile::visit_all(const std::function<void(const StagedRow&)>& visit) {
-    // A few blocks at a time: the whole file would be a copy of it in memory.
-    constexpr size_t kBlocksPerRead = 128;
     for (size_t first = 0; first < blocks_.size(); first += kBlocksPerRead) {
         const size_t last = std::min(first + kBlocksPerRead, blocks_.size()) - 1;
         read(blocks_[first].offset, block_end(last));

@@ -65,10 +65,14 @@ private:
     };
     static constexpr size_t kRowsPerBlock = 64;
     static constexpr size_t kWriteBuffer = size_t{1} << 20;
+    // Reads take this many blocks at most (about a MiB with 100-byte members)...
+    static constexpr size_t kBlocksPerRead = 128;
+    // ...and a read buffer grown past this by larger rows is given back by the next read.
+    static constexpr size_t kReadKept = size_t{4} << 20;
 
     void open();
     void flush();
-    // Reads bytes [begin, end) of the file, writing out what is still buffered first.
+    // Reads bytes [begin, end) of the file into read_, those still buffered from the buffer.
     void read(uint64_t begin, uint64_t end);
     uint64_t block_end(size_t block) const;
     size_t block_of(int64_t seq) const;  // blocks_.size() when before the first row

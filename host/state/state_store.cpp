@@ -573,8 +573,10 @@ void StateStore::index_staged_keys() {
     // walks it in key order and never reads the staged file. Staging leaves one member per
     // key (StagedKeys); the index, unique on the pair, no longer checks that itself (the
     // state tests do). Leavers have no place here.
+    // Inside the caller's transaction when there is one (staging's, or the diff's when
+    // something was recorded after it looked), else in one of its own.
     std::optional<sqlite::Transaction> transaction;
-    if (!staging_) transaction.emplace(db_, sqlite::Transaction::Lock::when_needed);
+    if (sqlite3_get_autocommit(db_.handle()) != 0) transaction.emplace(db_, sqlite::Transaction::Lock::when_needed);
     constexpr size_t kRowsPerInsert = 64;
     // Rows that follow the last one inserted take their seqs as SQLite's next rowids: an
     // explicit rowid makes every row seek its place to check that none holds it (a quarter
@@ -611,15 +613,25 @@ void StateStore::index_staged_keys() {
         keys.clear();
         text.clear();
     };
-    staged_.visit_all([&](const StagedRow& row) {
-        if (row.action != static_cast<int>(MemberAction::upsert)) return;
-        keys.push_back({row.seq, row.hash, text.size(), row.email_key.size()});
-        text.append(row.email_key);
-        if (keys.size() == kRowsPerInsert) insert();
-    });
-    if (!keys.empty()) insert();
-    db_.exec("CREATE UNIQUE INDEX IF NOT EXISTS temp.staged_by_key ON staged_keys(email_key, hash)");
-    if (transaction) transaction->commit();
+    try {
+        staged_.visit_all([&](const StagedRow& row) {
+            if (row.action != static_cast<int>(MemberAction::upsert)) return;
+            keys.push_back({row.seq, row.hash, text.size(), row.email_key.size()});
+            text.append(row.email_key);
+            if (keys.size() == kRowsPerInsert) insert();
+        });
+        if (!keys.empty()) insert();
+        db_.exec("CREATE UNIQUE INDEX IF NOT EXISTS temp.staged_by_key ON staged_keys(email_key, hash)");
+        if (transaction) transaction->commit();
+    } catch (...) {
+        // The TEMP database keeps no rollback journal: what was inserted stays unless deleted,
+        // and a second attempt would meet it.
+        try {
+            db_.exec("DROP INDEX IF EXISTS temp.staged_by_key; DELETE FROM temp.staged_keys;");
+        } catch (const sqlite::Error&) {
+        }
+        throw;
+    }
     keys_indexed_ = true;
 }
 
