@@ -486,7 +486,7 @@ TEST_CASE("state: a refresh sends only the changed members among many, and their
 
 TEST_CASE("staged keys: every key found again across growth, a fingerprint match is checked against the key") {
     StagedKeys keys;
-    std::vector<std::string> stored(1);  // seq -> key, as the staged table holds them
+    std::vector<std::string> stored(1);  // seq -> key, as the staged file holds them
     auto key_of = [&](uint32_t seq) { return stored.at(seq); };
     for (uint32_t i = 1; i <= 100000; ++i) {
         stored.push_back("member" + std::to_string(i) + "@example.com");
