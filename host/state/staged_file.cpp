@@ -82,7 +82,9 @@ void StagedFile::append(const StagedRow& row) {
     header.source = row.source;
     header.line = row.line;
     header.key_size = static_cast<uint32_t>(row.email_key.size());
-    header.value_size = static_cast<uint32_t>(row.key_value.size());
+    // Most emails are written in lower case: a key_value equal to the key is not stored again.
+    const std::string_view key_value = row.key_value == row.email_key ? std::string_view() : row.key_value;
+    header.value_size = static_cast<uint32_t>(key_value.size());
     header.payload_size = static_cast<uint32_t>(row.has_payload ? row.payload.size() : 0);
     header.action = static_cast<uint8_t>(row.action);
     header.has_payload = row.has_payload ? 1 : 0;
@@ -98,7 +100,7 @@ void StagedFile::append(const StagedRow& row) {
         out += size;
     };
     put(row.email_key, header.key_size);
-    put(row.key_value, header.value_size);
+    put(key_value, header.value_size);
     put(row.payload, header.payload_size);
     ++rows_in_last_block_;
     last_seq_ = row.seq;

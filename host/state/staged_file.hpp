@@ -17,7 +17,7 @@ struct StagedRow {
     int64_t source = 0;
     int64_t line = 0;
     std::string_view email_key;
-    std::string_view key_value;  // empty: the same as email_key
+    std::string_view key_value;  // empty: the same as email_key (append stores it so when equal)
     std::string_view payload;
     bool has_payload = true;     // a leaver has none: it is sent its key_value
 

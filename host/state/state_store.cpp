@@ -474,14 +474,14 @@ bool StateStore::stage_member(int64_t seq, std::string_view email_key, std::stri
     row.source = source_index;
     row.line = line;
     row.email_key = email_key;
-    if (key_value != email_key) row.key_value = key_value;  // most emails are written in lower case
+    row.key_value = key_value;
     row.payload = payload;
     // Refuses a seq no higher than an earlier one before its key is recorded: a key recorded
     // for a row that was never written would shadow the next copy of it.
     staged_.append(row);
     staged_keys_.add(place, static_cast<uint32_t>(seq));
     set_staged(seq, static_cast<uint8_t>(MemberState::todo));
-    if (keys_indexed_) insert_staged_key(row);
+    if (keys_indexed_) insert_staged_key(row.seq, row.email_key, row.hash);
     if (++staged_in_transaction_ >= kStagingChunk) {
         staging_->commit();
         staging_.emplace(db_, sqlite::Transaction::Lock::when_needed);
@@ -584,7 +584,6 @@ void StateStore::index_staged_keys() {
     std::string rows = "(?, ?)";
     for (size_t more = 1; more < kRowsPerInsert; ++more) rows += ", (?, ?)";
     auto insert_following = db_.prepare("INSERT INTO staged_keys(email_key, hash) VALUES" + rows);
-    auto insert_one = db_.prepare("INSERT INTO staged_keys(seq, email_key, hash) VALUES(?, ?, ?)");
     struct Key {
         int64_t seq, hash;
         size_t at, size;
@@ -606,7 +605,7 @@ void StateStore::index_staged_keys() {
             }
         } else {
             for (const Key& key : keys) {
-                insert_one.bind(1, key.seq).bind_unowned(2, bytes.substr(key.at, key.size)).bind(3, key.hash).run();
+                insert_staged_key(key.seq, bytes.substr(key.at, key.size), key.hash);
             }
         }
         last_inserted = keys.back().seq;
@@ -635,9 +634,11 @@ void StateStore::index_staged_keys() {
     keys_indexed_ = true;
 }
 
-void StateStore::insert_staged_key(const StagedRow& row) {
-    db_.prepare("INSERT INTO staged_keys(seq, email_key, hash) VALUES(?, ?, ?)")
-        .bind(1, row.seq).bind(2, row.email_key).bind(3, row.hash).run();
+void StateStore::insert_staged_key(int64_t seq, std::string_view email_key, int64_t hash) {
+    if (!staged_key_insert_) {
+        staged_key_insert_.emplace(db_.prepare("INSERT INTO staged_keys(seq, email_key, hash) VALUES(?, ?, ?)"));
+    }
+    staged_key_insert_->bind(1, seq).bind_unowned(2, email_key).bind(3, hash).run();
 }
 
 bool StateStore::nothing_recorded(const std::string& export_name) {
@@ -708,7 +709,6 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
             ++leaver.seq;
             leaver.email_key = leavers.blob(0);
             leaver.key_value = leavers.blob(1);
-            if (leaver.key_value == leaver.email_key) leaver.key_value = {};
             staged_.append(leaver);
             set_staged(leaver.seq, static_cast<uint8_t>(MemberState::todo) | kLeaver);
         }

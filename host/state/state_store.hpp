@@ -188,7 +188,10 @@ private:
     // and only by what finds members by key (a diff, resuming receipts): staging itself
     // de-duplicates through staged_keys_.
     void index_staged_keys();
-    void insert_staged_key(const StagedRow& row);  // a member staged after the index was built
+    // One key into the TEMP table: a member staged after the index was built, or one whose seq
+    // does not follow on while it is built.
+    void insert_staged_key(int64_t seq, std::string_view email_key, int64_t hash);
+    std::optional<sqlite::Statement> staged_key_insert_;
 
     sqlite::Database db_;
     std::optional<sqlite::Transaction> staging_;

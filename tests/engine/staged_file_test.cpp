@@ -156,6 +156,14 @@ TEST_CASE("staged file: a TMPDIR that does not exist falls back to /var/tmp or /
     append(file, 3, row);
     unsetenv("TMPDIR");
     CHECK(visited(file, {3}).at(3) == row);
+
+    // An email written as its key is not stored twice: it comes back empty, meaning the same.
+    Held lower = expected_row(4);
+    lower.key_value = lower.email_key;
+    append(file, 4, lower);
+    const Held back = visited(file, {4}).at(4);
+    CHECK(back.key_value.empty());
+    CHECK(back.email_key == lower.email_key);
 }
 
 TEST_CASE("staged file: a write that fails (a full disk) names the file's place, and loses no row appended before it") {
