@@ -40,6 +40,7 @@ FAULT_DEFAULTS = {
     "slow_count": 0,
     "fail_emails": [],         # emails (case-insensitive) that land in import "failure"
     "seed": 0,                 # seed of the fault RNG (re-seeded when set)
+    "override_routes": {},     # {"GET /api/3/users/me": {"status", "headers", "body"}}
 }
 
 OTHER_DEFAULTS = {
@@ -53,6 +54,10 @@ OTHER_DEFAULTS = {
     "record_requests": True,       # keep the request log at all
     "record_bodies": True,         # keep parsed bodies in the request log
     "request_log_max": 100000,     # oldest log entries are dropped beyond this
+    "clock_offset_seconds": 0,     # added to real time for every timestamp the sandbox writes
+    "timezone_offset": "-05:00",   # the account's zone, as AC writes it in timestamps
+    "unsubscribed_in_failure": False,  # bulk subscribe of a status 2/3 member: failure, not ignored
+    "failure_index_base": 0,       # first "contact" number in 400 failureReasons (0 or 1)
 }
 
 DEFAULT_CONFIG = dict(OTHER_DEFAULTS)
@@ -80,8 +85,64 @@ def valid_email(value):
     return isinstance(value, str) and len(value) <= 254 and EMAIL_RE.match(value) is not None
 
 
-def now_iso():
-    return time.strftime("%Y-%m-%dT%H:%M:%S-00:00", time.gmtime())
+TZ_RE = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+
+# Membership record: a tuple (status, sdate, udate, sourceid, unsubreason, campaign,
+# message, unsubscribeAutomation), never mutated, so one record can be shared by every
+# member a bulk import touches the same way (a million members cost a dict slot each).
+# Status: 0 unconfirmed, 1 active, 2 unsubscribed, 3 bounced.
+STATUS_NAMES = {0: "unconfirmed", 1: "subscribed", 2: "unsubscribed", 3: "bounced"}
+MEMBERSHIP_LINKS = ("automation", "list", "contact", "form", "autosyncLog", "campaign",
+                    "unsubscribeAutomation", "message")
+
+UNSUB_VIAS = ("campaign", "admin", "automation")
+
+
+def flag(value):
+    """AC clients send booleans as true, 1 or "true"."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return value is True or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                             and value != 0)
+
+
+def check_override_routes(value):
+    if not isinstance(value, dict):
+        return "override_routes must be an object"
+    for route, o in value.items():
+        if not isinstance(o, dict) or any(k not in ("status", "headers", "body") for k in o):
+            return "override_routes[%s] must be {\"status\", \"headers\", \"body\"}" % route
+        status = o.get("status", 200)
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            return "override_routes[%s].status must be an HTTP status" % route
+        headers = o.get("headers")
+        if headers is not None and (not isinstance(headers, dict) or any(
+                not isinstance(k, str) or not isinstance(v, (str, int))
+                for k, v in headers.items())):
+            return "override_routes[%s].headers must map names to strings" % route
+    return None
+
+
+def check_config(new):
+    if "error_rates" in new and not isinstance(new["error_rates"], dict):
+        return "error_rates must be an object"
+    if "fail_emails" in new and not isinstance(new["fail_emails"], list):
+        return "fail_emails must be a list"
+    if "clock_offset_seconds" in new:
+        v = new["clock_offset_seconds"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return "clock_offset_seconds must be a number"
+    if "timezone_offset" in new:
+        m = TZ_RE.match(new["timezone_offset"]) if isinstance(new["timezone_offset"], str) else None
+        if m is None or int(m.group(2)) > 14 or int(m.group(3)) > 59:
+            return "timezone_offset must look like -05:00"
+    if "failure_index_base" in new and new["failure_index_base"] not in (0, 1):
+        return "failure_index_base must be 0 or 1"
+    if "unsubscribed_in_failure" in new and not isinstance(new["unsubscribed_in_failure"], bool):
+        return "unsubscribed_in_failure must be true or false"
+    if "override_routes" in new:
+        return check_override_routes(new["override_routes"])
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -95,7 +156,7 @@ def field_dict(c):
 
 class Contact:
     __slots__ = ("id", "email", "first_name", "last_name", "phone", "fields", "tags",
-                 "cdate", "udate")
+                 "cdate", "udate", "bounced")
 
     def __init__(self, cid, email_addr, ts):
         self.id = cid
@@ -107,13 +168,15 @@ class Contact:
         self.tags = None     # list of tag names, created lazily
         self.cdate = ts
         self.udate = ts
+        self.bounced = None  # date of the hard bounce ("YYYY-MM-DD"); None = bounced_hard "0"
 
 
 class ImportBatch:
     __slots__ = ("batch_id", "contacts", "submitted", "delay", "will_fail", "final",
-                 "parked", "success", "failure", "generation")
+                 "parked", "success", "failure", "generation", "no_automations")
 
-    def __init__(self, batch_id, contacts, submitted, delay, will_fail, generation):
+    def __init__(self, batch_id, contacts, submitted, delay, will_fail, generation,
+                 no_automations=False):
         self.batch_id = batch_id
         self.contacts = contacts      # parsed contact dicts until applied
         self.submitted = submitted
@@ -124,6 +187,7 @@ class ImportBatch:
         self.success = []             # ids (int) of newly created contacts
         self.failure = []             # emails
         self.generation = generation
+        self.no_automations = no_automations  # exclude_automations held for every contact
 
 
 class SlidingWindow:
@@ -158,9 +222,8 @@ class State:
         self.lapsed_key = lapsed_key
         self.lists = {}     # id (str) -> {"name": ..., "cdate": ...}
         self.fields = {}    # id (str) -> {"title", "perstag", "type", ...}
-        for lid, name in lists:
-            self.lists[str(lid)] = {"name": name, "cdate": now_iso()}
         self.config = dict(DEFAULT_CONFIG)
+        self._set_clock()
         self.rng = random.Random(0)
         self.running = True
         self.generation = 0
@@ -172,13 +235,31 @@ class State:
                 err = self.merge_config(config)
             if err:
                 raise ValueError(err)
+        for lid, name in lists:
+            self.lists[str(lid)] = {"name": name, "cdate": self.now_iso()}
+
+    # ---- clock: real time + clock_offset_seconds, written in the account's zone
+
+    def _set_clock(self):
+        sign, hh, mm = TZ_RE.match(self.config["timezone_offset"]).groups()
+        self._tz_text = self.config["timezone_offset"]
+        self._tz_seconds = (-1 if sign == "-" else 1) * (int(hh) * 3600 + int(mm) * 60)
+        self._clock_offset = float(self.config["clock_offset_seconds"])
+
+    def now_iso(self):
+        t = time.gmtime(time.time() + self._clock_offset + self._tz_seconds)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", t) + self._tz_text
+
+    def today(self):
+        return time.strftime("%Y-%m-%d", time.gmtime(time.time() + self._clock_offset
+                                                      + self._tz_seconds))
 
     # Caller holds the lock (or is the constructor).
     def _reset_data(self):
         self.contacts = {}          # lower-cased email -> Contact
         self.by_id = [None]         # index = contact id
-        self.members = {}           # list id (str) -> {contact id: 1 subscribed | 2 unsubscribed}
-        self.subscribed_cache = {}  # list id -> sorted list of subscribed contact ids
+        self.members = {}           # list id (str) -> {contact id: membership record}
+        self.id_cache = {}          # list id -> {status or -1: sorted contact ids}
         self.imports = {}           # batch id -> ImportBatch
         self.parked = []
         self.generation += 1
@@ -190,6 +271,8 @@ class State:
         self.contacts_imported = 0
         self.blank_overwrites = 0
         self.imports_accepted = 0
+        self.rps_refusals = 0
+        self.bulk_rate_refusals = 0
         self.rps_window = SlidingWindow(1.0)
         self.bulk_window = SlidingWindow(60.0)
         self.bulk_single_window = SlidingWindow(60.0)
@@ -207,12 +290,12 @@ class State:
         unknown = sorted(k for k in new if k not in DEFAULT_CONFIG)
         if unknown:
             return "unknown config key(s): " + ", ".join(unknown)
-        if "error_rates" in new and not isinstance(new["error_rates"], dict):
-            return "error_rates must be an object"
-        if "fail_emails" in new and not isinstance(new["fail_emails"], list):
-            return "fail_emails must be a list"
+        err = check_config(new)
+        if err:
+            return err
         was_stuck = self.config["stuck_imports"]
         self.config.update(new)
+        self._set_clock()
         if "seed" in new:
             self.rng = random.Random(new["seed"])
         if "request_log_max" in new:
@@ -239,32 +322,68 @@ class State:
             _, _, batch = heapq.heappop(self.heap)
             if batch.generation == self.generation and not batch.final and not batch.parked:
                 self.apply_import(batch)
+        # Members are [contact id, status, index into membership_records]: the records
+        # are shared by whole batches, so writing each once keeps the file small.
+        records = {}
+        members = {}
+        for lid, m in self.members.items():
+            rows = members[lid] = []
+            for cid, rec in m.items():
+                tail = rec[1:]
+                i = records.get(tail)
+                if i is None:
+                    i = records[tail] = len(records)
+                rows.append([cid, rec[0], i])
         return {
             "lists": self.lists,
             "fields": self.fields,
             "contacts": [[c.email, c.first_name, c.last_name, c.phone, list(c.fields or ()),
-                          c.tags or [], c.cdate, c.udate] for c in self.by_id[1:]],
-            "members": {lid: [[cid, st] for cid, st in m.items()] for lid, m in self.members.items()},
+                          c.tags or [], c.cdate, c.udate, c.bounced] for c in self.by_id[1:]],
+            "members": members,
+            "membership_records": [list(t) for t in records],
             "imports": [[b.batch_id, b.final, b.parked, b.success, b.failure,
-                         b.contacts if b.parked else None, b.will_fail] for b in self.imports.values()],
+                         b.contacts if b.parked else None, b.will_fail, b.no_automations]
+                        for b in self.imports.values()],
         }
 
     def load_snapshot(self, snap):
+        """Also reads snapshots written before memberships had dates: members are then
+        [contact id, status] and take the contact's cdate/udate as sdate/udate."""
         with self.lock:
             self.lists.update(snap.get("lists", {}))
             self.fields.update(snap.get("fields", {}))
-            for email_addr, first, last, phone, fields, tags, cdate, udate in snap.get("contacts", []):
-                c = Contact(len(self.by_id), email_addr, cdate)
-                c.first_name, c.last_name, c.phone, c.udate = first, last, phone, udate
+            # json gives every row its own copy of a timestamp; one shared copy each
+            # keeps a reloaded million-contact state as small as the one saved.
+            same = {}
+            for row in snap.get("contacts", []):
+                email_addr, first, last, phone, fields, tags, cdate, udate = row[:8]
+                c = Contact(len(self.by_id), email_addr, same.setdefault(cdate, cdate))
+                c.first_name, c.last_name, c.phone = first, last, phone
+                c.udate = same.setdefault(udate, udate)
                 c.fields = tuple(fields) or None
                 c.tags = list(tags) or None
+                c.bounced = row[8] if len(row) > 8 else None
                 self.contacts[email_addr.lower()] = c
                 self.by_id.append(c)
-            for lid, pairs in snap.get("members", {}).items():
-                self.members[lid] = {int(cid): int(st) for cid, st in pairs}
+            records = [tuple(r) for r in snap.get("membership_records", [])]
+            shared = {}
+            for lid, rows in snap.get("members", {}).items():
+                m = self.members[lid] = {}
+                for row in rows:
+                    cid, status = int(row[0]), int(row[1])
+                    if len(row) > 2:
+                        rec = (status,) + records[row[2]]
+                    else:
+                        c = self.by_id[cid] if 0 < cid < len(self.by_id) else None
+                        ts = self.now_iso() if c is None else None
+                        rec = (status, c.cdate if c else ts, c.udate if c else ts, "0",
+                               None, None, None, None)
+                    m[cid] = shared.setdefault(rec, rec)
             now = time.monotonic()
-            for batch_id, final, parked, success, failure, contacts, will_fail in snap.get("imports", []):
-                b = ImportBatch(batch_id, contacts, now, 0.0, will_fail, self.generation)
+            for row in snap.get("imports", []):
+                batch_id, final, parked, success, failure, contacts, will_fail = row[:7]
+                b = ImportBatch(batch_id, contacts, now, 0.0, will_fail, self.generation,
+                                bool(row[7]) if len(row) > 7 else False)
                 b.final, b.parked, b.success, b.failure = final, parked, success, failure
                 self.imports[batch_id] = b
                 if parked:
@@ -306,24 +425,76 @@ class State:
                 return
         c.fields = cur + (sys.intern(fid), value)
 
-    def set_membership(self, list_id, cid, status, bulk):
+    # ---- memberships (caller holds the lock)
+
+    def membership(self, list_id, cid):
+        m = self.members.get(list_id)
+        return None if m is None else m.get(cid)
+
+    def put_membership(self, list_id, cid, rec):
         m = self.members.get(list_id)
         if m is None:
             m = self.members[list_id] = {}
         old = m.get(cid)
-        if bulk and status == 1 and old == 2:
-            return  # bulk import cannot re-subscribe an unsubscribed contact
-        if old != status:
-            m[cid] = status
-            self.subscribed_cache.pop(list_id, None)
+        m[cid] = rec
+        if old is None or old[0] != rec[0]:
+            self.id_cache.pop(list_id, None)
+        return rec
 
-    def subscribed(self, list_id):
-        cache = self.subscribed_cache.get(list_id)
-        if cache is None:
+    def subscribe(self, list_id, cid, sourceid, ts):
+        """Status 1 whatever the membership was (contactLists status 1, a form): a new
+        sdate unless already active; what an unsubscribe or bounce left is cleared."""
+        old = self.membership(list_id, cid)
+        sdate = old[1] if old is not None and old[0] == 1 else ts
+        return self.put_membership(list_id, cid, (1, sdate, ts, sourceid, None, None, None, None))
+
+    def unsubscribe(self, list_id, cid, ts, reason=None, campaign=None, message=None,
+                    automation=None):
+        """Status 2 whatever the membership was; the fields tell who unsubscribed (a
+        campaign link, an automation, or neither: the API or an account user)."""
+        old = self.membership(list_id, cid)
+        sdate, sourceid = (ts, "0") if old is None else (old[1], old[3])
+        return self.put_membership(list_id, cid,
+                                   (2, sdate, ts, sourceid, reason, campaign, message, automation))
+
+    def bounce(self, c, ts):
+        c.bounced = self.today()
+        c.udate = ts
+        for lid, m in self.members.items():
+            old = m.get(c.id)
+            if old is not None:
+                self.put_membership(lid, c.id, (3, old[1], ts) + old[3:])
+
+    def memberships_of(self, cid):
+        """[(list id, record)] in list id order."""
+        out = [(lid, m[cid]) for lid, m in self.members.items() if cid in m]
+        out.sort(key=lambda x: (len(x[0]), x[0]))
+        return out
+
+    def member_ids(self, list_id, want):
+        """Sorted ids of the list's members with status `want` (-1: any status)."""
+        per = self.id_cache.get(list_id)
+        if per is None:
+            per = self.id_cache[list_id] = {}
+        ids = per.get(want)
+        if ids is None:
             m = self.members.get(list_id, {})
-            cache = sorted(cid for cid, st in m.items() if st == 1)
-            self.subscribed_cache[list_id] = cache
-        return cache
+            if want == -1:
+                ids = sorted(m)
+            else:
+                ids = sorted(cid for cid, rec in m.items() if rec[0] == want)
+            per[want] = ids
+        return ids
+
+    def _subscribe_blocked(self, email_addr, subs):
+        c = self.contacts.get(email_addr.lower())
+        if c is None:
+            return False
+        for s in subs:
+            rec = self.membership(str(s["listid"]), c.id)
+            if rec is not None and rec[0] >= 2:
+                return True
+        return False
 
     # ---- imports (caller holds lock)
 
@@ -332,14 +503,15 @@ class State:
         heapq.heappush(self.heap, (now + batch.delay, self.heap_seq, batch))
         self.cond.notify_all()
 
-    def submit_import(self, contacts):
+    def submit_import(self, contacts, no_automations=False):
         now = time.monotonic()
         will_fail = False
         if int(self.config["fail_next_imports"]) > 0:
             self.config["fail_next_imports"] = int(self.config["fail_next_imports"]) - 1
             will_fail = True
         delay = max(0.0, float(self.config["import_delay_ms"]) / 1000.0)
-        batch = ImportBatch(str(uuid.uuid4()), contacts, now, delay, will_fail, self.generation)
+        batch = ImportBatch(str(uuid.uuid4()), contacts, now, delay, will_fail, self.generation,
+                            no_automations)
         self.imports[batch.batch_id] = batch
         self.imports_accepted += 1
         self._schedule(now, batch)
@@ -352,11 +524,23 @@ class State:
             batch.failure = [c["email"] for c in contacts]
             batch.final = "failed"
             return
-        ts = now_iso()
+        ts = self.now_iso()
         fail = self.fail_email_set()
+        strict = self.config["unsubscribed_in_failure"]
+        members = self.members
+        touched = set()
+        # Membership records are shared: one per batch for new members, one per
+        # (sdate, sourceid) for members the batch unsubscribes.
+        joined = (1, ts, ts, "0", None, None, None, None)
+        left_new = (2, ts, ts, "0", None, None, None, None)
+        left = {}
         for item in contacts:
             em = item["email"]
             if fail and em.lower() in fail:
+                batch.failure.append(em)
+                continue
+            subs = item.get("subscribe")
+            if strict and subs and self._subscribe_blocked(em, subs):
                 batch.failure.append(em)
                 continue
             c, created = self.get_or_create(em, ts)
@@ -381,11 +565,37 @@ class State:
                     if t.lower() not in have:
                         have.add(t.lower())
                         c.tags.append(t)
+            cid = c.id
             for s in item.get("unsubscribe") or ():
-                self.set_membership(str(s["listid"]), c.id, 2, True)
-            for s in item.get("subscribe") or ():
-                self.set_membership(str(s["listid"]), c.id, 1, True)
+                lid = str(s["listid"])
+                m = members.get(lid)
+                if m is None:
+                    m = members[lid] = {}
+                old = m.get(cid)
+                if old is None:
+                    m[cid] = left_new
+                elif old[0] < 2:
+                    key = (old[1], old[3])
+                    rec = left.get(key)
+                    if rec is None:
+                        rec = left[key] = (2, old[1], ts, old[3], None, None, None, None)
+                    m[cid] = rec
+                else:
+                    continue
+                touched.add(lid)
+            # Bulk subscribe never changes an unsubscribed (2) or bounced (3) member.
+            for s in subs or ():
+                lid = str(s["listid"])
+                m = members.get(lid)
+                if m is None:
+                    m = members[lid] = {}
+                old = m.get(cid)
+                if old is None or old[0] == 0:
+                    m[cid] = joined
+                    touched.add(lid)
             self.contacts_imported += 1
+        for lid in touched:
+            self.id_cache.pop(lid, None)
         batch.final = "completed"
 
     def import_status(self, batch, now):
@@ -429,7 +639,9 @@ class State:
 # HTTP
 
 
-REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 402: "Payment Required",
+REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently",
+           302: "Found", 303: "See Other", 307: "Temporary Redirect", 308: "Permanent Redirect",
+           400: "Bad Request", 401: "Unauthorized", 402: "Payment Required",
            403: "Forbidden", 404: "Not Found", 413: "Payload Too Large",
            422: "Unprocessable Entity", 429: "Too Many Requests",
            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
@@ -460,6 +672,12 @@ def page_params(q, default=20, maximum=100):
 def route_template(method, path):
     if path.startswith("/api/3/lists/") and "/" not in path[len("/api/3/lists/"):]:
         return method + " /api/3/lists/{id}"
+    if path.startswith("/api/3/contacts/"):
+        cid, slash, tail = path[len("/api/3/contacts/"):].partition("/")
+        if cid and not slash:
+            return method + " /api/3/contacts/{id}"
+        if cid and tail == "contactLists":
+            return method + " /api/3/contacts/{id}/contactLists"
     if path in ("/api/3/users/me", "/api/3/fields", "/api/3/contact/sync",
                 "/api/3/contactLists", "/api/3/import/bulk_import", "/api/3/import/info",
                 "/api/3/contacts", "/api/3/lists"):
@@ -584,6 +802,7 @@ class Handler(BaseHTTPRequestHandler):
                         status_fault = int(code)
                         break
             retry_after = str(max(0, int(cfg["retry_after_seconds"])))
+            override = cfg["override_routes"].get(route) if cfg["override_routes"] else None
         if latency + slow > 0:
             time.sleep(latency + slow)
         if drop:
@@ -609,6 +828,16 @@ class Handler(BaseHTTPRequestHandler):
         if token == st.lapsed_key:
             self._reply(method, path, query, route, token, body, 402, None)
             return
+        if override is not None:
+            headers = {str(k): str(v) for k, v in (override.get("headers") or {}).items()}
+            own_type = any(k.lower() == "content-type" for k in headers)
+            obj = override.get("body")
+            status = override.get("status", 200)
+            self._finish_record(method, path, query, route, token, body, status)
+            self._send(status, b"" if obj is None else dumps(obj),
+                       ctype=None if own_type else "application/json; charset=utf-8",
+                       extra=headers)
+            return
         # Account-wide limits.
         is_bulk = route == "POST /api/3/import/bulk_import"
         with st.lock:
@@ -620,6 +849,7 @@ class Handler(BaseHTTPRequestHandler):
                 wait = st.rps_window.try_take(now, rps)
                 if wait:
                     limited = ("rps", wait)
+                    st.rps_refusals += 1
                 else:
                     limited = None
                     if is_bulk and isinstance(body, dict) and isinstance(body.get("contacts"), list):
@@ -632,6 +862,7 @@ class Handler(BaseHTTPRequestHandler):
                             w = st.bulk_window.try_take(now, allow)
                         if w:
                             limited = ("bulk_single" if single else "bulk", w)
+                            st.bulk_rate_refusals += 1
                 bulk_status = int(cfg["bulk_limit_status"])
             else:
                 limited = None
@@ -662,6 +893,8 @@ class Handler(BaseHTTPRequestHandler):
             "POST /api/3/import/bulk_import": self._bulk_import,
             "GET /api/3/import/info": self._import_info,
             "GET /api/3/contacts": self._contacts_get,
+            "GET /api/3/contacts/{id}": self._contact_get,
+            "GET /api/3/contacts/{id}/contactLists": self._contact_memberships,
         }.get(route)
         if handler is None:
             status, obj = 404, {"message": "No Result found for route %s %s" % (method, path)}
@@ -749,8 +982,69 @@ class Handler(BaseHTTPRequestHandler):
     def _contact_obj(c):
         return {"cdate": c.cdate, "email": c.email, "phone": c.phone,
                 "firstName": c.first_name, "lastName": c.last_name, "orgid": "0",
-                "orgname": "", "email_empty": False, "deleted": "0", "udate": c.udate,
-                "links": {}, "hash": "", "id": str(c.id), "organization": None}
+                "orgname": "", "email_empty": False, "bounced_hard": "1" if c.bounced else "0",
+                "bounced_soft": "0", "bounced_date": c.bounced, "deleted": "0",
+                "udate": c.udate, "links": {}, "hash": "", "id": str(c.id),
+                "organization": None}
+
+    @staticmethod
+    def _membership_obj(lid, c, rec, status_as_int=False):
+        """A contactList as AC writes it: reads give status as a string, the
+        contactLists POST answer as a number."""
+        mid = "%s-%d" % (lid, c.id)
+        base = "/api/3/contactLists/%s/" % mid
+        sdate, udate = rec[1], rec[2]
+        return {"contact": str(c.id), "list": lid, "form": None, "seriesid": "0",
+                "sdate": sdate, "udate": udate,
+                "status": rec[0] if status_as_int else str(rec[0]), "responder": "1",
+                "sync": "0", "unsubreason": rec[4], "campaign": rec[5], "message": rec[6],
+                "first_name": c.first_name, "last_name": c.last_name, "ip4Sub": "0",
+                "sourceid": rec[3], "autosyncLog": None, "ip4_last": "0", "ip4Unsub": "0",
+                "created_timestamp": sdate[:19].replace("T", " ") if sdate else None,
+                "updated_timestamp": udate[:19].replace("T", " ") if udate else None,
+                "created_by": None, "updated_by": None, "unsubscribeAutomation": rec[7],
+                "links": {k: base + k for k in MEMBERSHIP_LINKS}, "id": mid,
+                "automation": None}
+
+    def _contact_by_path(self, st, path):
+        """(contact, None) or (None, 404 answer); caller holds the lock."""
+        seg = path[len("/api/3/contacts/"):].partition("/")[0]
+        cid = int(seg) if seg.isdigit() else 0
+        if 0 < cid < len(st.by_id) and st.by_id[cid] is not None:
+            return st.by_id[cid], None
+        return None, (404, {"message": "No Result found for Subscriber with id %s" % seg})
+
+    def _contact_get(self, path, query, body, raw, bad_json):
+        st = self.server.state
+        with st.lock:
+            c, missing = self._contact_by_path(st, path)
+            if missing:
+                return missing
+            cid = str(c.id)
+            lists = [self._membership_obj(lid, c, rec) for lid, rec in st.memberships_of(c.id)]
+            cur = c.fields or ()
+            fvs = [{"contact": cid, "field": cur[i], "value": cur[i + 1], "cdate": c.cdate,
+                    "udate": c.udate, "links": {}, "id": "%s-%s" % (cur[i], cid), "owner": cid}
+                   for i in range(0, len(cur), 2)]
+            obj = self._contact_obj(c)
+            obj.update({"segmentio_id": "", "ip": "0", "ua": None, "socialdata_lastcheck": None,
+                        "email_local": "", "email_domain": "", "sentcnt": "0",
+                        "rating_tstamp": None, "gravatar": "0", "adate": None, "edate": None,
+                        "contactLists": [m["id"] for m in lists],
+                        "fieldValues": [f["id"] for f in fvs],
+                        "links": {k: "/api/3/contacts/%s/%s" % (cid, k)
+                                  for k in ("contactLists", "fieldValues", "contactTags",
+                                            "bounceLogs", "contactLogs")}})
+            return 200, {"contact": obj, "contactLists": lists, "fieldValues": fvs}
+
+    def _contact_memberships(self, path, query, body, raw, bad_json):
+        st = self.server.state
+        with st.lock:
+            c, missing = self._contact_by_path(st, path)
+            if missing:
+                return missing
+            return 200, {"contactLists": [self._membership_obj(lid, c, rec)
+                                          for lid, rec in st.memberships_of(c.id)]}
 
     def _contact_sync(self, path, query, body, raw, bad_json):
         if bad_json or not isinstance(body, dict) or not isinstance(body.get("contact"), dict):
@@ -767,7 +1061,7 @@ class Handler(BaseHTTPRequestHandler):
             return 400, {}
         st = self.server.state
         with st.lock:
-            ts = now_iso()
+            ts = st.now_iso()
             c, created = st.get_or_create(em, ts)
             c.udate = ts
             for src, attr in (("firstName", "first_name"), ("lastName", "last_name"),
@@ -799,6 +1093,8 @@ class Handler(BaseHTTPRequestHandler):
             status = int(cl["status"])
         except (TypeError, ValueError):
             cid, status = -1, -1
+        sourceid = cl.get("sourceid", body.get("sourceid"))
+        sourceid = "0" if sourceid is None else str(sourceid)
         st = self.server.state
         with st.lock:
             if lid not in st.lists:
@@ -816,18 +1112,15 @@ class Handler(BaseHTTPRequestHandler):
                                          "code": "field_invalid",
                                          "source": {"pointer": "/data/attributes/status"}}]}
             c = st.by_id[cid]
-            st.set_membership(lid, cid, status, False)
-            ts = now_iso()
+            ts = st.now_iso()
+            # Status 1 re-subscribes anyone, self-unsubscribed and bounced included (the
+            # reference warns about exactly this); status 2 is an API unsubscribe.
+            if status == 1:
+                rec = st.subscribe(lid, cid, sourceid, ts)
+            else:
+                rec = st.unsubscribe(lid, cid, ts)
             return 200, {"contacts": [self._contact_obj(c)],
-                         "contactList": {"contact": str(cid), "list": lid, "form": None,
-                                         "seriesid": "0", "sdate": ts, "status": status,
-                                         "responder": "1", "sync": "0", "unsubreason": "",
-                                         "campaign": None, "message": None,
-                                         "first_name": c.first_name, "last_name": c.last_name,
-                                         "ip4Sub": "0", "sourceid": "4", "autosyncLog": None,
-                                         "ip4_last": "0", "ip4Unsub": "0",
-                                         "unsubscribeAutomation": None, "links": {},
-                                         "id": "%s-%d" % (lid, cid), "automation": None}}
+                         "contactList": self._membership_obj(lid, c, rec, status_as_int=True)}
 
     @staticmethod
     def _validation_error(reasons):
@@ -847,10 +1140,12 @@ class Handler(BaseHTTPRequestHandler):
             return self._validation_error(
                 ["Up to %d contacts may be included in a single request." % MAX_BULK_CONTACTS])
         reasons = []
+        st = self.server.state
+        base = st.config["failure_index_base"]
         for i, c in enumerate(contacts):
             why = self._bulk_contact_problem(c)
             if why:
-                reasons.append({"contact": i, "failureReason": why})
+                reasons.append({"contact": i + base, "failureReason": why})
         cb = body.get("callback")
         if cb is not None and (not isinstance(cb, dict) or "url" not in cb
                                or "requestType" not in cb):
@@ -858,12 +1153,14 @@ class Handler(BaseHTTPRequestHandler):
                             "Field‘ callback’ requires url and requestType"})
         if reasons:
             return self._validation_error(reasons)
-        st = self.server.state
+        # AC documents exclude_automations per contact; some clients send it once, top level.
+        no_automations = flag(body.get("exclude_automations")) or all(
+            flag(c.get("exclude_automations")) for c in contacts)
         with st.lock:
             if not st.running:  # stopping (state already saved): no answer, nothing queued
                 self.close_connection = True
                 raise ConnectionAbortedError("sandbox stopping")
-            batch = st.submit_import(contacts)
+            batch = st.submit_import(contacts, no_automations)
         return 200, {"Success": 1, "queued_contacts": len(contacts), "batchId": batch.batch_id,
                      "message": "Contact import queued"}
 
@@ -921,12 +1218,14 @@ class Handler(BaseHTTPRequestHandler):
         status = query.get("status")
         with st.lock:
             if lid is not None:
-                if status in (None, "", "1"):
-                    ids = st.subscribed(lid)
+                # With listid, no status means the list's active members.
+                if status in (None, ""):
+                    want = 1
+                elif status == "-1":
+                    want = -1
                 else:
-                    m = st.members.get(lid, {})
-                    want = None if status == "-1" else int(status) if status.isdigit() else 0
-                    ids = sorted(cid for cid, s in m.items() if want is None or s == want)
+                    want = int(status) if status.isdigit() else 0
+                ids = st.member_ids(lid, want)
             else:
                 ids = None
             email = query.get("email")
@@ -978,7 +1277,9 @@ class Handler(BaseHTTPRequestHandler):
                        "contacts_total": len(st.contacts),
                        "imports_accepted": st.imports_accepted,
                        "imports_pending": sum(1 for b in st.imports.values() if not b.final),
-                       "blank_overwrites": st.blank_overwrites}
+                       "blank_overwrites": st.blank_overwrites,
+                       "rps_refusals": st.rps_refusals,
+                       "bulk_rate_refusals": st.bulk_rate_refusals}
         elif path == "/__sandbox/requests" and method == "GET":
             with st.lock:
                 data = dumps(list(st.log))
@@ -1007,7 +1308,7 @@ class Handler(BaseHTTPRequestHandler):
                 lid = str(body["id"])
                 with st.lock:
                     st.lists[lid] = {"name": str(body.get("name") or "List %s" % lid),
-                                     "cdate": now_iso()}
+                                     "cdate": st.now_iso()}
                 obj = {"id": lid, "name": st.lists[lid]["name"]}
         elif path == "/__sandbox/fields" and method == "POST":
             if not isinstance(body, dict) or "id" not in body:
@@ -1017,7 +1318,7 @@ class Handler(BaseHTTPRequestHandler):
                 title = str(body.get("title") or "Field %s" % fid)
                 perstag = str(body.get("perstag") or re.sub(r"[^A-Z0-9]+", "_", title.upper()))
                 f = {"title": title, "perstag": perstag, "type": str(body.get("type") or "text"),
-                     "cdate": now_iso()}
+                     "cdate": st.now_iso()}
                 with st.lock:
                     st.fields[fid] = f
                 obj = {"id": fid, "title": title, "perstag": perstag, "type": f["type"]}
@@ -1025,7 +1326,8 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 now = time.monotonic()
                 obj = [{"batchId": b.batch_id, "status": st.import_status(b, now),
-                        "success": len(b.success), "failure": len(b.failure)}
+                        "success": len(b.success), "failure": len(b.failure),
+                        "automations_excluded": b.no_automations}
                        for b in st.imports.values()]
         elif MEMBERS_RE.match(path) and method == "GET":
             lid = MEMBERS_RE.match(path).group(1)
@@ -1037,15 +1339,74 @@ class Handler(BaseHTTPRequestHandler):
                     m = st.members.get(lid, {})
                     for cid in sorted(m):
                         c = st.by_id[cid]
+                        rec = m[cid]
                         out.append({"email": c.email, "first_name": c.first_name,
                                     "last_name": c.last_name, "phone": c.phone,
                                     "fields": field_dict(c),
                                     "tags": list(c.tags) if c.tags else [],
-                                    "status": "subscribed" if m[cid] == 1 else "unsubscribed"})
+                                    "status": STATUS_NAMES.get(rec[0], str(rec[0])),
+                                    "udate": rec[2], "sourceid": rec[3]})
                     obj = out
+        elif path in ("/__sandbox/subscribe", "/__sandbox/unsubscribe", "/__sandbox/bounce") \
+                and method == "POST":
+            status, obj = self._person(path[len("/__sandbox/"):], body)
         else:
             status, obj = 404, {"error": "unknown control route %s %s" % (method, path)}
         self._send(status, dumps(obj))
+
+
+    def _person(self, action, body):
+        """What the person (or an account user) does outside the API: join through a
+        form, unsubscribe, bounce. Returns (status, obj)."""
+        st = self.server.state
+        if not isinstance(body, dict) or not isinstance(body.get("email"), str) \
+                or not body["email"]:
+            return 400, {"error": "need {\"email\": \"...\"}"}
+        em = body["email"]
+        lid = None if action == "bounce" else "" if body.get("list") is None else str(body["list"])
+        via = body.get("via", "campaign")
+        reason = body.get("reason")
+        if action != "bounce" and not lid or action == "subscribe" and lid == "all":
+            return 400, {"error": "need \"list\": a list id%s" % (
+                " or \"all\"" if action == "unsubscribe" else "")}
+        if action == "unsubscribe" and via not in UNSUB_VIAS:
+            return 400, {"error": "via must be one of " + ", ".join(UNSUB_VIAS)}
+        if reason is not None and not isinstance(reason, str):
+            return 400, {"error": "reason must be text"}
+        with st.lock:
+            if lid not in (None, "all") and lid not in st.lists and lid not in st.members:
+                return 404, {"error": "no list %s" % lid}
+            ts = st.now_iso()
+            if action == "bounce":
+                c = st.contacts.get(em.lower())
+                if c is None:
+                    return 404, {"error": "no contact %s" % em}
+                st.bounce(c, ts)
+                changed = [other for other, _ in st.memberships_of(c.id)]
+            else:
+                if not valid_email(em):
+                    return 400, {"error": "invalid email %s" % em}
+                c, _ = st.get_or_create(em, ts)
+                if action == "subscribe":
+                    if body.get("first_name") is not None:
+                        c.first_name = str(body["first_name"])
+                        c.udate = ts
+                    st.subscribe(lid, c.id, "0", ts)
+                    changed = [lid]
+                else:
+                    changed = ([other for other, _ in st.memberships_of(c.id)]
+                               if lid == "all" else [lid])
+                    # Who unsubscribed shows in the record: a campaign's link (with the
+                    # reason typed on its page), an automation, or neither (a user).
+                    kw = {"campaign": {"campaign": "1", "message": "1", "reason": reason},
+                          "admin": {},
+                          "automation": {"automation": "1"}}[via]
+                    for other in changed:
+                        st.unsubscribe(other, c.id, ts, **kw)
+            return 200, {"contact": self._contact_obj(c),
+                         "contactLists": [self._membership_obj(other, c,
+                                                               st.membership(other, c.id))
+                                          for other in changed]}
 
 
 class SandboxServer(ThreadingHTTPServer):

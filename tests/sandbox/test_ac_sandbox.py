@@ -3,9 +3,11 @@
 Run: cd /work/main && python3 -m unittest discover -s tests/sandbox -p "test_*.py"
 """
 
+import calendar
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -130,7 +132,19 @@ def bulk(contacts):
 
 BASE_CONFIG = {"limits_enabled": False, "rate_scale": 1.0, "rps_limit": 5,
                "bulk_per_minute": 100, "bulk_single_per_minute": 20,
-               "import_delay_ms": 0, "record_bodies": True, "record_requests": True}
+               "import_delay_ms": 0, "record_bodies": True, "record_requests": True,
+               "clock_offset_seconds": 0, "timezone_offset": "-05:00",
+               "unsubscribed_in_failure": False, "failure_index_base": 0}
+
+TS_RE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}-05:00$"
+
+
+def parse_ts(text):
+    """Seconds since the epoch of an AC timestamp such as 2026-12-05T10:03:23-05:00."""
+    m = re.match(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})([+-])(\d{2}):(\d{2})$", text)
+    y, mo, d, h, mi, se = (int(x) for x in m.groups()[:6])
+    off = (int(m.group(8)) * 3600 + int(m.group(9)) * 60) * (-1 if m.group(7) == "-" else 1)
+    return calendar.timegm((y, mo, d, h, mi, se, 0, 0, 0)) - off
 
 
 class SandboxTest(unittest.TestCase):
@@ -224,10 +238,11 @@ class SandboxTest(unittest.TestCase):
         self.assertEqual(len(page["contacts"]), 100)
         members = self.sb.control("GET", "lists/1/members")
         self.assertEqual(len(members), 150)
+        self.assertRegex(members[5].pop("udate"), TS_RE)
         self.assertEqual(members[5], {"email": "user005@example.com", "first_name": "F5",
                                       "last_name": "L", "phone": "555-0005",
                                       "fields": {"3": "gold"}, "tags": ["vip"],
-                                      "status": "subscribed"})
+                                      "status": "subscribed", "sourceid": "0"})
         self.assertEqual(self.sb.control("GET", "lists/7/members"), [])
         stats = self.sb.control("GET", "stats")
         self.assertEqual(stats["contacts_imported"], 150)
@@ -510,6 +525,459 @@ class SandboxTest(unittest.TestCase):
         self.sb.control("POST", "lists", {"id": 12, "name": "Twelve"})
         self.assertEqual(self.sb.json("GET", "/api/3/lists/12")["list"]["name"], "Twelve")
         self.assertEqual(self.sb.control("GET", "lists/12/members"), [])
+
+    # --- memberships: AC's subscription rules
+
+    def imported(self, contacts, **top):
+        body = bulk(contacts)
+        body.update(top)
+        r = self.sb.json("POST", "/api/3/import/bulk_import", body)
+        info, _ = self.sb.wait_import(r["batchId"])
+        return info
+
+    def contact_id(self, email):
+        page = self.sb.json("GET", "/api/3/contacts?email=" + email)
+        self.assertEqual(len(page["contacts"]), 1, email)
+        return page["contacts"][0]["id"]
+
+    def membership(self, email, lid="1"):
+        """The contact's membership of the list, without the contact's own names."""
+        got = self.sb.json("GET", "/api/3/contacts/%s/contactLists" % self.contact_id(email))
+        m = next((m for m in got["contactLists"] if m["list"] == lid), None)
+        if m is not None:
+            del m["first_name"], m["last_name"]
+        return m
+
+    def statuses(self, lid="1"):
+        return {m["email"]: m["status"] for m in self.sb.control("GET", "lists/%s/members" % lid)}
+
+    def test_contact_lists_status_1_resubscribes_self_unsubscribed_and_bounced(self):
+        self.imported([contact("ann@example.com", first_name="Ann", subscribe=[{"listid": 1}]),
+                       contact("ben@example.com", subscribe=[{"listid": 1}])])
+        out = self.sb.control("POST", "unsubscribe", {"email": "ann@example.com", "list": "1",
+                                                      "reason": "too many emails"})
+        self.assertEqual(out["contactLists"][0]["status"], "2")
+        m = self.membership("ann@example.com")
+        self.assertEqual((m["status"], m["campaign"], m["message"], m["unsubreason"],
+                          m["unsubscribeAutomation"], m["automation"]),
+                         ("2", "1", "1", "too many emails", None, None))
+        self.sb.control("POST", "bounce", {"email": "ben@example.com"})
+        self.assertEqual(self.statuses(), {"ann@example.com": "unsubscribed",
+                                           "ben@example.com": "bounced"})
+        self.sb.control("POST", "config", {"clock_offset_seconds": 600})
+        ann = int(self.contact_id("ann@example.com"))
+        cl = self.sb.json("POST", "/api/3/contactLists",
+                          {"contactList": {"list": 1, "contact": ann, "status": 1, "sourceid": 4}})
+        got = cl["contactList"]
+        self.assertEqual((got["status"], got["sourceid"], got["unsubreason"], got["campaign"],
+                          got["message"], got["unsubscribeAutomation"], got["contact"], got["list"]),
+                         (1, "4", None, None, None, None, str(ann), "1"))
+        self.assertRegex(got["sdate"], TS_RE)
+        self.assertGreaterEqual(parse_ts(got["udate"]) - parse_ts(m["udate"]), 599)
+        self.assertEqual(got["sdate"], got["udate"])  # a new subscription
+        self.assertEqual(cl["contacts"][0]["email"], "ann@example.com")
+        ben = int(self.contact_id("ben@example.com"))
+        got = self.sb.json("POST", "/api/3/contactLists",
+                           {"contactList": {"list": "1", "contact": str(ben), "status": "1"}})
+        self.assertEqual((got["contactList"]["status"], got["contactList"]["sourceid"]), (1, "0"))
+        self.assertEqual(self.statuses(), {"ann@example.com": "subscribed",
+                                           "ben@example.com": "subscribed"})
+        # Already active: status 1 again keeps sdate.
+        again = self.sb.json("POST", "/api/3/contactLists",
+                             {"contactList": {"list": 1, "contact": ann, "status": 1}})
+        self.assertEqual(again["contactList"]["sdate"], cl["contactList"]["sdate"])
+
+    def test_contact_lists_status_2_is_an_api_unsubscribe(self):
+        self.imported([contact("cat@example.com", subscribe=[{"listid": 1}]),
+                       contact("dan@example.com")])
+        cid = int(self.contact_id("cat@example.com"))
+        before = self.membership("cat@example.com")
+        got = self.sb.json("POST", "/api/3/contactLists",
+                           {"contactList": {"list": 1, "contact": cid, "status": 2}})["contactList"]
+        self.assertEqual((got["status"], got["unsubreason"], got["campaign"], got["message"],
+                          got["unsubscribeAutomation"], got["automation"], got["sdate"]),
+                         (2, None, None, None, None, None, before["sdate"]))
+        self.assertRegex(got["udate"], TS_RE)
+        # No membership yet: created unsubscribed.
+        dan = int(self.contact_id("dan@example.com"))
+        self.sb.json("POST", "/api/3/contactLists",
+                     {"contactList": {"list": 7, "contact": dan, "status": 2}})
+        self.assertEqual(self.statuses("7"), {"dan@example.com": "unsubscribed"})
+        bad = self.sb.json("POST", "/api/3/contactLists",
+                           {"contactList": {"list": 1, "contact": dan, "status": 3}}, expect=422)
+        self.assertEqual(bad["errors"][0]["code"], "field_invalid")
+
+    def _unsubscribed_and_bounced(self):
+        """ann unsubscribed herself, ben bounced, cat subscribed (list 1); returns ann's and
+        ben's memberships."""
+        self.imported([contact(e, subscribe=[{"listid": 1}])
+                       for e in ("ann@example.com", "ben@example.com", "cat@example.com")])
+        self.sb.control("POST", "unsubscribe", {"email": "ann@example.com", "list": "1"})
+        self.sb.control("POST", "bounce", {"email": "ben@example.com"})
+        return self.membership("ann@example.com"), self.membership("ben@example.com")
+
+    def test_bulk_subscribe_leaves_unsubscribed_and_bounced_alone(self):
+        ann, ben = self._unsubscribed_and_bounced()
+        self.sb.control("POST", "config", {"clock_offset_seconds": 3600})
+        info = self.imported([contact(e, first_name="New", subscribe=[{"listid": 1}])
+                              for e in ("ann@example.com", "ben@example.com",
+                                        "cat@example.com", "dan@example.com")])
+        self.assertEqual(info["status"], "completed")
+        self.assertEqual(info["failure"], [])
+        self.assertEqual(info["success"], [self.contact_id("dan@example.com")])
+        self.assertEqual(self.statuses(), {"ann@example.com": "unsubscribed",
+                                           "ben@example.com": "bounced",
+                                           "cat@example.com": "subscribed",
+                                           "dan@example.com": "subscribed"})
+        self.assertEqual(self.membership("ann@example.com"), ann)  # udate included
+        self.assertEqual(self.membership("ben@example.com"), ben)
+        # The rest of the contact is still imported.
+        got = self.sb.json("GET", "/api/3/contacts/%s" % self.contact_id("ann@example.com"))
+        self.assertEqual(got["contact"]["firstName"], "New")
+        self.assertEqual(self.sb.control("GET", "stats")["contacts_imported"], 7)
+        page = self.sb.json("GET", "/api/3/contacts?listid=1&status=1")
+        self.assertEqual([c["email"] for c in page["contacts"]],
+                         ["cat@example.com", "dan@example.com"])
+
+    def test_bulk_subscribe_unsubscribed_in_failure(self):
+        ann, ben = self._unsubscribed_and_bounced()
+        self.sb.control("POST", "config", {"unsubscribed_in_failure": True})
+        info = self.imported([contact(e, first_name="New", subscribe=[{"listid": 1}])
+                              for e in ("ann@example.com", "cat@example.com", "Ben@example.com",
+                                        "dan@example.com")])
+        self.assertEqual(info["status"], "completed")
+        self.assertEqual(info["failure"], ["ann@example.com", "Ben@example.com"])
+        self.assertEqual(len(info["success"]), 1)
+        self.assertEqual(self.membership("ann@example.com"), ann)
+        self.assertEqual(self.membership("ben@example.com"), ben)
+        got = self.sb.json("GET", "/api/3/contacts/%s" % self.contact_id("ann@example.com"))
+        self.assertEqual(got["contact"]["firstName"], "")  # a failed contact is not applied
+        # Without a subscribe to such a list the contact is not a failure.
+        info = self.imported([contact("ann@example.com", subscribe=[{"listid": 7}]),
+                              contact("ben@example.com", last_name="B")])
+        self.assertEqual(info["failure"], [])
+        self.assertEqual(self.statuses("7"), {"ann@example.com": "subscribed"})
+
+    def test_bulk_unsubscribe(self):
+        self.imported([contact(e, subscribe=[{"listid": 1}])
+                       for e in ("ann@example.com", "ben@example.com", "cat@example.com")])
+        self.sb.control("POST", "unsubscribe", {"email": "ben@example.com", "list": "1",
+                                                "reason": "moved"})
+        self.sb.control("POST", "bounce", {"email": "cat@example.com"})
+        ann0 = self.membership("ann@example.com")
+        ben0 = self.membership("ben@example.com")
+        cat0 = self.membership("cat@example.com")
+        self.sb.control("POST", "config", {"clock_offset_seconds": 86400})
+        info = self.imported([contact(e, unsubscribe=[{"listid": 1}])
+                              for e in ("ann@example.com", "ben@example.com", "cat@example.com",
+                                        "dan@example.com")])
+        self.assertEqual(info["failure"], [])
+        self.assertEqual(self.statuses(), {"ann@example.com": "unsubscribed",
+                                           "ben@example.com": "unsubscribed",
+                                           "cat@example.com": "bounced",
+                                           "dan@example.com": "unsubscribed"})
+        ann = self.membership("ann@example.com")
+        self.assertEqual((ann["status"], ann["sdate"], ann["campaign"], ann["unsubreason"]),
+                         ("2", ann0["sdate"], None, None))
+        self.assertGreaterEqual(parse_ts(ann["udate"]) - parse_ts(ann0["udate"]), 86399)
+        self.assertEqual(self.membership("ben@example.com"), ben0)  # unchanged, reason kept
+        self.assertEqual(self.membership("cat@example.com"), cat0)
+        dan = self.membership("dan@example.com")
+        self.assertEqual((dan["status"], dan["sourceid"]), ("2", "0"))
+        # Unsubscribed members stay off the list on a later bulk subscribe.
+        self.imported([contact("ann@example.com", subscribe=[{"listid": 1}]),
+                       contact("dan@example.com", subscribe=[{"listid": 1}])])
+        self.assertEqual(self.sb.json("GET", "/api/3/contacts?listid=1")["contacts"], [])
+
+    def test_failure_index_base(self):
+        contacts = [contact("ok@example.com"), contact("bad@nodot"), contact("ok2@example.com"),
+                    {"first_name": "x"}]
+        for base, want in ((0, [1, 3]), (1, [2, 4])):
+            self.sb.control("POST", "config", {"failure_index_base": base})
+            st, _, payload = self.sb.request("POST", "/api/3/import/bulk_import", bulk(contacts))
+            self.assertEqual(st, 400)
+            self.assertEqual([r["contact"] for r in json.loads(payload)["failureReasons"]], want)
+        self.assertEqual(self.sb.control("POST", "config", {"failure_index_base": 2}),
+                         {"error": "failure_index_base must be 0 or 1"})
+
+    def test_exclude_automations_top_level_or_per_contact(self):
+        two = [contact("a@example.com"), contact("b@example.com")]
+        cases = [({"exclude_automations": True}, two, True),
+                 ({}, [dict(c, exclude_automations=True) for c in two], True),
+                 ({}, [dict(two[0], exclude_automations=True), two[1]], False),
+                 ({}, two, False),
+                 ({"exclude_automations": False}, two, False),
+                 ({"exclude_automations": "true"}, two, True),
+                 ({}, [dict(c, exclude_automations=1) for c in two], True)]
+        ids = []
+        for top, contacts, _ in cases:
+            body = bulk(contacts)
+            body.update(top)
+            ids.append(self.sb.json("POST", "/api/3/import/bulk_import", body)["batchId"])
+        got = {i["batchId"]: i["automations_excluded"] for i in self.sb.control("GET", "imports")}
+        self.assertEqual([got[i] for i in ids], [want for _, _, want in cases])
+
+    def test_clock_offset_and_timezone(self):
+        self.sb.control("POST", "subscribe", {"email": "eve@example.com", "list": "1",
+                                              "first_name": "Eve"})
+        m0 = self.membership("eve@example.com")
+        self.assertRegex(m0["udate"], TS_RE)
+        self.assertLess(abs(parse_ts(m0["udate"]) - time.time()), 60)
+        self.sb.control("POST", "config", {"clock_offset_seconds": 7200})
+        self.sb.control("POST", "unsubscribe", {"email": "eve@example.com", "list": "1"})
+        m1 = self.membership("eve@example.com")
+        self.assertGreaterEqual(parse_ts(m1["udate"]) - parse_ts(m0["udate"]), 7199)
+        self.assertLess(parse_ts(m1["udate"]) - parse_ts(m0["udate"]), 7260)
+        self.assertEqual(m1["sdate"], m0["sdate"])
+        # Contacts' cdate/udate use the same clock and zone.
+        self.sb.control("POST", "config", {"timezone_offset": "+02:00"})
+        self.imported([contact("fay@example.com"), contact("gus@example.com")])
+        fay = self.sb.json("GET", "/api/3/contacts/%s" % self.contact_id("fay@example.com"))
+        self.assertTrue(fay["contact"]["cdate"].endswith("+02:00"))
+        self.assertGreaterEqual(parse_ts(fay["contact"]["udate"]) - time.time(), 7140)
+        self.sb.control("POST", "bounce", {"email": "fay@example.com"})
+        fay = self.sb.json("GET", "/api/3/contacts/%s" % self.contact_id("fay@example.com"))
+        self.assertEqual(fay["contact"]["bounced_date"], fay["contact"]["udate"][:10])
+        self.assertEqual(self.sb.control("POST", "config", {"timezone_offset": "EST"}),
+                         {"error": "timezone_offset must look like -05:00"})
+
+    def test_get_contact_and_contact_lists(self):
+        self.sb.control("POST", "fields", {"id": 3, "title": "Plan"})
+        self.imported([contact("hal@example.com", first_name="Hal", fields=[{"id": 3, "value": "gold"}],
+                               subscribe=[{"listid": 7}, {"listid": 1}]),
+                       contact("ivy@example.com")])
+        hal = self.contact_id("hal@example.com")
+        got = self.sb.json("GET", "/api/3/contacts/" + hal)
+        c = got["contact"]
+        self.assertEqual((c["id"], c["email"], c["firstName"], c["bounced_hard"], c["bounced_soft"],
+                          c["bounced_date"]), (hal, "hal@example.com", "Hal", "0", "0", None))
+        self.assertRegex(c["udate"], TS_RE)
+        self.assertEqual([m["list"] for m in got["contactLists"]], ["1", "7"])
+        self.assertEqual(c["contactLists"], [m["id"] for m in got["contactLists"]])
+        self.assertEqual([(f["field"], f["value"], f["contact"]) for f in got["fieldValues"]],
+                         [("3", "gold", hal)])
+        cl = self.sb.json("GET", "/api/3/contacts/%s/contactLists" % hal)["contactLists"]
+        self.assertEqual(cl, got["contactLists"])
+        m = cl[0]
+        for key in ("contact", "list", "status", "sdate", "udate", "unsubreason", "campaign",
+                    "message", "sourceid", "unsubscribeAutomation", "automation", "id", "links"):
+            self.assertIn(key, m)
+        self.assertEqual((m["contact"], m["list"], m["status"], m["sourceid"], m["unsubreason"]),
+                         (hal, "1", "1", "0", None))
+        self.assertEqual(m["links"]["list"], "/api/3/contactLists/%s/list" % m["id"])
+        self.sb.control("POST", "bounce", {"email": "hal@example.com"})
+        got = self.sb.json("GET", "/api/3/contacts/" + hal)
+        self.assertEqual(got["contact"]["bounced_hard"], "1")
+        self.assertRegex(got["contact"]["bounced_date"], r"^\d{4}-\d{2}-\d{2}$")
+        self.assertEqual([m["status"] for m in got["contactLists"]], ["3", "3"])
+        ivy = self.sb.json("GET", "/api/3/contacts/%s/contactLists" % self.contact_id("ivy@example.com"))
+        self.assertEqual(ivy, {"contactLists": []})
+        for path in ("/api/3/contacts/999", "/api/3/contacts/999/contactLists"):
+            self.assertEqual(self.sb.json("GET", path, expect=404),
+                             {"message": "No Result found for Subscriber with id 999"})
+        self.assertEqual(self.sb.json("GET", "/api/3/contacts/0", expect=404)["message"],
+                         "No Result found for Subscriber with id 0")
+        self.assertEqual(self.sb.request("GET", "/api/3/contacts/1", key="bad")[0], 403)
+        self.assertEqual(self.sb.request("GET", "/api/3/contacts/1/contactLists", key=LAPSED)[0], 402)
+        by_route = self.sb.control("GET", "stats")["by_route"]
+        self.assertEqual(by_route["GET /api/3/contacts/{id}"], 5)
+        self.assertEqual(by_route["GET /api/3/contacts/{id}/contactLists"], 4)
+        self.assertEqual(self.sb.request("GET", "/api/3/contacts/1/deals")[0], 404)
+
+    def test_list_members_by_status_paged_with_id_greater(self):
+        contacts = [contact("p%03d@example.com" % i, subscribe=[{"listid": 1}]) for i in range(250)]
+        self.imported(contacts)
+        self.imported([contact("p%03d@example.com" % i, unsubscribe=[{"listid": 1}])
+                       for i in range(250) if i % 3 == 0])
+        for i in range(0, 250, 7):
+            self.sb.control("POST", "bounce", {"email": "p%03d@example.com" % i})
+        self.imported([contact("q%d@example.com" % i, subscribe=[{"listid": 7}]) for i in range(3)])
+        ids = {"p%03d@example.com" % i: i + 1 for i in range(250)}
+        want = {"2": [e for e, i in sorted(ids.items(), key=lambda x: x[1])
+                      if (i - 1) % 3 == 0 and (i - 1) % 7 != 0],
+                "3": [e for e, i in sorted(ids.items(), key=lambda x: x[1]) if (i - 1) % 7 == 0],
+                "1": [e for e, i in sorted(ids.items(), key=lambda x: x[1])
+                      if (i - 1) % 3 != 0 and (i - 1) % 7 != 0]}
+        for status, expected in want.items():
+            got, last, first_total = [], 0, None
+            while True:
+                page = self.sb.json("GET", "/api/3/contacts?listid=1&status=%s&orders[id]=ASC"
+                                    "&id_greater=%d&limit=40" % (status, last))
+                total = page["meta"]["total"]
+                self.assertIsInstance(total, str)
+                if first_total is None:
+                    first_total = total
+                self.assertEqual(int(total), len(expected) - len(got))
+                self.assertLessEqual(len(page["contacts"]), 40)
+                got += [c["email"] for c in page["contacts"]]
+                ids_page = [int(c["id"]) for c in page["contacts"]]
+                self.assertEqual(ids_page, sorted(ids_page))
+                if len(page["contacts"]) < 40:
+                    break
+                last = ids_page[-1]
+            self.assertEqual(got, expected, status)
+            self.assertEqual(first_total, str(len(expected)))
+        page = self.sb.json("GET", "/api/3/contacts?listid=1&status=-1&limit=500")
+        self.assertEqual(len(page["contacts"]), 100)
+        self.assertEqual(page["meta"]["total"], "250")
+        self.assertEqual(page["meta"]["page_input"]["status"], -1)
+
+    def test_stats_refusal_counters(self):
+        self.sb.control("POST", "config", {"limits_enabled": True, "storm_429": 2})
+        statuses = [self.sb.request("GET", "/api/3/users/me")[0] for _ in range(10)]
+        self.assertEqual(statuses[:2], [429, 429])
+        stats = self.sb.control("GET", "stats")
+        self.assertEqual(stats["rps_refusals"], statuses[2:].count(429))
+        self.assertGreater(stats["rps_refusals"], 0)
+        self.assertEqual(stats["bulk_rate_refusals"], 0)
+        time.sleep(1.05)
+        self.sb.control("POST", "config", {"rate_scale": 0.02, "rps_limit": 1000})
+        two = [contact("a@example.com"), contact("b@example.com")]
+        results = [self.sb.request("POST", "/api/3/import/bulk_import", bulk(two))[0]
+                   for _ in range(4)]
+        self.assertEqual(results, [200, 200, 400, 400])
+        stats = self.sb.control("GET", "stats")
+        self.assertEqual(stats["bulk_rate_refusals"], 2)
+        self.sb.control("POST", "reset")
+        stats = self.sb.control("GET", "stats")
+        self.assertEqual((stats["rps_refusals"], stats["bulk_rate_refusals"]), (0, 0))
+
+    def test_override_routes(self):
+        cfg = self.sb.control("POST", "config", {"override_routes": {
+            "GET /api/3/users/me": {"status": 301, "headers": {"Location": "https://elsewhere.example/"},
+                                    "body": None},
+            "GET /api/3/lists/{id}": {"status": 400, "body": {"message": "odd"}}}})
+        self.assertIn("GET /api/3/users/me", cfg["override_routes"])
+        st, headers, payload = self.sb.request("GET", "/api/3/users/me")
+        self.assertEqual((st, headers["location"], payload), (301, "https://elsewhere.example/", b""))
+        self.assertNotIn("content-type", headers)
+        st, headers, payload = self.sb.request("GET", "/api/3/lists/1")
+        self.assertEqual((st, json.loads(payload)), (400, {"message": "odd"}))
+        self.assertTrue(headers["content-type"].startswith("application/json"))
+        self.assertEqual(self.sb.request("GET", "/api/3/users/me", key="bad")[0], 403)  # auth first
+        self.assertEqual(self.sb.request("GET", "/api/3/fields")[0], 200)
+        log = self.sb.control("GET", "requests")
+        self.assertEqual([e["status"] for e in log], [301, 400, 403, 200])
+        self.assertEqual(self.sb.control("GET", "stats")["by_route"]["GET /api/3/users/me"], 2)
+        self.assertIn("error", self.sb.control("POST", "config",
+                                               {"override_routes": {"GET /x": {"status": "301"}}}))
+        self.sb.control("POST", "reset")
+        self.assertEqual(self.sb.control("GET", "config")["override_routes"], {})
+        self.assertEqual(self.sb.request("GET", "/api/3/users/me")[0], 200)
+
+    def test_control_subscribe_unsubscribe_bounce(self):
+        out = self.sb.control("POST", "subscribe", {"email": "Kim@Example.com", "list": 1,
+                                                    "first_name": "Kim"})
+        self.assertEqual(out["contact"]["email"], "Kim@Example.com")
+        self.assertEqual((out["contactLists"][0]["status"], out["contactLists"][0]["sourceid"]),
+                         ("1", "0"))
+        self.sb.control("POST", "subscribe", {"email": "kim@example.com", "list": "7"})
+        self.sb.control("POST", "unsubscribe", {"email": "kim@example.com", "list": "1",
+                                                "via": "admin", "reason": "ignored"})
+        m = self.membership("kim@example.com", "1")
+        self.assertEqual((m["status"], m["campaign"], m["message"], m["unsubreason"],
+                          m["unsubscribeAutomation"]), ("2", None, None, None, None))
+        self.sb.control("POST", "unsubscribe", {"email": "kim@example.com", "list": "all",
+                                                "via": "automation"})
+        for lid in ("1", "7"):
+            m = self.membership("kim@example.com", lid)
+            self.assertEqual((m["status"], m["unsubscribeAutomation"], m["campaign"]),
+                             ("2", "1", None))
+        # Unknown person: contact and membership are created.
+        self.sb.control("POST", "unsubscribe", {"email": "new@example.com", "list": "7"})
+        self.assertEqual(self.statuses("7"), {"Kim@Example.com": "unsubscribed",
+                                              "new@example.com": "unsubscribed"})
+        members = self.sb.control("GET", "lists/7/members")
+        self.assertEqual(members[0]["first_name"], "Kim")
+        self.assertRegex(members[0]["udate"], TS_RE)
+        self.assertEqual(members[0]["sourceid"], "0")
+        # Errors.
+        self.assertEqual(self.sb.control("POST", "subscribe", {"email": "x@example.com",
+                                                               "list": "99"}),
+                         {"error": "no list 99"})
+        self.assertIn("error", self.sb.control("POST", "unsubscribe",
+                                               {"email": "x@example.com", "list": "1", "via": "x"}))
+        self.assertIn("error", self.sb.control("POST", "subscribe", {"list": "1"}))
+        self.assertIn("error", self.sb.control("POST", "subscribe",
+                                               {"email": "x@example.com", "list": "all"}))
+        self.assertEqual(self.sb.control("POST", "bounce", {"email": "nobody@example.com"}),
+                         {"error": "no contact nobody@example.com"})
+        st, _, _ = self.sb.request("POST", "/__sandbox/bounce", {"email": "nobody@example.com"},
+                                   key=None)
+        self.assertEqual(st, 404)
+        # Control traffic is not API traffic.
+        self.assertNotIn("POST /__sandbox/subscribe", self.sb.control("GET", "stats")["by_route"])
+
+
+class StateFileTest(unittest.TestCase):
+    def setUp(self):
+        self.path = os.path.join(_tmp, "state-%d-%f.json" % (os.getpid(), time.time()))
+
+    def start(self):
+        sb = Sandbox(["--list", "1", "--list", "7", "--state-file", self.path,
+                      "--config", json.dumps(BASE_CONFIG)])
+        self.addCleanup(lambda: sb.proc.poll() is None and sb.stop())
+        return sb
+
+    @staticmethod
+    def view(sb):
+        out = {}
+        for e in ("ann@example.com", "ben@example.com", "cat@example.com", "dan@example.com"):
+            cid = sb.json("GET", "/api/3/contacts?email=" + e)["contacts"][0]["id"]
+            out[e] = sb.json("GET", "/api/3/contacts/" + cid)
+        return out
+
+    def test_round_trip_keeps_memberships_and_bounces(self):
+        sb = self.start()
+        body = bulk([contact(e, subscribe=[{"listid": 1}])
+                     for e in ("ann@example.com", "ben@example.com", "cat@example.com")])
+        body["exclude_automations"] = True
+        info, _ = sb.wait_import(sb.json("POST", "/api/3/import/bulk_import", body)["batchId"])
+        sb.control("POST", "unsubscribe", {"email": "ann@example.com", "list": "1",
+                                           "reason": "bye"})
+        sb.control("POST", "unsubscribe", {"email": "dan@example.com", "list": "7",
+                                           "via": "automation"})
+        sb.control("POST", "bounce", {"email": "ben@example.com"})
+        sb.control("POST", "config", {"clock_offset_seconds": 50})
+        sb.json("POST", "/api/3/contactLists", {"contactList": {
+            "list": 7, "contact": int(info["success"][2]), "status": 1, "sourceid": 4}})
+        before = self.view(sb)
+        members = sb.control("GET", "lists/1/members")
+        self.assertEqual(sb.stop()[0], 0)
+        with open(self.path) as fh:
+            snap = json.load(fh)
+        self.assertIn("membership_records", snap)
+        sb = self.start()
+        self.assertEqual(self.view(sb), before)
+        self.assertEqual(sb.control("GET", "lists/1/members"), members)
+        self.assertEqual(before["ben@example.com"]["contact"]["bounced_hard"], "1")
+        self.assertEqual(before["ann@example.com"]["contactLists"][0]["unsubreason"], "bye")
+        self.assertEqual(before["cat@example.com"]["contactLists"][1]["sourceid"], "4")
+        self.assertEqual([i["automations_excluded"] for i in sb.control("GET", "imports")], [True])
+        self.assertEqual(sb.stop()[0], 0)
+
+    def test_loads_a_snapshot_without_membership_details(self):
+        ts = "2026-01-02T03:04:05-05:00"
+        old = {"lists": {"1": {"name": "Old", "cdate": ts}}, "fields": {},
+               "contacts": [["a@example.com", "A", "", "", [], [], ts, ts],
+                            ["b@example.com", "B", "", "", ["3", "x"], ["t"], ts, ts]],
+               "members": {"1": [[1, 1], [2, 2]]},
+               "imports": [["batch-1", "completed", False, [1, 2], [], None, False]]}
+        with open(self.path, "w") as fh:
+            json.dump(old, fh)
+        sb = self.start()
+        self.assertEqual([(m["email"], m["status"], m["udate"], m["sourceid"])
+                          for m in sb.control("GET", "lists/1/members")],
+                         [("a@example.com", "subscribed", ts, "0"),
+                          ("b@example.com", "unsubscribed", ts, "0")])
+        got = sb.json("GET", "/api/3/contacts/2")
+        self.assertEqual((got["contact"]["bounced_hard"], got["contact"]["bounced_date"]), ("0", None))
+        self.assertEqual((got["contactLists"][0]["sdate"], got["contactLists"][0]["unsubreason"]),
+                         (ts, None))
+        self.assertEqual(sb.control("GET", "imports")[0]["automations_excluded"], False)
+        unsub = sb.json("GET", "/api/3/contacts?listid=1&status=2")
+        self.assertEqual([c["email"] for c in unsub["contacts"]], ["b@example.com"])
+        self.assertEqual(sb.stop()[0], 0)
 
 
 class StartupTest(unittest.TestCase):
