@@ -88,7 +88,7 @@ run_demo() {
     "${segpush[@]}" export run vip_to_newsletter
     "${segpush[@]}" export run vip_to_newsletter   # nothing changed: nothing is sent
     "${segpush[@]}" runs list
-    cat "$demo"/state/reports/vip_to_newsletter-run-2-rejected.csv   # rows not sent, and why
+    cat "$demo"/state/reports/vip_to_newsletter-run-2-report.csv   # rows not sent, and why
     { set +x; } 2>/dev/null
     python3 - "$port" "$demo/cert.pem" <<'PY'
 import json, ssl, sys, urllib.request

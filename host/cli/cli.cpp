@@ -38,7 +38,7 @@ Commands:
                                  Run one export now: send new and changed members, report the rest
   runs list [EXPORT] [--limit N] [--json]
                                  Run history, newest first
-  runs show ID [--json]          One run: status, times, counts, error, rejected-records report
+  runs show ID [--json]          One run: status, times, counts, error, its report
   serve                          Run every export on its schedule until stopped (SIGTERM, Ctrl-C)
   help [COMMAND...]              Help on a command
 
@@ -93,7 +93,10 @@ Options:
 
 Ctrl-C (or SIGTERM) stops cleanly: batches in flight finish, their outcomes are saved and the
 run is marked cancelled. A second Ctrl-C quits at once (still nothing saved is lost).
-Rejected rows are written to <state folder>/reports/NAME-run-ID-rejected.csv.
+Rows refused before sending, members the destination rejected, and members it kept out
+(suppressed: they unsubscribed from the list or bounced there) are listed with the reason in
+<state folder>/reports/NAME-run-ID-report.csv. Suppressed members are not an error: they are
+not sent again until their values change or --full is given.
 Only one run of an export at a time: a second one is refused, naming the running one.
 
 Exit status: 0 succeeded, 1 failed or cancelled (segpush runs show ID says why), 2 usage or
@@ -103,7 +106,8 @@ configuration error.
 
 The run history from the state file, newest first (20 unless --limit N): id, export, status,
 start time (UTC), records sent, accepted, rejected (before sending and by the destination),
-unchanged, and the error if any.
+suppressed (kept out by the destination: unsubscribed or bounced there), unchanged, and the
+error if any.
 
 Statuses: running, succeeded, cancelled, failed_will_retry (temporary trouble outlasted the
 retries; the next run continues from where this one stopped), failed_permanently (something
@@ -114,8 +118,8 @@ Exit status: 0, 2 when the configuration cannot be read.
     {"runs show", R"(Usage: segpush [--config FILE] runs show ID [--json]
 
 Everything known about one run: status, start and end (UTC), the process that ran it, rows
-read, members new / changed / unchanged / leaving, records sent, accepted, removed and
-rejected, the error, and the path of the rejected-records report.
+read, members new / changed / unchanged / leaving, records sent, accepted, removed, rejected
+and suppressed, the error, and the path of the run's report.
 
 Exit status: 0, 1 when there is no such run.
 )"},

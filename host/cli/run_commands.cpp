@@ -17,6 +17,7 @@
 #include "config/loader.hpp"
 #include "engine/export_runner.hpp"
 #include "log/log.hpp"
+#include "plugins/shared_budgets.hpp"
 #include "schedule/cron.hpp"
 #include "state/state_store.hpp"
 #include "text/suggest.hpp"
@@ -95,9 +96,13 @@ std::string summary_text(const ExportConfig& exp, const RunSummary& summary, boo
     } else {
         text << "  sent          " << count(c.sent) << "\n"
              << "  accepted      " << count(c.accepted) << (removes ? ", removed " + count(c.removed) : "") << "\n"
-             << "  rejected      " << count(c.rejected) << " by the destination\n";
+             << "  rejected      " << count(c.rejected) << " by the destination\n"
+             << "  suppressed    " << count(c.suppressed)
+             << " kept out by the destination (unsubscribed or bounced there; not sent again while unchanged)\n";
     }
-    if (!summary.report_path.empty()) text << "  report        " << summary.report_path << " (rejected rows and why)\n";
+    if (!summary.report_path.empty()) {
+        text << "  report        " << summary.report_path << " (invalid, rejected and suppressed rows, and why)\n";
+    }
     if (!summary.error.empty()) text << "  error         " << summary.error << "\n";
     return text.str();
 }
@@ -140,7 +145,8 @@ void add_run_json(rapidjson::Value& target, const RunRecord& run, rapidjson::Doc
     const std::pair<const char*, int64_t> items[] = {
         {"rows_read", c.rows_read}, {"invalid", c.invalid},     {"duplicates", c.duplicates}, {"members", c.members},
         {"new", c.new_members},     {"changed", c.changed},     {"unchanged", c.unchanged},   {"leaving", c.leaving},
-        {"sent", c.sent},           {"accepted", c.accepted},   {"rejected", c.rejected},     {"removed", c.removed}};
+        {"sent", c.sent},           {"accepted", c.accepted},   {"rejected", c.rejected},     {"removed", c.removed},
+        {"suppressed", c.suppressed}};
     for (const auto& [name, value] : items) counts.AddMember(rapidjson::StringRef(name), value, alloc);
     target.AddMember("counts", counts, alloc);
     target.AddMember("error", text(run.error), alloc);
@@ -182,7 +188,7 @@ void run_scheduled(const CheckedSetup& setup, ScheduledExport& slot) {
                  "export " + slot.exp->name + ": run #" + std::to_string(summary.run_id) + " " +
                      to_string(summary.status) + " in " + duration_text(summary.seconds) + ": sent " + count(c.sent) +
                      ", accepted " + count(c.accepted) + ", rejected " + count(c.rejected + c.invalid) +
-                     ", unchanged " + count(c.unchanged) + (summary.error.empty() ? "" : "; " + summary.error));
+                     ", suppressed " + count(c.suppressed) + ", unchanged " + count(c.unchanged) + (summary.error.empty() ? "" : "; " + summary.error));
     } catch (const AlreadyRunning& running) {
         log_line(LogLevel::warn, "export " + slot.exp->name + ": skipped this time: " + running.what());
     } catch (const std::exception& error) {
@@ -200,6 +206,8 @@ int export_run(const Options& options, Printer& print) {
     const ExportConfig* exp = find_export_or_report(setup->config, options.words[2], print);
     if (!exp) return kExitUsage;
     StateStore state(setup->config.state_path);
+    // Plugins' request budgets are shared with the other segpush processes of this state.
+    SharedBudgets::process().use_state_file(setup->config.state_path);
     StopOnSignal stop_on_signal;
     ExportRunner runner(setup->config, *exp, setup->registry, state, g_stop);
     RunOptions run_options;
@@ -241,13 +249,14 @@ int runs_list(const Options& options, Printer& print) {
     std::ostringstream text;
     text << std::left << std::setw(6) << "ID" << std::setw(22) << "EXPORT" << std::setw(19) << "STATUS"
          << std::setw(22) << "STARTED" << std::right << std::setw(10) << "SENT" << std::setw(10) << "ACCEPTED"
-         << std::setw(10) << "REJECTED" << std::setw(11) << "UNCHANGED" << "  ERROR\n";
+         << std::setw(10) << "REJECTED" << std::setw(11) << "SUPPRESSED" << std::setw(11) << "UNCHANGED" << "  ERROR\n";
     for (const auto& run : runs) {
         std::string error = run.error.size() > 60 ? run.error.substr(0, 57) + "..." : run.error;
         text << std::left << std::setw(6) << run.id << std::setw(22) << run.export_name << std::setw(19)
              << (to_string(run.status) + (run.dry_run ? " (dry)" : "")) << std::setw(22) << run.started_at
              << std::right << std::setw(10) << run.counts.sent << std::setw(10) << run.counts.accepted
-             << std::setw(10) << run.counts.rejected + run.counts.invalid << std::setw(11) << run.counts.unchanged
+             << std::setw(10) << run.counts.rejected + run.counts.invalid << std::setw(11) << run.counts.suppressed
+             << std::setw(11) << run.counts.unchanged
              << "  " << error << "\n";
     }
     print.out(text.str());
@@ -292,7 +301,8 @@ int runs_show(const Options& options, Printer& print) {
          << "  members       " << c.members << ": " << c.new_members << " new, " << c.changed << " changed, "
          << c.unchanged << " unchanged; " << c.leaving << " leaving\n"
          << "  sent          " << c.sent << "\n"
-         << "  accepted      " << c.accepted << ", removed " << c.removed << ", rejected " << c.rejected << "\n";
+         << "  accepted      " << c.accepted << ", removed " << c.removed << ", rejected " << c.rejected
+         << ", suppressed " << c.suppressed << "\n";
     if (!run->report_path.empty()) text << "  report        " << run->report_path << "\n";
     if (!run->error.empty()) text << "  error         " << run->error << "\n";
     print.out(text.str());
@@ -303,6 +313,9 @@ int serve(const Options& options, Printer& print) {
     if (options.words.size() != 1) return usage_error(print, "serve takes no arguments");
     auto setup = load_checked_or_report(options, print);
     if (!setup) return kExitUsage;
+    // Plugins' request budgets are shared by every export here and with the other segpush
+    // processes of this state (an `export run` from cron, say).
+    SharedBudgets::process().use_state_file(setup->config.state_path);
     std::list<ScheduledExport> slots;  // a list: slots hold threads and atomics, never moved
     const auto now = std::chrono::system_clock::now();
     for (const auto& exp : setup->config.exports) {

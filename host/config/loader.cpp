@@ -35,7 +35,8 @@ const std::vector<std::string> kContributorIncludeKeys = {"exports"};
 const std::vector<std::string> kSegmentKeys = {"source", "path"};
 const std::vector<std::string> kConnectionKeys = {"plugin", "display_name", "usable_by", "privacy_consent", "settings"};
 const std::vector<std::string> kExportKeys = {"connection", "segments", "settings", "mapping",
-                                              "schedule", "timezone", "max_profiles", "on_leave", "retry"};
+                                              "schedule", "timezone", "max_profiles", "on_leave", "retry",
+                                              "clear_blank_values"};
 const std::vector<std::string> kSources = {"csv", "jsonl"};
 const std::vector<std::string> kRoles = {"admins", "contributors"};
 
@@ -307,6 +308,8 @@ private:
                          "must be keep (members who leave the segment stay in the destination) or unsubscribe" +
                              did_you_mean(on_leave, {"keep", "unsubscribe"}));
         }
+        item.clear_blank_values = reader.boolean(node, "clear_blank_values", path).value_or(false);
+        item.clear_blank_values_pos = reader.pos(node["clear_blank_values"].IsDefined() ? node["clear_blank_values"] : key);
         const YAML::Node retry = node["retry"];
         if (retry.IsDefined() && !retry.IsNull() &&
             reader.expect_map(retry, path + ".retry", {"max_attempts", "max_backoff_seconds"})) {
@@ -438,6 +441,12 @@ void check_config(Config& config, const PluginRegistry& registry, Diagnostics& d
         check_plugin_settings(reader, *plugin, "export", item.settings, item.settings.owner, path + ".settings",
                               plugin->api.export_schema, base_dir.empty() ? "." : base_dir);
 
+        if (item.clear_blank_values && plugin->api.abi_minor < 4) {
+            diagnostics.error(item.clear_blank_values_pos, path + ".clear_blank_values",
+                              "plugin '" + plugin->id() + "' is built for plugin ABI " +
+                                  std::to_string(plugin->api.abi_major) + "." + std::to_string(plugin->api.abi_minor) +
+                                  ", which cannot clear values (1.4 can): remove clear_blank_values or update the plugin");
+        }
         std::vector<std::string> field_ids;
         for (size_t i = 0; i < plugin->api.n_fields; ++i) field_ids.push_back(plugin->api.fields[i].id);
         const bool extra_fields = (plugin->api.capabilities & SEGPUSH_CAP_EXTRA_FIELDS) != 0;

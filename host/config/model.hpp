@@ -63,6 +63,10 @@ struct ExportConfig {
     std::string timezone;                // empty: UTC
     std::optional<uint64_t> max_profiles;
     OnLeave on_leave = OnLeave::keep;
+    // A blank optional value erases the destination's (true) or leaves it alone (false: a
+    // blank in the segment more often means "unknown here" than "delete what is there").
+    bool clear_blank_values = false;
+    SourcePos clear_blank_values_pos;
     int retry_max_attempts = 8;          // tries of one call before the run gives up
     int retry_max_backoff_seconds = 120;
     bool from_contributor_file = false;

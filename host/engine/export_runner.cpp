@@ -76,6 +76,7 @@ struct Job {
     std::vector<StagedMember> members;
     std::vector<uint64_t> ids;
     std::vector<segpush_value> values;
+    std::vector<int64_t> removed_at;  // parallel to ids; empty when no member was removed by segpush
     uint32_t action = SEGPUSH_ACTION_UPSERT;
     int failed_attempts = 0;
     Clock::time_point not_before;
@@ -87,15 +88,17 @@ struct Job {
     // The records as the plugin sees them; valid while the job's vectors are unchanged.
     segpush_batch batch() const {
         return {sizeof(segpush_batch), static_cast<uint32_t>(values.size() / ids.size()), ids.size(), ids.data(),
-                values.data(), action};
+                values.data(), action, removed_at.empty() ? nullptr : removed_at.data()};
     }
 };
 
+// A status this host does not know (a later minor's) is RETRY: never counted as delivered.
 MemberState member_state(segpush_record_status status) {
     switch (status) {
         case SEGPUSH_RECORD_ACCEPTED: return MemberState::done;
         case SEGPUSH_RECORD_PENDING: return MemberState::pending;
         case SEGPUSH_RECORD_REJECTED: return MemberState::rejected;
+        case SEGPUSH_RECORD_SUPPRESSED: return MemberState::suppressed;
         default: return MemberState::todo;
     }
 }
@@ -638,10 +641,15 @@ private:
     void prepare_values(Job& job) {
         const size_t n_fields = plan_.fields.size();
         job.ids.clear();
+        job.removed_at.clear();
         job.values.assign(job.members.size() * n_fields, segpush_value{nullptr, 0});
         for (size_t i = 0; i < job.members.size(); ++i) {
             const auto& member = job.members[i];
             job.ids.push_back(static_cast<uint64_t>(member.seq));
+            if (member.removed_at != 0) {
+                job.removed_at.resize(job.members.size(), 0);
+                job.removed_at[i] = member.removed_at;
+            }
             segpush_value* row = &job.values[i * n_fields];
             if (member.action == MemberAction::remove) {
                 row[plan_.key_field] = {member.payload.data(), member.payload.size()};  // the key only
@@ -826,28 +834,29 @@ private:
         counts_.accepted += tally.accepted;
         counts_.removed += tally.removed;
         counts_.rejected += tally.rejected;
-        done_ += tally.accepted + tally.removed + tally.rejected;
+        counts_.suppressed += tally.suppressed;
+        done_ += tally.accepted + tally.removed + tally.rejected + tally.suppressed;
     }
 
     std::string write_report(int64_t run_id) {
-        if (counts_.invalid == 0 && counts_.rejected == 0) return {};  // no need to scan the staged rows
-        std::vector<RejectedMember> rejected;
+        if (counts_.invalid == 0 && counts_.rejected == 0 && counts_.suppressed == 0) return {};  // nothing to list
+        std::vector<ReportedMember> reported;
         try {
-            rejected = state_.rejected_members(sources_);
+            reported = state_.reported_members(sources_);
         } catch (const std::exception& error) {
-            log_line(LogLevel::error, std::string("cannot read rejected records: ") + error.what());
+            log_line(LogLevel::error, std::string("cannot read the records for the run's report: ") + error.what());
             return {};
         }
-        if (rejected.empty()) return {};
+        if (reported.empty()) return {};
         const std::string path = report_path_for(config_, export_.name, run_id);
         std::filesystem::create_directories(std::filesystem::path(path).parent_path());
         std::ofstream out(path, std::ios::trunc);
-        out << "source,line,email,reason\n";
-        for (const auto& item : rejected) {
-            out << csv_field(item.source) << "," << item.line << "," << csv_field(item.email) << ","
-                << csv_field(item.reason) << "\n";
+        out << "source,line,email,outcome,reason\n";
+        for (const auto& item : reported) {
+            out << csv_field(item.source) << "," << item.line << "," << csv_field(item.email) << "," << item.outcome
+                << "," << csv_field(item.reason) << "\n";
         }
-        if (!out) log_line(LogLevel::error, "cannot write the rejected-records report " + path);
+        if (!out) log_line(LogLevel::error, "cannot write the run's report " + path);
         return path;
     }
 
@@ -894,7 +903,7 @@ RunSummary ExportRunner::run(const RunOptions& options) {
 
 std::string report_path_for(const Config& config, const std::string& export_name, int64_t run_id) {
     const auto state_dir = std::filesystem::path(config.state_path).parent_path();
-    return (state_dir / "reports" / (export_name + "-run-" + std::to_string(run_id) + "-rejected.csv")).string();
+    return (state_dir / "reports" / (export_name + "-run-" + std::to_string(run_id) + "-report.csv")).string();
 }
 
 }  // namespace segpush

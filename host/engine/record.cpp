@@ -177,6 +177,7 @@ RecordPlan RecordPlan::build(const ExportConfig& export_config, const LoadedPlug
         context = fnv(fnv(context, field.column), ";");
     }
     plan.context_hash = context;
+    plan.clear_blank_values = export_config.clear_blank_values;
     return plan;
 }
 
@@ -187,7 +188,11 @@ std::optional<std::string> normalize_row(const RecordPlan& plan, const SegmentRo
         const std::string_view value = trim(row.values[plan.column_of_field[i]]);
         if (value.empty()) {
             if (field.required) return field.label + " (column '" + field.column + "') is empty";
-            record.values[i].reset();
+            if (plan.clear_blank_values && i != plan.key_field) {
+                record.values[i].emplace();
+            } else {
+                record.values[i].reset();
+            }
             continue;
         }
         if (value.find('\0') != std::string_view::npos) {

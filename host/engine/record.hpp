@@ -31,12 +31,17 @@ struct RecordPlan {
     std::vector<std::string> columns;     // the distinct columns to read, for open_segment
     std::vector<size_t> column_of_field;  // fields[i] reads columns[column_of_field[i]]
     uint64_t context_hash = 0;            // mapping + export settings: a change resends everyone
+    // A blank optional value is sent as empty, to clear the destination's value (the export's
+    // clear_blank_values); otherwise it is absent. Either way the hash tells the two apart,
+    // so switching the setting resends exactly the members with a blank value.
+    bool clear_blank_values = false;
 
     static RecordPlan build(const ExportConfig& export_config, const LoadedPlugin& plugin);
 };
 
-// A member ready to send: values trimmed, empty optional values absent (nullopt), so they
-// are never sent as blanks that would erase data at the destination.
+// A member ready to send: values trimmed; blank optional values absent (nullopt), so they are
+// never sent as blanks that would erase data at the destination, unless the export asks to
+// clear them (then they are present and empty).
 struct Record {
     std::vector<std::optional<std::string>> values;
     std::string key;  // the case-folded email: members are the same when these are equal

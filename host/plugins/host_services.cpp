@@ -1,6 +1,7 @@
 #include "plugins/host_services.hpp"
 
 #include "log/log.hpp"
+#include "plugins/shared_budgets.hpp"
 
 #ifndef SEGPUSH_VERSION
 #define SEGPUSH_VERSION "0.0.0"
@@ -31,6 +32,23 @@ int plugin_is_cancelled(void*, void* export_token) {
     return export_token && static_cast<const ExportObserver*>(export_token)->cancel_requested() ? 1 : 0;
 }
 
+// Budgets are process-wide, whichever plugin asks: a plugin's names carry its own prefix.
+// Nothing may throw across the C ABI: a failure means "cannot share" (0) or no hold.
+uint64_t plugin_reserve_slot(void*, const char* budget, uint64_t interval_ns) {
+    try {
+        return SharedBudgets::process().reserve_slot(budget, interval_ns);
+    } catch (const std::exception&) {
+        return 0;
+    }
+}
+
+void plugin_hold_budget(void*, const char* budget, uint64_t until_ns) {
+    try {
+        SharedBudgets::process().hold_budget(budget, until_ns);
+    } catch (const std::exception&) {
+    }
+}
+
 }  // namespace
 
 segpush_host make_host_services(PluginHostContext* context) {
@@ -43,6 +61,8 @@ segpush_host make_host_services(PluginHostContext* context) {
     host.log = plugin_log;
     host.progress = plugin_progress;
     host.is_cancelled = plugin_is_cancelled;
+    host.reserve_slot = plugin_reserve_slot;
+    host.hold_budget = plugin_hold_budget;
     return host;
 }
 

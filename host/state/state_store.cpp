@@ -20,7 +20,7 @@ namespace segpush {
 namespace {
 
 constexpr int kStagingChunk = 20000;
-constexpr int kSchemaVersion = 8;
+constexpr int kSchemaVersion = 9;
 
 const char* const kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS runs(
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS runs(
   unchanged INTEGER NOT NULL DEFAULT 0, leaving INTEGER NOT NULL DEFAULT 0,
   sent INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
   rejected INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0,
+  suppressed INTEGER NOT NULL DEFAULT 0,
   error TEXT,
   report_path TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_export ON runs(export, id);
@@ -60,6 +61,19 @@ CREATE TABLE IF NOT EXISTS delivered_log(
   hash INTEGER NOT NULL,
   run_id INTEGER NOT NULL,
   removed INTEGER NOT NULL DEFAULT 0);
+
+-- Members segpush itself removed from the destination (a leaver's REMOVE the destination
+-- accepted), with when and why: the only ones it may put back when they join the segment
+-- again. A leaver the destination had already kept out (SUPPRESSED) is never here, so a person
+-- who unsubscribed themselves is never taken for one segpush removed. A row goes once the
+-- member is delivered (or kept out) again.
+CREATE TABLE IF NOT EXISTS removals(
+  export TEXT NOT NULL,
+  email_key TEXT NOT NULL,
+  removed_at INTEGER NOT NULL,  -- seconds since 1970-01-01 UTC
+  run_id INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  PRIMARY KEY(export, email_key)) WITHOUT ROWID;
 
 -- One row per receipt: in `members`, the key and hash of each member it covers (see
 -- encode_receipt_member), by which the next run finds them; first_seq and last_seq, the
@@ -87,8 +101,8 @@ CREATE TEMP TABLE IF NOT EXISTS staged_keys(
   email_key TEXT NOT NULL,
   hash INTEGER NOT NULL);
 
--- Why the destination refused a member, read only for the report: kept in memory, a run
--- whose every record is refused would hold a string a member.
+-- Why the destination refused or kept out a member, read only for the report: kept in
+-- memory, a run whose every record is refused would hold a string a member.
 CREATE TEMP TABLE IF NOT EXISTS refusals(
   seq INTEGER PRIMARY KEY,
   reason TEXT NOT NULL);
@@ -176,10 +190,12 @@ bool process_alive(int64_t pid, const std::string& identity) {
     return boot.empty() || identity_of(boot, start_time) == identity;
 }
 
+// read_run's columns; kRunColumnCount of them.
 const char* const kRunColumns =
     "id, export, status, started_at, COALESCE(finished_at, ''), COALESCE(pid, 0), COALESCE(hostname, ''), full, "
     "dry_run, rows_read, invalid, duplicates, members, new_members, changed, unchanged, leaving, sent, accepted, "
-    "rejected, removed, COALESCE(error, ''), COALESCE(report_path, '')";
+    "rejected, removed, suppressed, COALESCE(error, ''), COALESCE(report_path, '')";
+constexpr int kRunColumnCount = 24;
 
 RunRecord read_run(const sqlite::Statement& row) {
     RunRecord run;
@@ -193,27 +209,33 @@ RunRecord read_run(const sqlite::Statement& row) {
     run.full = row.integer(7) != 0;
     run.dry_run = row.integer(8) != 0;
     RunCounts& c = run.counts;
-    int64_t* fields[] = {&c.rows_read, &c.invalid, &c.duplicates, &c.members, &c.new_members, &c.changed,
-                         &c.unchanged, &c.leaving, &c.sent, &c.accepted, &c.rejected, &c.removed};
-    for (int i = 0; i < 12; ++i) *fields[i] = row.integer(9 + i);
-    run.error = row.text(21);
-    run.report_path = row.text(22);
+    int64_t* fields[] = {&c.rows_read, &c.invalid, &c.duplicates, &c.members, &c.new_members, &c.changed, &c.unchanged,
+                         &c.leaving,   &c.sent,    &c.accepted,   &c.rejected, &c.removed,    &c.suppressed};
+    constexpr int kCounts = sizeof fields / sizeof fields[0];
+    for (int i = 0; i < kCounts; ++i) *fields[i] = row.integer(9 + i);
+    run.error = row.text(9 + kCounts);
+    run.report_path = row.text(10 + kCounts);
+    static_assert(11 + kCounts == kRunColumnCount, "read_run reads every column of kRunColumns");
     return run;
 }
 
-void bind_counts(sqlite::Statement& statement, int first, const RunCounts& c) {
-    const int64_t values[] = {c.rows_read, c.invalid,   c.duplicates, c.members, c.new_members, c.changed,
-                              c.unchanged, c.leaving,   c.sent,       c.accepted, c.rejected,   c.removed};
-    for (int i = 0; i < 12; ++i) statement.bind(first + i, values[i]);
+// The counts in the order of kCountAssignments; returns the next parameter's number.
+int bind_counts(sqlite::Statement& statement, int first, const RunCounts& c) {
+    const int64_t values[] = {c.rows_read, c.invalid, c.duplicates, c.members,  c.new_members, c.changed,   c.unchanged,
+                              c.leaving,   c.sent,    c.accepted,   c.rejected, c.removed,     c.suppressed};
+    for (const int64_t value : values) statement.bind(first++, value);
+    return first;
 }
 
 const char* const kCountAssignments =
     "rows_read=?, invalid=?, duplicates=?, members=?, new_members=?, changed=?, unchanged=?, leaving=?, sent=?, "
-    "accepted=?, rejected=?, removed=?";
+    "accepted=?, rejected=?, removed=?, suppressed=?";
 
 constexpr uint8_t kStateBits = 0x7f;  // the MemberState in a StateStore::states_ byte
 
-bool is_final(MemberState state) { return state == MemberState::done || state == MemberState::rejected; }
+bool is_final(MemberState state) {
+    return state == MemberState::done || state == MemberState::rejected || state == MemberState::suppressed;
+}
 bool is_final(uint8_t state) { return is_final(static_cast<MemberState>(state & kStateBits)); }
 
 // A receipt's members: for each, its hash (8 bytes), its key's length (4 bytes), both little
@@ -358,6 +380,7 @@ StateStore::StateStore(const std::string& path) : db_([&] {
     };
     add_column_if_missing("runs", "process_identity", "TEXT");                          // version 7
     add_column_if_missing("unconfirmed", "confirmed", "INTEGER NOT NULL DEFAULT 0");  // version 8
+    add_column_if_missing("runs", "suppressed", "INTEGER NOT NULL DEFAULT 0");          // version 9
     setup.commit();
 }
 
@@ -369,7 +392,7 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     const std::string hostname = this_hostname();
     while (running.step()) {
         const RunRecord run = read_run(running);
-        if (run.hostname != hostname || process_alive(run.pid, running.text(23))) {
+        if (run.hostname != hostname || process_alive(run.pid, running.text(kRunColumnCount))) {
             throw AlreadyRunning(run, "export '" + export_name + "' is already running as run #" +
                                           std::to_string(run.id) + " (pid " + std::to_string(run.pid) + " on " +
                                           run.hostname + ", started " + run.started_at + ")");
@@ -412,6 +435,7 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     recent_reads_.clear();
     next_recent_read_ = 0;
     states_.clear();
+    rejoining_.clear();
     forget_receipt_rows();
     transaction.commit();
     return claim;
@@ -421,11 +445,11 @@ void StateStore::finish_run(int64_t run_id, RunStatus status, const RunCounts& c
                             const std::string& report_path) {
     auto update = db_.prepare(std::string("UPDATE runs SET ") + kCountAssignments +
                               ", status=?, finished_at=?, error=?, report_path=? WHERE id=?");
-    bind_counts(update, 1, counts);
-    update.bind(13, to_string(status)).bind(14, now_utc());
-    if (error.empty()) update.bind_null(15); else update.bind(15, error);
-    if (report_path.empty()) update.bind_null(16); else update.bind(16, report_path);
-    update.bind(17, run_id).run();
+    const int next = bind_counts(update, 1, counts);
+    update.bind(next, to_string(status)).bind(next + 1, now_utc());
+    if (error.empty()) update.bind_null(next + 2); else update.bind(next + 2, error);
+    if (report_path.empty()) update.bind_null(next + 3); else update.bind(next + 3, report_path);
+    update.bind(next + 4, run_id).run();
 }
 
 std::vector<RunRecord> StateStore::list_runs(const std::string& export_name, int limit) {
@@ -644,7 +668,8 @@ void StateStore::insert_staged_key(int64_t seq, std::string_view email_key, int6
 bool StateStore::nothing_recorded(const std::string& export_name) {
     auto query = db_.prepare("SELECT EXISTS(SELECT 1 FROM delivered WHERE export=?1) OR "
                              "EXISTS(SELECT 1 FROM delivered_log WHERE export=?1) OR "
-                             "EXISTS(SELECT 1 FROM unconfirmed WHERE export=?1)");
+                             "EXISTS(SELECT 1 FROM unconfirmed WHERE export=?1) OR "
+                             "EXISTS(SELECT 1 FROM removals WHERE export=?1)");
     query.bind(1, export_name).step();
     return query.integer(0) == 0;
 }
@@ -666,6 +691,7 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
         // of the staged rows less, a second before the first send at a million members.
         counts.members = counts.new_members = count_staged();
         counts.changed = counts.unchanged = counts.leaving = 0;
+        find_rejoining(export_name);
         transaction.commit();
         return;
     }
@@ -713,7 +739,22 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
             set_staged(leaver.seq, static_cast<uint8_t>(MemberState::todo) | kLeaver);
         }
     }
+    find_rejoining(export_name);
     transaction.commit();
+}
+
+void StateStore::find_rejoining(const std::string& export_name) {
+    auto any = db_.prepare("SELECT EXISTS(SELECT 1 FROM removals WHERE export=?1)");
+    any.bind(1, export_name).step();
+    if (any.integer(0) == 0) return;
+    any.reset();
+    index_staged_keys();
+    auto rejoining = db_.prepare("SELECT s.seq, r.removed_at FROM removals AS r "
+                                 "JOIN staged_keys AS s ON s.email_key = r.email_key WHERE r.export=?1");
+    rejoining.bind(1, export_name);
+    while (rejoining.step()) {
+        if (has_state(rejoining.integer(0), MemberState::todo)) rejoining_[rejoining.integer(0)] = rejoining.integer(1);
+    }
 }
 
 uint8_t* StateStore::state_slot(int64_t seq) {
@@ -753,7 +794,9 @@ std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
     read.ends.clear();
     read.encoded.clear();
     staged_.visit(seqs, [&](const StagedRow& row) {
-        members.push_back({row.seq, static_cast<MemberAction>(row.action), {}, payloads});
+        const auto rejoining = rejoining_.find(row.seq);
+        members.push_back({row.seq, static_cast<MemberAction>(row.action), {}, payloads,
+                           rejoining == rejoining_.end() ? 0 : rejoining->second});
         payloads->append(row.payload_or_key_value());
         ends.push_back(payloads->size());
         read.seqs.push_back(row.seq);
@@ -826,9 +869,13 @@ struct StateStore::OutcomeStatements {
           confirm_receipt(db.prepare("UPDATE unconfirmed SET confirmed=1 WHERE id=?")),
           refuse(db.prepare("INSERT OR REPLACE INTO refusals(seq, reason) VALUES(?1, ?2)")),
           deliver_member(db.prepare("INSERT INTO delivered_log(export, email_key, key_value, hash, run_id, removed) "
-                                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")) {}
+                                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")),
+          remember_removal(db.prepare("INSERT OR REPLACE INTO removals(export, email_key, removed_at, run_id, reason) "
+                                      "VALUES(?1, ?2, ?3, ?4, 'left the segment (on_leave: unsubscribe)')")),
+          forget_removal(db.prepare("DELETE FROM removals WHERE export=?1 AND email_key=?2")) {}
     StagedFile& staged;
-    sqlite::Statement remember_receipt, forget_receipt, confirm_receipt, refuse, deliver_member;
+    sqlite::Statement remember_receipt, forget_receipt, confirm_receipt, refuse, deliver_member, remember_removal,
+        forget_removal;
 
     // A receipt's members (`seqs` ascending) encoded for its row.
     void encode_members(const std::vector<int64_t>& seqs, std::string& out) {
@@ -838,11 +885,24 @@ struct StateStore::OutcomeStatements {
         });
     }
 
-    // Appends the members `seqs` (ascending) to delivered_log, a leaver as removed.
-    void deliver(const std::vector<int64_t>& seqs, const std::string& export_name, int64_t run_id) {
+    // Appends the members `seqs` (ascending) to delivered_log, a leaver as removed; with
+    // `removed_by_us`, a leaver's removal is remembered as segpush's own (see removals).
+    void deliver(const std::vector<int64_t>& seqs, const std::string& export_name, int64_t run_id, bool removed_by_us) {
+        const auto now = static_cast<int64_t>(std::time(nullptr));
         staged.visit(seqs, [&](const StagedRow& row) {
             deliver_member.bind_unowned(1, export_name).bind_unowned(2, row.email_key).bind_unowned(3, row.key_value_or_key())
                 .bind(4, row.hash).bind(5, run_id).bind(6, row.action).run();
+            if (removed_by_us && row.action == static_cast<int>(MemberAction::remove)) {
+                remember_removal.bind_unowned(1, export_name).bind_unowned(2, row.email_key).bind(3, now).bind(4, run_id).run();
+            }
+        });
+    }
+
+    // The members `seqs` (ascending) are on the destination's books again, or kept out by it:
+    // their removal by segpush is history.
+    void forget_removals(const std::vector<int64_t>& seqs, const std::string& export_name) {
+        staged.visit(seqs, [&](const StagedRow& row) {
+            forget_removal.bind_unowned(1, export_name).bind_unowned(2, row.email_key).run();
         });
     }
 };
@@ -918,6 +978,8 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
     // Members accepted here with the receipt they waited on, by its row.
     std::unordered_map<int64_t, int64_t> accepted_by_row;
     std::vector<int64_t> delivered;
+    std::vector<int64_t> suppressed;  // delivered too (not sent again while unchanged), never removed by us
+    std::vector<int64_t> returned;    // members segpush had removed, now settled again
     std::vector<int64_t> accepted_with_receipt;
     std::map<std::string_view, std::vector<int64_t>> receipts;  // receipt -> its members, by seq
     try {
@@ -935,6 +997,9 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
                 if (net.receipt && !leaver) receipts[*net.receipt].push_back(net.seq);
                 continue;
             }
+            if ((to == MemberState::done || to == MemberState::suppressed) && !leaver && rejoining_.count(net.seq)) {
+                returned.push_back(net.seq);
+            }
             if (to == MemberState::done) {
                 ++(leaver ? tally.removed : tally.accepted);
                 if (const int64_t row = leaver ? 0 : receipt_row_of(net.seq); row != 0) {
@@ -946,6 +1011,10 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
             } else if (to == MemberState::rejected) {
                 ++tally.rejected;
                 sql.refuse.bind(1, net.seq).bind(2, net.outcome->reason).run();
+            } else if (to == MemberState::suppressed) {
+                ++tally.suppressed;
+                sql.refuse.bind(1, net.seq).bind(2, net.outcome->reason).run();
+                suppressed.push_back(net.seq);
             }
             leave_receipt(net.seq, false);
         }
@@ -964,7 +1033,10 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
             leave_receipt(seq, by_row);
         }
         std::sort(delivered.begin(), delivered.end());
-        sql.deliver(delivered, export_name, run_id);
+        sql.deliver(delivered, export_name, run_id, true);
+        sql.deliver(suppressed, export_name, run_id, false);
+        std::sort(returned.begin(), returned.end());
+        sql.forget_removals(returned, export_name);
         std::string members;
         for (const auto& [receipt, seqs] : receipts) {
             if (!encode_from_recent_reads(seqs, members)) sql.encode_members(seqs, members);
@@ -1044,7 +1116,12 @@ OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& expor
     OutcomeStatements& sql = *outcome_statements_;
     sqlite::Transaction transaction(db_);
     db_.prepare("DELETE FROM unconfirmed WHERE run_id=? AND confirmed=0").bind(1, run_id).run();
-    sql.deliver(settled, export_name, run_id);
+    sql.deliver(settled, export_name, run_id, true);
+    std::vector<int64_t> returned;
+    for (const int64_t seq : settled) {
+        if (rejoining_.count(seq)) returned.push_back(seq);
+    }
+    sql.forget_removals(returned, export_name);
     transaction.commit();
     forget_receipt_rows();
     for (const int64_t seq : settled) {
@@ -1065,25 +1142,32 @@ int64_t StateStore::count_todo() {
     });
 }
 
-std::vector<RejectedMember> StateStore::rejected_members(const std::vector<std::string>& sources) {
+std::vector<ReportedMember> StateStore::reported_members(const std::vector<std::string>& sources) {
     auto source_name = [&](int64_t index) {
         return index >= 0 && index < static_cast<int64_t>(sources.size()) ? sources[index] : std::string();
     };
-    std::vector<RejectedMember> out;
+    std::vector<ReportedMember> out;
     auto rejects = db_.prepare("SELECT source, line, COALESCE(email, ''), reason FROM rejects ORDER BY source, line");
-    while (rejects.step()) out.push_back({source_name(rejects.integer(0)), rejects.integer(1), rejects.text(2), rejects.text(3)});
+    while (rejects.step()) {
+        out.push_back({source_name(rejects.integer(0)), rejects.integer(1), rejects.text(2), "invalid", rejects.text(3)});
+    }
     // The state in memory is what counts: a reason written by outcomes whose transaction
     // failed can stay in refusals (the TEMP tables keep no rollback journal).
     std::vector<int64_t> seqs;
-    std::map<int64_t, std::string> reasons;
+    std::map<int64_t, std::pair<const char*, std::string>> outcomes;  // by seq: outcome, reason
     auto refused = db_.prepare("SELECT seq, reason FROM refusals ORDER BY seq");
     while (refused.step()) {
-        if (!has_state(refused.integer(0), MemberState::rejected)) continue;
-        seqs.push_back(refused.integer(0));
-        reasons[seqs.back()] = refused.text(1);
+        const int64_t seq = refused.integer(0);
+        const char* outcome = has_state(seq, MemberState::rejected)     ? "rejected"
+                              : has_state(seq, MemberState::suppressed) ? "suppressed"
+                                                                        : nullptr;
+        if (!outcome) continue;
+        seqs.push_back(seq);
+        outcomes[seq] = {outcome, refused.text(1)};
     }
     staged_.visit(seqs, [&](const StagedRow& row) {
-        out.push_back({source_name(row.source), row.line, std::string(row.key_value_or_key()), std::move(reasons[row.seq])});
+        auto& [outcome, reason] = outcomes[row.seq];
+        out.push_back({source_name(row.source), row.line, std::string(row.key_value_or_key()), outcome, std::move(reason)});
     });
     return out;
 }

@@ -35,6 +35,10 @@ struct RunCounts {
     int64_t accepted = 0;
     int64_t rejected = 0;      // refused by the destination
     int64_t removed = 0;       // leavers removed (on_leave: unsubscribe)
+    // Kept out by a choice made at the destination (the person unsubscribed, the address
+    // bounced): nothing was changed there, and the member is not sent again until its
+    // values change. Leavers already off the list count here too, not in removed.
+    int64_t suppressed = 0;
 };
 
 struct RunRecord {
@@ -59,7 +63,7 @@ public:
 };
 
 // Staged member states.
-enum class MemberState : int { todo = 0, pending = 1, done = 2, rejected = 3, unchanged = 4 };
+enum class MemberState : int { todo = 0, pending = 1, done = 2, rejected = 3, unchanged = 4, suppressed = 5 };
 enum class MemberAction : int { upsert = 0, remove = 1 };
 
 struct StagedMember {
@@ -69,6 +73,9 @@ struct StagedMember {
     // The bytes `payload` points into, shared by the members read together (next_todo reads a
     // batch's payloads into one string: a string each was an allocation and a free per member).
     std::shared_ptr<const std::string> storage;
+    // When segpush itself removed this member from the destination in an earlier run (seconds
+    // since the epoch, UTC), for a member re-joining since; 0 otherwise. See removed_members.
+    int64_t removed_at = 0;
 };
 
 // A text many outcomes carry, such as the receipt of a batch's 250 members: copies share it
@@ -108,12 +115,16 @@ struct OutcomeTally {
     int64_t accepted = 0;  // upserts the destination now has
     int64_t removed = 0;   // leavers removed
     int64_t rejected = 0;
+    int64_t suppressed = 0;
 };
 
-struct RejectedMember {
+// A row of the run's report: a row refused before sending ("invalid"), or a member the
+// destination refused ("rejected") or kept out ("suppressed").
+struct ReportedMember {
     std::string source;
     int64_t line = 0;
     std::string email;
+    std::string outcome;
     std::string reason;
 };
 
@@ -180,10 +191,15 @@ public:
     // Members of the run still to send: never sent, or sent and given back (RETRY).
     int64_t count_todo();
 
-    std::vector<RejectedMember> rejected_members(const std::vector<std::string>& sources);
+    // Rows refused before sending, then members refused or suppressed by the destination.
+    std::vector<ReportedMember> reported_members(const std::vector<std::string>& sources);
 
 private:
     void merge_delivered_log(const std::string& export_name);
+    // Finds the staged members segpush itself removed from the destination in an earlier run
+    // (the removals table), into rejoining_. Inside the diff's transaction.
+    void find_rejoining(const std::string& export_name);
+    std::unordered_map<int64_t, int64_t> rejoining_;  // seq -> removed_at, for this run's members
     // The staged members' keys, in a TEMP table with an index, built once staging is over
     // and only by what finds members by key (a diff, resuming receipts): staging itself
     // de-duplicates through staged_keys_.

@@ -387,7 +387,7 @@ TEST_CASE("export: a CSV and a JSON Lines segment combine, members de-duplicated
     CHECK(show.exit_code == 0);
     CHECK_THAT(show.out, Catch::Contains("Run #2 of export both") && Catch::Contains("succeeded") &&
                              Catch::Contains("members       3: 3 new") && Catch::Contains("accepted      3,") &&
-                             Catch::Contains("-rejected.csv"));
+                             Catch::Contains("-report.csv"));
     const Run json = fixture.segpush("runs show 2 --json");
     CHECK_THAT(json.out, Catch::Contains("\"status\": \"succeeded\"") && Catch::Contains("\"accepted\": 3"));
     const Run missing = fixture.segpush("runs show 99");

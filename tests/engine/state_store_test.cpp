@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -93,10 +94,11 @@ TEST_CASE("state: outcomes are the checkpoint, only what was confirmed counts as
                                              {3, MemberState::pending, "", ""}});
     CHECK(tally.accepted == 1);
     CHECK(tally.rejected == 1);
-    const auto rejected = state.rejected_members({"seg.csv"});
+    const auto rejected = state.reported_members({"seg.csv"});
     REQUIRE(rejected.size() == 1);
     CHECK(rejected[0].source == "seg.csv");
     CHECK(rejected[0].email == "b");
+    CHECK(rejected[0].outcome == "rejected");
     CHECK(rejected[0].reason == "bad");
     // The run stops here (as after a crash, which a later run closes the same way): the next
     // run sends b (rejected last time), c (never confirmed) and d (never sent), not a.
@@ -369,7 +371,7 @@ TEST_CASE("state: a member reported several times in one call ends as its report
         CHECK(tally.accepted == 1);
         CHECK(tally.rejected == 1);
         CHECK(state.count_todo() == 1);
-        const auto refused = state.rejected_members({"segment.csv"});
+        const auto refused = state.reported_members({"segment.csv"});
         REQUIRE(refused.size() == 1);
         CHECK(refused[0].email == "c");
         CHECK(refused[0].reason == "bad");
@@ -606,4 +608,126 @@ TEST_CASE("state: a version-7 unconfirmed table gains the confirmed column, its 
     const auto resumable = state.resumable_members("e", next.run_id, next.baseline);
     REQUIRE(resumable.size() == 1);
     CHECK(resumable[0].receipt == "import-7");
+}
+
+TEST_CASE("state: a suppressed member counts apart, is reported, and is not sent again while unchanged") {
+    test::TempDir dir;
+    StateStore state(dir.file("state.db"));
+    const auto [first, counts] = diffed_run(state, {{"a", 1}, {"b", 2}});
+    const auto tally = state.apply_outcomes(
+        first.run_id, "e", {{1, MemberState::done, "", ""}, {2, MemberState::suppressed, "unsubscribed from list 3", ""}});
+    CHECK(tally.accepted == 1);
+    CHECK(tally.suppressed == 1);
+    CHECK(tally.rejected == 0);
+    const auto reported = state.reported_members({"seg.csv"});
+    REQUIRE(reported.size() == 1);
+    CHECK(reported[0].email == "b");
+    CHECK(reported[0].outcome == "suppressed");
+    CHECK(reported[0].reason == "unsubscribed from list 3");
+    RunCounts finished = counts;
+    finished.suppressed = tally.suppressed;
+    state.finish_run(first.run_id, RunStatus::succeeded, finished, "", "");
+    CHECK(state.get_run(first.run_id)->counts.suppressed == 1);
+
+    const auto [again, next] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}});
+    CHECK(next.unchanged == 2);  // b too: its values have not changed
+    CHECK(next.new_members == 1);
+    state.finish_run(again.run_id, RunStatus::cancelled, next, "", "");
+    const auto changed = diffed_run(state, {{"a", 1}, {"b", 20}});
+    CHECK(changed.counts.changed == 1);  // new values: sent again, to be suppressed again or not
+}
+
+TEST_CASE("state: segpush remembers its own removals, not the destination's, and a re-joining member carries its time") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    StateStore state(path);
+    auto removals = [&] {
+        sqlite::Database db(path);
+        auto query = db.prepare("SELECT email_key, reason FROM removals ORDER BY email_key");
+        std::vector<std::string> keys;
+        while (query.step()) {
+            keys.push_back(query.text(0));
+            CHECK(query.text(1) == "left the segment (on_leave: unsubscribe)");
+        }
+        return keys;
+    };
+    {
+        const auto [run, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}});
+        accept_all(state, run.run_id, "e");
+        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+    }
+    const int64_t before = static_cast<int64_t>(std::time(nullptr));
+    {
+        // b and c leave: the destination takes b's removal, and had c off the list already.
+        const auto run = state.begin_run("e", false, false);
+        stage(state, {{"a", 1}});
+        RunCounts counts;
+        state.diff("e", run.baseline, true, 100, counts);
+        CHECK(counts.leaving == 2);
+        const auto todo = state.next_todo(0, 10);
+        REQUIRE(todo.size() == 2);
+        const auto tally = state.apply_outcomes(run.run_id, "e",
+                                                {{todo[0].seq, MemberState::done, "", ""},
+                                                 {todo[1].seq, MemberState::suppressed, "unsubscribed; nothing to remove", ""}});
+        CHECK(tally.removed == 1);
+        CHECK(tally.suppressed == 1);
+        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+    }
+    CHECK(removals() == std::vector<std::string>{"b"});
+    {
+        // Both come back: only b was removed by segpush, so only b carries the removal's time.
+        const auto run = state.begin_run("e", false, false);
+        stage(state, {{"a", 1}, {"b", 2}, {"c", 3}});
+        RunCounts counts;
+        state.diff("e", run.baseline, true, 100, counts);
+        CHECK(counts.new_members == 2);
+        const auto todo = state.next_todo(0, 10);
+        REQUIRE(todo.size() == 2);
+        CHECK(todo[0].seq == 2);
+        CHECK(todo[0].removed_at >= before);
+        CHECK(todo[0].removed_at <= static_cast<int64_t>(std::time(nullptr)));
+        CHECK(todo[1].removed_at == 0);
+        // Refused this time: the removal is still segpush's, for the next try.
+        state.apply_outcomes(run.run_id, "e", {{2, MemberState::rejected, "later", ""}, {3, MemberState::done, "", ""}});
+        CHECK(removals() == std::vector<std::string>{"b"});
+        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+    }
+    {
+        const auto run = state.begin_run("e", false, false);
+        stage(state, {{"a", 1}, {"b", 2}, {"c", 3}});
+        RunCounts counts;
+        state.diff("e", run.baseline, true, 100, counts);
+        const auto todo = state.next_todo(0, 10);
+        REQUIRE(todo.size() == 1);
+        CHECK(todo[0].removed_at != 0);
+        state.apply_outcomes(run.run_id, "e", {{todo[0].seq, MemberState::done, "", ""}});  // put back
+        CHECK(removals().empty());
+        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+    }
+}
+
+TEST_CASE("state: an export whose only record is a removal is not taken for a first delivery") {
+    test::TempDir dir;
+    StateStore state(dir.file("state.db"));
+    {
+        const auto [run, counts] = diffed_run(state, {{"a", 1}});
+        accept_all(state, run.run_id, "e");
+        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+    }
+    {
+        const auto run = state.begin_run("e", false, false);
+        stage(state, {});
+        RunCounts counts;
+        state.diff("e", run.baseline, true, 100, counts);
+        state.apply_outcomes(run.run_id, "e", {{state.next_todo(0, 10).at(0).seq, MemberState::done, "", ""}});
+        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+    }
+    CHECK_FALSE(state.nothing_recorded("e"));  // delivered is empty, but a removal is remembered
+    const auto run = state.begin_run("e", false, false);
+    stage(state, {{"a", 1}});
+    RunCounts counts;
+    state.diff("e", run.baseline, true, 100, counts);
+    const auto todo = state.next_todo(0, 10);
+    REQUIRE(todo.size() == 1);
+    CHECK(todo[0].removed_at != 0);
 }

@@ -225,7 +225,7 @@ TEST_CASE("a plugin built against the ABI 1.1 header loads and runs in this host
           std::vector<segpush_record_status>{SEGPUSH_RECORD_ACCEPTED, SEGPUSH_RECORD_ACCEPTED});
 }
 
-TEST_CASE("a plugin built against the ABI 1.2 header (the previous minor version) loads and runs in this host") {
+TEST_CASE("a plugin built against the ABI 1.2 header loads and runs in this host") {
     const auto registry = PluginRegistry::load_directory(SEGPUSH_ABI_1_2_PLUGIN_DIR);
     const LoadedPlugin& plugin = load_only(registry, "c-example-abi-1-2");
     CHECK(plugin.api.abi_minor == 2);
@@ -234,4 +234,14 @@ TEST_CASE("a plugin built against the ABI 1.2 header (the previous minor version
     CHECK(pushed.statuses == std::vector<segpush_record_status>{SEGPUSH_RECORD_ACCEPTED});
     // Its outcome list is 1.2's size: the host must not read receipts from it.
     CHECK_FALSE(pushed.outcomes_hold_receipts);
+}
+
+TEST_CASE("a plugin built against the ABI 1.3 header (the previous minor version) loads and runs in this host") {
+    const auto registry = PluginRegistry::load_directory(SEGPUSH_ABI_1_3_PLUGIN_DIR);
+    const LoadedPlugin& plugin = load_only(registry, "c-example-abi-1-3");
+    CHECK(plugin.api.abi_minor == 3);
+    // The host's batch carries 1.4's removed_at after the fields 1.3 knows: never read there.
+    const PushedOnce pushed = push_once(plugin, {"a@example.com", "b@example.com"});
+    CHECK(pushed.statuses == std::vector<segpush_record_status>{SEGPUSH_RECORD_ACCEPTED, SEGPUSH_RECORD_ACCEPTED});
+    CHECK(pushed.outcomes_hold_receipts);
 }

@@ -162,7 +162,7 @@ void check_accounting(ExportFixture& fixture, const Segment& segment) {
     REQUIRE_FALSE(report_path.empty());
     if (std::filesystem::path(report_path).is_relative()) report_path = fixture.dir.file(report_path);
     const std::string report = read_file(report_path);
-    REQUIRE_THAT(report, Catch::StartsWith("source,line,email,reason\n"));
+    REQUIRE_THAT(report, Catch::StartsWith("source,line,email,outcome,reason\n"));
     size_t lines = 0;
     for (char c : report) lines += c == '\n';
     CHECK(lines == 1 + segment.host_invalid.size() + segment.dest_invalid.size());

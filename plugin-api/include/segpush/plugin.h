@@ -20,6 +20,10 @@
  *   1.2  SEGPUSH_CAP_EXTRA_FIELDS; a failed push_batch may report the records it settled.
  *   1.3  segpush_outcomes.receipts and resume_pending: a record left PENDING by a host that
  *        was stopped is confirmed by the next run instead of being sent again.
+ *   1.4  SEGPUSH_RECORD_SUPPRESSED (the destination keeps a record out by a choice made there);
+ *        segpush_batch.removed_at (undo only the host's own removals); an empty non-NULL value
+ *        clears the destination's value; segpush_host.reserve_slot and hold_budget (request
+ *        budgets shared by every export of an account).
  *
  * Conventions used in the comments
  *   [any-thread]     may be called from any host thread.
@@ -52,7 +56,7 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------- */
 
 #define SEGPUSH_ABI_MAJOR 1
-#define SEGPUSH_ABI_MINOR 3
+#define SEGPUSH_ABI_MINOR 4
 
 /* The name of the single symbol every plugin exports. */
 #define SEGPUSH_ENTRY_SYMBOL "segpush_plugin_entry"
@@ -159,6 +163,27 @@ typedef struct segpush_host {
     /* Non-zero once the host wants the export to stop (Ctrl-C, shutdown). Cheap: poll it
      * inside long waits (rate-limit pauses, status polling) and return SEGPUSH_ERR_CANCELLED. */
     int (*is_cancelled)(void* host_data, void* export_token);
+
+    /* ---- since 1.4 ---- */
+
+    /*
+     * Request budgets shared by every export of this process and by every segpush process
+     * that keeps its state in the same directory: a destination's limits are often per
+     * account, not per export, so two exports to one account must pace as one.
+     * budget: names one budget of one account, [A-Za-z0-9._-]{1,128}, borrowed. The plugin
+     * derives it from what identifies the account (say, a hash of its host and key: never
+     * the secret itself, which would end up in a file name) and the limit ("general").
+     * Times are CLOCK_MONOTONIC nanoseconds (std::chrono::steady_clock on Linux).
+     *
+     * reserve_slot: takes the next start under `budget`, at least interval_ns after the
+     * start any caller took before it, and returns its time. The caller waits until then
+     * itself (polling is_cancelled); a slot it does not use is lost, never given twice.
+     * Returns 0 when the host cannot share the budget: the plugin then paces on its own.
+     * hold_budget: no start under `budget` before until_ns (after the destination asked to
+     * wait, a 429's Retry-After), for every caller.
+     */
+    uint64_t (*reserve_slot)(void* host_data, const char* budget, uint64_t interval_ns);
+    void (*hold_budget)(void* host_data, const char* budget, uint64_t until_ns);
 } segpush_host;
 
 /* ---------------------------------------------------------------------------------------- */
@@ -232,7 +257,10 @@ typedef struct segpush_export segpush_export;
 #define SEGPUSH_ACTION_REMOVE 1u
 
 /* One field value in a batch. data == NULL means "no value": the plugin must leave the
- * destination's existing value alone (never send an empty value that would erase it). */
+ * destination's existing value alone (never send an empty value that would erase it).
+ * Since 1.4, data != NULL with size 0 means "clear it": the export asked for blank values to
+ * erase the destination's (clear_blank_values). Hosts before 1.4 never send one, and a host
+ * sends one only to plugins built for 1.4 or later. Key fields are never empty. */
 typedef struct segpush_value {
     const char* data; /* UTF-8, not NUL-terminated; size bytes */
     size_t size;
@@ -252,6 +280,19 @@ typedef struct segpush_batch {
     const segpush_value* values;
     /* Since 1.1: SEGPUSH_ACTION_*. A plugin built against 1.0 never sees REMOVE batches. */
     uint32_t action;
+
+    /* ---- since 1.4 ---- */
+
+    /*
+     * NULL, or n_records entries parallel to record_ids. Non-zero for an UPSERT record whose
+     * member the host itself removed from the destination in an earlier run (a REMOVE the
+     * plugin reported ACCEPTED) and has not delivered since: when the host recorded that
+     * removal, in seconds since 1970-01-01 UTC. The plugin may undo that removal, and only
+     * that: when anything at the destination changed the member's state after it (the person
+     * unsubscribed or bounced, an account user acted), the record is SUPPRESSED instead.
+     * 0 for every other record, whose removal (if any) the host did not make.
+     */
+    const int64_t* removed_at;
 } segpush_batch;
 
 /* Per-record outcome classes. */
@@ -266,6 +307,14 @@ typedef int32_t segpush_record_status;
 #define SEGPUSH_RECORD_REJECTED 2
 /* Not delivered for a transient reason; the host may send it again later. */
 #define SEGPUSH_RECORD_RETRY 3
+/* Since 1.4. Kept out by a choice made at the destination, which the export must respect:
+ * the person unsubscribed from the list, the address bounced. Nothing was changed (for a
+ * REMOVE: the member was already off the list, so the host did not remove it). Final, and
+ * not an error: reason says what the destination holds ("unsubscribed from list 3"). The
+ * host sends the record again only when its values change or a full run asks. A plugin
+ * reports it only to hosts of minor 4 or later (segpush_host.abi_minor); to an older host,
+ * whose record statuses stop at RETRY, it reports REJECTED with the same reason. */
+#define SEGPUSH_RECORD_SUPPRESSED 4
 
 typedef struct segpush_record_outcome {
     uint64_t record_id;
@@ -374,7 +423,7 @@ typedef struct segpush_plugin {
     /*
      * Deliver one batch (at most limits->max_records_per_batch records and
      * limits->max_bytes_per_batch bytes). On OK, outcomes holds exactly one outcome per record
-     * of the batch (ACCEPTED, PENDING, REJECTED or RETRY). On any other status, outcomes lists
+     * of the batch (ACCEPTED, PENDING, REJECTED, RETRY or, since 1.4, SUPPRESSED). On any other status, outcomes lists
      * the records the plugin settled before the failure (since 1.2; a batch may take several
      * requests) and every record not listed was not delivered; the host keeps the listed
      * outcomes and decides what to do with the rest.
@@ -408,7 +457,8 @@ typedef struct segpush_plugin {
 
     /*
      * Report final outcomes of PENDING records that have settled since the last call, without
-     * waiting: ACCEPTED or REJECTED (with reason), or RETRY when the destination lost them.
+     * waiting: ACCEPTED, REJECTED or SUPPRESSED (with reason), or RETRY when the destination
+     * lost them.
      * The host calls it between pushes so it can record delivery as it happens; a host killed
      * mid-export then resends only what was still unsettled. Records reported here are not
      * reported again by finish_export. May be NULL (outcomes then arrive at finish_export).
