@@ -30,13 +30,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (text.size() > 1024) std::abort();  // "capped in length"
 
     ac::BulkAnswer answer = ac::parse_bulk_answer(status, body);
-    std::vector<std::string> reasons;
-    const auto positions = ac::failure_positions(answer.failures, contacts, &reasons);
-    if (reasons.size() != positions.size()) std::abort();
-    for (size_t position : positions) {
-        if (position >= contacts) std::abort();
+    std::vector<std::string> emails(contacts);
+    for (size_t i = 0; i < contacts; ++i) emails[i] = i % 2 ? email : "c" + std::to_string(i) + "@example.com";
+    const auto match = ac::match_failures(answer.failures, emails);
+    std::vector<bool> seen(contacts);
+    for (const auto& [position, reason] : match.refused) {
+        if (position >= contacts || seen[position]) std::abort();  // in the request, each once
+        seen[position] = true;
     }
-    (void)ac::failure_positions(answer.failures, contacts, nullptr);
+    for (size_t position : match.suspects) {
+        if (position >= contacts || seen[position]) std::abort();  // a refused contact is no suspect
+    }
+
+    (void)ac::parse_ac_time(header);
+    (void)ac::parse_contacts_page(body);
+    const auto state = ac::parse_contact_state(body);
+    (void)ac::decide_restore(state, 3, now, 120);
 
     (void)ac::parse_import_info(body);
     (void)ac::nested_id(body, "contact");

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
@@ -55,7 +57,45 @@ bool sleep_until(Clock::time_point until, const std::function<bool()>& cancelled
     }
 }
 
+bool host_shares_budgets(const segpush_host* host) {
+    return host && host->abi_minor >= 4 && SEGPUSH_HAS_FIELD(host, segpush_host, reserve_slot) &&
+           SEGPUSH_HAS_FIELD(host, segpush_host, hold_budget) && host->reserve_slot && host->hold_budget;
+}
+
+std::string budget_name(const std::string& host, const std::string& api_key, const char* limit) {
+    // Hashed piece by piece: no copy of the key is made. Host names ignore case.
+    uint64_t hash = 14695981039346656037ull;
+    auto add = [&hash](const std::string& text, bool fold_case) {
+        for (const unsigned char c : text) {
+            hash ^= fold_case ? static_cast<unsigned char>(std::tolower(c)) : c;
+            hash *= 1099511628211ull;
+        }
+    };
+    add(host, true);
+    add("\n", false);
+    add(api_key, false);
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016" PRIx64, hash);
+    return std::string("activecampaign-") + hex + "-" + limit;
+}
+
+void Pacer::share(const segpush_host* host, std::string budget) {
+    if (!host_shares_budgets(host)) return;
+    host_ = host;
+    budget_ = std::move(budget);
+}
+
 bool Pacer::acquire(const std::function<bool()>& cancelled) {
+    if (host_) {
+        // The host spaces this budget's starts across every export of the account; 0: it
+        // cannot share this one, so pace alone below.
+        const uint64_t slot = host_->reserve_slot(host_->host_data, budget_.c_str(),
+                                                  static_cast<uint64_t>(interval_.count()));
+        if (slot != 0) {
+            return sleep_until(Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(slot))),
+                               cancelled);
+        }
+    }
     Clock::time_point slot;
     {
         std::lock_guard<std::mutex> guard(mutex_);
@@ -66,16 +106,28 @@ bool Pacer::acquire(const std::function<bool()>& cancelled) {
 }
 
 void Pacer::hold_until(Clock::time_point until) {
-    std::lock_guard<std::mutex> guard(mutex_);
-    next_ = std::max(next_, until);
+    {
+        std::lock_guard<std::mutex> guard(mutex_);
+        next_ = std::max(next_, until);
+    }
+    if (host_) {
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
+        if (ns > 0) host_->hold_budget(host_->host_data, budget_.c_str(), static_cast<uint64_t>(ns));
+    }
 }
 
-Http::Http(const ConnectionSettings& settings)
+Http::Http(const ConnectionSettings& settings, const segpush_host* host)
     : settings_(settings),
       base_url_("https://" + settings.host),
       requests_(spacing(settings.requests_per_second, 1.0, 0.05)),
       bulk_(spacing(settings.bulk_requests_per_minute / 60.0, 60.0, 0.5)),
       bulk_single_(spacing(20 / 60.0, 60.0, 0.5)) {  // ActiveCampaign: 20 single-contact imports per minute
+    // The budgets are the account's, so every connection to it, in any export, shares them.
+    if (host_shares_budgets(host)) {
+        requests_.share(host, budget_name(settings.host, settings.api_key, "general"));
+        bulk_.share(host, budget_name(settings.host, settings.api_key, "bulk"));
+        bulk_single_.share(host, budget_name(settings.host, settings.api_key, "bulk-single"));
+    }
     const std::string token = "Api-Token: " + settings.api_key;
     headers_ = curl_slist_append(headers_, token.c_str());
     headers_ = curl_slist_append(headers_, "Accept: application/json");

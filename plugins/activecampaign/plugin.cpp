@@ -1,5 +1,9 @@
 // The ActiveCampaign destination: descriptor, ABI functions and the entry point.
 //
+// Subscriptions (subscriptions.hpp): begin_export reads who is unsubscribed from or bounced on
+// the list; push_batch never sends them (SUPPRESSED), except members segpush removed itself,
+// whom restore_each puts back one by one when ActiveCampaign shows nothing happened since.
+//
 // Records travel: push_batch builds bulk import requests (or, for a whole export of at most
 // ten contacts, contact/sync + contactLists per contact), answers PENDING for queued records
 // and REJECTED for contacts the server refused by position; every queued request is kept as a
@@ -34,6 +38,7 @@
 #include <system_error>
 #include <thread>
 #include <tuple>
+#include <unordered_map>
 #include <utility>
 
 #include "http.hpp"
@@ -120,8 +125,19 @@ void release_outcomes(segpush_outcomes* self) {
     self->release = nullptr;
 }
 
+// Hosts before ABI 1.4 know no SUPPRESSED: they are told REJECTED, with the same reason,
+// which they never send again either.
+bool host_knows_suppressed() {
+    return g_host && g_host->abi_major == SEGPUSH_ABI_MAJOR && g_host->abi_minor >= 4;
+}
+
 void publish(std::unique_ptr<OutcomeList> list, segpush_outcomes* out) {
     if (!out || !list || list->items.empty()) return;
+    if (!host_knows_suppressed()) {
+        for (auto& item : list->items) {
+            if (item.status == SEGPUSH_RECORD_SUPPRESSED) item.status = SEGPUSH_RECORD_REJECTED;
+        }
+    }
     out->struct_size = sizeof(segpush_outcomes);
     out->count = list->items.size();
     out->items = list->items.data();
@@ -265,6 +281,13 @@ struct segpush_export {
     std::vector<Column> columns;
 
     std::mutex mutex;                  // guards everything below
+    // Contacts unsubscribed from (or bounced on) the list when the export began, by lower-cased
+    // email: the contact's id and its ListStatus. One put back (restore_each) leaves it.
+    struct KeptOut {
+        uint64_t contact_id;
+        int status;
+    };
+    std::unordered_map<std::string, KeptOut> kept_out;
     std::list<PendingBatch> pending;   // oldest first
     // Pushes waiting for room in a full import queue (see wait_for_room): signalled when an
     // import leaves the queue, or a waiter hands on the task of waking when the next falls due.
@@ -301,6 +324,10 @@ constexpr size_t kFinishPollers = 8;
 // (ActiveCampaign's pace leaves a handful queued; 128 allow 128 imports a second).
 constexpr size_t kMaxQueuedImports = 128;
 constexpr size_t kSmallExport = 10;
+// How far ActiveCampaign's clock and this machine's may disagree when a membership's change
+// time is set against segpush's record of its own removal (see decide_restore).
+constexpr int64_t kClockSlackSeconds = 120;
+constexpr uint64_t kContactsPerPage = 100;  // ActiveCampaign's largest page
 
 // ---- settings and the descriptor's functions ------------------------------------------------
 
@@ -334,7 +361,7 @@ segpush_status open_connection(const char* settings_json, segpush_connection** o
             return SEGPUSH_ERR_CONFIG;
         }
         auto conn = std::make_unique<segpush_connection>();
-        conn->http = std::make_unique<Http>(std::get<ConnectionSettings>(parsed));
+        conn->http = std::make_unique<Http>(std::get<ConnectionSettings>(parsed), g_host);
         *out = conn.release();
         return SEGPUSH_OK;
     } catch (const std::exception&) {
@@ -377,6 +404,19 @@ segpush_status check_connection(segpush_connection* conn, segpush_error* err) {
             p.field = "host";
             p.message = http.settings().host + " has no ActiveCampaign API v3 (HTTP 404 for /api/3/users/me): use "
                         "the API URL's hostname from Settings > Developer, e.g. youraccount.api-us1.com";
+            return p.report(err);
+        }
+        // A redirect (segpush follows none: the key would go wherever it points) or a request
+        // refused as malformed will be answered the same way next time: a setting to fix.
+        if ((result.status >= 300 && result.status < 400) || result.status == 400) {
+            Problem p = unexpected(result, doing, SEGPUSH_ERR_CONFIG);
+            p.field = "host";
+            const bool redirect = result.status != 400;
+            p.message = http.settings().host + (redirect ? " redirects /api/3/users/me elsewhere (HTTP " : " refused /api/3/users/me as a bad request (HTTP ") +
+                        std::to_string(result.status) + ")" +
+                        (redirect ? "; segpush does not follow redirects, so the API key never goes to another host" : "") +
+                        ": use the account's API URL hostname from Settings > Developer, e.g. youraccount.api-us1.com, "
+                        "not the web app's address or a proxy that rewrites requests";
             return p.report(err);
         }
         return unexpected(result, doing).report(err);
@@ -445,6 +485,46 @@ Problem resolve_custom_fields(segpush_export& exp, const std::vector<std::pair<s
     return {};
 }
 
+// Reads who is unsubscribed from and bounced on the list into exp.kept_out: a page of 100 a
+// request, keyed by contact id (ActiveCampaign's advice for long lists). A page is never
+// taken for the last because it is short (a server may cap pages lower); the first page's
+// meta.total, or an empty page, ends the reading.
+Problem read_kept_out(segpush_export& exp) {
+    Http& http = exp.http();
+    const std::string list = std::to_string(exp.settings.list_id);
+    size_t requests = 0;
+    for (const int status : {unsubscribed, bounced}) {
+        std::optional<uint64_t> total;
+        size_t found = 0;
+        for (uint64_t after = 0;;) {
+            HttpResult result;
+            const std::string path = "/api/3/contacts?listid=" + list + "&status=" + std::to_string(status) +
+                                     "&orders%5Bid%5D=ASC&id_greater=" + std::to_string(after) +
+                                     "&limit=" + std::to_string(kContactsPerPage);
+            if (!http.send("GET", path, nullptr, Budget::general, exp.cancel_check(), result)) return cancelled_problem();
+            ++requests;
+            const std::string doing = "reading who is unsubscribed from list " + list;
+            if (Problem p = common_problem(http, result, doing, Budget::general)) return p;
+            if (result.status != 200) return unexpected(result, doing);
+            const ContactsPage page = parse_contacts_page(result.body);
+            if (!page.ok) return unexpected(result, doing);
+            if (!total) total = page.total.value_or(UINT64_MAX);
+            const uint64_t before = after;
+            for (const auto& contact : page.contacts) {
+                exp.kept_out[lower_ascii(contact.email)] = {contact.id, status};
+                after = std::max(after, contact.id);
+            }
+            found += page.contacts.size();
+            // No contact past the last page's: the end (or a server ignoring id_greater).
+            if (after == before || found >= *total) break;
+        }
+    }
+    log(SEGPUSH_LOG_INFO, "list " + list + " at ActiveCampaign: " + std::to_string(exp.kept_out.size()) +
+                              " contacts unsubscribed or bounced, never subscribed by this export (" +
+                              std::to_string(requests) + " requests to read)");
+    return {};
+}
+
 segpush_status begin_export(segpush_connection* conn, const char* settings_json, const char* const* field_ids,
                             size_t n_fields, void* export_token, segpush_export** out, segpush_error* err) {
     try {
@@ -505,6 +585,7 @@ segpush_status begin_export(segpush_connection* conn, const char* settings_json,
         if (!custom.empty()) {
             if (Problem p = resolve_custom_fields(*exp, custom)) return p.report(err);
         }
+        if (Problem p = read_kept_out(*exp)) return p.report(err);
         log(SEGPUSH_LOG_INFO, "exporting to ActiveCampaign list " + list +
                                   (exp->settings.tags.empty() ? "" : " with " + std::to_string(exp->settings.tags.size()) + " tags"));
         *out = exp.release();
@@ -523,13 +604,16 @@ struct Row {
     std::string_view json;  // bulk contact object, in the string write_objects filled
 };
 
+// nullopt: absent, never sent. An empty value (ABI 1.4) clears the destination's; a value of
+// only spaces is absent, as hosts before it trimmed nothing for us.
 std::optional<std::string_view> value_of(const segpush_value& value) {
     if (!value.data) return std::nullopt;
+    if (value.size == 0) return std::string_view();
     // A test a byte: find_first_not_of and find_last_not_of searched the set of four for each.
     auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
     size_t begin = 0, end = value.size;
     while (begin < end && blank(value.data[begin])) ++begin;
-    if (begin == end) return std::nullopt;  // blank: absent, never sent
+    if (begin == end) return std::nullopt;
     while (blank(value.data[end - 1])) --end;
     return std::string_view(value.data + begin, end - begin);
 }
@@ -560,11 +644,11 @@ BulkOptions subscribe_options(const segpush_export& exp) {
 }
 
 // The bulk import request for `which` rows, whose json is already built.
-std::string body_of(const std::vector<Row>& rows, const std::vector<size_t>& which) {
+std::string body_of(const segpush_export& exp, const std::vector<Row>& rows, const std::vector<size_t>& which) {
     std::vector<std::string_view> objects;
     objects.reserve(which.size());
     for (size_t index : which) objects.push_back(rows[index].json);
-    return bulk_body(objects);
+    return bulk_body(objects, exp.settings.exclude_automations);
 }
 
 // Writes the bulk contact object of each of `which` rows into `objects` (one string for the
@@ -617,7 +701,7 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
     std::vector<size_t> sizes;
     sizes.reserve(valid.size());
     for (size_t index : valid) sizes.push_back(rows[index].json.size());
-    Chunking chunking = chunk_contacts(sizes);
+    Chunking chunking = chunk_contacts(sizes, exp.settings.exclude_automations);
     for (size_t at : chunking.too_large) {
         out.add(rows[valid[at]].id, SEGPUSH_RECORD_REJECTED,
                 "the contact is larger than one ActiveCampaign bulk import request may be (400,000 bytes)");
@@ -644,7 +728,7 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
                      "not sent: ActiveCampaign refused the bulk request four times in a row");
                 break;
             }
-            std::string body = body_of(rows, remaining);
+            std::string body = body_of(exp, rows, remaining);
             const Budget budget = remaining.size() == 1 ? Budget::bulk_import_single : Budget::bulk_import;
             HttpResult result;
             if (!http.send("POST", "/api/3/import/bulk_import", &body, budget, exp.cancel_check(), result)) {
@@ -683,26 +767,35 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
                 return finish_rest(out, rows, unsent(), p);
             }
             if (answer.kind == BulkAnswer::invalid) {
-                std::vector<std::string> reasons;
-                std::vector<size_t> positions = failure_positions(answer.failures, remaining.size(), &reasons);
-                if (positions.empty()) {
+                std::vector<std::string> emails;
+                emails.reserve(remaining.size());
+                for (size_t index : remaining) emails.emplace_back(rows[index].contact.email);
+                const FailureMatch match = match_failures(answer.failures, emails);
+                if (match.refused.empty() && (match.suspects.empty() || remaining.size() == 1)) {
                     Problem p = unexpected(result, doing, SEGPUSH_ERR_DATA);
                     p.message = "ActiveCampaign refused the bulk request without naming a usable contact (" +
                                 (answer.message.empty() ? std::string("HTTP 400") : answer.message) + ")";
                     return finish_rest(out, rows, unsent(), p);
                 }
-                std::vector<bool> refused(remaining.size());
-                for (size_t i = 0; i < positions.size(); ++i) {
-                    refused[positions[i]] = true;
-                    out.add(rows[remaining[positions[i]]].id, SEGPUSH_RECORD_REJECTED,
-                            "ActiveCampaign refused this contact: " + reasons[i]);
+                std::vector<bool> taken_out(remaining.size());
+                for (const auto& [position, reason] : match.refused) {
+                    taken_out[position] = true;
+                    out.add(rows[remaining[position]].id, SEGPUSH_RECORD_REJECTED, "ActiveCampaign refused this contact: " + reason);
+                }
+                // Each suspect goes alone, after the others: one contact's number is 0 or 1.
+                for (size_t position : match.suspects) {
+                    taken_out[position] = true;
+                    chunks.push_back({remaining[position]});
                 }
                 std::vector<size_t> next;
                 for (size_t i = 0; i < remaining.size(); ++i) {
-                    if (!refused[i]) next.push_back(remaining[i]);
+                    if (!taken_out[i]) next.push_back(remaining[i]);
                 }
-                log(SEGPUSH_LOG_INFO, "bulk import refused " + std::to_string(positions.size()) +
-                                          " contacts; sending the other " + std::to_string(next.size()) + " again");
+                log(SEGPUSH_LOG_INFO, "bulk import refused " + std::to_string(match.refused.size()) + " contacts" +
+                                          (match.suspects.empty() ? std::string()
+                                                                  : " and " + std::to_string(match.suspects.size()) +
+                                                                        " it may mean, each sent again alone") +
+                                          "; sending the other " + std::to_string(next.size()) + " again");
                 remaining = std::move(next);
                 continue;
             }
@@ -724,39 +817,112 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
     return {};
 }
 
-// One contact at a time (contact/sync + contactLists): for exports of at most ten contacts.
+// contact/sync of one contact: its id, or "" with the outcome added to `out` (REJECTED) or
+// a problem returned.
+Problem sync_contact(segpush_export& exp, const Row& row, OutcomeList& out, std::string& contact_id) {
+    Http& http = exp.http();
+    contact_id.clear();
+    const std::string body = sync_body(row.contact);
+    HttpResult result;
+    if (!http.send("POST", "/api/3/contact/sync", &body, Budget::general, exp.cancel_check(), result)) {
+        return cancelled_problem();
+    }
+    if (Problem p = common_problem(http, result, "syncing a contact", Budget::general)) return p;
+    if (result.status == 400 || result.status == 422) {
+        const std::string text = error_text(result.body);
+        out.add(row.id, SEGPUSH_RECORD_REJECTED,
+                "ActiveCampaign refused this contact (HTTP " + std::to_string(result.status) + ")" +
+                    (text.empty() ? "" : ": " + text));
+        return {};
+    }
+    if (result.status != 200 && result.status != 201) return unexpected(result, "syncing a contact", SEGPUSH_RETRY);
+    contact_id = nested_id(result.body, "contact");
+    if (contact_id.empty()) return unexpected(result, "syncing a contact (no contact id)", SEGPUSH_RETRY);
+    return {};
+}
+
+// What ActiveCampaign holds now about the contact's subscriptions: GET /contacts/{id} (with
+// its bounce state) or, enough for the list's status alone, GET /contacts/{id}/contactLists.
+// A contact that no longer exists reads as not ok, with `gone` set.
+Problem read_contact_state(segpush_export& exp, const std::string& contact_id, bool with_bounce, ContactState& state,
+                           bool& gone) {
+    Http& http = exp.http();
+    HttpResult result;
+    const std::string path = "/api/3/contacts/" + url_encode(contact_id) + (with_bounce ? "" : "/contactLists");
+    if (!http.send("GET", path, nullptr, Budget::general, exp.cancel_check(), result)) return cancelled_problem();
+    const std::string doing = "reading a contact's subscriptions";
+    if (Problem p = common_problem(http, result, doing, Budget::general)) return p;
+    gone = result.status == 404;
+    if (gone) return {};
+    if (result.status != 200) return unexpected(result, doing, SEGPUSH_RETRY);
+    state = parse_contact_state(result.body);
+    if (!state.ok) return unexpected(result, doing, SEGPUSH_RETRY);
+    return {};
+}
+
+// POST /contactLists for one contact: ACCEPTED, REJECTED or a problem. `resubscribe` marks
+// the undoing of segpush's own unsubscribe.
+Problem change_list_status(segpush_export& exp, const Row& row, const std::string& contact_id, ListAction action,
+                           bool resubscribe, OutcomeList& out) {
+    Http& http = exp.http();
+    const std::string list = std::to_string(exp.settings.list_id);
+    const std::string body = contact_list_body(exp.settings.list_id, contact_id, action, resubscribe);
+    HttpResult result;
+    if (!http.send("POST", "/api/3/contactLists", &body, Budget::general, exp.cancel_check(), result)) {
+        return cancelled_problem();
+    }
+    const std::string doing = action == ListAction::subscribe ? "subscribing a contact to list " + list
+                                                              : "unsubscribing a contact from list " + list;
+    if (Problem p = common_problem(http, result, doing, Budget::general)) return p;
+    if (result.status == 200 || result.status == 201) {
+        out.add(row.id, SEGPUSH_RECORD_ACCEPTED);
+        return {};
+    }
+    if (mentions_missing_list(result.body) || result.status == 404) {
+        Problem p = unexpected(result, doing, SEGPUSH_ERR_CONFIG);
+        p.field = "list_id";
+        p.message = "ActiveCampaign has no list with id " + list + " any more (" + doing + ")";
+        return p;
+    }
+    if (result.status == 400 || result.status == 422) {
+        const std::string text = error_text(result.body);
+        out.add(row.id, SEGPUSH_RECORD_REJECTED,
+                "ActiveCampaign refused the list change (HTTP " + std::to_string(result.status) + ")" +
+                    (text.empty() ? "" : ": " + text));
+        return {};
+    }
+    return unexpected(result, doing, SEGPUSH_RETRY);
+}
+
+// One contact at a time: for exports of at most ten contacts. An upsert is contact/sync, then
+// the contact's status on the list read back, then contactLists status 1 only if it is
+// neither subscribed already nor unsubscribed/bounced (someone unsubscribing since the export
+// began). A removal finds the contact by email and sets status 2.
 Problem push_each(segpush_export& exp, const std::vector<Row>& rows, const std::vector<size_t>& valid, ListAction action,
                   OutcomeList& out) {
     Http& http = exp.http();
-    const std::string list = std::to_string(exp.settings.list_id);
     for (size_t v = 0; v < valid.size(); ++v) {
         const Row& row = rows[valid[v]];
         const std::vector<size_t> rest(valid.begin() + static_cast<std::ptrdiff_t>(v), valid.end());
         std::string contact_id;
-        HttpResult result;
         if (action == ListAction::subscribe) {
-            const std::string body = sync_body(row.contact);
-            if (!http.send("POST", "/api/3/contact/sync", &body, Budget::general, exp.cancel_check(), result)) {
-                return finish_rest(out, rows, rest, cancelled_problem());
-            }
-            if (Problem p = common_problem(http, result, "syncing a contact", Budget::general)) {
-                return finish_rest(out, rows, rest, p);
-            }
-            if (result.status == 400 || result.status == 422) {
-                const std::string text = error_text(result.body);
-                out.add(row.id, SEGPUSH_RECORD_REJECTED,
-                        "ActiveCampaign refused this contact (HTTP " + std::to_string(result.status) + ")" +
-                            (text.empty() ? "" : ": " + text));
+            const size_t settled = out.items.size();
+            if (Problem p = sync_contact(exp, row, out, contact_id)) return finish_rest(out, rows, rest, p);
+            if (out.items.size() > settled) continue;  // refused
+            ContactState state;
+            bool gone = false;
+            if (Problem p = read_contact_state(exp, contact_id, false, state, gone)) return finish_rest(out, rows, rest, p);
+            const Membership* membership = gone ? nullptr : state.on(exp.settings.list_id);
+            if (membership && membership->status == active) {
+                out.add(row.id, SEGPUSH_RECORD_ACCEPTED);
                 continue;
             }
-            if (result.status != 200 && result.status != 201) {
-                return finish_rest(out, rows, rest, unexpected(result, "syncing a contact", SEGPUSH_RETRY));
-            }
-            contact_id = nested_id(result.body, "contact");
-            if (contact_id.empty()) {
-                return finish_rest(out, rows, rest, unexpected(result, "syncing a contact (no contact id)", SEGPUSH_RETRY));
+            if (membership && (membership->status == unsubscribed || membership->status == bounced)) {
+                out.add(row.id, SEGPUSH_RECORD_SUPPRESSED, kept_out_reason(membership->status, exp.settings.list_id));
+                continue;
             }
         } else {
+            HttpResult result;
             if (!http.send("GET", "/api/3/contacts?email=" + url_encode(row.contact.email), nullptr, Budget::general,
                            exp.cancel_check(), result)) {
                 return finish_rest(out, rows, rest, cancelled_problem());
@@ -771,35 +937,58 @@ Problem push_each(segpush_export& exp, const std::vector<Row>& rows, const std::
                 continue;
             }
         }
-        const std::string body = contact_list_body(exp.settings.list_id, contact_id, action);
-        if (!http.send("POST", "/api/3/contactLists", &body, Budget::general, exp.cancel_check(), result)) {
-            return finish_rest(out, rows, rest, cancelled_problem());
-        }
-        const std::string doing = action == ListAction::subscribe ? "subscribing a contact to list " + list
-                                                                  : "unsubscribing a contact from list " + list;
-        if (Problem p = common_problem(http, result, doing, Budget::general)) return finish_rest(out, rows, rest, p);
-        if (result.status == 200 || result.status == 201) {
-            out.add(row.id, SEGPUSH_RECORD_ACCEPTED);
-            continue;
-        }
-        if (mentions_missing_list(result.body) || result.status == 404) {
-            Problem p = unexpected(result, doing, SEGPUSH_ERR_CONFIG);
-            p.field = "list_id";
-            p.message = "ActiveCampaign has no list with id " + list + " any more (" + doing + ")";
-            return finish_rest(out, rows, rest, p);
-        }
-        if (result.status == 400 || result.status == 422) {
-            const std::string text = error_text(result.body);
-            out.add(row.id, SEGPUSH_RECORD_REJECTED,
-                    "ActiveCampaign refused the list change (HTTP " + std::to_string(result.status) + ")" +
-                        (text.empty() ? "" : ": " + text));
-            continue;
-        }
-        return finish_rest(out, rows, rest, unexpected(result, doing, SEGPUSH_RETRY));
+        if (Problem p = change_list_status(exp, row, contact_id, action, false, out)) return finish_rest(out, rows, rest, p);
     }
     return {};
 }
 
+// Members segpush removed in an earlier run who are unsubscribed now: each is put back only
+// when decide_restore finds ActiveCampaign unchanged since (GET /contacts/{id}), by
+// contact/sync and contactLists status 1; otherwise SUPPRESSED, nothing sent. Bulk import
+// cannot do it: it never subscribes an unsubscribed contact. On a problem, `done` says how
+// many of `which` have their outcome.
+Problem restore_each(segpush_export& exp, const std::vector<Row>& rows, const std::vector<size_t>& which,
+                     const int64_t* removed_at, OutcomeList& out, size_t& done) {
+    for (done = 0; done < which.size(); ++done) {
+        const Row& row = rows[which[done]];
+        const std::string email = lower_ascii(std::string(row.contact.email));
+        uint64_t known_id = 0;
+        {
+            std::lock_guard<std::mutex> guard(exp.mutex);
+            known_id = exp.kept_out.at(email).contact_id;
+        }
+        ContactState state;
+        bool gone = false;
+        if (Problem p = read_contact_state(exp, std::to_string(known_id), true, state, gone)) return p;
+        if (gone) {
+            out.add(row.id, SEGPUSH_RECORD_SUPPRESSED,
+                    "the contact was deleted at ActiveCampaign since segpush removed it from list " +
+                        std::to_string(exp.settings.list_id) + "; not created again");
+            continue;
+        }
+        const RestoreDecision decision = decide_restore(state, exp.settings.list_id, removed_at[which[done]], kClockSlackSeconds);
+        if (decision.kind == RestoreDecision::keep_out) {
+            out.add(row.id, SEGPUSH_RECORD_SUPPRESSED, decision.reason);
+            continue;
+        }
+        const size_t settled = out.items.size();
+        std::string contact_id;
+        if (Problem p = sync_contact(exp, row, out, contact_id)) return p;
+        if (out.items.size() > settled) continue;  // refused
+        if (decision.kind == RestoreDecision::already_subscribed) {
+            out.add(row.id, SEGPUSH_RECORD_ACCEPTED);
+        } else if (Problem p = change_list_status(exp, row, contact_id, ListAction::subscribe, true, out)) {
+            return p;
+        }
+        if (out.items.back().status != SEGPUSH_RECORD_ACCEPTED) continue;
+        if (decision.kind == RestoreDecision::restore) {
+            log(SEGPUSH_LOG_INFO, "put a contact segpush had removed back on list " + std::to_string(exp.settings.list_id));
+        }
+        std::lock_guard<std::mutex> guard(exp.mutex);
+        exp.kept_out.erase(email);
+    }
+    return {};
+}
 
 bool poll_due(segpush_export& exp, size_t max_polls, Problem& problem);
 void wait_for_room(segpush_export& exp);
@@ -832,21 +1021,49 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
         auto out = std::make_unique<OutcomeList>();
         out->reserve(batch->n_records);
         std::vector<Row> rows = rows_of(*exp, *batch);
-        std::vector<size_t> valid;
-        for (size_t r = 0; r < rows.size(); ++r) {
-            if (rows[r].contact.email.empty()) {
-                out->add(rows[r].id, SEGPUSH_RECORD_REJECTED, "the record has no email; ActiveCampaign needs one");
-            } else {
-                valid.push_back(r);
+        const int64_t* removed_at =
+            SEGPUSH_HAS_FIELD(batch, segpush_batch, removed_at) && action == ListAction::subscribe ? batch->removed_at : nullptr;
+        std::vector<size_t> valid;      // sent by bulk import, or per contact when few
+        std::vector<size_t> restoring;  // removed by segpush before, unsubscribed now: see restore_each
+        size_t with_email = 0;
+        {
+            std::lock_guard<std::mutex> guard(exp->mutex);
+            for (size_t r = 0; r < rows.size(); ++r) {
+                if (rows[r].contact.email.empty()) {
+                    out->add(rows[r].id, SEGPUSH_RECORD_REJECTED, "the record has no email; ActiveCampaign needs one");
+                    continue;
+                }
+                ++with_email;
+                const auto kept = exp->kept_out.find(lower_ascii(std::string(rows[r].contact.email)));
+                if (kept == exp->kept_out.end()) {
+                    valid.push_back(r);
+                } else if (action == ListAction::unsubscribe) {
+                    // Off the list already, by their doing: not a removal segpush made.
+                    out->add(rows[r].id, SEGPUSH_RECORD_SUPPRESSED,
+                             kept_out_reason(kept->second.status, exp->settings.list_id) + "; nothing to remove");
+                } else if (removed_at && removed_at[r] != 0) {
+                    restoring.push_back(r);
+                } else {
+                    out->add(rows[r].id, SEGPUSH_RECORD_SUPPRESSED, kept_out_reason(kept->second.status, exp->settings.list_id));
+                }
+            }
+        }
+        Problem problem;
+        if (!restoring.empty()) {
+            size_t done = 0;
+            if (Problem p = restore_each(*exp, rows, restoring, removed_at, *out, done)) {
+                std::vector<size_t> rest(restoring.begin() + static_cast<std::ptrdiff_t>(done), restoring.end());
+                rest.insert(rest.end(), valid.begin(), valid.end());
+                problem = finish_rest(*out, rows, rest, p);
+                if (!problem) valid.clear();  // given their outcomes (RETRY) above
             }
         }
         // ActiveCampaign asks for the per-contact API when there are ten contacts or fewer. The
         // plugin cannot see the export's size; a batch of at most ten before any bulk import
         // means the host had no more to send (it fills batches to the declared limit).
-        const bool small = !valid.empty() && valid.size() <= kSmallExport && !exp->bulk_started.load() &&
-                           exp->settings.tags.empty() && !exp->settings.exclude_automations;
-        Problem problem;
-        if (!valid.empty()) {
+        const bool small = with_email <= kSmallExport && !exp->bulk_started.load() && exp->settings.tags.empty() &&
+                           !exp->settings.exclude_automations;
+        if (!problem && !valid.empty()) {
             if (!small) exp->bulk_started = true;
             problem = small ? push_each(*exp, rows, valid, action, *out) : push_bulk(*exp, rows, valid, action, *out);
         }
@@ -920,7 +1137,8 @@ Poll poll_batch(segpush_export& exp, PendingBatch& batch, OutcomeList& out, Prob
                 ++rejected;
                 out.add(batch.ids[i], SEGPUSH_RECORD_REJECTED,
                         "ActiveCampaign's bulk import did not take this contact (listed as failed, without a reason; "
-                        "often an invalid address or one on the account's exclusion list)");
+                        "often an invalid address, one on the account's exclusion list, or a contact who unsubscribed "
+                        "from the list while the export ran)");
             } else {
                 out.add(batch.ids[i], SEGPUSH_RECORD_ACCEPTED);
             }
@@ -1194,7 +1412,7 @@ segpush_status resume_pending(segpush_export* exp, const segpush_batch* batch, c
             pending.queued_at = Clock::now() - kFirstPollAge;
             for (size_t r : members) pending.add(rows[r].id, rows[r].contact.email);
             write_objects(writer, rows, members, objects);
-            pending.body = body_of(rows, members);
+            pending.body = body_of(*exp, rows, members);
             Problem problem;
             if (poll_batch(*exp, pending, *out, problem) == Poll::settled) continue;
             if (problem.status == SEGPUSH_ERR_CANCELLED || problem.status == SEGPUSH_ERR_AUTH ||

@@ -13,13 +13,18 @@ namespace {
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
+// ActiveCampaign's reference puts exclude_automations in each contact, one client library at
+// the top of the request; which one the server reads is not documented, so both carry it.
+constexpr char kTopLevelExclusion[] = "],\"exclude_automations\":true}";
+
 void string_member(Writer& w, const char* key, std::string_view value) {
     w.Key(key);
     w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
 }
 
+// An absent value is left out (ActiveCampaign keeps what it has); an empty one clears it.
 void optional_member(Writer& w, const char* key, const std::optional<std::string_view>& value) {
-    if (value && !value->empty()) string_member(w, key, *value);
+    if (value) string_member(w, key, *value);
 }
 
 // True when one of the eight bytes must be escaped in a JSON string: a control character, '"'
@@ -104,7 +109,7 @@ void BulkContactWriter::append(const Contact& contact, std::string& out) const {
     append_json_string(out, contact.email);
     if (upsert_) {
         auto optional_member = [&](const char* key_and_colon, const std::optional<std::string_view>& value) {
-            if (!value || value->empty()) return;
+            if (!value) return;
             out += key_and_colon;
             append_json_string(out, *value);
         };
@@ -113,7 +118,6 @@ void BulkContactWriter::append(const Contact& contact, std::string& out) const {
         optional_member(",\"phone\":", contact.phone);
         bool any_field = false;
         for (const auto& [id, value] : contact.fields) {
-            if (value.empty()) continue;
             out += any_field ? ",{\"id\":" : ",\"fields\":[{\"id\":";
             any_field = true;
             out += std::to_string(id);
@@ -126,37 +130,39 @@ void BulkContactWriter::append(const Contact& contact, std::string& out) const {
     out += shared_members_;
 }
 
-size_t bulk_body_size(size_t sum_of_object_sizes, size_t n_objects) {
-    static const size_t kFrame = sizeof("{\"contacts\":[]}") - 1;
-    return kFrame + sum_of_object_sizes + (n_objects > 0 ? n_objects - 1 : 0);
+size_t bulk_body_size(size_t sum_of_object_sizes, size_t n_objects, bool exclude_automations) {
+    const size_t frame = sizeof("{\"contacts\":[") - 1 + (exclude_automations ? sizeof(kTopLevelExclusion) - 1 : 2);
+    return frame + sum_of_object_sizes + (n_objects > 0 ? n_objects - 1 : 0);
 }
 
-std::string bulk_body(const std::vector<std::string_view>& contact_objects) {
+std::string bulk_body(const std::vector<std::string_view>& contact_objects, bool exclude_automations) {
     size_t sum = 0;
     for (const auto object : contact_objects) sum += object.size();
     std::string body;
-    body.reserve(bulk_body_size(sum, contact_objects.size()));
+    body.reserve(bulk_body_size(sum, contact_objects.size(), exclude_automations));
     body += "{\"contacts\":[";
     for (size_t i = 0; i < contact_objects.size(); ++i) {
         if (i) body += ',';
         body += contact_objects[i];
     }
-    body += "]}";
+    body += exclude_automations ? std::string_view(kTopLevelExclusion) : std::string_view("]}");
     return body;
 }
 
-Chunking chunk_contacts(const std::vector<size_t>& object_sizes, size_t max_contacts, size_t max_bytes) {
+Chunking chunk_contacts(const std::vector<size_t>& object_sizes, bool exclude_automations, size_t max_contacts,
+                        size_t max_bytes) {
     Chunking out;
     std::vector<size_t> current;
     size_t sum = 0;
     for (size_t i = 0; i < object_sizes.size(); ++i) {
         const size_t size = object_sizes[i];
-        if (bulk_body_size(size, 1) > max_bytes) {
+        if (bulk_body_size(size, 1, exclude_automations) > max_bytes) {
             out.too_large.push_back(i);
             continue;
         }
         if (!current.empty() &&
-            (current.size() >= max_contacts || bulk_body_size(sum + size, current.size() + 1) > max_bytes)) {
+            (current.size() >= max_contacts ||
+             bulk_body_size(sum + size, current.size() + 1, exclude_automations) > max_bytes)) {
             out.chunks.push_back(std::move(current));
             current.clear();
             sum = 0;
@@ -180,7 +186,6 @@ std::string sync_body(const Contact& contact) {
     optional_member(w, "phone", contact.phone);
     bool any_field = false;
     for (const auto& field : contact.fields) {
-        if (field.second.empty()) continue;
         if (!any_field) {
             w.Key("fieldValues");
             w.StartArray();
@@ -197,7 +202,7 @@ std::string sync_body(const Contact& contact) {
     return std::string(buffer.GetString(), buffer.GetSize());
 }
 
-std::string contact_list_body(uint64_t list_id, const std::string& contact_id, ListAction action) {
+std::string contact_list_body(uint64_t list_id, const std::string& contact_id, ListAction action, bool resubscribe) {
     rapidjson::StringBuffer buffer;
     Writer w(buffer);
     w.StartObject();
@@ -206,6 +211,10 @@ std::string contact_list_body(uint64_t list_id, const std::string& contact_id, L
     string_member(w, "list", std::to_string(list_id));
     string_member(w, "contact", contact_id);
     string_member(w, "status", action == ListAction::subscribe ? "1" : "2");
+    if (resubscribe) {
+        w.Key("sourceid");
+        w.Int(4);  // the documented source of a re-subscription
+    }
     w.EndObject();
     w.EndObject();
     return std::string(buffer.GetString(), buffer.GetSize());

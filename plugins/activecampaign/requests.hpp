@@ -13,15 +13,15 @@
 namespace segpush::activecampaign {
 
 // One contact as mapped from a batch row. Absent optional values stay absent: they are never
-// sent, so they never erase what ActiveCampaign already holds. The values are views of the
-// batch (borrowed for the push_batch call that reads it): a copy of each was an allocation
-// and a free per value.
+// sent, so they never erase what ActiveCampaign already holds; an empty one is sent empty, to
+// clear it (the export's clear_blank_values). The values are views of the batch (borrowed for
+// the push_batch call that reads it): a copy of each was an allocation and a free per value.
 struct Contact {
     std::string_view email;
     std::optional<std::string_view> first_name;
     std::optional<std::string_view> last_name;
     std::optional<std::string_view> phone;
-    std::vector<std::pair<uint64_t, std::string_view>> fields;  // custom field id, value
+    std::vector<std::pair<uint64_t, std::string_view>> fields;  // custom field id, value (empty: clear)
 };
 
 enum class ListAction { subscribe, unsubscribe };
@@ -58,10 +58,11 @@ private:
 // files); '"', '\\' and control characters are escaped, everything else is copied.
 void append_json_string(std::string& out, std::string_view text);
 
-// The full request body from contact objects made by BulkContactWriter.
-std::string bulk_body(const std::vector<std::string_view>& contact_objects);
-// The bytes bulk_body adds around the contacts: "{"contacts":[" + "]}" + commas.
-size_t bulk_body_size(size_t sum_of_object_sizes, size_t n_objects);
+// The full request body from contact objects made by BulkContactWriter; with
+// exclude_automations, the request says so at its top level too.
+std::string bulk_body(const std::vector<std::string_view>& contact_objects, bool exclude_automations = false);
+// The size of bulk_body's answer for objects of that total size.
+size_t bulk_body_size(size_t sum_of_object_sizes, size_t n_objects, bool exclude_automations = false);
 
 // Splits contact objects (by index) into requests of at most max_contacts and max_bytes.
 // Objects too large for any request on their own are returned in `too_large`.
@@ -69,13 +70,15 @@ struct Chunking {
     std::vector<std::vector<size_t>> chunks;
     std::vector<size_t> too_large;
 };
-Chunking chunk_contacts(const std::vector<size_t>& object_sizes, size_t max_contacts = kBulkMaxContacts,
-                        size_t max_bytes = kBulkMaxBytes);
+Chunking chunk_contacts(const std::vector<size_t>& object_sizes, bool exclude_automations = false,
+                        size_t max_contacts = kBulkMaxContacts, size_t max_bytes = kBulkMaxBytes);
 
 // POST /api/3/contact/sync body (camelCase names, custom fields as fieldValues).
 std::string sync_body(const Contact& contact);
-// POST /api/3/contactLists body; status 1 subscribes, 2 unsubscribes.
-std::string contact_list_body(uint64_t list_id, const std::string& contact_id, ListAction action);
+// POST /api/3/contactLists body; status 1 subscribes, 2 unsubscribes. `resubscribe` marks a
+// subscription that undoes an unsubscribe (sourceid 4, as documented).
+std::string contact_list_body(uint64_t list_id, const std::string& contact_id, ListAction action,
+                              bool resubscribe = false);
 
 // Percent-encodes a query-string value.
 std::string url_encode(std::string_view value);

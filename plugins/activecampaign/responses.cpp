@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 
@@ -169,23 +170,47 @@ BulkAnswer parse_bulk_answer(long http_status, const std::string& body) {
     return out;
 }
 
-std::vector<size_t> failure_positions(const std::vector<BulkAnswer::Failure>& failures, size_t n,
-                                      std::vector<std::string>* reasons) {
-    bool one_based = false;
-    bool zero_seen = false;
+FailureMatch match_failures(const std::vector<BulkAnswer::Failure>& failures, const std::vector<std::string>& emails) {
+    const size_t n = emails.size();
+    FailureMatch out;
+    std::vector<bool> refused(n), suspect(n);
+    auto refuse = [&](size_t position, const std::string& reason) {
+        if (refused[position]) return;
+        refused[position] = true;
+        out.refused.emplace_back(position, reason);
+    };
+    // A reason naming a contact of the request settles it, whatever the numbering.
+    std::vector<const BulkAnswer::Failure*> unnamed;
     for (const auto& failure : failures) {
-        if (failure.index == static_cast<int64_t>(n)) one_based = true;
-        if (failure.index == 0) zero_seen = true;
+        auto named = std::find_if(emails.begin(), emails.end(), [&](const std::string& email) {
+            return !email.empty() && contains_ci(failure.reason, email);
+        });
+        if (named != emails.end()) {
+            refuse(static_cast<size_t>(named - emails.begin()), failure.reason);
+        } else {
+            unnamed.push_back(&failure);
+        }
     }
-    if (zero_seen) one_based = false;
-    std::vector<size_t> out;
-    for (const auto& failure : failures) {
-        if (failure.index < 0) continue;  // never a position; and INT64_MIN - 1 would overflow
-        const int64_t position = failure.index - (one_based ? 1 : 0);
-        if (position < 0 || position >= static_cast<int64_t>(n)) continue;
-        if (std::find(out.begin(), out.end(), size_t(position)) != out.end()) continue;
-        out.push_back(static_cast<size_t>(position));
-        if (reasons) reasons->push_back(failure.reason);
+    // Index 0 exists only counting from 0, index n only counting from 1.
+    bool zero_based = false, one_based = false;
+    for (const auto* failure : unnamed) {
+        zero_based = zero_based || failure->index == 0;
+        one_based = one_based || failure->index == static_cast<int64_t>(n);
+    }
+    for (const auto* failure : unnamed) {
+        if (failure->index < 0) continue;  // never a position; and INT64_MIN - 1 would overflow
+        const auto index = static_cast<uint64_t>(failure->index);
+        if (zero_based != one_based) {
+            const uint64_t position = index - (one_based ? 1 : 0);
+            if (position < n) refuse(static_cast<size_t>(position), failure->reason);
+            continue;
+        }
+        // Either numbering fits: both candidates are suspects, the rest of the request is not.
+        if (index < n) suspect[index] = true;
+        if (index >= 1 && index - 1 < n) suspect[index - 1] = true;
+    }
+    for (size_t position = 0; position < n; ++position) {
+        if (suspect[position] && !refused[position]) out.suspects.push_back(position);
     }
     return out;
 }
@@ -277,6 +302,111 @@ FieldsPage parse_fields_page(const std::string& body) {
 bool mentions_missing_list(const std::string& body) {
     return body.find("list_not_exist") != std::string::npos ||
            (body.find("related_missing") != std::string::npos && body.find("/data/attributes/list") != std::string::npos);
+}
+
+}  // namespace segpush::activecampaign
+
+namespace segpush::activecampaign {
+
+std::optional<int64_t> parse_ac_time(const std::string& text) {
+    int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, used = 0;
+    if (std::sscanf(text.c_str(), "%4d-%2d-%2d%*1[T ]%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute, &second,
+                    &used) != 6) {
+        return std::nullopt;
+    }
+    size_t at = static_cast<size_t>(used);
+    if (at < text.size() && text[at] == '.') {  // fractions of a second: not needed
+        ++at;
+        while (at < text.size() && std::isdigit(static_cast<unsigned char>(text[at]))) ++at;
+    }
+    int64_t offset = 0;
+    const std::string zone = text.substr(at);
+    if (zone == "Z") {
+        offset = 0;
+    } else if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':' &&
+               std::isdigit(static_cast<unsigned char>(zone[1])) && std::isdigit(static_cast<unsigned char>(zone[2])) &&
+               std::isdigit(static_cast<unsigned char>(zone[4])) && std::isdigit(static_cast<unsigned char>(zone[5]))) {
+        offset = ((zone[1] - '0') * 10 + (zone[2] - '0')) * 3600 + ((zone[4] - '0') * 10 + (zone[5] - '0')) * 60;
+        if (zone[0] == '-') offset = -offset;
+    } else if (zone.size() == 5 && (zone[0] == '+' || zone[0] == '-') &&
+               std::all_of(zone.begin() + 1, zone.end(), [](unsigned char c) { return std::isdigit(c); })) {
+        offset = ((zone[1] - '0') * 10 + (zone[2] - '0')) * 3600 + ((zone[3] - '0') * 10 + (zone[4] - '0')) * 60;
+        if (zone[0] == '-') offset = -offset;
+    } else {
+        return std::nullopt;  // no offset, or something else after the time
+    }
+    if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return std::nullopt;
+    std::tm utc{};
+    utc.tm_year = year - 1900;
+    utc.tm_mon = month - 1;
+    utc.tm_mday = day;
+    utc.tm_hour = hour;
+    utc.tm_min = minute;
+    utc.tm_sec = second;
+    return static_cast<int64_t>(timegm(&utc)) - offset;
+}
+
+ContactsPage parse_contacts_page(const std::string& body) {
+    ContactsPage out;
+    rapidjson::Document doc;
+    if (!parse(doc, body)) return out;
+    auto* contacts = member(doc, "contacts");
+    if (!contacts || !contacts->IsArray()) return out;
+    out.ok = true;
+    for (const auto& contact : contacts->GetArray()) {
+        auto* id = member(contact, "id");
+        auto* email = member(contact, "email");
+        auto number = id ? as_int(*id) : std::nullopt;
+        if (!number || *number <= 0 || !email || !email->IsString()) continue;
+        out.contacts.push_back({static_cast<uint64_t>(*number), as_text(*email)});
+    }
+    if (auto* meta = member(doc, "meta")) {
+        if (auto* total = member(*meta, "total")) {
+            if (auto n = as_int(*total); n && *n >= 0) out.total = static_cast<uint64_t>(*n);
+        }
+    }
+    return out;
+}
+
+ContactState parse_contact_state(const std::string& body) {
+    ContactState out;
+    rapidjson::Document doc;
+    if (!parse(doc, body)) return out;
+    auto* lists = member(doc, "contactLists");
+    if (!lists || !lists->IsArray()) return out;
+    out.ok = true;
+    if (auto* contact = member(doc, "contact")) {
+        if (auto* bounced = member(*contact, "bounced_hard")) {
+            const auto hard = as_int(*bounced);
+            out.bounced = hard.value_or(0) != 0;
+        }
+    }
+    // A field that names who made the change: set when it is a non-empty text other than "0".
+    auto named = [](const rapidjson::Value& item, const char* key) {
+        auto* value = member(item, key);
+        if (!value || value->IsNull()) return false;
+        const std::string text = as_text(*value);
+        return !text.empty() && text != "0";
+    };
+    for (const auto& item : lists->GetArray()) {
+        auto* list = member(item, "list");
+        auto* status = member(item, "status");
+        auto list_id = list ? as_int(*list) : std::nullopt;
+        auto status_value = status ? as_int(*status) : std::nullopt;
+        if (!list_id || *list_id <= 0 || !status_value) continue;
+        Membership membership;
+        membership.list_id = static_cast<uint64_t>(*list_id);
+        membership.status = static_cast<int>(*status_value);
+        if (auto* udate = member(item, "udate"); udate && udate->IsString()) {
+            membership.udate = as_text(*udate);
+            membership.changed_at = parse_ac_time(membership.udate);
+        }
+        // ("automation" names the automation that subscribed them, not an unsubscribe.)
+        membership.self_made = named(item, "campaign") || named(item, "message") ||
+                               named(item, "unsubscribeAutomation") || named(item, "unsubreason");
+        out.memberships.push_back(std::move(membership));
+    }
+    return out;
 }
 
 }  // namespace segpush::activecampaign

@@ -6,7 +6,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "subscriptions.hpp"
 
 namespace segpush::activecampaign {
 
@@ -36,12 +39,16 @@ struct BulkAnswer {
 };
 BulkAnswer parse_bulk_answer(long http_status, const std::string& body);
 
-// Maps the server's failureReasons "contact" numbers to positions 0..n-1 of the request.
-// The documentation does not say whether they count from 0 or 1: an index equal to n proves
-// 1-based, an index 0 proves 0-based; otherwise 0-based (array positions). Indices that fit
-// neither are dropped.
-std::vector<size_t> failure_positions(const std::vector<BulkAnswer::Failure>& failures, size_t n,
-                                      std::vector<std::string>* reasons);
+// Which contacts of a refused bulk request (emails, in request order) the failureReasons
+// name. The documentation does not say whether their "contact" numbers count from 0 or from 1,
+// so a failure is placed by the email its reason names when it names one; else by the
+// numbering when one index proves it (0 exists only from 0, n only from 1); else both contacts
+// it could mean are suspects, to be sent again alone, where a request of one settles it.
+struct FailureMatch {
+    std::vector<std::pair<size_t, std::string>> refused;  // position, reason
+    std::vector<size_t> suspects;                         // ascending
+};
+FailureMatch match_failures(const std::vector<BulkAnswer::Failure>& failures, const std::vector<std::string>& emails);
 
 // GET /api/3/import/info answer.
 struct ImportInfo {
@@ -70,6 +77,27 @@ struct FieldsPage {
     uint64_t total = 0;  // meta.total; 0 when absent
 };
 FieldsPage parse_fields_page(const std::string& body);
+
+// A timestamp as ActiveCampaign writes it, "2021-05-12T11:10:06-05:00" (the account's offset;
+// "Z" and "+0200" accepted too), in seconds since 1970-01-01 UTC. nullopt without an offset:
+// the account's time zone is unknown here, so such a time cannot be compared.
+std::optional<int64_t> parse_ac_time(const std::string& text);
+
+// One page of GET /api/3/contacts?listid=&status=: the contacts' ids and emails.
+struct ContactsPage {
+    bool ok = false;
+    struct Entry {
+        uint64_t id = 0;
+        std::string email;
+    };
+    std::vector<Entry> contacts;
+    std::optional<uint64_t> total;  // meta.total, when given
+};
+ContactsPage parse_contacts_page(const std::string& body);
+
+// A contact's bounce and list memberships from GET /api/3/contacts/{id} ({"contact":...,
+// "contactLists":[...]}) or GET /api/3/contacts/{id}/contactLists ({"contactLists":[...]}).
+ContactState parse_contact_state(const std::string& body);
 
 // Whether an error body says a list is missing ("related_missing" / list_not_exist).
 bool mentions_missing_list(const std::string& body);

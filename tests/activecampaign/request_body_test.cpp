@@ -84,9 +84,9 @@ TEST_CASE("BulkContactWriter: an upsert carries the values, custom fields, tags,
     Contact contact;
     contact.email = "Ann@Example.com";
     contact.first_name = "Ann \"Nan\"";
-    contact.last_name = "";  // blank: never sent, so never erases what ActiveCampaign holds
+    // last_name absent: never sent, so never erases what ActiveCampaign holds.
     contact.phone = "+1 555\t0100";
-    contact.fields = {{7, "a||b"}, {9, ""}, {11, "x\\y"}};
+    contact.fields = {{7, "a||b"}, {9, ""}, {11, "x\\y"}};  // 9 empty: the export clears it
     std::string json;
     writer.append(contact, json);
     const rapidjson::Document object = parse(json);
@@ -95,11 +95,13 @@ TEST_CASE("BulkContactWriter: an upsert carries the values, custom fields, tags,
     CHECK(string_of(object["first_name"]) == "Ann \"Nan\"");
     CHECK_FALSE(object.HasMember("last_name"));
     CHECK(string_of(object["phone"]) == "+1 555\t0100");
-    REQUIRE(object["fields"].Size() == 2);
+    REQUIRE(object["fields"].Size() == 3);
     CHECK(object["fields"][0]["id"].GetUint64() == 7);
     CHECK(string_of(object["fields"][0]["value"]) == "a||b");
-    CHECK(object["fields"][1]["id"].GetUint64() == 11);
-    CHECK(string_of(object["fields"][1]["value"]) == "x\\y");
+    CHECK(object["fields"][1]["id"].GetUint64() == 9);
+    CHECK(string_of(object["fields"][1]["value"]).empty());
+    CHECK(object["fields"][2]["id"].GetUint64() == 11);
+    CHECK(string_of(object["fields"][2]["value"]) == "x\\y");
     REQUIRE(object["tags"].Size() == 2);
     CHECK(string_of(object["tags"][0]) == "vip \"gold\"");
     CHECK(string_of(object["subscribe"][0]["listid"]) == "12");
