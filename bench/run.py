@@ -4,6 +4,7 @@
     python3 bench/run.py ceiling   --profiles 1000000 --scale 20   [--build-dir build]
     python3 bench/run.py host-cost --profiles 1000000              [--build-dir build]
     python3 bench/run.py refresh   --profiles 1000000 --change 0.01 [--scale 20]
+    python3 bench/run.py shared-account --profiles 20000 [--scale 10] [--serve]
 
 Each subcommand starts its own sandbox (tests/sandbox/ac_sandbox.py, HTTPS on 127.0.0.1 with a
 certificate made here by openssl) in a temporary directory, writes a segment with
@@ -67,6 +68,7 @@ class Sandbox:
         self.proc = subprocess.Popen([sys.executable, SANDBOX, "--cert", self.cert, "--key", self.key,
                                       "--port-file", self.port_file, "--api-key", API_KEY,
                                       "--list", "%d:Benchmark list" % LIST_ID,
+                                      "--list", "%d:Second benchmark list" % (LIST_ID + 1),
                                       "--config", json.dumps(self.config)])
         for _ in range(300):
             if os.path.exists(self.port_file):
@@ -104,9 +106,9 @@ class Sandbox:
     def set_config(self, config):
         return self.request("POST", "/__sandbox/config", config)
 
-    def subscribed_members(self, with_changed=False):
+    def subscribed_members(self, with_changed=False, list_id=LIST_ID):
         """Subscribed members of the list; with_changed: also how many carry a changed first name."""
-        members = self.request("GET", "/__sandbox/lists/%d/members" % LIST_ID)
+        members = self.request("GET", "/__sandbox/lists/%d/members" % list_id)
         subscribed = sum(1 for m in members if m["status"] == "subscribed")
         if not with_changed:
             return subscribed
@@ -141,9 +143,9 @@ exports:
         fh.write(text)
 
 
-def generate(workdir, profiles, seed, change=0.0):
+def generate(workdir, profiles, seed, change=0.0, name="segment.csv"):
     subprocess.run([sys.executable, GENERATOR, "--profiles", str(profiles), "--seed", str(seed),
-                    "--change", str(change), "--out", os.path.join(workdir, "segment.csv")],
+                    "--change", str(change), "--out", os.path.join(workdir, name)],
                    check=True, stderr=subprocess.DEVNULL)
 
 
@@ -309,6 +311,139 @@ def cmd_ceiling(args):
     ], result)
     ok = (run["exit"] == 0 and after["contacts_total"] == args.profiles and members in (None, args.profiles)
           and run["accepted"] == args.profiles)
+    return 0 if ok else 1
+
+
+# ---- shared account --------------------------------------------------------------------------
+
+def write_two_exports(workdir, build_dir, sandbox, rps, bulk_per_minute, schedule):
+    """segpush.yaml with exports "one" (one.csv to list 1) and "two" (two.csv to list 2) on one
+    account; each paces to the whole account's limits, which the host's shared budget splits."""
+    scheduled = '    schedule: "%s"\n' % schedule if schedule else ""
+    exports = "".join("""  {name}:
+    connection: ac
+    segments: [{name}]
+    settings: {{ list_id: {list_id} }}
+    mapping: {{ email: Email, first_name: FirstName, last_name: LastName, phone: Phone }}
+{scheduled}""".format(name=name, list_id=list_id, scheduled=scheduled)
+                      for name, list_id in (("one", LIST_ID), ("two", LIST_ID + 1)))
+    text = """plugin_dir: {plugins}
+state: state/segpush.db
+segments:
+  one: {{ path: one.csv }}
+  two: {{ path: two.csv }}
+connections:
+  ac:
+    plugin: activecampaign
+    privacy_consent: true
+    settings:
+      host: "{host}"
+      api_key: ${{env:AC_API_KEY}}
+      ca_bundle: "{cert}"
+      requests_per_second: {rps}
+      bulk_requests_per_minute: {bulk}
+exports:
+""".format(plugins=os.path.join(os.path.abspath(build_dir), "plugins"), host=sandbox.host(), cert=sandbox.cert,
+           rps=rps, bulk=bulk_per_minute) + exports
+    with open(os.path.join(workdir, "segpush.yaml"), "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def finished_runs(workdir, build_dir):
+    """Statuses of the finished runs in the state file, by export."""
+    binary = os.path.join(os.path.abspath(build_dir), "segpush")
+    out = subprocess.run([binary, "--config", os.path.join(workdir, "segpush.yaml"), "runs", "list", "--json"],
+                         cwd=workdir, env=dict(os.environ, AC_API_KEY=API_KEY), capture_output=True, text=True).stdout
+    try:
+        runs = json.loads(out)
+    except ValueError:
+        return {}
+    return {run["export"]: run["status"] for run in runs if run["status"] != "running"}
+
+
+def cmd_shared_account(args):
+    s = args.scale
+    rps = int(round(AC_RPS * s))
+    bulk_per_minute = int(round(AC_BULK_PER_MINUTE * s))
+    with Workdir(args.keep) as work:
+        sandbox = Sandbox(work, {"limits_enabled": True, "rate_scale": s, "latency_ms": args.latency_ms,
+                                 "record_bodies": False, "record_requests": False})
+        try:
+            log("generating 2 x %d profiles" % args.profiles)
+            generate(work, args.profiles, args.seed, name="one.csv")
+            generate(work, args.profiles, args.seed + 1, name="two.csv")
+            sandbox.start()
+            write_two_exports(work, args.build_dir, sandbox, rps, bulk_per_minute, "* * * * *" if args.serve else None)
+            before = sandbox.stats()
+            if args.serve:
+                # Both exports start at the next whole minute; the time counts from the first request.
+                log("serve: waiting for the next whole minute")
+                binary = os.path.join(os.path.abspath(args.build_dir), "segpush")
+                env = dict(os.environ, AC_API_KEY=API_KEY, SEGPUSH_LOG_LEVEL="warn")
+                with open(os.path.join(work, "serve.log"), "wb") as out:
+                    serve = subprocess.Popen([binary, "--config", os.path.join(work, "segpush.yaml"), "serve"],
+                                             cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
+                started = None
+                deadline = time.monotonic() + 200
+                while time.monotonic() < deadline:
+                    if started is None and sandbox.stats()["requests_total"] > before["requests_total"]:
+                        started = time.monotonic()
+                    if started is not None and len(finished_runs(work, args.build_dir)) == 2:
+                        break
+                    time.sleep(0.1)
+                wall = time.monotonic() - started if started is not None else float("nan")
+                phases = {}
+                serve.send_signal(signal.SIGTERM)
+                serve.wait(timeout=60)
+                statuses = finished_runs(work, args.build_dir)
+                exits = [0 if statuses.get(name) == "succeeded" else 1 for name in ("one", "two")]
+            else:
+                log("two export runs started together (rate_scale %g: %d requests/s, %d bulk imports/min)" %
+                    (s, rps, bulk_per_minute))
+                results = {}
+                threads = [threading.Thread(target=lambda name=name: results.__setitem__(
+                    name, run_segpush(work, args.build_dir, "export", "run", name))) for name in ("one", "two")]
+                with Timeline(sandbox) as timeline:
+                    started = time.monotonic()
+                    for thread in threads:
+                        thread.start()
+                    for thread in threads:
+                        thread.join()
+                    wall = time.monotonic() - started
+                phases = timeline.summary()
+                exits = [results[name]["exit"] for name in ("one", "two")]
+            after = sandbox.stats()
+            members = [sandbox.subscribed_members(list_id=list_id) for list_id in (LIST_ID, LIST_ID + 1)]
+        finally:
+            sandbox.stop()
+    routes = route_delta(before, after)
+    bulk = routes.get(BULK, 0)
+    total = after["requests_total"] - before["requests_total"]
+    ceiling = max(bulk / (bulk_per_minute / 60.0), total / float(rps))
+    ratio = wall / ceiling if ceiling else float("nan")
+    refusals = {"429": after["by_status"].get("429", 0) - before["by_status"].get("429", 0),
+                "rps_refusals": after["rps_refusals"] - before["rps_refusals"],
+                "bulk_rate_refusals": after["bulk_rate_refusals"] - before["bulk_rate_refusals"]}
+    result = {"benchmark": "shared-account", "mode": "serve" if args.serve else "processes",
+              "profiles_each": args.profiles, "scale": s, "latency_ms": args.latency_ms, "rps": rps,
+              "bulk_per_minute": bulk_per_minute, "bulk_requests": bulk, "other_requests": total - bulk,
+              "refusals": refusals, "wall_s": round(wall, 2), "ceiling_s": round(ceiling, 2),
+              "ratio": round(ratio, 3), "list_members": members, "exits": exits, "timeline": phases}
+    print_table("shared account: two exports of %d profiles to one account (%s), limits x%g (%d req/s, %d bulk/min), "
+                "%d ms latency" % (args.profiles, result["mode"], s, rps, bulk_per_minute, args.latency_ms), [
+        ("bulk requests", bulk),
+        ("other requests", total - bulk),
+        ("refused", "%d (429), %d of them by the per-second limit; %d bulk imports over the per-minute limit" % (
+            refusals["429"], refusals["rps_refusals"], refusals["bulk_rate_refusals"])),
+        ("wall time", "%.1f s%s" % (wall, "  (from the first request)" if args.serve else "")),
+        ("ceiling time", "%.1f s  (the pair: max(bulk / %d per min, all / %d per s))" % (ceiling, bulk_per_minute, rps)),
+        ("wall / ceiling", "%.3f  (target <= 1.15)" % ratio),
+        ("bulk imports sent", "from %s s to %s s, %s per minute" % (
+            phases.get("bulk_first_s"), phases.get("bulk_last_s"), phases.get("bulk_rate_per_min"))),
+        ("list members (subscribed)", "%d and %d" % tuple(members)),
+        ("exits", exits),
+    ], result)
+    ok = exits == [0, 0] and members == [args.profiles, args.profiles] and not any(refusals.values())
     return 0 if ok else 1
 
 
@@ -499,6 +634,15 @@ def main(argv=None):
     p.add_argument("--scale", type=float, default=20.0, help="rate_scale for the second run (default 20)")
     p.add_argument("--latency-ms", type=int, default=200, help="added latency per request, second run (default 200)")
     p.set_defaults(func=cmd_refresh)
+
+    p = sub.add_parser("shared-account", help="two exports to one account at once: refusals and wall time "
+                                              "against what the account's limits allow")
+    common(p)
+    p.add_argument("--scale", type=float, default=10.0, help="rate_scale: multiplies the limits (default 10)")
+    p.add_argument("--latency-ms", type=int, default=0, help="added latency per request (default 0)")
+    p.add_argument("--serve", action="store_true",
+                   help="both exports scheduled in one `segpush serve` instead of two `export run` processes")
+    p.set_defaults(func=cmd_shared_account)
 
     args = ap.parse_args(argv)
     return args.func(args)
