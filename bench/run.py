@@ -115,13 +115,17 @@ class Sandbox:
         return subscribed, sum(1 for m in members if (m.get("first_name") or "").endswith("-changed"))
 
 
-def write_config(workdir, build_dir, sandbox, rps, bulk_per_minute):
-    """segpush.yaml in workdir; the plugin is told the (scaled) account limits it paces to."""
+def write_config(workdir, build_dir, sandbox, rps, bulk_per_minute, exports=None):
+    """segpush.yaml in workdir; the plugin is told the (scaled) account limits it paces to.
+    exports: {name: (segment file, list id, extra YAML lines)}; by default EXPORT of
+    segment.csv to LIST_ID."""
+    exports = exports or {EXPORT: ("segment.csv", LIST_ID, "")}
     text = """plugin_dir: {plugins}
 state: state/segpush.db
 segments:
-  bench: {{ path: segment.csv }}
-connections:
+""".format(plugins=os.path.join(os.path.abspath(build_dir), "plugins"))
+    text += "".join("  %s: { path: %s }\n" % (name, segment) for name, (segment, _, _) in exports.items())
+    text += """connections:
   ac:
     plugin: activecampaign
     privacy_consent: true
@@ -132,13 +136,13 @@ connections:
       requests_per_second: {rps}
       bulk_requests_per_minute: {bulk}
 exports:
-  {export}:
+""".format(host=sandbox.host(), cert=sandbox.cert, rps=rps, bulk=bulk_per_minute)
+    text += "".join("""  {name}:
     connection: ac
-    segments: [bench]
+    segments: [{name}]
     settings: {{ list_id: {list_id} }}
     mapping: {{ email: Email, first_name: FirstName, last_name: LastName, phone: Phone }}
-""".format(plugins=os.path.join(os.path.abspath(build_dir), "plugins"), host=sandbox.host(), cert=sandbox.cert,
-           rps=rps, bulk=bulk_per_minute, export=EXPORT, list_id=LIST_ID)
+{extra}""".format(name=name, list_id=list_id, extra=extra) for name, (_, list_id, extra) in exports.items())
     with open(os.path.join(workdir, "segpush.yaml"), "w", encoding="utf-8") as fh:
         fh.write(text)
 
@@ -316,39 +320,6 @@ def cmd_ceiling(args):
 
 # ---- shared account --------------------------------------------------------------------------
 
-def write_two_exports(workdir, build_dir, sandbox, rps, bulk_per_minute, schedule):
-    """segpush.yaml with exports "one" (one.csv to list 1) and "two" (two.csv to list 2) on one
-    account; each paces to the whole account's limits, which the host's shared budget splits."""
-    scheduled = '    schedule: "%s"\n' % schedule if schedule else ""
-    exports = "".join("""  {name}:
-    connection: ac
-    segments: [{name}]
-    settings: {{ list_id: {list_id} }}
-    mapping: {{ email: Email, first_name: FirstName, last_name: LastName, phone: Phone }}
-{scheduled}""".format(name=name, list_id=list_id, scheduled=scheduled)
-                      for name, list_id in (("one", LIST_ID), ("two", LIST_ID + 1)))
-    text = """plugin_dir: {plugins}
-state: state/segpush.db
-segments:
-  one: {{ path: one.csv }}
-  two: {{ path: two.csv }}
-connections:
-  ac:
-    plugin: activecampaign
-    privacy_consent: true
-    settings:
-      host: "{host}"
-      api_key: ${{env:AC_API_KEY}}
-      ca_bundle: "{cert}"
-      requests_per_second: {rps}
-      bulk_requests_per_minute: {bulk}
-exports:
-""".format(plugins=os.path.join(os.path.abspath(build_dir), "plugins"), host=sandbox.host(), cert=sandbox.cert,
-           rps=rps, bulk=bulk_per_minute) + exports
-    with open(os.path.join(workdir, "segpush.yaml"), "w", encoding="utf-8") as fh:
-        fh.write(text)
-
-
 def finished_runs(workdir, build_dir):
     """Statuses of the finished runs in the state file, by export."""
     binary = os.path.join(os.path.abspath(build_dir), "segpush")
@@ -373,7 +344,10 @@ def cmd_shared_account(args):
             generate(work, args.profiles, args.seed, name="one.csv")
             generate(work, args.profiles, args.seed + 1, name="two.csv")
             sandbox.start()
-            write_two_exports(work, args.build_dir, sandbox, rps, bulk_per_minute, "* * * * *" if args.serve else None)
+            # Both exports pace to the whole account's limits: the host's shared budget splits them.
+            scheduled = '    schedule: "* * * * *"\n' if args.serve else ""
+            write_config(work, args.build_dir, sandbox, rps, bulk_per_minute,
+                         {"one": ("one.csv", LIST_ID, scheduled), "two": ("two.csv", LIST_ID + 1, scheduled)})
             before = sandbox.stats()
             if args.serve:
                 # Both exports start at the next whole minute; the time counts from the first request.

@@ -1034,7 +1034,8 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
                     continue;
                 }
                 ++with_email;
-                const auto kept = exp->kept_out.find(lower_ascii(std::string(rows[r].contact.email)));
+                const auto kept = exp->kept_out.empty() ? exp->kept_out.end()
+                                                        : exp->kept_out.find(lower_ascii(std::string(rows[r].contact.email)));
                 if (kept == exp->kept_out.end()) {
                     valid.push_back(r);
                 } else if (action == ListAction::unsubscribe) {
