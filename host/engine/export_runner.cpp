@@ -210,6 +210,7 @@ public:
     RunSummary execute() {
         const auto started = Clock::now();
         const StateStore::Claim claim = state_.begin_run(export_.name, options_.full, options_.dry_run);
+        state_.set_removals_are_own(api_.abi_minor >= 4);
         summary_.run_id = claim.run_id;
         baseline_ = claim.baseline;
         if (claim.continues) {

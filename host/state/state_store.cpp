@@ -1033,7 +1033,7 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
             leave_receipt(seq, by_row);
         }
         std::sort(delivered.begin(), delivered.end());
-        sql.deliver(delivered, export_name, run_id, true);
+        sql.deliver(delivered, export_name, run_id, removals_are_own_);
         sql.deliver(suppressed, export_name, run_id, false);
         std::sort(returned.begin(), returned.end());
         sql.forget_removals(returned, export_name);
@@ -1116,7 +1116,7 @@ OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& expor
     OutcomeStatements& sql = *outcome_statements_;
     sqlite::Transaction transaction(db_);
     db_.prepare("DELETE FROM unconfirmed WHERE run_id=? AND confirmed=0").bind(1, run_id).run();
-    sql.deliver(settled, export_name, run_id, true);
+    sql.deliver(settled, export_name, run_id, removals_are_own_);
     std::vector<int64_t> returned;
     for (const int64_t seq : settled) {
         if (rejoining_.count(seq)) returned.push_back(seq);

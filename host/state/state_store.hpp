@@ -74,7 +74,7 @@ struct StagedMember {
     // batch's payloads into one string: a string each was an allocation and a free per member).
     std::shared_ptr<const std::string> storage;
     // When segpush itself removed this member from the destination in an earlier run (seconds
-    // since the epoch, UTC), for a member re-joining since; 0 otherwise. See removed_members.
+    // since the epoch, UTC), for a member re-joining since; 0 otherwise (the removals table).
     int64_t removed_at = 0;
 };
 
@@ -182,6 +182,11 @@ public:
     // earlier runs (those of members that changed or left included).
     std::vector<ResumableMember> resumable_members(const std::string& export_name, int64_t run_id, int64_t baseline);
     void forget_earlier_receipts(const std::string& export_name, int64_t run_id);
+    // Whether a leaver whose removal the plugin reports ACCEPTED was removed by segpush (and
+    // goes to the removals table). Only a plugin of ABI 1.4 or later tells a member already off
+    // the list (SUPPRESSED) from one it removed; an older one's removals are not remembered,
+    // so that no one is ever taken for a member segpush removed. True until said otherwise.
+    void set_removals_are_own(bool own) { removals_are_own_ = own; }
     // Records outcomes and updates delivered state in one transaction. A pending outcome with
     // a receipt is kept, durably, until the member's final outcome arrives.
     OutcomeTally apply_outcomes(int64_t run_id, const std::string& export_name,
@@ -200,6 +205,7 @@ private:
     // (the removals table), into rejoining_. Inside the diff's transaction.
     void find_rejoining(const std::string& export_name);
     std::unordered_map<int64_t, int64_t> rejoining_;  // seq -> removed_at, for this run's members
+    bool removals_are_own_ = true;
     // The staged members' keys, in a TEMP table with an index, built once staging is over
     // and only by what finds members by key (a diff, resuming receipts): staging itself
     // de-duplicates through staged_keys_.

@@ -58,7 +58,8 @@ bool sleep_until(Clock::time_point until, const std::function<bool()>& cancelled
 }
 
 bool host_shares_budgets(const segpush_host* host) {
-    return host && host->abi_minor >= 4 && SEGPUSH_HAS_FIELD(host, segpush_host, reserve_slot) &&
+    return host && host->abi_major == SEGPUSH_ABI_MAJOR && host->abi_minor >= 4 &&
+           SEGPUSH_HAS_FIELD(host, segpush_host, reserve_slot) &&
            SEGPUSH_HAS_FIELD(host, segpush_host, hold_budget) && host->reserve_slot && host->hold_budget;
 }
 

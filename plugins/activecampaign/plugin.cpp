@@ -125,8 +125,8 @@ void release_outcomes(segpush_outcomes* self) {
     self->release = nullptr;
 }
 
-// Hosts before ABI 1.4 know no SUPPRESSED: they are told REJECTED, with the same reason,
-// which they never send again either.
+// Hosts before ABI 1.4 know no SUPPRESSED: they are told REJECTED, with the same reason
+// (such a host sends the record again each run, and it is suppressed again, nothing sent).
 bool host_knows_suppressed() {
     return g_host && g_host->abi_major == SEGPUSH_ABI_MAJOR && g_host->abi_minor >= 4;
 }
@@ -287,7 +287,12 @@ struct segpush_export {
         uint64_t contact_id;
         int status;
     };
-    std::unordered_map<std::string, KeptOut> kept_out;
+    using KeptOutMap = std::unordered_map<std::string, KeptOut>;
+    KeptOutMap kept_out;
+    // Removals come after every upsert of the export, which may take most of an hour: the
+    // first REMOVE batch reads kept_out again (see refresh_kept_out), the others wait for it.
+    std::mutex removal_read;
+    bool read_for_removals = false;  // under removal_read
     std::list<PendingBatch> pending;   // oldest first
     // Pushes waiting for room in a full import queue (see wait_for_room): signalled when an
     // import leaves the queue, or a waiter hands on the task of waking when the next falls due.
@@ -489,7 +494,7 @@ Problem resolve_custom_fields(segpush_export& exp, const std::vector<std::pair<s
 // request, keyed by contact id (ActiveCampaign's advice for long lists). A page is never
 // taken for the last because it is short (a server may cap pages lower); the first page's
 // meta.total, or an empty page, ends the reading.
-Problem read_kept_out(segpush_export& exp) {
+Problem read_kept_out(segpush_export& exp, segpush_export::KeptOutMap& kept_out) {
     Http& http = exp.http();
     const std::string list = std::to_string(exp.settings.list_id);
     size_t requests = 0;
@@ -511,7 +516,7 @@ Problem read_kept_out(segpush_export& exp) {
             if (!total) total = page.total.value_or(UINT64_MAX);
             const uint64_t before = after;
             for (const auto& contact : page.contacts) {
-                exp.kept_out[lower_ascii(contact.email)] = {contact.id, status};
+                kept_out[lower_ascii(contact.email)] = {contact.id, status};
                 after = std::max(after, contact.id);
             }
             found += page.contacts.size();
@@ -519,7 +524,7 @@ Problem read_kept_out(segpush_export& exp) {
             if (after == before || found >= *total) break;
         }
     }
-    log(SEGPUSH_LOG_INFO, "list " + list + " at ActiveCampaign: " + std::to_string(exp.kept_out.size()) +
+    log(SEGPUSH_LOG_INFO, "list " + list + " at ActiveCampaign: " + std::to_string(kept_out.size()) +
                               " contacts unsubscribed or bounced, never subscribed by this export (" +
                               std::to_string(requests) + " requests to read)");
     return {};
@@ -585,7 +590,7 @@ segpush_status begin_export(segpush_connection* conn, const char* settings_json,
         if (!custom.empty()) {
             if (Problem p = resolve_custom_fields(*exp, custom)) return p.report(err);
         }
-        if (Problem p = read_kept_out(*exp)) return p.report(err);
+        if (Problem p = read_kept_out(*exp, exp->kept_out)) return p.report(err);
         log(SEGPUSH_LOG_INFO, "exporting to ActiveCampaign list " + list +
                                   (exp->settings.tags.empty() ? "" : " with " + std::to_string(exp->settings.tags.size()) + " tags"));
         *out = exp.release();
@@ -605,7 +610,7 @@ struct Row {
 };
 
 // nullopt: absent, never sent. An empty value (ABI 1.4) clears the destination's; a value of
-// only spaces is absent, as hosts before it trimmed nothing for us.
+// only spaces is absent (the host trims, but a plugin does not rely on it).
 std::optional<std::string_view> value_of(const segpush_value& value) {
     if (!value.data) return std::nullopt;
     if (value.size == 0) return std::string_view();
@@ -817,11 +822,11 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
     return {};
 }
 
-// contact/sync of one contact: its id, or "" with the outcome added to `out` (REJECTED) or
-// a problem returned.
-Problem sync_contact(segpush_export& exp, const Row& row, OutcomeList& out, std::string& contact_id) {
+// contact/sync of one contact: its id, or the destination's refusal of it in `refused`.
+Problem sync_contact(segpush_export& exp, const Row& row, std::string& contact_id, std::string& refused) {
     Http& http = exp.http();
     contact_id.clear();
+    refused.clear();
     const std::string body = sync_body(row.contact);
     HttpResult result;
     if (!http.send("POST", "/api/3/contact/sync", &body, Budget::general, exp.cancel_check(), result)) {
@@ -830,9 +835,8 @@ Problem sync_contact(segpush_export& exp, const Row& row, OutcomeList& out, std:
     if (Problem p = common_problem(http, result, "syncing a contact", Budget::general)) return p;
     if (result.status == 400 || result.status == 422) {
         const std::string text = error_text(result.body);
-        out.add(row.id, SEGPUSH_RECORD_REJECTED,
-                "ActiveCampaign refused this contact (HTTP " + std::to_string(result.status) + ")" +
-                    (text.empty() ? "" : ": " + text));
+        refused = "ActiveCampaign refused this contact (HTTP " + std::to_string(result.status) + ")" +
+                  (text.empty() ? "" : ": " + text);
         return {};
     }
     if (result.status != 200 && result.status != 201) return unexpected(result, "syncing a contact", SEGPUSH_RETRY);
@@ -843,12 +847,15 @@ Problem sync_contact(segpush_export& exp, const Row& row, OutcomeList& out, std:
 
 // What ActiveCampaign holds now about the contact's subscriptions: GET /contacts/{id} (with
 // its bounce state) or, enough for the list's status alone, GET /contacts/{id}/contactLists.
-// A contact that no longer exists reads as not ok, with `gone` set.
+// A contact that no longer exists reads as `gone`. An answer that may leave out the list's
+// membership (a full page of them without it: the endpoint pages) is a problem, never taken
+// for "not on the list".
 Problem read_contact_state(segpush_export& exp, const std::string& contact_id, bool with_bounce, ContactState& state,
                            bool& gone) {
     Http& http = exp.http();
     HttpResult result;
-    const std::string path = "/api/3/contacts/" + url_encode(contact_id) + (with_bounce ? "" : "/contactLists");
+    const std::string path = "/api/3/contacts/" + url_encode(contact_id) +
+                             (with_bounce ? "" : "/contactLists?limit=" + std::to_string(kContactsPerPage));
     if (!http.send("GET", path, nullptr, Budget::general, exp.cancel_check(), result)) return cancelled_problem();
     const std::string doing = "reading a contact's subscriptions";
     if (Problem p = common_problem(http, result, doing, Budget::general)) return p;
@@ -857,14 +864,23 @@ Problem read_contact_state(segpush_export& exp, const std::string& contact_id, b
     if (result.status != 200) return unexpected(result, doing, SEGPUSH_RETRY);
     state = parse_contact_state(result.body);
     if (!state.ok) return unexpected(result, doing, SEGPUSH_RETRY);
+    const bool maybe_more = state.memberships.size() >= kContactsPerPage ||
+                            (state.total && *state.total > state.memberships.size());
+    if (maybe_more && !state.on(exp.settings.list_id)) {
+        Problem p = unexpected(result, doing, SEGPUSH_RETRY);
+        p.message = doing + ": the contact is on more lists than one answer shows, and list " +
+                    std::to_string(exp.settings.list_id) + " is not among them; not changed";
+        return p;
+    }
     return {};
 }
 
-// POST /contactLists for one contact: ACCEPTED, REJECTED or a problem. `resubscribe` marks
-// the undoing of segpush's own unsubscribe.
-Problem change_list_status(segpush_export& exp, const Row& row, const std::string& contact_id, ListAction action,
-                           bool resubscribe, OutcomeList& out) {
+// POST /contactLists for one contact: done, or the destination's refusal in `refused`.
+// `resubscribe` marks the undoing of segpush's own unsubscribe.
+Problem change_list_status(segpush_export& exp, const std::string& contact_id, ListAction action, bool resubscribe,
+                           std::string& refused) {
     Http& http = exp.http();
+    refused.clear();
     const std::string list = std::to_string(exp.settings.list_id);
     const std::string body = contact_list_body(exp.settings.list_id, contact_id, action, resubscribe);
     HttpResult result;
@@ -874,10 +890,7 @@ Problem change_list_status(segpush_export& exp, const Row& row, const std::strin
     const std::string doing = action == ListAction::subscribe ? "subscribing a contact to list " + list
                                                               : "unsubscribing a contact from list " + list;
     if (Problem p = common_problem(http, result, doing, Budget::general)) return p;
-    if (result.status == 200 || result.status == 201) {
-        out.add(row.id, SEGPUSH_RECORD_ACCEPTED);
-        return {};
-    }
+    if (result.status == 200 || result.status == 201) return {};
     if (mentions_missing_list(result.body) || result.status == 404) {
         Problem p = unexpected(result, doing, SEGPUSH_ERR_CONFIG);
         p.field = "list_id";
@@ -886,39 +899,31 @@ Problem change_list_status(segpush_export& exp, const Row& row, const std::strin
     }
     if (result.status == 400 || result.status == 422) {
         const std::string text = error_text(result.body);
-        out.add(row.id, SEGPUSH_RECORD_REJECTED,
-                "ActiveCampaign refused the list change (HTTP " + std::to_string(result.status) + ")" +
-                    (text.empty() ? "" : ": " + text));
+        refused = "ActiveCampaign refused the list change (HTTP " + std::to_string(result.status) + ")" +
+                  (text.empty() ? "" : ": " + text);
         return {};
     }
     return unexpected(result, doing, SEGPUSH_RETRY);
 }
 
-// One contact at a time: for exports of at most ten contacts. An upsert is contact/sync, then
-// the contact's status on the list read back, then contactLists status 1 only if it is
-// neither subscribed already nor unsubscribed/bounced (someone unsubscribing since the export
-// began). A removal finds the contact by email and sets status 2.
+// One contact at a time: for exports of at most ten contacts. The contact's status on the list
+// is read right before it is changed: an upsert is contact/sync, the read, then contactLists
+// status 1 only if the contact is neither subscribed already nor unsubscribed or bounced
+// (someone unsubscribing since the export began); a removal finds the contact by email, reads,
+// then sets status 2 only on a subscription, so that a person's own unsubscribe is never taken
+// for one of segpush's.
 Problem push_each(segpush_export& exp, const std::vector<Row>& rows, const std::vector<size_t>& valid, ListAction action,
                   OutcomeList& out) {
     Http& http = exp.http();
+    const uint64_t list_id = exp.settings.list_id;
     for (size_t v = 0; v < valid.size(); ++v) {
         const Row& row = rows[valid[v]];
         const std::vector<size_t> rest(valid.begin() + static_cast<std::ptrdiff_t>(v), valid.end());
-        std::string contact_id;
+        std::string contact_id, refused;
         if (action == ListAction::subscribe) {
-            const size_t settled = out.items.size();
-            if (Problem p = sync_contact(exp, row, out, contact_id)) return finish_rest(out, rows, rest, p);
-            if (out.items.size() > settled) continue;  // refused
-            ContactState state;
-            bool gone = false;
-            if (Problem p = read_contact_state(exp, contact_id, false, state, gone)) return finish_rest(out, rows, rest, p);
-            const Membership* membership = gone ? nullptr : state.on(exp.settings.list_id);
-            if (membership && membership->status == active) {
-                out.add(row.id, SEGPUSH_RECORD_ACCEPTED);
-                continue;
-            }
-            if (membership && (membership->status == unsubscribed || membership->status == bounced)) {
-                out.add(row.id, SEGPUSH_RECORD_SUPPRESSED, kept_out_reason(membership->status, exp.settings.list_id));
+            if (Problem p = sync_contact(exp, row, contact_id, refused)) return finish_rest(out, rows, rest, p);
+            if (!refused.empty()) {
+                out.add(row.id, SEGPUSH_RECORD_REJECTED, refused);
                 continue;
             }
         } else {
@@ -937,56 +942,85 @@ Problem push_each(segpush_export& exp, const std::vector<Row>& rows, const std::
                 continue;
             }
         }
-        if (Problem p = change_list_status(exp, row, contact_id, action, false, out)) return finish_rest(out, rows, rest, p);
+        ContactState state;
+        bool gone = false;
+        if (Problem p = read_contact_state(exp, contact_id, false, state, gone)) return finish_rest(out, rows, rest, p);
+        const Membership* membership = gone ? nullptr : state.on(list_id);
+        const int status = membership ? membership->status : -1;
+        if (status == unsubscribed || status == bounced) {
+            out.add(row.id, SEGPUSH_RECORD_SUPPRESSED,
+                    kept_out_reason(status, list_id) + (action == ListAction::unsubscribe ? "; nothing to remove" : ""));
+            continue;
+        }
+        // Already as asked: subscribed for an upsert, or not on the list for a removal.
+        const bool done = action == ListAction::subscribe ? status == active : (status != active && status != unconfirmed);
+        if (!done) {
+            if (Problem p = change_list_status(exp, contact_id, action, false, refused)) return finish_rest(out, rows, rest, p);
+        }
+        out.add(row.id, refused.empty() ? SEGPUSH_RECORD_ACCEPTED : SEGPUSH_RECORD_REJECTED, refused);
     }
     return {};
 }
 
-// Members segpush removed in an earlier run who are unsubscribed now: each is put back only
-// when decide_restore finds ActiveCampaign unchanged since (GET /contacts/{id}), by
-// contact/sync and contactLists status 1; otherwise SUPPRESSED, nothing sent. Bulk import
-// cannot do it: it never subscribes an unsubscribed contact. On a problem, `done` says how
-// many of `which` have their outcome.
-Problem restore_each(segpush_export& exp, const std::vector<Row>& rows, const std::vector<size_t>& which,
-                     const int64_t* removed_at, OutcomeList& out, size_t& done) {
+// Members segpush removed in an earlier run who are unsubscribed now. Each is subscribed again
+// (contactLists status 1, sourceid 4: bulk import never subscribes an unsubscribed contact) only
+// when decide_restore finds ActiveCampaign unchanged since (GET /contacts/{id}); otherwise it is
+// SUPPRESSED and nothing is sent. Those put back join `then_send`, for their values and tags to
+// go with the others'. On a problem, `done` says how many of `which` were handled.
+Problem restore_each(segpush_export& exp, const std::vector<size_t>& which, const std::vector<Row>& rows,
+                     const int64_t* removed_at, OutcomeList& out, std::vector<size_t>& then_send, size_t& done) {
+    const uint64_t list_id = exp.settings.list_id;
     for (done = 0; done < which.size(); ++done) {
         const Row& row = rows[which[done]];
         const std::string email = lower_ascii(std::string(row.contact.email));
-        uint64_t known_id = 0;
+        std::string contact_id;
         {
             std::lock_guard<std::mutex> guard(exp.mutex);
-            known_id = exp.kept_out.at(email).contact_id;
+            contact_id = std::to_string(exp.kept_out.at(email).contact_id);
         }
         ContactState state;
         bool gone = false;
-        if (Problem p = read_contact_state(exp, std::to_string(known_id), true, state, gone)) return p;
+        if (Problem p = read_contact_state(exp, contact_id, true, state, gone)) return p;
         if (gone) {
             out.add(row.id, SEGPUSH_RECORD_SUPPRESSED,
                     "the contact was deleted at ActiveCampaign since segpush removed it from list " +
-                        std::to_string(exp.settings.list_id) + "; not created again");
+                        std::to_string(list_id) + "; not created again");
             continue;
         }
-        const RestoreDecision decision = decide_restore(state, exp.settings.list_id, removed_at[which[done]], kClockSlackSeconds);
+        const RestoreDecision decision = decide_restore(state, list_id, removed_at[which[done]], kClockSlackSeconds);
         if (decision.kind == RestoreDecision::keep_out) {
             out.add(row.id, SEGPUSH_RECORD_SUPPRESSED, decision.reason);
             continue;
         }
-        const size_t settled = out.items.size();
-        std::string contact_id;
-        if (Problem p = sync_contact(exp, row, out, contact_id)) return p;
-        if (out.items.size() > settled) continue;  // refused
-        if (decision.kind == RestoreDecision::already_subscribed) {
-            out.add(row.id, SEGPUSH_RECORD_ACCEPTED);
-        } else if (Problem p = change_list_status(exp, row, contact_id, ListAction::subscribe, true, out)) {
-            return p;
-        }
-        if (out.items.back().status != SEGPUSH_RECORD_ACCEPTED) continue;
         if (decision.kind == RestoreDecision::restore) {
-            log(SEGPUSH_LOG_INFO, "put a contact segpush had removed back on list " + std::to_string(exp.settings.list_id));
+            std::string refused;
+            if (Problem p = change_list_status(exp, contact_id, ListAction::subscribe, true, refused)) return p;
+            if (!refused.empty()) {
+                out.add(row.id, SEGPUSH_RECORD_REJECTED, refused);
+                continue;
+            }
+            log(SEGPUSH_LOG_INFO, "put a contact segpush had removed back on list " + std::to_string(list_id));
         }
-        std::lock_guard<std::mutex> guard(exp.mutex);
-        exp.kept_out.erase(email);
+        {
+            std::lock_guard<std::mutex> guard(exp.mutex);
+            exp.kept_out.erase(email);
+        }
+        then_send.push_back(which[done]);
     }
+    return {};
+}
+
+// Reads kept_out again before the export's first removal (see segpush_export::removal_read).
+Problem refresh_kept_out(segpush_export& exp) {
+    std::lock_guard<std::mutex> once(exp.removal_read);
+    if (exp.read_for_removals) return {};
+    segpush_export::KeptOutMap fresh;
+    if (Problem p = read_kept_out(exp, fresh)) return p;
+    {
+        std::lock_guard<std::mutex> guard(exp.mutex);
+        exp.kept_out.swap(fresh);
+    }
+    exp.read_for_removals = true;
     return {};
 }
 
@@ -1020,6 +1054,9 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
         const ListAction action = action_code == SEGPUSH_ACTION_REMOVE ? ListAction::unsubscribe : ListAction::subscribe;
         auto out = std::make_unique<OutcomeList>();
         out->reserve(batch->n_records);
+        if (action == ListAction::unsubscribe) {
+            if (Problem p = refresh_kept_out(*exp)) return p.report(err);
+        }
         std::vector<Row> rows = rows_of(*exp, *batch);
         const int64_t* removed_at =
             SEGPUSH_HAS_FIELD(batch, segpush_batch, removed_at) && action == ListAction::subscribe ? batch->removed_at : nullptr;
@@ -1052,7 +1089,7 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
         Problem problem;
         if (!restoring.empty()) {
             size_t done = 0;
-            if (Problem p = restore_each(*exp, rows, restoring, removed_at, *out, done)) {
+            if (Problem p = restore_each(*exp, restoring, rows, removed_at, *out, valid, done)) {
                 std::vector<size_t> rest(restoring.begin() + static_cast<std::ptrdiff_t>(done), restoring.end());
                 rest.insert(rest.end(), valid.begin(), valid.end());
                 problem = finish_rest(*out, rows, rest, p);

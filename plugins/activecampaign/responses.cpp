@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <string_view>
 
 namespace segpush::activecampaign {
 
@@ -179,14 +180,33 @@ FailureMatch match_failures(const std::vector<BulkAnswer::Failure>& failures, co
         refused[position] = true;
         out.refused.emplace_back(position, reason);
     };
-    // A reason naming a contact of the request settles it, whatever the numbering.
+    // A reason naming a contact of the request settles it, whatever the numbering: the longest
+    // address it holds whole (not the tail of a longer one: "ann@x.io" in "joann@x.io").
+    auto names = [](const std::string& reason, const std::string& email) {
+        if (email.empty()) return false;
+        for (size_t from = 0; from + email.size() <= reason.size(); ++from) {
+            const auto at = std::search(reason.begin() + static_cast<std::ptrdiff_t>(from), reason.end(), email.begin(),
+                                        email.end(), [](char a, char b) {
+                                            return std::tolower(static_cast<unsigned char>(a)) ==
+                                                   std::tolower(static_cast<unsigned char>(b));
+                                        });
+            if (at == reason.end()) return false;
+            const auto before = at == reason.begin() ? ' ' : static_cast<unsigned char>(*(at - 1));
+            if (!std::isalnum(before) && std::string_view("!#$%&'*+/=?^_`{|}~.-").find(before) == std::string_view::npos) {
+                return true;
+            }
+            from = static_cast<size_t>(at - reason.begin());
+        }
+        return false;
+    };
     std::vector<const BulkAnswer::Failure*> unnamed;
     for (const auto& failure : failures) {
-        auto named = std::find_if(emails.begin(), emails.end(), [&](const std::string& email) {
-            return !email.empty() && contains_ci(failure.reason, email);
-        });
-        if (named != emails.end()) {
-            refuse(static_cast<size_t>(named - emails.begin()), failure.reason);
+        size_t named = n;
+        for (size_t i = 0; i < n; ++i) {
+            if ((named == n || emails[i].size() > emails[named].size()) && names(failure.reason, emails[i])) named = i;
+        }
+        if (named != n) {
+            refuse(named, failure.reason);
         } else {
             unnamed.push_back(&failure);
         }
@@ -304,10 +324,6 @@ bool mentions_missing_list(const std::string& body) {
            (body.find("related_missing") != std::string::npos && body.find("/data/attributes/list") != std::string::npos);
 }
 
-}  // namespace segpush::activecampaign
-
-namespace segpush::activecampaign {
-
 std::optional<int64_t> parse_ac_time(const std::string& text) {
     int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, used = 0;
     if (std::sscanf(text.c_str(), "%4d-%2d-%2d%*1[T ]%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute, &second,
@@ -319,21 +335,17 @@ std::optional<int64_t> parse_ac_time(const std::string& text) {
         ++at;
         while (at < text.size() && std::isdigit(static_cast<unsigned char>(text[at]))) ++at;
     }
+    // The offset: "Z", "+HH:MM" or "+HHMM"; anything else (none at all included) is unusable.
+    std::string zone = text.substr(at);
+    if (zone.size() == 6 && zone[3] == ':') zone.erase(3, 1);
     int64_t offset = 0;
-    const std::string zone = text.substr(at);
-    if (zone == "Z") {
-        offset = 0;
-    } else if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':' &&
-               std::isdigit(static_cast<unsigned char>(zone[1])) && std::isdigit(static_cast<unsigned char>(zone[2])) &&
-               std::isdigit(static_cast<unsigned char>(zone[4])) && std::isdigit(static_cast<unsigned char>(zone[5]))) {
-        offset = ((zone[1] - '0') * 10 + (zone[2] - '0')) * 3600 + ((zone[4] - '0') * 10 + (zone[5] - '0')) * 60;
-        if (zone[0] == '-') offset = -offset;
-    } else if (zone.size() == 5 && (zone[0] == '+' || zone[0] == '-') &&
-               std::all_of(zone.begin() + 1, zone.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    if (zone != "Z") {
+        if (zone.size() != 5 || (zone[0] != '+' && zone[0] != '-') ||
+            !std::all_of(zone.begin() + 1, zone.end(), [](unsigned char c) { return std::isdigit(c); })) {
+            return std::nullopt;
+        }
         offset = ((zone[1] - '0') * 10 + (zone[2] - '0')) * 3600 + ((zone[3] - '0') * 10 + (zone[4] - '0')) * 60;
         if (zone[0] == '-') offset = -offset;
-    } else {
-        return std::nullopt;  // no offset, or something else after the time
     }
     if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return std::nullopt;
     std::tm utc{};
@@ -393,7 +405,10 @@ ContactState parse_contact_state(const std::string& body) {
         auto* status = member(item, "status");
         auto list_id = list ? as_int(*list) : std::nullopt;
         auto status_value = status ? as_int(*status) : std::nullopt;
-        if (!list_id || *list_id <= 0 || !status_value) continue;
+        if (!list_id || *list_id <= 0 || !status_value) {
+            out.ok = false;  // it might be the list that matters
+            return out;
+        }
         Membership membership;
         membership.list_id = static_cast<uint64_t>(*list_id);
         membership.status = static_cast<int>(*status_value);
@@ -405,6 +420,11 @@ ContactState parse_contact_state(const std::string& body) {
         membership.self_made = named(item, "campaign") || named(item, "message") ||
                                named(item, "unsubscribeAutomation") || named(item, "unsubreason");
         out.memberships.push_back(std::move(membership));
+    }
+    if (auto* meta = member(doc, "meta")) {
+        if (auto* total = member(*meta, "total")) {
+            if (auto n = as_int(*total); n && *n >= 0) out.total = static_cast<uint64_t>(*n);
+        }
     }
     return out;
 }

@@ -51,8 +51,12 @@ RestoreDecision decide_restore(const ContactState& state, uint64_t list_id, int6
         }
     }
     const Membership* ours = state.on(list_id);
-    if (!ours || ours->status == unconfirmed) return {RestoreDecision::restore, {}};
+    if (!ours) return keep_out("no longer on list " + std::to_string(list_id) + " at ActiveCampaign since " + removal);
     if (ours->status == active) return {RestoreDecision::already_subscribed, {}};
+    if (ours->status == unconfirmed) {
+        return keep_out("joined list " + std::to_string(list_id) +
+                        " again at ActiveCampaign and has not confirmed it yet (double opt-in)");
+    }
     if (ours->status != unsubscribed) return keep_out(kept_out_reason(ours->status, list_id) + " since " + removal);
     if (ours->self_made) {
         return keep_out("unsubscribed themselves from list " + std::to_string(list_id) +

@@ -35,9 +35,10 @@ struct Membership {
 };
 
 struct ContactState {
-    bool ok = false;
+    bool ok = false;       // false too when a membership could not be read: nothing is assumed
     bool bounced = false;  // contact.bounced_hard
     std::vector<Membership> memberships;
+    std::optional<uint64_t> total;  // meta.total of a paged answer, when given
     const Membership* on(uint64_t list_id) const;
 };
 
@@ -48,6 +49,8 @@ struct ContactState {
 // allows for the two clocks), with no mark of the person's own doing (campaign, automation,
 // reason); the address has not bounced; and no other list shows the person unsubscribing
 // after it (an "unsubscribe from all lists" reaches our list only if it was still active).
+// Anything else (no membership any more, one awaiting the person's confirmation) changed
+// since too: kept out.
 struct RestoreDecision {
     enum Kind {
         restore,             // still as segpush left it: subscribe again (contactLists status 1)

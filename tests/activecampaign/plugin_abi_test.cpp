@@ -35,7 +35,7 @@ void host_progress(void*, void*, uint64_t, uint64_t, const char*) {}
 int host_cancelled(void*, void*) { return g_cancel.load() ? 1 : 0; }
 
 const segpush_host kHost = {sizeof(segpush_host), SEGPUSH_ABI_MAJOR, SEGPUSH_ABI_MINOR, "test", nullptr,
-                            host_log, host_progress, host_cancelled};
+                            host_log, host_progress, host_cancelled, nullptr, nullptr};
 
 const segpush_plugin& plugin() {
     static const segpush_plugin* loaded = [] {
@@ -99,21 +99,24 @@ struct Driver {
         std::vector<segpush_value> values;
         segpush_batch batch{};
 
-        Batch(const std::vector<std::pair<std::string, std::string>>& records, uint64_t first_id) {
+        Batch(const std::vector<std::pair<std::string, std::string>>& records, uint64_t first_id,
+              uint32_t action = SEGPUSH_ACTION_UPSERT) {
             for (size_t i = 0; i < records.size(); ++i) {
                 ids.push_back(first_id + i);
                 values.push_back({records[i].first.data(), records[i].first.size()});
-                values.push_back({records[i].second.data(), records[i].second.size()});
+                // A removal carries its key only.
+                values.push_back(action == SEGPUSH_ACTION_REMOVE ? segpush_value{nullptr, 0}
+                                                                 : segpush_value{records[i].second.data(), records[i].second.size()});
             }
-            batch = {sizeof(segpush_batch), 2, records.size(), ids.data(), values.data(), SEGPUSH_ACTION_UPSERT};
+            batch = {sizeof(segpush_batch), 2, records.size(), ids.data(), values.data(), action, nullptr};
         }
         Batch(const Batch&) = delete;  // batch points into ids and values
     };
 
     // Pushes the records; returns the call's status.
     segpush_status push(const std::vector<std::pair<std::string, std::string>>& records, uint64_t first_id,
-                        std::map<uint64_t, Outcome>& outcomes, segpush_error& err) {
-        const Batch batch(records, first_id);
+                        std::map<uint64_t, Outcome>& outcomes, segpush_error& err, uint32_t action = SEGPUSH_ACTION_UPSERT) {
+        const Batch batch(records, first_id, action);
         segpush_outcomes out{};
         err = fresh_error();
         const segpush_status status = api.push_batch(exp, &batch.batch, &out, &err);
@@ -403,7 +406,7 @@ TEST_CASE("plugin: past 128 queued imports a push first waits for the oldest to 
     CHECK(sandbox.route_count("POST /api/3/import/bulk_import") == 2 * kQueueBound + 1);  // nothing sent
 }
 
-TEST_CASE("plugin: a contact unsubscribed from the list is SUPPRESSED, never sent; a host of ABI 1.3 is told REJECTED") {
+TEST_CASE("plugin: a contact unsubscribed from the list is SUPPRESSED, never sent, and a host of ABI 1.3 is told REJECTED") {
     Sandbox sandbox(fast_sandbox());
     sandbox.post("/__sandbox/unsubscribe", R"({"email": "gone@example.com", "list": "1", "via": "campaign"})");
     const std::vector<std::pair<std::string, std::string>> records = {{"gone@example.com", "Gone"},
@@ -437,11 +440,39 @@ TEST_CASE("plugin: a contact unsubscribed from the list is SUPPRESSED, never sen
         const segpush_plugin* old_api = entry(&old_host);
         REQUIRE(old_api != nullptr);
         auto outcomes = push_and_finish(*old_api);
-        CHECK(outcomes[1].status == SEGPUSH_RECORD_REJECTED);  // which a 1.3 host never sends again
+        CHECK(outcomes[1].status == SEGPUSH_RECORD_REJECTED);  // a status a 1.3 host knows
         CHECK(outcomes[1].reason == "unsubscribed from list 1 at ActiveCampaign");
         CHECK(outcomes[2].status == SEGPUSH_RECORD_ACCEPTED);
     }
     CHECK(times_sent(sandbox, "gone@example.com") == 0);
     CHECK(sandbox.members(1).at("gone@example.com").status == "unsubscribed");
     CHECK(sandbox.members(1).at("stays@example.com").status == "subscribed");
+}
+
+TEST_CASE("plugin: a leaver who unsubscribed after the export began is SUPPRESSED, not taken for segpush's removal") {
+    // 3 leavers go one at a time; 30 by bulk import, which reads the list again first.
+    const size_t leavers = GENERATE(3, 30);
+    INFO(leavers << " leavers");
+    Sandbox sandbox(fast_sandbox());
+    const auto records = people(leavers);
+    for (const auto& [email, name] : records) {
+        sandbox.post("/__sandbox/subscribe", R"({"email": ")" + email + R"(", "list": "1"})");
+    }
+    std::map<uint64_t, Outcome> outcomes;
+    Driver driver(sandbox, R"(,"requests_per_second":100,"bulk_requests_per_minute":2000)");
+    // After the export read who is unsubscribed, an account user unsubscribes the first leaver
+    // (no mark of a campaign or automation on it).
+    sandbox.post("/__sandbox/unsubscribe", R"({"email": ")" + records[0].first + R"(", "list": "1", "via": "admin"})");
+    segpush_error err{};
+    REQUIRE(driver.push(records, 1, outcomes, err, SEGPUSH_ACTION_REMOVE) == SEGPUSH_OK);
+    REQUIRE(driver.finish(outcomes) == SEGPUSH_OK);
+    CHECK(outcomes[1].status == SEGPUSH_RECORD_SUPPRESSED);
+    CHECK(outcomes[1].reason == "unsubscribed from list 1 at ActiveCampaign; nothing to remove");
+    for (uint64_t id = 2; id <= leavers; ++id) {
+        INFO("record " << id);
+        CHECK(outcomes[id].status == SEGPUSH_RECORD_ACCEPTED);
+    }
+    const auto members = sandbox.members(1);
+    for (const auto& [email, name] : records) CHECK(members.at(email).status == "unsubscribed");
+    CHECK(times_sent(sandbox, records[0].first) == 0);
 }

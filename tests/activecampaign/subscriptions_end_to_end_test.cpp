@@ -120,7 +120,7 @@ TEST_CASE("subscriptions: people who unsubscribed or bounced stay off the list, 
     check_secret_never_printed(fixture);
 }
 
-TEST_CASE("subscriptions: members segpush unsubscribed come back when they re-join; those who acted since do not") {
+TEST_CASE("subscriptions: members segpush unsubscribed come back when they re-join, those who acted since do not") {
     // With 6 members every run goes one contact at a time; with 300, by bulk import.
     const size_t n = GENERATE(6, 300);
     const size_t leaving = n == 6 ? 4 : 15;
@@ -201,7 +201,7 @@ TEST_CASE("subscriptions: someone who unsubscribed before segpush removed them i
     CHECK(subscriptions_requested(fixture.sandbox).second == 0);
 }
 
-TEST_CASE("subscriptions: clear_blank_values clears a value the segment left blank; without it the value stays") {
+TEST_CASE("subscriptions: clear_blank_values clears a value the segment left blank, without it the value stays") {
     ExportFixture fixture(fast_sandbox());
     fixture.write_config("", kPacingAtScale20);
     auto profiles = make_profiles(20);
@@ -261,4 +261,34 @@ TEST_CASE("connection check: a redirect or a 400 is a setting to fix, not retrie
     CHECK_THAT(run.out, Catch::Contains("Settings > Developer"));
     CHECK(fixture.sandbox.route_count("GET /api/3/users/me") == 1);
     CHECK(fixture.records_sent() == 0);
+}
+
+TEST_CASE("subscriptions: a member put back gets the export's values and tags like every other member") {
+    ExportFixture fixture(fast_sandbox());
+    fixture.write_config("    on_leave: unsubscribe\n", kPacingAtScale20);
+    auto profiles = make_profiles(20);
+    fixture.write_segment(profiles);
+    REQUIRE(fixture.segpush("export run vip_export").exit_code == 0);
+    fixture.write_segment(std::vector<Profile>(profiles.begin() + 2, profiles.end()));
+    REQUIRE(fixture.segpush("export run vip_export").exit_code == 0);
+    // Back, one of them under a new name, in an export that now tags everyone (so everyone is
+    // sent again).
+    edit_config(fixture, "settings: { list_id: 1 }", "settings: { list_id: 1, tags: [returning] }");
+    profiles[0].first_name = "Back";
+    fixture.write_segment(profiles);
+    const Run back = fixture.segpush("export run vip_export");
+    INFO(back.out << back.err);
+    REQUIRE(back.exit_code == 0);
+    CHECK(summary_value(back.out, "accepted") == "20, removed 0");
+    CHECK(subscriptions_requested(fixture.sandbox).second == 2);
+    const auto members = fixture.sandbox.get("/__sandbox/lists/1/members");
+    for (const auto& member : members.GetArray()) {
+        const std::string email = member["email"].GetString();
+        if (email != profiles[0].email && email != profiles[1].email) continue;
+        INFO(email);
+        CHECK(std::string(member["status"].GetString()) == "subscribed");
+        REQUIRE(member["tags"].Size() == 1);
+        CHECK(std::string(member["tags"][0].GetString()) == "returning");
+        if (email == profiles[0].email) CHECK(std::string(member["first_name"].GetString()) == "Back");
+    }
 }

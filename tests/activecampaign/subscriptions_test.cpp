@@ -43,7 +43,7 @@ RestoreDecision decide(const std::string& answer) {
 
 }  // namespace
 
-TEST_CASE("activecampaign times: offsets, Z and fractions read as UTC; a time without an offset is not guessed") {
+TEST_CASE("activecampaign times: offsets, Z and fractions read as UTC, a time without an offset is not guessed") {
     CHECK(parse_ac_time("2026-12-05T12:00:00Z") == kRemovedAt);
     CHECK(parse_ac_time("2026-12-05T07:00:00-05:00") == kRemovedAt);
     CHECK(parse_ac_time("2026-12-05T13:30:00+0130") == kRemovedAt);
@@ -60,9 +60,6 @@ TEST_CASE("restore: a membership still as segpush left it is put back") {
     CHECK(decision.kind == RestoreDecision::restore);
     // Within the clocks' slack, after it too.
     CHECK(decide(contact_answer({{3, 2, "2026-12-05T07:01:30-05:00"}})).kind == RestoreDecision::restore);
-    // No membership left at all, or one never confirmed: a plain subscription.
-    CHECK(decide(contact_answer({})).kind == RestoreDecision::restore);
-    CHECK(decide(contact_answer({{3, 0, "2026-12-05T06:59:00-05:00"}})).kind == RestoreDecision::restore);
 }
 
 TEST_CASE("restore: anything the person, the account or the mail did since keeps them out") {
@@ -99,8 +96,17 @@ TEST_CASE("restore: anything the person, the account or the mail did since keeps
         CHECK(decision.kind == RestoreDecision::keep_out);
         CHECK_THAT(decision.reason, Catch::Contains("from list 5"));
     }
-    SECTION("an answer that cannot be read") {
+    SECTION("no membership of the list any more, or one the person has yet to confirm") {
+        CHECK_THAT(decide(contact_answer({})).reason, Catch::Contains("no longer on list 3"));
+        CHECK_THAT(decide(contact_answer({{3, 0, "2026-12-06T06:59:00-05:00"}})).reason,
+                   Catch::Contains("has not confirmed"));
+    }
+    SECTION("an answer that cannot be read, in whole or in part") {
         CHECK(decide("<html>").kind == RestoreDecision::keep_out);
+        // A membership without its list might be this list's.
+        CHECK(decide("{\"contactLists\":[{\"list\":\"3\",\"status\":\"2\",\"udate\":\"2026-12-05T06:59:00-05:00\"},"
+                     "{\"status\":\"1\"}]}")
+                  .kind == RestoreDecision::keep_out);
     }
 }
 
@@ -154,6 +160,13 @@ TEST_CASE("refused bulk requests: failures are placed under either numbering, or
         CHECK(match.refused.empty());
         CHECK(match.suspects == std::vector<size_t>{1, 2});
     }
+    SECTION("a reason naming an address places the contact with exactly that address") {
+        const std::vector<std::string> tails = {"ann@example.com", "joann@example.com", "b@example.com"};
+        const auto match = match_failures({failure(1, "joann@example.com is on the exclusion list")}, tails);
+        REQUIRE(match.refused.size() == 1);
+        CHECK(match.refused[0].first == 1);
+        CHECK(match_failures({failure(1, "Contact ann@example.com is invalid.")}, tails).refused[0].first == 0);
+    }
     SECTION("a reason naming a contact places it, whatever its number") {
         const auto match = match_failures({failure(2, "Contact C@Example.com is on the exclusion list")}, emails);
         REQUIRE(match.refused.size() == 1);
@@ -169,7 +182,7 @@ TEST_CASE("refused bulk requests: failures are placed under either numbering, or
     }
 }
 
-TEST_CASE("request bodies: exclude_automations at the top of the request too; empty values clear, absent ones do not") {
+TEST_CASE("request bodies: exclude_automations at the top of the request too, empty values clear, absent ones do not") {
     Contact contact;
     contact.email = "a@example.com";
     contact.first_name = std::string_view();  // clear it

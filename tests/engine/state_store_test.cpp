@@ -731,3 +731,27 @@ TEST_CASE("state: an export whose only record is a removal is not taken for a fi
     REQUIRE(todo.size() == 1);
     CHECK(todo[0].removed_at != 0);
 }
+
+TEST_CASE("state: removals a plugin older than ABI 1.4 reports are not remembered as segpush's own") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    StateStore state(path);
+    {
+        const auto [run, counts] = diffed_run(state, {{"a", 1}, {"b", 2}});
+        accept_all(state, run.run_id, "e");
+        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+    }
+    // Such a plugin reports ACCEPTED for a leaver the destination had off the list already.
+    const auto run = state.begin_run("e", false, false);
+    state.set_removals_are_own(false);
+    stage(state, {{"a", 1}});
+    RunCounts counts;
+    state.diff("e", run.baseline, true, 100, counts);
+    const auto tally = state.apply_outcomes(run.run_id, "e", {{state.next_todo(0, 10).at(0).seq, MemberState::done, "", ""}});
+    CHECK(tally.removed == 1);
+    state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+    sqlite::Database db(path);
+    auto rows = db.prepare("SELECT COUNT(*) FROM removals");
+    rows.step();
+    CHECK(rows.integer(0) == 0);
+}

@@ -122,7 +122,7 @@ TEST_CASE("the C plugin runs the whole lifecycle through the ABI, outcomes relea
     const segpush_value values[] = {text("ada@example.com"), text("Ada"),
                                     text("not-an-email"),    {nullptr, 0},
                                     text("alan@example.com"), text("Alan")};
-    const segpush_batch batch{sizeof(segpush_batch), 2, 3, ids, values, SEGPUSH_ACTION_UPSERT};
+    const segpush_batch batch{sizeof(segpush_batch), 2, 3, ids, values, SEGPUSH_ACTION_UPSERT, nullptr};
     segpush_outcomes outcomes{};
     REQUIRE(api.push_batch(exp, &batch, &outcomes, &error) == SEGPUSH_OK);
     REQUIRE(outcomes.count == 3);
@@ -184,7 +184,8 @@ PushedOnce push_once(const LoadedPlugin& plugin, const std::vector<const char*>&
         ids.push_back(ids.size() + 1);
         values.push_back(text(email));
     }
-    const segpush_batch batch{sizeof(segpush_batch), 1, ids.size(), ids.data(), values.data(), SEGPUSH_ACTION_UPSERT};
+    const segpush_batch batch{sizeof(segpush_batch), 1, ids.size(), ids.data(), values.data(), SEGPUSH_ACTION_UPSERT,
+                              nullptr};
     segpush_outcomes outcomes{};
     REQUIRE(api.push_batch(exp, &batch, &outcomes, &error) == SEGPUSH_OK);
     PushedOnce pushed;
