@@ -81,6 +81,10 @@ run_demo() {
         -e "s#^\( *\)host: .*#\1host: 127.0.0.1:$port\n\1ca_bundle: $PWD/$demo/cert.pem#" \
         config/segpush.yaml >"$demo/segpush.yaml"
     local segpush=("$BUILD_DIR/segpush" --config "$demo/segpush.yaml")
+    # One person in the sample segment unsubscribed from the newsletter earlier, through an
+    # email's link: the export leaves them off the list and reports them suppressed.
+    sandbox_request "$port" "$demo/cert.pem" POST /__sandbox/unsubscribe \
+        '{"email": "tim.perlman2@example.com", "list": "3", "via": "campaign"}' >/dev/null
     set -x
     "${segpush[@]}" config check
     "${segpush[@]}" plugins list
@@ -90,12 +94,25 @@ run_demo() {
     "${segpush[@]}" runs list
     cat "$demo"/state/reports/vip_to_newsletter-run-2-report.csv   # rows not sent, and why
     { set +x; } 2>/dev/null
-    python3 - "$port" "$demo/cert.pem" <<'PY'
-import json, ssl, sys, urllib.request
-port, cert = sys.argv[1], sys.argv[2]
-url = f"https://127.0.0.1:{port}/__sandbox/lists/3/members"
-members = json.load(urllib.request.urlopen(url, context=ssl.create_default_context(cafile=cert)))
-print(f"The sandbox's list 3 now holds {sum(m['status'] == 'subscribed' for m in members)} subscribed contacts.")
+    sandbox_request "$port" "$demo/cert.pem" GET /__sandbox/lists/3/members >"$demo/members.json"
+    python3 - "$demo/members.json" <<'PY'
+import json, sys
+members = json.load(open(sys.argv[1]))
+count = lambda status: sum(m["status"] == status for m in members)
+print(f"The sandbox's list 3 now holds {count('subscribed')} subscribed contacts "
+      f"and {count('unsubscribed')} who unsubscribed.")
+PY
+}
+
+# METHOD PATH [JSON] on the sandbox's control API; prints the answer.
+sandbox_request() {
+    python3 - "$@" <<'PY'
+import ssl, sys, urllib.request
+port, cert, method, path = sys.argv[1:5]
+body = sys.argv[5].encode() if len(sys.argv) > 5 else None
+request = urllib.request.Request(f"https://127.0.0.1:{port}{path}", data=body, method=method,
+                                 headers={"Content-Type": "application/json"})
+print(urllib.request.urlopen(request, context=ssl.create_default_context(cafile=cert)).read().decode())
 PY
 }
 
