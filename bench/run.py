@@ -261,13 +261,18 @@ class Workdir:
 
 # ---- ceiling ---------------------------------------------------------------------------------
 
+def limited_sandbox(work, scale, latency_ms):
+    """A sandbox enforcing ActiveCampaign's limits x scale, and the limits the plugin is told
+    (requests per second, bulk imports per minute)."""
+    sandbox = Sandbox(work, {"limits_enabled": True, "rate_scale": scale, "latency_ms": latency_ms,
+                             "record_bodies": False, "record_requests": False})
+    return sandbox, int(round(AC_RPS * scale)), int(round(AC_BULK_PER_MINUTE * scale))
+
+
 def cmd_ceiling(args):
     s = args.scale
-    rps = int(round(AC_RPS * s))
-    bulk_per_minute = int(round(AC_BULK_PER_MINUTE * s))
     with Workdir(args.keep) as work:
-        sandbox = Sandbox(work, {"limits_enabled": True, "rate_scale": s, "latency_ms": args.latency_ms,
-                                 "record_bodies": False, "record_requests": False})
+        sandbox, rps, bulk_per_minute = limited_sandbox(work, s, args.latency_ms)
         try:
             log("generating %d profiles" % args.profiles)
             generate(work, args.profiles, args.seed)
@@ -334,11 +339,8 @@ def finished_runs(workdir, build_dir):
 
 def cmd_shared_account(args):
     s = args.scale
-    rps = int(round(AC_RPS * s))
-    bulk_per_minute = int(round(AC_BULK_PER_MINUTE * s))
     with Workdir(args.keep) as work:
-        sandbox = Sandbox(work, {"limits_enabled": True, "rate_scale": s, "latency_ms": args.latency_ms,
-                                 "record_bodies": False, "record_requests": False})
+        sandbox, rps, bulk_per_minute = limited_sandbox(work, s, args.latency_ms)
         try:
             log("generating 2 x %d profiles" % args.profiles)
             generate(work, args.profiles, args.seed, name="one.csv")
