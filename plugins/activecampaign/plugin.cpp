@@ -490,7 +490,7 @@ Problem resolve_custom_fields(segpush_export& exp, const std::vector<std::pair<s
     return {};
 }
 
-// Reads who is unsubscribed from and bounced on the list into exp.kept_out: a page of 100 a
+// Reads who is unsubscribed from and bounced on the list into `kept_out`: a page of 100 a
 // request, keyed by contact id (ActiveCampaign's advice for long lists). A page is never
 // taken for the last because it is short (a server may cap pages lower); the first page's
 // meta.total, or an empty page, ends the reading.
@@ -1054,15 +1054,22 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
         const ListAction action = action_code == SEGPUSH_ACTION_REMOVE ? ListAction::unsubscribe : ListAction::subscribe;
         auto out = std::make_unique<OutcomeList>();
         out->reserve(batch->n_records);
-        if (action == ListAction::unsubscribe) {
-            if (Problem p = refresh_kept_out(*exp)) return p.report(err);
-        }
         std::vector<Row> rows = rows_of(*exp, *batch);
         const int64_t* removed_at =
             SEGPUSH_HAS_FIELD(batch, segpush_batch, removed_at) && action == ListAction::subscribe ? batch->removed_at : nullptr;
+        // ActiveCampaign asks for the per-contact API when there are ten contacts or fewer. The
+        // plugin cannot see the export's size; a batch of at most ten before any bulk import
+        // means the host had no more to send (it fills batches to the declared limit).
+        const auto with_email = static_cast<size_t>(
+            std::count_if(rows.begin(), rows.end(), [](const Row& row) { return !row.contact.email.empty(); }));
+        const bool small = with_email <= kSmallExport && !exp->bulk_started.load() && exp->settings.tags.empty() &&
+                           !exp->settings.exclude_automations;
+        // The per-contact path reads each leaver's status itself; bulk removals need the list again.
+        if (action == ListAction::unsubscribe && !small) {
+            if (Problem p = refresh_kept_out(*exp)) return p.report(err);
+        }
         std::vector<size_t> valid;      // sent by bulk import, or per contact when few
         std::vector<size_t> restoring;  // removed by segpush before, unsubscribed now: see restore_each
-        size_t with_email = 0;
         {
             std::lock_guard<std::mutex> guard(exp->mutex);
             for (size_t r = 0; r < rows.size(); ++r) {
@@ -1070,7 +1077,6 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
                     out->add(rows[r].id, SEGPUSH_RECORD_REJECTED, "the record has no email; ActiveCampaign needs one");
                     continue;
                 }
-                ++with_email;
                 const auto kept = exp->kept_out.empty() ? exp->kept_out.end()
                                                         : exp->kept_out.find(lower_ascii(std::string(rows[r].contact.email)));
                 if (kept == exp->kept_out.end()) {
@@ -1096,11 +1102,6 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
                 if (!problem) valid.clear();  // given their outcomes (RETRY) above
             }
         }
-        // ActiveCampaign asks for the per-contact API when there are ten contacts or fewer. The
-        // plugin cannot see the export's size; a batch of at most ten before any bulk import
-        // means the host had no more to send (it fills batches to the declared limit).
-        const bool small = with_email <= kSmallExport && !exp->bulk_started.load() && exp->settings.tags.empty() &&
-                           !exp->settings.exclude_automations;
         if (!problem && !valid.empty()) {
             if (!small) exp->bulk_started = true;
             problem = small ? push_each(*exp, rows, valid, action, *out) : push_bulk(*exp, rows, valid, action, *out);
