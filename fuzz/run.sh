@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan + libFuzzer) in build-fuzz/ and runs
 # each for N seconds (default 30), one after the other.
-#   fuzz/run.sh [seconds] [target...]     targets: csv_reader jsonl_reader config_loader ac_responses
+#   fuzz/run.sh [seconds] [target...]     targets: csv_reader jsonl_reader config_loader config_aliases ac_responses
 # Seeds are read from fuzz/corpus/<target>/ (checked in, never written); what a run finds goes
 # to build-fuzz/corpus/<target>/ and is reused by the next run. A crash leaves its input in
 # build-fuzz/artifacts/<target>/ and the script exits non-zero after running every target.
 # Reproduce a crash:  build-fuzz/fuzz/fuzz_<target> build-fuzz/artifacts/<target>/crash-...
+# config_aliases runs with a 512 MB memory limit (the others 2048 MB): the configuration
+# limits must hold whatever the anchors and aliases; fuzz/<target>.dict is used when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${1:-30}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(csv_reader jsonl_reader config_loader ac_responses)
+[ ${#targets[@]} -gt 0 ] || targets=(csv_reader jsonl_reader config_loader config_aliases ac_responses)
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
@@ -26,9 +28,13 @@ for target in "${targets[@]}"; do
     corpus="$BUILD_DIR/corpus/$target"
     artifacts="$BUILD_DIR/artifacts/$target"
     mkdir -p "$corpus" "$artifacts"
+    rss_limit_mb=2048
+    [ "$target" = config_aliases ] && rss_limit_mb=512
+    dict=()
+    [ -f "fuzz/$target.dict" ] && dict=(-dict="fuzz/$target.dict")
     echo "== fuzz_$target for ${seconds}s"
-    if ! "$BUILD_DIR/fuzz/fuzz_$target" "$corpus" "fuzz/corpus/$target" \
-            -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 -max_len=65536 \
+    if ! "$BUILD_DIR/fuzz/fuzz_$target" "$corpus" "fuzz/corpus/$target" "${dict[@]}" \
+            -max_total_time="$seconds" -timeout=25 -rss_limit_mb="$rss_limit_mb" -max_len=65536 \
             -artifact_prefix="$artifacts/" -print_final_stats=1 >"$BUILD_DIR/fuzz_$target.log" 2>&1; then
         failed+=("$target")
         tail -n 60 "$BUILD_DIR/fuzz_$target.log"

@@ -40,6 +40,7 @@ Commands:
                                  Run history, newest first
   runs show ID [--json]          One run: status, times, counts, error, its report
   serve                          Run every export on its schedule until stopped (SIGTERM, Ctrl-C)
+  forget EMAIL... [--json]       Remove people from everything segpush keeps (erasure requests)
   help [COMMAND...]              Help on a command
 
 Options:
@@ -134,12 +135,31 @@ running exports finish their batches in flight and save their state.
 
 Exit status: 0 after a clean stop, 2 when the configuration has errors or no schedules.
 )"},
+    {"forget", R"(Usage: segpush [--config FILE] forget EMAIL... [--json]
+
+For an erasure request: removes each person (email, compared ignoring case and surrounding
+spaces) from everything segpush keeps about them: the delivered state of every export, the
+record of their removal from a list, imports awaiting confirmation, run errors that name
+them (masked), and the rows of run reports. Deleted content is overwritten in the state file
+and its write-ahead log emptied. Prints what was removed.
+
+It does not touch the destinations: erase the person there too. If they are still in a
+segment, the next run of its export sends them again as a new member. Refused while an export
+of this state is running.
+
+Exit status: 0, 1 while a run is in progress, 2 usage or configuration error.
+)"},
     {"plugins list", R"(Usage: segpush [--config FILE | --plugin-dir DIR] plugins list [--json]
 
-Tries every *.so file in the plugin directory. Lists the plugins that loaded (id, version,
-plugin ABI version, file) and every file that was refused with the reason: not a shared
-library, no segpush_plugin_entry symbol, a different ABI major version, a malformed
-descriptor, or an id another file also declares.
+Tries every *.so file in the plugin directory, each in a child process of its own. Lists the
+plugins that loaded (id, version, plugin ABI version, file) and every file that was refused
+with the reason: not trusted (the file, or a folder above it, is writable by group or others
+or owned by another user than root or you), not a shared library, no segpush_plugin_entry
+symbol, a different ABI major version, a malformed descriptor, an id another file also
+declares, or a plugin that crashed, called exit() or did not answer within 10 s while loading.
+
+Other commands open only <plugin_dir>/<id>.so for each plugin id the connections name, and
+the other files only when one has no file of its name.
 
 Options:
   --json   Machine-readable output
@@ -186,7 +206,7 @@ void write_json(Printer& print, const rapidjson::Document& document) {
 int plugins_list(const Options& options, Printer& print) {
     const auto directory = plugin_directory(options, print);
     if (!directory) return kExitUsage;
-    const auto registry = PluginRegistry::load_directory(*directory);
+    const auto registry = PluginRegistry::survey_directory(*directory);
     if (!registry.directory_problem().empty()) {
         print.err("segpush: " + registry.directory_problem() + "\n");
         return kExitUsage;
@@ -196,13 +216,13 @@ int plugins_list(const Options& options, Printer& print) {
         auto& a = doc.GetAllocator();
         doc.AddMember("plugin_dir", rapidjson::Value(directory->c_str(), a), a);
         rapidjson::Value loaded(rapidjson::kArrayType), refused(rapidjson::kArrayType);
-        for (const auto& plugin : registry.loaded()) {
+        for (const auto& plugin : registry.usable()) {
             rapidjson::Value item(rapidjson::kObjectType);
-            item.AddMember("id", rapidjson::Value(plugin->api.id, a), a);
-            item.AddMember("name", rapidjson::Value(plugin->api.name, a), a);
-            item.AddMember("version", rapidjson::Value(plugin->api.version, a), a);
-            item.AddMember("abi", rapidjson::Value(abi_text(plugin->api.abi_major, plugin->api.abi_minor).c_str(), a), a);
-            item.AddMember("file", rapidjson::Value(plugin->file.c_str(), a), a);
+            item.AddMember("id", rapidjson::Value(plugin.id.c_str(), a), a);
+            item.AddMember("name", rapidjson::Value(plugin.name.c_str(), a), a);
+            item.AddMember("version", rapidjson::Value(plugin.version.c_str(), a), a);
+            item.AddMember("abi", rapidjson::Value(abi_text(plugin.abi_major, plugin.abi_minor).c_str(), a), a);
+            item.AddMember("file", rapidjson::Value(plugin.file.c_str(), a), a);
             loaded.PushBack(item, a);
         }
         for (const auto& file : registry.refused()) {
@@ -218,10 +238,10 @@ int plugins_list(const Options& options, Printer& print) {
     }
     std::ostringstream text;
     text << "Plugins in " << *directory << ":\n";
-    if (registry.loaded().empty()) text << "  (none loaded)\n";
-    for (const auto& plugin : registry.loaded()) {
-        text << "  " << std::left << std::setw(18) << plugin->api.id << std::setw(10) << plugin->api.version << "ABI "
-             << std::setw(6) << abi_text(plugin->api.abi_major, plugin->api.abi_minor) << plugin->file << "\n";
+    if (registry.usable().empty()) text << "  (none loaded)\n";
+    for (const auto& plugin : registry.usable()) {
+        text << "  " << std::left << std::setw(18) << plugin.id << std::setw(10) << plugin.version << "ABI "
+             << std::setw(6) << abi_text(plugin.abi_major, plugin.abi_minor) << plugin.file << "\n";
     }
     if (!registry.refused().empty()) {
         text << "Refused:\n";
@@ -289,8 +309,12 @@ int plugins_describe(const Options& options, Printer& print) {
     const std::string& id = options.words[2];
     const auto directory = plugin_directory(options, print);
     if (!directory) return kExitUsage;
-    const auto registry = PluginRegistry::load_directory(*directory);
+    const auto registry = PluginRegistry::load_plugins(*directory, {id});
     const LoadedPlugin* plugin = registry.find(id);
+    if (const RefusedPlugin* refused = registry.refused_for(id); !plugin && refused) {
+        print.err("segpush: plugin '" + id + "' was refused: " + refused->file + ": " + refused->reason + "\n");
+        return kExitFailure;
+    }
     if (!plugin) {
         const auto ids = registry.ids();
         print.err("segpush: no plugin with id '" + id + "'" + did_you_mean(id, ids) + " in " + *directory +
@@ -409,15 +433,25 @@ std::optional<CheckedSetup> load_checked(const Options& options, Diagnostics& di
     const std::string directory = options.plugin_dir ? *options.plugin_dir : resolved_plugin_dir(*config);
     CheckedSetup setup{std::move(*config), PluginRegistry{}};
     if (!setup.config.plugin_dir.empty() || options.plugin_dir) {
-        setup.registry = PluginRegistry::load_directory(directory);
+        // Only the plugins the connections name, so that a broken file elsewhere in the
+        // directory does not stop an unrelated export.
+        std::vector<std::string> needed;
+        for (const auto& connection : setup.config.connections) {
+            if (!connection.plugin.empty()) needed.push_back(connection.plugin);
+        }
+        setup.registry = PluginRegistry::load_plugins(directory, needed);
         if (!setup.registry.directory_problem().empty()) {
             diagnostics.error(setup.config.plugin_dir_pos, "plugin_dir",
                               setup.registry.directory_problem() +
                                   (options.plugin_dir ? " (given with --plugin-dir, which replaces this setting)" : ""));
         }
         for (const auto& refused : setup.registry.refused()) {
+            if (!refused.wanted_id.empty()) continue;  // an error at the connection that names it
             diagnostics.warning(setup.config.plugin_dir_pos, "plugin_dir",
                                 "plugin file " + refused.file + " was refused: " + refused.reason);
+        }
+        for (const auto& note : setup.registry.notes()) {
+            diagnostics.warning(setup.config.plugin_dir_pos, "plugin_dir", note);
         }
         check_config(setup.config, setup.registry, diagnostics);
     }
@@ -516,6 +550,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     if (command == "runs list") return runs_list(options, print);
     if (command == "runs show") return runs_show(options, print);
     if (words[0] == "serve") return serve(options, print);
+    if (words[0] == "forget") return forget(options, print);
     return usage_error(print, "unknown command '" + join(words, " ") + "'" + did_you_mean(command, known));
 }
 

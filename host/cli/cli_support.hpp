@@ -60,5 +60,6 @@ int export_run(const Options& options, Printer& print);
 int runs_list(const Options& options, Printer& print);
 int runs_show(const Options& options, Printer& print);
 int serve(const Options& options, Printer& print);
+int forget(const Options& options, Printer& print);
 
 }  // namespace segpush

@@ -1,3 +1,6 @@
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -8,7 +11,23 @@
 
 #include "cli/cli.hpp"
 
+namespace {
+
+// A core dump holds what the process held: API keys and the people being sent. None is written,
+// and other processes of the same user cannot attach to read its memory, unless
+// SEGPUSH_CORE_DUMPS=1 asks for them to debug a crash (README: personal data and secrets).
+void keep_memory_private() {
+    const char* wanted = std::getenv("SEGPUSH_CORE_DUMPS");
+    if (wanted != nullptr && std::strcmp(wanted, "1") == 0) return;
+    const rlimit none{0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+    keep_memory_private();
 #ifdef __GLIBC__
     // glibc gives each thread that allocates its own arena, up to eight per core, and each
     // keeps what was freed in it. An export's two dozen push threads each build and free

@@ -10,12 +10,15 @@
 #include <iomanip>
 #include <list>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include "cli/cli_support.hpp"
 #include "config/loader.hpp"
 #include "engine/export_runner.hpp"
+#include "engine/record.hpp"
+#include "engine/run_report.hpp"
 #include "log/log.hpp"
 #include "plugins/shared_budgets.hpp"
 #include "schedule/cron.hpp"
@@ -305,6 +308,58 @@ int runs_show(const Options& options, Printer& print) {
          << ", suppressed " << c.suppressed << "\n";
     if (!run->report_path.empty()) text << "  report        " << run->report_path << "\n";
     if (!run->error.empty()) text << "  error         " << run->error << "\n";
+    print.out(text.str());
+    return kExitOk;
+}
+
+int forget(const Options& options, Printer& print) {
+    if (options.words.size() < 2) return usage_error(print, "forget takes one or more emails: segpush forget EMAIL...");
+    std::set<std::string> keys;
+    for (size_t i = 1; i < options.words.size(); ++i) {
+        std::string key = member_key(options.words[i]);
+        if (key.empty()) return usage_error(print, "forget: an empty email was given");
+        keys.insert(std::move(key));
+    }
+    const auto path = state_path_of(options, print);
+    if (!path) return kExitUsage;
+    StateStore::Forgotten forgotten;
+    if (std::filesystem::exists(*path)) {
+        try {
+            forgotten = StateStore(*path).forget_members(keys);
+        } catch (const AlreadyRunning& running) {
+            print.err("segpush: nothing was forgotten: " + std::string(running.what()) + "\n");
+            return kExitFailure;
+        }
+    }
+    const auto reports = forget_in_reports(reports_directory(*path), keys);
+    int64_t report_rows = 0;
+    for (const auto& [report, rows] : reports) report_rows += rows;
+    if (options.json) {
+        rapidjson::Document document(rapidjson::kObjectType);
+        auto& alloc = document.GetAllocator();
+        rapidjson::Value people(rapidjson::kArrayType), changed(rapidjson::kArrayType);
+        for (const auto& key : keys) people.PushBack(rapidjson::Value(key.c_str(), alloc), alloc);
+        for (const auto& [report, rows] : reports) changed.PushBack(rapidjson::Value(report.c_str(), alloc), alloc);
+        document.AddMember("emails", people, alloc);
+        document.AddMember("state", rapidjson::Value(path->c_str(), alloc), alloc);
+        document.AddMember("delivered", forgotten.delivered, alloc);
+        document.AddMember("removals", forgotten.removals, alloc);
+        document.AddMember("awaiting_import", forgotten.awaiting_import, alloc);
+        document.AddMember("run_errors", forgotten.run_errors, alloc);
+        document.AddMember("report_rows", report_rows, alloc);
+        document.AddMember("reports", changed, alloc);
+        print.out(json_text(document));
+        return kExitOk;
+    }
+    std::ostringstream text;
+    text << "Forgot " << join(std::vector<std::string>(keys.begin(), keys.end())) << " in " << *path << ":\n"
+         << "  delivered records          " << forgotten.delivered << "\n"
+         << "  removal records            " << forgotten.removals << "\n"
+         << "  awaiting import            " << forgotten.awaiting_import << "\n"
+         << "  run errors naming them     " << forgotten.run_errors << "\n"
+         << "  report rows                " << report_rows << " in " << reports.size() << " report(s)\n"
+         << "segpush keeps nothing else about them. The destinations still hold them: erase them there too.\n"
+            "If they are still in a segment, its next run sends them again as new members.\n";
     print.out(text.str());
     return kExitOk;
 }

@@ -2,14 +2,17 @@
 
 #include <fnmatch.h>
 #include <rapidjson/document.h>
+#include <yaml-cpp/depthguard.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <regex>
 
 #include "config/paths.hpp"
 #include "config/settings_check.hpp"
+#include "config/yaml_bounds.hpp"
 #include "config/yaml_reader.hpp"
 #include "plugins/registry.hpp"
 #include "schedule/cron.hpp"
@@ -29,10 +32,11 @@ YAML::Node settings_block(const YAML::Node& node) {
     return settings.IsDefined() ? settings : YAML::Node(YAML::NodeType::Undefined);
 }
 
-const std::vector<std::string> kMainKeys = {"plugin_dir", "state", "include", "segments", "connections", "exports"};
+const std::vector<std::string> kMainKeys = {"plugin_dir", "state", "report_retention_days", "strict", "include",
+                                            "segments", "connections", "exports"};
 const std::vector<std::string> kAdminIncludeKeys = {"segments", "connections", "exports"};
 const std::vector<std::string> kContributorIncludeKeys = {"exports"};
-const std::vector<std::string> kSegmentKeys = {"source", "path"};
+const std::vector<std::string> kSegmentKeys = {"source", "path", "fifo_timeout_seconds"};
 const std::vector<std::string> kConnectionKeys = {"plugin", "display_name", "usable_by", "privacy_consent", "settings"};
 const std::vector<std::string> kExportKeys = {"connection", "segments", "settings", "mapping",
                                               "schedule", "timezone", "max_profiles", "on_leave", "retry",
@@ -61,24 +65,48 @@ class Loader {
 public:
     Loader(Config& config, Diagnostics& diagnostics) : config_(config), diagnostics_(diagnostics) {}
 
-    // Parses one file; an undefined node means it could not be read (already reported).
+    // Parses one file; an undefined node means it could not be read (already reported). The
+    // file is read only up to kMaxConfigFileBytes, and checked against the node and depth
+    // limits event by event before yaml-cpp builds it, so no file costs more than the limits.
     YAML::Node parse(const std::string& path, const SourcePos& referenced_from) {
+        const SourcePos where = referenced_from.file.empty() ? SourcePos{path, 0, 0} : referenced_from;
+        if (nodes_read_ >= kMaxYamlNodesPerConfig) return YAML::Node(YAML::NodeType::Undefined);  // said once
         try {
             std::error_code error;
             if (fs::is_directory(path, error)) {
-                diagnostics_.error(referenced_from.file.empty() ? SourcePos{path, 0, 0} : referenced_from, "",
-                                   "cannot read configuration file " + path + ": it is a directory");
+                diagnostics_.error(where, "", "cannot read configuration file " + path + ": it is a directory");
                 return YAML::Node(YAML::NodeType::Undefined);
             }
-            return YAML::LoadFile(path);
-        } catch (const YAML::BadFile&) {
-            diagnostics_.error(referenced_from.file.empty() ? SourcePos{path, 0, 0} : referenced_from, "",
-                               "cannot read configuration file " + path);
+            std::string text;
+            if (!read_bounded(path, text)) {
+                diagnostics_.error(where, "", "cannot read configuration file " + path);
+                return YAML::Node(YAML::NodeType::Undefined);
+            }
+            if (text.size() > kMaxConfigFileBytes) {
+                diagnostics_.error(where, "", "configuration file " + path + " is larger than " +
+                                                  describe_bytes(kMaxConfigFileBytes) +
+                                                  ", the most segpush reads: is it the right file? A larger "
+                                                  "configuration can be split into included files");
+                return YAML::Node(YAML::NodeType::Undefined);
+            }
+            uint64_t nodes = 0;
+            const uint64_t budget = std::min(kMaxYamlNodesPerFile, kMaxYamlNodesPerConfig - nodes_read_);
+            if (const auto problem = check_yaml_bounds(text, budget, nodes)) {
+                diagnostics_.error({path, problem->line, problem->column}, problem->key_path, problem->message);
+                // Past the whole configuration's limit nothing more is read; past one file's,
+                // the other files still are, so that each problem is reported.
+                if (nodes > budget && budget < kMaxYamlNodesPerFile) nodes_read_ = kMaxYamlNodesPerConfig;
+                return YAML::Node(YAML::NodeType::Undefined);
+            }
+            nodes_read_ += nodes;
+            return YAML::Load(text);
+        } catch (const YAML::DeepRecursion& e) {  // the node limits come first; kept as a backstop
+            diagnostics_.error({path, e.mark.line + 1, e.mark.column + 1}, "",
+                               "malformed YAML: nested too deeply (" + std::to_string(e.depth()) + " levels)");
         } catch (const YAML::ParserException& e) {
             diagnostics_.error({path, e.mark.line + 1, e.mark.column + 1}, "", "malformed YAML: " + e.msg);
         } catch (const std::exception& e) {  // an I/O error while reading, say
-            diagnostics_.error(referenced_from.file.empty() ? SourcePos{path, 0, 0} : referenced_from, "",
-                               "cannot read configuration file " + path + ": " + e.what());
+            diagnostics_.error(where, "", "cannot read configuration file " + path + ": " + e.what());
         }
         return YAML::Node(YAML::NodeType::Undefined);
     }
@@ -95,6 +123,15 @@ public:
             config_.plugin_dir_pos = reader.pos(root["plugin_dir"]);
         }
         config_.state_path = config_path(config_.base_dir, reader.string(root, "state", "", false).value_or("segpush-state.db"));
+        if (auto days = reader.positive_integer(root, "report_retention_days", "")) {
+            if (*days > 36500) {
+                reader.error(root["report_retention_days"], "report_retention_days",
+                             "keeps reports at most 36500 days (100 years); reports hold personal data");
+            } else {
+                config_.report_retention_days = *days;
+            }
+        }
+        config_.strict = reader.boolean(root, "strict", "").value_or(false);
         read_entities(reader, root, config_.base_dir, false);
         for (const auto& included : expand_includes(reader, root["include"])) {
             const YAML::Node file_root = parse(included.path, reader.pos(included.where));
@@ -110,6 +147,20 @@ public:
     }
 
 private:
+    // Reads at most one byte more than kMaxConfigFileBytes, so `text` tells whether the file
+    // is larger; false when it cannot be opened or read.
+    static bool read_bounded(const std::string& path, std::string& text) {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) return false;
+        char chunk[65536];
+        while (text.size() <= kMaxConfigFileBytes) {
+            in.read(chunk, sizeof chunk);
+            text.append(chunk, static_cast<size_t>(in.gcount()));
+            if (!in) break;
+        }
+        return !in.bad();
+    }
+
     std::vector<IncludedFile> expand_includes(YamlReader& reader, const YAML::Node& includes) {
         std::vector<IncludedFile> files;
         if (!includes.IsDefined() || includes.IsNull()) return files;
@@ -198,7 +249,21 @@ private:
         segment.pos = reader.pos(key);
         const auto file = reader.string(node, "path", path, true);
         if (!file) return;
+        if (*file == "-") {
+            reader.error(node["path"], path + ".path",
+                         "'-' (standard input) cannot be a segment: write the segment to a file, or to a FIFO "
+                         "with fifo_timeout_seconds (a file named '-' is ./-)");
+            return;
+        }
         segment.path = config_path(base_dir, *file);
+        if (auto seconds = reader.positive_integer(node, "fifo_timeout_seconds", path)) {
+            if (*seconds > 86400) {
+                reader.error(node["fifo_timeout_seconds"], path + ".fifo_timeout_seconds",
+                             "waits for a FIFO's writer at most 86400 seconds (a day)");
+            } else {
+                segment.fifo_timeout = std::chrono::seconds(*seconds);
+            }
+        }
         const std::string extension = fs::path(*file).extension().string();
         std::string inferred = extension == ".csv" ? "csv" : (extension == ".jsonl" || extension == ".ndjson") ? "jsonl" : "";
         segment.source = reader.string(node, "source", path, false).value_or(inferred);
@@ -214,9 +279,26 @@ private:
             return;
         }
         std::error_code unreadable;  // a symlink loop, say: reported when the export reads it
-        if (!fs::exists(segment.path, unreadable) && !unreadable) {
+        const fs::file_status status = fs::status(segment.path, unreadable);
+        if (fs::status_known(status)) unreadable.clear();  // "not found" is not a failure to read
+        if (!fs::exists(status) && !unreadable) {
             diagnostics_.warning(reader.pos(node["path"]), path + ".path",
                                  "segment file " + segment.path + " does not exist yet");
+        } else if (status.type() == fs::file_type::fifo && !segment.fifo_timeout) {
+            diagnostics_.warning(reader.pos(node["path"]), path + ".path",
+                                 "segment file " + segment.path + " is a FIFO (named pipe): runs refuse it unless "
+                                 "the segment sets fifo_timeout_seconds");
+        } else if (fs::exists(status) && status.type() != fs::file_type::regular &&
+                   status.type() != fs::file_type::fifo) {
+            const fs::file_type type = status.type();
+            const char* kind = type == fs::file_type::directory   ? "a directory"
+                               : type == fs::file_type::character ? "a character device"
+                               : type == fs::file_type::block     ? "a block device"
+                               : type == fs::file_type::socket    ? "a socket"
+                                                                  : "a special file";
+            diagnostics_.warning(reader.pos(node["path"]), path + ".path",
+                                 "segment file " + segment.path + " is " + kind +
+                                     ", not a regular file: runs refuse it");
         }
         config_.segments.push_back(segment);
     }
@@ -326,6 +408,7 @@ private:
     Config& config_;
     Diagnostics& diagnostics_;
     std::map<std::string, SourcePos> defined_;
+    uint64_t nodes_read_ = 0;  // in the files parsed so far, against kMaxYamlNodesPerConfig
 };
 
 // Points a plugin's validate_settings complaint at the key it names.
@@ -336,8 +419,9 @@ YAML::Node settings_key(const YAML::Node& settings, const std::string& field) {
 
 bool check_plugin_settings(YamlReader& reader, const LoadedPlugin& plugin, const char* kind, Settings& settings,
                            const YAML::Node& owner, const std::string& path, const std::string& schema,
-                           const std::string& base_dir) {
-    const CheckedSettings checked = check_settings(reader, settings.yaml, owner, path, schema, base_dir);
+                           const std::string& base_dir, bool unsafe_permissions_are_errors) {
+    const CheckedSettings checked =
+        check_settings(reader, settings.yaml, owner, path, schema, base_dir, unsafe_permissions_are_errors);
     bool ok = checked.complete;
     // The plugin checks whatever passed the schema, so one run reports every problem. A
     // complaint about a key the schema refused (so the plugin saw it as missing) is dropped:
@@ -388,6 +472,12 @@ void check_config(Config& config, const PluginRegistry& registry, Diagnostics& d
         const LoadedPlugin* plugin = registry.find(connection.plugin);
         if (!plugin) {
             if (connection.plugin.empty()) continue;
+            if (const RefusedPlugin* refused = registry.refused_for(connection.plugin)) {
+                diagnostics.error(connection.plugin_pos, path + ".plugin",
+                                  "plugin '" + connection.plugin + "' was refused: " + refused->file + ": " +
+                                      refused->reason);
+                continue;
+            }
             std::string known = plugin_ids.empty() ? "no plugins are loaded from " + resolved_plugin_dir(config)
                                                    : "loaded plugins: " + join(plugin_ids);
             if (!registry.refused().empty()) {
@@ -401,7 +491,8 @@ void check_config(Config& config, const PluginRegistry& registry, Diagnostics& d
         }
         const std::string base_dir = fs::path(connection.settings.pos.file).parent_path().string();
         check_plugin_settings(reader, *plugin, "connection", connection.settings, connection.settings.owner,
-                              path + ".settings", plugin->api.connection_schema, base_dir.empty() ? "." : base_dir);
+                              path + ".settings", plugin->api.connection_schema, base_dir.empty() ? "." : base_dir,
+                              config.strict);
     }
 
     std::vector<std::string> segment_names, connection_names;
@@ -439,7 +530,7 @@ void check_config(Config& config, const PluginRegistry& registry, Diagnostics& d
         if (!plugin) continue;  // already reported on the connection
         const std::string base_dir = fs::path(item.settings.pos.file).parent_path().string();
         check_plugin_settings(reader, *plugin, "export", item.settings, item.settings.owner, path + ".settings",
-                              plugin->api.export_schema, base_dir.empty() ? "." : base_dir);
+                              plugin->api.export_schema, base_dir.empty() ? "." : base_dir, config.strict);
 
         if (item.clear_blank_values && plugin->api.abi_minor < 4) {
             diagnostics.error(item.clear_blank_values_pos, path + ".clear_blank_values",

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -20,6 +21,8 @@ struct SegmentConfig {
     std::string name;
     std::string source;  // "csv" | "jsonl"
     std::string path;    // resolved against the declaring file's folder
+    // fifo_timeout_seconds: only with it is a FIFO read (how long its writer may stay silent).
+    std::optional<std::chrono::seconds> fifo_timeout;
     SourcePos pos;
 };
 
@@ -84,6 +87,11 @@ struct Config {
     std::string plugin_dir;
     SourcePos plugin_dir_pos;
     std::string state_path;
+    // Run reports list people by email: each is deleted this many days after it was written.
+    uint64_t report_retention_days = 30;
+    // `strict: true`: unsafe file permissions (a secret file others can read, say) are errors
+    // instead of warnings.
+    bool strict = false;
     std::vector<SegmentConfig> segments;
     std::vector<ConnectionConfig> connections;
     std::vector<ExportConfig> exports;

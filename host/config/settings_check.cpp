@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "config/paths.hpp"
+#include "config/yaml_bounds.hpp"
 #include "secrets/redactor.hpp"
 #include "secrets/reference.hpp"
 #include "text/suggest.hpp"
@@ -23,21 +24,74 @@ namespace {
 using rapidjson::Document;
 using rapidjson::Value;
 
-Value to_json(const YAML::Node& node, Document::AllocatorType& allocator) {
+// What converting one settings block may still produce. An alias repeats the whole value it
+// names each time it is used (yaml-cpp shares the node; the JSON cannot), so the conversion
+// counts the JSON it writes, at most what RapidJSON will write for it, and stops past
+// kMaxSettingsJsonBytes or kMaxYamlDepth levels. The loader's node limits hold for files;
+// this also holds for large values repeated by aliases.
+struct JsonBudget {
+    size_t bytes_left = kMaxSettingsJsonBytes;
+    bool exceeded = false;
+    bool too_deep = false;  // which limit it was
+
+    // False (and stays false) once the conversion is past a limit.
+    bool spend(size_t bytes, int depth = 1) {
+        if (exceeded) return false;
+        too_deep = depth > kMaxYamlDepth;
+        if (too_deep || bytes > bytes_left) exceeded = true;
+        else bytes_left -= bytes;
+        return !exceeded;
+    }
+
+    std::string problem() const {
+        const std::string limit =
+            too_deep ? std::to_string(kMaxYamlDepth) + " levels" : describe_bytes(kMaxSettingsJsonBytes) + " of JSON";
+        return "the settings grow past " + limit +
+               " once aliases are expanded (each *alias repeats what it names); segpush refuses them so that a few "
+               "lines of anchors and aliases cannot exhaust its memory";
+    }
+};
+
+// The most a string takes as JSON: quotes, and \u00XX for each character that needs escaping.
+size_t json_string_bytes(const std::string& text) {
+    size_t bytes = 2;
+    for (const unsigned char c : text) bytes += c < 0x20 || c == '"' || c == '\\' ? 6 : 1;
+    return bytes;
+}
+
+// Every value is followed by a comma or a closing bracket: one byte more than the value.
+Value to_json(const YAML::Node& node, Document::AllocatorType& allocator, JsonBudget& budget, int depth = 1) {
     if (node.IsMap()) {
         Value object(rapidjson::kObjectType);
+        if (!budget.spend(2, depth)) return Value(rapidjson::kNullType);
         for (const auto& item : node) {
-            object.AddMember(Value(item.first.Scalar().c_str(), allocator), to_json(item.second, allocator), allocator);
+            const std::string& key = item.first.Scalar();
+            if (!budget.spend(json_string_bytes(key) + 1, depth)) break;  // "key":
+            Value value = to_json(item.second, allocator, budget, depth + 1);
+            if (budget.exceeded) break;
+            object.AddMember(Value(key.c_str(), allocator), value, allocator);
         }
         return object;
     }
     if (node.IsSequence()) {
         Value array(rapidjson::kArrayType);
-        for (const auto& item : node) array.PushBack(to_json(item, allocator), allocator);
+        if (!budget.spend(2, depth)) return Value(rapidjson::kNullType);
+        for (const auto& item : node) {
+            Value value = to_json(item, allocator, budget, depth + 1);
+            if (budget.exceeded) break;
+            array.PushBack(value, allocator);
+        }
         return array;
     }
     const std::string& text = node.IsScalar() ? node.Scalar() : std::string();
-    switch (scalar_kind(node)) {
+    const ScalarKind kind = scalar_kind(node);
+    // Numbers: RapidJSON writes a double in at most 25 characters, an integer in no more than
+    // it was written with; null and booleans in at most 5.
+    const size_t written = kind == ScalarKind::string ? json_string_bytes(text)
+                           : kind == ScalarKind::number ? std::max<size_t>(text.size(), 25)
+                                                        : std::max<size_t>(json_string_bytes(text), 5);
+    if (!budget.spend(written + 1, depth)) return Value(rapidjson::kNullType);
+    switch (kind) {
         case ScalarKind::null: return Value(rapidjson::kNullType);
         case ScalarKind::boolean: return Value(text[0] == 't' || text[0] == 'T');
         case ScalarKind::integer:
@@ -47,7 +101,12 @@ Value to_json(const YAML::Node& node, Document::AllocatorType& allocator) {
             } catch (const std::exception&) {
                 return Value(text.c_str(), allocator);  // too large: the schema will say so
             }
-        case ScalarKind::number: return Value(std::stod(text));
+        case ScalarKind::number:
+            try {
+                return Value(std::stod(text));
+            } catch (const std::exception&) {
+                return Value(text.c_str(), allocator);  // 1e999: out of a double's range, as above
+            }
         case ScalarKind::string: break;
     }
     return Value(text.c_str(), allocator);
@@ -190,7 +249,7 @@ bool schema_flag(const rapidjson::Value& property, const char* flag) {
 
 CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, const YAML::Node& owner,
                                           const std::string& path, const std::string& schema_json,
-                                          const std::string& base_dir) {
+                                          const std::string& base_dir, bool unsafe_permissions_are_errors) {
     Document schema;
     schema.Parse(schema_json.c_str());
     bool ok = true;
@@ -220,9 +279,15 @@ CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, c
 
     Document resolved(rapidjson::kObjectType);
     auto& allocator = resolved.GetAllocator();
+    JsonBudget budget;
+    budget.spend(2);  // the braces around it all
     for (const auto& item : block) {
         const std::string key = item.first.Scalar();
         const std::string key_path = path + "." + key;
+        if (!budget.spend(json_string_bytes(key) + 1)) {
+            fail(item.first, key_path, budget.problem());
+            return {};
+        }
         const Value* property = property_schema(schema, key);
         const bool secret = has_flag(property, "x-secret");
         Value value;
@@ -240,6 +305,19 @@ CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, c
                 fail(item.second, key_path, problem);
                 continue;
             }
+            if (reference->kind == SecretReference::Kind::file) {
+                if (const std::string exposure = secret_file_exposure(*reference, base_dir); !exposure.empty()) {
+                    if (unsafe_permissions_are_errors) {
+                        fail(item.second, key_path, exposure + " (strict: true makes unsafe permissions errors)");
+                        continue;
+                    }
+                    reader.diagnostics().warning(reader.pos(item.second), key_path, exposure);
+                }
+            }
+            if (!budget.spend(json_string_bytes(*secret_value) + 1)) {
+                fail(item.second, key_path, budget.problem());
+                return {};
+            }
             value.SetString(secret_value->c_str(), allocator);
         } else if (secret) {
             if (item.second.IsScalar()) Redactor::instance().add_secret(item.second.Scalar());
@@ -248,7 +326,11 @@ CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, c
                  "configuration file");
             continue;
         } else {
-            value = to_json(item.second, allocator);
+            value = to_json(item.second, allocator, budget);
+            if (budget.exceeded) {
+                fail(item.second, key_path, budget.problem());
+                return {};
+            }
         }
         if (property) {
             std::string sub_path;
@@ -264,6 +346,10 @@ CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, c
             if (const std::string problem = file_problem(file); !problem.empty()) {
                 fail(item.second, key_path, problem);
                 continue;
+            }
+            if (!budget.spend(json_string_bytes(file))) {  // the path as written is counted already
+                fail(item.second, key_path, budget.problem());
+                return {};
             }
             value.SetString(file.c_str(), allocator);
         }

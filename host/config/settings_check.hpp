@@ -16,7 +16,10 @@ namespace segpush {
 //  - ${env:NAME} / ${file:PATH} references resolved; properties marked "x-secret" must be
 //    given by reference, and their values never appear in any message;
 //  - properties marked "x-file" name a file, relative to the configuration file's directory:
-//    it must exist and be readable, and the plugin receives its full path.
+//    it must exist and be readable, and the plugin receives its full path;
+//  - a ${file:PATH} secret that group or others may read or change is a warning, or an error
+//    when `unsafe_permissions_are_errors` (the configuration's `strict: true`);
+//  - the JSON is bounded (kMaxSettingsJsonBytes, kMaxYamlDepth), however many aliases repeat.
 struct CheckedSettings {
     std::string json;  // the keys that passed, so a plugin can still check those
     bool complete = false;  // true when there were no problems at all
@@ -27,6 +30,6 @@ bool schema_flag(const rapidjson::Value& property, const char* flag);
 
 CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, const YAML::Node& owner,
                                           const std::string& path, const std::string& schema_json,
-                                          const std::string& base_dir);
+                                          const std::string& base_dir, bool unsafe_permissions_are_errors);
 
 }  // namespace segpush

@@ -6,9 +6,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <filesystem>
 #include <functional>
-#include <fstream>
 #include <future>
 #include <mutex>
 #include <random>
@@ -18,6 +16,7 @@
 #include "engine/progress.hpp"
 #include "engine/record.hpp"
 #include "engine/retry_policy.hpp"
+#include "engine/run_report.hpp"
 #include "engine/segment_feed.hpp"
 #include "log/log.hpp"
 #include "plugins/host_services.hpp"
@@ -62,13 +61,6 @@ segpush_error fresh_error() {
 std::string message_of(const segpush_error& error) {
     std::string text(error.message, strnlen(error.message, sizeof error.message));
     return text.empty() ? std::string("(no message)") : text;
-}
-
-std::string csv_field(const std::string& value) {
-    if (value.find_first_of(",\"\r\n") == std::string::npos) return value;
-    std::string out = "\"";
-    for (char c : value) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-    return out + "\"";
 }
 
 // One push_batch call and its result, owned by the runner while in flight.
@@ -227,6 +219,12 @@ public:
                 stage_all();
                 state_.diff(export_.name, claim.baseline, removes_leavers() && !options_.dry_run,
                             last_seq_ + 1, counts_);
+                // The comparison runs to its end (seconds at a million members); a stop asked
+                // meanwhile is honoured here, before the destination is contacted.
+                if (cancel_) {
+                    throw RunFailure{RunStatus::cancelled,
+                                     "cancelled while comparing the segment with earlier deliveries; nothing was sent"};
+                }
                 check_max_profiles();
                 log_members();
                 if (!options_.dry_run) deliver(claim.run_id, false);
@@ -239,13 +237,20 @@ public:
         } catch (const SegmentError& error) {
             summary_.status = RunStatus::failed_permanent;
             summary_.error = std::string(error.what()) + "; nothing was sent";
+        } catch (const SegmentCancelled& stopped) {  // opening a segment or reading its header
+            summary_.status = RunStatus::cancelled;
+            summary_.error = std::string(stopped.what()) + "; nothing was sent";
         } catch (const std::exception& error) {
             summary_.status = RunStatus::failed_retryable;
             summary_.error = error.what();
         }
+        // The feed's thread may be waiting on a FIFO: it stops within its next poll.
+        stop_reading_ = true;
+        feed_.reset();
         summary_.report_path = write_report(claim.run_id);
         summary_.counts = counts_;
         state_.finish_run(claim.run_id, summary_.status, counts_, summary_.error, summary_.report_path);
+        prune_old_reports();
         summary_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
         return summary_;
     }
@@ -266,8 +271,11 @@ private:
         for (const auto& name : export_.segments) {
             const SegmentConfig* segment = config_.find_segment(name);
             sources_.push_back(segment->path);
+            SegmentOpenOptions options;
+            options.fifo_timeout = segment->fifo_timeout;
+            options.stop = [this] { return cancel_.load() || stop_reading_.load(); };
             // Every file is opened (and its header checked) before any row is staged.
-            readers_.push_back(open_segment(segment->path, segment->source, plan_.columns));
+            readers_.push_back(open_segment(segment->path, segment->source, plan_.columns, options));
         }
     }
 
@@ -350,7 +358,10 @@ private:
     // Stages every row (before a diff).
     void stage_all() {
         while (!reading_done_ && !cancel_) stage_rows(std::chrono::milliseconds(100), 20000);
-        if (cancel_) throw RunFailure{RunStatus::cancelled, "cancelled while reading the segment; nothing was sent"};
+        if (cancel_) {
+            throw RunFailure{RunStatus::cancelled, "cancelled while reading the segment, after " +
+                                                       std::to_string(counts_.rows_read) + " rows; nothing was sent"};
+        }
     }
 
     // stage_rows while batches are being sent: the totals grow with it, and are final at the end.
@@ -839,6 +850,16 @@ private:
         done_ += tally.accepted + tally.removed + tally.rejected + tally.suppressed;
     }
 
+    // Reports list people by email: every run deletes those older than the configured retention.
+    void prune_old_reports() {
+        const uint64_t days = config_.report_retention_days;
+        const auto removed = prune_reports(reports_directory(config_.state_path), std::chrono::hours(24 * days));
+        if (!removed.empty()) {
+            log_line(LogLevel::info, "deleted " + std::to_string(removed.size()) + " run report(s) older than " +
+                                         std::to_string(days) + " days (report_retention_days)");
+        }
+    }
+
     std::string write_report(int64_t run_id) {
         if (counts_.invalid == 0 && counts_.rejected == 0 && counts_.suppressed == 0) return {};  // nothing to list
         std::vector<ReportedMember> reported;
@@ -850,14 +871,12 @@ private:
         }
         if (reported.empty()) return {};
         const std::string path = report_path_for(config_, export_.name, run_id);
-        std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-        std::ofstream out(path, std::ios::trunc);
-        out << "source,line,email,outcome,reason\n";
-        for (const auto& item : reported) {
-            out << csv_field(item.source) << "," << item.line << "," << csv_field(item.email) << "," << item.outcome
-                << "," << csv_field(item.reason) << "\n";
+        try {
+            segpush::write_report(path, reported);
+        } catch (const std::exception& error) {
+            log_line(LogLevel::error, std::string("cannot write the run's report: ") + error.what());
+            return {};
         }
-        if (!out) log_line(LogLevel::error, "cannot write the run's report " + path);
         return path;
     }
 
@@ -881,6 +900,7 @@ private:
     FeedChunk chunk_;
     std::unordered_set<int64_t> given_back_;  // records collect_outcomes reported RETRY
     std::atomic<bool> setup_abandoned_{false};
+    std::atomic<bool> stop_reading_{false};  // the run is over: readers stop waiting on their files
     bool reading_done_ = false;
     int64_t baseline_ = 0;
     int64_t last_seq_ = 0;
@@ -900,11 +920,6 @@ RunSummary ExportRunner::run(const RunOptions& options) {
     if (!connection || !plugin) throw std::logic_error("export run on an unchecked configuration");
     Run run(config_, export_, *plugin, *connection, state_, cancel_, options);
     return run.execute();
-}
-
-std::string report_path_for(const Config& config, const std::string& export_name, int64_t run_id) {
-    const auto state_dir = std::filesystem::path(config.state_path).parent_path();
-    return (state_dir / "reports" / (export_name + "-run-" + std::to_string(run_id) + "-report.csv")).string();
 }
 
 }  // namespace segpush

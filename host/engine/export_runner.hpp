@@ -49,8 +49,4 @@ private:
     const std::atomic<bool>& cancel_;
 };
 
-// Where a run's report goes (rows refused before sending, members the destination refused or
-// kept out, each with its reason): beside the state file, reports/EXPORT-run-ID-report.csv.
-std::string report_path_for(const Config& config, const std::string& export_name, int64_t run_id);
-
 }  // namespace segpush

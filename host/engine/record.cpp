@@ -52,6 +52,13 @@ std::string_view trim(std::string_view text) {
     return text;
 }
 
+// Destinations match emails case-insensitively; valid emails are ASCII.
+void fold_case(std::string& key) {
+    for (char& c : key) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+}
+
 // The classes of the characters an email may hold, by byte (ASCII only, whatever the C
 // library's locale). A table because the check runs on every row: with std::isalnum, a search
 // of the specials and a pass a rule, it was 4 % of an export's instructions.
@@ -217,11 +224,14 @@ std::optional<std::string> normalize_row(const RecordPlan& plan, const SegmentRo
     } else {
         record.key.clear();
     }
-    // Destinations match emails case-insensitively; emails are ASCII here (checked above).
-    for (char& c : record.key) {
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    }
+    fold_case(record.key);
     return std::nullopt;
+}
+
+std::string member_key(std::string_view email) {
+    std::string key(trim(email));
+    fold_case(key);
+    return key;
 }
 
 void encode_record(const Record& record, std::string& out) {

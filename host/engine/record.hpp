@@ -47,6 +47,10 @@ struct Record {
     std::string key;  // the case-folded email: members are the same when these are equal
 };
 
+// The key a member is known by, from its email as a segment spells it: trimmed and case-folded
+// (destinations match emails case-insensitively; valid emails are ASCII).
+std::string member_key(std::string_view email);
+
 // Fills `record` from `row`; returns the reason when the row must be rejected.
 std::optional<std::string> normalize_row(const RecordPlan& plan, const SegmentRow& row, Record& record);
 

@@ -103,6 +103,8 @@ void SegmentFeed::read_all() {
             }
         }
         if (!chunk.rows.empty() && !publish(chunk)) return;
+    } catch (const SegmentCancelled&) {
+        return;  // as when cancel_ is seen between rows: no end
     } catch (...) {
         // The rows read before the error are handed over first, then the error.
         std::lock_guard<std::mutex> lock(mutex_);

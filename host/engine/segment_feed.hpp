@@ -52,7 +52,7 @@ public:
 
     // `readers` and `plan` must outlive the feed; the readers are the feed's until next()
     // says end (then the caller may ask them about absent columns). Reading stops early,
-    // without an end, once `cancel` is set.
+    // without an end, once `cancel` is set or a reader throws SegmentCancelled.
     SegmentFeed(std::vector<std::unique_ptr<SegmentReader>>& readers, const RecordPlan& plan,
                 const std::atomic<bool>& cancel);
     ~SegmentFeed();

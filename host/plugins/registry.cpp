@@ -1,6 +1,7 @@
 #include "plugins/registry.hpp"
 
 #include <boost/dll/shared_library.hpp>
+#include <sys/stat.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
@@ -12,6 +13,7 @@
 #include <set>
 
 #include "log/log.hpp"
+#include "plugins/plugin_trust.hpp"
 #include "text/suggest.hpp"
 
 namespace segpush {
@@ -87,8 +89,9 @@ std::string version_text(uint32_t major, uint32_t minor) {
 
 using EntryFunction = const segpush_plugin*(const segpush_host*);
 
-// Loads one file; on failure returns nullptr and sets `reason`.
-std::unique_ptr<LoadedPlugin> load_one(const fs::path& path, std::string& reason) {
+// Loads one file (`path` as found in the plugin directory, `real_path` where it passed the
+// trust checks); on failure returns nullptr and sets `reason`.
+std::unique_ptr<LoadedPlugin> load_one(const fs::path& path, const std::string& real_path, std::string& reason) {
     auto plugin = std::make_unique<LoadedPlugin>();
     plugin->file = path.string();
     plugin->host_context = std::make_unique<PluginHostContext>(PluginHostContext{path.filename().string()});
@@ -97,7 +100,7 @@ std::unique_ptr<LoadedPlugin> load_one(const fs::path& path, std::string& reason
         // rtld_now: an unresolved symbol fails here, naming it, not mid-export.
         // rtld_local: two plugins bundling the same library never share its symbols.
         plugin->library = std::make_shared<boost::dll::shared_library>(
-            path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+            fs::path(real_path), boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     } catch (const std::exception& e) {
         reason = std::string("not a loadable shared library: ") + e.what();
         return nullptr;
@@ -144,50 +147,233 @@ bool looks_like_shared_library(const fs::path& path) {
     return name.front() != '.' && (path.extension() == ".so" || name.find(".so.") != std::string::npos);
 }
 
-}  // namespace
+PluginSummary summary_of(const fs::path& file, const segpush_plugin& api) {
+    return {file.string(), api.id, api.name, api.version, api.abi_major, api.abi_minor};
+}
 
-PluginRegistry PluginRegistry::load_directory(const std::string& directory) {
-    PluginRegistry registry;
+// A probe's answer: 'L' and the summary's fields, or 'R' and the reason for refusing.
+std::string encode_summary(const PluginSummary& summary) {
+    std::string text = "L";
+    for (const std::string& field : {summary.id, summary.name, summary.version, std::to_string(summary.abi_major),
+                                     std::to_string(summary.abi_minor)}) {
+        text += field;
+        text += '\0';
+    }
+    return text;
+}
+
+bool decode_summary(const std::string& text, PluginSummary& summary) {
+    std::vector<std::string> fields;
+    size_t start = 1;
+    for (size_t end; (end = text.find('\0', start)) != std::string::npos; start = end + 1) {
+        fields.push_back(text.substr(start, end - start));
+    }
+    if (text.empty() || text[0] != 'L' || fields.size() != 5 || start != text.size()) return false;
+    summary.id = fields[0];
+    summary.name = fields[1];
+    summary.version = fields[2];
+    summary.abi_major = static_cast<uint32_t>(std::strtoul(fields[3].c_str(), nullptr, 10));
+    summary.abi_minor = static_cast<uint32_t>(std::strtoul(fields[4].c_str(), nullptr, 10));
+    return true;
+}
+
+// One plugin file on its way to being loaded or refused.
+struct Examined {
+    fs::path file;
+    std::string wanted_id;  // opened as <wanted_id>.so
+    std::string real_path;
+    PluginSummary summary;  // when `reason` is empty
+    std::string reason;
+    std::unique_ptr<LoadedPlugin> plugin;  // once loaded into this process
+};
+
+// Checks the file's path, then loads it: in a child process when `isolate`, here otherwise.
+Examined examine(const fs::path& file, bool isolate) {
+    Examined examined;
+    examined.file = file;
+    const TrustedPath trusted = check_trusted_path(file.string(), TrustedKind::regular_file);
+    if (!trusted.problem.empty()) {
+        examined.reason = "not trusted: " + trusted.problem;
+        return examined;
+    }
+    examined.real_path = trusted.real_path;
+    if (!isolate) {
+        examined.plugin = load_one(file, examined.real_path, examined.reason);
+        if (examined.plugin) examined.summary = summary_of(file, examined.plugin->api);
+        return examined;
+    }
+    const ChildOutcome outcome = run_isolated(
+        [&] {
+            std::string reason;
+            std::unique_ptr<LoadedPlugin> plugin = load_one(file, examined.real_path, reason);
+            if (!plugin) return "R" + reason;
+            const std::string answer = encode_summary(summary_of(file, plugin->api));
+            // Never unloaded: unloading runs more of the plugin's code, and the child ends
+            // with _exit right after answering.
+            (void)plugin.release();
+            return answer;
+        },
+        PluginRegistry::kProbeTimeout);
+    if (!outcome.answered) {
+        examined.reason = outcome.problem + " while loading";
+    } else if (!outcome.answer.empty() && outcome.answer[0] == 'R') {
+        examined.reason = outcome.answer.substr(1);
+    } else if (!decode_summary(outcome.answer, examined.summary)) {
+        examined.reason = "its probe gave an unreadable answer";
+    } else {
+        examined.summary.file = file.string();
+    }
+    return examined;
+}
+
+// Loads into this process a plugin that passed its probe; on failure sets its reason.
+bool ensure_loaded(Examined& examined) {
+    if (examined.plugin) return true;
+    std::string reason;
+    examined.plugin = load_one(examined.file, examined.real_path, reason);
+    if (!examined.plugin) examined.reason = reason;
+    return examined.plugin != nullptr;
+}
+
+// Two files declaring one id: the file named after the id is used and the other refused;
+// without one, both are refused, since picking one would silently depend on file names. The
+// message names the other file so the user knows which to remove.
+void settle_duplicates(std::vector<Examined>& files) {
+    std::map<std::string, std::vector<size_t>> by_id;
+    for (size_t i = 0; i < files.size(); ++i) {
+        if (files[i].reason.empty()) by_id[files[i].summary.id].push_back(i);
+    }
+    for (const auto& [id, same] : by_id) {
+        if (same.size() < 2) continue;
+        const Examined* named = nullptr;
+        for (size_t i : same) {
+            if (files[i].file.filename() == id + ".so") named = &files[i];
+        }
+        for (size_t i : same) {
+            if (&files[i] == named) continue;
+            if (named) {
+                files[i].reason = "declares id '" + id + "', which " + named->file.string() +
+                                  " declares too and is the one used, being named after it";
+                continue;
+            }
+            std::vector<std::string> others;
+            for (size_t j : same) {
+                if (j != i) others.push_back(files[j].file.string());
+            }
+            files[i].reason = "declares id '" + id + "', which " + join(others) + " also declares";
+        }
+    }
+}
+
+// The *.so files of `directory` (following symbolic links), in name order; sets `problem`
+// when the directory is missing or cannot be read.
+std::vector<fs::path> plugin_files(const std::string& directory, std::string& problem) {
     std::error_code error;
     if (!fs::is_directory(directory, error)) {
-        registry.directory_problem_ = "plugin directory " + directory + " does not exist or is not a directory";
-        return registry;
+        problem = "plugin directory " + directory + " does not exist or is not a directory";
+        return {};
     }
     std::vector<fs::path> candidates;
     for (const auto& entry : fs::directory_iterator(directory, error)) {
         if (entry.is_regular_file(error) && looks_like_shared_library(entry.path())) candidates.push_back(entry.path());
     }
     if (error) {
-        registry.directory_problem_ = "cannot read plugin directory " + directory + ": " + error.message();
-        return registry;
+        problem = "cannot read plugin directory " + directory + ": " + error.message();
+        return {};
     }
     std::sort(candidates.begin(), candidates.end());
+    return candidates;
+}
 
-    std::vector<std::unique_ptr<LoadedPlugin>> loaded;
-    for (const auto& path : candidates) {
-        std::string reason;
-        if (auto plugin = load_one(path, reason)) {
-            loaded.push_back(std::move(plugin));
+// Every *.so file of `directory`, checked and probed, one file kept per id; none when the
+// directory cannot be read (then `problem` says why).
+std::vector<Examined> examine_directory(const std::string& directory, std::string& problem) {
+    std::vector<Examined> files;
+    const auto candidates = plugin_files(directory, problem);
+    if (!problem.empty()) return files;
+    const bool isolate = can_isolate();
+    for (const auto& path : candidates) files.push_back(examine(path, isolate));
+    settle_duplicates(files);
+    return files;
+}
+
+}  // namespace
+
+PluginRegistry PluginRegistry::survey_directory(const std::string& directory) {
+    PluginRegistry registry;
+    for (auto& file : examine_directory(directory, registry.directory_problem_)) {
+        if (file.reason.empty()) {
+            registry.usable_.push_back(file.summary);
         } else {
-            registry.refused_.push_back({path.string(), reason});
+            registry.refused_.push_back({file.file.string(), file.reason, {}});
         }
     }
-    // Two files claiming one id: refuse both, since picking one would silently depend on
-    // file names. The message names the other file so the user knows which to remove.
-    std::map<std::string, std::vector<size_t>> by_id;
-    for (size_t i = 0; i < loaded.size(); ++i) by_id[loaded[i]->id()].push_back(i);
-    for (size_t i = 0; i < loaded.size(); ++i) {
-        const auto& same = by_id[loaded[i]->id()];
-        if (same.size() == 1) {
-            registry.loaded_.push_back(std::move(loaded[i]));
+    return registry;
+}
+
+PluginRegistry PluginRegistry::load_directory(const std::string& directory) {
+    PluginRegistry registry;
+    for (auto& file : examine_directory(directory, registry.directory_problem_)) {
+        if (file.reason.empty() && ensure_loaded(file)) {
+            registry.usable_.push_back(file.summary);
+            registry.loaded_.push_back(std::move(file.plugin));
+        } else {
+            registry.refused_.push_back({file.file.string(), file.reason, {}});
+        }
+    }
+    return registry;
+}
+
+PluginRegistry PluginRegistry::load_plugins(const std::string& directory, const std::vector<std::string>& ids) {
+    PluginRegistry registry;
+    std::error_code error;
+    if (!fs::is_directory(directory, error)) {
+        registry.directory_problem_ = "plugin directory " + directory + " does not exist or is not a directory";
+        return registry;
+    }
+    const bool isolate = can_isolate();
+    std::vector<Examined> files;
+    std::set<std::string> missing;
+    std::set<fs::path> opened;
+    for (const std::string& id : std::set<std::string>(ids.begin(), ids.end())) {
+        const fs::path path = fs::path(directory) / (id + ".so");
+        struct stat st {};
+        // An id that could not be a file name (a typo, "../x") is looked for by the scan below,
+        // which reports it as unknown with suggestions.
+        if (!is_valid_id(id.c_str()) || lstat(path.c_str(), &st) != 0) {
+            missing.insert(id);
             continue;
         }
-        std::vector<std::string> others;
-        for (size_t j : same) {
-            if (j != i) others.push_back(loaded[j]->file);
+        Examined file = examine(path, isolate);
+        file.wanted_id = id;
+        if (file.reason.empty() && file.summary.id != id) {
+            file.reason = "declares id '" + file.summary.id + "', not '" + id +
+                          "': a plugin's file is named after its id (rename it to " + file.summary.id + ".so)";
         }
-        registry.refused_.push_back(
-            {loaded[i]->file, "declares id '" + loaded[i]->id() + "', which " + join(others) + " also declares"});
+        opened.insert(path);
+        files.push_back(std::move(file));
+    }
+    if (!missing.empty()) {
+        for (const auto& path : plugin_files(directory, registry.directory_problem_)) {
+            if (!opened.count(path)) files.push_back(examine(path, isolate));
+        }
+        if (!registry.directory_problem_.empty()) return registry;
+    }
+    settle_duplicates(files);
+    for (auto& file : files) {
+        const bool needed = !file.wanted_id.empty() || (file.reason.empty() && missing.count(file.summary.id));
+        if (file.reason.empty() && (!needed || ensure_loaded(file))) {
+            registry.usable_.push_back(file.summary);
+            if (!needed) continue;
+            registry.loaded_.push_back(std::move(file.plugin));
+            if (file.wanted_id.empty()) {
+                registry.notes_.push_back("plugin '" + file.summary.id + "' was found in " + file.file.string() +
+                                          " only by opening every file in " + directory + "; rename it to " +
+                                          file.summary.id + ".so so that only it is opened");
+            }
+            continue;
+        }
+        registry.refused_.push_back({file.file.string(), file.reason, file.wanted_id});
     }
     std::sort(registry.refused_.begin(), registry.refused_.end(),
               [](const RefusedPlugin& a, const RefusedPlugin& b) { return a.file < b.file; });
@@ -201,9 +387,16 @@ const LoadedPlugin* PluginRegistry::find(const std::string& id) const {
     return nullptr;
 }
 
+const RefusedPlugin* PluginRegistry::refused_for(const std::string& id) const {
+    for (const auto& refused : refused_) {
+        if (refused.wanted_id == id) return &refused;
+    }
+    return nullptr;
+}
+
 std::vector<std::string> PluginRegistry::ids() const {
     std::vector<std::string> out;
-    for (const auto& plugin : loaded_) out.push_back(plugin->id());
+    for (const auto& plugin : usable_) out.push_back(plugin.id);
     return out;
 }
 

@@ -17,6 +17,7 @@
 #include <system_error>
 
 #include "log/log.hpp"
+#include "state/private_files.hpp"
 
 namespace segpush {
 
@@ -160,22 +161,13 @@ void SharedBudgets::attach(Budget& budget, const std::string& name) {
         directory = directory_;
         generation = generation_;
         if (!directory.empty() && !directory_failed_ && !directory_ready_) {
-            std::string problem;
-            std::error_code error;
-            std::filesystem::create_directories(std::filesystem::path(directory).parent_path(), error);
-            if (::mkdir(directory.c_str(), 0700) == 0) {
-                ::chmod(directory.c_str(), 0700);  // exactly 0700, whatever the umask took away
-            } else if (errno != EEXIST) {
-                problem = errno_text(errno);
-            }
-            struct stat info {};
-            if (problem.empty() && (::stat(directory.c_str(), &info) != 0 || !S_ISDIR(info.st_mode))) {
-                problem = "not a directory";
-            }
-            if (problem.empty()) {
+            try {
+                create_private_directories(directory);
                 directory_ready_ = true;
-            } else {
-                fail_locked(problem);
+            } catch (const std::system_error& error) {
+                fail_locked(error.code().message());
+            } catch (const std::exception& error) {
+                fail_locked(error.what());
             }
         }
         if (directory_failed_) directory.clear();

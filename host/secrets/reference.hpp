@@ -19,4 +19,9 @@ std::optional<SecretReference> parse_secret_reference(const std::string& text);
 std::optional<std::string> resolve_secret_reference(const SecretReference& ref, const std::string& base_dir,
                                                     std::string& problem);
 
+// For a ${file:PATH} reference whose file group or others may read or change (any of the mode
+// bits 066, through a symlink too): what is wrong, naming the file and the fix (chmod 600).
+// Empty when the file is private to its owner, cannot be looked at, or for ${env:NAME}.
+std::string secret_file_exposure(const SecretReference& ref, const std::string& base_dir);
+
 }  // namespace segpush

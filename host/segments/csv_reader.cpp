@@ -10,6 +10,9 @@
 // - A record that cannot be read becomes a RowProblem on the line where it starts and
 //   reading goes on with the next record; a quoted field still open at end of file ends it.
 // - No field is kept beyond kMaxValueBytes, so memory does not grow with the input.
+// - The file is refused when its header exceeds kMaxHeaderBytes or kMaxColumns, and reading
+//   stops with an error at a record still going past kMaxRowBytes; every check on the header
+//   is linear in its size.
 
 #include "segments/byte_source.hpp"
 #include "segments/readers.hpp"
@@ -17,6 +20,8 @@
 
 #include <array>
 #include <cstring>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 
 namespace segpush::segments {
@@ -42,15 +47,19 @@ std::string trimmed(const std::string& text) {
     return text.substr(begin, end - begin);
 }
 
+// The first names in quotes; a header of thousands of columns is summed up, not listed.
 std::string quoted_list(const std::vector<std::string>& names) {
+    constexpr size_t kListed = 50;
     std::vector<std::string> quoted;
-    for (const auto& name : names) quoted.push_back("\"" + name + "\"");
+    for (size_t i = 0; i < names.size() && i < kListed; ++i) quoted.push_back("\"" + names[i] + "\"");
+    if (names.size() > kListed) quoted.push_back("and " + std::to_string(names.size() - kListed) + " more");
     return join(quoted);
 }
 
 class CsvReader final : public SegmentReader {
 public:
-    CsvReader(const std::string& path, const std::vector<std::string>& wanted) : source_(path) {
+    CsvReader(const std::string& path, const std::vector<std::string>& wanted, const SegmentOpenOptions& options)
+        : source_(path, options) {
         if (source_.refill() && source_.e - source_.p >= 3 && std::memcmp(source_.p, "\xEF\xBB\xBF", 3) == 0) {
             source_.p += 3;
         }
@@ -85,15 +94,16 @@ public:
 private:
     enum class State { field_start, unquoted, quoted, after_quote };
 
+    // Fills columns_ (name -> index) on the way, for map_wanted.
     void check_duplicates(const std::string& path) {
-        for (size_t i = 0; i < header_.size(); ++i) {
-            if (header_[i].empty()) continue;  // unnamed columns ("a,b,,") cannot be wanted anyway
-            for (size_t j = i + 1; j < header_.size(); ++j) {
-                if (header_[i] == header_[j]) {
-                    throw SegmentError("segment file " + path + ": the header names column \"" + header_[i] +
-                                       "\" twice (fields " + std::to_string(i + 1) + " and " +
-                                       std::to_string(j + 1) + ")");
-                }
+        columns_.reserve(header_.size());
+        for (size_t j = 0; j < header_.size(); ++j) {
+            if (header_[j].empty()) continue;  // unnamed columns ("a,b,,") cannot be wanted anyway
+            const auto [first, inserted] = columns_.emplace(std::string_view(header_[j]), j);
+            if (!inserted) {
+                throw SegmentError("segment file " + path + ": the header names column \"" + header_[j] +
+                                   "\" twice (fields " + std::to_string(first->second + 1) + " and " +
+                                   std::to_string(j + 1) + ")");
             }
         }
     }
@@ -102,8 +112,8 @@ private:
         slots_.assign(header_.size(), -1);
         std::vector<std::string> missing;
         for (size_t i = 0; i < wanted.size(); ++i) {
-            size_t column = 0;
-            while (column < header_.size() && header_[column] != wanted[i]) ++column;
+            const auto found = wanted[i].empty() ? columns_.end() : columns_.find(std::string_view(wanted[i]));
+            const size_t column = found == columns_.end() ? header_.size() : found->second;
             if (column == header_.size()) {
                 missing.push_back("\"" + wanted[i] + "\"" + did_you_mean(wanted[i], header_));
             } else if (slots_[column] < 0) {
@@ -131,6 +141,11 @@ private:
 
     void begin_field() {
         field_bytes_ = 0;
+        if (header_mode_ && column_ >= kMaxColumns) {
+            throw SegmentError("segment file " + source_.path() + ": the header row (line " +
+                               std::to_string(record_line_) + ") has more than " + std::to_string(kMaxColumns) +
+                               " columns, the most a segment may have");
+        }
         if (!problem_.empty()) {
             target_ = nullptr;
         } else if (header_mode_) {
@@ -193,6 +208,7 @@ private:
         values_ = &values;
         column_ = 0;
         record_line_ = line_;
+        record_bytes_ = 0;
         begin_field();
         State state = State::field_start;
         bool started = false;   // any byte of the record seen: tells a blank line from a record
@@ -234,7 +250,9 @@ private:
                     const char c = *p++;
                     line_break(c, p);
                     record_line_ = line_;
-                    break;
+                    record_bytes_ = 0;
+                    source_.p = p;
+                    continue;
                 }
                 started = true;
                 state = State::unquoted;
@@ -299,12 +317,29 @@ private:
                 state = State::unquoted;  // takes the separator, or the rest of the bad field
                 break;
             }
+            record_bytes_ += static_cast<size_t>(p - source_.p);
             source_.p = p;
+            if (record_bytes_ > (header_mode_ ? kMaxHeaderBytes : kMaxRowBytes)) too_long(state, quote_line);
         }
+    }
+
+    [[noreturn]] void too_long(State state, uint64_t quote_line) const {
+        const std::string file = "segment file " + source_.path();
+        if (header_mode_) {
+            throw SegmentError(file + ": the header row (line " + std::to_string(record_line_) + ") is longer than " +
+                               std::to_string(kMaxHeaderBytes >> 20) + " MiB, the most a header may be");
+        }
+        throw SegmentError(file + ": the row starting on line " + std::to_string(record_line_) +
+                           (state == State::quoted ? ", where a quoted field opened on line " +
+                                                         std::to_string(quote_line) + " is still open,"
+                                                   : std::string()) +
+                           " goes on past " + std::to_string(kMaxRowBytes >> 20) +
+                           " MiB without ending, the most a row may be; the file is not read further");
     }
 
     ByteSource source_;
     std::vector<std::string> header_;
+    std::unordered_map<std::string_view, size_t> columns_;  // named header columns -> index; views into header_
     std::vector<int> slots_;                          // per header column: index in wanted, or -1
     std::vector<std::pair<size_t, size_t>> copies_;   // wanted columns named twice: (to, from)
     size_t wanted_count_ = 0;
@@ -318,14 +353,16 @@ private:
     bool header_mode_ = false;
     size_t column_ = 0;
     size_t field_bytes_ = 0;
+    size_t record_bytes_ = 0;  // of the record so far, blank lines before it excepted
     uint64_t record_line_ = 0;
     std::string problem_;
 };
 
 }  // namespace
 
-std::unique_ptr<SegmentReader> open_csv(const std::string& path, const std::vector<std::string>& wanted_columns) {
-    return std::make_unique<CsvReader>(path, wanted_columns);
+std::unique_ptr<SegmentReader> open_csv(const std::string& path, const std::vector<std::string>& wanted_columns,
+                                        const SegmentOpenOptions& options) {
+    return std::make_unique<CsvReader>(path, wanted_columns, options);
 }
 
 }  // namespace segpush::segments

@@ -6,7 +6,8 @@
 //   apart from one missing from a row: absent keys read as empty, and the mapping layer
 //   rejects rows whose required values are empty. When a key repeats, the last value wins.
 // - Each problem line (not JSON, not an object, invalid UTF-8, an object or array for a
-//   wanted column, longer than kMaxValueBytes) becomes a RowProblem and reading goes on.
+//   wanted column, longer than kMaxValueBytes) becomes a RowProblem and reading goes on. A
+//   line still going past kMaxRowBytes stops reading the file with an error.
 // - Blank lines (only spaces, tabs or CR) are skipped. A UTF-8 BOM at the start is skipped.
 // - A line is parsed in place in the read buffer; only a line that crosses a chunk boundary
 //   is copied, and never more than kMaxValueBytes of it.
@@ -126,8 +127,8 @@ private:
 
 class JsonlReader final : public SegmentReader {
 public:
-    JsonlReader(const std::string& path, const std::vector<std::string>& wanted)
-        : source_(path), wanted_(wanted), handler_(slots_, wanted_) {
+    JsonlReader(const std::string& path, const std::vector<std::string>& wanted, const SegmentOpenOptions& options)
+        : source_(path, options), wanted_(wanted), handler_(slots_, wanted_) {
         // The first read happens here, so an unreadable file (a folder, say) fails at open.
         if (source_.refill() && source_.e - source_.p >= 3 && std::memcmp(source_.p, "\xEF\xBB\xBF", 3) == 0) {
             source_.p += 3;
@@ -209,6 +210,7 @@ private:
     bool read_line(const char*& text, size_t& length, bool& too_long) {
         too_long = false;
         bool spilled = false;
+        size_t line_bytes = 0;
         spill_.clear();
         for (;;) {
             if (source_.p == source_.e && !source_.refill()) {
@@ -225,6 +227,12 @@ private:
                 return true;
             }
             spilled = true;
+            line_bytes += static_cast<size_t>(end - start);
+            if (line_bytes > kMaxRowBytes) {
+                throw SegmentError("segment file " + source_.path() + ": line " + std::to_string(line_ + 1) +
+                                   " goes on past " + std::to_string(kMaxRowBytes >> 20) +
+                                   " MiB without ending, the most a line may be; the file is not read further");
+            }
             if (!too_long) {
                 if (spill_.size() + static_cast<size_t>(end - start) > kMaxValueBytes) {
                     too_long = true;
@@ -252,8 +260,9 @@ private:
 
 }  // namespace
 
-std::unique_ptr<SegmentReader> open_jsonl(const std::string& path, const std::vector<std::string>& wanted_columns) {
-    return std::make_unique<JsonlReader>(path, wanted_columns);
+std::unique_ptr<SegmentReader> open_jsonl(const std::string& path, const std::vector<std::string>& wanted_columns,
+                                          const SegmentOpenOptions& options) {
+    return std::make_unique<JsonlReader>(path, wanted_columns, options);
 }
 
 }  // namespace segpush::segments

@@ -1,7 +1,10 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -20,11 +23,29 @@ struct RowProblem {
     std::string reason;  // for a person, e.g. "row has 3 fields, the header has 5"
 };
 
-// The file cannot be used at all (unreadable, no header, a wanted column missing). Thrown
-// when the file is opened, except a read error (the disk, a network file system) met later.
+// The file cannot be used at all (unreadable, not a regular file, no header, a header past
+// its caps, a wanted column missing). Thrown when the file is opened, except a read error
+// (the disk, a network file system, a silent FIFO) or a row without end met later.
 class SegmentError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
+};
+
+// Opening or reading stopped because `SegmentOpenOptions::stop` said so; what() says where,
+// e.g. "cancelled while waiting for the writer of FIFO segment file x.csv".
+class SegmentCancelled : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct SegmentOpenOptions {
+    // Only regular files are read unless this is set: then a FIFO (named pipe) is read too,
+    // giving up when its writer sends nothing for this long (to open it, or between writes).
+    std::optional<std::chrono::seconds> fifo_timeout;
+    // Asked while opening and before each read (at least every 100 ms while a FIFO is
+    // waited on): true makes the reader throw SegmentCancelled. Called from the thread that
+    // reads, so it must be thread-safe.
+    std::function<bool()> stop;
 };
 
 // Streams a segment file: memory stays constant whatever the file's size.
@@ -47,8 +68,10 @@ public:
     virtual bool columns_checked_when_opened() const { return true; }
 };
 
-// source: "csv" or "jsonl". wanted_columns: the columns the mapping reads.
+// source: "csv" or "jsonl". wanted_columns: the columns the mapping reads. Anything but a
+// regular file (or a FIFO the options allow) is refused with a SegmentError naming it.
 std::unique_ptr<SegmentReader> open_segment(const std::string& path, const std::string& source,
-                                            const std::vector<std::string>& wanted_columns);
+                                            const std::vector<std::string>& wanted_columns,
+                                            const SegmentOpenOptions& options = {});
 
 }  // namespace segpush

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cctype>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -15,11 +16,18 @@
 
 #include <segpush/plugin.h>
 
+#include "secrets/redactor.hpp"
+#include "state/private_files.hpp"
+
 namespace segpush {
 
 namespace {
 
 constexpr int kStagingChunk = 20000;
+
+// Text that came from a plugin or a server (run errors, refusal reasons) may echo a secret:
+// it is scrubbed before it reaches the file, its WAL or a report read from it later.
+std::string scrubbed(const std::string& text) { return Redactor::instance().scrub(text); }
 constexpr int kSchemaVersion = 9;
 
 const char* const kSchema = R"sql(
@@ -312,8 +320,13 @@ RunStatus run_status_from(const std::string& text) {
 }
 
 StateStore::StateStore(const std::string& path) : db_([&] {
-        const auto parent = std::filesystem::path(path).parent_path();
-        if (!parent.empty()) std::filesystem::create_directories(parent);
+        // SQLite gives the WAL and shared-memory files the state file's mode, so a private
+        // state file keeps them private too; ones an older segpush left readable are tightened.
+        create_private_directories(std::filesystem::path(path).parent_path().string());
+        ensure_private_file(path);
+        for (const char* suffix : {"-wal", "-shm"}) {
+            if (std::filesystem::exists(path + suffix)) ensure_private_file(path + suffix);
+        }
         return path;
     }()) {
     // WAL: readers (runs list) never block the running export; NORMAL sync is durable
@@ -447,7 +460,7 @@ void StateStore::finish_run(int64_t run_id, RunStatus status, const RunCounts& c
                               ", status=?, finished_at=?, error=?, report_path=? WHERE id=?");
     const int next = bind_counts(update, 1, counts);
     update.bind(next, to_string(status)).bind(next + 1, now_utc());
-    if (error.empty()) update.bind_null(next + 2); else update.bind(next + 2, error);
+    if (error.empty()) update.bind_null(next + 2); else update.bind(next + 2, scrubbed(error));
     if (report_path.empty()) update.bind_null(next + 3); else update.bind(next + 3, report_path);
     update.bind(next + 4, run_id).run();
 }
@@ -467,6 +480,91 @@ std::optional<RunRecord> StateStore::get_run(int64_t id) {
     query.bind(1, id);
     if (!query.step()) return std::nullopt;
     return read_run(query);
+}
+
+StateStore::Forgotten StateStore::forget_members(const std::set<std::string>& keys) {
+    Forgotten forgotten;
+    // Deleted rows would otherwise stay readable in free pages of the file until reused.
+    db_.exec("PRAGMA secure_delete=ON;");
+    {
+        sqlite::Transaction transaction(db_);
+        auto running = db_.prepare(std::string("SELECT ") + kRunColumns +
+                                   ", COALESCE(process_identity, '') FROM runs WHERE status='running'");
+        const std::string hostname = this_hostname();
+        while (running.step()) {
+            const RunRecord run = read_run(running);
+            if (run.hostname != hostname || process_alive(run.pid, running.text(kRunColumnCount))) {
+                throw AlreadyRunning(run, "export '" + run.export_name + "' is running as run #" +
+                                              std::to_string(run.id) + " (pid " + std::to_string(run.pid) + " on " +
+                                              run.hostname + "); forget once it has finished, or it may record "
+                                              "the people again");
+            }
+        }
+        auto exports_delivered = db_.prepare("SELECT COUNT(*) FROM (SELECT export FROM delivered WHERE email_key=?1 "
+                                             "UNION SELECT export FROM delivered_log WHERE email_key=?1)");
+        for (const std::string& key : keys) {
+            exports_delivered.bind(1, key).step();
+            forgotten.delivered += exports_delivered.integer(0);
+            exports_delivered.reset();
+            for (const char* table : {"delivered", "delivered_log", "removals"}) {
+                db_.prepare(std::string("DELETE FROM ") + table + " WHERE email_key=?").bind(1, key).run();
+            }
+            forgotten.removals += db_.changes();  // of the last DELETE, the removals'
+        }
+        // Receipts keep their members' keys in a blob: each is written again without them.
+        auto receipts = db_.prepare("SELECT id, members FROM unconfirmed");
+        std::vector<std::pair<int64_t, std::string>> rewritten;
+        while (receipts.step()) {
+            std::string kept;
+            int64_t dropped = 0;
+            decode_receipt_members(receipts.blob(1), [&](uint64_t hash, std::string_view key, std::string_view value) {
+                if (keys.count(std::string(key))) {
+                    ++dropped;
+                } else {
+                    encode_receipt_member(kept, hash, key, value);
+                }
+            });
+            if (dropped == 0) continue;
+            forgotten.awaiting_import += dropped;
+            rewritten.emplace_back(receipts.integer(0), std::move(kept));
+        }
+        receipts.reset();
+        for (const auto& [id, members] : rewritten) {
+            if (members.empty()) {
+                db_.prepare("DELETE FROM unconfirmed WHERE id=?").bind(1, id).run();
+            } else {
+                db_.prepare("UPDATE unconfirmed SET members=? WHERE id=?")
+                    .bind_blob(1, members.data(), members.size()).bind(2, id).run();
+            }
+        }
+        // A run's error may quote an email (a destination's message about one member).
+        auto errors = db_.prepare("SELECT id, error FROM runs WHERE error IS NOT NULL");
+        std::vector<std::pair<int64_t, std::string>> cleaned;
+        while (errors.step()) {
+            std::string error = errors.text(1);
+            std::string folded = error;
+            for (char& c : folded) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            bool named = false;
+            for (const std::string& key : keys) {
+                for (size_t at = folded.find(key); at != std::string::npos; at = folded.find(key, at + 1)) {
+                    error.replace(at, key.size(), std::string(key.size(), '*'));
+                    named = true;
+                }
+            }
+            if (named) cleaned.emplace_back(errors.integer(0), std::move(error));
+        }
+        errors.reset();
+        for (const auto& [id, error] : cleaned) {
+            db_.prepare("UPDATE runs SET error=? WHERE id=?").bind(1, error).bind(2, id).run();
+        }
+        forgotten.run_errors = static_cast<int64_t>(cleaned.size());
+        transaction.commit();
+    }
+    // Pages freed earlier (by merges, by leavers) may still hold old copies of the rows: the
+    // file is rebuilt without them, and the WAL, which holds the pages' earlier versions, is
+    // emptied once the rebuilt pages are written back.
+    db_.exec("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);");
+    return forgotten;
 }
 
 // Staging writes only the staged file and TEMP tables: its transactions take no lock on the
@@ -1010,10 +1108,10 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
                 delivered.push_back(net.seq);
             } else if (to == MemberState::rejected) {
                 ++tally.rejected;
-                sql.refuse.bind(1, net.seq).bind(2, net.outcome->reason).run();
+                sql.refuse.bind(1, net.seq).bind(2, scrubbed(net.outcome->reason)).run();
             } else if (to == MemberState::suppressed) {
                 ++tally.suppressed;
-                sql.refuse.bind(1, net.seq).bind(2, net.outcome->reason).run();
+                sql.refuse.bind(1, net.seq).bind(2, scrubbed(net.outcome->reason)).run();
                 suppressed.push_back(net.seq);
             }
             leave_receipt(net.seq, false);

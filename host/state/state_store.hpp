@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -155,6 +156,19 @@ public:
 
     std::vector<RunRecord> list_runs(const std::string& export_name, int limit);
     std::optional<RunRecord> get_run(int64_t id);
+
+    // What forget_members removed.
+    struct Forgotten {
+        int64_t delivered = 0;        // delivered records (one per export that sent the person)
+        int64_t removals = 0;         // records of members segpush removed from a destination
+        int64_t awaiting_import = 0;  // members of imports still awaiting confirmation
+        int64_t run_errors = 0;       // run errors that named them
+    };
+    // Removes the members with these keys (trimmed, case-folded emails) from everything the
+    // state file keeps, for an erasure request. Deleted content is overwritten and the WAL
+    // emptied, so no copy is left in the file. Throws AlreadyRunning while a live process runs
+    // an export of this state: it would record them again.
+    Forgotten forget_members(const std::set<std::string>& keys);
 
     // Staging, in chunks of one transaction each (call begin_staging / end_staging around).
     void begin_staging();

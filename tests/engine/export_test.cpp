@@ -75,8 +75,11 @@ TEST_CASE("export: a segment exported twice sends nothing the second time") {
 TEST_CASE("export: a first export sends while its segment is still being read") {
     ExportFixture fixture(fast_sandbox());
     const auto profiles = make_profiles(2000);
-    fixture.write_config("", kPacingAtScale20);
-    // The segment is a pipe the test writes into: the rest is written only once the
+    std::string config = fixture.config_text("", kPacingAtScale20);
+    const std::string segment_line = "vip: { path: vip.csv }";
+    config.replace(config.find(segment_line), segment_line.size(), "vip: { path: vip.csv, fifo_timeout_seconds: 60 }");
+    fixture.dir.write("segpush.yaml", config);
+    // The segment is a FIFO the test writes into: the rest is written only once the
     // destination has received imports from the first rows, which the run can only have sent
     // while the file was still open. segpush reads rows in chunks of 1,024, so the first
     // 1,500 rows make one chunk (four imports of 250) and the start of the next.

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "state/state_store.hpp"
+#include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace segpush;
@@ -754,4 +755,48 @@ TEST_CASE("state: removals a plugin older than ABI 1.4 reports are not remembere
     auto rows = db.prepare("SELECT COUNT(*) FROM removals");
     rows.step();
     CHECK(rows.integer(0) == 0);
+}
+
+TEST_CASE("state: forgetting a person removes them from delivered state, receipts and run errors, and leaves no copy in the file") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    {
+        StateStore state(path);
+        auto run = diffed_run(state, {{"ann@example.com", 1}, {"bob@example.com", 2}, {"cy@example.com", 3}});
+        state.apply_outcomes(run.claim.run_id, "e",
+                             {{1, MemberState::done, "", ""}, {2, MemberState::done, "", ""},
+                              {3, MemberState::pending, "", "import-9"}});
+        state.finish_run(run.claim.run_id, RunStatus::failed_retryable, run.counts,
+                         "the destination refused Ann@Example.com: bad domain", "");
+        // A second run of the export, so that Ann's row is written again and freed pages hold copies.
+        auto again = diffed_run(state, {{"ann@example.com", 11}, {"bob@example.com", 2}, {"cy@example.com", 3}});
+        accept_all(state, again.claim.run_id, "e");
+        state.finish_run(again.claim.run_id, RunStatus::succeeded, again.counts, "", "");
+    }
+    StateStore state(path);
+    const auto forgotten = state.forget_members({"ann@example.com", "cy@example.com", "nobody@example.com"});
+    CHECK(forgotten.delivered == 2);
+    CHECK(forgotten.awaiting_import == 1);  // Cy, left pending by the first run
+    CHECK(forgotten.run_errors == 1);
+    CHECK(state.get_run(1)->error == "the destination refused ***************: bad domain");
+
+    // The next run knows only Bob: Ann and Cy are new again.
+    auto next = diffed_run(state, {{"ann@example.com", 11}, {"bob@example.com", 2}, {"cy@example.com", 3}});
+    CHECK(next.counts.new_members == 2);
+    CHECK(next.counts.unchanged == 1);
+    std::string bytes;  // the state file and its WAL, as anyone reading the disk would see them
+    for (const char* file : {"state.db", "state.db-wal"}) {
+        if (std::filesystem::exists(dir.file(file))) bytes += test::read_file(dir.file(file));
+    }
+    CHECK(bytes.find("ann@example.com") == std::string::npos);
+    CHECK(bytes.find("Ann@Example.com") == std::string::npos);
+    CHECK(bytes.find("cy@example.com") == std::string::npos);
+    CHECK(bytes.find("bob@example.com") != std::string::npos);
+}
+
+TEST_CASE("state: forgetting is refused while a live process runs an export of the state") {
+    test::TempDir dir;
+    StateStore state(dir.file("state.db"));
+    state.begin_run("e", false, false);  // this process, alive
+    CHECK_THROWS_AS(state.forget_members({"ann@example.com"}), AlreadyRunning);
 }

@@ -2,6 +2,10 @@
 // exact place (file:line:column), key path and a message that says what to do.
 #include <catch2/catch.hpp>
 
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 
@@ -114,7 +118,7 @@ TEST_CASE_METHOD(ConfigFixture, "config 1: a typo'd top-level key suggests the r
     const Result result = check(replace(kBase, "plugin_dir:", "plugin_dirs:"));
     CHECK(result.error_with("unknown key 'plugin_dirs'") ==
           "segpush.yaml:1:1: error: plugin_dirs: unknown key 'plugin_dirs' (did you mean 'plugin_dir'?); allowed keys: "
-          "plugin_dir, state, include, segments, connections, exports");
+          "plugin_dir, state, report_retention_days, strict, include, segments, connections, exports");
 }
 
 TEST_CASE_METHOD(ConfigFixture, "config 2: a typo'd connection key suggests the right one") {
@@ -360,4 +364,179 @@ TEST_CASE_METHOD(ConfigFixture, "config 31: a file setting is found from the con
     const Result contents = check(replace(kBase, "      host: acme.api-us1.com\n",
                                           "      host: acme.api-us1.com\n      ca_bundle: ${file:certs/ca.pem}\n"));
     CHECK_THAT(contents.error_with("ca_bundle"), Catch::Contains("write its path (ca_bundle: certs/ca.pem)"));
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: a segment path of '-' (standard input) is refused at its line") {
+    const Result result = check(replace(kBase, "path: vip.csv", "path: '-'"));
+    CHECK(result.error_with("segments.vip.path") ==
+          "segpush.yaml:4:29: error: segments.vip.path: '-' (standard input) cannot be a segment: write the segment "
+          "to a file, or to a FIFO with fifo_timeout_seconds (a file named '-' is ./-)");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: fifo_timeout_seconds is read, bounded, and a FIFO without it is a warning") {
+    const Result with = check(replace(kBase, "path: vip.csv }", "path: vip.csv, fifo_timeout_seconds: 30 }"));
+    INFO(with.all());
+    REQUIRE(with.errors.empty());
+    CHECK(with.config->segments[0].fifo_timeout == std::chrono::seconds(30));
+    const Result without = check(kBase);
+    REQUIRE(without.errors.empty());
+    CHECK_FALSE(without.config->segments[0].fifo_timeout.has_value());
+
+    const Result too_long = check(replace(kBase, "path: vip.csv }", "path: vip.csv, fifo_timeout_seconds: 86401 }"));
+    CHECK(too_long.error_with("fifo_timeout_seconds") ==
+          "segpush.yaml:4:60: error: segments.vip.fifo_timeout_seconds: waits for a FIFO's writer at most 86400 "
+          "seconds (a day)");
+    const Result zero = check(replace(kBase, "path: vip.csv }", "path: vip.csv, fifo_timeout_seconds: 0 }"));
+    CHECK_THAT(zero.error_with("fifo_timeout_seconds"), Catch::EndsWith("must be at least 1"));
+
+    REQUIRE(mkfifo(dir.file("pipe.csv").c_str(), 0600) == 0);
+    const Result fifo = check(replace(kBase, "path: vip.csv", "path: pipe.csv"));
+    REQUIRE(fifo.errors.empty());
+    REQUIRE(fifo.warnings.size() == 1);
+    CHECK(fifo.warnings[0] == "segpush.yaml:4:29: warning: segments.vip.path: segment file pipe.csv is a FIFO (named "
+                              "pipe): runs refuse it unless the segment sets fifo_timeout_seconds");
+    const Result allowed = check(replace(kBase, "path: vip.csv }", "path: pipe.csv, fifo_timeout_seconds: 5 }"));
+    CHECK(allowed.errors.empty());
+    CHECK(allowed.warnings.empty());
+
+    const Result device = check(replace(kBase, "path: vip.csv", "path: /dev/null"));
+    REQUIRE(device.warnings.size() == 1);
+    CHECK_THAT(device.warnings[0], Catch::EndsWith("segment file /dev/null is a character device, not a regular file: "
+                                                   "runs refuse it"));
+}
+
+// ---- bounded configuration: anchors and aliases, nesting, file sizes
+
+namespace {
+
+// The highest resident set size this process has had, in KiB. It only grows, so "the peak
+// after minus the peak before" bounds what a step added at most.
+long peak_rss_kib() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_maxrss;
+}
+
+// Nine lines whose last one stands for 10^9 strings ("billion laughs"), at settings level.
+const std::string kAliasBomb = R"(      a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]
+      b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+      c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+      d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+      e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+      f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+      g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+      h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
+      i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
+)";
+
+}  // namespace
+
+TEST_CASE_METHOD(ConfigFixture, "config: an alias bomb in settings stops at the alias past 100,000 nodes, in little memory") {
+    const long peak_before = peak_rss_kib();
+    const Result result = check(replace(kBase, "      list_id: 3\n", "      list_id: 3\n" + kAliasBomb));
+    // d stands for 11,111 nodes: the 18 nodes before the bomb, a, b, c, d and seven uses of *d
+    // inside e make 100,016, past the limit at e's seventh *d.
+    CHECK(result.error_with("YAML nodes") ==
+          "segpush.yaml:22:42: error: exports.vip_export.settings.e[7]: this file holds more than 100,000 YAML nodes "
+          "once its aliases are expanded (alias *d stands for 11,111 nodes); segpush stops here so that a few lines "
+          "of anchors and aliases cannot exhaust its memory: use fewer aliases, or split the configuration into "
+          "included files");
+    CHECK_FALSE(result.config);  // the main file is not read at all
+    CHECK(result.errors.size() == 1);
+    CHECK(peak_rss_kib() - peak_before < 100 * 1024);
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: an alias bomb in a contributor's exports.d file is refused, the rest still loads") {
+    dir.write("exports.d/x.yaml", "exports:\n  x:\n    connection: ac\n    segments: [vip]\n"
+                                  "    mapping: {email: Email}\n    settings:\n      list_id: 4\n" + kAliasBomb);
+    const long peak_before = peak_rss_kib();
+    const Result result =
+        check(replace(kBase, "privacy_consent: true", "privacy_consent: true\n    usable_by: [contributors]") +
+              "include:\n  - path: exports.d/*.yaml\n    editable_by: contributors\n");
+    CHECK_THAT(result.error_with("YAML nodes"),
+               Catch::StartsWith("exports.d/x.yaml:12:42: error: exports.x.settings.e[7]: this file holds more than "
+                                 "100,000 YAML nodes once its aliases are expanded (alias *d stands for 11,111 nodes)"));
+    CHECK(result.errors.size() == 1);
+    REQUIRE(result.config);
+    CHECK_FALSE(result.config->find_export("x"));
+    CHECK(result.config->find_export("vip_export")->settings.resolved_json == R"({"list_id":3})");
+    CHECK(peak_rss_kib() - peak_before < 100 * 1024);
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: a large value repeated by aliases stops at 1 MiB of settings JSON") {
+    const std::string big = std::string(600 * 1024, 'x');
+    const long peak_before = peak_rss_kib();
+    const Result result = check(replace(kBase, "      list_id: 3\n",
+                                        "      list_id: 3\n      big: &big \"" + big + "\"\n      copies: [*big, *big, *big]\n"));
+    CHECK(result.error_with("1 MiB") ==
+          "segpush.yaml:19:15: error: exports.vip_export.settings.copies: the settings grow past 1 MiB of JSON once "
+          "aliases are expanded (each *alias repeats what it names); segpush refuses them so that a few lines of "
+          "anchors and aliases cannot exhaust its memory");
+    REQUIRE(result.config);
+    CHECK(result.config->exports[0].settings.resolved_json.empty());
+    CHECK(peak_rss_kib() - peak_before < 100 * 1024);
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: nesting past 64 levels is refused before the YAML parser recurses deeply") {
+    // 5,000 levels: yaml-cpp's own guard (500) would say only "bad file".
+    const Result flow = check(replace(kBase, "      list_id: 3\n",
+                                      "      list_id: 3\n      deep: " + std::string(5000, '[') + std::string(5000, ']') + "\n"));
+    CHECK_THAT(flow.error_with("levels deep"),
+               Catch::StartsWith("segpush.yaml:18:73: error: exports.vip_export.settings.deep[0][0][0]") &&
+                   Catch::EndsWith(": nests more than 64 levels deep; segpush refuses deeper YAML so that reading it "
+                                   "cannot exhaust its stack"));
+    // Aliases add their depth where they are used.
+    const std::string forty = std::string(40, '[') + std::string(40, ']');
+    const Result aliased = check(replace(kBase, "      list_id: 3\n",
+                                         "      list_id: 3\n      a: &a " + forty + "\n      b: " +
+                                             std::string(30, '[') + "*a" + std::string(30, ']') + "\n"));
+    CHECK_THAT(aliased.error_with("levels deep"),
+               Catch::StartsWith("segpush.yaml:19:40: error: exports.vip_export.settings.b[0]") &&
+                   Catch::Contains("nests more than 64 levels deep once alias *a is expanded"));
+    // A list that contains itself would be endless to walk.
+    const Result loop = check(replace(kBase, "      list_id: 3\n", "      list_id: 3\n      loop: &loop [1, *loop]\n"));
+    CHECK(loop.error_with("endless") ==
+          "segpush.yaml:18:23: error: exports.vip_export.settings.loop[1]: this alias names a list or mapping that "
+          "contains it, which would make the value endless");
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: a configuration file over 4 MiB is refused by name, an included one at its include") {
+    const std::string padding = "# " + std::string(5 * 1024 * 1024, '.') + "\n";
+    const Result main = check(kBase + padding);
+    CHECK(main.error_with("4 MiB") ==
+          "segpush.yaml: error: configuration file segpush.yaml is larger than 4 MiB, the most segpush reads: is it "
+          "the right file? A larger configuration can be split into included files");
+    CHECK_FALSE(main.config);
+
+    dir.write("more.yaml", "exports: {}\n" + padding);
+    const Result included = check(kBase + "include: [more.yaml]\n");
+    CHECK_THAT(included.error_with("4 MiB"),
+               Catch::StartsWith("segpush.yaml:21:11: error: configuration file more.yaml is larger than 4 MiB"));
+    REQUIRE(included.config);
+    CHECK(included.config->exports.size() == 1);
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: an honest configuration with anchors and aliases still works") {
+    // One settings block and one mapping shared by two exports: each use is converted in full.
+    const Result result = check(replace(replace(kBase, "    settings:\n      list_id: 3\n",
+                                                "    settings: &shared\n      list_id: 3\n"),
+                                        "    mapping:\n", "    mapping: &columns\n") +
+                                "  second_export:\n    connection: ac\n    segments: [vip]\n    settings: *shared\n"
+                                "    mapping: *columns\n");
+    INFO(result.all());
+    REQUIRE(result.errors.empty());
+    REQUIRE(result.config);
+    REQUIRE(result.config->exports.size() == 2);
+    for (const auto& item : result.config->exports) {
+        CHECK(item.settings.resolved_json == R"({"list_id":3})");
+        CHECK(item.mapping.size() == 2);
+    }
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: a number beyond a double's range is kept as written, for the schema to judge") {
+    // std::stod throws for 1e999: this was "internal error: stod" from config check.
+    const Result result = check(replace(kBase, "list_id: 3", "list_id: 1e999"));
+    CHECK_THAT(result.error_with("list_id"),
+               Catch::StartsWith("segpush.yaml:17:16: error: exports.vip_export.settings.list_id: ") &&
+                   Catch::Contains("1e999"));
 }

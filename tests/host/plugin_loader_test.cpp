@@ -1,4 +1,8 @@
 #include <catch2/catch.hpp>
+#include <rapidjson/document.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -7,6 +11,7 @@
 #include "plugins/host_services.hpp"
 #include "plugins/registry.hpp"
 #include "support/abi.hpp"
+#include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace segpush;
@@ -59,7 +64,7 @@ TEST_CASE("a missing plugin directory is reported, not thrown") {
 }
 
 TEST_CASE("files that are not named like shared libraries are not tried") {
-    test::TempDir dir;
+    test::TempDir dir(SEGPUSH_TRUSTED_SCRATCH_DIR);
     dir.write("README.md", "notes");
     std::filesystem::copy_file(std::string(SEGPUSH_TEST_PLUGIN_DIR) + "/c_example.so", dir.file("c_example.so"));
     const auto registry = PluginRegistry::load_directory(dir.path().string());
@@ -245,4 +250,308 @@ TEST_CASE("a plugin built against the ABI 1.3 header (the previous minor version
     const PushedOnce pushed = push_once(plugin, {"a@example.com", "b@example.com"});
     CHECK(pushed.statuses == std::vector<segpush_record_status>{SEGPUSH_RECORD_ACCEPTED, SEGPUSH_RECORD_ACCEPTED});
     CHECK(pushed.outcomes_hold_receipts);
+}
+
+// ---- trust: owner and permissions of the plugin, every folder above it, and where links go
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// A plugin folder below the build tree, whose every ancestor passes the trust checks, so that
+// each test makes exactly one thing untrusted.
+struct PluginFolder {
+    test::TempDir root{SEGPUSH_TRUSTED_SCRATCH_DIR};
+    std::string dir;
+
+    PluginFolder() : dir(root.file("plugins")) {
+        fs::create_directory(dir);
+        chmod(dir.c_str(), 0755);
+    }
+    // Copies `source` in as `name`, mode 0755.
+    std::string add(const std::string& source, const std::string& name) const {
+        const std::string target = dir + "/" + name;
+        fs::copy_file(source, target);
+        chmod(target.c_str(), 0755);
+        return target;
+    }
+    std::string add_c_example(const std::string& name = "c_example.so") const {
+        return add(std::string(SEGPUSH_TEST_PLUGIN_DIR) + "/c_example.so", name);
+    }
+};
+
+std::string misbehaving(const std::string& name) { return std::string(SEGPUSH_MISBEHAVING_PLUGIN_DIR) + "/" + name; }
+
+test::Run run_segpush(const std::string& directory, const std::string& args) {
+    return test::run_shell(directory, test::shell_quote(SEGPUSH_BINARY) + " " + args);
+}
+
+}  // namespace
+
+TEST_CASE("plugin trust: a plugin folder writable by group or others is refused, naming it and the fix") {
+    PluginFolder folder;
+    folder.add_c_example();
+    REQUIRE(PluginRegistry::load_directory(folder.dir).find("c-example"));  // trusted as made
+    for (const auto& [mode, who] : {std::pair{0775, "group"}, std::pair{0757, "others"}, std::pair{0777, "group and others"}}) {
+        INFO("mode " << std::oct << mode);
+        REQUIRE(chmod(folder.dir.c_str(), mode) == 0);
+        const auto registry = PluginRegistry::load_directory(folder.dir);
+        CHECK(registry.loaded().empty());
+        CHECK_THAT(refusal_for(registry, "c_example.so"),
+                   Catch::StartsWith("not trusted: " + folder.dir + " is writable by " + who) &&
+                       Catch::Contains("chmod go-w " + folder.dir));
+    }
+}
+
+TEST_CASE("plugin trust: a plugin file writable by group or others is refused") {
+    PluginFolder folder;
+    const std::string file = folder.add_c_example();
+    for (const int mode : {0775, 0757, 0666}) {
+        INFO("mode " << std::oct << mode);
+        REQUIRE(chmod(file.c_str(), mode) == 0);
+        const auto registry = PluginRegistry::load_directory(folder.dir);
+        CHECK(registry.loaded().empty());
+        CHECK_THAT(refusal_for(registry, "c_example.so"),
+                   Catch::Contains(file + " is writable by") && Catch::Contains("chmod go-w " + file));
+    }
+}
+
+TEST_CASE("plugin trust: a writable folder anywhere above the plugin folder is refused") {
+    PluginFolder folder;
+    const std::string middle = folder.root.file("shared");
+    const std::string dir = middle + "/plugins";
+    fs::create_directories(dir);
+    chmod(dir.c_str(), 0755);
+    fs::copy_file(std::string(SEGPUSH_TEST_PLUGIN_DIR) + "/c_example.so", dir + "/c_example.so");
+    REQUIRE(chmod(middle.c_str(), 0777) == 0);
+    const auto registry = PluginRegistry::load_directory(dir);
+    CHECK(registry.loaded().empty());
+    CHECK_THAT(refusal_for(registry, "c_example.so"),
+               Catch::Contains(middle + " is writable by group and others (mode 0777)"));
+}
+
+TEST_CASE("plugin trust: a sticky world-writable folder such as /tmp may be passed through, never hold plugins") {
+    struct stat system_temp {};
+    const std::string temp = fs::temp_directory_path().string();
+    if (stat(temp.c_str(), &system_temp) != 0 || (system_temp.st_mode & 01002) != 01002) {
+        WARN("the system temp dir " << temp << " is not sticky and world-writable here; nothing to show");
+        return;
+    }
+    test::TempDir dir;  // under the system temp dir, ours and 0700: strangers cannot replace it
+    REQUIRE(chmod(dir.path().c_str(), 0700) == 0);
+    fs::copy_file(std::string(SEGPUSH_TEST_PLUGIN_DIR) + "/c_example.so", dir.file("c_example.so"));
+    CHECK(PluginRegistry::load_directory(dir.path().string()).loaded().size() == 1);
+
+    // A folder of plugins that is itself sticky and world-writable lets anyone add files to it.
+    PluginFolder shared;
+    shared.add_c_example();
+    REQUIRE(chmod(shared.dir.c_str(), 01777) == 0);
+    const auto registry = PluginRegistry::load_directory(shared.dir);
+    CHECK(registry.loaded().empty());
+    CHECK_THAT(refusal_for(registry, "c_example.so"),
+               Catch::Contains(shared.dir + " is writable by") &&
+                   Catch::Contains("must be in a folder of their own that only root or their owner can write to"));
+}
+
+TEST_CASE("plugin trust: a plugin file or folder owned by another user is refused") {
+    if (geteuid() != 0) {
+        WARN("not root: cannot give a file to another user");
+        return;
+    }
+    PluginFolder folder;
+    const std::string file = folder.add_c_example();
+    REQUIRE(chown(file.c_str(), 65534, static_cast<gid_t>(-1)) == 0);
+    auto registry = PluginRegistry::load_directory(folder.dir);
+    CHECK(registry.loaded().empty());
+    CHECK_THAT(refusal_for(registry, "c_example.so"),
+               Catch::Contains(file + " is owned by") && Catch::Contains("uid 65534") &&
+                   Catch::Contains("not by root or") && Catch::Contains("chown root " + file));
+
+    REQUIRE(chown(file.c_str(), 0, static_cast<gid_t>(-1)) == 0);
+    REQUIRE(chown(folder.dir.c_str(), 65534, static_cast<gid_t>(-1)) == 0);
+    registry = PluginRegistry::load_directory(folder.dir);
+    CHECK(registry.loaded().empty());
+    CHECK_THAT(refusal_for(registry, "c_example.so"), Catch::Contains(folder.dir + " is owned by"));
+}
+
+TEST_CASE("plugin trust: a symbolic link out of the plugin folder loads only when its target passes the same checks") {
+    PluginFolder folder;
+    SECTION("a target in a folder others can write to is refused") {
+        const std::string open = folder.root.file("open");
+        fs::create_directory(open);
+        fs::copy_file(std::string(SEGPUSH_TEST_PLUGIN_DIR) + "/c_example.so", open + "/c_example.so");
+        REQUIRE(chmod(open.c_str(), 0777) == 0);
+        fs::create_symlink(open + "/c_example.so", folder.dir + "/c-example.so");
+        const auto registry = PluginRegistry::load_plugins(folder.dir, {"c-example"});
+        CHECK(registry.find("c-example") == nullptr);
+        const RefusedPlugin* refused = registry.refused_for("c-example");
+        REQUIRE(refused);
+        CHECK_THAT(refused->reason, Catch::Contains(folder.dir + "/c-example.so is a symbolic link to " + open +
+                                                    "/c_example.so, and " + open + " is writable by group and others"));
+    }
+    SECTION("a trusted target loads, under the link's name") {
+        fs::create_symlink(std::string(SEGPUSH_TEST_PLUGIN_DIR) + "/c_example.so", folder.dir + "/c-example.so");
+        const auto registry = PluginRegistry::load_plugins(folder.dir, {"c-example"});
+        const LoadedPlugin* plugin = registry.find("c-example");
+        REQUIRE(plugin);
+        CHECK(plugin->file == folder.dir + "/c-example.so");
+        CHECK(registry.refused().empty());
+    }
+    SECTION("a link that leads back into a writable folder through another link is refused") {
+        const std::string open = folder.root.file("open");
+        fs::create_directory(open);
+        REQUIRE(chmod(open.c_str(), 0777) == 0);
+        fs::create_symlink(std::string(SEGPUSH_TEST_PLUGIN_DIR) + "/c_example.so", open + "/hop.so");
+        fs::create_symlink(open + "/hop.so", folder.dir + "/c-example.so");
+        const auto registry = PluginRegistry::load_plugins(folder.dir, {"c-example"});
+        CHECK(registry.find("c-example") == nullptr);
+        REQUIRE(registry.refused_for("c-example"));
+        CHECK_THAT(registry.refused_for("c-example")->reason, Catch::Contains(open + " is writable by"));
+    }
+}
+
+TEST_CASE("plugin loading: a command opens only <id>.so, never the other files beside it") {
+    PluginFolder folder;
+    folder.add_c_example("c-example.so");
+    folder.add(std::string(SEGPUSH_TEST_PLUGIN_DIR) + "/not_a_library.so", "not_a_library.so");
+    folder.add(misbehaving("exit_in_constructor.so"), "exit_in_constructor.so");
+    const auto registry = PluginRegistry::load_plugins(folder.dir, {"c-example"});
+    REQUIRE(registry.find("c-example"));
+    CHECK(registry.loaded().size() == 1);
+    CHECK(registry.refused().empty());  // the others were never opened
+    CHECK(registry.notes().empty());
+}
+
+TEST_CASE("plugin loading: <id>.so must declare that id") {
+    PluginFolder folder;
+    folder.add_c_example("other.so");
+    const auto registry = PluginRegistry::load_plugins(folder.dir, {"other"});
+    CHECK(registry.find("other") == nullptr);
+    CHECK(registry.find("c-example") == nullptr);
+    const RefusedPlugin* refused = registry.refused_for("other");
+    REQUIRE(refused);
+    CHECK(refused->file == folder.dir + "/other.so");
+    CHECK_THAT(refused->reason, Catch::Contains("declares id 'c-example'") && Catch::Contains("rename it to c-example.so"));
+}
+
+TEST_CASE("plugin loading: without <id>.so, the folder is searched and the note names the file that had it") {
+    PluginFolder folder;
+    folder.add_c_example("c_example.so");
+    folder.add(std::string(SEGPUSH_TEST_PLUGIN_DIR) + "/wrong_abi.so", "wrong_abi.so");
+    const auto registry = PluginRegistry::load_plugins(folder.dir, {"c-example"});
+    REQUIRE(registry.find("c-example"));
+    REQUIRE(registry.notes().size() == 1);
+    CHECK_THAT(registry.notes()[0], Catch::Contains(folder.dir + "/c_example.so") &&
+                                        Catch::Contains("rename it to c-example.so"));
+    CHECK_THAT(refusal_for(registry, "wrong_abi.so"), Catch::Contains("built for plugin ABI 2.0"));
+}
+
+TEST_CASE("plugin loading: of two files declaring one id, the one named after it is used") {
+    PluginFolder folder;
+    folder.add_c_example("c-example.so");
+    folder.add_c_example("c_example.so");
+    const auto registry = PluginRegistry::load_directory(folder.dir);
+    REQUIRE(registry.find("c-example"));
+    CHECK(registry.find("c-example")->file == folder.dir + "/c-example.so");
+    CHECK_THAT(refusal_for(registry, "c_example.so"),
+               Catch::Contains("declares id 'c-example'") && Catch::Contains("is the one used"));
+}
+
+TEST_CASE("plugins list: a plugin that crashes, hangs or exits while loading is refused by name, the list goes on") {
+    PluginFolder folder;
+    folder.add_c_example();
+    for (const char* name : {"crash_in_entry.so", "hang_in_entry.so", "exit_in_constructor.so"}) {
+        folder.add(misbehaving(name), name);
+    }
+    const test::Run list = run_segpush(folder.root.path().string(), "--plugin-dir plugins plugins list");
+    INFO(list.out << list.err);
+    CHECK(list.exit_code == 0);
+    CHECK_THAT(list.out, Catch::Contains("c-example") && Catch::Contains("Refused:"));
+    CHECK_THAT(list.out, Catch::Contains("crash_in_entry.so: crashed with SIGSEGV while loading"));
+    CHECK_THAT(list.out, Catch::Contains("hang_in_entry.so: did not answer within 10 s while loading"));
+    CHECK_THAT(list.out, Catch::Contains("exit_in_constructor.so: exited with status 0 while loading"));
+}
+
+TEST_CASE("plugins list --json: plugins that crash or exit while loading are in refused, with the reason") {
+    PluginFolder folder;
+    folder.add_c_example();
+    folder.add(misbehaving("crash_in_entry.so"), "crash_in_entry.so");
+    folder.add(misbehaving("exit_in_constructor.so"), "exit_in_constructor.so");
+    const test::Run list = run_segpush(folder.root.path().string(), "--plugin-dir plugins plugins list --json");
+    INFO(list.out << list.err);
+    CHECK(list.exit_code == 0);
+    rapidjson::Document doc;
+    doc.Parse(list.out.c_str());
+    REQUIRE_FALSE(doc.HasParseError());
+    REQUIRE(doc["loaded"].Size() == 1);
+    CHECK(std::string(doc["loaded"][0]["id"].GetString()) == "c-example");
+    REQUIRE(doc["refused"].Size() == 2);
+    CHECK(std::string(doc["refused"][0]["file"].GetString()) == "plugins/crash_in_entry.so");
+    CHECK(std::string(doc["refused"][0]["reason"].GetString()) == "crashed with SIGSEGV while loading");
+    CHECK(std::string(doc["refused"][1]["file"].GetString()) == "plugins/exit_in_constructor.so");
+    CHECK(std::string(doc["refused"][1]["reason"].GetString()) == "exited with status 0 while loading");
+}
+
+namespace {
+
+// A folder with an export through the file plugin, whose plugin folder (below the build tree)
+// holds `file.so` from `plugin_file` and the misbehaving plugins beside it.
+struct FileExport {
+    PluginFolder folder;
+    std::string config;
+
+    explicit FileExport(const std::string& plugin_file) {
+        folder.add(plugin_file, "file.so");
+        for (const char* name : {"crash_in_entry.so", "hang_in_entry.so", "exit_in_constructor.so"}) {
+            folder.add(misbehaving(name), name);
+        }
+        folder.root.write("vip.csv", "Email\nada@example.com\n");
+        fs::create_directory(folder.root.file("out"));
+        config = folder.root.write("segpush.yaml", "plugin_dir: plugins\n"
+                                                   "state: state.db\n"
+                                                   "segments:\n"
+                                                   "  vip: { source: csv, path: vip.csv }\n"
+                                                   "connections:\n"
+                                                   "  files:\n"
+                                                   "    plugin: file\n"
+                                                   "    privacy_consent: true\n"
+                                                   "    settings: { directory: out }\n"
+                                                   "exports:\n"
+                                                   "  vip_files:\n"
+                                                   "    connection: files\n"
+                                                   "    segments: [vip]\n"
+                                                   "    settings: { path: vip.csv }\n"
+                                                   "    mapping: { email: Email }\n");
+    }
+    test::Run segpush(const std::string& args) const { return run_segpush(folder.root.path().string(), args); }
+};
+
+}  // namespace
+
+TEST_CASE("export run: a plugin that crashes, hangs or exits beside the needed one changes nothing") {
+    const FileExport fixture(std::string(SEGPUSH_PLUGIN_DIR) + "/file.so");
+    const test::Run check = fixture.segpush("--config segpush.yaml config check");
+    INFO(check.out << check.err);
+    CHECK(check.exit_code == 0);
+    const test::Run run = fixture.segpush("--config segpush.yaml export run vip_files");
+    INFO(run.out << run.err);
+    CHECK(run.exit_code == 0);
+    CHECK(test::read_file(fixture.folder.root.file("out/vip.csv")) == "email\r\nada@example.com\r\n");
+    for (const char* name : {"crash_in_entry", "hang_in_entry", "exit_in_constructor"}) {
+        CHECK((run.out + run.err + check.out + check.err).find(name) == std::string::npos);
+    }
+}
+
+TEST_CASE("export run: a needed plugin that crashes or exits while loading is an error naming it, not a crash") {
+    for (const char* name : {"crash_in_entry.so", "exit_in_constructor.so"}) {
+        INFO(name);
+        const FileExport fixture(misbehaving(name));
+        const test::Run run = fixture.segpush("--config segpush.yaml export run vip_files");
+        INFO(run.out << run.err);
+        CHECK(run.exit_code == 2);
+        CHECK_THAT(run.err, Catch::Contains("plugin 'file' was refused: plugins/file.so: ") &&
+                                (Catch::Contains("crashed with SIGSEGV while loading") ||
+                                 Catch::Contains("exited with status 0 while loading")));
+        CHECK_FALSE(fs::exists(fixture.folder.root.file("out/vip.csv")));
+    }
 }

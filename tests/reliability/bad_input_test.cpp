@@ -10,11 +10,15 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <thread>
 
 #include "reliability/reliability_support.hpp"
 
@@ -82,8 +86,55 @@ std::string ac_plugin_file() {
     return {};
 }
 
+// A plugin folder below the build tree, whose every ancestor passes the plugin trust checks
+// (the fixture's own folder, under the sticky world-writable /tmp, does not); restore()
+// removes it.
+std::string catalogue_scratch() {
+    return std::string(SEGPUSH_TRUSTED_SCRATCH_DIR) + "/catalogue-" + std::to_string(getpid());
+}
+
+std::string trusted_plugin_dir() {
+    const std::string dir = catalogue_scratch() + "/plugins";
+    fs::create_directories(dir);
+    for (const std::string& made : {std::string(SEGPUSH_TRUSTED_SCRATCH_DIR), catalogue_scratch(), dir}) {
+        chmod(made.c_str(), 0755);  // whatever the umask
+    }
+    return dir;
+}
+
+// The activecampaign plugin (linked, or copied when `copy`) into a trusted plugin folder that
+// the configuration then names.
+std::string use_trusted_plugin_dir(ExportFixture& f, bool copy = false) {
+    const std::string dir = trusted_plugin_dir();
+    if (copy) {
+        fs::copy_file(ac_plugin_file(), dir + "/activecampaign.so");
+    } else {
+        fs::create_symlink(ac_plugin_file(), dir + "/activecampaign.so");
+    }
+    edit_config(f, std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR, "plugin_dir: " + dir);
+    return dir;
+}
+
 const std::string kRun = "export run vip_export";
 const std::string kCheck = "config check";
+
+// Nine lines of a settings block whose last stands for 10^9 strings ("billion laughs").
+std::string alias_bomb() {
+    std::string lines = "      a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+    for (char level = 'b'; level <= 'i'; ++level) {
+        const std::string alias = std::string("*") + static_cast<char>(level - 1);
+        lines += std::string("      ") + level + ": &" + level + " [" + alias;
+        for (int i = 1; i < 10; ++i) lines += ", " + alias;
+        lines += "]\n";
+    }
+    return lines;
+}
+
+// The API key from key.txt, at `mode`, instead of the environment.
+void use_key_file(ExportFixture& f, mode_t mode) {
+    REQUIRE(chmod(f.dir.write("key.txt", f.sandbox.api_key()).c_str(), mode) == 0);
+    edit_config(f, "${env:AC_API_KEY}", "${file:key.txt}");
+}
 
 std::vector<Case> catalogue() {
     std::vector<Case> cases;
@@ -265,16 +316,13 @@ std::vector<Case> catalogue() {
          config(std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR, std::string("plugin_dir: ") + SEGPUSH_TEST_PLUGIN_DIR),
          kRun, kUsage, {"not_a_library.so", "wrong_abi", "activecampaign"}});
     add({"broken plugins beside the good one", "the activecampaign plugin plus a non-library .so and a wrong-ABI one",
-         "exit 0: refused files are warned about, the export still runs",
+         "exit 0: only activecampaign.so is opened (the others are not even read), the export runs",
          [](ExportFixture& f) {
-             const std::string dir = f.dir.file("plugins");
-             fs::create_directories(dir);
-             fs::create_symlink(ac_plugin_file(), dir + "/activecampaign.so");
+             const std::string dir = use_trusted_plugin_dir(f);
              fs::copy_file(std::string(SEGPUSH_TEST_PLUGIN_DIR) + "/not_a_library.so", dir + "/not_a_library.so");
              fs::copy_file(std::string(SEGPUSH_TEST_PLUGIN_DIR) + "/wrong_abi.so", dir + "/wrong_abi.so");
-             edit_config(f, std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR, "plugin_dir: plugins");
          },
-         kRun, kOk, {"not_a_library.so", "wrong_abi.so", "300 unchanged"}});
+         kRun, kOk, {"300 unchanged"}});
     add({"--plugin-dir missing", "--plugin-dir /nonexistent", "exit 2, names it", nullptr,
          "--plugin-dir /nonexistent/dir export run vip_export", kUsage, {"/nonexistent/dir"}});
 
@@ -338,7 +386,7 @@ std::vector<Case> catalogue() {
          "never printed",
          [](ExportFixture& f) {
              segment_with_new_members(f);
-             f.dir.write("key.txt", kWrongKey);
+             chmod(f.dir.write("key.txt", kWrongKey).c_str(), 0600);  // as we tell users to
              edit_config(f, "${env:AC_API_KEY}", "${file:key.txt}");
          },
          kRun, kFail, {"failed_permanently", "credentials"}});
@@ -348,14 +396,131 @@ std::vector<Case> catalogue() {
              edit_config(f, "list_id: 1", "list_id: 7");
          },
          kRun, kFail, {"failed_permanently", "7"}});
+
+    // ---- plugin trust
+    add({"world-writable plugin dir", "plugin_dir is mode 0777", "exit 2, the plugin is refused: the folder is "
+         "writable by group and others, with the chmod that fixes it",
+         [](ExportFixture& f) { chmod(use_trusted_plugin_dir(f).c_str(), 0777); }, kRun, kUsage,
+         {"plugin 'activecampaign' was refused", "is writable by group and others (mode 0777)", "chmod go-w"}});
+    add({"0666 plugin file", "activecampaign.so is mode 0666", "exit 2, the plugin is refused, with the chmod that "
+         "fixes it",
+         [](ExportFixture& f) { chmod((use_trusted_plugin_dir(f, true) + "/activecampaign.so").c_str(), 0666); },
+         kRun, kUsage, {"activecampaign.so is writable by group and others (mode 0666)", "chmod go-w"}});
+    add({"symlink out of the plugin dir", "activecampaign.so links to a copy in a world-writable folder",
+         "exit 2, refused: names the link, its target and the folder at fault",
+         [](ExportFixture& f) {
+             const std::string dir = trusted_plugin_dir(), open = catalogue_scratch() + "/open";
+             fs::create_directories(open);
+             chmod(open.c_str(), 0777);
+             fs::copy_file(ac_plugin_file(), open + "/activecampaign.so");
+             fs::create_symlink(open + "/activecampaign.so", dir + "/activecampaign.so");
+             edit_config(f, std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR, "plugin_dir: " + dir);
+         },
+         kRun, kUsage, {"activecampaign.so is a symbolic link to", "/open is writable by group and others"}});
+    add({"crashing plugin beside the good one", "a plugin whose entry point raises SIGSEGV next to activecampaign.so",
+         "exit 0: it is never opened, the export runs",
+         [](ExportFixture& f) {
+             fs::copy_file(std::string(SEGPUSH_MISBEHAVING_PLUGIN_DIR) + "/crash_in_entry.so",
+                           use_trusted_plugin_dir(f) + "/crash_in_entry.so");
+         },
+         kRun, kOk, {"300 unchanged"}});
+    add({"exit(0) plugin beside the good one", "a plugin whose constructor calls exit(0) next to activecampaign.so",
+         "exit 0: it is never opened, the export runs (and does not end silently)",
+         [](ExportFixture& f) {
+             fs::copy_file(std::string(SEGPUSH_MISBEHAVING_PLUGIN_DIR) + "/exit_in_constructor.so",
+                           use_trusted_plugin_dir(f) + "/exit_in_constructor.so");
+         },
+         kRun, kOk, {"300 unchanged"}});
+    add({"plugins list with crashing plugins", "plugins list over activecampaign.so, a crashing and an exit(0) plugin",
+         "exit 0, lists activecampaign, refuses the other two by name: crashed with SIGSEGV, exited with status 0",
+         [](ExportFixture& f) {
+             const std::string dir = use_trusted_plugin_dir(f);
+             for (const char* name : {"crash_in_entry.so", "exit_in_constructor.so"}) {
+                 fs::copy_file(std::string(SEGPUSH_MISBEHAVING_PLUGIN_DIR) + "/" + name, dir + "/" + name);
+             }
+         },
+         "plugins list", kOk,
+         {"activecampaign", "crash_in_entry.so: crashed with SIGSEGV while loading",
+          "exit_in_constructor.so: exited with status 0 while loading"}});
+    add({"needed plugin exits while loading", "activecampaign.so is a plugin whose constructor calls exit(0)",
+         "exit 2, refused: exited with status 0 while loading",
+         [](ExportFixture& f) {
+             const std::string dir = trusted_plugin_dir();
+             fs::copy_file(std::string(SEGPUSH_MISBEHAVING_PLUGIN_DIR) + "/exit_in_constructor.so", dir + "/activecampaign.so");
+             edit_config(f, std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR, "plugin_dir: " + dir);
+         },
+         kRun, kUsage, {"plugin 'activecampaign' was refused", "exited with status 0 while loading"}});
+    add({"plugin file named for another id", "activecampaign.so holds the c-example plugin",
+         "exit 2, refused: it declares id 'c-example', rename it",
+         [](ExportFixture& f) {
+             const std::string dir = trusted_plugin_dir();
+             fs::copy_file(std::string(SEGPUSH_TEST_PLUGIN_DIR) + "/c_example.so", dir + "/activecampaign.so");
+             edit_config(f, std::string("plugin_dir: ") + SEGPUSH_PLUGIN_DIR, "plugin_dir: " + dir);
+         },
+         kRun, kUsage, {"plugin 'activecampaign' was refused", "declares id 'c-example'"}});
+
+    // ---- hostile segments
+    add({"a million header columns", "a CSV header of 1,000,000 columns", "exit 1, names the file and the "
+         "10000-column cap, at once",
+         [](ExportFixture& f) {
+             std::string header = "Email,FirstName,LastName,Phone";
+             for (int i = 5; i <= 1000000; ++i) header += ",c" + std::to_string(i);
+             f.dir.write("vip.csv", header + "\n");
+         },
+         kRun, kFail, {"vip.csv", "line 1", "more than 10000 columns"}});
+    add({"segment is a FIFO", "vip.csv is a named pipe nobody writes to, no fifo_timeout_seconds",
+         "exit 1 at once, 'not a regular file' and how to allow a FIFO",
+         [](ExportFixture& f) {
+             fs::remove(f.dir.file("vip.csv"));
+             REQUIRE(mkfifo(f.dir.file("vip.csv").c_str(), 0600) == 0);
+         },
+         kRun, kFail, {"vip.csv", "not a regular file", "fifo_timeout_seconds"}});
+    add({"segment is /dev/zero", "path: /dev/zero", "exit 1 at once, names it, 'character device'",
+         config("vip: { path: vip.csv }", "vip: { path: /dev/zero, source: csv }"), kRun, kFail,
+         {"/dev/zero", "character device, not a regular file"}});
+    add({"segment is standard input", "path: '-'", "exit 2, at its line, says to use a file or a FIFO",
+         config("vip: { path: vip.csv }", "vip: { path: '-', source: csv }"), kRun, kUsage,
+         {"segpush.yaml:", "standard input", "fifo_timeout_seconds"}});
+
+    // ---- bounded configuration
+    add({"alias bomb in segpush.yaml", "nine lines of anchors and aliases standing for 10^9 values in the export's "
+         "settings", "exit 2 at once, at the alias past 100,000 YAML nodes",
+         config("    settings: { list_id: 1 }\n", "    settings:\n      list_id: 1\n" + alias_bomb()), kRun, kUsage,
+         {"segpush.yaml:26:42: error: exports.vip_export.settings.e[7]: this file holds more than 100,000 YAML nodes",
+          "alias *d"}});
+    add({"alias bomb in exports.d/x.yaml", "the same bomb in a contributor-editable file", "exit 2 at once, at the "
+         "alias in exports.d/x.yaml",
+         [](ExportFixture& f) {
+             f.dir.write("exports.d/x.yaml", "exports:\n  x:\n    connection: ac\n    segments: [vip]\n"
+                                             "    mapping: {email: Email}\n    settings:\n      list_id: 1\n" +
+                                                 alias_bomb());
+             edit_config(f, "privacy_consent: true\n", "privacy_consent: true\n    usable_by: [admins, contributors]\n");
+             edit_config(f, "exports:\n", "include:\n  - path: exports.d/*.yaml\n    editable_by: contributors\nexports:\n");
+         },
+         kRun, kUsage, {"exports.d/x.yaml:12:42: error: exports.x.settings.e[7]: this file holds more than 100,000"}});
+    add({"key file readable by everyone", "api_key: ${file:key.txt}, key.txt mode 0644",
+         "exit 0: a warning names the file and chmod 600, the run proceeds",
+         [](ExportFixture& f) { use_key_file(f, 0644); }, kRun, kOk,
+         {"segpush.yaml:11:16: warning: connections.ac.settings.api_key: secret file key.txt can be read by group or "
+          "others (mode 0644): make it private to its owner with chmod 600 key.txt", "300 unchanged"}});
+    add({"key file readable by everyone, strict", "the same with strict: true", "exit 2, the same message as an error",
+         [](ExportFixture& f) {
+             use_key_file(f, 0644);
+             edit_config(f, "state: state/segpush.db\n", "state: state/segpush.db\nstrict: true\n");
+         },
+         kRun, kUsage,
+         {"segpush.yaml:12:16: error: connections.ac.settings.api_key: secret file key.txt can be read by group or "
+          "others (mode 0644)", "strict: true makes unsafe permissions errors"}});
     return cases;
 }
 
 void restore(ExportFixture& f) {
-    for (const char* leftover : {"vip.csv", "plugins", "vip.jsonl", "key.txt"}) {
+    for (const char* leftover : {"vip.csv", "plugins", "vip.jsonl", "key.txt", "exports.d"}) {
         std::error_code ignored;
         fs::remove_all(f.dir.file(leftover), ignored);
     }
+    std::error_code ignored;
+    fs::remove_all(catalogue_scratch(), ignored);
     f.dir.write("vip.csv", to_csv(baseline()));
     write_config(f);
 }
@@ -423,4 +588,44 @@ TEST_CASE("catalogue: markdown table", "[.catalogue]") {
     for (const auto& c : catalogue()) {
         std::cout << "| " << ++n << " | " << c.name << " | " << c.input << " | " << c.behaviour << " |\n";
     }
+}
+
+// A run waiting for a FIFO's writer (fifo_timeout_seconds far away) stops at SIGTERM, and is
+// recorded as cancelled, having contacted nobody.
+TEST_CASE("hostile segments: SIGTERM while a run waits for a FIFO segment's writer ends it cancelled") {
+    ExportFixture fixture(fast_sandbox());
+    write_config(fixture);
+    edit_config(fixture, "vip: { path: vip.csv }", "vip: { path: vip.csv, fifo_timeout_seconds: 600 }");
+    const std::string fifo = fixture.dir.file("vip.csv");
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    const long long requests_before = fixture.sandbox.total_requests();
+
+    BackgroundProcess process(fixture.segpush_argv(kRun), fixture.dir.file("fifo.out"), fixture.dir.file("fifo.err"),
+                              fixture.env());
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    REQUIRE(process.running());
+    process.signal(SIGTERM);
+    // The watchdog: far below the FIFO's 600 s, so only the signal can have ended it.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (process.running() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    const bool ended = !process.running();
+    if (!ended) process.signal(SIGKILL);
+    const Run run{process.wait(), read_file(fixture.dir.file("fifo.out")), read_file(fixture.dir.file("fifo.err"))};
+    fixture.history.push_back(run);
+    INFO(run.out << run.err);
+    REQUIRE(ended);
+    CHECK(run.exit_code == kFail);
+    const std::string stopped = "cancelled while waiting for the writer of FIFO segment file " + fifo;
+    CHECK_THAT(run.out + run.err, Catch::Contains(stopped));
+
+    const auto latest = latest_run(fixture);
+    CHECK(status_of(latest) == "cancelled");
+    CHECK_THAT(std::string(latest["error"].GetString()),
+               Catch::Contains("cancelled while waiting for the writer of FIFO segment file " + fifo +
+                               "; nothing was sent"));
+    CHECK(count_of(latest, "sent") == 0);
+    CHECK(fixture.sandbox.total_requests() == requests_before);
+    check_no_secret_anywhere(fixture);
 }

@@ -154,8 +154,10 @@ TEST_CASE("segments: an unreadable path names the path and the reason") {
     CHECK(open_error(missing, "jsonl", {"email"}) ==
           "cannot open segment file " + missing + ": No such file or directory");
     const std::string folder = dir.path().string();
-    CHECK(open_error(folder, "csv", {"email"}) == "cannot read segment file " + folder + ": Is a directory");
-    CHECK(open_error(folder, "jsonl", {"email"}) == "cannot read segment file " + folder + ": Is a directory");
+    CHECK_THAT(open_error(folder, "csv", {"email"}),
+               Catch::Matchers::StartsWith("segment file " + folder + " is a directory, not a regular file"));
+    CHECK_THAT(open_error(folder, "jsonl", {"email"}),
+               Catch::Matchers::StartsWith("segment file " + folder + " is a directory, not a regular file"));
 }
 
 TEST_CASE("jsonl: once read, the reader tells which wanted keys no line had, and which keys there were") {

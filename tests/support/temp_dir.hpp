@@ -10,8 +10,17 @@ namespace segpush::test {
 // A fresh folder under the system temp dir, removed with everything in it on destruction.
 class TempDir {
 public:
-    TempDir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "segpush-test-XXXXXX").string();
+    TempDir() : TempDir(std::filesystem::temp_directory_path()) {}
+    // Under `parent` (created if needed) instead: for plugins, which segpush loads only from
+    // folders that nobody but root and the user can write to, all the way up.
+    explicit TempDir(const std::filesystem::path& parent) {
+        if (std::filesystem::create_directories(parent)) {
+            std::filesystem::permissions(parent, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                                                     std::filesystem::perms::group_exec |
+                                                     std::filesystem::perms::others_read |
+                                                     std::filesystem::perms::others_exec);
+        }
+        std::string pattern = (parent / "segpush-test-XXXXXX").string();
         if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
         path_ = pattern;
     }
