@@ -11,7 +11,7 @@ namespace segpush {
 // tree of billions of nodes ("billion laughs"): yaml-cpp shares the aliased node, but anything
 // that walks or converts the tree expands it again at every use. yaml-cpp's parser also
 // recurses once per nesting level. No honest configuration comes near these limits; the
-// README's configuration section lists them.
+// limits are listed in docs/configuration.md.
 inline constexpr size_t kMaxConfigFileBytes = size_t{4} << 20;        // each file
 inline constexpr uint64_t kMaxYamlNodesPerFile = 100'000;              // aliases counted at every use
 inline constexpr uint64_t kMaxYamlNodesPerConfig = 1'000'000;          // the main file and its includes

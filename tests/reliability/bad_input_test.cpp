@@ -170,7 +170,7 @@ std::vector<Case> catalogue() {
     add({"wrong type: max_profiles", "max_profiles: many", "exit 2, names exports.vip_export.max_profiles",
          config("    connection: ac", "    max_profiles: many\n    connection: ac"), kRun, kUsage,
          {"segpush.yaml:", "max_profiles"}});
-    add({"wrong type: segments", "segments: vip (a string, not a list)", "exit 2, names the key",
+    add({"wrong type: segments", "segments: {a: b} (a mapping, not a list)", "exit 2, names the key",
          config("segments: [vip]", "segments: {a: b}"), kRun, kUsage, {"segpush.yaml:", "segments"}});
     add({"wrong type: mapping", "mapping is a list", "exit 2, names the mapping",
          config("mapping: { email: Email, first_name: FirstName, last_name: LastName, phone: Phone }",
