@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 
 #include "activecampaign/ac_support.hpp"
 
@@ -57,7 +58,8 @@ TEST_CASE("errors: a refused API key (403) fails the run with credentials refuse
     fixture.write_segment(make_profiles(20));
     fixture.write_config();
     const std::string wrong_key = "wrong-key-3f9a7c1e55d2";
-    fixture.dir.write("wrong.key", wrong_key);
+    std::filesystem::permissions(fixture.dir.write("wrong.key", wrong_key),
+                                 std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     edit_config(fixture, "${env:AC_API_KEY}", "${file:" + fixture.dir.file("wrong.key") + "}");
     const Run run = fixture.segpush("export run vip_export");
     INFO(run.out << run.err);
@@ -87,7 +89,8 @@ TEST_CASE("errors: a lapsed account (402) fails the run with a message about bil
     ExportFixture fixture(options);
     fixture.write_segment(make_profiles(20));
     fixture.write_config();
-    fixture.dir.write("lapsed.key", options.lapsed_key);
+    std::filesystem::permissions(fixture.dir.write("lapsed.key", options.lapsed_key),
+                                 std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     edit_config(fixture, "${env:AC_API_KEY}", "${file:" + fixture.dir.file("lapsed.key") + "}");
     const Run run = fixture.segpush("export run vip_export");
     INFO(run.out << run.err);
