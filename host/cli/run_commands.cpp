@@ -21,7 +21,7 @@
 #include "engine/run_report.hpp"
 #include "log/log.hpp"
 #include "plugins/shared_budgets.hpp"
-#include "schedule/cron.hpp"
+#include "schedule/scheduler.hpp"
 #include "state/state_store.hpp"
 #include "text/suggest.hpp"
 
@@ -163,41 +163,23 @@ std::string json_text(const rapidjson::Document& document) {
     return std::string(buffer.GetString()) + "\n";
 }
 
-// One scheduled export inside `serve`.
-struct ScheduledExport {
-    const ExportConfig* exp;
-    CronSchedule schedule;
-    std::chrono::system_clock::time_point next;
-    std::thread worker;
-    std::atomic<bool> busy{false};
-};
-
-std::string utc_text(std::chrono::system_clock::time_point when) {
-    const std::time_t seconds = std::chrono::system_clock::to_time_t(when);
-    std::tm utc{};
-    gmtime_r(&seconds, &utc);
-    char text[32];
-    std::strftime(text, sizeof text, "%Y-%m-%d %H:%M UTC", &utc);
-    return text;
-}
-
-void run_scheduled(const CheckedSetup& setup, ScheduledExport& slot) {
+// One scheduled run inside `serve`: its outcome goes to the log, never an exception.
+void run_scheduled(const CheckedSetup& setup, const ExportConfig& exp) {
     try {
         StateStore state(setup.config.state_path);
-        ExportRunner runner(setup.config, *slot.exp, setup.registry, state, g_stop);
+        ExportRunner runner(setup.config, exp, setup.registry, state, g_stop);
         const RunSummary summary = runner.run(RunOptions{});
         const RunCounts& c = summary.counts;
         log_line(summary.status == RunStatus::succeeded ? LogLevel::info : LogLevel::error,
-                 "export " + slot.exp->name + ": run #" + std::to_string(summary.run_id) + " " +
+                 "export " + exp.name + ": run #" + std::to_string(summary.run_id) + " " +
                      to_string(summary.status) + " in " + duration_text(summary.seconds) + ": sent " + count(c.sent) +
                      ", accepted " + count(c.accepted) + ", rejected " + count(c.rejected + c.invalid) +
                      ", suppressed " + count(c.suppressed) + ", unchanged " + count(c.unchanged) + (summary.error.empty() ? "" : "; " + summary.error));
     } catch (const AlreadyRunning& running) {
-        log_line(LogLevel::warn, "export " + slot.exp->name + ": skipped this time: " + running.what());
+        log_line(LogLevel::warn, "export " + exp.name + ": skipped this time: " + running.what());
     } catch (const std::exception& error) {
-        log_line(LogLevel::error, "export " + slot.exp->name + ": run failed: " + error.what());
+        log_line(LogLevel::error, "export " + exp.name + ": run failed: " + error.what());
     }
-    slot.busy = false;
 }
 
 }  // namespace
@@ -371,51 +353,21 @@ int serve(const Options& options, Printer& print) {
     // Plugins' request budgets are shared by every export here and with the other segpush
     // processes of this state (an `export run` from cron, say).
     SharedBudgets::process().use_state_file(setup->config.state_path);
-    std::list<ScheduledExport> slots;  // a list: slots hold threads and atomics, never moved
-    const auto now = std::chrono::system_clock::now();
-    for (const auto& exp : setup->config.exports) {
-        if (exp.schedule.empty()) continue;
-        std::string problem;
-        auto schedule = CronSchedule::parse(exp.schedule, problem);
-        if (!schedule) continue;  // config check has reported it
-        auto& slot = slots.emplace_back();
-        slot.exp = &exp;
-        slot.schedule = *schedule;
-        slot.next = schedule->next_after(now, exp.timezone);
-    }
-    if (slots.empty()) {
+    Scheduler scheduler(setup->config.exports, [&](const ExportConfig& exp) { run_scheduled(*setup, exp); },
+                        std::chrono::system_clock::now());
+    if (scheduler.empty()) {
         print.err("segpush: no export has a schedule, so there is nothing to serve; add schedule: \"0 3 * * *\" "
                   "(5-field cron, UTC unless timezone: is given) to an export, or run one with 'segpush export run NAME'\n");
         return kExitUsage;
     }
     StopOnSignal stop_on_signal;
-    for (const auto& slot : slots) {
-        log_line(LogLevel::info, "serve: export " + slot.exp->name + " runs on \"" + slot.exp->schedule + "\"" +
-                                     (slot.exp->timezone.empty() ? " (UTC)" : " (" + slot.exp->timezone + ")") +
-                                     "; next run " + utc_text(slot.next));
-    }
+    scheduler.log_schedules();
     while (!g_stop) {
-        const auto current = std::chrono::system_clock::now();
-        for (auto& slot : slots) {
-            if (current < slot.next) continue;
-            if (slot.busy) {
-                log_line(LogLevel::warn, "export " + slot.exp->name +
-                                             ": the previous run is still going; this scheduled run is skipped");
-            } else {
-                if (slot.worker.joinable()) slot.worker.join();
-                slot.busy = true;
-                log_line(LogLevel::info, "export " + slot.exp->name + ": scheduled run starting");
-                slot.worker = std::thread(run_scheduled, std::cref(*setup), std::ref(slot));
-            }
-            slot.next = slot.schedule.next_after(current, slot.exp->timezone);
-            log_line(LogLevel::info, "export " + slot.exp->name + ": next run " + utc_text(slot.next));
-        }
+        scheduler.start_due(std::chrono::system_clock::now());
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     log_line(LogLevel::info, "serve: stopping; running exports finish their batches in flight and save their state");
-    for (auto& slot : slots) {
-        if (slot.worker.joinable()) slot.worker.join();
-    }
+    scheduler.wait_for_runs();
     return kExitOk;
 }
 
