@@ -344,6 +344,10 @@ StateStore::StateStore(const std::string& path) : db_([&] {
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
     }
+    // Deleted rows (members who left, people forgotten, merged logs) hold emails: they are
+    // overwritten rather than left in free pages. Debian builds SQLite this way already;
+    // other builds do not.
+    db_.exec("PRAGMA secure_delete=ON;");
     // A run's staged members live in a file of its own (StagedFile); its rejected rows, its
     // refusals and, for a diff, its members' keys in this connection's TEMP database: a
     // private file SQLite deletes when the connection closes (or the OS does, after a crash).
@@ -484,8 +488,6 @@ std::optional<RunRecord> StateStore::get_run(int64_t id) {
 
 StateStore::Forgotten StateStore::forget_members(const std::set<std::string>& keys) {
     Forgotten forgotten;
-    // Deleted rows would otherwise stay readable in free pages of the file until reused.
-    db_.exec("PRAGMA secure_delete=ON;");
     {
         sqlite::Transaction transaction(db_);
         auto running = db_.prepare(std::string("SELECT ") + kRunColumns +
