@@ -365,6 +365,10 @@ int plugins_describe(const Options& options, Printer& print) {
         return kExitOk;
     }
     auto limit = [](uint64_t value) { return value == 0 ? std::string("no limit") : std::to_string(value); };
+    // The two counts the host always bounds: a 0 there is its default, not "no limit".
+    auto bounded = [](uint64_t declared, uint64_t applied) {
+        return declared == 0 ? std::to_string(applied) + " (the host's default)" : std::to_string(applied);
+    };
     std::ostringstream text;
     text << api.name << " (" << api.id << ") " << api.version << ", plugin ABI "
          << abi_text(api.abi_major, api.abi_minor) << "\n";
@@ -390,11 +394,11 @@ int plugins_describe(const Options& options, Printer& print) {
         text << "\nMembers who leave the segment can be removed: exports.NAME.on_leave: unsubscribe\n";
     }
     text << "\nLimits:\n"
-         << "  records per batch      " << limit(limits.max_records_per_batch) << "\n"
+         << "  records per batch      " << bounded(limits.max_records_per_batch, plugin->max_records_per_batch()) << "\n"
          << "  bytes per batch        " << limit(limits.max_bytes_per_batch) << "\n"
          << "  requests per second    " << limit(limits.requests_per_second) << "\n"
          << "  requests per minute    " << limit(limits.requests_per_minute) << "\n"
-         << "  concurrent pushes      " << limit(limits.max_concurrent_pushes) << "\n";
+         << "  concurrent pushes      " << bounded(limits.max_concurrent_pushes, plugin->max_concurrent_pushes()) << "\n";
     print.out(text.str());
     return kExitOk;
 }

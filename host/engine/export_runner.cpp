@@ -58,6 +58,14 @@ segpush_error fresh_error() {
     return error;
 }
 
+// An outcome list as the host hands it to the plugin: zeroed, struct_size this host's, so a
+// plugin built against a later minor writes none of its newer fields past our struct.
+segpush_outcomes fresh_outcomes() {
+    segpush_outcomes outcomes{};
+    outcomes.struct_size = sizeof outcomes;
+    return outcomes;
+}
+
 std::string message_of(const segpush_error& error) {
     std::string text(error.message, strnlen(error.message, sizeof error.message));
     return text.empty() ? std::string("(no message)") : text;
@@ -166,7 +174,7 @@ private:
                 todo_.pop_front();
             }
             const segpush_batch batch = job->batch();
-            segpush_outcomes outcomes{};
+            segpush_outcomes outcomes = fresh_outcomes();
             job->error = fresh_error();
             job->status = api_.push_batch(export_, &batch, &outcomes, &job->error);
             job->outcomes = take_outcomes(outcomes);
@@ -479,7 +487,7 @@ private:
     // nobody, as when the diff finds nothing to send. Only this thread touches the state
     // file. nullptr: nothing to send, or cancelled before anything was begun.
     segpush_export* begin_while_reading(segpush_connection*& connection) {
-        const int64_t batch = plugin_.limits.max_records_per_batch ? plugin_.limits.max_records_per_batch : 1000;
+        const int64_t batch = plugin_.max_records_per_batch();
         while (!reading_done_ && !cancel_ && last_seq_ < batch) read_more(std::chrono::milliseconds(20));
         if (cancel_ || last_seq_ == 0) return nullptr;
         auto setup = std::async(std::launch::async, [&] { return begin(connection); });
@@ -535,7 +543,7 @@ private:
             return;
         }
         for (int failed = 0;;) {
-            segpush_outcomes outcomes{};
+            segpush_outcomes outcomes = fresh_outcomes();
             segpush_error error = fresh_error();
             const segpush_status status = api_.finish_export(exp, &outcomes, &error);
             apply(run_id, take_outcomes(outcomes));
@@ -572,7 +580,7 @@ private:
             state_.forget_earlier_receipts(export_.name, run_id);
             return;
         }
-        const size_t max_records = plugin_.limits.max_records_per_batch ? plugin_.limits.max_records_per_batch : 1000;
+        const size_t max_records = plugin_.max_records_per_batch();
         const OutcomeTally before{counts_.accepted, counts_.removed, counts_.rejected};
         int64_t resent = 0, processing = 0, attempted = 0;
         for (size_t first = 0; first < resumable.size() && !cancel_; first += max_records) {
@@ -586,7 +594,7 @@ private:
             prepare_values(job);
             attempted += static_cast<int64_t>(job.ids.size());
             const segpush_batch batch = job.batch();
-            segpush_outcomes outcomes{};
+            segpush_outcomes outcomes = fresh_outcomes();
             segpush_error error = fresh_error();
             const segpush_status status = api_.resume_pending(exp, &batch, receipts.data(), &outcomes, &error);
             auto results = take_outcomes(outcomes);
@@ -618,7 +626,7 @@ private:
     }
 
     std::unique_ptr<Job> next_batch(int64_t run_id) {
-        const uint32_t max_records = plugin_.limits.max_records_per_batch ? plugin_.limits.max_records_per_batch : 1000;
+        const uint32_t max_records = plugin_.max_records_per_batch();
         const uint64_t max_bytes = plugin_.limits.max_bytes_per_batch;
         // While reading, only full batches leave: each import counts against a per-minute budget.
         if (!reading_done_ && last_seq_ - cursor_ < static_cast<int64_t>(max_records)) return nullptr;
@@ -672,8 +680,7 @@ private:
     }
 
     void push_all(int64_t run_id, segpush_export* exp) {
-        const uint32_t declared = plugin_.limits.max_concurrent_pushes;
-        const size_t concurrency = declared == 0 ? 4 : declared;
+        const size_t concurrency = plugin_.max_concurrent_pushes();
         PushPool pool(api_, exp, concurrency);
         std::vector<std::unique_ptr<Job>> waiting;  // retries, with their not_before
         size_t in_flight = 0;
@@ -811,7 +818,7 @@ private:
 
     void collect(int64_t run_id, segpush_export* exp) {
         if (!api_.collect_outcomes) return;
-        segpush_outcomes outcomes{};
+        segpush_outcomes outcomes = fresh_outcomes();
         segpush_error error = fresh_error();
         const segpush_status status = api_.collect_outcomes(exp, &outcomes, &error);
         auto collected = take_outcomes(outcomes);

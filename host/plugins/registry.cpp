@@ -60,9 +60,11 @@ std::string check_descriptor(const segpush_plugin& api) {
     std::set<std::string> seen;
     for (size_t i = 0; i < api.n_fields; ++i) {
         const segpush_field& field = api.fields[i];
-        if (field.struct_size < offsetof(segpush_field, description) + sizeof(field.description)) {
+        // The array is read with this host's stride, which is right only for elements of
+        // exactly this size (segpush_field is fixed-size in every minor version).
+        if (field.struct_size != sizeof(segpush_field)) {
             return "mapping field " + std::to_string(i) + " has struct_size " + std::to_string(field.struct_size) +
-                   ", smaller than ABI 1.0 requires";
+                   ", not sizeof(segpush_field) (" + std::to_string(sizeof(segpush_field)) + ")";
         }
         if (!is_valid_id(field.id)) return "mapping field " + std::to_string(i) + " has no valid id";
         if (!field.label) return "mapping field '" + std::string(field.id) + "' has no label";
@@ -130,11 +132,14 @@ std::unique_ptr<LoadedPlugin> load_one(const fs::path& path, const std::string& 
                  version_text(SEGPUSH_ABI_MAJOR, 0) + " requires (" + std::to_string(kMinimumDescriptorSize) + ")";
         return nullptr;
     }
-    std::memcpy(&plugin->api, raw, std::min<size_t>(raw->struct_size, sizeof(segpush_plugin)));
-    if (auto problem = check_descriptor(plugin->api); !problem.empty()) {
+    // Checked in a copy: a refused descriptor's unload is never called.
+    segpush_plugin api{};
+    std::memcpy(&api, raw, std::min<size_t>(raw->struct_size, sizeof(segpush_plugin)));
+    if (auto problem = check_descriptor(api); !problem.empty()) {
         reason = problem;
         return nullptr;
     }
+    plugin->api = api;
     if (const segpush_limits* limits = plugin->api.limits) {
         std::memcpy(&plugin->limits, limits, std::min<size_t>(limits->struct_size, sizeof(segpush_limits)));
     }
@@ -208,8 +213,8 @@ Examined examine(const fs::path& file, bool isolate) {
             std::unique_ptr<LoadedPlugin> plugin = load_one(file, examined.real_path, reason);
             if (!plugin) return "R" + reason;
             const std::string answer = encode_summary(summary_of(file, plugin->api));
-            // Never unloaded: unloading runs more of the plugin's code, and the child ends
-            // with _exit right after answering.
+            // Never released, so its unload hook never runs here: that would run more of the
+            // plugin's code, and the child ends with _exit right after answering.
             (void)plugin.release();
             return answer;
         },
@@ -298,6 +303,10 @@ std::vector<Examined> examine_directory(const std::string& directory, std::strin
 }
 
 }  // namespace
+
+LoadedPlugin::~LoadedPlugin() {
+    if (api.unload) api.unload();
+}
 
 PluginRegistry PluginRegistry::survey_directory(const std::string& directory) {
     PluginRegistry registry;

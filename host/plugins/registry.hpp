@@ -19,10 +19,13 @@ namespace segpush {
 // A plugin that passed every load check. Its descriptor is copied into a zero-filled struct
 // of this host's size, so fields a plugin built against an older minor version lacks read as
 // NULL/0 instead of past the end of its struct.
+//
+// Released (its unload hook called, then its library closed) when the registry that loaded
+// it is destroyed: by then every connection on it must be closed.
 struct LoadedPlugin {
     std::string file;
     segpush_plugin api{};
-    segpush_limits limits{};  // zero ("no limit") when the plugin declares none
+    segpush_limits limits{};  // zero where the plugin declares none: see the two getters below
 
     // Declared before `library` so they are destroyed after it: the plugin may log while
     // its library unloads.
@@ -30,7 +33,20 @@ struct LoadedPlugin {
     std::unique_ptr<segpush_host> host;
     std::shared_ptr<boost::dll::shared_library> library;
 
+    LoadedPlugin() = default;
+    LoadedPlugin(const LoadedPlugin&) = delete;
+    LoadedPlugin& operator=(const LoadedPlugin&) = delete;
+    // Calls api.unload, if any, before the library goes.
+    ~LoadedPlugin();
+
     std::string id() const { return api.id; }
+    // The limits as the host applies them: a 0 means the ABI's named default.
+    uint32_t max_records_per_batch() const {
+        return limits.max_records_per_batch ? limits.max_records_per_batch : SEGPUSH_DEFAULT_MAX_RECORDS_PER_BATCH;
+    }
+    uint32_t max_concurrent_pushes() const {
+        return limits.max_concurrent_pushes ? limits.max_concurrent_pushes : SEGPUSH_DEFAULT_MAX_CONCURRENT_PUSHES;
+    }
 };
 
 // What a plugin file declares, as a probe in a child process found it: enough to list the

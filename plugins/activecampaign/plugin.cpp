@@ -120,7 +120,7 @@ void release_outcomes(segpush_outcomes* self) {
     delete static_cast<OutcomeList*>(self->private_data);
     self->private_data = nullptr;
     self->items = nullptr;
-    self->receipts = nullptr;
+    if (SEGPUSH_HAS_FIELD(self, segpush_outcomes, receipts)) self->receipts = nullptr;
     self->count = 0;
     self->release = nullptr;
 }
@@ -138,11 +138,15 @@ void publish(std::unique_ptr<OutcomeList> list, segpush_outcomes* out) {
             if (item.status == SEGPUSH_RECORD_SUPPRESSED) item.status = SEGPUSH_RECORD_REJECTED;
         }
     }
-    out->struct_size = sizeof(segpush_outcomes);
+    // The struct is the host's: write only the fields its size holds. A host before 1.5 left
+    // struct_size 0 and learns from it whether receipts were written.
+    if (out->struct_size == 0) out->struct_size = SEGPUSH_LEGACY_OUTCOMES_SIZE(g_host ? g_host->abi_minor : 0);
     out->count = list->items.size();
     out->items = list->items.data();
     out->release = release_outcomes;
-    out->receipts = list->has_receipts ? list->receipts.data() : nullptr;
+    if (SEGPUSH_HAS_FIELD(out, segpush_outcomes, receipts)) {
+        out->receipts = list->has_receipts ? list->receipts.data() : nullptr;
+    }
     out->private_data = list.release();
 }
 
@@ -1479,6 +1483,10 @@ void abort_export(segpush_export* exp) { delete exp; }
 
 void close_connection(segpush_connection* conn) { delete conn; }
 
+// Balances the curl_global_init of segpush_plugin_entry (libcurl counts them). The plugin
+// runs no thread of its own past a call, so there is none to stop.
+void unload() { curl_global_cleanup(); }
+
 // ---- descriptor -----------------------------------------------------------------------------
 
 const segpush_field kFields[] = {
@@ -1520,6 +1528,7 @@ const segpush_plugin kPlugin = {
     SEGPUSH_CAP_REMOVE | SEGPUSH_CAP_EXTRA_FIELDS,
     collect_outcomes,
     resume_pending,
+    unload,
 };
 
 }  // namespace

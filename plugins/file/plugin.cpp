@@ -297,7 +297,7 @@ segpush_status push_batch_impl(segpush_export* exp, const segpush_batch* batch, 
     if (!ok) {
         return fail_io(err, failure);  // nothing of this batch is in the file
     }
-    outcomes->struct_size = sizeof *outcomes;
+    // Only ABI 1.0's fields are written, which every host's struct holds: struct_size is the host's.
     outcomes->count = batch->n_records;
     outcomes->items = items.get();
     outcomes->private_data = items.release();
@@ -383,6 +383,7 @@ const segpush_plugin kPlugin = {
     SEGPUSH_CAP_REMOVE,
     nullptr,  // collect_outcomes: outcomes are final when push_batch returns
     nullptr,  // resume_pending: nothing is ever left pending
+    nullptr,  // unload: the entry point sets up nothing to undo
 };
 
 }  // namespace

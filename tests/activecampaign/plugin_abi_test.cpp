@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 
 #include <cstddef>
+#include <cstring>
 #include <filesystem>
 
 #include <atomic>
@@ -53,6 +54,13 @@ segpush_error fresh_error() {
     segpush_error error{};
     error.struct_size = sizeof error;
     return error;
+}
+
+// As the host hands an outcome list over: zeroed, with its struct_size.
+segpush_outcomes fresh_outcomes() {
+    segpush_outcomes outcomes{};
+    outcomes.struct_size = sizeof outcomes;
+    return outcomes;
 }
 
 struct Outcome {
@@ -113,11 +121,19 @@ struct Driver {
         Batch(const Batch&) = delete;  // batch points into ids and values
     };
 
+    // Pushes the records into an outcome list the caller allocated; returns the call's status.
+    segpush_status push_into(const std::vector<std::pair<std::string, std::string>>& records, uint64_t first_id,
+                             segpush_outcomes* out, segpush_error& err) {
+        const Batch batch(records, first_id);
+        err = fresh_error();
+        return api.push_batch(exp, &batch.batch, out, &err);
+    }
+
     // Pushes the records; returns the call's status.
     segpush_status push(const std::vector<std::pair<std::string, std::string>>& records, uint64_t first_id,
                         std::map<uint64_t, Outcome>& outcomes, segpush_error& err, uint32_t action = SEGPUSH_ACTION_UPSERT) {
         const Batch batch(records, first_id, action);
-        segpush_outcomes out{};
+        segpush_outcomes out = fresh_outcomes();
         err = fresh_error();
         const segpush_status status = api.push_batch(exp, &batch.batch, &out, &err);
         take(out, outcomes);
@@ -130,7 +146,7 @@ struct Driver {
         const Batch batch(records, first_id);
         std::vector<const char*> receipt_texts;
         for (const auto& receipt : receipts) receipt_texts.push_back(receipt.c_str());
-        segpush_outcomes out{};
+        segpush_outcomes out = fresh_outcomes();
         segpush_error err = fresh_error();
         const segpush_status status = api.resume_pending(exp, &batch.batch, receipt_texts.data(), &out, &err);
         take(out, outcomes);
@@ -138,7 +154,7 @@ struct Driver {
     }
 
     segpush_status collect(std::map<uint64_t, Outcome>& outcomes) {
-        segpush_outcomes out{};
+        segpush_outcomes out = fresh_outcomes();
         segpush_error err = fresh_error();
         const segpush_status status = api.collect_outcomes(exp, &out, &err);
         take(out, outcomes);
@@ -146,7 +162,7 @@ struct Driver {
     }
 
     segpush_status finish(std::map<uint64_t, Outcome>& outcomes) {
-        segpush_outcomes out{};
+        segpush_outcomes out = fresh_outcomes();
         segpush_error err = fresh_error();
         const segpush_status status = api.finish_export(exp, &out, &err);
         exp = nullptr;  // finish_export frees it
@@ -475,4 +491,130 @@ TEST_CASE("plugin: a leaver who unsubscribed after the export began is SUPPRESSE
     const auto members = sandbox.members(1);
     for (const auto& [email, name] : records) CHECK(members.at(email).status == "unsubscribed");
     CHECK(times_sent(sandbox, records[0].first) == 0);
+}
+
+namespace {
+
+// segpush_outcomes as a host of ABI 1.2 declares it, without 1.3's receipts.
+constexpr size_t kOutcomesSize12 = offsetof(segpush_outcomes, private_data) + sizeof(void*);
+
+// A host's outcome list of `host_size` bytes at the start of a larger buffer whose other bytes
+// are a canary pattern: whatever the plugin writes past the host's struct changes them.
+struct GuardedOutcomes {
+    static constexpr unsigned char kCanary = 0xA5;
+    alignas(segpush_outcomes) unsigned char bytes[sizeof(segpush_outcomes) + 64];
+    size_t host_size;
+
+    GuardedOutcomes(size_t size, uint32_t struct_size) : host_size(size) {
+        std::memset(bytes, kCanary, sizeof bytes);
+        std::memset(bytes, 0, host_size);
+        std::memcpy(bytes, &struct_size, sizeof struct_size);
+    }
+    // Only the fields within host_size may be read through it.
+    segpush_outcomes* get() { return reinterpret_cast<segpush_outcomes*>(bytes); }
+    bool canary_intact() const {
+        for (size_t i = host_size; i < sizeof bytes; ++i) {
+            if (bytes[i] != kCanary) return false;
+        }
+        return true;
+    }
+};
+
+// The records of an outcome list, through the fields of ABI 1.0 only.
+std::vector<segpush_record_status> statuses_of(segpush_outcomes* outcomes) {
+    std::vector<segpush_record_status> out;
+    for (size_t i = 0; i < outcomes->count; ++i) out.push_back(outcomes->items[i].status);
+    return out;
+}
+
+// The host table of a host of ABI 1.`minor` (1.2 or later): without the 1.4 budget functions
+// before 1.4.
+segpush_host older_host(uint32_t minor) {
+    segpush_host host = kHost;
+    host.abi_minor = minor;
+    if (minor < 4) host.struct_size = offsetof(segpush_host, reserve_slot);
+    return host;
+}
+
+// A second copy of the library, so that its entry point meets `host` of its own.
+const segpush_plugin& plugin_for_host(const segpush_host& host, const std::string& name) {
+    static TempDir dir;
+    const std::string copy = dir.file(name);
+    std::filesystem::copy_file(SEGPUSH_AC_PLUGIN, copy);
+    void* library = dlopen(copy.c_str(), RTLD_NOW | RTLD_LOCAL);
+    REQUIRE(library != nullptr);
+    auto entry = reinterpret_cast<segpush_plugin_entry_fn>(dlsym(library, SEGPUSH_ENTRY_SYMBOL));
+    REQUIRE(entry != nullptr);
+    const segpush_plugin* api = entry(&host);
+    REQUIRE(api != nullptr);
+    return *api;
+}
+
+}  // namespace
+
+TEST_CASE("plugin: outcomes with receipts written into a host's smaller outcome struct stay inside it") {
+    Sandbox sandbox(fast_sandbox(R"("import_delay_ms": 500)"));
+    const std::string fast = R"(,"requests_per_second":100,"bulk_requests_per_minute":2000)";
+    const std::vector<segpush_record_status> all_pending(30, SEGPUSH_RECORD_PENDING);
+    {
+        // This host's own struct: the same push carries a receipt for every record.
+        Driver driver(sandbox, fast);
+        segpush_outcomes out = fresh_outcomes();
+        segpush_error err{};
+        REQUIRE(driver.push_into(people(30), 1, &out, err) == SEGPUSH_OK);
+        CHECK(statuses_of(&out) == all_pending);
+        REQUIRE(out.receipts != nullptr);
+        CHECK(out.receipts[0] != nullptr);
+        out.release(&out);
+    }
+    SECTION("a host that says its struct is 1.2's size through struct_size") {
+        Driver driver(sandbox, fast);
+        GuardedOutcomes guarded(kOutcomesSize12, kOutcomesSize12);
+        segpush_error err{};
+        REQUIRE(driver.push_into(people(30, 100), 1, guarded.get(), err) == SEGPUSH_OK);
+        CHECK(guarded.get()->struct_size == kOutcomesSize12);
+        CHECK(statuses_of(guarded.get()) == all_pending);
+        CHECK(guarded.canary_intact());
+        guarded.get()->release(guarded.get());
+        CHECK(guarded.canary_intact());
+        // collect_outcomes and finish_export report what settles into the same small struct.
+        GuardedOutcomes collected(kOutcomesSize12, kOutcomesSize12);
+        err = fresh_error();
+        CHECK(driver.api.collect_outcomes(driver.exp, collected.get(), &err) == SEGPUSH_OK);
+        CHECK(collected.canary_intact());
+        if (collected.get()->release) collected.get()->release(collected.get());
+        CHECK(collected.canary_intact());
+        GuardedOutcomes finished(kOutcomesSize12, kOutcomesSize12);
+        err = fresh_error();
+        CHECK(driver.api.finish_export(driver.exp, finished.get(), &err) == SEGPUSH_OK);
+        driver.exp = nullptr;
+        CHECK(finished.canary_intact());
+        if (finished.get()->release) finished.get()->release(finished.get());
+        CHECK(finished.canary_intact());
+    }
+    SECTION("a host of ABI 1.2, which leaves struct_size 0") {
+        static const segpush_host old_host = older_host(2);  // kept by the plugin while loaded
+        Driver driver(sandbox, fast, plugin_for_host(old_host, "activecampaign-for-1.2.so"));
+        GuardedOutcomes guarded(kOutcomesSize12, 0);
+        segpush_error err{};
+        REQUIRE(driver.push_into(people(30, 200), 1, guarded.get(), err) == SEGPUSH_OK);
+        CHECK(guarded.get()->struct_size == kOutcomesSize12);  // what a 1.2 host reads back: no receipts
+        CHECK(statuses_of(guarded.get()) == all_pending);
+        CHECK(guarded.canary_intact());
+        guarded.get()->release(guarded.get());
+        CHECK(guarded.canary_intact());
+    }
+    SECTION("a host of ABI 1.4, which leaves struct_size 0 and reads receipts when struct_size covers them") {
+        static const segpush_host old_host = older_host(4);  // kept by the plugin while loaded
+        Driver driver(sandbox, fast, plugin_for_host(old_host, "activecampaign-for-1.4.so"));
+        GuardedOutcomes guarded(sizeof(segpush_outcomes), 0);
+        segpush_error err{};
+        REQUIRE(driver.push_into(people(30, 300), 1, guarded.get(), err) == SEGPUSH_OK);
+        CHECK(guarded.get()->struct_size == sizeof(segpush_outcomes));
+        REQUIRE(guarded.get()->receipts != nullptr);
+        CHECK(guarded.get()->receipts[0] != nullptr);
+        CHECK(guarded.canary_intact());
+        guarded.get()->release(guarded.get());
+        CHECK(guarded.canary_intact());
+    }
 }

@@ -4,8 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <cstring>
 #include <filesystem>
+#include <future>
+#include <optional>
+#include <thread>
 #include <vector>
 
 #include "plugins/host_services.hpp"
@@ -129,6 +134,7 @@ TEST_CASE("the C plugin runs the whole lifecycle through the ABI, outcomes relea
                                     text("alan@example.com"), text("Alan")};
     const segpush_batch batch{sizeof(segpush_batch), 2, 3, ids, values, SEGPUSH_ACTION_UPSERT, nullptr};
     segpush_outcomes outcomes{};
+    outcomes.struct_size = sizeof outcomes;  // as the host hands it over
     REQUIRE(api.push_batch(exp, &batch, &outcomes, &error) == SEGPUSH_OK);
     REQUIRE(outcomes.count == 3);
     CHECK(outcomes.items[0].record_id == 10);
@@ -192,6 +198,7 @@ PushedOnce push_once(const LoadedPlugin& plugin, const std::vector<const char*>&
     const segpush_batch batch{sizeof(segpush_batch), 1, ids.size(), ids.data(), values.data(), SEGPUSH_ACTION_UPSERT,
                               nullptr};
     segpush_outcomes outcomes{};
+    outcomes.struct_size = sizeof outcomes;  // as the host hands it over
     REQUIRE(api.push_batch(exp, &batch, &outcomes, &error) == SEGPUSH_OK);
     PushedOnce pushed;
     for (size_t i = 0; i < outcomes.count; ++i) pushed.statuses.push_back(outcomes.items[i].status);
@@ -242,7 +249,7 @@ TEST_CASE("a plugin built against the ABI 1.2 header loads and runs in this host
     CHECK_FALSE(pushed.outcomes_hold_receipts);
 }
 
-TEST_CASE("a plugin built against the ABI 1.3 header (the previous minor version) loads and runs in this host") {
+TEST_CASE("a plugin built against the ABI 1.3 header loads and runs in this host") {
     const auto registry = PluginRegistry::load_directory(SEGPUSH_ABI_1_3_PLUGIN_DIR);
     const LoadedPlugin& plugin = load_only(registry, "c-example-abi-1-3");
     CHECK(plugin.api.abi_minor == 3);
@@ -250,6 +257,26 @@ TEST_CASE("a plugin built against the ABI 1.3 header (the previous minor version
     const PushedOnce pushed = push_once(plugin, {"a@example.com", "b@example.com"});
     CHECK(pushed.statuses == std::vector<segpush_record_status>{SEGPUSH_RECORD_ACCEPTED, SEGPUSH_RECORD_ACCEPTED});
     CHECK(pushed.outcomes_hold_receipts);
+}
+
+TEST_CASE("a plugin built against the ABI 1.4 header (the previous minor version) loads and runs in this host") {
+    const auto registry = PluginRegistry::load_directory(SEGPUSH_ABI_1_4_PLUGIN_DIR);
+    const LoadedPlugin& plugin = load_only(registry, "c-example-abi-1-4");
+    CHECK(plugin.api.abi_minor == 4);
+    CHECK(plugin.api.unload == nullptr);  // 1.5's addition reads as absent
+    const PushedOnce pushed = push_once(plugin, {"a@example.com", "b@example.com"});
+    CHECK(pushed.statuses == std::vector<segpush_record_status>{SEGPUSH_RECORD_ACCEPTED, SEGPUSH_RECORD_ACCEPTED});
+    CHECK(pushed.outcomes_hold_receipts);
+}
+
+TEST_CASE("limits a plugin leaves 0 are the host's named defaults, the others as declared") {
+    const LoadedPlugin undeclared;
+    CHECK(undeclared.max_records_per_batch() == SEGPUSH_DEFAULT_MAX_RECORDS_PER_BATCH);
+    CHECK(undeclared.max_concurrent_pushes() == SEGPUSH_DEFAULT_MAX_CONCURRENT_PUSHES);
+    const auto registry = PluginRegistry::load_directory(SEGPUSH_ABI_1_4_PLUGIN_DIR);
+    const LoadedPlugin& plugin = load_only(registry, "c-example-abi-1-4");
+    CHECK(plugin.max_records_per_batch() == 100);
+    CHECK(plugin.max_concurrent_pushes() == 1);
 }
 
 // ---- trust: owner and permissions of the plugin, every folder above it, and where links go
@@ -470,6 +497,82 @@ TEST_CASE("plugins list: a plugin that crashes, hangs or exits while loading is 
     CHECK_THAT(list.out, Catch::Contains("crash_in_entry.so: crashed with SIGSEGV while loading"));
     CHECK_THAT(list.out, Catch::Contains("hang_in_entry.so: did not answer within 10 s while loading"));
     CHECK_THAT(list.out, Catch::Contains("exit_in_constructor.so: exited with status 0 while loading"));
+}
+
+TEST_CASE("mapping fields of another size than segpush_field are refused, and the refused plugin is never unloaded") {
+    PluginFolder folder;
+    folder.add(std::string(SEGPUSH_WIDE_FIELDS_PLUGIN_DIR) + "/wide_fields.so", "broken.so");
+    const auto registry = PluginRegistry::load_directory(folder.dir);
+    CHECK(registry.loaded().empty());
+    CHECK_THAT(refusal_for(registry, "broken.so"),
+               Catch::Contains("mapping field 0 has struct_size " + std::to_string(sizeof(segpush_field) + 8)) &&
+                   Catch::Contains("not sizeof(segpush_field)"));
+    const test::Run describe = run_segpush(folder.root.path().string(), "--plugin-dir plugins plugins describe broken");
+    INFO(describe.out << describe.err);
+    CHECK(describe.exit_code != 0);
+    CHECK_THAT(describe.err, Catch::Contains("not sizeof(segpush_field)"));
+    CHECK_THAT(describe.err, !Catch::Contains("unloading"));
+}
+
+namespace {
+
+// What is written to stderr (the host's log lines) while `body` runs.
+template <typename Body>
+std::string captured_stderr(const test::TempDir& dir, Body body) {
+    const std::string path = dir.file("stderr.txt");
+    std::fflush(stderr);
+    const int saved = ::dup(STDERR_FILENO);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    REQUIRE((saved >= 0 && fd >= 0));
+    ::dup2(fd, STDERR_FILENO);
+    ::close(fd);
+    body();
+    std::fflush(stderr);
+    ::dup2(saved, STDERR_FILENO);
+    ::close(saved);
+    return test::read_file(path);
+}
+
+}  // namespace
+
+TEST_CASE("loaded in this process, a plugin is unloaded once when its registry goes, a refused one never") {
+    PluginFolder folder;
+    folder.add_c_example("c-example.so");
+    folder.add(std::string(SEGPUSH_WIDE_FIELDS_PLUGIN_DIR) + "/wide_fields.so", "broken.so");
+    // A second thread makes the registry load plugins here rather than probe them in a child
+    // first, as it does for any caller that runs threads: the refusal happens in this process.
+    std::promise<void> loaded;
+    std::thread other([done = loaded.get_future()]() mutable { done.wait(); });
+    std::string log;
+    {
+        std::optional<PluginRegistry> registry;
+        log = captured_stderr(folder.root, [&] { registry = PluginRegistry::load_directory(folder.dir); });
+        loaded.set_value();
+        other.join();
+        REQUIRE(registry->find("c-example"));
+        CHECK_THAT(refusal_for(*registry, "broken.so"), Catch::Contains("not sizeof(segpush_field)"));
+        CHECK(log.find("unloading") == std::string::npos);  // loaded, not yet released
+        log = captured_stderr(folder.root, [&] { registry.reset(); });
+    }
+    // Once, and only the loaded plugin's.
+    const size_t first = log.find("unloading");
+    CHECK(first != std::string::npos);
+    CHECK(log.find("unloading", first + 1) == std::string::npos);
+    CHECK_THAT(log, Catch::Contains("[c-example] unloading"));
+}
+
+TEST_CASE("a plugin's unload hook runs once, in the command's process, after its load probe") {
+    PluginFolder folder;
+    folder.add_c_example("c-example.so");
+    const test::Run describe = run_segpush(folder.root.path().string(), "--plugin-dir plugins plugins describe c-example");
+    INFO(describe.out << describe.err);
+    REQUIRE(describe.exit_code == 0);
+    CHECK_THAT(describe.out, Catch::Contains("C example"));
+    // Once: the probe's child never releases the plugin, the command releases it as it ends.
+    const std::string line = "[c-example] unloading";
+    const size_t first = describe.err.find(line);
+    CHECK(first != std::string::npos);
+    CHECK(describe.err.find(line, first + 1) == std::string::npos);
 }
 
 TEST_CASE("plugins list --json: plugins that crash or exit while loading are in refused, with the reason") {

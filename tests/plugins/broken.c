@@ -1,7 +1,8 @@
 /*
  * Plugins that are wrong in one way each, selected at compile time with BROKEN_*:
  * a different ABI major, a descriptor with invalid JSON Schema, an entry that declines
- * (returns NULL), and a library with no entry symbol at all.
+ * (returns NULL), a library with no entry symbol at all, and mapping fields larger than
+ * segpush_field (as if a later header had appended to it).
  */
 #include <segpush/plugin.h>
 
@@ -30,9 +31,22 @@ static segpush_status ok_finish(segpush_export* x, segpush_outcomes* o, segpush_
 static void ok_abort(segpush_export* x) { (void)x; }
 static void ok_close(segpush_connection* c) { (void)c; }
 
+#if defined(BROKEN_FIELD_SIZE)
+#define FIELD_SIZE (sizeof(segpush_field) + 8)
+#else
+#define FIELD_SIZE sizeof(segpush_field)
+#endif
+
 static const segpush_field kFields[] = {
-    {sizeof(segpush_field), SEGPUSH_FIELD_REQUIRED, SEGPUSH_FIELD_EMAIL, "email", "Email", NULL},
+    {FIELD_SIZE, SEGPUSH_FIELD_REQUIRED, SEGPUSH_FIELD_EMAIL, "email", "Email", NULL},
 };
+
+static const segpush_host* g_host;
+
+/* Says so, so that a test sees it is never called for a descriptor the host refused. */
+static void unload(void) {
+    if (g_host) g_host->log(g_host->host_data, SEGPUSH_LOG_INFO, "unloading");
+}
 
 #if defined(BROKEN_ABI_MAJOR)
 #define DECLARED_MAJOR (SEGPUSH_ABI_MAJOR + 1)
@@ -49,7 +63,7 @@ static const segpush_field kFields[] = {
 static const segpush_plugin kPlugin = {
     sizeof(segpush_plugin), DECLARED_MAJOR, 0, "broken", "Broken", "0.0.1", NULL,
     CONNECTION_SCHEMA, "{\"type\":\"object\"}", kFields, 1, NULL, NULL,
-    ok_open, ok_check, ok_begin, ok_push, ok_finish, ok_abort, ok_close, 0, NULL, NULL,
+    ok_open, ok_check, ok_begin, ok_push, ok_finish, ok_abort, ok_close, 0, NULL, NULL, unload,
 };
 
 SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host* host) {
@@ -57,7 +71,7 @@ SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host* ho
     host->log(host->host_data, SEGPUSH_LOG_ERROR, "this plugin needs a newer host");
     return host->abi_minor > 1000 ? &kPlugin : NULL;
 #else
-    (void)host;
+    g_host = host;
     return &kPlugin;
 #endif
 }

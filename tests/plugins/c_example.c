@@ -116,7 +116,11 @@ static segpush_status push_batch(segpush_export* exp, const segpush_batch* batch
             items[i].reason = "email has no @";
         }
     }
+#if SEGPUSH_ABI_MINOR < 5
+    /* Built against a frozen header: behave as plugins of that version did. */
     outcomes->struct_size = sizeof *outcomes;
+#endif
+    /* Since 1.5 struct_size is the host's; only ABI 1.0's fields are written, which fit every host. */
     outcomes->count = batch->n_records;
     outcomes->items = items;
     outcomes->private_data = items;
@@ -135,6 +139,13 @@ static segpush_status finish_export(segpush_export* exp, segpush_outcomes* outco
 static void abort_export(segpush_export* exp) { free(exp); }
 
 static void close_connection(segpush_connection* conn) { free(conn); }
+
+#if SEGPUSH_ABI_MINOR >= 5
+/* Nothing to undo; it says so, so that a test sees when and how often the host calls it. */
+static void unload(void) {
+    if (g_host) g_host->log(g_host->host_data, SEGPUSH_LOG_INFO, "unloading");
+}
+#endif
 
 static const segpush_plugin kPlugin = {
     sizeof(segpush_plugin),
@@ -166,6 +177,9 @@ static const segpush_plugin kPlugin = {
 #endif
 #if SEGPUSH_ABI_MINOR >= 3
     NULL, /* resume_pending: nothing is ever left pending */
+#endif
+#if SEGPUSH_ABI_MINOR >= 5
+    unload,
 #endif
 };
 

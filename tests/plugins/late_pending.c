@@ -87,7 +87,7 @@ static segpush_status report(const uint64_t* ids, size_t n, segpush_record_statu
         items[i].record_id = ids[i];
         items[i].status = status;
     }
-    outcomes->struct_size = sizeof *outcomes;
+    /* Only ABI 1.0's fields are written, which every host's struct holds: struct_size is the host's. */
     outcomes->count = n;
     outcomes->items = items;
     outcomes->private_data = items;
@@ -170,6 +170,7 @@ static const segpush_plugin kPlugin = {
     close_connection,
     0,
     collect_outcomes,
+    NULL,
     NULL,
 };
 

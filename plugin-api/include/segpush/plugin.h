@@ -24,6 +24,9 @@
  *        segpush_batch.removed_at (undo only the host's own removals); an empty non-NULL value
  *        clears the destination's value; segpush_host.reserve_slot and hold_budget (request
  *        budgets shared by every export of an account).
+ *   1.5  the host sets struct_size on every struct it allocates, segpush_outcomes included, and
+ *        a plugin writes only the fields that fit; segpush_field is fixed-size; the limits'
+ *        0 names the host's defaults (SEGPUSH_DEFAULT_*); segpush_plugin.unload.
  *
  * Conventions used in the comments
  *   [any-thread]     may be called from any host thread.
@@ -40,6 +43,13 @@
  *   - MINOR changes only append: new fields at the end of structs, new status or flag values
  *     that older peers may treat as unknown. Every extensible struct starts with struct_size;
  *     a reader uses a field only when  offsetof(field) + sizeof(field) <= struct_size.
+ *   - struct_size is set by whoever allocates the struct, to the size it allocated: the plugin
+ *     for what it returns (segpush_plugin, segpush_limits), the host for what it hands over
+ *     (segpush_host, segpush_batch, segpush_error, segpush_outcomes). The other side writes
+ *     only the fields that fit (SEGPUSH_HAS_FIELD) and reads only those.
+ *   - segpush_field is fixed-size: it lives in an array the host indexes by
+ *     sizeof(segpush_field), so it can never grow. A new per-field attribute would come as a
+ *     new parallel array in segpush_plugin.
  */
 #ifndef SEGPUSH_PLUGIN_H
 #define SEGPUSH_PLUGIN_H
@@ -56,7 +66,7 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------- */
 
 #define SEGPUSH_ABI_MAJOR 1
-#define SEGPUSH_ABI_MINOR 4
+#define SEGPUSH_ABI_MINOR 5
 
 /* The name of the single symbol every plugin exports. */
 #define SEGPUSH_ENTRY_SYMBOL "segpush_plugin_entry"
@@ -67,7 +77,8 @@ extern "C" {
 #define SEGPUSH_EXPORT __attribute__((visibility("default")))
 #endif
 
-/* True when a struct the peer filled in is large enough to hold FIELD. */
+/* True when a struct the peer filled in (or, for a struct the host allocated, the host's
+ * allocation) is large enough to hold FIELD. */
 #define SEGPUSH_HAS_FIELD(ptr, type, field) \
     ((ptr)->struct_size >= offsetof(type, field) + sizeof(((type*)0)->field))
 
@@ -205,7 +216,12 @@ typedef enum segpush_field_type {
 #define SEGPUSH_FIELD_REQUIRED 0x1u  /* every export must map it; records without a value are rejected */
 #define SEGPUSH_FIELD_KEY 0x2u       /* identifies a member at the destination (de-duplication key) */
 
-/* A destination field a segment column can be mapped to. Plugin-owned, static. */
+/*
+ * A destination field a segment column can be mapped to. Plugin-owned, static.
+ * Fixed-size, unlike the other structs: the host reads fields[i] with its own
+ * sizeof(segpush_field), so no minor version appends to it (see the versioning policy).
+ * struct_size must be sizeof(segpush_field); the host refuses a descriptor where it is not.
+ */
 typedef struct segpush_field {
     uint32_t struct_size;
     uint32_t flags;
@@ -218,20 +234,28 @@ typedef struct segpush_field {
     const char* description;
 } segpush_field;
 
+/* What the host uses where a plugin's max_records_per_batch or max_concurrent_pushes is 0. */
+#define SEGPUSH_DEFAULT_MAX_RECORDS_PER_BATCH 1000u
+#define SEGPUSH_DEFAULT_MAX_CONCURRENT_PUSHES 4u
+
 /*
  * What the destination can take. The host batches and schedules within these; the plugin
- * still paces its own requests against the destination. 0 means "no limit".
+ * still paces its own requests against the destination. A field left 0 (or absent, or
+ * limits NULL) means: the host's default for the two counts the host must bound
+ * (SEGPUSH_DEFAULT_MAX_RECORDS_PER_BATCH, SEGPUSH_DEFAULT_MAX_CONCURRENT_PUSHES), no limit
+ * for the others.
  */
 typedef struct segpush_limits {
     uint32_t struct_size;
-    /* Records per push_batch call. */
+    /* Records per push_batch call; 0: SEGPUSH_DEFAULT_MAX_RECORDS_PER_BATCH. */
     uint32_t max_records_per_batch;
-    /* Sum of value bytes per push_batch call (the host keeps a batch under this). */
+    /* Sum of value bytes per push_batch call (the host keeps a batch under this); 0: no limit. */
     uint64_t max_bytes_per_batch;
-    /* Destination request budgets, informational for the host's scheduling and ETA. */
+    /* Destination request budgets, informational for the host's scheduling and ETA; 0: none. */
     uint32_t requests_per_second;
     uint32_t requests_per_minute;
-    /* How many push_batch calls the host may have in flight on one export at once. */
+    /* How many push_batch calls the host may have in flight on one export at once;
+     * 0: SEGPUSH_DEFAULT_MAX_CONCURRENT_PUSHES. */
     uint32_t max_concurrent_pushes;
 } segpush_limits;
 
@@ -326,14 +350,17 @@ typedef struct segpush_record_outcome {
 
 /*
  * A list of per-record outcomes produced by the plugin (Arrow C Data Interface style).
- * The host allocates the struct itself, zeroed, and passes a pointer; the plugin fills it and
- * owns everything it points to. The host reads it, then calls release(outcomes) exactly once
+ * The host allocates the struct itself, zeroed, sets struct_size to the size it allocated and
+ * passes a pointer; the plugin fills the fields that fit (SEGPUSH_HAS_FIELD: a plugin built
+ * against a later minor than the host's must not write its newer fields) and owns everything
+ * they point to. The host reads it, then calls release(outcomes) exactly once
  * if release is not NULL; release frees the plugin's memory and sets release to NULL.
  * A plugin that has nothing to report leaves the struct zeroed (release NULL).
  * release may be called on any thread, but before close_connection of the owning connection.
  */
 typedef struct segpush_outcomes {
-    uint32_t struct_size; /* set by the plugin to sizeof(segpush_outcomes) */
+    /* Set by the host (since 1.5); see SEGPUSH_LEGACY_OUTCOMES_SIZE for older hosts. */
+    uint32_t struct_size;
     size_t count;
     const segpush_record_outcome* items;
     void (*release)(struct segpush_outcomes* self);
@@ -355,6 +382,22 @@ typedef struct segpush_outcomes {
 } segpush_outcomes;
 
 #define SEGPUSH_RECEIPT_MAX 256
+
+/*
+ * Hosts before 1.5 hand the struct over with struct_size 0: it is then this large for a host
+ * of that minor (segpush_host.abi_minor), and the host reads receipts only when struct_size
+ * covers them. A plugin that finds struct_size 0 sets it to this first and then proceeds
+ * as with any host:
+ *     if (out->struct_size == 0) out->struct_size = SEGPUSH_LEGACY_OUTCOMES_SIZE(host->abi_minor);
+ *     ...
+ *     if (SEGPUSH_HAS_FIELD(out, segpush_outcomes, receipts)) out->receipts = ...;
+ * A plugin that writes only the fields of 1.0 (count, items, release, private_data), which
+ * every host's struct holds, need not touch struct_size at all.
+ */
+#define SEGPUSH_LEGACY_OUTCOMES_SIZE(host_minor)                                          \
+    ((uint32_t)((host_minor) >= 3                                                         \
+                    ? offsetof(segpush_outcomes, receipts) + sizeof(const char* const*)   \
+                    : offsetof(segpush_outcomes, private_data) + sizeof(void*)))
 
 /*
  * The plugin's static description and its functions. Plugin-owned; valid and unchanged from
@@ -384,7 +427,7 @@ typedef struct segpush_plugin {
     const segpush_field* fields;
     size_t n_fields;
 
-    /* Limits; may be NULL for "no limits". */
+    /* Limits; may be NULL, which reads as every limit 0 (see segpush_limits). */
     const segpush_limits* limits;
 
     /*
@@ -493,6 +536,20 @@ typedef struct segpush_plugin {
     segpush_status (*resume_pending)(segpush_export* exp, const segpush_batch* batch,
                                      const char* const* receipts, segpush_outcomes* outcomes,
                                      segpush_error* err);
+
+    /* ---- since 1.5 ---- */
+
+    /*
+     * Undo what segpush_plugin_entry set up (global library state such as curl_global_init)
+     * and stop any thread the plugin started: the library's code is unmapped right after.
+     * Called by the host at most once per load, on the thread that releases the plugin, after
+     * every connection was closed and every outcome list released, never concurrently with
+     * any other call into the plugin; host services may still be called during it. Called only
+     * when the host accepted the descriptor: a descriptor it refused, and a plugin loaded in
+     * a load probe (a child process that exits without releasing the library), never see it.
+     * May be NULL.
+     */
+    void (*unload)(void);
 } segpush_plugin;
 
 /* ---------------------------------------------------------------------------------------- */

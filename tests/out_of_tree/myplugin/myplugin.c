@@ -63,7 +63,7 @@ static segpush_status push_batch(segpush_export* exp, const segpush_batch* batch
         items[i].status = SEGPUSH_RECORD_ACCEPTED;
     }
     exp->records += batch->n_records;
-    outcomes->struct_size = sizeof *outcomes;
+    /* Only ABI 1.0's fields are written, which every host's struct holds: struct_size is the host's. */
     outcomes->count = batch->n_records;
     outcomes->items = items;
     outcomes->private_data = items;
@@ -92,6 +92,7 @@ static const segpush_plugin kPlugin = {
     0,    /* capabilities */
     NULL, /* collect_outcomes */
     NULL, /* resume_pending */
+    NULL, /* unload: nothing to undo */
 };
 
 SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host* host) {
