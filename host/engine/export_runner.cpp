@@ -289,10 +289,10 @@ private:
 
     // A first delivery sends while the segment is still being read, and opens the connection
     // meanwhile: its first bulk import leaves after the first rows instead of after the whole
-    // file (3 s earlier at a million rows). Only when nothing learnt at the end of reading
-    // can stop the run: no max_profiles (it needs the count), only files whose columns were
-    // checked when opened (JSON Lines finds an absent column at its end), and nothing recorded
-    // for the export (every member is new: no diff, nobody leaving, no receipts to resume).
+    // file. Only when nothing learnt at the end of reading can stop the run: no max_profiles
+    // (it needs the count), only files whose columns were checked when opened (JSON Lines
+    // finds an absent column at its end), and nothing recorded for the export (every member
+    // is new: no diff, nobody leaving, no receipts to resume).
     bool sends_while_reading() {
         if (options_.dry_run || export_.max_profiles) return false;
         for (const auto& reader : readers_) {

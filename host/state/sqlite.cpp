@@ -5,7 +5,7 @@ namespace segpush::sqlite {
 namespace {
 
 // Before the first connection: SQLite's allocation statistics take a global mutex on every
-// malloc and free, which showed as 8% of a large export's CPU; nothing here reads them.
+// malloc and free, which showed in profiles of large exports; nothing here reads them.
 void configure_sqlite_once() {
     static const bool configured = [] {
         sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);

@@ -26,13 +26,13 @@ struct StagedRow {
 };
 
 // A run's staged members, in a file of our own: appended in rising seq order, read back by
-// seq. It took the place of a TEMP table, whose rows cost a quarter of an export's host
-// instructions to write through SQLite's B-tree and read back, and whose spill past its
-// 16 MiB cache cost a pwrite and a pread per page; here a member is a copy into a buffer
-// written a MiB at a time. The file (mode 0600) is unlinked as soon as it is made, so nothing
-// is left behind whatever ends the process; like the TEMP table it is private to the run,
-// and nothing in it needs to outlive it (a run reads its segment again). It lives where
-// SQLite puts its own temporary files: $TMPDIR, else /var/tmp, else /tmp.
+// seq. Not a TEMP table: writing each row through SQLite's B-tree and reading it back is a
+// large share of an export's host cost, and past the TEMP cache every page costs a pwrite and
+// a pread; here a member is a copy into a buffer written a MiB at a time. The file (mode 0600)
+// is unlinked as soon as it is made, so nothing is left behind whatever ends the process;
+// like a TEMP table it is private to the run, and nothing in it needs to outlive it (a run
+// reads its segment again). It lives where SQLite puts its own temporary files: $TMPDIR,
+// else /var/tmp, else /tmp.
 //
 // In memory: the file offset of every 64th row (rows are found by seq within their block of
 // 64), and the MiB not yet written. Not thread-safe: the state store's thread uses it.

@@ -11,17 +11,17 @@
 
 namespace segpush {
 
-// The members staged so far by a run, by key: which seq holds a given email. SQLite's unique
-// index did this at the cost of a random B-tree insert per member, spilled to the TEMP file
-// past its cache (1.3 CPU s per million members). Here: open-addressing tables of seqs
-// (linear probing, each at most 70 % full) and, by seq, a 32-bit fingerprint of each key's
-// hash; the keys themselves stay in the staged file, and `key_of(seq)` reads one back only
-// when a fingerprint matches. About 12 bytes a member.
+// The members staged so far by a run, by key: which seq holds a given email. Not SQLite's
+// unique index: it costs a random B-tree insert per member, spilled to the TEMP file past its
+// cache. Here: open-addressing tables of seqs (linear probing, each at most 70 % full) and,
+// by seq, a 32-bit fingerprint of each key's hash; the keys themselves stay in the staged
+// file, and `key_of(seq)` reads one back only when a fingerprint matches. About 12 bytes a
+// member.
 //
 // The table is 64 shards that grow one at a time, and the fingerprints are kept in chunks of
-// 65,536: one table doubling at once held its old and new slots together, and the vector of
-// fingerprints its old and new copies, so a million members peaked at 16 MiB, the heap's
-// high-water mark for the whole export (massif). Now they peak at 12 MiB plus one shard.
+// 65,536, so growing never holds old and new copies of the whole: one table doubling, or one
+// vector of fingerprints, would hold both at once and set the heap's high-water mark for a
+// large export.
 class StagedKeys {
 public:
     // Where `find` left a key: the seq holding it (0: none yet), else the slot it would take

@@ -333,8 +333,8 @@ StateStore::StateStore(const std::string& path) : db_([&] {
     // across process crashes, which is what checkpoints must survive. Switching a new file to
     // WAL can meet another process doing the same (serve starts several exports at once) and
     // SQLite then answers "locked" without waiting, so it is tried again for a while.
-    // Checkpoints every 64 MiB of WAL instead of 4: delivered rows land on random pages, and
-    // a longer window writes each page back once for many commits (host CPU -5 %).
+    // Checkpoints every 64 MiB of WAL (SQLite's default is about 4): delivered rows land on
+    // random pages, and a longer window writes each page back once for many commits.
     for (int attempt = 0;; ++attempt) {
         try {
             db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=16384;");
@@ -355,14 +355,13 @@ StateStore::StateStore(const std::string& path) : db_([&] {
     // checkpoint), so they stay out of the WAL and the state file, which also keeps a run's
     // personal data out of the state file. The TEMP cache (16 MiB) keeps the keys' index out
     // of read(2) while a diff builds it; the state file is written sequentially and read in
-    // key order by the diff, where a bigger cache than 4 MiB bought little.
+    // key order by the diff, so 4 MiB serve it: a bigger cache would buy little.
     // The TEMP database keeps no rollback journal: journaling the index pages each staging
-    // chunk and outcome batch touches cost 0.3 s at a million members. Its rows are rebuilt
+    // chunk and outcome batch touches is a cost that grows with the export. Its rows are rebuilt
     // by every run and vanish with the connection; a transaction is only rolled back when the
     // run is failing anyway, after which its rows are read at most for the report. Its pages
     // are 16 KiB: the keys of a few hundred thousand members outgrow its cache, and larger
-    // pages are fewer pwrite and pread calls (staged rows in it, at host-cost 300,000: 23,100
-    // and 12,800 calls with 4 KiB pages, 16,100 and 4,900 with these).
+    // pages mean fewer pwrite and pread calls.
     db_.exec("PRAGMA temp.page_size=16384; PRAGMA main.cache_size=-4096; PRAGMA temp.cache_size=-16384; PRAGMA temp.journal_mode=OFF;");
     // The schema in one IMMEDIATE transaction: it takes the write lock up front (waiting its
     // turn), where separate statements would upgrade read locks and deadlock.
@@ -625,9 +624,8 @@ void StateStore::end_staging() {
     try {
         // SQLite counts a TEMP database's dirty pages at every commit that includes it (every
         // BEGIN IMMEDIATE does) to decide whether to write them: pages left dirty (rejected
-        // rows; staged rows, when they were a TEMP table) made each outcome batch's commit walk
-        // thousands of them (3 % of CPU). Written now, once; only a saving, so a failure here
-        // is left to the commit to report.
+        // rows) would make each outcome batch's commit walk them all. Written now, once; only
+        // a saving, so a failure here is left to the commit to report.
         try {
             db_.write_dirty_pages();
         } catch (const sqlite::Error&) {
@@ -695,7 +693,7 @@ void StateStore::index_staged_keys() {
     // The keys go into a TEMP table 64 to a statement, each under its seq; the index holds,
     // with the hash, all the diff reads of a staged member (its seq is the rowid): the diff
     // walks it in key order and never reads the staged file. Staging leaves one member per
-    // key (StagedKeys); the index, unique on the pair, no longer checks that itself (the
+    // key (StagedKeys); the index, unique on the pair, does not check that itself (the
     // state tests do). Leavers have no place here.
     // Inside the caller's transaction when there is one (staging's, or the diff's when
     // something was recorded after it looked), else in one of its own.
@@ -703,8 +701,8 @@ void StateStore::index_staged_keys() {
     if (sqlite3_get_autocommit(db_.handle()) != 0) transaction.emplace(db_, sqlite::Transaction::Lock::when_needed);
     constexpr size_t kRowsPerInsert = 64;
     // Rows that follow the last one inserted take their seqs as SQLite's next rowids: an
-    // explicit rowid makes every row seek its place to check that none holds it (a quarter
-    // of the instructions). Other rows keep the explicit seq.
+    // explicit rowid makes every row seek its place to check that none holds it, a large
+    // share of the cost of building the index. Other rows keep the explicit seq.
     std::string rows = "(?, ?)";
     for (size_t more = 1; more < kRowsPerInsert; ++more) rows += ", (?, ?)";
     auto insert_following = db_.prepare("INSERT INTO staged_keys(email_key, hash) VALUES" + rows);
@@ -777,7 +775,7 @@ bool StateStore::nothing_recorded(const std::string& export_name) {
 void StateStore::diff(const std::string& export_name, int64_t baseline, bool stage_leavers, int64_t first_leaver_seq,
                       RunCounts& counts) {
     // The TEMP index is private to this connection: built before the write lock is taken,
-    // so other writers (serve's runs) do not wait the ~0.6 s a million members take. A first
+    // so other writers (serve's runs) do not wait while a large segment's is built. A first
     // delivery needs none.
     if (!nothing_recorded(export_name)) index_staged_keys();
     sqlite::Transaction transaction(db_);
@@ -787,8 +785,8 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
     const bool first_delivery = delivered_any.integer(0) == 0;
     delivered_any.reset();
     if (first_delivery) {
-        // Nothing delivered yet (a first run): every member is new, nobody leaves. Three scans
-        // of the staged rows less, a second before the first send at a million members.
+        // Nothing delivered yet (a first run): every member is new, nobody leaves. This skips
+        // three scans of the staged rows, which would delay a large export's first send.
         counts.members = counts.new_members = count_staged();
         counts.changed = counts.unchanged = counts.leaving = 0;
         find_rejoining(export_name);
@@ -798,10 +796,9 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
     index_staged_keys();  // unless built above: something was recorded since
     // One pass over the export's delivered members in key order, each looked up among the
     // staged ones through their key index in the same order: both are read page by page, in
-    // order. Marking unchanged rows with UPDATE ... WHERE EXISTS, and counting with NOT EXISTS,
-    // looked delivered members up in seq order instead, a page read at random per member, and
-    // rewrote every unchanged staged row: 45 % of a refresh's CPU at a million members (82 %
-    // with the log's merge and the index).
+    // order. Not UPDATE ... WHERE EXISTS to mark unchanged rows, nor NOT EXISTS to count: they
+    // look delivered members up in seq order, a page read at random per member, and rewrite
+    // every unchanged staged row, the bulk of a large refresh's cost.
     auto matches = db_.prepare("SELECT s.seq, s.hash = d.hash AND d.run_id >= ?2 FROM delivered AS d "
                                "LEFT JOIN staged_keys AS s ON s.email_key = d.email_key WHERE d.export = ?1");
     matches.bind(1, export_name).bind(2, baseline);

@@ -72,7 +72,7 @@ struct StagedMember {
     MemberAction action = MemberAction::upsert;
     std::string_view payload;  // encoded field values (see engine/record.hpp), in `storage`
     // The bytes `payload` points into, shared by the members read together (next_todo reads a
-    // batch's payloads into one string: a string each was an allocation and a free per member).
+    // batch's payloads into one string: a string each would be an allocation and a free per member).
     std::shared_ptr<const std::string> storage;
     // When segpush itself removed this member from the destination in an earlier run (seconds
     // since the epoch, UTC), for a member re-joining since; 0 otherwise (the removals table).
@@ -80,7 +80,7 @@ struct StagedMember {
 };
 
 // A text many outcomes carry, such as the receipt of a batch's 250 members: copies share it
-// (a copy each was an allocation and a free per member).
+// (a copy each would be an allocation and a free per member).
 class SharedText {
 public:
     SharedText() = default;
@@ -238,10 +238,10 @@ private:
     int staged_in_transaction_ = 0;
     // Each staged member's state in this run, by seq: a MemberState, plus kLeaver for one
     // staged to be removed; kAbsent where no member has that seq. Kept here, a byte a member,
-    // since staged rows were a TEMP table where every outcome rewrote its members' rows
-    // (payload included) and dirtied their pages; the staged file is only appended to. A
-    // refused member's reason goes to the refusals table, for the report. The diff marks
-    // unchanged members here too, and next_todo finds what to send here before it reads any row.
+    // so that an outcome never rewrites a staged row (payload included): the staged file is
+    // only appended to. A refused member's reason goes to the refusals table, for the report.
+    // The diff marks unchanged members here too, and next_todo finds what to send here before
+    // it reads any row.
     std::vector<uint8_t> states_;
     static constexpr uint8_t kLeaver = 0x80, kAbsent = 0x7f;
     int64_t count_staged() const;
@@ -252,8 +252,8 @@ private:
     // The receipts this run recorded that still wait on members: the row holding each pending
     // member's receipt, and how many members each row waits on. A row goes once it waits on
     // none (a member's seqs are spread over the segment in a refresh, so no seq range says it).
-    // By seq, an index into receipt_rows_ (0: none); a hash map took a node, an allocation and
-    // a free, per pending member (2 % of an export's CPU). 4 bytes a member.
+    // By seq, an index into receipt_rows_ (0: none); a hash map would take a node, an
+    // allocation and a free, per pending member. 4 bytes a member.
     std::vector<uint32_t> receipt_of_;
     std::vector<int64_t> receipt_rows_{0};                 // unconfirmed.id, appended as recorded
     // By unconfirmed.id: how many members the row still waits on, and whether every member
@@ -268,7 +268,7 @@ private:
     void forget_receipt_rows();
     // What next_todo read of the members it handed out lately, encoded as a receipt row holds
     // them (their keys and hashes): recording the receipt of a batch they become reads them
-    // here rather than from the staged file a second time (5 % of an export's CPU).
+    // here rather than from the staged file a second time.
     struct RecentRead {
         std::vector<int64_t> seqs;  // ascending
         std::vector<size_t> ends;   // where each member's encoding ends in `encoded`

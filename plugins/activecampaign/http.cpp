@@ -20,9 +20,8 @@ constexpr long kConnectionsKept = 40;
 // A margin over the published budgets so that network jitter does not bunch requests into a
 // window the server counts as too many. Jitter is a matter of milliseconds whatever the window,
 // so the margin is a slack per window, not a percentage: 50 ms on the per-second budget (5 %),
-// 500 ms on the per-minute bulk budgets (0.83 %). A flat 5 % on the bulk budget made every
-// large export 5 % slower than ActiveCampaign's limit allows (bench/run.py ceiling: 1.082 at
-// 100,000 profiles, real limits).
+// 500 ms on the per-minute bulk budgets (0.83 %). A flat 5 % on the bulk budget would hold
+// every large export 5 % below the rate ActiveCampaign's limit allows.
 std::chrono::nanoseconds spacing(double per_second, double window_seconds, double slack_seconds) {
     return std::chrono::nanoseconds(static_cast<int64_t>(1e9 / per_second * (1.0 + slack_seconds / window_seconds)));
 }
@@ -218,9 +217,9 @@ bool Http::send(const char* method, const std::string& path, const std::string* 
 #endif
     curl_easy_setopt(curl, CURLOPT_SHARE, share_);
     // The shared cache keeps only MAXCONNECTS idle connections (curl's default: 5) and closes
-    // the rest as requests end; with two dozen threads sending, most requests then paid a new
-    // connection: TCP, TLS, and OpenSSL loading the CA file again (176 connections for 1,602
-    // requests at 200,000 profiles). One kept per thread that can send at once.
+    // the rest as requests end; with two dozen threads sending, most requests would then pay a
+    // new connection: TCP, TLS, and OpenSSL loading the CA file again. One kept per thread that
+    // can send at once.
     curl_easy_setopt(curl, CURLOPT_MAXCONNECTS, kConnectionsKept);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buffer);

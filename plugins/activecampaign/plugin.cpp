@@ -255,14 +255,14 @@ struct PendingBatch {
     std::string batch_id;
     std::string body;  // kept to resubmit once if the batch fails
     std::vector<uint64_t> ids;
-    // The members' emails, lower-cased, in the order of ids, end to end: a string each was an
-    // allocation and a free per contact.
+    // The members' emails, lower-cased, in the order of ids, end to end: a string each would
+    // be an allocation and a free per contact.
     std::string emails;
     std::vector<uint32_t> email_ends;
     void add(uint64_t id, std::string_view email) {
         ids.push_back(id);
         const size_t from = emails.size();
-        emails.append(email);  // then lower-cased in place: a push_back a character cost more
+        emails.append(email);  // then lower-cased in place: cheaper than a push_back a character
         std::transform(emails.begin() + from, emails.end(), emails.begin() + from,
                        [](char c) { return lower_ascii(c); });
         email_ends.push_back(static_cast<uint32_t>(emails.size()));
@@ -1271,9 +1271,8 @@ bool import_queue_full(segpush_export& exp) {
 
 // Returns once the import queue has room (or the host cancels), checking older imports in the
 // meantime. One waiter at a time sleeps until the next import may be checked; the rest sleep
-// until an import leaves the queue. With every waiter napping 20 ms at a time, or every one
-// waking as each import fell due (there are 24 push threads), a million profiles took 39,600
-// or 64,000 context switches; this way 35,200 (bench/run.py host-cost, limits off).
+// until an import leaves the queue: the push threads neither nap in short slices nor all wake
+// as each import falls due, either of which costs context switches.
 void wait_for_room(segpush_export& exp) {
     std::unique_lock<std::mutex> lock(exp.mutex);
     if (!import_queue_full(exp)) return;
@@ -1315,8 +1314,8 @@ segpush_status collect_outcomes(segpush_export* exp, segpush_outcomes* outcomes,
     try {
         Problem problem;
         // The host calls this from the thread that feeds push_batch: while pushes run, they
-        // poll, and a poll here (a round trip each) would only hold up the next batches
-        // (bench/run.py ceiling: 1,590 bulk imports a minute of 2,000 with it).
+        // poll, and a poll here (a round trip each) would only hold up the next batches and
+        // keep the export below its bulk import rate.
         if (exp->pushes_in_flight.load() == 0) poll_due(*exp, kMaxPollsPerCollect, problem);
         auto out = std::make_unique<OutcomeList>();
         take_settled(*exp, *out);
@@ -1332,7 +1331,7 @@ segpush_status collect_outcomes(segpush_export* exp, segpush_outcomes* outcomes,
 // Polls the export's pending batches until none is left, the budget runs out, the host
 // cancels or a poll meets a problem that is not transient; returns that problem. Several
 // threads poll at once (each batch by one), so the confirmations left after the last push
-// take round trips in parallel, not one after another (53 in a row at 200 ms were 11 s).
+// take round trips in parallel, not one after another (which adds seconds at high latency).
 Problem poll_until_settled(segpush_export& exp, Clock::time_point deadline) {
     const auto cancel = exp.cancel_check();
     std::mutex mutex;

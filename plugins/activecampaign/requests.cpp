@@ -56,7 +56,7 @@ void append_json_string(std::string& out, std::string_view text) {
     static const char kHex[] = "0123456789abcdef";
     out.push_back('"');
     // Most text needs no escape: found so eight bytes at a time, and copied whole (a byte at a
-    // time was 5 % of an export's instructions).
+    // time showed in profiles of large exports).
     if (!any_needs_escape(text)) {
         out.append(text);
         out.push_back('"');

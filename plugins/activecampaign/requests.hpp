@@ -15,7 +15,7 @@ namespace segpush::activecampaign {
 // One contact as mapped from a batch row. Absent optional values stay absent: they are never
 // sent, so they never erase what ActiveCampaign already holds; an empty one is sent empty, to
 // clear it (the export's clear_blank_values). The values are views of the batch (borrowed for
-// the push_batch call that reads it): a copy of each was an allocation and a free per value.
+// the push_batch call that reads it): a copy of each would be an allocation and a free per value.
 struct Contact {
     std::string_view email;
     std::optional<std::string_view> first_name;
@@ -40,9 +40,9 @@ struct BulkOptions {
 
 // Writes the JSON object of one contact inside "contacts" (no trailing comma). The members
 // every contact of a batch shares (tags, the list, exclude_automations) are written once, at
-// construction. Not RapidJSON's Writer: escaping a character at a time through its stream was
-// 7 % of the host's CPU at 100,000 profiles (2,100 instructions a contact); append_json_string
-// copies the runs that need no escape whole (see its test against RapidJSON's reader).
+// construction. Not RapidJSON's Writer: it escapes a character at a time through its stream,
+// which showed in profiles of large exports; append_json_string copies the runs that need no
+// escape whole (see its test against RapidJSON's reader).
 class BulkContactWriter {
 public:
     explicit BulkContactWriter(const BulkOptions& options);
