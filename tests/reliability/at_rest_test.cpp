@@ -65,8 +65,8 @@ std::string echoing_route(const std::string& route, int status) {
            ", \"body\": {\"message\": \"" + json_escaped(message) + "\"}}}}";
 }
 
-// Keeps a connection to the state file open, so that SQLite keeps its WAL when segpush exits:
-// the scan then reads what a run wrote to the WAL too.
+// Keeps a connection to the state file open, so that its WAL outlives segpush's runs whatever
+// segpush does when it closes: the scan then reads what a run wrote to the WAL too.
 struct WalKeeper {
     explicit WalKeeper(const std::string& path) {
         REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
