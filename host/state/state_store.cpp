@@ -198,6 +198,12 @@ bool process_alive(int64_t pid, const std::string& identity) {
     return boot.empty() || identity_of(boot, start_time) == identity;
 }
 
+// A run recorded as running whose process is alive, or runs on another host (which this
+// one cannot ask): `identity` is the run's process_identity column.
+bool still_running(const RunRecord& run, const std::string& identity) {
+    return run.hostname != this_hostname() || process_alive(run.pid, identity);
+}
+
 // read_run's columns; kRunColumnCount of them.
 const char* const kRunColumns =
     "id, export, status, started_at, COALESCE(finished_at, ''), COALESCE(pid, 0), COALESCE(hostname, ''), full, "
@@ -405,10 +411,9 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     auto running = db_.prepare(std::string("SELECT ") + kRunColumns +
                                ", COALESCE(process_identity, '') FROM runs WHERE export=? AND status='running' ORDER BY id");
     running.bind(1, export_name);
-    const std::string hostname = this_hostname();
     while (running.step()) {
         const RunRecord run = read_run(running);
-        if (run.hostname != hostname || process_alive(run.pid, running.text(kRunColumnCount))) {
+        if (still_running(run, running.text(kRunColumnCount))) {
             throw AlreadyRunning(run, "export '" + export_name + "' is already running as run #" +
                                           std::to_string(run.id) + " (pid " + std::to_string(run.pid) + " on " +
                                           run.hostname + ", started " + run.started_at + ")");
@@ -433,7 +438,7 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     }
     auto insert = db_.prepare("INSERT INTO runs(export, status, started_at, pid, hostname, full, dry_run, baseline, "
                               "process_identity) VALUES(?, 'running', ?, ?, ?, ?, ?, ?, ?)");
-    insert.bind(1, export_name).bind(2, now_utc()).bind(3, static_cast<int64_t>(getpid())).bind(4, hostname)
+    insert.bind(1, export_name).bind(2, now_utc()).bind(3, static_cast<int64_t>(getpid())).bind(4, this_hostname())
         .bind(5, full ? 1 : 0).bind(6, dry_run ? 1 : 0).bind(7, claim.baseline)
         .bind(8, process_identity(getpid())).run();
     claim.run_id = db_.last_insert_id();
@@ -491,10 +496,9 @@ StateStore::Forgotten StateStore::forget_members(const std::set<std::string>& ke
         sqlite::Transaction transaction(db_);
         auto running = db_.prepare(std::string("SELECT ") + kRunColumns +
                                    ", COALESCE(process_identity, '') FROM runs WHERE status='running'");
-        const std::string hostname = this_hostname();
         while (running.step()) {
             const RunRecord run = read_run(running);
-            if (run.hostname != hostname || process_alive(run.pid, running.text(kRunColumnCount))) {
+            if (still_running(run, running.text(kRunColumnCount))) {
                 throw AlreadyRunning(run, "export '" + run.export_name + "' is running as run #" +
                                               std::to_string(run.id) + " (pid " + std::to_string(run.pid) + " on " +
                                               run.hostname + "); forget once it has finished, or it may record "
