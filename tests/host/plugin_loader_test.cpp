@@ -17,9 +17,11 @@
 #include "plugins/registry.hpp"
 #include "support/abi.hpp"
 #include "support/process.hpp"
+#include "support/captured_stderr.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace segpush;
+using test::captured_stderr;
 
 namespace {
 
@@ -516,22 +518,6 @@ TEST_CASE("mapping fields of another size than segpush_field are refused, and th
 
 namespace {
 
-// What is written to stderr (the host's log lines) while `body` runs.
-template <typename Body>
-std::string captured_stderr(const test::TempDir& dir, Body body) {
-    const std::string path = dir.file("stderr.txt");
-    std::fflush(stderr);
-    const int saved = ::dup(STDERR_FILENO);
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    REQUIRE((saved >= 0 && fd >= 0));
-    ::dup2(fd, STDERR_FILENO);
-    ::close(fd);
-    body();
-    std::fflush(stderr);
-    ::dup2(saved, STDERR_FILENO);
-    ::close(saved);
-    return test::read_file(path);
-}
 
 }  // namespace
 

@@ -21,9 +21,11 @@
 #include "log/log.hpp"
 #include "plugins/host_services.hpp"
 #include "plugins/shared_budgets.hpp"
+#include "support/captured_stderr.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace segpush;
+using test::captured_stderr;
 
 namespace {
 
@@ -50,22 +52,6 @@ int mode_of(const std::string& path) {
     return static_cast<int>(info.st_mode & 07777);
 }
 
-// What the code under test writes to stderr (log lines) while it runs.
-template <typename Body>
-std::string captured_stderr(const test::TempDir& dir, Body body) {
-    const std::string path = dir.file("stderr.txt");
-    std::fflush(stderr);
-    const int saved = ::dup(STDERR_FILENO);
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    REQUIRE((saved >= 0 && fd >= 0));
-    ::dup2(fd, STDERR_FILENO);
-    ::close(fd);
-    body();
-    std::fflush(stderr);
-    ::dup2(saved, STDERR_FILENO);
-    ::close(saved);
-    return read_text(path);
-}
 
 size_t count_of(const std::string& text, const std::string& piece) {
     size_t n = 0;
