@@ -14,6 +14,7 @@
 #include "config/settings_check.hpp"
 #include "config/yaml_bounds.hpp"
 #include "config/yaml_reader.hpp"
+#include "plugins/destination.hpp"
 #include "plugins/registry.hpp"
 #include "schedule/cron.hpp"
 #include "text/suggest.hpp"
@@ -426,13 +427,10 @@ bool check_plugin_settings(YamlReader& reader, const LoadedPlugin& plugin, const
     // The plugin checks whatever passed the schema, so one run reports every problem. A
     // complaint about a key the schema refused (so the plugin saw it as missing) is dropped:
     // that key already has its error.
-    if (!checked.json.empty() && plugin.api.validate_settings) {
-        segpush_error error{};
-        error.struct_size = sizeof error;
-        if (plugin.api.validate_settings(kind, checked.json.c_str(), &error) != SEGPUSH_OK) {
-            error.field[sizeof error.field - 1] = '\0';
-            error.message[sizeof error.message - 1] = '\0';
-            const std::string field = error.field;
+    if (!checked.json.empty()) {
+        const PluginCallResult refusal = validate_plugin_settings(plugin, kind, checked.json);
+        if (!refusal.ok()) {
+            const std::string& field = refusal.field;
             rapidjson::Document passed;
             passed.Parse(checked.json.c_str());
             // (Also when the key is missing altogether: the schema has said so already.)
@@ -440,7 +438,7 @@ bool check_plugin_settings(YamlReader& reader, const LoadedPlugin& plugin, const
                                            !passed.HasMember(field.c_str());
             if (refused_by_schema) return false;
             const YAML::Node at = settings.yaml.IsDefined() ? settings_key(settings.yaml, field) : owner;
-            reader.error(at, field.empty() ? path : path + "." + field, error.message);
+            reader.error(at, field.empty() ? path : path + "." + field, refusal.message);
             ok = false;
         }
     }

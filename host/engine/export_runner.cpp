@@ -3,22 +3,20 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <cstring>
-#include <deque>
 #include <functional>
 #include <future>
-#include <mutex>
 #include <random>
-#include <thread>
 #include <unordered_set>
 
 #include "engine/progress.hpp"
+#include "engine/push_pipeline.hpp"
 #include "engine/record.hpp"
 #include "engine/retry_policy.hpp"
+#include "engine/run_failure.hpp"
 #include "engine/run_report.hpp"
 #include "engine/segment_feed.hpp"
 #include "log/log.hpp"
+#include "plugins/destination.hpp"
 #include "plugins/host_services.hpp"
 #include "plugins/registry.hpp"
 #include "text/suggest.hpp"
@@ -33,174 +31,12 @@ using Clock = std::chrono::steady_clock;
 // two looks at finished pushes.
 constexpr int64_t kReadSlice = 5000;
 
-// A run that cannot go on; its status says whether a later run can simply retry.
-struct RunFailure {
-    RunStatus status;
-    std::string message;
-};
-
-const char* status_class(segpush_status status) {
-    switch (status) {
-        case SEGPUSH_RETRY: return "temporary failure";
-        case SEGPUSH_ERR_CONFIG: return "configuration refused";
-        case SEGPUSH_ERR_AUTH: return "credentials refused";
-        case SEGPUSH_ERR_DATA: return "request refused";
-        case SEGPUSH_ERR_CANCELLED: return "cancelled";
-        default: return "plugin error";
-    }
-}
-
-bool retryable(segpush_status status) { return status == SEGPUSH_RETRY || status == SEGPUSH_ERR_INTERNAL; }
-
-segpush_error fresh_error() {
-    segpush_error error{};
-    error.struct_size = sizeof error;
-    return error;
-}
-
-// An outcome list as the host hands it to the plugin: zeroed, struct_size this host's, so a
-// plugin built against a later minor writes none of its newer fields past our struct.
-segpush_outcomes fresh_outcomes() {
-    segpush_outcomes outcomes{};
-    outcomes.struct_size = sizeof outcomes;
-    return outcomes;
-}
-
-std::string message_of(const segpush_error& error) {
-    std::string text(error.message, strnlen(error.message, sizeof error.message));
-    return text.empty() ? std::string("(no message)") : text;
-}
-
-// One push_batch call and its result, owned by the runner while in flight.
-struct Job {
-    std::vector<StagedMember> members;
-    std::vector<uint64_t> ids;
-    std::vector<segpush_value> values;
-    std::vector<int64_t> removed_at;  // parallel to ids; empty when no member was removed by segpush
-    uint32_t action = SEGPUSH_ACTION_UPSERT;
-    int failed_attempts = 0;
-    Clock::time_point not_before;
-    // Result, filled by the worker.
-    segpush_status status = SEGPUSH_OK;
-    segpush_error error = fresh_error();
-    std::vector<MemberOutcome> outcomes;
-
-    // The records as the plugin sees them; valid while the job's vectors are unchanged.
-    segpush_batch batch() const {
-        return {sizeof(segpush_batch), static_cast<uint32_t>(values.size() / ids.size()), ids.size(), ids.data(),
-                values.data(), action, removed_at.empty() ? nullptr : removed_at.data()};
-    }
-};
-
-// A status this host does not know (a later minor's) is RETRY: never counted as delivered.
-MemberState member_state(segpush_record_status status) {
-    switch (status) {
-        case SEGPUSH_RECORD_ACCEPTED: return MemberState::done;
-        case SEGPUSH_RECORD_PENDING: return MemberState::pending;
-        case SEGPUSH_RECORD_REJECTED: return MemberState::rejected;
-        case SEGPUSH_RECORD_SUPPRESSED: return MemberState::suppressed;
-        default: return MemberState::todo;
-    }
-}
-
-// Copies a plugin's outcome list into host memory and hands it back to the plugin.
-std::vector<MemberOutcome> take_outcomes(segpush_outcomes& outcomes) {
-    std::vector<MemberOutcome> out;
-    out.reserve(outcomes.items ? outcomes.count : 0);
-    const char* const* receipts =
-        outcomes.items && SEGPUSH_HAS_FIELD(&outcomes, segpush_outcomes, receipts) ? outcomes.receipts : nullptr;
-    // A plugin may point every record a receipt covers at the same text (ours does): copied
-    // once, then shared. Equal texts behind different pointers are simply copied each.
-    const char* last_receipt = nullptr;
-    SharedText last_copy;
-    for (size_t i = 0; i < outcomes.count && outcomes.items; ++i) {
-        const auto& item = outcomes.items[i];
-        const char* receipt = receipts ? receipts[i] : nullptr;
-        if (receipt != last_receipt) {
-            last_copy = receipt ? SharedText(receipt) : SharedText();
-            last_receipt = receipt;
-        }
-        out.push_back({static_cast<int64_t>(item.record_id), member_state(item.status),
-                       item.reason ? std::string(item.reason) : std::string(), last_copy});
-    }
-    if (outcomes.release) outcomes.release(&outcomes);
-    return out;
-}
-
-// A small pool that runs push_batch calls; the runner's thread keeps all state writes.
-class PushPool {
-public:
-    PushPool(const segpush_plugin& api, segpush_export* exp, size_t threads) : api_(api), export_(exp) {
-        for (size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
-    }
-    ~PushPool() {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            stopping_ = true;
-        }
-        queued_.notify_all();
-        for (auto& worker : workers_) worker.join();
-    }
-
-    void submit(std::unique_ptr<Job> job) {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            todo_.push_back(std::move(job));
-        }
-        queued_.notify_one();
-    }
-
-    // Finished jobs, waiting at most until `deadline` for the first one.
-    std::vector<std::unique_ptr<Job>> finished(Clock::time_point deadline) {
-        std::unique_lock<std::mutex> lock(mutex_);
-        done_cv_.wait_until(lock, deadline, [this] { return !done_.empty(); });
-        std::vector<std::unique_ptr<Job>> out;
-        while (!done_.empty()) {
-            out.push_back(std::move(done_.front()));
-            done_.pop_front();
-        }
-        return out;
-    }
-
-private:
-    void work() {
-        for (;;) {
-            std::unique_ptr<Job> job;
-            {
-                std::unique_lock<std::mutex> lock(mutex_);
-                queued_.wait(lock, [this] { return stopping_ || !todo_.empty(); });
-                if (todo_.empty()) return;
-                job = std::move(todo_.front());
-                todo_.pop_front();
-            }
-            const segpush_batch batch = job->batch();
-            segpush_outcomes outcomes = fresh_outcomes();
-            job->error = fresh_error();
-            job->status = api_.push_batch(export_, &batch, &outcomes, &job->error);
-            job->outcomes = take_outcomes(outcomes);
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                done_.push_back(std::move(job));
-            }
-            done_cv_.notify_one();
-        }
-    }
-
-    const segpush_plugin& api_;
-    segpush_export* export_;
-    std::mutex mutex_;
-    std::condition_variable queued_, done_cv_;
-    std::deque<std::unique_ptr<Job>> todo_, done_;
-    bool stopping_ = false;
-    std::vector<std::thread> workers_;
-};
-
 class Run : public ExportObserver {
 public:
     Run(const Config& config, const ExportConfig& export_config, const LoadedPlugin& plugin,
         const ConnectionConfig& connection, StateStore& state, const std::atomic<bool>& cancel,
         const RunOptions& options)
-        : config_(config), export_(export_config), plugin_(plugin), api_(plugin.api), connection_(connection),
+        : config_(config), export_(export_config), plugin_(plugin), connection_(connection),
           state_(state), cancel_(cancel), options_(options), rng_(std::random_device{}()),
           progress_("export " + export_config.name, options.progress_on_terminal) {
         retry_.max_attempts = export_config.retry_max_attempts;
@@ -210,7 +46,7 @@ public:
     RunSummary execute() {
         const auto started = Clock::now();
         const StateStore::Claim claim = state_.begin_run(export_.name, options_.full, options_.dry_run);
-        state_.set_removals_are_own(api_.abi_minor >= 4);
+        state_.set_removals_are_own(plugin_.api.abi_minor >= 4);
         summary_.run_id = claim.run_id;
         baseline_ = claim.baseline;
         if (claim.continues) {
@@ -271,7 +107,7 @@ public:
 
 private:
     bool removes_leavers() const {
-        return export_.on_leave == OnLeave::unsubscribe && (api_.capabilities & SEGPUSH_CAP_REMOVE);
+        return export_.on_leave == OnLeave::unsubscribe && (plugin_.api.capabilities & SEGPUSH_CAP_REMOVE);
     }
 
     void open_segments() {
@@ -429,96 +265,73 @@ private:
         }
     }
 
-    // Calls `call` until it succeeds, retrying transient failures with backoff.
-    void with_retries(const std::string& what, const std::function<segpush_status(segpush_error*)>& call) {
-        for (int failed = 0;;) {
-            segpush_error error = fresh_error();
-            const segpush_status status = call(&error);
-            if (status == SEGPUSH_OK) return;
-            const std::string message = what + ": " + status_class(status) + ": " + message_of(error);
-            if (!retryable(status)) {
-                throw RunFailure{status == SEGPUSH_ERR_CANCELLED ? RunStatus::cancelled : RunStatus::failed_permanent,
-                                 message};
-            }
-            if (++failed >= retry_.max_attempts) {
-                throw RunFailure{RunStatus::failed_retryable, message + " (gave up after " + std::to_string(failed) +
-                                                                  " tries)"};
-            }
-            const auto delay = retry_.delay(failed, error.retry_after_ms, rng_);
-            log_line(LogLevel::warn, "export " + export_.name + ": " + message + "; retrying in " +
-                                         std::to_string(delay.count()) + " ms");
-            sleep_unless_cancelled(delay);
-            if (stop_waiting()) throw RunFailure{RunStatus::cancelled, "cancelled while waiting to retry " + what};
-        }
-    }
-
     // Cancelled, or the run no longer needs the connection being set up on another thread.
     bool stop_waiting() const { return cancel_ || setup_abandoned_; }
 
-    void sleep_unless_cancelled(std::chrono::milliseconds delay) {
-        const auto until = Clock::now() + delay;
-        while (!stop_waiting() && Clock::now() < until) {
-            std::this_thread::sleep_for(std::min<Clock::duration>(std::chrono::milliseconds(100), until - Clock::now()));
-        }
-    }
+    std::string log_label() const { return "export " + export_.name; }
 
-    // Opens and checks the connection and begins the export; `connection` is set as soon as
-    // it is open, so that the caller closes it whatever fails next.
-    segpush_export* begin(segpush_connection*& connection) {
-        with_retries("opening the connection", [&](segpush_error* error) {
-            segpush_connection* opened = nullptr;  // the ABI defines it only on OK
-            const segpush_status status = api_.open_connection(connection_.settings.resolved_json.c_str(), &opened, error);
-            if (status == SEGPUSH_OK) connection = opened;
-            return status;
+    // The connection and the export begun on it. Members go in reverse order: the export
+    // (aborted unless it finished) before the connection closes.
+    struct Session {
+        std::unique_ptr<DestinationConnection> connection;
+        std::unique_ptr<DestinationExport> exp;
+    };
+
+    // Opens and checks the connection and begins the export, each with retries.
+    void begin(Session& session) {
+        const auto stop = [this] { return stop_waiting(); };
+        call_with_retries("opening the connection", retry_, rng_, log_label(), stop, [&] {
+            PluginCallResult result;
+            session.connection = DestinationConnection::open(plugin_, connection_.settings.resolved_json, result);
+            return result;
         });
-        with_retries("checking the connection", [&](segpush_error* error) { return api_.check_connection(connection, error); });
-        std::vector<const char*> field_ids;
-        for (const auto& field : plan_.fields) field_ids.push_back(field.id.c_str());
-        segpush_export* exp = nullptr;
-        with_retries("starting the export", [&](segpush_error* error) {
-            return api_.begin_export(connection, export_.settings.resolved_json.c_str(), field_ids.data(),
-                                     field_ids.size(), static_cast<ExportObserver*>(this), &exp, error);
+        call_with_retries("checking the connection", retry_, rng_, log_label(), stop,
+                          [&] { return session.connection->check(); });
+        std::vector<std::string> field_ids;
+        for (const auto& field : plan_.fields) field_ids.push_back(field.id);
+        call_with_retries("starting the export", retry_, rng_, log_label(), stop, [&] {
+            PluginCallResult result;
+            session.exp = session.connection->begin_export(export_.settings.resolved_json, field_ids, this, result);
+            return result;
         });
-        return exp;
     }
 
     // begin() on another thread while this one reads on (its round trips cost the run
     // nothing then), once there is a batch to send: a segment without members contacts
     // nobody, as when the diff finds nothing to send. Only this thread touches the state
-    // file. nullptr: nothing to send, or cancelled before anything was begun.
-    segpush_export* begin_while_reading(segpush_connection*& connection) {
+    // file. False: nothing to send, or cancelled before anything was begun.
+    bool begin_while_reading(Session& session) {
         const int64_t batch = plugin_.max_records_per_batch();
         while (!reading_done_ && !cancel_ && last_seq_ < batch) read_more(std::chrono::milliseconds(20));
-        if (cancel_ || last_seq_ == 0) return nullptr;
-        auto setup = std::async(std::launch::async, [&] { return begin(connection); });
+        if (cancel_ || last_seq_ == 0) return false;
+        auto setup = std::async(std::launch::async, [&] { begin(session); });
         try {
             while (!reading_done_ && !cancel_ && setup.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
                 read_more(std::chrono::milliseconds(20));
             }
         } catch (...) {
-            // Reading failed: stop the other thread's retries, and drop the export it may have begun.
+            // Reading failed: stop the other thread's retries; the session drops what it began.
             setup_abandoned_ = true;
             try {
-                if (segpush_export* exp = setup.get()) api_.abort_export(exp);
+                setup.get();
             } catch (...) {  // the reading error is the one to report
             }
             throw;
         }
-        return setup.get();
+        setup.get();
+        return true;
     }
 
     void deliver(int64_t run_id, bool while_reading) {
         const int64_t to_send = counts_.new_members + counts_.changed + (removes_leavers() ? counts_.leaving : 0);
         if (to_send == 0 && !while_reading) return;
-        struct CloseConnection {
-            const segpush_plugin& api;
-            segpush_connection* connection = nullptr;
-            ~CloseConnection() {
-                if (connection) api.close_connection(connection);
-            }
-        } closer{api_};
-        segpush_export* exp = while_reading ? begin_while_reading(closer.connection) : begin(closer.connection);
-        if (!exp) return;
+        Session session;
+        if (while_reading) {
+            if (!begin_while_reading(session)) return;
+        } else {
+            begin(session);
+        }
+        DestinationExport& exp = *session.exp;
         progress_.start(while_reading ? last_seq_ : to_send);
         std::optional<RunFailure> failure;
         try {
@@ -535,29 +348,14 @@ private:
             try {
                 collect(run_id, exp);  // whatever settled is saved; the rest is resent next run
             } catch (const std::exception& error) {
-                log_line(LogLevel::error, "export " + export_.name + ": saving the last outcomes: " + error.what());
+                log_line(LogLevel::error, log_label() + ": saving the last outcomes: " + error.what());
             }
-            api_.abort_export(exp);
+            exp.abort();
             progress_.finish();
             if (failure) throw *failure;
             return;
         }
-        for (int failed = 0;;) {
-            segpush_outcomes outcomes = fresh_outcomes();
-            segpush_error error = fresh_error();
-            const segpush_status status = api_.finish_export(exp, &outcomes, &error);
-            apply(run_id, take_outcomes(outcomes));
-            if (status == SEGPUSH_OK) break;
-            const std::string message = std::string("finishing the export: ") + status_class(status) + ": " +
-                                        message_of(error);
-            if (status != SEGPUSH_RETRY || ++failed >= retry_.max_attempts || cancel_) {
-                if (status == SEGPUSH_RETRY) api_.abort_export(exp);
-                progress_.finish();
-                throw RunFailure{status == SEGPUSH_RETRY ? RunStatus::failed_retryable : RunStatus::failed_permanent,
-                                 message + "; records not yet confirmed are sent again by the next run"};
-            }
-            sleep_unless_cancelled(retry_.delay(failed, error.retry_after_ms, rng_));
-        }
+        finish(run_id, exp);
         tally(state_.settle_pending(run_id, export_.name));
         progress_.update(done_);
         progress_.finish();
@@ -571,12 +369,31 @@ private:
         }
     }
 
+    // Waits for the destination to settle every pending record; a RETRY is tried again under
+    // the retry policy.
+    void finish(int64_t run_id, DestinationExport& exp) {
+        for (int failed = 0;;) {
+            OutcomesResult finished = exp.finish();
+            apply(run_id, finished.outcomes);
+            if (finished.call.ok()) return;
+            const bool retry = finished.call.status == SEGPUSH_RETRY;
+            if (!retry || ++failed >= retry_.max_attempts || cancel_) {
+                exp.abort();  // still open only after a RETRY
+                progress_.finish();
+                throw RunFailure{retry ? RunStatus::failed_retryable : RunStatus::failed_permanent,
+                                 finished.call.describe("finishing the export") +
+                                     "; records not yet confirmed are sent again by the next run"};
+            }
+            sleep_unless([this] { return stop_waiting(); }, retry_.delay(failed, finished.call.retry_after_ms, rng_));
+        }
+    }
+
     // Members an earlier run left pending at the destination are confirmed through their
     // receipts before anything is sent: a run killed after the destination took a batch but
     // before it confirmed it costs no second copy of that batch.
-    void resume_pending(int64_t run_id, segpush_export* exp) {
+    void resume_pending(int64_t run_id, DestinationExport& exp) {
         auto resumable = state_.resumable_members(export_.name, run_id, baseline_);
-        if (resumable.empty() || !api_.resume_pending) {
+        if (resumable.empty() || !exp.can_resume()) {
             state_.forget_earlier_receipts(export_.name, run_id);
             return;
         }
@@ -585,7 +402,7 @@ private:
         int64_t resent = 0, processing = 0, attempted = 0;
         for (size_t first = 0; first < resumable.size() && !cancel_; first += max_records) {
             const size_t end = std::min(resumable.size(), first + max_records);
-            Job job;
+            PushJob job;
             std::vector<const char*> receipts;
             for (size_t i = first; i < end; ++i) {
                 job.members.push_back(std::move(resumable[i].member));
@@ -593,29 +410,25 @@ private:
             }
             prepare_values(job);
             attempted += static_cast<int64_t>(job.ids.size());
-            const segpush_batch batch = job.batch();
-            segpush_outcomes outcomes = fresh_outcomes();
-            segpush_error error = fresh_error();
-            const segpush_status status = api_.resume_pending(exp, &batch, receipts.data(), &outcomes, &error);
-            auto results = take_outcomes(outcomes);
-            if (status != SEGPUSH_OK) {
-                if (status == SEGPUSH_ERR_AUTH || status == SEGPUSH_ERR_CONFIG) {
-                    throw RunFailure{RunStatus::failed_permanent, std::string("confirming the last run's records: ") +
-                                                                      status_class(status) + ": " + message_of(error)};
+            OutcomesResult resumed = exp.resume(job.view(), receipts);
+            if (!resumed.call.ok()) {
+                if (resumed.call.status == SEGPUSH_ERR_AUTH || resumed.call.status == SEGPUSH_ERR_CONFIG) {
+                    throw RunFailure{RunStatus::failed_permanent,
+                                     resumed.call.describe("confirming the last run's records")};
                 }
-                log_line(LogLevel::warn, "export " + export_.name + ": cannot confirm " + std::to_string(job.ids.size()) +
-                                             " records the last run left unconfirmed (" + message_of(error) +
+                log_line(LogLevel::warn, log_label() + ": cannot confirm " + std::to_string(job.ids.size()) +
+                                             " records the last run left unconfirmed (" + resumed.call.message +
                                              "); they are sent again");
                 resent += static_cast<int64_t>(job.ids.size());
                 continue;
             }
-            for (const auto& result : results) {
+            for (const auto& result : resumed.outcomes) {
                 resent += result.state == MemberState::todo;
                 processing += result.state == MemberState::pending;
             }
-            apply(run_id, results);
+            apply(run_id, resumed.outcomes);
         }
-        log_line(LogLevel::info, "export " + export_.name + ": " + std::to_string(resumable.size()) +
+        log_line(LogLevel::info, log_label() + ": " + std::to_string(resumable.size()) +
                                      " records the last run left unconfirmed: " +
                                      std::to_string(counts_.accepted - before.accepted) + " confirmed, " +
                                      std::to_string(counts_.rejected - before.rejected) + " rejected, " +
@@ -625,18 +438,21 @@ private:
         if (!cancel_) state_.forget_earlier_receipts(export_.name, run_id);  // cancelled: the next run resumes the rest
     }
 
-    std::unique_ptr<Job> next_batch(int64_t run_id) {
+    // The next batch to send, within the plugin's limits; nullptr when none is ready yet.
+    std::unique_ptr<PushJob> next_batch(int64_t run_id) {
         const uint32_t max_records = plugin_.max_records_per_batch();
         const uint64_t max_bytes = plugin_.limits.max_bytes_per_batch;
         // While reading, only full batches leave: each import counts against a per-minute budget.
         if (!reading_done_ && last_seq_ - cursor_ < static_cast<int64_t>(max_records)) return nullptr;
         auto members = state_.next_todo(cursor_, static_cast<int>(max_records));
         if (members.empty()) return nullptr;
-        auto job = std::make_unique<Job>();
+        auto job = std::make_unique<PushJob>();
         uint64_t bytes = 0;
         const size_t n_fields = plan_.fields.size();
         for (auto& member : members) {
-            if (!job->members.empty() && static_cast<int>(member.action) != static_cast<int>(job->action)) break;
+            const uint32_t action =
+                member.action == MemberAction::remove ? SEGPUSH_ACTION_REMOVE : SEGPUSH_ACTION_UPSERT;
+            if (!job->members.empty() && action != job->action) break;
             // Values plus a little JSON framing per field: a conservative estimate of the
             // request size, kept under the plugin's byte limit.
             const uint64_t size = member.payload.size() + 16 * n_fields;
@@ -649,7 +465,7 @@ private:
             if (max_bytes && bytes + size > max_bytes && !job->members.empty()) break;
             bytes += size;
             cursor_ = member.seq;
-            job->action = member.action == MemberAction::remove ? SEGPUSH_ACTION_REMOVE : SEGPUSH_ACTION_UPSERT;
+            job->action = action;
             job->members.push_back(std::move(member));
         }
         if (job->members.empty()) return next_batch(run_id);
@@ -658,8 +474,10 @@ private:
         return job;
     }
 
-    void prepare_values(Job& job) {
+    // The job's records as the plugin sees them, decoded from the staged payloads.
+    void prepare_values(PushJob& job) {
         const size_t n_fields = plan_.fields.size();
+        job.n_fields = static_cast<uint32_t>(n_fields);
         job.ids.clear();
         job.removed_at.clear();
         job.values.assign(job.members.size() * n_fields, segpush_value{nullptr, 0});
@@ -679,41 +497,36 @@ private:
         }
     }
 
-    void push_all(int64_t run_id, segpush_export* exp) {
-        const size_t concurrency = plugin_.max_concurrent_pushes();
-        PushPool pool(api_, exp, concurrency);
-        std::vector<std::unique_ptr<Job>> waiting;  // retries, with their not_before
-        size_t in_flight = 0;
+    // Sends every batch (reading on meanwhile, when sending while reading), with at most the
+    // plugin's max_concurrent_pushes in flight, and looks for late outcomes every second.
+    void push_all(int64_t run_id, DestinationExport& exp) {
+        PushPipeline pipeline(exp, plugin_.max_concurrent_pushes(), retry_, rng_, log_label(),
+                              [&](std::vector<MemberOutcome>& outcomes) {
+                                  drop_stale_pending(outcomes);
+                                  apply(run_id, outcomes);
+                              });
         bool exhausted = false;
         std::optional<RunFailure> failure;
         auto last_collect = Clock::now();
         while (true) {
             const bool stopping = cancel_ || failure.has_value();
-            while (!stopping && in_flight < concurrency) {
-                auto ready = std::find_if(waiting.begin(), waiting.end(),
-                                          [](const auto& job) { return job->not_before <= Clock::now(); });
-                std::unique_ptr<Job> job;
-                if (ready != waiting.end()) {
-                    job = std::move(*ready);
-                    waiting.erase(ready);
-                } else if (!exhausted) {
-                    job = next_batch(run_id);
-                    exhausted = job == nullptr && reading_done_;
+            if (!stopping) {
+                pipeline.submit_due_retries();
+                while (pipeline.has_room() && !exhausted) {
+                    std::unique_ptr<PushJob> job = next_batch(run_id);
+                    if (!job) {
+                        exhausted = reading_done_;
+                        break;
+                    }
+                    pipeline.submit(std::move(job));
                 }
-                if (!job) break;
-                pool.submit(std::move(job));
-                ++in_flight;
             }
-            if (in_flight == 0 && (stopping || (exhausted && waiting.empty()))) break;
+            if (pipeline.in_flight() == 0 && (stopping || (exhausted && !pipeline.retries_waiting()))) break;
             // While the segment is still being read, this thread waits for rows rather than for
             // finished pushes, and looks at those between chunks.
             const bool reading = !reading_done_ && !stopping;
-            auto deadline = Clock::now() + (reading ? std::chrono::milliseconds(0) : std::chrono::milliseconds(250));
-            for (const auto& job : waiting) deadline = std::min(deadline, job->not_before);
-            for (auto& job : pool.finished(deadline)) {
-                --in_flight;
-                if (auto problem = handle(run_id, std::move(job), waiting)) failure = problem;
-            }
+            const auto deadline = Clock::now() + (reading ? std::chrono::milliseconds(0) : std::chrono::milliseconds(250));
+            if (auto problem = pipeline.wait(deadline)) failure = problem;
             if (reading && !failure) {
                 // A failure to read stops the run like a failed push: what is in flight still
                 // lands and is recorded.
@@ -725,112 +538,25 @@ private:
                     failure = RunFailure{RunStatus::failed_retryable, error.what()};
                 }
             }
-            if (api_.collect_outcomes && Clock::now() - last_collect > std::chrono::seconds(1)) {
+            if (exp.can_collect() && Clock::now() - last_collect > std::chrono::seconds(1)) {
                 collect(run_id, exp);
                 last_collect = Clock::now();
             }
             progress_.update(done_);
         }
         if (failure) throw *failure;
-        if (!waiting.empty() && cancel_) return;
     }
 
-    // Records a finished push; returns a failure that must stop the run.
-    std::optional<RunFailure> handle(int64_t run_id, std::unique_ptr<Job> job, std::vector<std::unique_ptr<Job>>& waiting) {
-        if (job->status == SEGPUSH_OK) {
-            std::vector<MemberOutcome> outcomes = std::move(job->outcomes);
-            // A record the plugin forgot is not lost: it is retried like a RETRY outcome.
-            std::vector<bool> seen(job->members.size());
-            std::vector<size_t> retry;
-            for (auto& outcome : outcomes) {
-                auto at = std::lower_bound(job->ids.begin(), job->ids.end(), static_cast<uint64_t>(outcome.seq));
-                if (at == job->ids.end() || *at != static_cast<uint64_t>(outcome.seq)) continue;
-                seen[at - job->ids.begin()] = true;
-                if (outcome.state == MemberState::todo) retry.push_back(at - job->ids.begin());
-            }
-            for (size_t i = 0; i < seen.size(); ++i) {
-                if (!seen[i]) retry.push_back(i);
-            }
-            drop_stale_pending(outcomes);
-            apply(run_id, outcomes);
-            if (!retry.empty()) {
-                auto again = std::make_unique<Job>();
-                again->action = job->action;
-                again->failed_attempts = job->failed_attempts + 1;
-                for (size_t index : retry) again->members.push_back(std::move(job->members[index]));
-                if (again->failed_attempts >= retry_.max_attempts) {
-                    return RunFailure{RunStatus::failed_retryable,
-                                      std::to_string(again->members.size()) + " records were not accepted after " +
-                                          std::to_string(again->failed_attempts) + " tries; the next run sends them"};
-                }
-                prepare_values(*again);
-                again->not_before = Clock::now() + retry_.delay(again->failed_attempts, 0, rng_);
-                waiting.push_back(std::move(again));
-            }
-            return std::nullopt;
-        }
-        const std::string message = std::string("pushing a batch: ") + status_class(job->status) + ": " +
-                                    message_of(job->error);
-        // Records the plugin settled before the failure keep their outcome; only the rest
-        // are retried or reported.
-        if (!job->outcomes.empty()) {
-            drop_stale_pending(job->outcomes);
-            apply(run_id, job->outcomes);
-            std::vector<int64_t> settled;
-            for (const auto& outcome : job->outcomes) {
-                if (outcome.state != MemberState::todo) settled.push_back(outcome.seq);
-            }
-            std::sort(settled.begin(), settled.end());
-            auto& members = job->members;
-            members.erase(std::remove_if(members.begin(), members.end(),
-                                         [&](const StagedMember& member) {
-                                             return std::binary_search(settled.begin(), settled.end(), member.seq);
-                                         }),
-                          members.end());
-            job->outcomes.clear();
-            if (members.empty()) return std::nullopt;
-            prepare_values(*job);
-        }
-        if (retryable(job->status)) {
-            if (++job->failed_attempts >= retry_.max_attempts) {
-                return RunFailure{RunStatus::failed_retryable,
-                                  message + " (gave up after " + std::to_string(job->failed_attempts) +
-                                      " tries; the next run continues from here)"};
-            }
-            const auto delay = retry_.delay(job->failed_attempts, job->error.retry_after_ms, rng_);
-            log_line(LogLevel::warn, "export " + export_.name + ": " + message + "; retrying in " +
-                                         std::to_string(delay.count()) + " ms");
-            job->not_before = Clock::now() + delay;
-            waiting.push_back(std::move(job));
-            return std::nullopt;
-        }
-        if (job->status == SEGPUSH_ERR_DATA) {
-            // The destination refused the request as a whole: its records are reported, the
-            // rest of the export goes on.
-            std::vector<MemberOutcome> rejected;
-            for (const auto& member : job->members) rejected.push_back({member.seq, MemberState::rejected, message_of(job->error), {}});
-            apply(run_id, rejected);
-            return std::nullopt;
-        }
-        if (job->status == SEGPUSH_ERR_CANCELLED) return std::nullopt;
-        return RunFailure{RunStatus::failed_permanent, message};
-    }
-
-    void collect(int64_t run_id, segpush_export* exp) {
-        if (!api_.collect_outcomes) return;
-        segpush_outcomes outcomes = fresh_outcomes();
-        segpush_error error = fresh_error();
-        const segpush_status status = api_.collect_outcomes(exp, &outcomes, &error);
-        auto collected = take_outcomes(outcomes);
-        if (status != SEGPUSH_OK) {
-            log_line(LogLevel::warn, "export " + export_.name + ": collecting outcomes: " + message_of(error));
-        }
+    void collect(int64_t run_id, DestinationExport& exp) {
+        if (!exp.can_collect()) return;
+        OutcomesResult collected = exp.collect();
+        if (!collected.call.ok()) log_line(LogLevel::warn, log_label() + ": collecting outcomes: " + collected.call.message);
         // RETRY from collect means the destination lost those records: they go back to todo
         // and are resent by the next run (the cursor has passed them in this one).
-        for (const auto& outcome : collected) {
+        for (const auto& outcome : collected.outcomes) {
             if (outcome.state == MemberState::todo) given_back_.insert(outcome.seq);
         }
-        apply(run_id, collected);
+        apply(run_id, collected.outcomes);
     }
 
     // A push that took several requests can report its records PENDING after collect gave
@@ -890,7 +616,6 @@ private:
     const Config& config_;
     const ExportConfig& export_;
     const LoadedPlugin& plugin_;
-    const segpush_plugin& api_;
     const ConnectionConfig& connection_;
     StateStore& state_;
     const std::atomic<bool>& cancel_;

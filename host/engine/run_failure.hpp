@@ -1,0 +1,15 @@
+#pragma once
+
+#include <string>
+
+#include "state/state_store.hpp"
+
+namespace segpush {
+
+// A run that cannot go on; its status says whether a later run can simply retry.
+struct RunFailure {
+    RunStatus status;
+    std::string message;
+};
+
+}  // namespace segpush

@@ -1,0 +1,242 @@
+// The push pipeline's one retry policy, and the host-side adapter it calls the plugin through,
+// driven by a scripted in-process plugin: each push answers what the test's script says.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <functional>
+#include <map>
+#include <mutex>
+
+#include "engine/push_pipeline.hpp"
+
+using namespace segpush;
+
+namespace {
+
+// What the scripted plugin answers to one push: a status, an error message, and outcomes.
+struct Answer {
+    segpush_status status = SEGPUSH_OK;
+    std::string message;
+    std::vector<std::pair<uint64_t, segpush_record_status>> outcomes;
+};
+
+struct Script {
+    std::mutex mutex;
+    std::function<Answer(const std::vector<uint64_t>& ids)> answer;
+    std::vector<std::vector<uint64_t>> pushes;  // the record ids of each push, in order
+    int released = 0;
+    uint32_t outcomes_struct_size = 0;  // as the host stamped it
+};
+Script* script = nullptr;
+
+struct OwnedOutcomes {
+    std::vector<segpush_record_outcome> items;
+};
+
+void release_outcomes(segpush_outcomes* outcomes) {
+    delete static_cast<OwnedOutcomes*>(outcomes->private_data);
+    outcomes->release = nullptr;
+    std::lock_guard<std::mutex> lock(script->mutex);
+    ++script->released;
+}
+
+segpush_status scripted_push(segpush_export*, const segpush_batch* batch, segpush_outcomes* out, segpush_error* err) {
+    std::vector<uint64_t> ids(batch->record_ids, batch->record_ids + batch->n_records);
+    Answer answer;
+    {
+        std::lock_guard<std::mutex> lock(script->mutex);
+        script->pushes.push_back(ids);
+        script->outcomes_struct_size = out->struct_size;
+        answer = script->answer(ids);
+    }
+    if (!answer.outcomes.empty()) {
+        auto* owned = new OwnedOutcomes;
+        for (const auto& [id, status] : answer.outcomes) owned->items.push_back({id, status, nullptr});
+        out->count = owned->items.size();
+        out->items = owned->items.data();
+        out->private_data = owned;
+        out->release = release_outcomes;
+    }
+    if (answer.status != SEGPUSH_OK) {
+        err->status = answer.status;
+        std::snprintf(err->message, sizeof err->message, "%s", answer.message.c_str());
+    }
+    return answer.status;
+}
+
+void scripted_abort(segpush_export*) {}
+
+segpush_plugin scripted_plugin() {
+    segpush_plugin api{};
+    api.struct_size = sizeof api;
+    api.push_batch = scripted_push;
+    api.abort_export = scripted_abort;
+    return api;
+}
+
+// A job of members with ids `ids`, one field each.
+std::unique_ptr<PushJob> job_of(const std::vector<uint64_t>& ids) {
+    auto job = std::make_unique<PushJob>();
+    job->n_fields = 1;
+    for (uint64_t id : ids) {
+        StagedMember member;
+        member.seq = static_cast<int64_t>(id);
+        job->members.push_back(member);
+        job->ids.push_back(id);
+        job->values.push_back({"x", 1});
+    }
+    return job;
+}
+
+// Runs the pipeline over `jobs` until nothing is in flight or waiting, or a failure.
+struct Outcome {
+    std::map<int64_t, MemberState> states;  // the last outcome of each record
+    std::map<int64_t, std::string> reasons;
+    std::optional<RunFailure> failure;
+};
+
+Outcome run_pipeline(std::vector<std::unique_ptr<PushJob>> jobs, int max_attempts = 4) {
+    const segpush_plugin api = scripted_plugin();
+    DestinationExport exp(api, reinterpret_cast<segpush_export*>(&script));
+    RetryPolicy retry;
+    retry.max_attempts = max_attempts;
+    retry.first_delay = std::chrono::milliseconds(1);
+    retry.max_delay = std::chrono::milliseconds(5);
+    std::mt19937_64 rng(1);
+    Outcome result;
+    PushPipeline pipeline(exp, 2, retry, rng, "export test", [&](std::vector<MemberOutcome>& outcomes) {
+        for (const auto& outcome : outcomes) {
+            result.states[outcome.seq] = outcome.state;
+            result.reasons[outcome.seq] = outcome.reason;
+        }
+    });
+    for (auto& job : jobs) pipeline.submit(std::move(job));
+    while (pipeline.in_flight() > 0 || pipeline.retries_waiting()) {
+        pipeline.submit_due_retries();
+        if (auto failure = pipeline.wait(std::chrono::steady_clock::now() + std::chrono::milliseconds(50))) {
+            result.failure = failure;
+            break;
+        }
+    }
+    return result;
+}
+
+struct ScriptScope {
+    Script state;
+    explicit ScriptScope(std::function<Answer(const std::vector<uint64_t>&)> answer) {
+        state.answer = std::move(answer);
+        script = &state;
+    }
+    ~ScriptScope() { script = nullptr; }
+};
+
+}  // namespace
+
+TEST_CASE("push pipeline: a record the plugin did not mention is pushed again, alone, until it settles") {
+    ScriptScope scope([](const std::vector<uint64_t>& ids) {
+        Answer answer;
+        for (uint64_t id : ids) {
+            if (id != 2 || ids.size() == 1) answer.outcomes.push_back({id, SEGPUSH_RECORD_ACCEPTED});
+        }
+        return answer;
+    });
+    const Outcome result = run_pipeline([] {
+        std::vector<std::unique_ptr<PushJob>> jobs;
+        jobs.push_back(job_of({1, 2, 3}));
+        return jobs;
+    }());
+    REQUIRE_FALSE(result.failure);
+    CHECK(result.states.at(1) == MemberState::done);
+    CHECK(result.states.at(2) == MemberState::done);
+    CHECK(result.states.at(3) == MemberState::done);
+    REQUIRE(scope.state.pushes.size() == 2);
+    CHECK(scope.state.pushes[1] == std::vector<uint64_t>{2});
+    // Every outcome list the plugin handed over was given back to it, and the host stamped its own size.
+    CHECK(scope.state.released == 2);
+    CHECK(scope.state.outcomes_struct_size == sizeof(segpush_outcomes));
+}
+
+TEST_CASE("push pipeline: records settled before a RETRY keep their outcome; only the rest are pushed again") {
+    int calls = 0;
+    ScriptScope scope([&](const std::vector<uint64_t>& ids) {
+        Answer answer;
+        if (++calls == 1) {
+            answer.status = SEGPUSH_RETRY;
+            answer.message = "rate limited";
+            answer.outcomes = {{1, SEGPUSH_RECORD_ACCEPTED}, {3, SEGPUSH_RECORD_RETRY}};
+        } else {
+            for (uint64_t id : ids) answer.outcomes.push_back({id, SEGPUSH_RECORD_ACCEPTED});
+        }
+        return answer;
+    });
+    const Outcome result = run_pipeline([] {
+        std::vector<std::unique_ptr<PushJob>> jobs;
+        jobs.push_back(job_of({1, 2, 3}));
+        return jobs;
+    }());
+    REQUIRE_FALSE(result.failure);
+    REQUIRE(scope.state.pushes.size() == 2);
+    CHECK(scope.state.pushes[1] == std::vector<uint64_t>({2, 3}));
+    for (int64_t id : {1, 2, 3}) CHECK(result.states.at(id) == MemberState::done);
+}
+
+TEST_CASE("push pipeline: retries give up after the policy's attempts, as a retryable failure") {
+    ScriptScope scope([](const std::vector<uint64_t>&) { return Answer{SEGPUSH_RETRY, "still busy", {}}; });
+    const Outcome result = run_pipeline(
+        [] {
+            std::vector<std::unique_ptr<PushJob>> jobs;
+            jobs.push_back(job_of({7}));
+            return jobs;
+        }(),
+        3);
+    REQUIRE(result.failure);
+    CHECK(result.failure->status == RunStatus::failed_retryable);
+    CHECK_THAT(result.failure->message, Catch::Contains("pushing a batch: temporary failure: still busy") &&
+                                            Catch::Contains("gave up after 3 tries"));
+    CHECK(scope.state.pushes.size() == 3);
+}
+
+TEST_CASE("push pipeline: a request refused as a whole rejects its records and the export goes on") {
+    ScriptScope scope([](const std::vector<uint64_t>& ids) {
+        if (ids.front() == 1) return Answer{SEGPUSH_ERR_DATA, "payload malformed", {}};
+        Answer answer;
+        for (uint64_t id : ids) answer.outcomes.push_back({id, SEGPUSH_RECORD_ACCEPTED});
+        return answer;
+    });
+    const Outcome result = run_pipeline([] {
+        std::vector<std::unique_ptr<PushJob>> jobs;
+        jobs.push_back(job_of({1, 2}));
+        jobs.push_back(job_of({3, 4}));
+        return jobs;
+    }());
+    REQUIRE_FALSE(result.failure);
+    CHECK(result.states.at(1) == MemberState::rejected);
+    CHECK(result.reasons.at(2) == "payload malformed");
+    CHECK(result.states.at(3) == MemberState::done);
+    CHECK(result.states.at(4) == MemberState::done);
+}
+
+TEST_CASE("push pipeline: refused credentials stop the run as a permanent failure, without retries") {
+    ScriptScope scope([](const std::vector<uint64_t>&) { return Answer{SEGPUSH_ERR_AUTH, "key revoked", {}}; });
+    const Outcome result = run_pipeline([] {
+        std::vector<std::unique_ptr<PushJob>> jobs;
+        jobs.push_back(job_of({1}));
+        return jobs;
+    }());
+    REQUIRE(result.failure);
+    CHECK(result.failure->status == RunStatus::failed_permanent);
+    CHECK(result.failure->message == "pushing a batch: credentials refused: key revoked");
+    CHECK(scope.state.pushes.size() == 1);
+}
+
+TEST_CASE("push job: keeping part of a job keeps each record's values and removal time with it") {
+    auto job = job_of({1, 2, 3});
+    job->values = {{"a", 1}, {"b", 1}, {"c", 1}};
+    job->removed_at = {0, 0, 1700000000};
+    job->keep_only({0, 2});
+    CHECK(job->ids == std::vector<uint64_t>({1, 3}));
+    REQUIRE(job->values.size() == 2);
+    CHECK(std::string(job->values[1].data, job->values[1].size) == "c");
+    CHECK(job->removed_at == std::vector<int64_t>({0, 1700000000}));
+    CHECK(job->members[1].seq == 3);
+}
