@@ -5,7 +5,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-#include <stdexcept>
+#include <new>
 #include <thread>
 
 namespace segpush::activecampaign {
@@ -139,7 +139,7 @@ Http::Http(const ConnectionSettings& settings, const segpush_host* host)
         curl_slist_free_all(headers_);
         curl_slist_free_all(json_headers_);
         if (share_) curl_share_cleanup(share_);
-        throw std::runtime_error("out of memory setting up HTTP");
+        throw std::bad_alloc();  // libcurl returns NULL here only when it cannot allocate
     }
     curl_share_setopt(share_, CURLSHOPT_LOCKFUNC, &Http::lock);
     curl_share_setopt(share_, CURLSHOPT_UNLOCKFUNC, &Http::unlock);

@@ -17,6 +17,7 @@
 // receipt, so a run that was killed is followed by one that asks import/info (resume_pending)
 // instead of importing those contacts again.
 #include <segpush/plugin.h>
+#include <segpush/plugin_kit.hpp>
 
 #include <curl/curl.h>
 #include <rapidjson/document.h>
@@ -24,7 +25,6 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <deque>
@@ -32,7 +32,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <set>
 #include <string_view>
 #include <system_error>
@@ -54,24 +53,10 @@ namespace {
 
 using namespace segpush::activecampaign;
 using namespace std::chrono_literals;
+namespace kit = segpush::kit;
+using kit::OutcomeList;
 
-const segpush_host* g_host = nullptr;
-
-void log(segpush_log_level level, const std::string& message) {
-    if (g_host && g_host->log) g_host->log(g_host->host_data, level, message.c_str());
-}
-
-void fail(segpush_error* err, segpush_status status, const std::string& field, const std::string& message,
-          uint32_t retry_after_ms = 0, int32_t vendor_code = 0) {
-    if (!err) return;
-    err->status = status;
-    if (SEGPUSH_HAS_FIELD(err, segpush_error, retry_after_ms)) err->retry_after_ms = retry_after_ms;
-    if (SEGPUSH_HAS_FIELD(err, segpush_error, vendor_code)) err->vendor_code = vendor_code;
-    if (SEGPUSH_HAS_FIELD(err, segpush_error, field)) std::snprintf(err->field, sizeof err->field, "%s", field.c_str());
-    if (SEGPUSH_HAS_FIELD(err, segpush_error, message)) {
-        std::snprintf(err->message, sizeof err->message, "%s", message.c_str());
-    }
-}
+kit::Host g_host;
 
 // A failed call, classified; applied to segpush_error at the ABI boundary.
 struct Problem {
@@ -83,72 +68,9 @@ struct Problem {
 
     explicit operator bool() const { return status != SEGPUSH_OK; }
     segpush_status report(segpush_error* err) const {
-        fail(err, status, field, message, retry_after_ms, vendor_code);
-        return status;
+        return kit::fail(err, status, field, message, retry_after_ms, vendor_code);
     }
 };
-
-// ---- outcomes -------------------------------------------------------------------------------
-
-struct OutcomeList {
-    std::vector<segpush_record_outcome> items;
-    std::vector<const char*> receipts;  // parallel to items
-    bool has_receipts = false;
-    std::deque<std::string> texts;  // stable addresses for reasons and receipts
-
-    void reserve(size_t records) {
-        items.reserve(records);
-        receipts.reserve(records);
-    }
-    void add(uint64_t id, segpush_record_status status, const std::string& reason = {},
-             const std::string& receipt = {}) {
-        items.push_back({id, status, keep(reason)});
-        receipts.push_back(keep(receipt));
-        has_receipts = has_receipts || !receipt.empty();
-    }
-
-private:
-    // A batch's records share a receipt, and often a reason: one copy for a run of them.
-    const char* keep(const std::string& text) {
-        if (text.empty()) return nullptr;
-        if (texts.empty() || texts.back() != text) texts.push_back(text);
-        return texts.back().c_str();
-    }
-};
-
-void release_outcomes(segpush_outcomes* self) {
-    delete static_cast<OutcomeList*>(self->private_data);
-    self->private_data = nullptr;
-    self->items = nullptr;
-    if (SEGPUSH_HAS_FIELD(self, segpush_outcomes, receipts)) self->receipts = nullptr;
-    self->count = 0;
-    self->release = nullptr;
-}
-
-// Hosts before ABI 1.4 know no SUPPRESSED: they are told REJECTED, with the same reason
-// (such a host sends the record again each run, and it is suppressed again, nothing sent).
-bool host_knows_suppressed() {
-    return g_host && g_host->abi_major == SEGPUSH_ABI_MAJOR && g_host->abi_minor >= 4;
-}
-
-void publish(std::unique_ptr<OutcomeList> list, segpush_outcomes* out) {
-    if (!out || !list || list->items.empty()) return;
-    if (!host_knows_suppressed()) {
-        for (auto& item : list->items) {
-            if (item.status == SEGPUSH_RECORD_SUPPRESSED) item.status = SEGPUSH_RECORD_REJECTED;
-        }
-    }
-    // The struct is the host's: write only the fields its size holds. A host before 1.5 left
-    // struct_size 0 and learns from it whether receipts were written.
-    if (out->struct_size == 0) out->struct_size = SEGPUSH_LEGACY_OUTCOMES_SIZE(g_host ? g_host->abi_minor : 0);
-    out->count = list->items.size();
-    out->items = list->items.data();
-    out->release = release_outcomes;
-    if (SEGPUSH_HAS_FIELD(out, segpush_outcomes, receipts)) {
-        out->receipts = list->has_receipts ? list->receipts.data() : nullptr;
-    }
-    out->private_data = list.release();
-}
 
 // ---- HTTP answers to status classes ---------------------------------------------------------
 
@@ -312,7 +234,7 @@ struct segpush_export {
     std::atomic<int> pushes_in_flight{0};
 
     bool cancelled() const {
-        return g_host && g_host->is_cancelled && g_host->is_cancelled(g_host->host_data, token) != 0;
+        return g_host.is_cancelled(token);
     }
     std::function<bool()> cancel_check() const {
         return [this] { return cancelled(); };
@@ -341,46 +263,37 @@ constexpr uint64_t kContactsPerPage = 100;  // ActiveCampaign's largest page
 // ---- settings and the descriptor's functions ------------------------------------------------
 
 segpush_status validate_settings(const char* kind, const char* settings_json, segpush_error* err) {
-    try {
+    return kit::guard(err, "checking settings", [&]() -> segpush_status {
         if (kind && std::strcmp(kind, "connection") == 0) {
             auto parsed = parse_connection_settings(settings_json);
             if (auto* problem = std::get_if<SettingsProblem>(&parsed)) {
-                fail(err, SEGPUSH_ERR_CONFIG, problem->field, problem->message);
-                return SEGPUSH_ERR_CONFIG;
+                return kit::fail(err, SEGPUSH_ERR_CONFIG, problem->field, problem->message);
             }
         } else if (kind && std::strcmp(kind, "export") == 0) {
             auto parsed = parse_export_settings(settings_json);
             if (auto* problem = std::get_if<SettingsProblem>(&parsed)) {
-                fail(err, SEGPUSH_ERR_CONFIG, problem->field, problem->message);
-                return SEGPUSH_ERR_CONFIG;
+                return kit::fail(err, SEGPUSH_ERR_CONFIG, problem->field, problem->message);
             }
         }
         return SEGPUSH_OK;
-    } catch (const std::exception&) {
-        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory while checking settings");
-        return SEGPUSH_ERR_INTERNAL;
-    }
+    });
 }
 
 segpush_status open_connection(const char* settings_json, segpush_connection** out, segpush_error* err) {
-    try {
+    return kit::guard(err, "opening the connection", [&]() -> segpush_status {
         auto parsed = parse_connection_settings(settings_json);
         if (auto* problem = std::get_if<SettingsProblem>(&parsed)) {
-            fail(err, SEGPUSH_ERR_CONFIG, problem->field, problem->message);
-            return SEGPUSH_ERR_CONFIG;
+            return kit::fail(err, SEGPUSH_ERR_CONFIG, problem->field, problem->message);
         }
         auto conn = std::make_unique<segpush_connection>();
-        conn->http = std::make_unique<Http>(std::get<ConnectionSettings>(parsed), g_host);
+        conn->http = std::make_unique<Http>(std::get<ConnectionSettings>(parsed), g_host.get());
         *out = conn.release();
         return SEGPUSH_OK;
-    } catch (const std::exception&) {
-        fail(err, SEGPUSH_ERR_INTERNAL, "", "could not set up the HTTP client (out of memory?)");
-        return SEGPUSH_ERR_INTERNAL;
-    }
+    });
 }
 
 segpush_status check_connection(segpush_connection* conn, segpush_error* err) {
-    try {
+    return kit::guard(err, "checking the connection", [&]() -> segpush_status {
         Http& http = *conn->http;
         HttpResult result;
         http.send("GET", "/api/3/users/me", nullptr, Budget::general, nullptr, result);
@@ -399,7 +312,7 @@ segpush_status check_connection(segpush_connection* conn, segpush_error* err) {
             rapidjson::Document doc;
             doc.Parse(result.body.data(), result.body.size());
             if (!doc.HasParseError() && doc.IsObject() && doc.HasMember("user")) {
-                log(SEGPUSH_LOG_DEBUG, "connected to ActiveCampaign at " + http.settings().host);
+                g_host.log(SEGPUSH_LOG_DEBUG, "connected to ActiveCampaign at " + http.settings().host);
                 return SEGPUSH_OK;
             }
             Problem p = unexpected(result, doing, SEGPUSH_ERR_CONFIG);
@@ -429,10 +342,7 @@ segpush_status check_connection(segpush_connection* conn, segpush_error* err) {
             return p.report(err);
         }
         return unexpected(result, doing).report(err);
-    } catch (const std::exception&) {
-        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory while checking the connection");
-        return SEGPUSH_ERR_INTERNAL;
-    }
+    });
 }
 
 // Resolves custom fields named "field:<id, perstag or title>" with paged GET /api/3/fields.
@@ -528,19 +438,18 @@ Problem read_kept_out(segpush_export& exp, segpush_export::KeptOutMap& kept_out)
             if (after == before || found >= *total) break;
         }
     }
-    log(SEGPUSH_LOG_INFO, "list " + list + " at ActiveCampaign: " + std::to_string(kept_out.size()) +
-                              " contacts unsubscribed or bounced, never subscribed by this export (" +
-                              std::to_string(requests) + " requests to read)");
+    g_host.log(SEGPUSH_LOG_INFO, "list " + list + " at ActiveCampaign: " + std::to_string(kept_out.size()) +
+                                     " contacts unsubscribed or bounced, never subscribed by this export (" +
+                                     std::to_string(requests) + " requests to read)");
     return {};
 }
 
 segpush_status begin_export(segpush_connection* conn, const char* settings_json, const char* const* field_ids,
                             size_t n_fields, void* export_token, segpush_export** out, segpush_error* err) {
-    try {
+    return kit::guard(err, "starting the export", [&]() -> segpush_status {
         auto parsed = parse_export_settings(settings_json);
         if (auto* problem = std::get_if<SettingsProblem>(&parsed)) {
-            fail(err, SEGPUSH_ERR_CONFIG, problem->field, problem->message);
-            return SEGPUSH_ERR_CONFIG;
+            return kit::fail(err, SEGPUSH_ERR_CONFIG, problem->field, problem->message);
         }
         auto exp = std::make_unique<segpush_export>();
         exp->conn = conn;
@@ -563,15 +472,15 @@ segpush_status begin_export(segpush_connection* conn, const char* settings_json,
                 column.kind = Column::custom;
                 custom.emplace_back(i, id.substr(6));
             } else {
-                fail(err, SEGPUSH_ERR_CONFIG, "mapping." + id,
-                     "ActiveCampaign has no field \"" + id + "\"; its fields: email, first_name, last_name, phone");
-                return SEGPUSH_ERR_CONFIG;
+                return kit::fail(err, SEGPUSH_ERR_CONFIG, "mapping." + id,
+                                 "ActiveCampaign has no field \"" + id +
+                                     "\"; its fields: email, first_name, last_name, phone");
             }
             exp->columns.push_back(column);
         }
         if (!has_email) {
-            fail(err, SEGPUSH_ERR_CONFIG, "mapping.email", "map email: ActiveCampaign identifies contacts by it");
-            return SEGPUSH_ERR_CONFIG;
+            return kit::fail(err, SEGPUSH_ERR_CONFIG, "mapping.email",
+                             "map email: ActiveCampaign identifies contacts by it");
         }
         // The list must exist: a missing one would only show up as failed imports later.
         Http& http = *conn->http;
@@ -584,25 +493,22 @@ segpush_status begin_export(segpush_connection* conn, const char* settings_json,
         if (Problem p = common_problem(http, result, doing, Budget::general)) return p.report(err);
         if (result.status == 404) {
             const std::string text = error_text(result.body);
-            fail(err, SEGPUSH_ERR_CONFIG, "list_id",
-                 "ActiveCampaign has no list with id " + list + (text.empty() ? "" : " (" + text + ")") +
-                     ": open the list in ActiveCampaign; its URL shows the id (listid=...)",
-                 0, 404);
-            return SEGPUSH_ERR_CONFIG;
+            return kit::fail(err, SEGPUSH_ERR_CONFIG, "list_id",
+                             "ActiveCampaign has no list with id " + list + (text.empty() ? "" : " (" + text + ")") +
+                                 ": open the list in ActiveCampaign; its URL shows the id (listid=...)",
+                             0, 404);
         }
         if (result.status != 200) return unexpected(result, doing).report(err);
         if (!custom.empty()) {
             if (Problem p = resolve_custom_fields(*exp, custom)) return p.report(err);
         }
         if (Problem p = read_kept_out(*exp, exp->kept_out)) return p.report(err);
-        log(SEGPUSH_LOG_INFO, "exporting to ActiveCampaign list " + list +
-                                  (exp->settings.tags.empty() ? "" : " with " + std::to_string(exp->settings.tags.size()) + " tags"));
+        g_host.log(SEGPUSH_LOG_INFO,
+                   "exporting to ActiveCampaign list " + list +
+                       (exp->settings.tags.empty() ? "" : " with " + std::to_string(exp->settings.tags.size()) + " tags"));
         *out = exp.release();
         return SEGPUSH_OK;
-    } catch (const std::exception&) {
-        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory starting the export");
-        return SEGPUSH_ERR_INTERNAL;
-    }
+    });
 }
 
 // ---- push -----------------------------------------------------------------------------------
@@ -632,7 +538,7 @@ std::vector<Row> rows_of(const segpush_export& exp, const segpush_batch& batch) 
     for (size_t r = 0; r < batch.n_records; ++r) {
         Row& row = rows[r];
         row.id = batch.record_ids[r];
-        const segpush_value* values = batch.values + r * batch.n_fields;
+        const segpush_value* values = kit::row_of(batch, r);
         for (size_t f = 0; f < batch.n_fields; ++f) {
             auto value = value_of(values[f]);
             if (!value) continue;
@@ -689,7 +595,7 @@ void mark(OutcomeList& out, const std::vector<Row>& rows, const std::vector<size
 // retries it); otherwise the records not yet delivered get RETRY (transient) or REJECTED
 // (the destination refused the request) so no known outcome is lost.
 Problem finish_rest(OutcomeList& out, const std::vector<Row>& rows, const std::vector<size_t>& rest, Problem p) {
-    if (out.items.empty() || p.status == SEGPUSH_ERR_AUTH || p.status == SEGPUSH_ERR_CONFIG ||
+    if (out.empty() || p.status == SEGPUSH_ERR_AUTH || p.status == SEGPUSH_ERR_CONFIG ||
         p.status == SEGPUSH_ERR_INTERNAL) {
         return p;
     }
@@ -758,8 +664,8 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
                     batch.add(rows[index].id, rows[index].contact.email);
                     out.add(rows[index].id, SEGPUSH_RECORD_PENDING, {}, answer.batch_id);
                 }
-                log(SEGPUSH_LOG_DEBUG, "bulk import batch " + answer.batch_id + " queued with " +
-                                           std::to_string(remaining.size()) + " contacts");
+                g_host.log(SEGPUSH_LOG_DEBUG, "bulk import batch " + answer.batch_id + " queued with " +
+                                                  std::to_string(remaining.size()) + " contacts");
                 std::lock_guard<std::mutex> guard(exp.mutex);
                 exp.pending.push_back(std::move(batch));
                 break;
@@ -800,11 +706,12 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
                 for (size_t i = 0; i < remaining.size(); ++i) {
                     if (!taken_out[i]) next.push_back(remaining[i]);
                 }
-                log(SEGPUSH_LOG_INFO, "bulk import refused " + std::to_string(match.refused.size()) + " contacts" +
-                                          (match.suspects.empty() ? std::string()
-                                                                  : " and " + std::to_string(match.suspects.size()) +
-                                                                        " it may mean, each sent again alone") +
-                                          "; sending the other " + std::to_string(next.size()) + " again");
+                g_host.log(SEGPUSH_LOG_INFO,
+                           "bulk import refused " + std::to_string(match.refused.size()) + " contacts" +
+                               (match.suspects.empty() ? std::string()
+                                                       : " and " + std::to_string(match.suspects.size()) +
+                                                             " it may mean, each sent again alone") +
+                               "; sending the other " + std::to_string(next.size()) + " again");
                 remaining = std::move(next);
                 continue;
             }
@@ -1003,7 +910,7 @@ Problem restore_each(segpush_export& exp, const std::vector<size_t>& which, cons
                 out.add(row.id, SEGPUSH_RECORD_REJECTED, refused);
                 continue;
             }
-            log(SEGPUSH_LOG_INFO, "put a contact segpush had removed back on list " + std::to_string(list_id));
+            g_host.log(SEGPUSH_LOG_INFO, "put a contact segpush had removed back on list " + std::to_string(list_id));
         }
         {
             std::lock_guard<std::mutex> guard(exp.mutex);
@@ -1033,7 +940,7 @@ void wait_for_room(segpush_export& exp);
 
 segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpush_outcomes* outcomes,
                           segpush_error* err) {
-    try {
+    return kit::guard(err, "pushing a batch", [&]() -> segpush_status {
         struct InFlight {
             std::atomic<int>& count;
             explicit InFlight(std::atomic<int>& c) : count(c) { ++count; }
@@ -1047,13 +954,12 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
             wait_for_room(*exp);
         }
         if (!batch || batch->n_fields != exp->columns.size()) {
-            fail(err, SEGPUSH_ERR_INTERNAL, "", "batch field count differs from the fields given to begin_export");
-            return SEGPUSH_ERR_INTERNAL;
+            return kit::fail(err, SEGPUSH_ERR_INTERNAL, "",
+                             "batch field count differs from the fields given to begin_export");
         }
-        const uint32_t action_code = SEGPUSH_HAS_FIELD(batch, segpush_batch, action) ? batch->action : SEGPUSH_ACTION_UPSERT;
+        const uint32_t action_code = kit::action_of(*batch);
         if (action_code != SEGPUSH_ACTION_UPSERT && action_code != SEGPUSH_ACTION_REMOVE) {
-            fail(err, SEGPUSH_ERR_INTERNAL, "", "unknown batch action " + std::to_string(action_code));
-            return SEGPUSH_ERR_INTERNAL;
+            return kit::fail(err, SEGPUSH_ERR_INTERNAL, "", "unknown batch action " + std::to_string(action_code));
         }
         const ListAction action = action_code == SEGPUSH_ACTION_REMOVE ? ListAction::unsubscribe : ListAction::subscribe;
         auto out = std::make_unique<OutcomeList>();
@@ -1111,12 +1017,9 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
             problem = small ? push_each(*exp, rows, valid, action, *out) : push_bulk(*exp, rows, valid, action, *out);
         }
         if (problem) return problem.report(err);
-        publish(std::move(out), outcomes);
+        kit::publish(std::move(out), outcomes, g_host);
         return SEGPUSH_OK;
-    } catch (const std::exception&) {
-        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory pushing a batch");
-        return SEGPUSH_ERR_INTERNAL;
-    }
+    });
 }
 
 // ---- settling pending batches ---------------------------------------------------------------
@@ -1139,8 +1042,8 @@ bool resubmit(segpush_export& exp, PendingBatch& batch) {
     common_problem(exp.http(), result, "resubmitting a bulk import", budget);  // holds pacing on 429
     BulkAnswer answer = parse_bulk_answer(result.status, result.body);
     if (answer.kind != BulkAnswer::queued) return false;
-    log(SEGPUSH_LOG_INFO, "bulk import batch " + batch.batch_id + " failed at ActiveCampaign; resubmitted as " +
-                              answer.batch_id);
+    g_host.log(SEGPUSH_LOG_INFO, "bulk import batch " + batch.batch_id + " failed at ActiveCampaign; resubmitted as " +
+                                     answer.batch_id);
     batch.batch_id = answer.batch_id;
     batch.queued_at = Clock::now();
     batch.resubmits++;
@@ -1186,9 +1089,9 @@ Poll poll_batch(segpush_export& exp, PendingBatch& batch, OutcomeList& out, Prob
                 out.add(batch.ids[i], SEGPUSH_RECORD_ACCEPTED);
             }
         }
-        log(SEGPUSH_LOG_DEBUG, "bulk import batch " + batch.batch_id + " completed: " +
-                                   std::to_string(batch.ids.size() - rejected) + " accepted, " + std::to_string(rejected) +
-                                   " failed");
+        g_host.log(SEGPUSH_LOG_DEBUG, "bulk import batch " + batch.batch_id + " completed: " +
+                                          std::to_string(batch.ids.size() - rejected) + " accepted, " +
+                                          std::to_string(rejected) + " failed");
         return Poll::settled;
     }
     if (info.state == ImportInfo::failed) {
@@ -1213,13 +1116,6 @@ void grow_backoff(segpush_export& exp, uint32_t retry_after_ms) {
     std::lock_guard<std::mutex> guard(exp.mutex);
     exp.next_poll = Clock::now() + std::max<Clock::duration>(exp.backoff, std::chrono::milliseconds(retry_after_ms));
     exp.backoff = std::min<Clock::duration>(exp.backoff * 2, kMaxBackoff);
-}
-
-void append(OutcomeList& to, const OutcomeList& from) {
-    for (size_t i = 0; i < from.items.size(); ++i) {
-        const auto& item = from.items[i];
-        to.add(item.record_id, item.status, item.reason ? item.reason : "", from.receipts[i] ? from.receipts[i] : "");
-    }
 }
 
 // Polls up to `max_polls` batches that are due (old enough, not being polled by another
@@ -1249,7 +1145,7 @@ bool poll_due(segpush_export& exp, size_t max_polls, Problem& problem) {
         if (poll == Poll::not_ready) grow_backoff(exp, problem.retry_after_ms);
         std::lock_guard<std::mutex> guard(exp.mutex);
         it->polling = false;
-        append(exp.settled, found);
+        exp.settled.append(found);
         if (poll != Poll::settled) return true;
         exp.pending.erase(it);
         exp.room.notify_one();
@@ -1306,12 +1202,12 @@ void wait_for_room(segpush_export& exp) {
 // Moves what the push workers settled into `out`.
 void take_settled(segpush_export& exp, OutcomeList& out) {
     std::lock_guard<std::mutex> guard(exp.mutex);
-    append(out, exp.settled);
+    out.append(exp.settled);
     exp.settled = OutcomeList{};
 }
 
 segpush_status collect_outcomes(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err) {
-    try {
+    return kit::guard(err, "collecting outcomes", [&]() -> segpush_status {
         Problem problem;
         // The host calls this from the thread that feeds push_batch: while pushes run, they
         // poll, and a poll here (a round trip each) would only hold up the next batches and
@@ -1319,13 +1215,10 @@ segpush_status collect_outcomes(segpush_export* exp, segpush_outcomes* outcomes,
         if (exp->pushes_in_flight.load() == 0) poll_due(*exp, kMaxPollsPerCollect, problem);
         auto out = std::make_unique<OutcomeList>();
         take_settled(*exp, *out);
-        publish(std::move(out), outcomes);
+        kit::publish(std::move(out), outcomes, g_host);
         if (problem && problem.status != SEGPUSH_RETRY && problem.status != SEGPUSH_ERR_CANCELLED) return problem.report(err);
         return SEGPUSH_OK;
-    } catch (const std::exception&) {
-        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory collecting outcomes");
-        return SEGPUSH_ERR_INTERNAL;
-    }
+    });
 }
 
 // Polls the export's pending batches until none is left, the budget runs out, the host
@@ -1366,13 +1259,16 @@ Problem poll_until_settled(segpush_export& exp, Clock::time_point deadline) {
             }
         }
     };
-    // An exception must not leave a poller thread (it would end the host process).
+    // An exception must not leave a poller thread (it would end the host process): the first
+    // is kept here, in a struct that needs no allocation, and reported once the pollers are done.
+    segpush_error thrown{};
+    thrown.struct_size = sizeof thrown;
     auto poller = [&]() noexcept {
         try {
             poll_loop();
-        } catch (const std::exception&) {
+        } catch (...) {
             std::lock_guard<std::mutex> guard(mutex);
-            if (!stop) stop = Problem{SEGPUSH_ERR_INTERNAL, "", "out of memory confirming imports", 0, 0};
+            if (!stop && thrown.status == SEGPUSH_OK) kit::fail_current_exception(&thrown, "confirming imports");
         }
     };
     size_t threads = 0;
@@ -1391,11 +1287,13 @@ Problem poll_until_settled(segpush_export& exp, Clock::time_point deadline) {
     }
     if (threads > 0) poller();
     for (auto& thread : pollers) thread.join();
+    if (!stop && thrown.status != SEGPUSH_OK) stop = Problem{thrown.status, "", thrown.message, 0, 0};
     return stop;
 }
 
 segpush_status finish_export(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err) {
-    try {
+    return kit::guard(err, "finishing the export", [&]() -> segpush_status {
+        std::unique_ptr<segpush_export> owned(exp);  // gone after this call however it ends: never RETRY
         const auto budget = std::chrono::seconds(exp->http().settings().import_poll_budget_seconds);
         Problem problem = poll_until_settled(*exp, Clock::now() + budget);
         auto out = std::make_unique<OutcomeList>();
@@ -1408,21 +1306,18 @@ segpush_status finish_export(segpush_export* exp, segpush_outcomes* outcomes, se
                            "ActiveCampaign was still processing the bulk import after " +
                                std::to_string(budget.count()) + " s (import_poll_budget_seconds); the next run sends it again");
             }
-            log(SEGPUSH_LOG_WARN, std::to_string(stuck) + " contacts were still being imported by ActiveCampaign "
-                                  "when the wait ran out; they are sent again by the next run");
+            g_host.log(SEGPUSH_LOG_WARN, std::to_string(stuck) +
+                                             " contacts were still being imported by ActiveCampaign when the wait ran "
+                                             "out; they are sent again by the next run");
             exp->pending.clear();
         }
-        log(SEGPUSH_LOG_DEBUG, "ActiveCampaign export done: " + std::to_string(exp->bulk_requests) +
-                                   " bulk import requests, " + std::to_string(exp->polls) + " status checks");
-        delete exp;
-        publish(std::move(out), outcomes);
+        g_host.log(SEGPUSH_LOG_DEBUG, "ActiveCampaign export done: " + std::to_string(exp->bulk_requests) +
+                                          " bulk import requests, " + std::to_string(exp->polls) + " status checks");
+        owned.reset();
+        kit::publish(std::move(out), outcomes, g_host);
         if (problem) return problem.report(err);
         return SEGPUSH_OK;
-    } catch (const std::exception&) {
-        delete exp;
-        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory finishing the export");
-        return SEGPUSH_ERR_INTERNAL;
-    }
+    });
 }
 
 // Records an earlier run left PENDING: each receipt is a bulk import's batch id. One
@@ -1430,10 +1325,10 @@ segpush_status finish_export(segpush_export* exp, segpush_outcomes* outcomes, se
 // export's pending ones (with its request rebuilt from the values, to resubmit if it fails).
 segpush_status resume_pending(segpush_export* exp, const segpush_batch* batch, const char* const* receipts,
                               segpush_outcomes* outcomes, segpush_error* err) {
-    try {
+    return kit::guard(err, "confirming the last run's imports", [&]() -> segpush_status {
         if (!batch || !receipts || batch->n_fields != exp->columns.size()) {
-            fail(err, SEGPUSH_ERR_INTERNAL, "", "resume_pending was given a batch unlike the export's fields");
-            return SEGPUSH_ERR_INTERNAL;
+            return kit::fail(err, SEGPUSH_ERR_INTERNAL, "",
+                             "resume_pending was given a batch unlike the export's fields");
         }
         std::vector<Row> rows = rows_of(*exp, *batch);
         std::map<std::string, std::vector<size_t>> by_receipt;
@@ -1470,12 +1365,9 @@ segpush_status resume_pending(segpush_export* exp, const segpush_batch* batch, c
             std::lock_guard<std::mutex> guard(exp->mutex);
             exp->pending.splice(exp->pending.end(), adopted);
         }
-        publish(std::move(out), outcomes);
+        kit::publish(std::move(out), outcomes, g_host);
         return SEGPUSH_OK;
-    } catch (const std::exception&) {
-        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory confirming the last run's imports");
-        return SEGPUSH_ERR_INTERNAL;
-    }
+    });
 }
 
 void abort_export(segpush_export* exp) { delete exp; }
@@ -1533,9 +1425,9 @@ const segpush_plugin kPlugin = {
 }  // namespace
 
 extern "C" SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host* host) {
-    g_host = host;
+    if (!g_host.attach(host)) return nullptr;  // another ABI major; attach said so
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        log(SEGPUSH_LOG_ERROR, "the ActiveCampaign plugin cannot initialise libcurl");
+        g_host.log(SEGPUSH_LOG_ERROR, "the ActiveCampaign plugin cannot initialise libcurl");
         return nullptr;
     }
     return &kPlugin;

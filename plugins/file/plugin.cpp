@@ -5,13 +5,12 @@
 // name next to their final path and renamed into place by finish_export, so readers of the
 // final path only ever see a complete file, from this run or the previous one.
 #include <segpush/plugin.h>
+#include <segpush/plugin_kit.hpp>
 
-#include <cstdio>
 #include <cstring>
-#include <memory>
 #include <ctime>
+#include <memory>
 #include <mutex>
-#include <new>
 #include <set>
 #include <string>
 #include <vector>
@@ -20,6 +19,7 @@
 #include "settings.hpp"
 
 using namespace segpush::file;
+namespace kit = segpush::kit;
 
 // The handles the ABI keeps opaque. They are defined at global scope because plugin.h
 // declares them there.
@@ -40,37 +40,12 @@ struct segpush_export {
 
 namespace {
 
-const segpush_host* g_host = nullptr;
-
-void fail(segpush_error* err, segpush_status status, const std::string& field, const std::string& message) {
-    if (!err) return;
-    err->status = status;
-    std::snprintf(err->field, sizeof err->field, "%s", field.c_str());
-    std::snprintf(err->message, sizeof err->message, "%s", message.c_str());
-}
-
-void log(segpush_log_level level, const std::string& message) {
-    if (g_host && g_host->log) g_host->log(g_host->host_data, level, message.c_str());
-}
-
-// No C++ exception may cross the C boundary: every entry point that allocates runs in here.
-template <class Body>
-segpush_status guarded(segpush_error* err, Body&& body) {
-    try {
-        return body();
-    } catch (const std::bad_alloc&) {
-        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory");
-    } catch (const std::exception& e) {
-        fail(err, SEGPUSH_ERR_INTERNAL, "", std::string("unexpected error: ") + e.what());
-    }
-    return SEGPUSH_ERR_INTERNAL;
-}
+kit::Host g_host;
 
 segpush_status fail_io(segpush_error* err, const IoFailure& failure) {
     const segpush_status status =
         failure.transient ? SEGPUSH_RETRY : failure.config ? SEGPUSH_ERR_CONFIG : SEGPUSH_ERR_INTERNAL;
-    fail(err, status, "", failure.message);
-    return status;
+    return kit::fail(err, status, "", failure.message);
 }
 
 // ---- descriptor data ---------------------------------------------------------------------
@@ -109,15 +84,11 @@ void destroy(segpush_export* exp) {
     delete exp;  // ~AtomicFile removes temporaries that were not committed
 }
 
-// ---- outcomes: one array per call, freed by release ------------------------------------
-
-void release_outcomes(segpush_outcomes* self) {
-    delete[] static_cast<segpush_record_outcome*>(self->private_data);
-    self->items = nullptr;
-    self->private_data = nullptr;
-    self->count = 0;
-    self->release = nullptr;
-}
+// An export whose paths are reserved: however its owner ends, the paths are released too.
+struct Destroy {
+    void operator()(segpush_export* exp) const { destroy(exp); }
+};
+using OwnedExport = std::unique_ptr<segpush_export, Destroy>;
 
 // ---- formatting --------------------------------------------------------------------------
 
@@ -164,31 +135,23 @@ segpush_status validate_settings_impl(const char* kind, const char* settings_jso
     const bool ok = std::strcmp(kind, "connection") == 0 ? parse_connection(settings_json, problem).has_value()
                                                          : parse_export(settings_json, problem).has_value();
     if (ok) return SEGPUSH_OK;
-    fail(err, SEGPUSH_ERR_CONFIG, problem.field, problem.message);
-    return SEGPUSH_ERR_CONFIG;
+    return kit::fail(err, SEGPUSH_ERR_CONFIG, problem.field, problem.message);
 }
 
 segpush_status open_connection_impl(const char* settings_json, segpush_connection** out, segpush_error* err) {
     Problem problem;
     auto settings = parse_connection(settings_json, problem);
-    if (!settings) {
-        fail(err, SEGPUSH_ERR_CONFIG, problem.field, problem.message);
-        return SEGPUSH_ERR_CONFIG;
-    }
-    *out = new (std::nothrow) segpush_connection{settings->directory};
-    if (!*out) {
-        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory");
-        return SEGPUSH_ERR_INTERNAL;
-    }
+    if (!settings) return kit::fail(err, SEGPUSH_ERR_CONFIG, problem.field, problem.message);
+    *out = new segpush_connection{settings->directory};
     return SEGPUSH_OK;
 }
 
 segpush_status check_connection_impl(segpush_connection* conn, segpush_error* err) {
     const std::string directory = absolute_path(conn->directory.empty() ? "." : conn->directory);
     if (auto problem = check_writable_directory(directory); !problem.empty()) {
-        fail(err, SEGPUSH_ERR_CONFIG, conn->directory.empty() ? "" : "directory",
-             problem + (conn->directory.empty() ? " (the working directory; set the connection's directory)" : ""));
-        return SEGPUSH_ERR_CONFIG;
+        const bool working_directory = conn->directory.empty();
+        return kit::fail(err, SEGPUSH_ERR_CONFIG, working_directory ? "" : "directory",
+                         problem + (working_directory ? " (the working directory; set the connection's directory)" : ""));
     }
     return SEGPUSH_OK;
 }
@@ -197,15 +160,9 @@ segpush_status begin_export_impl(segpush_connection* conn, const char* settings_
                             size_t n_fields, void* export_token, segpush_export** out, segpush_error* err) {
     Problem problem;
     auto settings = parse_export(settings_json, problem);
-    if (!settings) {
-        fail(err, SEGPUSH_ERR_CONFIG, problem.field, problem.message);
-        return SEGPUSH_ERR_CONFIG;
-    }
-    auto* exp = new (std::nothrow) segpush_export;
-    if (!exp) {
-        fail(err, SEGPUSH_ERR_INTERNAL, "", "out of memory");
-        return SEGPUSH_ERR_INTERNAL;
-    }
+    if (!settings) return kit::fail(err, SEGPUSH_ERR_CONFIG, problem.field, problem.message);
+    auto fresh = std::make_unique<segpush_export>();  // reserves no path yet: a plain delete frees it
+    segpush_export* exp = fresh.get();
     exp->token = export_token;
     exp->format = settings->format;
     bool has_key = false;
@@ -217,54 +174,53 @@ segpush_status begin_export_impl(segpush_connection* conn, const char* settings_
         }
     }
     if (!has_key) {
-        delete exp;
-        fail(err, SEGPUSH_ERR_CONFIG, "mapping", "the file plugin needs email mapped: it identifies members");
-        return SEGPUSH_ERR_CONFIG;
+        return kit::fail(err, SEGPUSH_ERR_CONFIG, "mapping",
+                         "the file plugin needs email mapped: it identifies members");
     }
     // One instant for both templates, so a run's members and leavers files carry the same stamp.
     const std::time_t now = std::time(nullptr);
     const std::string members_final =
         absolute_path(resolve_path(conn->directory, expand_template(settings->path, now)));
     exp->leavers_final = absolute_path(resolve_path(conn->directory, expand_template(settings->leavers_path, now)));
+    OwnedExport owned;  // declared before the lock: freeing it takes the lock again
     {
         std::lock_guard<std::mutex> lock(g_paths_mutex);
         for (const auto& path : {members_final, exp->leavers_final}) {
             if (g_paths_in_use.count(path)) {
-                delete exp;
-                fail(err, SEGPUSH_ERR_CONFIG, path == members_final ? "path" : "leavers_path",
-                     "another export in this process is writing " + path +
-                         " right now; give each export its own path (add {time}, or the export's name)");
-                return SEGPUSH_ERR_CONFIG;
+                return kit::fail(err, SEGPUSH_ERR_CONFIG, path == members_final ? "path" : "leavers_path",
+                                 "another export in this process is writing " + path +
+                                     " right now; give each export its own path (add {time}, or the export's name)");
             }
         }
+        owned.reset(fresh.release());
         g_paths_in_use.insert(members_final);
         g_paths_in_use.insert(exp->leavers_final);
     }
     IoFailure failure;
+    // create() sets final_path before it can fail, so freeing `owned` releases both paths.
     if (!exp->members.create(members_final, failure) ||
         !exp->members.append(header(exp->format, exp->field_ids), failure)) {
-        // create() set final_path before failing, so destroy() releases both paths.
-        destroy(exp);
         return fail_io(err, failure);
     }
-    log(SEGPUSH_LOG_DEBUG, "writing " + members_final + " through " + exp->members.temp_path());
-    *out = exp;
+    g_host.log(SEGPUSH_LOG_DEBUG, "writing " + members_final + " through " + exp->members.temp_path());
+    *out = owned.release();
     return SEGPUSH_OK;
 }
 
 segpush_status push_batch_impl(segpush_export* exp, const segpush_batch* batch, segpush_outcomes* outcomes,
                           segpush_error* err) {
     if (batch->n_fields != exp->field_ids.size()) {
-        fail(err, SEGPUSH_ERR_INTERNAL, "", "batch has a different number of fields than begin_export declared");
-        return SEGPUSH_ERR_INTERNAL;
+        return kit::fail(err, SEGPUSH_ERR_INTERNAL, "",
+                         "batch has a different number of fields than begin_export declared");
     }
-    // action exists since 1.1; a batch from a 1.0 host is always an upsert.
-    const bool remove = SEGPUSH_HAS_FIELD(batch, segpush_batch, action) && batch->action == SEGPUSH_ACTION_REMOVE;
-    if (SEGPUSH_HAS_FIELD(batch, segpush_batch, action) && batch->action != SEGPUSH_ACTION_UPSERT && !remove) {
-        fail(err, SEGPUSH_ERR_INTERNAL, "", "batch action " + std::to_string(batch->action) + " is not known to this plugin");
-        return SEGPUSH_ERR_INTERNAL;
+    const uint32_t action = kit::action_of(*batch);
+    const bool remove = action == SEGPUSH_ACTION_REMOVE;
+    if (action != SEGPUSH_ACTION_UPSERT && !remove) {
+        return kit::fail(err, SEGPUSH_ERR_INTERNAL, "",
+                         "batch action " + std::to_string(action) + " is not known to this plugin");
     }
-    std::unique_ptr<segpush_record_outcome[]> items(new segpush_record_outcome[batch->n_records ? batch->n_records : 1]);
+    auto outcomes_of_batch = std::make_unique<kit::OutcomeList>();
+    outcomes_of_batch->reserve(batch->n_records);
     std::vector<size_t> which;
     if (remove) {
         which.push_back(exp->key_index);  // leavers carry only the key
@@ -274,14 +230,13 @@ segpush_status push_batch_impl(segpush_export* exp, const segpush_batch* batch, 
     std::string text;
     uint64_t accepted = 0;
     for (size_t r = 0; r < batch->n_records; ++r) {
-        const segpush_value* row = &batch->values[r * batch->n_fields];
-        items[r] = {batch->record_ids[r], SEGPUSH_RECORD_ACCEPTED, nullptr};
+        const segpush_value* row = kit::row_of(*batch, r);
         if (!row[exp->key_index].data || row[exp->key_index].size == 0) {
             // The host rejects these before pushing; never write a member nobody can identify.
-            items[r].status = SEGPUSH_RECORD_REJECTED;
-            items[r].reason = "the record has no email";
+            outcomes_of_batch->add(batch->record_ids[r], SEGPUSH_RECORD_REJECTED, "the record has no email");
             continue;
         }
+        outcomes_of_batch->add(batch->record_ids[r], SEGPUSH_RECORD_ACCEPTED);
         append_record(text, exp->format, exp->field_ids, row, which);
         ++accepted;
     }
@@ -294,21 +249,16 @@ segpush_status push_batch_impl(segpush_export* exp, const segpush_batch* batch, 
         if (!ok) file.discard();  // the next REMOVE batch starts over
     }
     if (ok && accepted > 0) ok = file.append(text, failure);
-    if (!ok) {
-        return fail_io(err, failure);  // nothing of this batch is in the file
-    }
-    // Only ABI 1.0's fields are written, which every host's struct holds: struct_size is the host's.
-    outcomes->count = batch->n_records;
-    outcomes->items = items.get();
-    outcomes->private_data = items.release();
-    outcomes->release = release_outcomes;
+    if (!ok) return fail_io(err, failure);  // nothing of this batch is in the file
+    // Nothing below can fail: the batch is in the file, and the host must not send it again.
+    kit::publish(std::move(outcomes_of_batch), outcomes, g_host);
     exp->done += batch->n_records;
-    if (g_host && g_host->progress) g_host->progress(g_host->host_data, exp->token, exp->done, 0, nullptr);
+    g_host.progress(exp->token, exp->done);
     return SEGPUSH_OK;
 }
 
-segpush_status finish_export_impl(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err) {
-    (void)outcomes;  // every record was final (ACCEPTED or REJECTED) at push time
+// Reports no outcome: every record was final (ACCEPTED or REJECTED) at push time.
+segpush_status finish_export_impl(segpush_export* exp, segpush_error* err) {
     IoFailure failure;
     // Both files reach the disk before either is renamed, so a crash leaves either the old
     // pair or the new members file, never a half-written one.
@@ -318,40 +268,37 @@ segpush_status finish_export_impl(segpush_export* exp, segpush_outcomes* outcome
         ok = exp->leavers.commit(failure);
         if (!ok) failure.message = "the members file is in place, but the leavers file is not: " + failure.message;
     }
-    if (ok) log(SEGPUSH_LOG_INFO, "wrote " + exp->members.final_path());
-    const segpush_status status = ok ? SEGPUSH_OK : fail_io(err, failure);
-    // Never SEGPUSH_RETRY, so the handle is always gone after this call. Last, and nothrow:
-    // finish_export's wrapper frees the handle if anything above throws.
-    destroy(exp);
-    return status;
+    if (ok) g_host.log(SEGPUSH_LOG_INFO, "wrote " + exp->members.final_path());
+    return ok ? SEGPUSH_OK : fail_io(err, failure);
 }
 
+// ---- entry points: no exception crosses the C ABI ------------------------------------------
+
 segpush_status validate_settings(const char* kind, const char* settings_json, segpush_error* err) {
-    return guarded(err, [&] { return validate_settings_impl(kind, settings_json, err); });
+    return kit::guard(err, "checking settings", [&] { return validate_settings_impl(kind, settings_json, err); });
 }
 segpush_status open_connection(const char* settings_json, segpush_connection** out, segpush_error* err) {
-    return guarded(err, [&] { return open_connection_impl(settings_json, out, err); });
+    return kit::guard(err, "opening the connection", [&] { return open_connection_impl(settings_json, out, err); });
 }
 segpush_status check_connection(segpush_connection* conn, segpush_error* err) {
-    return guarded(err, [&] { return check_connection_impl(conn, err); });
+    return kit::guard(err, "checking the connection", [&] { return check_connection_impl(conn, err); });
 }
 segpush_status begin_export(segpush_connection* conn, const char* settings_json, const char* const* field_ids,
                             size_t n_fields, void* export_token, segpush_export** out, segpush_error* err) {
-    return guarded(err, [&] { return begin_export_impl(conn, settings_json, field_ids, n_fields, export_token, out, err); });
+    return kit::guard(err, "starting the export", [&] {
+        return begin_export_impl(conn, settings_json, field_ids, n_fields, export_token, out, err);
+    });
 }
 segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpush_outcomes* outcomes,
                           segpush_error* err) {
-    return guarded(err, [&] { return push_batch_impl(exp, batch, outcomes, err); });
+    return kit::guard(err, "pushing a batch", [&] { return push_batch_impl(exp, batch, outcomes, err); });
 }
 segpush_status finish_export(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err) {
-    // finish must free the handle even when something throws: the host will not call again.
-    return guarded(err, [&] {
-        try {
-            return finish_export_impl(exp, outcomes, err);
-        } catch (...) {
-            destroy(exp);
-            throw;
-        }
+    (void)outcomes;
+    return kit::guard(err, "finishing the export", [&] {
+        // Never SEGPUSH_RETRY, so the handle is gone after this call however it ends.
+        const OwnedExport owned(exp);
+        return finish_export_impl(exp, err);
     });
 }
 
@@ -389,10 +336,6 @@ const segpush_plugin kPlugin = {
 }  // namespace
 
 extern "C" SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host* host) {
-    if (host && host->abi_major != SEGPUSH_ABI_MAJOR) {
-        if (host->log) host->log(host->host_data, SEGPUSH_LOG_ERROR, "the file plugin needs plugin ABI major 1");
-        return nullptr;
-    }
-    g_host = host;
+    if (!g_host.attach(host)) return nullptr;  // another ABI major; attach said so
     return &kPlugin;
 }

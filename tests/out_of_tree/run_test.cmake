@@ -6,9 +6,11 @@
 #   GENERATOR     CMake generator for the plugin's own build
 #   C_COMPILER    compiler for both builds
 #   PKG_CONFIG    pkg-config executable, or empty to skip the pkg-config build
+#   CXX_COMPILER  optional: compiler for the C++ plugin (CMake's default when not given)
 # Steps: install the kit (component plugin-api) into WORK_DIR/prefix; configure and build the
 # plugin with find_package against that prefix only; load it with `segpush plugins list --json`;
-# build the same source with the flags pkg-config gives and load that too; check that a
+# build the same source with the flags pkg-config gives and load that too; build the C++ plugin
+# in mycppplugin/ on the installed helper kit, load it, and run its kit_check; check that a
 # request for another ABI major is refused by the package's version file.
 cmake_minimum_required(VERSION 3.19)  # string(JSON)
 
@@ -51,7 +53,7 @@ set(prefix "${WORK_DIR}/prefix")
 # 1. The kit, and nothing else, into a fresh prefix.
 run("installing the plugin-api component"
     COMMAND "${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${prefix}" --component plugin-api)
-foreach(expected include/segpush/plugin.h lib/cmake/segpush-plugin-api/segpush-plugin-apiConfig.cmake
+foreach(expected include/segpush/plugin.h include/segpush/plugin_kit.hpp lib/cmake/segpush-plugin-api/segpush-plugin-apiConfig.cmake
                  lib/cmake/segpush-plugin-api/segpush-plugin-apiConfigVersion.cmake lib/pkgconfig/segpush-plugin-api.pc)
   if(NOT EXISTS "${prefix}/${expected}")
     message(FATAL_ERROR "the kit install has no ${expected}")
@@ -98,7 +100,24 @@ else()
   message(STATUS "pkg-config not found: skipped the pkg-config build")
 endif()
 
-# 4. The version file keeps a request for another ABI major from matching this kit.
+# 4. C++: a plugin on the helper kit (segpush/plugin_kit.hpp), from the prefix only, and the
+#    kit's own checks built the same way.
+set(cxx_args)
+if(CXX_COMPILER)
+  set(cxx_args "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}")
+endif()
+get_filename_component(cpp_source "${SOURCE_DIR}/../mycppplugin" ABSOLUTE)
+run("configuring the out-of-tree C++ plugin"
+    COMMAND "${CMAKE_COMMAND}" -S "${cpp_source}" -B "${WORK_DIR}/build-cpp" ${generator_args}
+            "-DCMAKE_PREFIX_PATH=${prefix}" ${cxx_args}
+            "-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=${WORK_DIR}/plugins-cpp"
+            -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DCMAKE_FIND_USE_SYSTEM_PACKAGE_REGISTRY=OFF)
+run("building the out-of-tree C++ plugin" COMMAND "${CMAKE_COMMAND}" --build "${WORK_DIR}/build-cpp" -j2)
+expect_loaded("${WORK_DIR}/plugins-cpp" out-of-tree-cpp)
+run("the helper kit's checks" COMMAND "${WORK_DIR}/build-cpp/kit_check")
+message(STATUS "${run_output}")
+
+# 5. The version file keeps a request for another ABI major from matching this kit.
 file(WRITE "${WORK_DIR}/major2/CMakeLists.txt"
      "cmake_minimum_required(VERSION 3.16)\nproject(major2 LANGUAGES NONE)\nfind_package(segpush-plugin-api 2 REQUIRED)\n")
 execute_process(COMMAND "${CMAKE_COMMAND}" -S "${WORK_DIR}/major2" -B "${WORK_DIR}/major2/build" "-DCMAKE_PREFIX_PATH=${prefix}"
