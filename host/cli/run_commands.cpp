@@ -215,7 +215,9 @@ int runs_list(const Options& options, Printer& print) {
     if (!path) return kExitUsage;
     const std::string export_name = options.words.size() == 3 ? options.words[2] : "";
     std::vector<RunRecord> runs;
-    if (std::filesystem::exists(*path)) runs = StateStore(*path).list_runs(export_name, options.limit.value_or(20));
+    if (std::filesystem::exists(*path)) {
+        runs = StateStore(*path).history().list_runs(export_name, options.limit.value_or(20));
+    }
     if (options.json) {
         rapidjson::Document document(rapidjson::kArrayType);
         for (const auto& run : runs) {
@@ -262,7 +264,7 @@ int runs_show(const Options& options, Printer& print) {
     const auto path = state_path_of(options, print);
     if (!path) return kExitUsage;
     std::optional<RunRecord> run;
-    if (std::filesystem::exists(*path)) run = StateStore(*path).get_run(id);
+    if (std::filesystem::exists(*path)) run = StateStore(*path).history().get_run(id);
     if (!run) {
         print.err("segpush: no run #" + std::to_string(id) + " in " + *path + "\n");
         return kExitFailure;

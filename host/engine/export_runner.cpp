@@ -45,7 +45,9 @@ public:
 
     RunSummary execute() {
         const auto started = Clock::now();
-        const StateStore::Claim claim = state_.begin_run(export_.name, options_.full, options_.dry_run);
+        RunHistory& history = state_.history();
+        const RunHistory::Claim claim = history.begin_run(export_.name, options_.full, options_.dry_run);
+        state_.start_run();
         state_.set_removals_are_own(plugin_.api.abi_minor >= 4);
         summary_.run_id = claim.run_id;
         baseline_ = claim.baseline;
@@ -93,7 +95,7 @@ public:
         feed_.reset();
         summary_.report_path = write_report(claim.run_id);
         summary_.counts = counts_;
-        state_.finish_run(claim.run_id, summary_.status, counts_, summary_.error, summary_.report_path);
+        history.finish_run(claim.run_id, summary_.status, counts_, summary_.error, summary_.report_path);
         prune_old_reports();
         summary_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
         return summary_;

@@ -1,23 +1,12 @@
 #include "state/state_store.hpp"
 
-#include <signal.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <chrono>
-#include <cctype>
 #include <ctime>
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
-#include <thread>
 
 #include <segpush/plugin.h>
 
 #include "secrets/redactor.hpp"
-#include "state/private_files.hpp"
 
 namespace segpush {
 
@@ -28,222 +17,6 @@ constexpr int kStagingChunk = 20000;
 // Text that came from a plugin or a server (run errors, refusal reasons) may echo a secret:
 // it is scrubbed before it reaches the file, its WAL or a report read from it later.
 std::string scrubbed(const std::string& text) { return Redactor::instance().scrub(text); }
-constexpr int kSchemaVersion = 9;
-
-const char* const kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS runs(
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  export TEXT NOT NULL,
-  status TEXT NOT NULL,
-  started_at TEXT NOT NULL,
-  finished_at TEXT,
-  pid INTEGER,
-  process_identity TEXT,
-  hostname TEXT,
-  full INTEGER NOT NULL DEFAULT 0,
-  dry_run INTEGER NOT NULL DEFAULT 0,
-  baseline INTEGER NOT NULL DEFAULT 0,
-  rows_read INTEGER NOT NULL DEFAULT 0, invalid INTEGER NOT NULL DEFAULT 0,
-  duplicates INTEGER NOT NULL DEFAULT 0, members INTEGER NOT NULL DEFAULT 0,
-  new_members INTEGER NOT NULL DEFAULT 0, changed INTEGER NOT NULL DEFAULT 0,
-  unchanged INTEGER NOT NULL DEFAULT 0, leaving INTEGER NOT NULL DEFAULT 0,
-  sent INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
-  rejected INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0,
-  suppressed INTEGER NOT NULL DEFAULT 0,
-  error TEXT,
-  report_path TEXT);
-CREATE INDEX IF NOT EXISTS runs_by_export ON runs(export, id);
-
-CREATE TABLE IF NOT EXISTS delivered(
-  export TEXT NOT NULL,
-  email_key TEXT NOT NULL,
-  key_value TEXT NOT NULL,
-  hash INTEGER NOT NULL,
-  run_id INTEGER NOT NULL,
-  PRIMARY KEY(export, email_key)) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS delivered_log(
-  export TEXT NOT NULL,
-  email_key TEXT NOT NULL,
-  key_value TEXT NOT NULL,
-  hash INTEGER NOT NULL,
-  run_id INTEGER NOT NULL,
-  removed INTEGER NOT NULL DEFAULT 0);
-
--- Members segpush itself removed from the destination (a leaver's REMOVE the destination
--- accepted), with when and why: the only ones it may put back when they join the segment
--- again. A leaver the destination had already kept out (SUPPRESSED) is never here, so a person
--- who unsubscribed themselves is never taken for one segpush removed. A row goes once the
--- member is delivered (or kept out) again.
-CREATE TABLE IF NOT EXISTS removals(
-  export TEXT NOT NULL,
-  email_key TEXT NOT NULL,
-  removed_at INTEGER NOT NULL,  -- seconds since 1970-01-01 UTC
-  run_id INTEGER NOT NULL,
-  reason TEXT NOT NULL,
-  PRIMARY KEY(export, email_key)) WITHOUT ROWID;
-
--- One row per receipt: in `members`, the key and hash of each member it covers (see
--- encode_receipt_member), by which the next run finds them; first_seq and last_seq, the
--- lowest and highest seq among them, say which part of the run it was. A row per member
--- wrote and then deleted a B-tree row per member: a third of the state file's writes. The
--- table holds the imports awaiting confirmation: a run finds its rows by id, the next run
--- reads them all. A receipt whose every member the destination accepted at once is kept,
--- marked `confirmed`: its members are delivered, and merged into `delivered` with the log
--- (merge_delivered_log). Copying them into delivered_log instead (a B-tree row each, read
--- from the staged rows) was a tenth of an export's CPU.
-CREATE TABLE IF NOT EXISTS unconfirmed(
-  id INTEGER PRIMARY KEY,
-  export TEXT NOT NULL,
-  run_id INTEGER NOT NULL,
-  first_seq INTEGER NOT NULL,
-  last_seq INTEGER NOT NULL,
-  receipt TEXT NOT NULL,
-  members BLOB NOT NULL,
-  confirmed INTEGER NOT NULL DEFAULT 0);
-
--- The staged members' keys, for what finds a member by key (a diff, resuming receipts): built
--- from the staged file (see StagedFile) only by those, never by a first delivery.
-CREATE TEMP TABLE IF NOT EXISTS staged_keys(
-  seq INTEGER PRIMARY KEY,
-  email_key TEXT NOT NULL,
-  hash INTEGER NOT NULL);
-
--- Why the destination refused or kept out a member, read only for the report: kept in
--- memory, a run whose every record is refused would hold a string a member.
-CREATE TEMP TABLE IF NOT EXISTS refusals(
-  seq INTEGER PRIMARY KEY,
-  reason TEXT NOT NULL);
-
--- merge_delivered_log's copy of the confirmed receipts' members, sorted by key there.
-CREATE TEMP TABLE IF NOT EXISTS confirmed_members(
-  email_key TEXT NOT NULL,
-  key_value TEXT NOT NULL,
-  hash INTEGER NOT NULL,
-  run_id INTEGER NOT NULL);
-
-CREATE TEMP TABLE IF NOT EXISTS rejects(
-  source INTEGER NOT NULL,
-  line INTEGER NOT NULL,
-  email TEXT,
-  reason TEXT NOT NULL);
-)sql";
-
-std::string now_utc() {
-    const std::time_t now = std::time(nullptr);
-    std::tm utc{};
-    gmtime_r(&now, &utc);
-    char text[32];
-    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
-    return text;
-}
-
-std::string this_hostname() {
-    char name[256] = {};
-    gethostname(name, sizeof name - 1);
-    return name;
-}
-
-// What /proc says of process `pid`: its state letter (field 3) and start time (field 22).
-// False where /proc does not say (not Linux, or the process is gone).
-bool read_process_stat(int64_t pid, char& state, std::string& start_time) {
-    std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
-    // Read whole: the command name, in parentheses, may hold spaces, ')' and even newlines;
-    // the fields after it are counted from the last ')'.
-    const std::string stat{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
-    const size_t name_end = stat.rfind(')');
-    if (name_end == std::string::npos) return false;
-    std::istringstream fields(stat.substr(name_end + 1));
-    std::string field;
-    for (int number = 3; number <= 22; ++number) {
-        if (!(fields >> field)) return false;
-        if (number == 3) state = field.empty() ? '?' : field[0];
-    }
-    start_time = field;
-    return true;
-}
-
-std::string boot_id() {
-    std::ifstream boot("/proc/sys/kernel/random/boot_id");
-    std::string id;
-    std::getline(boot, id);
-    return id;
-}
-
-// Which process `pid` is, beyond its number: the boot and the process's start time, so a
-// run whose process died is not taken for alive because its pid was given to another
-// process since (after a reboot, low pids come back at once). Empty where /proc does not say.
-std::string identity_of(const std::string& boot, const std::string& start_time) { return boot + "/" + start_time; }
-
-std::string process_identity(int64_t pid) {
-    char state = '?';
-    std::string start_time;
-    const std::string boot = boot_id();
-    if (boot.empty() || !read_process_stat(pid, state, start_time)) return {};
-    return identity_of(boot, start_time);
-}
-
-// `identity` is what process_identity said when the run started (empty in runs recorded
-// before segpush kept it: the pid alone decides then, as it does where /proc is missing). A
-// zombie is dead: its parent has not collected it yet, but it runs nothing.
-bool process_alive(int64_t pid, const std::string& identity) {
-    if (pid <= 0) return false;
-    if (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
-    char state = '?';
-    std::string start_time;
-    if (!read_process_stat(pid, state, start_time)) return true;
-    if (state == 'Z') return false;
-    if (identity.empty()) return true;
-    const std::string boot = boot_id();
-    return boot.empty() || identity_of(boot, start_time) == identity;
-}
-
-// A run recorded as running whose process is alive, or runs on another host (which this
-// one cannot ask): `identity` is the run's process_identity column.
-bool still_running(const RunRecord& run, const std::string& identity) {
-    return run.hostname != this_hostname() || process_alive(run.pid, identity);
-}
-
-// read_run's columns; kRunColumnCount of them.
-const char* const kRunColumns =
-    "id, export, status, started_at, COALESCE(finished_at, ''), COALESCE(pid, 0), COALESCE(hostname, ''), full, "
-    "dry_run, rows_read, invalid, duplicates, members, new_members, changed, unchanged, leaving, sent, accepted, "
-    "rejected, removed, suppressed, COALESCE(error, ''), COALESCE(report_path, '')";
-constexpr int kRunColumnCount = 24;
-
-RunRecord read_run(const sqlite::Statement& row) {
-    RunRecord run;
-    run.id = row.integer(0);
-    run.export_name = row.text(1);
-    run.status = run_status_from(row.text(2));
-    run.started_at = row.text(3);
-    run.finished_at = row.text(4);
-    run.pid = row.integer(5);
-    run.hostname = row.text(6);
-    run.full = row.integer(7) != 0;
-    run.dry_run = row.integer(8) != 0;
-    RunCounts& c = run.counts;
-    int64_t* fields[] = {&c.rows_read, &c.invalid, &c.duplicates, &c.members, &c.new_members, &c.changed, &c.unchanged,
-                         &c.leaving,   &c.sent,    &c.accepted,   &c.rejected, &c.removed,    &c.suppressed};
-    constexpr int kCounts = sizeof fields / sizeof fields[0];
-    for (int i = 0; i < kCounts; ++i) *fields[i] = row.integer(9 + i);
-    run.error = row.text(9 + kCounts);
-    run.report_path = row.text(10 + kCounts);
-    static_assert(11 + kCounts == kRunColumnCount, "read_run reads every column of kRunColumns");
-    return run;
-}
-
-// The counts in the order of kCountAssignments; returns the next parameter's number.
-int bind_counts(sqlite::Statement& statement, int first, const RunCounts& c) {
-    const int64_t values[] = {c.rows_read, c.invalid, c.duplicates, c.members,  c.new_members, c.changed,   c.unchanged,
-                              c.leaving,   c.sent,    c.accepted,   c.rejected, c.removed,     c.suppressed};
-    for (const int64_t value : values) statement.bind(first++, value);
-    return first;
-}
-
-const char* const kCountAssignments =
-    "rows_read=?, invalid=?, duplicates=?, members=?, new_members=?, changed=?, unchanged=?, leaving=?, sent=?, "
-    "accepted=?, rejected=?, removed=?, suppressed=?";
 
 constexpr uint8_t kStateBits = 0x7f;  // the MemberState in a StateStore::states_ byte
 
@@ -306,148 +79,12 @@ std::string_view piece(std::string_view text, const std::vector<size_t>& ends, s
 
 }  // namespace
 
-std::string to_string(RunStatus status) {
-    switch (status) {
-        case RunStatus::running: return "running";
-        case RunStatus::succeeded: return "succeeded";
-        case RunStatus::failed_retryable: return "failed_will_retry";
-        case RunStatus::failed_permanent: return "failed_permanently";
-        case RunStatus::cancelled: return "cancelled";
-    }
-    return "unknown";
-}
+StateStore::StateStore(const std::string& path) : file_(path), db_(file_.db()), history_(db_) {}
 
-RunStatus run_status_from(const std::string& text) {
-    for (RunStatus status : {RunStatus::running, RunStatus::succeeded, RunStatus::failed_retryable,
-                             RunStatus::failed_permanent, RunStatus::cancelled}) {
-        if (to_string(status) == text) return status;
-    }
-    return RunStatus::failed_permanent;
-}
-
-StateStore::StateStore(const std::string& path) : db_([&] {
-        // SQLite gives the WAL and shared-memory files the state file's mode, so a private
-        // state file keeps them private too; ones an older segpush left readable are tightened.
-        create_private_directories(std::filesystem::path(path).parent_path().string());
-        ensure_private_file(path);
-        for (const char* suffix : {"-wal", "-shm"}) {
-            if (std::filesystem::exists(path + suffix)) ensure_private_file(path + suffix);
-        }
-        return path;
-    }()) {
-    // WAL: readers (runs list) never block the running export; NORMAL sync is durable
-    // across process crashes, which is what checkpoints must survive. Switching a new file to
-    // WAL can meet another process doing the same (serve starts several exports at once) and
-    // SQLite then answers "locked" without waiting, so it is tried again for a while.
-    // Checkpoints every 64 MiB of WAL (SQLite's default is about 4): delivered rows land on
-    // random pages, and a longer window writes each page back once for many commits.
-    for (int attempt = 0;; ++attempt) {
-        try {
-            db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=16384;");
-            break;
-        } catch (const sqlite::Error&) {
-            if (attempt == 50) throw;
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        }
-    }
-    // Deleted rows (members who left, people forgotten, merged logs) hold emails: they are
-    // overwritten rather than left in free pages. Debian builds SQLite this way already;
-    // other builds do not.
-    db_.exec("PRAGMA secure_delete=ON;");
-    // A run's staged members live in a file of its own (StagedFile); its rejected rows, its
-    // refusals and, for a diff, its members' keys in this connection's TEMP database: a
-    // private file SQLite deletes when the connection closes (or the OS does, after a crash).
-    // They need no durability (every run stages afresh; the delivered table is the
-    // checkpoint), so they stay out of the WAL and the state file, which also keeps a run's
-    // personal data out of the state file. The TEMP cache (16 MiB) keeps the keys' index out
-    // of read(2) while a diff builds it; the state file is written sequentially and read in
-    // key order by the diff, so 4 MiB serve it: a bigger cache would buy little.
-    // The TEMP database keeps no rollback journal: journaling the index pages each staging
-    // chunk and outcome batch touches is a cost that grows with the export. Its rows are rebuilt
-    // by every run and vanish with the connection; a transaction is only rolled back when the
-    // run is failing anyway, after which its rows are read at most for the report. Its pages
-    // are 16 KiB: the keys of a few hundred thousand members outgrow its cache, and larger
-    // pages mean fewer pwrite and pread calls.
-    db_.exec("PRAGMA temp.page_size=16384; PRAGMA main.cache_size=-4096; PRAGMA temp.cache_size=-16384; PRAGMA temp.journal_mode=OFF;");
-    // The schema in one IMMEDIATE transaction: it takes the write lock up front (waiting its
-    // turn), where separate statements would upgrade read locks and deadlock.
-    sqlite::Transaction setup(db_);
-    // Versions 1 and 2 kept staged rows and rejects in the state file (version 1 keyed by
-    // email, which made every read a random one). They only matter to a run in progress, whose
-    // delivered records are checkpointed separately, so the old tables are simply dropped.
-    // Version 4 added the unconfirmed table, version 5 keyed it by run and seq and added
-    // delivered_log (created below like every table), version 6 made it a row per receipt,
-    // version 7 added runs.process_identity.
-    const int64_t version = [&] {
-        sqlite::Statement query = db_.prepare("PRAGMA user_version");
-        query.step();
-        return query.integer(0);
-    }();
-    if (version < kSchemaVersion) {
-        db_.exec("DROP TABLE IF EXISTS main.staged; DROP TABLE IF EXISTS main.rejects;");
-        // Versions 4 and 5 kept a receipt per member; losing them only means a batch in
-        // flight at a crash is sent again.
-        if (version == 4 || version == 5) db_.exec("DROP TABLE IF EXISTS main.unconfirmed;");
-        db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion) + ";");
-    }
-    db_.exec(kSchema);
-    // Columns later versions added to tables kept from before them (CREATE TABLE IF NOT EXISTS
-    // leaves an existing table as it is).
-    auto add_column_if_missing = [&](const std::string& table, const std::string& column, const std::string& type) {
-        sqlite::Statement present = db_.prepare("SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name=?2");
-        present.bind(1, table).bind(2, column).step();
-        const bool missing = present.integer(0) == 0;
-        present.reset();
-        if (missing) db_.exec("ALTER TABLE " + table + " ADD COLUMN " + column + " " + type + ";");
-    };
-    add_column_if_missing("runs", "process_identity", "TEXT");                          // version 7
-    add_column_if_missing("unconfirmed", "confirmed", "INTEGER NOT NULL DEFAULT 0");  // version 8
-    add_column_if_missing("runs", "suppressed", "INTEGER NOT NULL DEFAULT 0");          // version 9
-    setup.commit();
-}
-
-StateStore::Claim StateStore::begin_run(const std::string& export_name, bool full, bool dry_run) {
-    sqlite::Transaction transaction(db_);
-    auto running = db_.prepare(std::string("SELECT ") + kRunColumns +
-                               ", COALESCE(process_identity, '') FROM runs WHERE export=? AND status='running' ORDER BY id");
-    running.bind(1, export_name);
-    while (running.step()) {
-        const RunRecord run = read_run(running);
-        if (still_running(run, running.text(kRunColumnCount))) {
-            throw AlreadyRunning(run, "export '" + export_name + "' is already running as run #" +
-                                          std::to_string(run.id) + " (pid " + std::to_string(run.pid) + " on " +
-                                          run.hostname + ", started " + run.started_at + ")");
-        }
-        auto close = db_.prepare("UPDATE runs SET status=?, finished_at=?, error=? WHERE id=?");
-        close.bind(1, to_string(RunStatus::failed_retryable)).bind(2, now_utc())
-            .bind(3, std::string("interrupted: process ") + std::to_string(run.pid) + " stopped without finishing")
-            .bind(4, run.id).run();
-    }
-    Claim claim;
-    if (full && !dry_run) {
-        // A --full run that did not finish is continued by the next --full run: members it
-        // already delivered are not sent again.
-        auto last = db_.prepare("SELECT id, baseline, status, full FROM runs WHERE export=? AND dry_run=0 "
-                                "ORDER BY id DESC LIMIT 1");
-        last.bind(1, export_name);
-        if (last.step() && last.integer(3) != 0 && last.text(2) != to_string(RunStatus::succeeded) &&
-            last.text(2) != to_string(RunStatus::failed_permanent)) {
-            claim.continues = last.integer(0);
-            claim.baseline = last.integer(1);
-        }
-    }
-    auto insert = db_.prepare("INSERT INTO runs(export, status, started_at, pid, hostname, full, dry_run, baseline, "
-                              "process_identity) VALUES(?, 'running', ?, ?, ?, ?, ?, ?, ?)");
-    insert.bind(1, export_name).bind(2, now_utc()).bind(3, static_cast<int64_t>(getpid())).bind(4, this_hostname())
-        .bind(5, full ? 1 : 0).bind(6, dry_run ? 1 : 0).bind(7, claim.baseline)
-        .bind(8, process_identity(getpid())).run();
-    claim.run_id = db_.last_insert_id();
-    if (full && !dry_run && !claim.continues) {
-        claim.baseline = claim.run_id;
-        db_.prepare("UPDATE runs SET baseline=? WHERE id=?").bind(1, claim.run_id).bind(2, claim.run_id).run();
-    }
+void StateStore::start_run() {
     // The TEMP tables hold one run: a run starting on a store that ran another (tests do)
     // starts from empty ones. In a fresh connection, as every segpush run has, they are.
+    sqlite::Transaction transaction(db_, sqlite::Transaction::Lock::when_needed);
     db_.exec("DROP INDEX IF EXISTS temp.staged_by_key; DELETE FROM temp.staged_keys; DELETE FROM temp.refusals; "
              "DELETE FROM temp.rejects;");
     keys_indexed_ = false;
@@ -459,51 +96,19 @@ StateStore::Claim StateStore::begin_run(const std::string& export_name, bool ful
     rejoining_.clear();
     forget_receipt_rows();
     transaction.commit();
-    return claim;
-}
-
-void StateStore::finish_run(int64_t run_id, RunStatus status, const RunCounts& counts, const std::string& error,
-                            const std::string& report_path) {
-    auto update = db_.prepare(std::string("UPDATE runs SET ") + kCountAssignments +
-                              ", status=?, finished_at=?, error=?, report_path=? WHERE id=?");
-    const int next = bind_counts(update, 1, counts);
-    update.bind(next, to_string(status)).bind(next + 1, now_utc());
-    if (error.empty()) update.bind_null(next + 2); else update.bind(next + 2, scrubbed(error));
-    if (report_path.empty()) update.bind_null(next + 3); else update.bind(next + 3, report_path);
-    update.bind(next + 4, run_id).run();
-}
-
-std::vector<RunRecord> StateStore::list_runs(const std::string& export_name, int limit) {
-    auto query = db_.prepare(std::string("SELECT ") + kRunColumns + " FROM runs" +
-                             (export_name.empty() ? "" : " WHERE export=?1") + " ORDER BY id DESC LIMIT ?2");
-    if (!export_name.empty()) query.bind(1, export_name);
-    query.bind(2, static_cast<int64_t>(limit));
-    std::vector<RunRecord> runs;
-    while (query.step()) runs.push_back(read_run(query));
-    return runs;
-}
-
-std::optional<RunRecord> StateStore::get_run(int64_t id) {
-    auto query = db_.prepare(std::string("SELECT ") + kRunColumns + " FROM runs WHERE id=?");
-    query.bind(1, id);
-    if (!query.step()) return std::nullopt;
-    return read_run(query);
 }
 
 StateStore::Forgotten StateStore::forget_members(const std::set<std::string>& keys) {
     Forgotten forgotten;
     {
         sqlite::Transaction transaction(db_);
-        auto running = db_.prepare(std::string("SELECT ") + kRunColumns +
-                                   ", COALESCE(process_identity, '') FROM runs WHERE status='running'");
-        while (running.step()) {
-            const RunRecord run = read_run(running);
-            if (still_running(run, running.text(kRunColumnCount))) {
-                throw AlreadyRunning(run, "export '" + run.export_name + "' is running as run #" +
-                                              std::to_string(run.id) + " (pid " + std::to_string(run.pid) + " on " +
-                                              run.hostname + "); forget once it has finished, or it may record "
-                                              "the people again");
-            }
+        // In this transaction, which holds the state file's write lock: no run starts until it ends.
+        const std::vector<RunRecord> live = history_.live_runs();
+        if (!live.empty()) {
+            const RunRecord& run = live.front();
+            throw AlreadyRunning(run, "export '" + run.export_name + "' is running as run #" + std::to_string(run.id) +
+                                          " (pid " + std::to_string(run.pid) + " on " + run.hostname +
+                                          "); forget once it has finished, or it may record the people again");
         }
         auto exports_delivered = db_.prepare("SELECT COUNT(*) FROM (SELECT export FROM delivered WHERE email_key=?1 "
                                              "UNION SELECT export FROM delivered_log WHERE email_key=?1)");
@@ -542,27 +147,7 @@ StateStore::Forgotten StateStore::forget_members(const std::set<std::string>& ke
                     .bind_blob(1, members.data(), members.size()).bind(2, id).run();
             }
         }
-        // A run's error may quote an email (a destination's message about one member).
-        auto errors = db_.prepare("SELECT id, error FROM runs WHERE error IS NOT NULL");
-        std::vector<std::pair<int64_t, std::string>> cleaned;
-        while (errors.step()) {
-            std::string error = errors.text(1);
-            std::string folded = error;
-            for (char& c : folded) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            bool named = false;
-            for (const std::string& key : keys) {
-                for (size_t at = folded.find(key); at != std::string::npos; at = folded.find(key, at + 1)) {
-                    error.replace(at, key.size(), std::string(key.size(), '*'));
-                    named = true;
-                }
-            }
-            if (named) cleaned.emplace_back(errors.integer(0), std::move(error));
-        }
-        errors.reset();
-        for (const auto& [id, error] : cleaned) {
-            db_.prepare("UPDATE runs SET error=? WHERE id=?").bind(1, error).bind(2, id).run();
-        }
-        forgotten.run_errors = static_cast<int64_t>(cleaned.size());
+        forgotten.run_errors = history_.redact_from_errors(keys);
         transaction.commit();
     }
     // Pages freed earlier (by merges, by leavers) may still hold old copies of the rows: the

@@ -10,58 +10,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "state/run_history.hpp"
 #include "state/sqlite.hpp"
+#include "state/sqlite_run_history.hpp"
 #include "state/staged_file.hpp"
 #include "state/staged_keys.hpp"
+#include "state/state_file.hpp"
 
 namespace segpush {
-
-// How a run ended. failed_retryable means "transient trouble outlasted the retry budget":
-// the next run (scheduled or manual) picks up where it stopped. failed_permanent means a
-// person must change something (credentials, settings, the segment file) first.
-enum class RunStatus { running, succeeded, failed_retryable, failed_permanent, cancelled };
-std::string to_string(RunStatus status);
-RunStatus run_status_from(const std::string& text);
-
-struct RunCounts {
-    int64_t rows_read = 0;     // data rows read from the segment files
-    int64_t invalid = 0;       // rows rejected before sending (unreadable, bad email, ...)
-    int64_t duplicates = 0;    // rows whose email (case-folded) appeared earlier
-    int64_t members = 0;       // distinct valid members
-    int64_t new_members = 0;   // not delivered before
-    int64_t changed = 0;       // delivered before with other values
-    int64_t unchanged = 0;     // delivered before with the same values: not sent
-    int64_t leaving = 0;       // delivered before, no longer in the segment
-    int64_t sent = 0;          // records handed to the plugin (retries counted once)
-    int64_t accepted = 0;
-    int64_t rejected = 0;      // refused by the destination
-    int64_t removed = 0;       // leavers removed (on_leave: unsubscribe)
-    // Kept out by a choice made at the destination (the person unsubscribed, the address
-    // bounced): nothing was changed there, and the member is not sent again until its
-    // values change. Leavers already off the list count here too, not in removed.
-    int64_t suppressed = 0;
-};
-
-struct RunRecord {
-    int64_t id = 0;
-    std::string export_name;
-    RunStatus status = RunStatus::running;
-    std::string started_at;
-    std::string finished_at;
-    bool full = false;
-    bool dry_run = false;
-    int64_t pid = 0;
-    std::string hostname;
-    RunCounts counts;
-    std::string error;
-    std::string report_path;
-};
-
-class AlreadyRunning : public std::runtime_error {
-public:
-    AlreadyRunning(const RunRecord& run, const std::string& message) : std::runtime_error(message), run(run) {}
-    RunRecord run;
-};
 
 // Staged member states.
 enum class MemberState : int { todo = 0, pending = 1, done = 2, rejected = 3, unchanged = 4, suppressed = 5 };
@@ -129,33 +85,22 @@ struct ReportedMember {
     std::string reason;
 };
 
-// The embedded SQLite state: run history and the per-export delivered state (what each
-// member's values hashed to when last accepted); with the run's staged members (in a
-// StagedFile and the connection's TEMP tables: a store stages one run at a time, and each
-// run opens its own). Delivered
-// state is written in the same transaction as each batch's outcomes, so it is also the
-// checkpoint: after a crash, the next run sends only what was not yet confirmed.
+// The embedded SQLite state of members: the per-export delivered state (what each member's
+// values hashed to when last accepted), with the run's staged members (in a StagedFile and
+// the connection's TEMP tables: a store stages one run at a time, and each run opens its
+// own). Delivered state is written in the same transaction as each batch's outcomes, so it is
+// also the checkpoint: after a crash, the next run sends only what was not yet confirmed. The
+// run history lives in the same file, on the same connection: history() is it.
 class StateStore {
 public:
     explicit StateStore(const std::string& path);
     ~StateStore();
 
-    struct Claim {
-        int64_t run_id = 0;
-        // Members delivered by runs older than this count as changed: 0 for a normal run,
-        // the run itself for --full, or the interrupted --full run it continues.
-        int64_t baseline = 0;
-        std::optional<int64_t> continues;  // the interrupted run whose work this one resumes
-    };
+    RunHistory& history() { return history_; }
 
-    // Claims the export. Throws AlreadyRunning when a live process is running it; a run left
-    // "running" by a dead process is closed as failed_retryable first.
-    Claim begin_run(const std::string& export_name, bool full, bool dry_run);
-    void finish_run(int64_t run_id, RunStatus status, const RunCounts& counts, const std::string& error,
-                    const std::string& report_path);
-
-    std::vector<RunRecord> list_runs(const std::string& export_name, int limit);
-    std::optional<RunRecord> get_run(int64_t id);
+    // Empties what the store held of an earlier run (its staged members, their states, keys
+    // and receipts): call it once a run is claimed, before staging.
+    void start_run();
 
     // What forget_members removed.
     struct Forgotten {
@@ -229,7 +174,9 @@ private:
     void insert_staged_key(int64_t seq, std::string_view email_key, int64_t hash);
     std::optional<sqlite::Statement> staged_key_insert_;
 
-    sqlite::Database db_;
+    StateFile file_;
+    sqlite::Database& db_;  // file_'s connection, shared with history_
+    SqliteRunHistory history_;
     std::optional<sqlite::Transaction> staging_;
     StagedFile staged_;
     bool keys_indexed_ = false;

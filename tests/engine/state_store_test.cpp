@@ -1,5 +1,5 @@
 // The SQLite state: staging with de-duplication, the diff against delivered state, outcomes
-// as checkpoints, and claiming an export so runs never overlap.
+// as checkpoints (claiming an export is tested with the run history, tests/state).
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
@@ -19,6 +19,13 @@ using namespace segpush;
 
 namespace {
 
+// Claims a run of the export as the engine does: in the run history, then a fresh staging.
+RunHistory::Claim begin_run(StateStore& state, const std::string& export_name, bool full, bool dry_run) {
+    const RunHistory::Claim claim = state.history().begin_run(export_name, full, dry_run);
+    state.start_run();
+    return claim;
+}
+
 // Stages members "m<i>@x.io" with the given hashes; returns how many were new keys.
 int stage(StateStore& state, const std::vector<std::pair<std::string, uint64_t>>& members) {
     state.begin_staging();
@@ -36,11 +43,11 @@ int stage(StateStore& state, const std::vector<std::pair<std::string, uint64_t>>
 
 // A run of export "e" that staged `members` and diffed them (nobody leaves).
 struct DiffedRun {
-    StateStore::Claim claim;
+    RunHistory::Claim claim;
     RunCounts counts;
 };
 DiffedRun diffed_run(StateStore& state, const std::vector<std::pair<std::string, uint64_t>>& members) {
-    DiffedRun run{state.begin_run("e", false, false), {}};
+    DiffedRun run{begin_run(state, "e", false, false), {}};
     stage(state, members);
     state.diff("e", run.claim.baseline, false, 100, run.counts);
     return run;
@@ -57,7 +64,7 @@ void accept_all(StateStore& state, int64_t run_id, const std::string& export_nam
 TEST_CASE("state: duplicates are ignored (the first wins), the diff finds new, changed, unchanged and leaving") {
     test::TempDir dir;
     StateStore state(dir.file("state.db"));
-    const auto first = state.begin_run("e", false, false);
+    const auto first = begin_run(state, "e", false, false);
     CHECK(stage(state, {{"a", 1}, {"b", 2}, {"a", 99}, {"c", 3}}) == 3);
     RunCounts counts;
     state.diff("e", first.baseline, false, 100, counts);
@@ -67,9 +74,9 @@ TEST_CASE("state: duplicates are ignored (the first wins), the diff finds new, c
     REQUIRE(todo.size() == 3);
     CHECK(todo[0].payload == "payload-a");  // the first "a", not the duplicate
     accept_all(state, first.run_id, "e");
-    state.finish_run(first.run_id, RunStatus::succeeded, counts, "", "");
+    state.history().finish_run(first.run_id, RunStatus::succeeded, counts, "", "");
 
-    const auto second = state.begin_run("e", false, false);
+    const auto second = begin_run(state, "e", false, false);
     stage(state, {{"a", 1}, {"b", 20}, {"d", 4}});
     RunCounts again;
     state.diff("e", second.baseline, true, 100, again);
@@ -86,7 +93,7 @@ TEST_CASE("state: duplicates are ignored (the first wins), the diff finds new, c
 TEST_CASE("state: outcomes are the checkpoint, only what was confirmed counts as delivered") {
     test::TempDir dir;
     StateStore state(dir.file("state.db"));
-    const auto run = state.begin_run("e", false, false);
+    const auto run = begin_run(state, "e", false, false);
     stage(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
     RunCounts counts;
     state.diff("e", run.baseline, false, 100, counts);
@@ -103,8 +110,8 @@ TEST_CASE("state: outcomes are the checkpoint, only what was confirmed counts as
     CHECK(rejected[0].reason == "bad");
     // The run stops here (as after a crash, which a later run closes the same way): the next
     // run sends b (rejected last time), c (never confirmed) and d (never sent), not a.
-    state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
-    const auto next = state.begin_run("e", false, false);
+    state.history().finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+    const auto next = begin_run(state, "e", false, false);
     stage(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
     RunCounts after;
     state.diff("e", next.baseline, false, 100, after);
@@ -112,123 +119,26 @@ TEST_CASE("state: outcomes are the checkpoint, only what was confirmed counts as
     CHECK(after.new_members == 3);
 }
 
-TEST_CASE("state: a run of a live process blocks a second one, a dead process's run is closed as interrupted") {
-    test::TempDir dir;
-    const std::string path = dir.file("state.db");
-    {
-        StateStore state(path);
-        state.begin_run("e", false, false);  // this process is alive
-        CHECK_THROWS_AS(StateStore(path).begin_run("e", false, false), AlreadyRunning);
-        CHECK_NOTHROW(StateStore(path).begin_run("other", false, false));  // other exports are free
-    }
-    test::TempDir dir2;
-    const std::string path2 = dir2.file("state.db");
-    const pid_t child = fork();
-    if (child == 0) {
-        StateStore(path2).begin_run("e", false, false);
-        _exit(0);  // dies with its run still "running"
-    }
-    int status = 0;
-    waitpid(child, &status, 0);
-    StateStore state(path2);
-    const auto claim = state.begin_run("e", false, false);
-    const auto runs = state.list_runs("e", 10);
-    REQUIRE(runs.size() == 2);
-    CHECK(runs[1].status == RunStatus::failed_retryable);
-    CHECK_THAT(runs[1].error, Catch::Contains("interrupted: process " + std::to_string(child)));
-    CHECK(runs[0].id == claim.run_id);
-}
-
-TEST_CASE("state: a run whose pid now belongs to another process is closed as interrupted") {
-    test::TempDir dir;
-    const std::string path = dir.file("state.db");
-    StateStore state(path);
-    const int64_t stale = state.begin_run("e", false, false).run_id;
-    // The run's process died and the system gave its pid to another (this test process: alive
-    // under the same pid), as after a reboot: the process it names started at another time.
-    sqlite::Database other(path);
-    other.exec("UPDATE runs SET process_identity = 'another-boot/12345' WHERE id = " + std::to_string(stale));
-    StateStore next(path);
-    const auto claim = next.begin_run("e", false, false);
-    const auto runs = next.list_runs("e", 10);
-    REQUIRE(runs.size() == 2);
-    CHECK(runs[1].status == RunStatus::failed_retryable);
-    CHECK_THAT(runs[1].error, Catch::Contains("stopped without finishing"));
-    CHECK(runs[0].id == claim.run_id);
-    // A run recorded without the identity (by an earlier segpush) is judged by its pid alone.
-    other.exec("UPDATE runs SET process_identity = NULL WHERE id = " + std::to_string(claim.run_id));
-    CHECK_THROWS_AS(StateStore(path).begin_run("e", false, false), AlreadyRunning);
-}
-
-TEST_CASE("state: a run whose process is a zombie its parent has not collected is closed as interrupted") {
-    test::TempDir dir;
-    const std::string path = dir.file("state.db");
-    const pid_t child = fork();
-    if (child == 0) {
-        StateStore(path).begin_run("e", false, false);
-        _exit(0);  // dies with its run still "running", and is not waited for yet
-    }
-    // Until this process collects it, the child keeps its pid and its /proc entry, state Z.
-    for (int tries = 0; tries < 500; ++tries) {
-        std::ifstream stat("/proc/" + std::to_string(child) + "/stat");
-        const std::string line{std::istreambuf_iterator<char>(stat), std::istreambuf_iterator<char>()};
-        if (line.find(") Z ") != std::string::npos) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    StateStore state(path);
-    CHECK_NOTHROW(state.begin_run("e", false, false));
-    const auto runs = state.list_runs("e", 10);
-    REQUIRE(runs.size() == 2);
-    CHECK(runs[1].status == RunStatus::failed_retryable);
-    int status = 0;
-    waitpid(child, &status, 0);
-}
-
-TEST_CASE("state: a state file from before runs kept their process's identity gains the column") {
-    test::TempDir dir;
-    const std::string path = dir.file("state.db");
-    {
-        sqlite::Database old(path);
-        old.exec("CREATE TABLE runs(id INTEGER PRIMARY KEY AUTOINCREMENT, export TEXT NOT NULL, status TEXT NOT NULL, "
-                 "started_at TEXT NOT NULL, finished_at TEXT, pid INTEGER, hostname TEXT, "
-                 "full INTEGER NOT NULL DEFAULT 0, dry_run INTEGER NOT NULL DEFAULT 0, baseline INTEGER NOT NULL DEFAULT 0, "
-                 "rows_read INTEGER NOT NULL DEFAULT 0, invalid INTEGER NOT NULL DEFAULT 0, "
-                 "duplicates INTEGER NOT NULL DEFAULT 0, members INTEGER NOT NULL DEFAULT 0, "
-                 "new_members INTEGER NOT NULL DEFAULT 0, changed INTEGER NOT NULL DEFAULT 0, "
-                 "unchanged INTEGER NOT NULL DEFAULT 0, leaving INTEGER NOT NULL DEFAULT 0, "
-                 "sent INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0, "
-                 "rejected INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0, error TEXT, report_path TEXT);"
-                 "INSERT INTO runs(export, status, started_at, pid, hostname) VALUES('e', 'succeeded', 'then', 1, 'h');"
-                 "PRAGMA user_version=6;");
-    }
-    StateStore state(path);
-    const auto claim = state.begin_run("e", false, false);
-    const auto runs = state.list_runs("e", 10);
-    REQUIRE(runs.size() == 2);
-    CHECK(runs[0].id == claim.run_id);
-    CHECK(runs[1].status == RunStatus::succeeded);
-}
-
 TEST_CASE("state: an interrupted --full run is continued by the next --full run, not restarted") {
     test::TempDir dir;
     StateStore state(dir.file("state.db"));
-    const auto normal = state.begin_run("e", false, false);
+    const auto normal = begin_run(state, "e", false, false);
     stage(state, {{"a", 1}, {"b", 2}});
     RunCounts counts;
     state.diff("e", normal.baseline, false, 100, counts);
     accept_all(state, normal.run_id, "e");
-    state.finish_run(normal.run_id, RunStatus::succeeded, counts, "", "");
+    state.history().finish_run(normal.run_id, RunStatus::succeeded, counts, "", "");
 
-    const auto full = state.begin_run("e", true, false);
+    const auto full = begin_run(state, "e", true, false);
     CHECK(full.baseline == full.run_id);
     stage(state, {{"a", 1}, {"b", 2}});
     RunCounts full_counts;
     state.diff("e", full.baseline, false, 100, full_counts);
     CHECK(full_counts.unchanged == 0);  // --full resends everyone
     state.apply_outcomes(full.run_id, "e", {{1, MemberState::done, "", ""}});  // a delivered, then it stops
-    state.finish_run(full.run_id, RunStatus::cancelled, full_counts, "cancelled", "");
+    state.history().finish_run(full.run_id, RunStatus::cancelled, full_counts, "cancelled", "");
 
-    const auto resumed = state.begin_run("e", true, false);
+    const auto resumed = begin_run(state, "e", true, false);
     REQUIRE(resumed.continues);
     CHECK(*resumed.continues == full.run_id);
     stage(state, {{"a", 1}, {"b", 2}});
@@ -250,8 +160,8 @@ TEST_CASE("state: several exports opening a new state file at once all start (se
             exports.emplace_back([&, i] {
                 try {
                     StateStore state(path);
-                    const auto claim = state.begin_run("export" + std::to_string(i), false, false);
-                    state.finish_run(claim.run_id, RunStatus::succeeded, RunCounts{}, "", "");
+                    const auto claim = begin_run(state, "export" + std::to_string(i), false, false);
+                    state.history().finish_run(claim.run_id, RunStatus::succeeded, RunCounts{}, "", "");
                     ++started;
                 } catch (const std::exception& error) {
                     errors[i] = error.what();
@@ -269,7 +179,7 @@ TEST_CASE("state: a receipt kept with a pending member outlives the process and 
     const std::string path = dir.file("state.db");
     {
         StateStore state(path);
-        const auto run = state.begin_run("e", false, false);
+        const auto run = begin_run(state, "e", false, false);
         stage(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
         RunCounts counts;
         state.diff("e", run.baseline, false, 100, counts);
@@ -279,11 +189,11 @@ TEST_CASE("state: a receipt kept with a pending member outlives the process and 
         // import-8 settles before the process dies: its receipt is forgotten.
         state.apply_outcomes(run.run_id, "e", {{3, MemberState::done, "", ""}});
         // The process dies here (closed as the next claim would close it), with a, b and d unconfirmed.
-        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+        state.history().finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
     }
 
     StateStore state(path);
-    const auto next = state.begin_run("e", false, false);
+    const auto next = begin_run(state, "e", false, false);
     // b changed since (hash 2 -> 22): its old receipt no longer says anything about it.
     stage(state, {{"a", 1}, {"b", 22}, {"c", 3}, {"d", 4}});
     RunCounts counts;
@@ -298,8 +208,8 @@ TEST_CASE("state: a receipt kept with a pending member outlives the process and 
     // forgotten; a receipt this run records is kept until its member settles.
     state.apply_outcomes(next.run_id, "e", {{1, MemberState::done, "", ""}, {4, MemberState::pending, "", "import-9"}});
     state.forget_earlier_receipts("e", next.run_id);
-    state.finish_run(next.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
-    const auto third = state.begin_run("e", false, false);
+    state.history().finish_run(next.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+    const auto third = begin_run(state, "e", false, false);
     stage(state, {{"a", 1}, {"b", 22}, {"c", 3}, {"d", 4}});
     RunCounts third_counts;
     state.diff("e", third.baseline, false, 100, third_counts);
@@ -309,8 +219,8 @@ TEST_CASE("state: a receipt kept with a pending member outlives the process and 
     CHECK(left[0].member.seq == 4);
     CHECK(left[0].receipt == "import-9");
     // --full resends everything: receipts from before it confirm nothing.
-    state.finish_run(third.run_id, RunStatus::failed_retryable, third_counts, "interrupted", "");
-    const auto full = state.begin_run("e", true, false);
+    state.history().finish_run(third.run_id, RunStatus::failed_retryable, third_counts, "interrupted", "");
+    const auto full = begin_run(state, "e", true, false);
     stage(state, {{"a", 1}, {"b", 22}, {"c", 3}, {"d", 4}});
     RunCounts full_counts;
     state.diff("e", full.baseline, false, 100, full_counts);
@@ -328,7 +238,7 @@ TEST_CASE("state: a batch's receipt stays while any of its members is pending, a
                               {3, MemberState::pending, "", "import-7"}});
         state.apply_outcomes(run.run_id, "e", settled);
         state.forget_earlier_receipts("e", run.run_id);
-        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+        state.history().finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
     };
     auto resumable_now = [&] {
         StateStore state(path);
@@ -339,7 +249,7 @@ TEST_CASE("state: a batch's receipt stays while any of its members is pending, a
             CHECK(member.member.payload == "payload-" + std::string(1, static_cast<char>('a' + member.member.seq - 1)));
             seqs.push_back(member.member.seq);
         }
-        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+        state.history().finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
         return seqs;
     };
 
@@ -376,7 +286,7 @@ TEST_CASE("state: a member reported several times in one call ends as its report
         REQUIRE(refused.size() == 1);
         CHECK(refused[0].email == "c");
         CHECK(refused[0].reason == "bad");
-        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+        state.history().finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
     }
     StateStore state(path);
     const auto [next, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}, {"f", 5}});
@@ -421,7 +331,7 @@ TEST_CASE("state: outcomes whose transaction fails leave memory as if they never
                                       "(SELECT receipt, confirmed FROM unconfirmed ORDER BY receipt)");
         REQUIRE(receipts.step());
         CHECK(receipts.text(0) == "import-1:0,import-2:1,import-3:0");
-        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+        state.history().finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
     }
     StateStore state(path);
     const auto [next, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
@@ -445,7 +355,7 @@ TEST_CASE("state: a refresh sends only the changed members among many, and their
         StateStore state(path);
         auto [run, counts] = diffed_run(state, members);
         accept_all(state, run.run_id, "e");
-        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+        state.history().finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
     }
     // Five members changed: next_todo's first four (10, 500, 997, 998) lie far apart and are
     // read one by one; the rest (999 and the new 1001) lie together and are read in one range.
@@ -475,7 +385,7 @@ TEST_CASE("state: a refresh sends only the changed members among many, and their
         std::vector<MemberOutcome> pending;
         for (const int64_t seq : {10, 500, 997, 998, 999, 1001}) pending.push_back({seq, MemberState::pending, "", "import-r"});
         state.apply_outcomes(run.run_id, "e", pending);
-        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
+        state.history().finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
     }
     // The receipt's members, spread over the run, are found again by key and values.
     auto [next, counts] = diffed_run(state, members);
@@ -524,7 +434,7 @@ TEST_CASE("staged keys: every key found again across growth, a fingerprint match
 TEST_CASE("staging: a member whose row failed to be written is not taken for a duplicate, nor hides one") {
     test::TempDir dir;
     StateStore state(dir.file("state.db"));
-    state.begin_run("e", false, false);
+    begin_run(state, "e", false, false);
     state.begin_staging();
     REQUIRE(state.stage_member(1, "a@example.com", "a@example.com", 1, "{}", 0, 2));
     // Seq 1 is taken: the row is refused, so its key must not be recorded under seq 1.
@@ -540,7 +450,7 @@ TEST_CASE("state: a receipt whose every member is accepted is kept as their deli
     const std::string path = dir.file("state.db");
     {
         StateStore state(path);
-        const auto run = state.begin_run("e", false, false);
+        const auto run = begin_run(state, "e", false, false);
         state.begin_staging();
         REQUIRE(state.stage_member(1, "ann@x.io", "Ann@X.io", 11, "payload-ann", 0, 2));
         REQUIRE(state.stage_member(2, "bo@x.io", "bo@x.io", 12, "payload-bo", 0, 3));
@@ -563,12 +473,12 @@ TEST_CASE("state: a receipt whose every member is accepted is kept as their deli
         auto logged = other.prepare("SELECT COUNT(*) FROM delivered_log");
         REQUIRE(logged.step());
         CHECK(logged.integer(0) == 0);
-        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+        state.history().finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
     }
     // The next run finds ann and bo delivered (they leave, with ann's email as written) and cy
     // still new; the kept receipt is merged, nothing is left to resume.
     StateStore state(path);
-    const auto next = state.begin_run("e", false, false);
+    const auto next = begin_run(state, "e", false, false);
     state.begin_staging();
     REQUIRE(state.stage_member(1, "cy@x.io", "cy@x.io", 13, "payload-cy", 0, 2));
     state.end_staging();
@@ -602,7 +512,7 @@ TEST_CASE("state: a version-7 unconfirmed table gains the confirmed column, its 
         StateStore state(path);
         const auto [run, counts] = diffed_run(state, {{"a", 1}});
         state.apply_outcomes(run.run_id, "e", {{1, MemberState::pending, "", "import-7"}});
-        state.finish_run(run.run_id, RunStatus::failed_retryable, counts, "stopped", "");
+        state.history().finish_run(run.run_id, RunStatus::failed_retryable, counts, "stopped", "");
     }
     StateStore state(path);
     const auto [next, counts] = diffed_run(state, {{"a", 1}});
@@ -627,13 +537,13 @@ TEST_CASE("state: a suppressed member counts apart, is reported, and is not sent
     CHECK(reported[0].reason == "unsubscribed from list 3");
     RunCounts finished = counts;
     finished.suppressed = tally.suppressed;
-    state.finish_run(first.run_id, RunStatus::succeeded, finished, "", "");
-    CHECK(state.get_run(first.run_id)->counts.suppressed == 1);
+    state.history().finish_run(first.run_id, RunStatus::succeeded, finished, "", "");
+    CHECK(state.history().get_run(first.run_id)->counts.suppressed == 1);
 
     const auto [again, next] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}});
     CHECK(next.unchanged == 2);  // b too: its values have not changed
     CHECK(next.new_members == 1);
-    state.finish_run(again.run_id, RunStatus::cancelled, next, "", "");
+    state.history().finish_run(again.run_id, RunStatus::cancelled, next, "", "");
     const auto changed = diffed_run(state, {{"a", 1}, {"b", 20}});
     CHECK(changed.counts.changed == 1);  // new values: sent again, to be suppressed again or not
 }
@@ -655,12 +565,12 @@ TEST_CASE("state: segpush remembers its own removals, not the destination's, and
     {
         const auto [run, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}});
         accept_all(state, run.run_id, "e");
-        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+        state.history().finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
     }
     const int64_t before = static_cast<int64_t>(std::time(nullptr));
     {
         // b and c leave: the destination takes b's removal, and had c off the list already.
-        const auto run = state.begin_run("e", false, false);
+        const auto run = begin_run(state, "e", false, false);
         stage(state, {{"a", 1}});
         RunCounts counts;
         state.diff("e", run.baseline, true, 100, counts);
@@ -672,12 +582,12 @@ TEST_CASE("state: segpush remembers its own removals, not the destination's, and
                                                  {todo[1].seq, MemberState::suppressed, "unsubscribed; nothing to remove", ""}});
         CHECK(tally.removed == 1);
         CHECK(tally.suppressed == 1);
-        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+        state.history().finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
     }
     CHECK(removals() == std::vector<std::string>{"b"});
     {
         // Both come back: only b was removed by segpush, so only b carries the removal's time.
-        const auto run = state.begin_run("e", false, false);
+        const auto run = begin_run(state, "e", false, false);
         stage(state, {{"a", 1}, {"b", 2}, {"c", 3}});
         RunCounts counts;
         state.diff("e", run.baseline, true, 100, counts);
@@ -691,10 +601,10 @@ TEST_CASE("state: segpush remembers its own removals, not the destination's, and
         // Refused this time: the removal is still segpush's, for the next try.
         state.apply_outcomes(run.run_id, "e", {{2, MemberState::rejected, "later", ""}, {3, MemberState::done, "", ""}});
         CHECK(removals() == std::vector<std::string>{"b"});
-        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+        state.history().finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
     }
     {
-        const auto run = state.begin_run("e", false, false);
+        const auto run = begin_run(state, "e", false, false);
         stage(state, {{"a", 1}, {"b", 2}, {"c", 3}});
         RunCounts counts;
         state.diff("e", run.baseline, true, 100, counts);
@@ -703,7 +613,7 @@ TEST_CASE("state: segpush remembers its own removals, not the destination's, and
         CHECK(todo[0].removed_at != 0);
         state.apply_outcomes(run.run_id, "e", {{todo[0].seq, MemberState::done, "", ""}});  // put back
         CHECK(removals().empty());
-        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+        state.history().finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
     }
 }
 
@@ -713,18 +623,18 @@ TEST_CASE("state: an export whose only record is a removal is not taken for a fi
     {
         const auto [run, counts] = diffed_run(state, {{"a", 1}});
         accept_all(state, run.run_id, "e");
-        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+        state.history().finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
     }
     {
-        const auto run = state.begin_run("e", false, false);
+        const auto run = begin_run(state, "e", false, false);
         stage(state, {});
         RunCounts counts;
         state.diff("e", run.baseline, true, 100, counts);
         state.apply_outcomes(run.run_id, "e", {{state.next_todo(0, 10).at(0).seq, MemberState::done, "", ""}});
-        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+        state.history().finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
     }
     CHECK_FALSE(state.nothing_recorded("e"));  // delivered is empty, but a removal is remembered
-    const auto run = state.begin_run("e", false, false);
+    const auto run = begin_run(state, "e", false, false);
     stage(state, {{"a", 1}});
     RunCounts counts;
     state.diff("e", run.baseline, true, 100, counts);
@@ -740,17 +650,17 @@ TEST_CASE("state: removals a plugin older than ABI 1.4 reports are not remembere
     {
         const auto [run, counts] = diffed_run(state, {{"a", 1}, {"b", 2}});
         accept_all(state, run.run_id, "e");
-        state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+        state.history().finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
     }
     // Such a plugin reports ACCEPTED for a leaver the destination had off the list already.
-    const auto run = state.begin_run("e", false, false);
+    const auto run = begin_run(state, "e", false, false);
     state.set_removals_are_own(false);
     stage(state, {{"a", 1}});
     RunCounts counts;
     state.diff("e", run.baseline, true, 100, counts);
     const auto tally = state.apply_outcomes(run.run_id, "e", {{state.next_todo(0, 10).at(0).seq, MemberState::done, "", ""}});
     CHECK(tally.removed == 1);
-    state.finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
+    state.history().finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
     sqlite::Database db(path);
     auto rows = db.prepare("SELECT COUNT(*) FROM removals");
     rows.step();
@@ -766,19 +676,19 @@ TEST_CASE("state: forgetting a person removes them from delivered state, receipt
         state.apply_outcomes(run.claim.run_id, "e",
                              {{1, MemberState::done, "", ""}, {2, MemberState::done, "", ""},
                               {3, MemberState::pending, "", "import-9"}});
-        state.finish_run(run.claim.run_id, RunStatus::failed_retryable, run.counts,
+        state.history().finish_run(run.claim.run_id, RunStatus::failed_retryable, run.counts,
                          "the destination refused Ann@Example.com: bad domain", "");
         // A second run of the export, so that Ann's row is written again and freed pages hold copies.
         auto again = diffed_run(state, {{"ann@example.com", 11}, {"bob@example.com", 2}, {"cy@example.com", 3}});
         accept_all(state, again.claim.run_id, "e");
-        state.finish_run(again.claim.run_id, RunStatus::succeeded, again.counts, "", "");
+        state.history().finish_run(again.claim.run_id, RunStatus::succeeded, again.counts, "", "");
     }
     StateStore state(path);
     const auto forgotten = state.forget_members({"ann@example.com", "cy@example.com", "nobody@example.com"});
     CHECK(forgotten.delivered == 2);
     CHECK(forgotten.awaiting_import == 1);  // Cy, left pending by the first run
     CHECK(forgotten.run_errors == 1);
-    CHECK(state.get_run(1)->error == "the destination refused ***************: bad domain");
+    CHECK(state.history().get_run(1)->error == "the destination refused ***************: bad domain");
 
     // The next run knows only Bob: Ann and Cy are new again.
     auto next = diffed_run(state, {{"ann@example.com", 11}, {"bob@example.com", 2}, {"cy@example.com", 3}});
@@ -797,6 +707,6 @@ TEST_CASE("state: forgetting a person removes them from delivered state, receipt
 TEST_CASE("state: forgetting is refused while a live process runs an export of the state") {
     test::TempDir dir;
     StateStore state(dir.file("state.db"));
-    state.begin_run("e", false, false);  // this process, alive
+    begin_run(state, "e", false, false);  // this process, alive
     CHECK_THROWS_AS(state.forget_members({"ann@example.com"}), AlreadyRunning);
 }

@@ -1,0 +1,112 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace segpush {
+
+// How a run ended. failed_retryable means "transient trouble outlasted the retry budget":
+// the next run (scheduled or manual) picks up where it stopped. failed_permanent means a
+// person must change something (credentials, settings, the segment file) first.
+enum class RunStatus { running, succeeded, failed_retryable, failed_permanent, cancelled };
+// The names are what the state keeps and what `runs list` shows: a backend stores these.
+std::string to_string(RunStatus status);
+// Text no status is named by reads as failed_permanent: a person looks at such a run.
+RunStatus run_status_from(const std::string& text);
+
+struct RunCounts {
+    int64_t rows_read = 0;     // data rows read from the segment files
+    int64_t invalid = 0;       // rows rejected before sending (unreadable, bad email, ...)
+    int64_t duplicates = 0;    // rows whose email (case-folded) appeared earlier
+    int64_t members = 0;       // distinct valid members
+    int64_t new_members = 0;   // not delivered before
+    int64_t changed = 0;       // delivered before with other values
+    int64_t unchanged = 0;     // delivered before with the same values: not sent
+    int64_t leaving = 0;       // delivered before, no longer in the segment
+    int64_t sent = 0;          // records handed to the plugin (retries counted once)
+    int64_t accepted = 0;
+    int64_t rejected = 0;      // refused by the destination
+    int64_t removed = 0;       // leavers removed (on_leave: unsubscribe)
+    // Kept out by a choice made at the destination (the person unsubscribed, the address
+    // bounced): nothing was changed there, and the member is not sent again until its
+    // values change. Leavers already off the list count here too, not in removed.
+    int64_t suppressed = 0;
+};
+
+struct RunRecord {
+    int64_t id = 0;
+    std::string export_name;
+    RunStatus status = RunStatus::running;
+    std::string started_at;   // UTC, "2026-01-31T12:00:00Z"
+    std::string finished_at;  // empty while running
+    bool full = false;
+    bool dry_run = false;
+    int64_t pid = 0;
+    std::string hostname;
+    RunCounts counts;
+    std::string error;        // empty when none
+    std::string report_path;  // empty when none
+};
+
+// The export (or, for forgetting people, the state) is in use by a live process: `run` is its run.
+class AlreadyRunning : public std::runtime_error {
+public:
+    AlreadyRunning(const RunRecord& run, const std::string& message) : std::runtime_error(message), run(run) {}
+    RunRecord run;
+};
+
+// The history of runs, which is also what keeps two processes from running one export at
+// once. The engine and the CLI see only this; SqliteRunHistory is the embedded backend.
+//
+// What every backend guarantees:
+// - begin_run is atomic and exclusive: of the processes claiming one export at the same time,
+//   at most one gets a run while a live process holds it; the others get AlreadyRunning. The
+//   check and the insert happen in one transaction that excludes other claims of the export.
+// - A run recorded as running whose process is gone (on this host: the pid is dead, a zombie,
+//   or now another process, told apart by its start time) is closed as failed_retryable, with
+//   the error "interrupted: process PID stopped without finishing", by the next begin_run of
+//   its export, in the same transaction as the claim. A run of another host is taken as alive:
+//   this one cannot ask.
+// - Run ids grow: a later run has a higher id, and ids are never reused.
+// - What a run records survives the process (the next process reads it), and finish_run's
+//   error text is stored scrubbed of secrets (Redactor).
+class RunHistory {
+public:
+    virtual ~RunHistory() = default;
+
+    struct Claim {
+        int64_t run_id = 0;
+        // Members delivered by runs older than this count as changed: 0 for a normal run,
+        // the run itself for --full, or the interrupted --full run it continues.
+        int64_t baseline = 0;
+        std::optional<int64_t> continues;  // the interrupted run whose work this one resumes
+    };
+
+    // Claims the export for this process and records the run as running, with this process's
+    // pid, identity and host. Throws AlreadyRunning when a live process is running it; a run
+    // left running by a dead process is closed as failed_retryable first. A --full run that
+    // is not a dry run continues the export's last non-dry run when that was a --full run that
+    // neither succeeded nor failed permanently (it takes over its baseline).
+    virtual Claim begin_run(const std::string& export_name, bool full, bool dry_run) = 0;
+    // Records how the run ended, its counts, error (empty: none) and report (empty: none).
+    virtual void finish_run(int64_t run_id, RunStatus status, const RunCounts& counts, const std::string& error,
+                            const std::string& report_path) = 0;
+
+    // The newest `limit` runs, newest first; of one export, or of all when `export_name` is empty.
+    virtual std::vector<RunRecord> list_runs(const std::string& export_name, int limit) = 0;
+    virtual std::optional<RunRecord> get_run(int64_t id) = 0;
+
+    // Runs of any export recorded as running whose process is alive (by begin_run's rule),
+    // oldest first. Closes none. A caller that must keep runs from starting while it works
+    // (forgetting people) calls this inside a transaction that excludes begin_run.
+    virtual std::vector<RunRecord> live_runs() = 0;
+    // Masks with '*' every occurrence of the keys (lower-case emails) in runs' errors, the
+    // errors compared case-insensitively; returns how many runs' errors changed.
+    virtual int64_t redact_from_errors(const std::set<std::string>& keys) = 0;
+};
+
+}  // namespace segpush

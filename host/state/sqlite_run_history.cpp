@@ -1,0 +1,265 @@
+#include "state/sqlite_run_history.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include "secrets/redactor.hpp"
+
+namespace segpush {
+
+namespace {
+
+std::string now_utc() {
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    return text;
+}
+
+std::string this_hostname() {
+    char name[256] = {};
+    gethostname(name, sizeof name - 1);
+    return name;
+}
+
+// What /proc says of process `pid`: its state letter (field 3) and start time (field 22).
+// False where /proc does not say (not Linux, or the process is gone).
+bool read_process_stat(int64_t pid, char& state, std::string& start_time) {
+    std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+    // Read whole: the command name, in parentheses, may hold spaces, ')' and even newlines;
+    // the fields after it are counted from the last ')'.
+    const std::string stat{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+    const size_t name_end = stat.rfind(')');
+    if (name_end == std::string::npos) return false;
+    std::istringstream fields(stat.substr(name_end + 1));
+    std::string field;
+    for (int number = 3; number <= 22; ++number) {
+        if (!(fields >> field)) return false;
+        if (number == 3) state = field.empty() ? '?' : field[0];
+    }
+    start_time = field;
+    return true;
+}
+
+std::string boot_id() {
+    std::ifstream boot("/proc/sys/kernel/random/boot_id");
+    std::string id;
+    std::getline(boot, id);
+    return id;
+}
+
+// Which process `pid` is, beyond its number: the boot and the process's start time, so a
+// run whose process died is not taken for alive because its pid was given to another
+// process since (after a reboot, low pids come back at once). Empty where /proc does not say.
+std::string identity_of(const std::string& boot, const std::string& start_time) { return boot + "/" + start_time; }
+
+std::string process_identity(int64_t pid) {
+    char state = '?';
+    std::string start_time;
+    const std::string boot = boot_id();
+    if (boot.empty() || !read_process_stat(pid, state, start_time)) return {};
+    return identity_of(boot, start_time);
+}
+
+// `identity` is what process_identity said when the run started (empty in runs recorded
+// before segpush kept it: the pid alone decides then, as it does where /proc is missing). A
+// zombie is dead: its parent has not collected it yet, but it runs nothing.
+bool process_alive(int64_t pid, const std::string& identity) {
+    if (pid <= 0) return false;
+    if (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
+    char state = '?';
+    std::string start_time;
+    if (!read_process_stat(pid, state, start_time)) return true;
+    if (state == 'Z') return false;
+    if (identity.empty()) return true;
+    const std::string boot = boot_id();
+    return boot.empty() || identity_of(boot, start_time) == identity;
+}
+
+// A run recorded as running whose process is alive, or runs on another host (which this
+// one cannot ask): `identity` is the run's process_identity column.
+bool still_running(const RunRecord& run, const std::string& identity) {
+    return run.hostname != this_hostname() || process_alive(run.pid, identity);
+}
+
+// read_run's columns; kRunColumnCount of them.
+const char* const kRunColumns =
+    "id, export, status, started_at, COALESCE(finished_at, ''), COALESCE(pid, 0), COALESCE(hostname, ''), full, "
+    "dry_run, rows_read, invalid, duplicates, members, new_members, changed, unchanged, leaving, sent, accepted, "
+    "rejected, removed, suppressed, COALESCE(error, ''), COALESCE(report_path, '')";
+constexpr int kRunColumnCount = 24;
+
+RunRecord read_run(const sqlite::Statement& row) {
+    RunRecord run;
+    run.id = row.integer(0);
+    run.export_name = row.text(1);
+    run.status = run_status_from(row.text(2));
+    run.started_at = row.text(3);
+    run.finished_at = row.text(4);
+    run.pid = row.integer(5);
+    run.hostname = row.text(6);
+    run.full = row.integer(7) != 0;
+    run.dry_run = row.integer(8) != 0;
+    RunCounts& c = run.counts;
+    int64_t* fields[] = {&c.rows_read, &c.invalid, &c.duplicates, &c.members, &c.new_members, &c.changed, &c.unchanged,
+                         &c.leaving,   &c.sent,    &c.accepted,   &c.rejected, &c.removed,    &c.suppressed};
+    constexpr int kCounts = sizeof fields / sizeof fields[0];
+    for (int i = 0; i < kCounts; ++i) *fields[i] = row.integer(9 + i);
+    run.error = row.text(9 + kCounts);
+    run.report_path = row.text(10 + kCounts);
+    static_assert(11 + kCounts == kRunColumnCount, "read_run reads every column of kRunColumns");
+    return run;
+}
+
+// The counts in the order of kCountAssignments; returns the next parameter's number.
+int bind_counts(sqlite::Statement& statement, int first, const RunCounts& c) {
+    const int64_t values[] = {c.rows_read, c.invalid, c.duplicates, c.members,  c.new_members, c.changed,   c.unchanged,
+                              c.leaving,   c.sent,    c.accepted,   c.rejected, c.removed,     c.suppressed};
+    for (const int64_t value : values) statement.bind(first++, value);
+    return first;
+}
+
+const char* const kCountAssignments =
+    "rows_read=?, invalid=?, duplicates=?, members=?, new_members=?, changed=?, unchanged=?, leaving=?, sent=?, "
+    "accepted=?, rejected=?, removed=?, suppressed=?";
+
+
+}  // namespace
+
+std::string to_string(RunStatus status) {
+    switch (status) {
+        case RunStatus::running: return "running";
+        case RunStatus::succeeded: return "succeeded";
+        case RunStatus::failed_retryable: return "failed_will_retry";
+        case RunStatus::failed_permanent: return "failed_permanently";
+        case RunStatus::cancelled: return "cancelled";
+    }
+    return "unknown";
+}
+
+RunStatus run_status_from(const std::string& text) {
+    for (RunStatus status : {RunStatus::running, RunStatus::succeeded, RunStatus::failed_retryable,
+                             RunStatus::failed_permanent, RunStatus::cancelled}) {
+        if (to_string(status) == text) return status;
+    }
+    return RunStatus::failed_permanent;
+}
+
+RunHistory::Claim SqliteRunHistory::begin_run(const std::string& export_name, bool full, bool dry_run) {
+    sqlite::Transaction transaction(db_);
+    auto running = db_.prepare(std::string("SELECT ") + kRunColumns +
+                               ", COALESCE(process_identity, '') FROM runs WHERE export=? AND status='running' ORDER BY id");
+    running.bind(1, export_name);
+    while (running.step()) {
+        const RunRecord run = read_run(running);
+        if (still_running(run, running.text(kRunColumnCount))) {
+            throw AlreadyRunning(run, "export '" + export_name + "' is already running as run #" +
+                                          std::to_string(run.id) + " (pid " + std::to_string(run.pid) + " on " +
+                                          run.hostname + ", started " + run.started_at + ")");
+        }
+        auto close = db_.prepare("UPDATE runs SET status=?, finished_at=?, error=? WHERE id=?");
+        close.bind(1, to_string(RunStatus::failed_retryable)).bind(2, now_utc())
+            .bind(3, std::string("interrupted: process ") + std::to_string(run.pid) + " stopped without finishing")
+            .bind(4, run.id).run();
+    }
+    Claim claim;
+    if (full && !dry_run) {
+        // A --full run that did not finish is continued by the next --full run: members it
+        // already delivered are not sent again.
+        auto last = db_.prepare("SELECT id, baseline, status, full FROM runs WHERE export=? AND dry_run=0 "
+                                "ORDER BY id DESC LIMIT 1");
+        last.bind(1, export_name);
+        if (last.step() && last.integer(3) != 0 && last.text(2) != to_string(RunStatus::succeeded) &&
+            last.text(2) != to_string(RunStatus::failed_permanent)) {
+            claim.continues = last.integer(0);
+            claim.baseline = last.integer(1);
+        }
+    }
+    auto insert = db_.prepare("INSERT INTO runs(export, status, started_at, pid, hostname, full, dry_run, baseline, "
+                              "process_identity) VALUES(?, 'running', ?, ?, ?, ?, ?, ?, ?)");
+    insert.bind(1, export_name).bind(2, now_utc()).bind(3, static_cast<int64_t>(getpid())).bind(4, this_hostname())
+        .bind(5, full ? 1 : 0).bind(6, dry_run ? 1 : 0).bind(7, claim.baseline)
+        .bind(8, process_identity(getpid())).run();
+    claim.run_id = db_.last_insert_id();
+    if (full && !dry_run && !claim.continues) {
+        claim.baseline = claim.run_id;
+        db_.prepare("UPDATE runs SET baseline=? WHERE id=?").bind(1, claim.run_id).bind(2, claim.run_id).run();
+    }
+    transaction.commit();
+    return claim;
+}
+
+void SqliteRunHistory::finish_run(int64_t run_id, RunStatus status, const RunCounts& counts,
+                                  const std::string& error, const std::string& report_path) {
+    // The error may come from a plugin or a server, which may echo a secret: it is scrubbed
+    // before it reaches the file, its WAL, or `runs show`.
+    auto update = db_.prepare(std::string("UPDATE runs SET ") + kCountAssignments +
+                              ", status=?, finished_at=?, error=?, report_path=? WHERE id=?");
+    const int next = bind_counts(update, 1, counts);
+    update.bind(next, to_string(status)).bind(next + 1, now_utc());
+    if (error.empty()) update.bind_null(next + 2); else update.bind(next + 2, Redactor::instance().scrub(error));
+    if (report_path.empty()) update.bind_null(next + 3); else update.bind(next + 3, report_path);
+    update.bind(next + 4, run_id).run();
+}
+
+std::vector<RunRecord> SqliteRunHistory::list_runs(const std::string& export_name, int limit) {
+    auto query = db_.prepare(std::string("SELECT ") + kRunColumns + " FROM runs" +
+                             (export_name.empty() ? "" : " WHERE export=?1") + " ORDER BY id DESC LIMIT ?2");
+    if (!export_name.empty()) query.bind(1, export_name);
+    query.bind(2, static_cast<int64_t>(limit));
+    std::vector<RunRecord> runs;
+    while (query.step()) runs.push_back(read_run(query));
+    return runs;
+}
+
+std::optional<RunRecord> SqliteRunHistory::get_run(int64_t id) {
+    auto query = db_.prepare(std::string("SELECT ") + kRunColumns + " FROM runs WHERE id=?");
+    query.bind(1, id);
+    if (!query.step()) return std::nullopt;
+    return read_run(query);
+}
+
+std::vector<RunRecord> SqliteRunHistory::live_runs() {
+    auto running = db_.prepare(std::string("SELECT ") + kRunColumns +
+                               ", COALESCE(process_identity, '') FROM runs WHERE status='running' ORDER BY id");
+    std::vector<RunRecord> live;
+    while (running.step()) {
+        RunRecord run = read_run(running);
+        if (still_running(run, running.text(kRunColumnCount))) live.push_back(std::move(run));
+    }
+    return live;
+}
+
+int64_t SqliteRunHistory::redact_from_errors(const std::set<std::string>& keys) {
+    // A run's error may quote an email (a destination's message about one member).
+    auto errors = db_.prepare("SELECT id, error FROM runs WHERE error IS NOT NULL");
+    std::vector<std::pair<int64_t, std::string>> cleaned;
+    while (errors.step()) {
+        std::string error = errors.text(1);
+        std::string folded = error;
+        for (char& c : folded) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        bool named = false;
+        for (const std::string& key : keys) {
+            for (size_t at = folded.find(key); at != std::string::npos; at = folded.find(key, at + 1)) {
+                error.replace(at, key.size(), std::string(key.size(), '*'));
+                named = true;
+            }
+        }
+        if (named) cleaned.emplace_back(errors.integer(0), std::move(error));
+    }
+    errors.reset();
+    for (const auto& [id, error] : cleaned) {
+        db_.prepare("UPDATE runs SET error=? WHERE id=?").bind(1, error).bind(2, id).run();
+    }
+    return static_cast<int64_t>(cleaned.size());
+}
+
+}  // namespace segpush

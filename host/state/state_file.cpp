@@ -1,0 +1,199 @@
+#include "state/state_file.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "state/private_files.hpp"
+
+namespace segpush {
+
+namespace {
+
+// The schema of every table the state file keeps, run history's and members' alike (the TEMP
+// tables are the connection's own, for the run a StateStore stages).
+constexpr int kSchemaVersion = 9;
+
+const char* const kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS runs(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  export TEXT NOT NULL,
+  status TEXT NOT NULL,
+  started_at TEXT NOT NULL,
+  finished_at TEXT,
+  pid INTEGER,
+  process_identity TEXT,
+  hostname TEXT,
+  full INTEGER NOT NULL DEFAULT 0,
+  dry_run INTEGER NOT NULL DEFAULT 0,
+  baseline INTEGER NOT NULL DEFAULT 0,
+  rows_read INTEGER NOT NULL DEFAULT 0, invalid INTEGER NOT NULL DEFAULT 0,
+  duplicates INTEGER NOT NULL DEFAULT 0, members INTEGER NOT NULL DEFAULT 0,
+  new_members INTEGER NOT NULL DEFAULT 0, changed INTEGER NOT NULL DEFAULT 0,
+  unchanged INTEGER NOT NULL DEFAULT 0, leaving INTEGER NOT NULL DEFAULT 0,
+  sent INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
+  rejected INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0,
+  suppressed INTEGER NOT NULL DEFAULT 0,
+  error TEXT,
+  report_path TEXT);
+CREATE INDEX IF NOT EXISTS runs_by_export ON runs(export, id);
+
+CREATE TABLE IF NOT EXISTS delivered(
+  export TEXT NOT NULL,
+  email_key TEXT NOT NULL,
+  key_value TEXT NOT NULL,
+  hash INTEGER NOT NULL,
+  run_id INTEGER NOT NULL,
+  PRIMARY KEY(export, email_key)) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS delivered_log(
+  export TEXT NOT NULL,
+  email_key TEXT NOT NULL,
+  key_value TEXT NOT NULL,
+  hash INTEGER NOT NULL,
+  run_id INTEGER NOT NULL,
+  removed INTEGER NOT NULL DEFAULT 0);
+
+-- Members segpush itself removed from the destination (a leaver's REMOVE the destination
+-- accepted), with when and why: the only ones it may put back when they join the segment
+-- again. A leaver the destination had already kept out (SUPPRESSED) is never here, so a person
+-- who unsubscribed themselves is never taken for one segpush removed. A row goes once the
+-- member is delivered (or kept out) again.
+CREATE TABLE IF NOT EXISTS removals(
+  export TEXT NOT NULL,
+  email_key TEXT NOT NULL,
+  removed_at INTEGER NOT NULL,  -- seconds since 1970-01-01 UTC
+  run_id INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  PRIMARY KEY(export, email_key)) WITHOUT ROWID;
+
+-- One row per receipt: in `members`, the key and hash of each member it covers (see
+-- encode_receipt_member), by which the next run finds them; first_seq and last_seq, the
+-- lowest and highest seq among them, say which part of the run it was. A row per member
+-- wrote and then deleted a B-tree row per member: a third of the state file's writes. The
+-- table holds the imports awaiting confirmation: a run finds its rows by id, the next run
+-- reads them all. A receipt whose every member the destination accepted at once is kept,
+-- marked `confirmed`: its members are delivered, and merged into `delivered` with the log
+-- (merge_delivered_log). Copying them into delivered_log instead (a B-tree row each, read
+-- from the staged rows) was a tenth of an export's CPU.
+CREATE TABLE IF NOT EXISTS unconfirmed(
+  id INTEGER PRIMARY KEY,
+  export TEXT NOT NULL,
+  run_id INTEGER NOT NULL,
+  first_seq INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL,
+  receipt TEXT NOT NULL,
+  members BLOB NOT NULL,
+  confirmed INTEGER NOT NULL DEFAULT 0);
+
+-- The staged members' keys, for what finds a member by key (a diff, resuming receipts): built
+-- from the staged file (see StagedFile) only by those, never by a first delivery.
+CREATE TEMP TABLE IF NOT EXISTS staged_keys(
+  seq INTEGER PRIMARY KEY,
+  email_key TEXT NOT NULL,
+  hash INTEGER NOT NULL);
+
+-- Why the destination refused or kept out a member, read only for the report: kept in
+-- memory, a run whose every record is refused would hold a string a member.
+CREATE TEMP TABLE IF NOT EXISTS refusals(
+  seq INTEGER PRIMARY KEY,
+  reason TEXT NOT NULL);
+
+-- merge_delivered_log's copy of the confirmed receipts' members, sorted by key there.
+CREATE TEMP TABLE IF NOT EXISTS confirmed_members(
+  email_key TEXT NOT NULL,
+  key_value TEXT NOT NULL,
+  hash INTEGER NOT NULL,
+  run_id INTEGER NOT NULL);
+
+CREATE TEMP TABLE IF NOT EXISTS rejects(
+  source INTEGER NOT NULL,
+  line INTEGER NOT NULL,
+  email TEXT,
+  reason TEXT NOT NULL);
+)sql";
+
+}  // namespace
+
+StateFile::StateFile(const std::string& path) : db_([&] {
+        // SQLite gives the WAL and shared-memory files the state file's mode, so a private
+        // state file keeps them private too; ones an older segpush left readable are tightened.
+        create_private_directories(std::filesystem::path(path).parent_path().string());
+        ensure_private_file(path);
+        for (const char* suffix : {"-wal", "-shm"}) {
+            if (std::filesystem::exists(path + suffix)) ensure_private_file(path + suffix);
+        }
+        return path;
+    }()) {
+    // WAL: readers (runs list) never block the running export; NORMAL sync is durable
+    // across process crashes, which is what checkpoints must survive. Switching a new file to
+    // WAL can meet another process doing the same (serve starts several exports at once) and
+    // SQLite then answers "locked" without waiting, so it is tried again for a while.
+    // Checkpoints every 64 MiB of WAL (SQLite's default is about 4): delivered rows land on
+    // random pages, and a longer window writes each page back once for many commits.
+    for (int attempt = 0;; ++attempt) {
+        try {
+            db_.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=16384;");
+            break;
+        } catch (const sqlite::Error&) {
+            if (attempt == 50) throw;
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+    }
+    // Deleted rows (members who left, people forgotten, merged logs) hold emails: they are
+    // overwritten rather than left in free pages. Debian builds SQLite this way already;
+    // other builds do not.
+    db_.exec("PRAGMA secure_delete=ON;");
+    // A run's staged members live in a file of its own (StagedFile); its rejected rows, its
+    // refusals and, for a diff, its members' keys in this connection's TEMP database: a
+    // private file SQLite deletes when the connection closes (or the OS does, after a crash).
+    // They need no durability (every run stages afresh; the delivered table is the
+    // checkpoint), so they stay out of the WAL and the state file, which also keeps a run's
+    // personal data out of the state file. The TEMP cache (16 MiB) keeps the keys' index out
+    // of read(2) while a diff builds it; the state file is written sequentially and read in
+    // key order by the diff, so 4 MiB serve it: a bigger cache would buy little.
+    // The TEMP database keeps no rollback journal: journaling the index pages each staging
+    // chunk and outcome batch touches is a cost that grows with the export. Its rows are rebuilt
+    // by every run and vanish with the connection; a transaction is only rolled back when the
+    // run is failing anyway, after which its rows are read at most for the report. Its pages
+    // are 16 KiB: the keys of a few hundred thousand members outgrow its cache, and larger
+    // pages mean fewer pwrite and pread calls.
+    db_.exec("PRAGMA temp.page_size=16384; PRAGMA main.cache_size=-4096; PRAGMA temp.cache_size=-16384; PRAGMA temp.journal_mode=OFF;");
+    // The schema in one IMMEDIATE transaction: it takes the write lock up front (waiting its
+    // turn), where separate statements would upgrade read locks and deadlock.
+    sqlite::Transaction setup(db_);
+    // Versions 1 and 2 kept staged rows and rejects in the state file (version 1 keyed by
+    // email, which made every read a random one). They only matter to a run in progress, whose
+    // delivered records are checkpointed separately, so the old tables are simply dropped.
+    // Version 4 added the unconfirmed table, version 5 keyed it by run and seq and added
+    // delivered_log (created below like every table), version 6 made it a row per receipt,
+    // version 7 added runs.process_identity.
+    const int64_t version = [&] {
+        sqlite::Statement query = db_.prepare("PRAGMA user_version");
+        query.step();
+        return query.integer(0);
+    }();
+    if (version < kSchemaVersion) {
+        db_.exec("DROP TABLE IF EXISTS main.staged; DROP TABLE IF EXISTS main.rejects;");
+        // Versions 4 and 5 kept a receipt per member; losing them only means a batch in
+        // flight at a crash is sent again.
+        if (version == 4 || version == 5) db_.exec("DROP TABLE IF EXISTS main.unconfirmed;");
+        db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion) + ";");
+    }
+    db_.exec(kSchema);
+    // Columns later versions added to tables kept from before them (CREATE TABLE IF NOT EXISTS
+    // leaves an existing table as it is).
+    auto add_column_if_missing = [&](const std::string& table, const std::string& column, const std::string& type) {
+        sqlite::Statement present = db_.prepare("SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name=?2");
+        present.bind(1, table).bind(2, column).step();
+        const bool missing = present.integer(0) == 0;
+        present.reset();
+        if (missing) db_.exec("ALTER TABLE " + table + " ADD COLUMN " + column + " " + type + ";");
+    };
+    add_column_if_missing("runs", "process_identity", "TEXT");                          // version 7
+    add_column_if_missing("unconfirmed", "confirmed", "INTEGER NOT NULL DEFAULT 0");  // version 8
+    add_column_if_missing("runs", "suppressed", "INTEGER NOT NULL DEFAULT 0");          // version 9
+    setup.commit();
+}
+
+}  // namespace segpush

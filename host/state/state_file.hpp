@@ -1,0 +1,27 @@
+#pragma once
+
+#include <string>
+
+#include "state/sqlite.hpp"
+
+namespace segpush {
+
+// The SQLite state file and the one connection to it that a process's state objects share:
+// the run history (SqliteRunHistory) and the members' state (StateStore) keep their tables
+// in this one file, under one schema version, so that forgetting a person can check for live
+// runs and delete in one transaction. Opening it makes the file and its WAL private, sets the
+// connection up (WAL, caches, the TEMP database's pages) and brings the schema of every table
+// to the current version, migrating older files: the schema and its migrations live here alone.
+class StateFile {
+public:
+    explicit StateFile(const std::string& path);
+    StateFile(const StateFile&) = delete;
+    StateFile& operator=(const StateFile&) = delete;
+
+    sqlite::Database& db() { return db_; }
+
+private:
+    sqlite::Database db_;
+};
+
+}  // namespace segpush
