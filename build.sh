@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian 12 machine:
 #   ./build.sh demo   install what is missing, build, run the main job on the example config
-#   ./build.sh test   install what is missing, build, run every test, then again under ASan+UBSan, then the fuzzers
-# Extra arguments after `test` go to ctest (e.g. ./build.sh test -R config).
+#   ./build.sh test   install what is missing, check the formatting, build, run every test, then again under ASan+UBSan, then the fuzzers
+#   ./build.sh format apply .clang-format to every C and C++ file (frozen fixtures excepted)
+# Extra arguments after `test` select tests and go to ctest (./build.sh test -L unit, -R '^reliability'): then only the normal build's tests run.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 BUILD_DIR=${BUILD_DIR:-build}
 PACKAGES=(g++ make cmake pkg-config libboost-dev libboost-filesystem-dev libyaml-cpp-dev
           libcurl4-openssl-dev rapidjson-dev catch2 libsqlite3-dev python3 openssl ca-certificates
-          clang)  # clang: libFuzzer for the fuzz step of `test`
+          clang clang-format)  # clang: libFuzzer for the fuzz step of `test`
 
+# Installs those of the given Debian packages that are missing.
 install_missing() {
     local missing=()
-    for package in "${PACKAGES[@]}"; do
+    for package in "$@"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return
@@ -24,8 +26,9 @@ install_missing() {
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# The configurations are CMakePresets.json's; -B and CMAKE_ARGS (e.g. a compiler launcher) override them.
 build() {
-    cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CMAKE_ARGS:-} >/dev/null
+    cmake --preset default -B "$BUILD_DIR" ${CMAKE_ARGS:-} >/dev/null
     cmake --build "$BUILD_DIR" -j"$(nproc)"
 }
 
@@ -47,7 +50,7 @@ stage() {
 }
 
 build_sanitized() {
-    cmake -S . -B "$ASAN_BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSEGPUSH_SANITIZE=ON ${CMAKE_ARGS:-} >/dev/null
+    cmake --preset asan -B "$ASAN_BUILD_DIR" ${CMAKE_ARGS:-} >/dev/null
     cmake --build "$ASAN_BUILD_DIR" -j"$(nproc)"
 }
 
@@ -57,6 +60,36 @@ test_sanitized() {
     ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:strict_string_checks=1 \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         ctest --test-dir "$ASAN_BUILD_DIR" --output-on-failure -j"$TEST_JOBS" "$@"
+}
+
+# Every tracked (or new, not ignored) C and C++ file but the frozen ABI headers, which stay
+# byte for byte as they were released.
+formatted_files() {
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files --cached --others --exclude-standard -- '*.c' '*.h' '*.cpp' '*.hpp' ':!:tests/fixtures' |
+            while read -r file; do if [ -f "$file" ]; then echo "$file"; fi; done  # not the ones deleted since
+    else  # an unpacked archive
+        find host plugins plugin-api tests fuzz bench -path tests/fixtures -prune -o \
+            -type f \( -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.hpp' \) -print
+    fi
+}
+
+# The files clang-format would change, each with how many places differ, and the command that
+# fixes them. Formatting is clang-format's (Debian 12: version 14); other versions may differ.
+check_format() {
+    local files output
+    mapfile -t files < <(formatted_files)
+    output=$(clang-format --dry-run --Werror "${files[@]}" 2>&1) && return
+    echo "These files are not formatted as .clang-format says (places that differ, file):"
+    sed -nE 's/^([^ :][^:]*):[0-9]+:[0-9]+: error: code should be clang-formatted.*/\1/p' <<<"$output" | sort | uniq -c
+    echo "See what differs: clang-format --dry-run FILE; fix them all: ./build.sh format"
+    return 1
+}
+
+format_tree() {
+    local files
+    mapfile -t files < <(formatted_files)
+    clang-format -i "${files[@]}"
 }
 
 # The main job, end to end, without an ActiveCampaign account: the ActiveCampaign sandbox
@@ -118,22 +151,33 @@ PY
 
 case "${1:-}" in
     demo)
-        install_missing
+        install_missing "${PACKAGES[@]}"
         build
         run_demo
         ;;
     test)
         shift
-        install_missing
+        install_missing "${PACKAGES[@]}"
+        stage format check_format
         stage build build
         stage tests ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$TEST_JOBS" "$@"
-        stage sanitizer-build build_sanitized
-        stage sanitizer-tests test_sanitized "$@"
-        stage fuzz fuzz/run.sh "$FUZZ_SECONDS"
+        # A selection of tests (-L unit, -R ...) is a quick loop while working: the sanitizer
+        # build and the fuzzers belong to the whole run, which CI makes.
+        if [ $# -eq 0 ]; then
+            stage sanitizer-build build_sanitized
+            stage sanitizer-tests test_sanitized
+            stage fuzz fuzz/run.sh "$FUZZ_SECONDS"
+        else
+            echo "== sanitizer-build, sanitizer-tests, fuzz: skipped for a selection of tests (./build.sh test without arguments runs them)"
+        fi
         echo "Stage times (s): ${STAGE_TIMES[*]}"
         ;;
+    format)
+        install_missing clang-format
+        format_tree
+        ;;
     *)
-        sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -17,8 +17,8 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(csv_reader jsonl_reader config_loader config_aliases ac_responses)
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-    -DSEGPUSH_FUZZ=ON -DSEGPUSH_BUILD_TESTS=OFF >/dev/null
+# CMakePresets.json's fuzz preset: clang, -DSEGPUSH_FUZZ=ON, no tests.
+cmake --preset fuzz -B "$BUILD_DIR" >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)" --target $(printf 'fuzz_%s ' "${targets[@]}")
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:abort_on_error=0}
