@@ -288,7 +288,9 @@ void describe_schema(std::ostringstream& text, const char* schema_json) {
     for (const auto& property : properties->value.GetObject()) {
         const std::string name = property.name.GetString();
         const auto& spec = property.value;
-        std::string type = spec.HasMember("type") ? (spec["type"].IsString() ? spec["type"].GetString() : json_text(spec["type"])) : "any";
+        std::string type = spec.HasMember("type")
+                               ? (spec["type"].IsString() ? spec["type"].GetString() : json_text(spec["type"]))
+                               : "any";
         const bool is_required = std::find(required.begin(), required.end(), name) != required.end();
         std::vector<std::string> notes;
         notes.push_back(is_required ? "required" : "optional");
@@ -333,8 +335,8 @@ int plugins_describe(const Options& options, Printer& print) {
         doc.AddMember("abi", rapidjson::Value(abi_text(api.abi_major, api.abi_minor).c_str(), a), a);
         doc.AddMember("file", rapidjson::Value(plugin->file.c_str(), a), a);
         doc.AddMember("description", str(api.description), a);
-        for (auto [key, text] : {std::pair{"connection_schema", api.connection_schema},
-                                 std::pair{"export_schema", api.export_schema}}) {
+        for (auto [key, text] :
+             {std::pair{"connection_schema", api.connection_schema}, std::pair{"export_schema", api.export_schema}}) {
             rapidjson::Document schema(&a);
             schema.Parse(text);
             doc.AddMember(rapidjson::StringRef(key), rapidjson::Value(schema, a), a);
@@ -394,11 +396,13 @@ int plugins_describe(const Options& options, Printer& print) {
         text << "\nMembers who leave the segment can be removed: exports.NAME.on_leave: unsubscribe\n";
     }
     text << "\nLimits:\n"
-         << "  records per batch      " << bounded(limits.max_records_per_batch, plugin->max_records_per_batch()) << "\n"
+         << "  records per batch      " << bounded(limits.max_records_per_batch, plugin->max_records_per_batch())
+         << "\n"
          << "  bytes per batch        " << limit(limits.max_bytes_per_batch) << "\n"
          << "  requests per second    " << limit(limits.requests_per_second) << "\n"
          << "  requests per minute    " << limit(limits.requests_per_minute) << "\n"
-         << "  concurrent pushes      " << bounded(limits.max_concurrent_pushes, plugin->max_concurrent_pushes()) << "\n";
+         << "  concurrent pushes      " << bounded(limits.max_concurrent_pushes, plugin->max_concurrent_pushes())
+         << "\n";
     print.out(text.str());
     return kExitOk;
 }
@@ -415,8 +419,8 @@ int config_check(const Options& options, Printer& print) {
     }
     const Config& config = setup->config;
     print.out(options.config_path + ": OK (" + std::to_string(config.segments.size()) + " segment(s), " +
-              std::to_string(config.connections.size()) + " connection(s), " +
-              std::to_string(config.exports.size()) + " export(s))\n");
+              std::to_string(config.connections.size()) + " connection(s), " + std::to_string(config.exports.size()) +
+              " export(s))\n");
     return kExitOk;
 }
 
@@ -447,7 +451,8 @@ std::optional<CheckedSetup> load_checked(const Options& options, Diagnostics& di
         if (!setup.registry.directory_problem().empty()) {
             diagnostics.error(setup.config.plugin_dir_pos, "plugin_dir",
                               setup.registry.directory_problem() +
-                                  (options.plugin_dir ? " (given with --plugin-dir, which replaces this setting)" : ""));
+                                  (options.plugin_dir ? " (given with --plugin-dir, which replaces this setting)"
+                                                      : ""));
         }
         for (const auto& refused : setup.registry.refused()) {
             if (!refused.wanted_id.empty()) continue;  // an error at the connection that names it
@@ -514,7 +519,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
             options.plugin_dir = arg.substr(13);
         } else if (arg.size() > 1 && arg[0] == '-') {
             return usage_error(print, "unknown option " + arg +
-                                          did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--dry-run", "--full", "--limit", "--help", "--version"}));
+                                          did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--dry-run",
+                                                             "--full", "--limit", "--help", "--version"}));
         } else {
             options.words.push_back(arg);
         }

@@ -72,8 +72,8 @@ std::string duration_text(double seconds) {
         text << std::fixed << std::setprecision(1) << seconds << " s";
     } else {
         const auto whole = static_cast<int64_t>(seconds);
-        text << whole / 3600 << "h" << std::setw(2) << std::setfill('0') << (whole / 60) % 60 << "m"
-             << std::setw(2) << whole % 60 << "s";
+        text << whole / 3600 << "h" << std::setw(2) << std::setfill('0') << (whole / 60) % 60 << "m" << std::setw(2)
+             << whole % 60 << "s";
     }
     return text.str();
 }
@@ -146,9 +146,10 @@ void add_run_json(rapidjson::Value& target, const RunRecord& run, rapidjson::Doc
     rapidjson::Value counts(rapidjson::kObjectType);
     const RunCounts& c = run.counts;
     const std::pair<const char*, int64_t> items[] = {
-        {"rows_read", c.rows_read}, {"invalid", c.invalid},     {"duplicates", c.duplicates}, {"members", c.members},
-        {"new", c.new_members},     {"changed", c.changed},     {"unchanged", c.unchanged},   {"leaving", c.leaving},
-        {"sent", c.sent},           {"accepted", c.accepted},   {"rejected", c.rejected},     {"removed", c.removed},
+        {"rows_read", c.rows_read},  {"invalid", c.invalid},   {"duplicates", c.duplicates},
+        {"members", c.members},      {"new", c.new_members},   {"changed", c.changed},
+        {"unchanged", c.unchanged},  {"leaving", c.leaving},   {"sent", c.sent},
+        {"accepted", c.accepted},    {"rejected", c.rejected}, {"removed", c.removed},
         {"suppressed", c.suppressed}};
     for (const auto& [name, value] : items) counts.AddMember(rapidjson::StringRef(name), value, alloc);
     target.AddMember("counts", counts, alloc);
@@ -171,10 +172,11 @@ void run_scheduled(const CheckedSetup& setup, const ExportConfig& exp) {
         const RunSummary summary = runner.run(RunOptions{});
         const RunCounts& c = summary.counts;
         log_line(summary.status == RunStatus::succeeded ? LogLevel::info : LogLevel::error,
-                 "export " + exp.name + ": run #" + std::to_string(summary.run_id) + " " +
-                     to_string(summary.status) + " in " + duration_text(summary.seconds) + ": sent " + count(c.sent) +
-                     ", accepted " + count(c.accepted) + ", rejected " + count(c.rejected + c.invalid) +
-                     ", suppressed " + count(c.suppressed) + ", unchanged " + count(c.unchanged) + (summary.error.empty() ? "" : "; " + summary.error));
+                 "export " + exp.name + ": run #" + std::to_string(summary.run_id) + " " + to_string(summary.status) +
+                     " in " + duration_text(summary.seconds) + ": sent " + count(c.sent) + ", accepted " +
+                     count(c.accepted) + ", rejected " + count(c.rejected + c.invalid) + ", suppressed " +
+                     count(c.suppressed) + ", unchanged " + count(c.unchanged) +
+                     (summary.error.empty() ? "" : "; " + summary.error));
     } catch (const AlreadyRunning& running) {
         log_line(LogLevel::warn, "export " + exp.name + ": skipped this time: " + running.what());
     } catch (const std::exception& error) {
@@ -185,7 +187,8 @@ void run_scheduled(const CheckedSetup& setup, const ExportConfig& exp) {
 }  // namespace
 
 int export_run(const Options& options, Printer& print) {
-    if (options.words.size() != 3) return usage_error(print, "export run takes one export name: segpush export run NAME");
+    if (options.words.size() != 3)
+        return usage_error(print, "export run takes one export name: segpush export run NAME");
     auto setup = load_checked_or_report(options, print);
     if (!setup) return kExitUsage;
     const ExportConfig* exp = find_export_or_report(setup->config, options.words[2], print);
@@ -234,17 +237,17 @@ int runs_list(const Options& options, Printer& print) {
         return kExitOk;
     }
     std::ostringstream text;
-    text << std::left << std::setw(6) << "ID" << std::setw(22) << "EXPORT" << std::setw(19) << "STATUS"
-         << std::setw(22) << "STARTED" << std::right << std::setw(10) << "SENT" << std::setw(10) << "ACCEPTED"
-         << std::setw(10) << "REJECTED" << std::setw(11) << "SUPPRESSED" << std::setw(11) << "UNCHANGED" << "  ERROR\n";
+    text << std::left << std::setw(6) << "ID" << std::setw(22) << "EXPORT" << std::setw(19) << "STATUS" << std::setw(22)
+         << "STARTED" << std::right << std::setw(10) << "SENT" << std::setw(10) << "ACCEPTED" << std::setw(10)
+         << "REJECTED" << std::setw(11) << "SUPPRESSED" << std::setw(11) << "UNCHANGED"
+         << "  ERROR\n";
     for (const auto& run : runs) {
         std::string error = run.error.size() > 60 ? run.error.substr(0, 57) + "..." : run.error;
         text << std::left << std::setw(6) << run.id << std::setw(22) << run.export_name << std::setw(19)
-             << (to_string(run.status) + (run.dry_run ? " (dry)" : "")) << std::setw(22) << run.started_at
-             << std::right << std::setw(10) << run.counts.sent << std::setw(10) << run.counts.accepted
-             << std::setw(10) << run.counts.rejected + run.counts.invalid << std::setw(11) << run.counts.suppressed
-             << std::setw(11) << run.counts.unchanged
-             << "  " << error << "\n";
+             << (to_string(run.status) + (run.dry_run ? " (dry)" : "")) << std::setw(22) << run.started_at << std::right
+             << std::setw(10) << run.counts.sent << std::setw(10) << run.counts.accepted << std::setw(10)
+             << run.counts.rejected + run.counts.invalid << std::setw(11) << run.counts.suppressed << std::setw(11)
+             << run.counts.unchanged << "  " << error << "\n";
     }
     print.out(text.str());
     return kExitOk;
@@ -258,8 +261,8 @@ int runs_show(const Options& options, Printer& print) {
         id = std::stoll(options.words[2], &used);
         if (used != options.words[2].size()) throw std::invalid_argument("trailing text");
     } catch (const std::exception&) {
-        return usage_error(print, "run id must be a number, as 'segpush runs list' shows it, not '" +
-                                      options.words[2] + "'");
+        return usage_error(print,
+                           "run id must be a number, as 'segpush runs list' shows it, not '" + options.words[2] + "'");
     }
     const auto path = state_path_of(options, print);
     if (!path) return kExitUsage;
@@ -355,11 +358,13 @@ int serve(const Options& options, Printer& print) {
     // Plugins' request budgets are shared by every export here and with the other segpush
     // processes of this state (an `export run` from cron, say).
     SharedBudgets::process().use_state_file(setup->config.state_path);
-    Scheduler scheduler(setup->config.exports, [&](const ExportConfig& exp) { run_scheduled(*setup, exp); },
-                        std::chrono::system_clock::now());
+    Scheduler scheduler(
+        setup->config.exports, [&](const ExportConfig& exp) { run_scheduled(*setup, exp); },
+        std::chrono::system_clock::now());
     if (scheduler.empty()) {
-        print.err("segpush: no export has a schedule, so there is nothing to serve; add schedule: \"0 3 * * *\" "
-                  "(5-field cron, UTC unless timezone: is given) to an export, or run one with 'segpush export run NAME'\n");
+        print.err(
+            "segpush: no export has a schedule, so there is nothing to serve; add schedule: \"0 3 * * *\" "
+            "(5-field cron, UTC unless timezone: is given) to an export, or run one with 'segpush export run NAME'\n");
         return kExitUsage;
     }
     StopOnSignal stop_on_signal;

@@ -33,15 +33,15 @@ YAML::Node settings_block(const YAML::Node& node) {
     return settings.IsDefined() ? settings : YAML::Node(YAML::NodeType::Undefined);
 }
 
-const std::vector<std::string> kMainKeys = {"plugin_dir", "state", "report_retention_days", "strict", "include",
-                                            "segments", "connections", "exports"};
+const std::vector<std::string> kMainKeys = {"plugin_dir", "state",    "report_retention_days", "strict",
+                                            "include",    "segments", "connections",           "exports"};
 const std::vector<std::string> kAdminIncludeKeys = {"segments", "connections", "exports"};
 const std::vector<std::string> kContributorIncludeKeys = {"exports"};
 const std::vector<std::string> kSegmentKeys = {"source", "path", "fifo_timeout_seconds"};
 const std::vector<std::string> kConnectionKeys = {"plugin", "display_name", "usable_by", "privacy_consent", "settings"};
-const std::vector<std::string> kExportKeys = {"connection", "segments", "settings", "mapping",
-                                              "schedule", "timezone", "max_profiles", "on_leave", "retry",
-                                              "clear_blank_values"};
+const std::vector<std::string> kExportKeys = {"connection", "segments",          "settings",     "mapping",
+                                              "schedule",   "timezone",          "max_profiles", "on_leave",
+                                              "retry",      "clear_blank_values"};
 const std::vector<std::string> kSources = {"csv", "jsonl"};
 const std::vector<std::string> kRoles = {"admins", "contributors"};
 
@@ -84,10 +84,11 @@ public:
                 return YAML::Node(YAML::NodeType::Undefined);
             }
             if (text.size() > kMaxConfigFileBytes) {
-                diagnostics_.error(where, "", "configuration file " + path + " is larger than " +
-                                                  describe_bytes(kMaxConfigFileBytes) +
-                                                  ", the most segpush reads: is it the right file? A larger "
-                                                  "configuration can be split into included files");
+                diagnostics_.error(where, "",
+                                   "configuration file " + path + " is larger than " +
+                                       describe_bytes(kMaxConfigFileBytes) +
+                                       ", the most segpush reads: is it the right file? A larger "
+                                       "configuration can be split into included files");
                 return YAML::Node(YAML::NodeType::Undefined);
             }
             uint64_t nodes = 0;
@@ -123,7 +124,8 @@ public:
             config_.plugin_dir = *dir;
             config_.plugin_dir_pos = reader.pos(root["plugin_dir"]);
         }
-        config_.state_path = config_path(config_.base_dir, reader.string(root, "state", "", false).value_or("segpush-state.db"));
+        config_.state_path = config_path(config_.base_dir,
+                                         reader.string(root, "state", "", false).value_or("segpush-state.db"));
         if (auto days = reader.positive_integer(root, "report_retention_days", "")) {
             if (*days > 36500) {
                 reader.error(root["report_retention_days"], "report_retention_days",
@@ -228,11 +230,13 @@ private:
 
     void read_entities(YamlReader& reader, const YAML::Node& root, const std::string& base_dir, bool contributors) {
         const YAML::Node segments = root["segments"];
-        if (!contributors && segments.IsDefined() && !segments.IsNull() && reader.expect_map(segments, "segments", {})) {
+        if (!contributors && segments.IsDefined() && !segments.IsNull() &&
+            reader.expect_map(segments, "segments", {})) {
             for (const auto& item : segments) read_segment(reader, item.first, item.second, base_dir);
         }
         const YAML::Node connections = root["connections"];
-        if (!contributors && connections.IsDefined() && !connections.IsNull() && reader.expect_map(connections, "connections", {})) {
+        if (!contributors && connections.IsDefined() && !connections.IsNull() &&
+            reader.expect_map(connections, "connections", {})) {
             for (const auto& item : connections) read_connection(reader, item.first, item.second);
         }
         const YAML::Node exports = root["exports"];
@@ -266,7 +270,9 @@ private:
             }
         }
         const std::string extension = fs::path(*file).extension().string();
-        std::string inferred = extension == ".csv" ? "csv" : (extension == ".jsonl" || extension == ".ndjson") ? "jsonl" : "";
+        std::string inferred = extension == ".csv"                                 ? "csv"
+                               : (extension == ".jsonl" || extension == ".ndjson") ? "jsonl"
+                                                                                   : "";
         segment.source = reader.string(node, "source", path, false).value_or(inferred);
         if (segment.source.empty()) {
             reader.error(node, path + ".source",
@@ -287,8 +293,9 @@ private:
                                  "segment file " + segment.path + " does not exist yet");
         } else if (status.type() == fs::file_type::fifo && !segment.fifo_timeout) {
             diagnostics_.warning(reader.pos(node["path"]), path + ".path",
-                                 "segment file " + segment.path + " is a FIFO (named pipe): runs refuse it unless "
-                                 "the segment sets fifo_timeout_seconds");
+                                 "segment file " + segment.path +
+                                     " is a FIFO (named pipe): runs refuse it unless "
+                                     "the segment sets fifo_timeout_seconds");
         } else if (fs::exists(status) && status.type() != fs::file_type::regular &&
                    status.type() != fs::file_type::fifo) {
             const fs::file_type type = status.type();
@@ -319,8 +326,10 @@ private:
             for (const auto& role : *roles) {
                 if (role == "admins") connection.usable_by.push_back(Role::admins);
                 else if (role == "contributors") connection.usable_by.push_back(Role::contributors);
-                else reader.error(node["usable_by"], path + ".usable_by",
-                                  "unknown role '" + role + "'" + did_you_mean(role, kRoles) + "; roles: " + join(kRoles));
+                else
+                    reader.error(node["usable_by"], path + ".usable_by",
+                                 "unknown role '" + role + "'" + did_you_mean(role, kRoles) +
+                                     "; roles: " + join(kRoles));
             }
             // Admins can always use what contributors can.
             if (!connection.usable_by.empty() && std::find(connection.usable_by.begin(), connection.usable_by.end(),
@@ -375,11 +384,13 @@ private:
         item.schedule = reader.string(node, "schedule", path, false).value_or("");
         if (!item.schedule.empty()) {
             std::string problem;
-            if (!CronSchedule::parse(item.schedule, problem)) reader.error(node["schedule"], path + ".schedule", problem);
+            if (!CronSchedule::parse(item.schedule, problem))
+                reader.error(node["schedule"], path + ".schedule", problem);
         }
         item.timezone = reader.string(node, "timezone", path, false).value_or("");
         if (!item.timezone.empty() && item.timezone != "UTC" &&
-            (item.timezone.find("..") != std::string::npos || !fs::is_regular_file("/usr/share/zoneinfo/" + item.timezone))) {
+            (item.timezone.find("..") != std::string::npos ||
+             !fs::is_regular_file("/usr/share/zoneinfo/" + item.timezone))) {
             reader.error(node["timezone"], path + ".timezone",
                          "unknown time zone '" + item.timezone + "'; use an IANA name such as Europe/Paris");
         }
@@ -392,7 +403,8 @@ private:
                              did_you_mean(on_leave, {"keep", "unsubscribe"}));
         }
         item.clear_blank_values = reader.boolean(node, "clear_blank_values", path).value_or(false);
-        item.clear_blank_values_pos = reader.pos(node["clear_blank_values"].IsDefined() ? node["clear_blank_values"] : key);
+        item.clear_blank_values_pos = reader.pos(node["clear_blank_values"].IsDefined() ? node["clear_blank_values"]
+                                                                                        : key);
         const YAML::Node retry = node["retry"];
         if (retry.IsDefined() && !retry.IsNull() &&
             reader.expect_map(retry, path + ".retry", {"max_attempts", "max_backoff_seconds"})) {
@@ -421,8 +433,8 @@ YAML::Node settings_key(const YAML::Node& settings, const std::string& field) {
 bool check_plugin_settings(YamlReader& reader, const LoadedPlugin& plugin, const char* kind, Settings& settings,
                            const YAML::Node& owner, const std::string& path, const std::string& schema,
                            const std::string& base_dir, bool unsafe_permissions_are_errors) {
-    const CheckedSettings checked =
-        check_settings(reader, settings.yaml, owner, path, schema, base_dir, unsafe_permissions_are_errors);
+    const CheckedSettings checked = check_settings(reader, settings.yaml, owner, path, schema, base_dir,
+                                                   unsafe_permissions_are_errors);
     bool ok = checked.complete;
     // The plugin checks whatever passed the schema, so one run reports every problem. A
     // complaint about a key the schema refused (so the plugin saw it as missing) is dropped:
@@ -483,8 +495,8 @@ void check_config(Config& config, const PluginRegistry& registry, Diagnostics& d
                          " file(s) were refused, see `segpush plugins list`";
             }
             diagnostics.error(connection.plugin_pos, path + ".plugin",
-                              "unknown plugin '" + connection.plugin + "'" + did_you_mean(connection.plugin, plugin_ids) +
-                                  "; " + known);
+                              "unknown plugin '" + connection.plugin + "'" +
+                                  did_you_mean(connection.plugin, plugin_ids) + "; " + known);
             continue;
         }
         const std::string base_dir = fs::path(connection.settings.pos.file).parent_path().string();
@@ -504,10 +516,12 @@ void check_config(Config& config, const PluginRegistry& registry, Diagnostics& d
             if (!config.find_segment(segment)) {
                 diagnostics.error(item.segments_pos, path + ".segments",
                                   "unknown segment '" + segment + "'" + did_you_mean(segment, segment_names) +
-                                      (segment_names.empty() ? "; no segments are defined" : "; defined: " + join(segment_names)));
+                                      (segment_names.empty() ? "; no segments are defined"
+                                                             : "; defined: " + join(segment_names)));
             }
         }
-        if (item.segments.empty()) diagnostics.error(item.pos, path + ".segments", "an export needs at least one segment");
+        if (item.segments.empty())
+            diagnostics.error(item.pos, path + ".segments", "an export needs at least one segment");
         const ConnectionConfig* connection = config.find_connection(item.connection);
         if (!connection) {
             if (!item.connection.empty()) {
@@ -521,8 +535,9 @@ void check_config(Config& config, const PluginRegistry& registry, Diagnostics& d
         }
         if (item.from_contributor_file && !connection->shared_with_contributors()) {
             diagnostics.error(item.connection_pos, path + ".connection",
-                              "connection '" + connection->name + "' is for admins only, and this file is editable by "
-                              "contributors; an admin can share it by adding contributors to its usable_by");
+                              "connection '" + connection->name +
+                                  "' is for admins only, and this file is editable by "
+                                  "contributors; an admin can share it by adding contributors to its usable_by");
         }
         const LoadedPlugin* plugin = registry.find(connection->plugin);
         if (!plugin) continue;  // already reported on the connection
@@ -531,10 +546,11 @@ void check_config(Config& config, const PluginRegistry& registry, Diagnostics& d
                               plugin->api.export_schema, base_dir.empty() ? "." : base_dir, config.strict);
 
         if (item.clear_blank_values && plugin->api.abi_minor < 4) {
-            diagnostics.error(item.clear_blank_values_pos, path + ".clear_blank_values",
-                              "plugin '" + plugin->id() + "' is built for plugin ABI " +
-                                  std::to_string(plugin->api.abi_major) + "." + std::to_string(plugin->api.abi_minor) +
-                                  ", which cannot clear values (1.4 can): remove clear_blank_values or update the plugin");
+            diagnostics.error(
+                item.clear_blank_values_pos, path + ".clear_blank_values",
+                "plugin '" + plugin->id() + "' is built for plugin ABI " + std::to_string(plugin->api.abi_major) + "." +
+                    std::to_string(plugin->api.abi_minor) +
+                    ", which cannot clear values (1.4 can): remove clear_blank_values or update the plugin");
         }
         std::vector<std::string> field_ids;
         for (size_t i = 0; i < plugin->api.n_fields; ++i) field_ids.push_back(plugin->api.fields[i].id);
@@ -545,8 +561,8 @@ void check_config(Config& config, const PluginRegistry& registry, Diagnostics& d
                 // Whether the destination has it is known only at run time: begin_export checks.
                 if (!extra_fields) {
                     diagnostics.error(item.mapping_pos[i], path + ".mapping." + field,
-                                      "plugin '" + plugin->id() + "' has no custom fields (field:NAME); its fields: " +
-                                          join(field_ids));
+                                      "plugin '" + plugin->id() +
+                                          "' has no custom fields (field:NAME); its fields: " + join(field_ids));
                 } else if (field.size() == kExtraFieldPrefix.size()) {
                     diagnostics.error(item.mapping_pos[i], path + ".mapping." + field,
                                       "a custom field needs a name after 'field:', e.g. field:LOYALTY_TIER");

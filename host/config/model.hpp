@@ -61,16 +61,16 @@ struct ExportConfig {
     std::vector<std::pair<std::string, std::string>> mapping;
     std::vector<SourcePos> mapping_pos;  // position of each mapping key
     SourcePos mapping_block_pos;
-    bool mapping_given = false;          // false: already reported as missing
-    std::string schedule;                // empty: on demand only
-    std::string timezone;                // empty: UTC
+    bool mapping_given = false;  // false: already reported as missing
+    std::string schedule;        // empty: on demand only
+    std::string timezone;        // empty: UTC
     std::optional<uint64_t> max_profiles;
     OnLeave on_leave = OnLeave::keep;
     // A blank optional value erases the destination's (true) or leaves it alone (false: a
     // blank in the segment more often means "unknown here" than "delete what is there").
     bool clear_blank_values = false;
     SourcePos clear_blank_values_pos;
-    int retry_max_attempts = 8;          // tries of one call before the run gives up
+    int retry_max_attempts = 8;  // tries of one call before the run gives up
     int retry_max_backoff_seconds = 120;
     bool from_contributor_file = false;
     SourcePos pos;

@@ -44,8 +44,8 @@ struct JsonBudget {
     }
 
     std::string problem() const {
-        const std::string limit =
-            too_deep ? std::to_string(kMaxYamlDepth) + " levels" : describe_bytes(kMaxSettingsJsonBytes) + " of JSON";
+        const std::string limit = too_deep ? std::to_string(kMaxYamlDepth) + " levels"
+                                           : describe_bytes(kMaxSettingsJsonBytes) + " of JSON";
         return "the settings grow past " + limit +
                " once aliases are expanded (each *alias repeats what it names); segpush refuses them so that a few "
                "lines of anchors and aliases cannot exhaust its memory";
@@ -87,7 +87,7 @@ Value to_json(const YAML::Node& node, Document::AllocatorType& allocator, JsonBu
     const ScalarKind kind = scalar_kind(node);
     // Numbers: RapidJSON writes a double in at most 25 characters, an integer in no more than
     // it was written with; null and booleans in at most 5.
-    const size_t written = kind == ScalarKind::string ? json_string_bytes(text)
+    const size_t written = kind == ScalarKind::string   ? json_string_bytes(text)
                            : kind == ScalarKind::number ? std::max<size_t>(text.size(), 25)
                                                         : std::max<size_t>(json_string_bytes(text), 5);
     if (!budget.spend(written + 1, depth)) return Value(rapidjson::kNullType);
@@ -101,9 +101,7 @@ Value to_json(const YAML::Node& node, Document::AllocatorType& allocator, JsonBu
             } catch (const std::exception&) {
                 return Value(text.c_str(), allocator);  // too large: the schema will say so
             }
-        case ScalarKind::number:
-            try {
-                return Value(std::stod(text));
+        case ScalarKind::number: try { return Value(std::stod(text));
             } catch (const std::exception&) {
                 return Value(text.c_str(), allocator);  // 1e999: out of a double's range, as above
             }
@@ -179,21 +177,28 @@ std::string explain(const Value& schema, const Value& value, bool secret, std::s
     };
     const std::string got = json_type_name(*failing_value) + shown(*failing_value, secret);
     if (keyword == "type" && member("type")) return "expected " + schema_type_name(*member("type")) + ", found " + got;
-    if (keyword == "minimum" && member("minimum")) return "must be at least " + number_text(*member("minimum")) + ", found" + shown(*failing_value, secret);
-    if (keyword == "maximum" && member("maximum")) return "must be at most " + number_text(*member("maximum")) + ", found" + shown(*failing_value, secret);
+    if (keyword == "minimum" && member("minimum"))
+        return "must be at least " + number_text(*member("minimum")) + ", found" + shown(*failing_value, secret);
+    if (keyword == "maximum" && member("maximum"))
+        return "must be at most " + number_text(*member("maximum")) + ", found" + shown(*failing_value, secret);
     if (keyword == "minLength" && member("minLength")) {
-        return member("minLength")->GetUint() <= 1 ? "must not be empty"
-                                                   : "must be at least " + number_text(*member("minLength")) + " characters";
+        return member("minLength")->GetUint() <= 1
+                   ? "must not be empty"
+                   : "must be at least " + number_text(*member("minLength")) + " characters";
     }
-    if (keyword == "maxLength" && member("maxLength")) return "must be at most " + number_text(*member("maxLength")) + " characters";
-    if (keyword == "pattern" && member("pattern")) return std::string("must match the pattern ") + member("pattern")->GetString();
+    if (keyword == "maxLength" && member("maxLength"))
+        return "must be at most " + number_text(*member("maxLength")) + " characters";
+    if (keyword == "pattern" && member("pattern"))
+        return std::string("must match the pattern ") + member("pattern")->GetString();
     if (keyword == "enum" && member("enum")) {
         std::vector<std::string> allowed;
         for (const auto& item : member("enum")->GetArray()) allowed.push_back(shown(item, false).substr(1));
         return "must be one of " + join(allowed) + ", found" + shown(*failing_value, secret);
     }
-    if (keyword == "minItems" && member("minItems")) return "must have at least " + number_text(*member("minItems")) + " items";
-    if (keyword == "maxItems" && member("maxItems")) return "must have at most " + number_text(*member("maxItems")) + " items";
+    if (keyword == "minItems" && member("minItems"))
+        return "must have at least " + number_text(*member("minItems")) + " items";
+    if (keyword == "maxItems" && member("maxItems"))
+        return "must have at most " + number_text(*member("maxItems")) + " items";
     if (keyword == "required") return "is missing a required key";
     if (keyword == "additionalProperties") return "has a key the plugin does not know";
     return "does not satisfy the plugin's schema (" + keyword + ")";
@@ -248,8 +253,8 @@ bool schema_flag(const rapidjson::Value& property, const char* flag) {
 }
 
 CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, const YAML::Node& owner,
-                                          const std::string& path, const std::string& schema_json,
-                                          const std::string& base_dir, bool unsafe_permissions_are_errors) {
+                               const std::string& path, const std::string& schema_json, const std::string& base_dir,
+                               bool unsafe_permissions_are_errors) {
     Document schema;
     schema.Parse(schema_json.c_str());
     bool ok = true;
@@ -294,8 +299,9 @@ CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, c
         const auto reference = item.second.IsScalar() ? parse_secret_reference(item.second.Scalar()) : std::nullopt;
         if (reference && reference->kind == SecretReference::Kind::file && has_flag(property, "x-file")) {
             fail(item.second, key_path,
-                 "names a file: write its path (" + key + ": " + reference->target + "), not ${file:...}, which "
-                 "would pass the file's contents");
+                 "names a file: write its path (" + key + ": " + reference->target +
+                     "), not ${file:...}, which "
+                     "would pass the file's contents");
             continue;
         }
         if (reference) {

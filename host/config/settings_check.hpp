@@ -21,7 +21,7 @@ namespace segpush {
 //    when `unsafe_permissions_are_errors` (the configuration's `strict: true`);
 //  - the JSON is bounded (kMaxSettingsJsonBytes, kMaxYamlDepth), however many aliases repeat.
 struct CheckedSettings {
-    std::string json;  // the keys that passed, so a plugin can still check those
+    std::string json;       // the keys that passed, so a plugin can still check those
     bool complete = false;  // true when there were no problems at all
 };
 
@@ -29,7 +29,7 @@ struct CheckedSettings {
 bool schema_flag(const rapidjson::Value& property, const char* flag);
 
 CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, const YAML::Node& owner,
-                                          const std::string& path, const std::string& schema_json,
-                                          const std::string& base_dir, bool unsafe_permissions_are_errors);
+                               const std::string& path, const std::string& schema_json, const std::string& base_dir,
+                               bool unsafe_permissions_are_errors);
 
 }  // namespace segpush

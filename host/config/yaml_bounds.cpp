@@ -48,7 +48,8 @@ public:
     void OnAnchor(const YAML::Mark&, const std::string& name) override { pending_anchor_name_ = name; }
 
     void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { leaf(mark, anchor); }
-    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, const std::string& value) override {
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  const std::string& value) override {
         leaf(mark, anchor);
         if (!stack_.empty() && stack_.back().map && stack_.back().children % 2 == 1) stack_.back().key = value;
     }
@@ -86,8 +87,8 @@ public:
 
 private:
     struct Extent {
-        uint64_t nodes;  // this node and everything under it, aliases expanded
-        uint64_t height;  // levels, itself included
+        uint64_t nodes;    // this node and everything under it, aliases expanded
+        uint64_t height;   // levels, itself included
         std::string name;  // the anchor's name, for messages
     };
     struct Frame {
@@ -134,11 +135,10 @@ private:
     void count(const YAML::Mark& mark, uint64_t added, const std::string& alias = "") {
         nodes_ = saturating_add(nodes_, added);
         if (nodes_ <= budget_) return;
-        const std::string what =
-            budget_ >= kMaxYamlNodesPerFile
-                ? "this file holds more than " + describe_count(budget_) + " YAML nodes"
-                : "with the files read before it, the configuration holds more than " +
-                      describe_count(kMaxYamlNodesPerConfig) + " YAML nodes";
+        const std::string what = budget_ >= kMaxYamlNodesPerFile
+                                     ? "this file holds more than " + describe_count(budget_) + " YAML nodes"
+                                     : "with the files read before it, the configuration holds more than " +
+                                           describe_count(kMaxYamlNodesPerConfig) + " YAML nodes";
         if (alias.empty()) {
             cross(mark, what + " (each use of an alias counts in full); segpush reads no further so that no "
                                "configuration can exhaust its memory: split it into included files");

@@ -12,11 +12,11 @@ namespace segpush {
 // that walks or converts the tree expands it again at every use. yaml-cpp's parser also
 // recurses once per nesting level. No honest configuration comes near these limits; the
 // limits are listed in docs/configuration.md.
-inline constexpr size_t kMaxConfigFileBytes = size_t{4} << 20;        // each file
-inline constexpr uint64_t kMaxYamlNodesPerFile = 100'000;              // aliases counted at every use
-inline constexpr uint64_t kMaxYamlNodesPerConfig = 1'000'000;          // the main file and its includes
-inline constexpr int kMaxYamlDepth = 64;                               // levels, aliases expanded
-inline constexpr size_t kMaxSettingsJsonBytes = size_t{1} << 20;      // one settings block as JSON
+inline constexpr size_t kMaxConfigFileBytes = size_t{4} << 20;    // each file
+inline constexpr uint64_t kMaxYamlNodesPerFile = 100'000;         // aliases counted at every use
+inline constexpr uint64_t kMaxYamlNodesPerConfig = 1'000'000;     // the main file and its includes
+inline constexpr int kMaxYamlDepth = 64;                          // levels, aliases expanded
+inline constexpr size_t kMaxSettingsJsonBytes = size_t{1} << 20;  // one settings block as JSON
 
 // "4 MiB", "100,000": how the limits read in messages.
 std::string describe_bytes(size_t bytes);

@@ -121,8 +121,9 @@ std::optional<uint64_t> YamlReader::positive_integer(const YAML::Node& map, cons
     if (!value.IsDefined() || value.IsNull()) return std::nullopt;
     const std::string key_path = path.empty() ? key : path + "." + key;
     if (!value.IsScalar() || scalar_kind(value) != ScalarKind::integer || value.Scalar()[0] == '-') {
-        error(value, key_path, "expected a positive whole number, found " + describe_node_type(value) +
-                                   (value.IsScalar() ? " '" + value.Scalar() + "'" : ""));
+        error(value, key_path,
+              "expected a positive whole number, found " + describe_node_type(value) +
+                  (value.IsScalar() ? " '" + value.Scalar() + "'" : ""));
         return std::nullopt;
     }
     try {

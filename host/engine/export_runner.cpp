@@ -36,8 +36,14 @@ public:
     Run(const Config& config, const ExportConfig& export_config, const LoadedPlugin& plugin,
         const ConnectionConfig& connection, StateStore& state, const std::atomic<bool>& cancel,
         const RunOptions& options)
-        : config_(config), export_(export_config), plugin_(plugin), connection_(connection),
-          state_(state), cancel_(cancel), options_(options), rng_(std::random_device{}()),
+        : config_(config),
+          export_(export_config),
+          plugin_(plugin),
+          connection_(connection),
+          state_(state),
+          cancel_(cancel),
+          options_(options),
+          rng_(std::random_device{}()),
           progress_("export " + export_config.name, options.progress_on_terminal) {
         retry_.max_attempts = export_config.retry_max_attempts;
         retry_.max_delay = std::chrono::seconds(export_config.retry_max_backoff_seconds);
@@ -63,8 +69,8 @@ public:
                 deliver(claim.run_id, true);
             } else {
                 stage_all();
-                state_.diff(export_.name, claim.baseline, removes_leavers() && !options_.dry_run,
-                            last_seq_ + 1, counts_);
+                state_.diff(export_.name, claim.baseline, removes_leavers() && !options_.dry_run, last_seq_ + 1,
+                            counts_);
                 // The comparison runs to its end (seconds at a million members); a stop asked
                 // meanwhile is honoured here, before the destination is contacted.
                 if (cancel_) {
@@ -170,7 +176,8 @@ private:
         }
         staging.end();
         if (got != SegmentFeed::Got::end) return;
-        for (size_t source = 0; source < readers_.size(); ++source) check_columns_present(*readers_[source], sources_[source]);
+        for (size_t source = 0; source < readers_.size(); ++source)
+            check_columns_present(*readers_[source], sources_[source]);
         state_.all_members_staged();
         reading_done_ = true;
     }
@@ -261,9 +268,10 @@ private:
 
     void check_max_profiles() {
         if (export_.max_profiles && static_cast<uint64_t>(counts_.members) > *export_.max_profiles) {
-            throw RunFailure{RunStatus::failed_permanent,
-                             "the segment has " + std::to_string(counts_.members) + " members, more than max_profiles " +
-                                 std::to_string(*export_.max_profiles) + " allows; nothing was sent"};
+            throw RunFailure{RunStatus::failed_permanent, "the segment has " + std::to_string(counts_.members) +
+                                                              " members, more than max_profiles " +
+                                                              std::to_string(*export_.max_profiles) +
+                                                              " allows; nothing was sent"};
         }
     }
 
@@ -430,12 +438,11 @@ private:
             }
             apply(run_id, resumed.outcomes);
         }
-        log_line(LogLevel::info, log_label() + ": " + std::to_string(resumable.size()) +
-                                     " records the last run left unconfirmed: " +
-                                     std::to_string(counts_.accepted - before.accepted) + " confirmed, " +
-                                     std::to_string(counts_.rejected - before.rejected) + " rejected, " +
-                                     std::to_string(processing) + " still being processed, " + std::to_string(resent) +
-                                     " to send again");
+        log_line(LogLevel::info,
+                 log_label() + ": " + std::to_string(resumable.size()) + " records the last run left unconfirmed: " +
+                     std::to_string(counts_.accepted - before.accepted) + " confirmed, " +
+                     std::to_string(counts_.rejected - before.rejected) + " rejected, " + std::to_string(processing) +
+                     " still being processed, " + std::to_string(resent) + " to send again");
         counts_.sent += attempted - resent;
         if (!cancel_) state_.forget_earlier_receipts(export_.name, run_id);  // cancelled: the next run resumes the rest
     }
@@ -452,16 +459,18 @@ private:
         uint64_t bytes = 0;
         const size_t n_fields = plan_.fields.size();
         for (auto& member : members) {
-            const uint32_t action =
-                member.action == MemberAction::remove ? SEGPUSH_ACTION_REMOVE : SEGPUSH_ACTION_UPSERT;
+            const uint32_t action = member.action == MemberAction::remove ? SEGPUSH_ACTION_REMOVE
+                                                                          : SEGPUSH_ACTION_UPSERT;
             if (!job->members.empty() && action != job->action) break;
             // Values plus a little JSON framing per field: a conservative estimate of the
             // request size, kept under the plugin's byte limit.
             const uint64_t size = member.payload.size() + 16 * n_fields;
             if (max_bytes && size > max_bytes) {
                 cursor_ = member.seq;
-                apply(run_id, {{member.seq, MemberState::rejected,
-                                "record is larger than the destination accepts in one request", {}}});
+                apply(run_id, {{member.seq,
+                                MemberState::rejected,
+                                "record is larger than the destination accepts in one request",
+                                {}}});
                 continue;
             }
             if (max_bytes && bytes + size > max_bytes && !job->members.empty()) break;
@@ -527,7 +536,8 @@ private:
             // While the segment is still being read, this thread waits for rows rather than for
             // finished pushes, and looks at those between chunks.
             const bool reading = !reading_done_ && !stopping;
-            const auto deadline = Clock::now() + (reading ? std::chrono::milliseconds(0) : std::chrono::milliseconds(250));
+            const auto deadline = Clock::now() +
+                                  (reading ? std::chrono::milliseconds(0) : std::chrono::milliseconds(250));
             if (auto problem = pipeline.wait(deadline)) failure = problem;
             if (reading && !failure) {
                 // A failure to read stops the run like a failed push: what is in flight still
@@ -552,7 +562,8 @@ private:
     void collect(int64_t run_id, DestinationExport& exp) {
         if (!exp.can_collect()) return;
         OutcomesResult collected = exp.collect();
-        if (!collected.call.ok()) log_line(LogLevel::warn, log_label() + ": collecting outcomes: " + collected.call.message);
+        if (!collected.call.ok())
+            log_line(LogLevel::warn, log_label() + ": collecting outcomes: " + collected.call.message);
         // RETRY from collect means the destination lost those records: they go back to todo
         // and are resent by the next run (the cursor has passed them in this one).
         for (const auto& outcome : collected.outcomes) {
@@ -568,7 +579,8 @@ private:
         if (given_back_.empty()) return;
         outcomes.erase(std::remove_if(outcomes.begin(), outcomes.end(),
                                       [&](const MemberOutcome& outcome) {
-                                          return outcome.state == MemberState::pending && given_back_.count(outcome.seq);
+                                          return outcome.state == MemberState::pending &&
+                                                 given_back_.count(outcome.seq);
                                       }),
                        outcomes.end());
     }

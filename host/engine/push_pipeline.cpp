@@ -28,8 +28,12 @@ void PushJob::keep_only(const std::vector<size_t>& indices) {
 
 PushPipeline::PushPipeline(DestinationExport& destination, size_t concurrency, const RetryPolicy& retry,
                            std::mt19937_64& rng, std::string log_label, OutcomeSink on_outcomes)
-    : destination_(destination), concurrency_(concurrency), retry_(retry), rng_(rng),
-      log_label_(std::move(log_label)), on_outcomes_(std::move(on_outcomes)) {
+    : destination_(destination),
+      concurrency_(concurrency),
+      retry_(retry),
+      rng_(rng),
+      log_label_(std::move(log_label)),
+      on_outcomes_(std::move(on_outcomes)) {
     for (size_t i = 0; i < concurrency_; ++i) workers_.emplace_back([this] { work(); });
 }
 
@@ -116,7 +120,8 @@ std::optional<RunFailure> PushPipeline::settle(std::unique_ptr<PushJob> job) {
         std::vector<bool> settled(job->ids.size());
         for (const auto& outcome : result.outcomes) {
             // As the state store nets them: once a report settles a record, a later RETRY does not undo it.
-            if (auto index = index_of(outcome.seq)) settled[*index] = settled[*index] || outcome.state != MemberState::todo;
+            if (auto index = index_of(outcome.seq))
+                settled[*index] = settled[*index] || outcome.state != MemberState::todo;
         }
         on_outcomes_(result.outcomes);
         std::vector<size_t> again;
@@ -159,7 +164,8 @@ std::optional<RunFailure> PushPipeline::settle(std::unique_ptr<PushJob> job) {
                                                                " tries; the next run continues from here)"};
         }
         const auto delay = retry_later(std::move(job), result.call.retry_after_ms);
-        log_line(LogLevel::warn, log_label_ + ": " + message + "; retrying in " + std::to_string(delay.count()) + " ms");
+        log_line(LogLevel::warn,
+                 log_label_ + ": " + message + "; retrying in " + std::to_string(delay.count()) + " ms");
         return std::nullopt;
     }
     if (result.call.status == SEGPUSH_ERR_DATA) {
@@ -189,8 +195,8 @@ void call_with_retries(const std::string& what, const RetryPolicy& retry, std::m
         if (result.ok()) return;
         const std::string message = result.describe(what);
         if (!result.retryable()) {
-            throw RunFailure{result.status == SEGPUSH_ERR_CANCELLED ? RunStatus::cancelled : RunStatus::failed_permanent,
-                             message};
+            throw RunFailure{
+                result.status == SEGPUSH_ERR_CANCELLED ? RunStatus::cancelled : RunStatus::failed_permanent, message};
         }
         if (++failed >= retry.max_attempts) {
             throw RunFailure{RunStatus::failed_retryable,

@@ -84,7 +84,8 @@ std::optional<std::string> check_typed(const MappedField& field, std::string_vie
         case SEGPUSH_FIELD_INTEGER: {
             std::string_view digits = value;
             if (!digits.empty() && (digits[0] == '-' || digits[0] == '+')) digits.remove_prefix(1);
-            if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); })) {
+            if (digits.empty() ||
+                !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); })) {
                 return "is not a whole number";
             }
             return std::nullopt;
@@ -105,8 +106,7 @@ std::optional<std::string> check_typed(const MappedField& field, std::string_vie
         case SEGPUSH_FIELD_BOOLEAN:
             if (value != "true" && value != "false" && value != "1" && value != "0") return "is not true/false";
             return std::nullopt;
-        default:
-            return std::nullopt;
+        default: return std::nullopt;
     }
 }
 
@@ -157,13 +157,14 @@ RecordPlan RecordPlan::build(const ExportConfig& export_config, const LoadedPlug
             plan.key_field = plan.fields.size();
             have_key = true;
         }
-        plan.fields.push_back({field.id, field.label, field.type, (field.flags & SEGPUSH_FIELD_REQUIRED) != 0,
-                               mapped->second});
+        plan.fields.push_back(
+            {field.id, field.label, field.type, (field.flags & SEGPUSH_FIELD_REQUIRED) != 0, mapped->second});
     }
     if (plugin.api.capabilities & SEGPUSH_CAP_EXTRA_FIELDS) {
         // Custom fields follow the declared ones, in mapping order, as optional text.
         for (const auto& [field_id, column] : export_config.mapping) {
-            if (is_extra_field(field_id)) plan.fields.push_back({field_id, field_id, SEGPUSH_FIELD_STRING, false, column});
+            if (is_extra_field(field_id))
+                plan.fields.push_back({field_id, field_id, SEGPUSH_FIELD_STRING, false, column});
         }
     }
     if (!have_key) {

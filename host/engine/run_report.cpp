@@ -121,7 +121,8 @@ std::string reports_directory(const std::string& state_path) {
 }
 
 std::string report_path_for(const Config& config, const std::string& export_name, int64_t run_id) {
-    return (fs::path(reports_directory(config.state_path)) / (export_name + "-run-" + std::to_string(run_id) + "-report.csv"))
+    return (fs::path(reports_directory(config.state_path)) /
+            (export_name + "-run-" + std::to_string(run_id) + "-report.csv"))
         .string();
 }
 

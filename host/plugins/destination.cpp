@@ -59,8 +59,9 @@ MemberState member_state(segpush_record_status status) {
 std::vector<MemberOutcome> take_outcomes(segpush_outcomes& outcomes) {
     std::vector<MemberOutcome> out;
     out.reserve(outcomes.items ? outcomes.count : 0);
-    const char* const* receipts =
-        outcomes.items && SEGPUSH_HAS_FIELD(&outcomes, segpush_outcomes, receipts) ? outcomes.receipts : nullptr;
+    const char* const* receipts = outcomes.items && SEGPUSH_HAS_FIELD(&outcomes, segpush_outcomes, receipts)
+                                      ? outcomes.receipts
+                                      : nullptr;
     // A plugin may point every record a receipt covers at the same text (ours does): copied
     // once, then shared. Equal texts behind different pointers are simply copied each.
     const char* last_receipt = nullptr;
@@ -111,14 +112,16 @@ DestinationExport::~DestinationExport() { abort(); }
 
 OutcomesResult DestinationExport::push(const BatchView& batch) {
     const segpush_batch records = abi_batch(batch);
-    return call_with_outcomes(
-        [&](segpush_outcomes* outcomes, segpush_error* error) { return api_.push_batch(handle_, &records, outcomes, error); });
+    return call_with_outcomes([&](segpush_outcomes* outcomes, segpush_error* error) {
+        return api_.push_batch(handle_, &records, outcomes, error);
+    });
 }
 
 OutcomesResult DestinationExport::collect() {
     if (!api_.collect_outcomes) return {};
-    return call_with_outcomes(
-        [&](segpush_outcomes* outcomes, segpush_error* error) { return api_.collect_outcomes(handle_, outcomes, error); });
+    return call_with_outcomes([&](segpush_outcomes* outcomes, segpush_error* error) {
+        return api_.collect_outcomes(handle_, outcomes, error);
+    });
 }
 
 OutcomesResult DestinationExport::resume(const BatchView& batch, const std::vector<const char*>& receipts) {
@@ -168,14 +171,15 @@ std::unique_ptr<DestinationExport> DestinationConnection::begin_export(const std
     for (const auto& id : field_ids) ids.push_back(id.c_str());
     segpush_export* handle = nullptr;
     segpush_error error = fresh_error();
-    const segpush_status status =
-        api_.begin_export(handle_, settings_json.c_str(), ids.data(), ids.size(), observer, &handle, &error);
+    const segpush_status status = api_.begin_export(handle_, settings_json.c_str(), ids.data(), ids.size(), observer,
+                                                    &handle, &error);
     result = result_of(status, error);
     if (status != SEGPUSH_OK) return nullptr;
     return std::make_unique<DestinationExport>(api_, handle);
 }
 
-PluginCallResult validate_plugin_settings(const LoadedPlugin& plugin, const char* kind, const std::string& settings_json) {
+PluginCallResult validate_plugin_settings(const LoadedPlugin& plugin, const char* kind,
+                                          const std::string& settings_json) {
     if (!plugin.api.validate_settings) return {};
     segpush_error error = fresh_error();
     const segpush_status status = plugin.api.validate_settings(kind, settings_json.c_str(), &error);

@@ -104,6 +104,7 @@ private:
 };
 
 // The plugin's validate_settings for `kind` ("connection" or "export"): OK when it has none.
-PluginCallResult validate_plugin_settings(const LoadedPlugin& plugin, const char* kind, const std::string& settings_json);
+PluginCallResult validate_plugin_settings(const LoadedPlugin& plugin, const char* kind,
+                                          const std::string& settings_json);
 
 }  // namespace segpush

@@ -49,9 +49,13 @@ std::string judge(const std::string& path, const struct stat& st, bool passed_th
     if (!by_group && !by_others) return {};
     const bool sticky = S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX);
     if (sticky && passed_through) return {};
-    std::string problem = path + " is writable by " + (by_group && by_others ? "group and others" : by_group ? "group" : "others") +
+    std::string problem = path + " is writable by " +
+                          (by_group && by_others ? "group and others"
+                           : by_group            ? "group"
+                                                 : "others") +
                           " (mode " + mode_text(st.st_mode) + ")";
-    if (sticky) return problem + "; plugins must be in a folder of their own that only root or their owner can write to";
+    if (sticky)
+        return problem + "; plugins must be in a folder of their own that only root or their owner can write to";
     return problem + "; fix: chmod go-w " + path;
 }
 
@@ -294,8 +298,8 @@ ChildOutcome run_isolated(const std::function<std::string()>& work, std::chrono:
         return outcome;
     }
     uint64_t size = 0;
-    const bool framed = received.size() >= 1 + sizeof size &&
-                        (std::memcpy(&size, received.data() + 1, sizeof size), received.size() == 1 + sizeof size + size);
+    const bool framed = received.size() >= 1 + sizeof size && (std::memcpy(&size, received.data() + 1, sizeof size),
+                                                               received.size() == 1 + sizeof size + size);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !framed) {
         outcome.problem = "exited with status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1);
         return outcome;

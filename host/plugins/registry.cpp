@@ -1,9 +1,9 @@
 #include "plugins/registry.hpp"
 
-#include <boost/dll/shared_library.hpp>
-#include <sys/stat.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
+#include <sys/stat.h>
+#include <boost/dll/shared_library.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -23,8 +23,8 @@ namespace fs = std::filesystem;
 namespace {
 
 // The descriptor size of ABI 1.0: every later minor version is at least this large.
-constexpr size_t kMinimumDescriptorSize =
-    offsetof(segpush_plugin, close_connection) + sizeof(segpush_plugin::close_connection);
+constexpr size_t kMinimumDescriptorSize = offsetof(segpush_plugin, close_connection) +
+                                          sizeof(segpush_plugin::close_connection);
 
 bool is_valid_id(const char* id) {
     static const std::regex pattern("^[a-z0-9][a-z0-9_-]*$");
@@ -52,8 +52,8 @@ std::string check_descriptor(const segpush_plugin& api) {
     if (!is_valid_id(api.id)) return "descriptor id is missing or not of the form [a-z0-9][a-z0-9_-]*";
     if (!api.name || !*api.name) return "descriptor name is missing";
     if (!api.version || !*api.version) return "descriptor version is missing";
-    for (auto [name, text] : {std::pair{"connection_schema", api.connection_schema},
-                              std::pair{"export_schema", api.export_schema}}) {
+    for (auto [name, text] :
+         {std::pair{"connection_schema", api.connection_schema}, std::pair{"export_schema", api.export_schema}}) {
         if (auto problem = check_schema(name, text); !problem.empty()) return problem;
     }
     if (api.n_fields == 0 || !api.fields) return "descriptor declares no mapping fields";
@@ -85,9 +85,7 @@ std::string check_descriptor(const segpush_plugin& api) {
     return {};
 }
 
-std::string version_text(uint32_t major, uint32_t minor) {
-    return std::to_string(major) + "." + std::to_string(minor);
-}
+std::string version_text(uint32_t major, uint32_t minor) { return std::to_string(major) + "." + std::to_string(minor); }
 
 using EntryFunction = const segpush_plugin*(const segpush_host*);
 

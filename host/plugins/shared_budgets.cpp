@@ -72,8 +72,8 @@ struct SharedBudgets::Budget {
     // The next free slot as this process last saw it. With a file, the file's value is
     // authoritative but never below this one (only slots handed out raise either).
     uint64_t next = 0;
-    int fd = -1;                 // the budget's file, or -1: in-process only
-    bool attached = false;       // attach() ran for `generation`
+    int fd = -1;            // the budget's file, or -1: in-process only
+    bool attached = false;  // attach() ran for `generation`
     uint64_t generation = 0;
 };
 
@@ -107,8 +107,8 @@ bool SharedBudgets::valid_name(const char* budget) {
     if (!budget) return false;
     size_t length = 0;
     for (const char* c = budget; *c; ++c, ++length) {
-        const bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-                        *c == '.' || *c == '_' || *c == '-';
+        const bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+                        *c == '_' || *c == '-';
         if (!ok || length >= kMaxNameLength) return false;
     }
     const std::string_view name(budget, length);
@@ -202,7 +202,8 @@ uint64_t SharedBudgets::locked_update(const char* name, Update update) {
         ::close(entry.fd);
         entry.fd = -1;
     };
-    if (entry.fd >= 0 && !lock_file(entry.fd, LOCK_EX)) detach("cannot lock budget file " + std::string(name) + ": " + errno_text(errno));
+    if (entry.fd >= 0 && !lock_file(entry.fd, LOCK_EX))
+        detach("cannot lock budget file " + std::string(name) + ": " + errno_text(errno));
     uint64_t next = entry.next;
     if (entry.fd >= 0) next = std::max(next, read_next(entry.fd));
     const uint64_t result = update(next);

@@ -74,7 +74,7 @@ private:
     // The files' folder. A budget's fd belongs to the generation it was opened under; a new
     // directory bumps the generation, so each budget reopens its file there on next use.
     std::mutex directory_mutex_;
-    std::string directory_;   // empty: in-process only
+    std::string directory_;  // empty: in-process only
     uint64_t generation_ = 0;
     bool directory_ready_ = false;   // the folder exists (made by us or already there)
     bool directory_failed_ = false;  // warned once; no more files are opened in it

@@ -92,7 +92,8 @@ std::optional<CronSchedule> CronSchedule::parse(const std::string& text, std::st
     for (std::string field; stream >> field;) fields.push_back(field);
     if (fields.size() != 5) {
         problem = "a schedule has 5 fields (minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\" for "
-                  "03:00 UTC daily; found " + std::to_string(fields.size());
+                  "03:00 UTC daily; found " +
+                  std::to_string(fields.size());
         return std::nullopt;
     }
     CronSchedule schedule;
@@ -141,12 +142,14 @@ public:
     }
     ~WallClock() {
         if (utc_) return;
-        if (had_previous_) setenv("TZ", previous_.c_str(), 1); else unsetenv("TZ");
+        if (had_previous_) setenv("TZ", previous_.c_str(), 1);
+        else unsetenv("TZ");
         tzset();
     }
     std::tm at(std::time_t t) const {
         std::tm tm{};
-        if (utc_) gmtime_r(&t, &tm); else localtime_r(&t, &tm);
+        if (utc_) gmtime_r(&t, &tm);
+        else localtime_r(&t, &tm);
         return tm;
     }
 
@@ -172,7 +175,7 @@ std::chrono::system_clock::time_point CronSchedule::next_after(std::chrono::syst
     // Whole days that cannot match are skipped a day at a time; at most ~5 years are searched,
     // enough for any satisfiable expression (Feb 29 on a given weekday recurs within 28 years
     // only for OR-ed day fields, which match far sooner).
-    for (int guard = 0; guard < 5 * 366 * 24 * 60; ) {
+    for (int guard = 0; guard < 5 * 366 * 24 * 60;) {
         const std::tm utc = clock.at(t);
         if (!day_matches(utc.tm_mday, utc.tm_mon + 1, utc.tm_wday)) {
             t += (24 - utc.tm_hour) * 3600 - utc.tm_min * 60;

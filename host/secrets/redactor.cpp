@@ -47,11 +47,12 @@ void Redactor::add_secret(const std::string& value) {
     // Very short values would scrub ordinary words; secrets that short are refused upstream.
     if (value.size() < 4) return;
     std::lock_guard<std::mutex> lock(mutex_);
-    for (const std::string& form : {value, json_escaped(value), percent_encoded(value, true),
-                                    percent_encoded(value, false)}) {
+    for (const std::string& form :
+         {value, json_escaped(value), percent_encoded(value, true), percent_encoded(value, false)}) {
         if (std::find(forms_.begin(), forms_.end(), form) == forms_.end()) forms_.push_back(form);
     }
-    std::sort(forms_.begin(), forms_.end(), [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+    std::sort(forms_.begin(), forms_.end(),
+              [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
 }
 
 std::string Redactor::scrub(std::string text) const {

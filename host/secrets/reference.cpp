@@ -56,7 +56,8 @@ std::optional<std::string> resolve_secret_reference(const SecretReference& ref, 
             if (!in) break;
         }
         if (value.size() > kMaxSecretFileBytes) {
-            problem = "secret file " + path + " is larger than 64 KiB, more than any key or token: is it the "
+            problem = "secret file " + path +
+                      " is larger than 64 KiB, more than any key or token: is it the "
                       "right file?";
             return std::nullopt;
         }

@@ -2,15 +2,15 @@
 
 #include "segments/segment_reader.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace segpush::segments {
 
@@ -154,11 +154,11 @@ size_t find_invalid_utf8(const char* text, size_t size) {
             length = 2;
         } else if (c >= 0xE0 && c <= 0xEF) {
             length = 3;
-            if (c == 0xE0) low = 0xA0;       // overlong
+            if (c == 0xE0) low = 0xA0;        // overlong
             else if (c == 0xED) high = 0x9F;  // surrogates
         } else if (c >= 0xF0 && c <= 0xF4) {
             length = 4;
-            if (c == 0xF0) low = 0x90;       // overlong
+            if (c == 0xF0) low = 0x90;        // overlong
             else if (c == 0xF4) high = 0x8F;  // above U+10FFFF
         } else {
             return i;  // continuation byte without a lead, 0xC0/0xC1 or 0xF5..0xFF

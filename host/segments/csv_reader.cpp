@@ -123,8 +123,8 @@ private:
             }
         }
         if (missing.empty()) return;
-        throw SegmentError("segment file " + path + " has no column" + (missing.size() > 1 ? "s " : " ") + join(missing) +
-                           "; its header has " + quoted_list(header_));
+        throw SegmentError("segment file " + path + " has no column" + (missing.size() > 1 ? "s " : " ") +
+                           join(missing) + "; its header has " + quoted_list(header_));
     }
 
     std::string column_name(size_t column) const {
@@ -238,84 +238,84 @@ private:
                 }
             }
             switch (state) {
-            case State::field_start:
-                if (*p == '"') {
-                    state = State::quoted;
+                case State::field_start:
+                    if (*p == '"') {
+                        state = State::quoted;
+                        started = true;
+                        quote_line = line_;
+                        ++p;
+                        break;
+                    }
+                    if (!started && (*p == '\n' || *p == '\r')) {  // a blank line
+                        const char c = *p++;
+                        line_break(c, p);
+                        record_line_ = line_;
+                        record_bytes_ = 0;
+                        source_.p = p;
+                        continue;
+                    }
                     started = true;
-                    quote_line = line_;
-                    ++p;
-                    break;
-                }
-                if (!started && (*p == '\n' || *p == '\r')) {  // a blank line
+                    state = State::unquoted;
+                    [[fallthrough]];
+                case State::unquoted: {
+                    const char* run = p;
+                    while (p < e && !kUnquotedStop[static_cast<unsigned char>(*p)]) ++p;
+                    if (p != run) append(run, p - run);
+                    if (p == e) break;
                     const char c = *p++;
-                    line_break(c, p);
-                    record_line_ = line_;
-                    record_bytes_ = 0;
-                    source_.p = p;
-                    continue;
-                }
-                started = true;
-                state = State::unquoted;
-                [[fallthrough]];
-            case State::unquoted: {
-                const char* run = p;
-                while (p < e && !kUnquotedStop[static_cast<unsigned char>(*p)]) ++p;
-                if (p != run) append(run, p - run);
-                if (p == e) break;
-                const char c = *p++;
-                if (c == ',') {
-                    end_field();
-                    ++column_;
-                    begin_field();
-                    state = State::field_start;
-                } else if (c == '"') {
-                    set_problem("a quote in the middle of unquoted " + column_name(column_) +
-                                " (a field with quotes must be quoted whole, with each inner quote doubled)");
-                } else {
-                    line_break(c, p);
-                    source_.p = p;
-                    end_field();
-                    end_record();
-                    return true;
-                }
-                break;
-            }
-            case State::quoted: {
-                const char* run = p;
-                while (p < e && !kQuotedStop[static_cast<unsigned char>(*p)]) ++p;
-                if (p != run) {
-                    append(run, p - run);
-                    after_cr = false;
-                }
-                if (p == e) break;
-                const char c = *p++;
-                if (c == '"') {
-                    state = State::after_quote;
-                } else if (c == '\n') {
-                    if (!after_cr) ++line_;
-                    after_cr = false;
-                    append("\n", 1);
-                } else {
-                    ++line_;
-                    after_cr = true;
-                    append("\r", 1);
-                }
-                break;
-            }
-            case State::after_quote:
-                if (*p == '"') {  // a doubled quote
-                    append("\"", 1);
-                    after_cr = false;
-                    state = State::quoted;
-                    ++p;
+                    if (c == ',') {
+                        end_field();
+                        ++column_;
+                        begin_field();
+                        state = State::field_start;
+                    } else if (c == '"') {
+                        set_problem("a quote in the middle of unquoted " + column_name(column_) +
+                                    " (a field with quotes must be quoted whole, with each inner quote doubled)");
+                    } else {
+                        line_break(c, p);
+                        source_.p = p;
+                        end_field();
+                        end_record();
+                        return true;
+                    }
                     break;
                 }
-                if (*p != ',' && *p != '\n' && *p != '\r') {
-                    set_problem("characters after the closing quote of " + column_name(column_) +
-                                " (a quoted field must end at its closing quote)");
+                case State::quoted: {
+                    const char* run = p;
+                    while (p < e && !kQuotedStop[static_cast<unsigned char>(*p)]) ++p;
+                    if (p != run) {
+                        append(run, p - run);
+                        after_cr = false;
+                    }
+                    if (p == e) break;
+                    const char c = *p++;
+                    if (c == '"') {
+                        state = State::after_quote;
+                    } else if (c == '\n') {
+                        if (!after_cr) ++line_;
+                        after_cr = false;
+                        append("\n", 1);
+                    } else {
+                        ++line_;
+                        after_cr = true;
+                        append("\r", 1);
+                    }
+                    break;
                 }
-                state = State::unquoted;  // takes the separator, or the rest of the bad field
-                break;
+                case State::after_quote:
+                    if (*p == '"') {  // a doubled quote
+                        append("\"", 1);
+                        after_cr = false;
+                        state = State::quoted;
+                        ++p;
+                        break;
+                    }
+                    if (*p != ',' && *p != '\n' && *p != '\r') {
+                        set_problem("characters after the closing quote of " + column_name(column_) +
+                                    " (a quoted field must end at its closing quote)");
+                    }
+                    state = State::unquoted;  // takes the separator, or the rest of the bad field
+                    break;
             }
             record_bytes_ += static_cast<size_t>(p - source_.p);
             source_.p = p;
@@ -340,8 +340,8 @@ private:
     ByteSource source_;
     std::vector<std::string> header_;
     std::unordered_map<std::string_view, size_t> columns_;  // named header columns -> index; views into header_
-    std::vector<int> slots_;                          // per header column: index in wanted, or -1
-    std::vector<std::pair<size_t, size_t>> copies_;   // wanted columns named twice: (to, from)
+    std::vector<int> slots_;                                // per header column: index in wanted, or -1
+    std::vector<std::pair<size_t, size_t>> copies_;         // wanted columns named twice: (to, from)
     size_t wanted_count_ = 0;
     uint64_t line_ = 1;  // physical line of the next unread byte
     bool skip_lf_ = false;

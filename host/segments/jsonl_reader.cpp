@@ -155,8 +155,8 @@ public:
             for (auto& value : row.values) value.clear();
             handler_.start(row.values);
             rapidjson::MemoryStream stream(text, length);
-            const rapidjson::ParseResult result =
-                reader_.Parse<rapidjson::kParseNumbersAsStringsFlag>(stream, handler_);
+            const rapidjson::ParseResult result = reader_.Parse<rapidjson::kParseNumbersAsStringsFlag>(stream,
+                                                                                                       handler_);
             if (result.IsError()) {
                 if (!handler_.problem().empty()) return report(problem, handler_.problem());
                 const size_t offset = result.Offset();

@@ -19,18 +19,18 @@ std::string to_string(RunStatus status);
 RunStatus run_status_from(const std::string& text);
 
 struct RunCounts {
-    int64_t rows_read = 0;     // data rows read from the segment files
-    int64_t invalid = 0;       // rows rejected before sending (unreadable, bad email, ...)
-    int64_t duplicates = 0;    // rows whose email (case-folded) appeared earlier
-    int64_t members = 0;       // distinct valid members
-    int64_t new_members = 0;   // not delivered before
-    int64_t changed = 0;       // delivered before with other values
-    int64_t unchanged = 0;     // delivered before with the same values: not sent
-    int64_t leaving = 0;       // delivered before, no longer in the segment
-    int64_t sent = 0;          // records handed to the plugin (retries counted once)
+    int64_t rows_read = 0;    // data rows read from the segment files
+    int64_t invalid = 0;      // rows rejected before sending (unreadable, bad email, ...)
+    int64_t duplicates = 0;   // rows whose email (case-folded) appeared earlier
+    int64_t members = 0;      // distinct valid members
+    int64_t new_members = 0;  // not delivered before
+    int64_t changed = 0;      // delivered before with other values
+    int64_t unchanged = 0;    // delivered before with the same values: not sent
+    int64_t leaving = 0;      // delivered before, no longer in the segment
+    int64_t sent = 0;         // records handed to the plugin (retries counted once)
     int64_t accepted = 0;
-    int64_t rejected = 0;      // refused by the destination
-    int64_t removed = 0;       // leavers removed (on_leave: unsubscribe)
+    int64_t rejected = 0;  // refused by the destination
+    int64_t removed = 0;   // leavers removed (on_leave: unsubscribe)
     // Kept out by a choice made at the destination (the person unsubscribed, the address
     // bounced): nothing was changed there, and the member is not sent again until its
     // values change. Leavers already off the list count here too, not in removed.

@@ -71,7 +71,10 @@ public:
 
     // True when a row is available; false when done.
     bool step();
-    void run() { step(); reset(); }
+    void run() {
+        step();
+        reset();
+    }
     void reset();
 
     int64_t integer(int column) const { return sqlite3_column_int64(stmt_, column); }

@@ -109,8 +109,9 @@ RunRecord read_run(const sqlite::Statement& row) {
     run.full = row.integer(7) != 0;
     run.dry_run = row.integer(8) != 0;
     RunCounts& c = run.counts;
-    int64_t* fields[] = {&c.rows_read, &c.invalid, &c.duplicates, &c.members, &c.new_members, &c.changed, &c.unchanged,
-                         &c.leaving,   &c.sent,    &c.accepted,   &c.rejected, &c.removed,    &c.suppressed};
+    int64_t* fields[] = {&c.rows_read, &c.invalid,   &c.duplicates, &c.members, &c.new_members,
+                         &c.changed,   &c.unchanged, &c.leaving,    &c.sent,    &c.accepted,
+                         &c.rejected,  &c.removed,   &c.suppressed};
     constexpr int kCounts = sizeof fields / sizeof fields[0];
     for (int i = 0; i < kCounts; ++i) *fields[i] = row.integer(9 + i);
     run.error = row.text(9 + kCounts);
@@ -130,7 +131,6 @@ int bind_counts(sqlite::Statement& statement, int first, const RunCounts& c) {
 const char* const kCountAssignments =
     "rows_read=?, invalid=?, duplicates=?, members=?, new_members=?, changed=?, unchanged=?, leaving=?, sent=?, "
     "accepted=?, rejected=?, removed=?, suppressed=?";
-
 
 }  // namespace
 
@@ -155,8 +155,9 @@ RunStatus run_status_from(const std::string& text) {
 
 RunHistory::Claim SqliteRunHistory::begin_run(const std::string& export_name, bool full, bool dry_run) {
     sqlite::Transaction transaction(db_);
-    auto running = db_.prepare(std::string("SELECT ") + kRunColumns +
-                               ", COALESCE(process_identity, '') FROM runs WHERE export=? AND status='running' ORDER BY id");
+    auto running = db_.prepare(
+        std::string("SELECT ") + kRunColumns +
+        ", COALESCE(process_identity, '') FROM runs WHERE export=? AND status='running' ORDER BY id");
     running.bind(1, export_name);
     while (running.step()) {
         const RunRecord run = read_run(running);
@@ -166,9 +167,11 @@ RunHistory::Claim SqliteRunHistory::begin_run(const std::string& export_name, bo
                                           run.hostname + ", started " + run.started_at + ")");
         }
         auto close = db_.prepare("UPDATE runs SET status=?, finished_at=?, error=? WHERE id=?");
-        close.bind(1, to_string(RunStatus::failed_retryable)).bind(2, now_utc())
+        close.bind(1, to_string(RunStatus::failed_retryable))
+            .bind(2, now_utc())
             .bind(3, std::string("interrupted: process ") + std::to_string(run.pid) + " stopped without finishing")
-            .bind(4, run.id).run();
+            .bind(4, run.id)
+            .run();
     }
     Claim claim;
     if (full && !dry_run) {
@@ -185,9 +188,15 @@ RunHistory::Claim SqliteRunHistory::begin_run(const std::string& export_name, bo
     }
     auto insert = db_.prepare("INSERT INTO runs(export, status, started_at, pid, hostname, full, dry_run, baseline, "
                               "process_identity) VALUES(?, 'running', ?, ?, ?, ?, ?, ?, ?)");
-    insert.bind(1, export_name).bind(2, now_utc()).bind(3, static_cast<int64_t>(getpid())).bind(4, this_hostname())
-        .bind(5, full ? 1 : 0).bind(6, dry_run ? 1 : 0).bind(7, claim.baseline)
-        .bind(8, process_identity(getpid())).run();
+    insert.bind(1, export_name)
+        .bind(2, now_utc())
+        .bind(3, static_cast<int64_t>(getpid()))
+        .bind(4, this_hostname())
+        .bind(5, full ? 1 : 0)
+        .bind(6, dry_run ? 1 : 0)
+        .bind(7, claim.baseline)
+        .bind(8, process_identity(getpid()))
+        .run();
     claim.run_id = db_.last_insert_id();
     if (full && !dry_run && !claim.continues) {
         claim.baseline = claim.run_id;
@@ -197,16 +206,18 @@ RunHistory::Claim SqliteRunHistory::begin_run(const std::string& export_name, bo
     return claim;
 }
 
-void SqliteRunHistory::finish_run(int64_t run_id, RunStatus status, const RunCounts& counts,
-                                  const std::string& error, const std::string& report_path) {
+void SqliteRunHistory::finish_run(int64_t run_id, RunStatus status, const RunCounts& counts, const std::string& error,
+                                  const std::string& report_path) {
     // The error may come from a plugin or a server, which may echo a secret: it is scrubbed
     // before it reaches the file, its WAL, or `runs show`.
     auto update = db_.prepare(std::string("UPDATE runs SET ") + kCountAssignments +
                               ", status=?, finished_at=?, error=?, report_path=? WHERE id=?");
     const int next = bind_counts(update, 1, counts);
     update.bind(next, to_string(status)).bind(next + 1, now_utc());
-    if (error.empty()) update.bind_null(next + 2); else update.bind(next + 2, Redactor::instance().scrub(error));
-    if (report_path.empty()) update.bind_null(next + 3); else update.bind(next + 3, report_path);
+    if (error.empty()) update.bind_null(next + 2);
+    else update.bind(next + 2, Redactor::instance().scrub(error));
+    if (report_path.empty()) update.bind_null(next + 3);
+    else update.bind(next + 3, report_path);
     update.bind(next + 4, run_id).run();
 }
 

@@ -33,7 +33,8 @@ StagedFile::~StagedFile() {
 
 void StagedFile::open() {
     std::vector<std::string> candidates;
-    if (const char* tmpdir = std::getenv("TMPDIR"); tmpdir != nullptr && *tmpdir != '\0') candidates.emplace_back(tmpdir);
+    if (const char* tmpdir = std::getenv("TMPDIR"); tmpdir != nullptr && *tmpdir != '\0')
+        candidates.emplace_back(tmpdir);
     candidates.emplace_back("/var/tmp");
     candidates.emplace_back("/tmp");
     int first_error = 0;
@@ -109,7 +110,8 @@ void StagedFile::append(const StagedRow& row) {
 void StagedFile::flush() {
     size_t done = 0;
     while (done < buffer_.size()) {
-        const ssize_t wrote = ::pwrite(fd_, buffer_.data() + done, buffer_.size() - done, static_cast<off_t>(written_ + done));
+        const ssize_t wrote = ::pwrite(fd_, buffer_.data() + done, buffer_.size() - done,
+                                       static_cast<off_t>(written_ + done));
         if (wrote < 0 && errno == EINTR) continue;
         if (wrote <= 0) {
             // The rows stay buffered, to be written by the next attempt: none is half-known.
@@ -131,14 +133,16 @@ void StagedFile::read(uint64_t begin, uint64_t end) {
     const uint64_t from_file = std::min(end, written_);
     size_t done = 0;
     while (begin + done < from_file) {
-        const ssize_t got = ::pread(fd_, read_.data() + done, from_file - begin - done, static_cast<off_t>(begin + done));
+        const ssize_t got = ::pread(fd_, read_.data() + done, from_file - begin - done,
+                                    static_cast<off_t>(begin + done));
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) throw file_error("cannot read it back", where_, got < 0 ? errno : EIO);
         done += static_cast<size_t>(got);
     }
     if (end > written_) {
         const uint64_t buffered_from = std::max(begin, written_);
-        std::memcpy(read_.data() + (buffered_from - begin), buffer_.data() + (buffered_from - written_), end - buffered_from);
+        std::memcpy(read_.data() + (buffered_from - begin), buffer_.data() + (buffered_from - written_),
+                    end - buffered_from);
     }
 }
 

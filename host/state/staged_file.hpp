@@ -19,7 +19,7 @@ struct StagedRow {
     std::string_view email_key;
     std::string_view key_value;  // empty: the same as email_key (append stores it so when equal)
     std::string_view payload;
-    bool has_payload = true;     // a leaver has none: it is sent its key_value
+    bool has_payload = true;  // a leaver has none: it is sent its key_value
 
     std::string_view key_value_or_key() const { return key_value.empty() ? email_key : key_value; }
     std::string_view payload_or_key_value() const { return has_payload ? payload : key_value_or_key(); }

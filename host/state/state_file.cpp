@@ -115,16 +115,17 @@ CREATE TEMP TABLE IF NOT EXISTS rejects(
 
 }  // namespace
 
-StateFile::StateFile(const std::string& path) : db_([&] {
-        // SQLite gives the WAL and shared-memory files the state file's mode, so a private
-        // state file keeps them private too; ones an older segpush left readable are tightened.
-        create_private_directories(std::filesystem::path(path).parent_path().string());
-        ensure_private_file(path);
-        for (const char* suffix : {"-wal", "-shm"}) {
-            if (std::filesystem::exists(path + suffix)) ensure_private_file(path + suffix);
-        }
-        return path;
-    }()) {
+StateFile::StateFile(const std::string& path)
+    : db_([&] {
+          // SQLite gives the WAL and shared-memory files the state file's mode, so a private
+          // state file keeps them private too; ones an older segpush left readable are tightened.
+          create_private_directories(std::filesystem::path(path).parent_path().string());
+          ensure_private_file(path);
+          for (const char* suffix : {"-wal", "-shm"}) {
+              if (std::filesystem::exists(path + suffix)) ensure_private_file(path + suffix);
+          }
+          return path;
+      }()) {
     // WAL: readers (runs list) never block the running export; NORMAL sync is durable
     // across process crashes, which is what checkpoints must survive. Switching a new file to
     // WAL can meet another process doing the same (serve starts several exports at once) and
@@ -158,7 +159,8 @@ StateFile::StateFile(const std::string& path) : db_([&] {
     // run is failing anyway, after which its rows are read at most for the report. Its pages
     // are 16 KiB: the keys of a few hundred thousand members outgrow its cache, and larger
     // pages mean fewer pwrite and pread calls.
-    db_.exec("PRAGMA temp.page_size=16384; PRAGMA main.cache_size=-4096; PRAGMA temp.cache_size=-16384; PRAGMA temp.journal_mode=OFF;");
+    db_.exec("PRAGMA temp.page_size=16384; PRAGMA main.cache_size=-4096; PRAGMA temp.cache_size=-16384; PRAGMA "
+             "temp.journal_mode=OFF;");
     // The schema in one IMMEDIATE transaction: it takes the write lock up front (waiting its
     // turn), where separate statements would upgrade read locks and deadlock.
     sqlite::Transaction setup(db_);
@@ -190,9 +192,9 @@ StateFile::StateFile(const std::string& path) : db_([&] {
         present.reset();
         if (missing) db_.exec("ALTER TABLE " + table + " ADD COLUMN " + column + " " + type + ";");
     };
-    add_column_if_missing("runs", "process_identity", "TEXT");                          // version 7
+    add_column_if_missing("runs", "process_identity", "TEXT");                        // version 7
     add_column_if_missing("unconfirmed", "confirmed", "INTEGER NOT NULL DEFAULT 0");  // version 8
-    add_column_if_missing("runs", "suppressed", "INTEGER NOT NULL DEFAULT 0");          // version 9
+    add_column_if_missing("runs", "suppressed", "INTEGER NOT NULL DEFAULT 0");        // version 9
     setup.commit();
 }
 

@@ -144,7 +144,9 @@ StateStore::Forgotten StateStore::forget_members(const std::set<std::string>& ke
                 db_.prepare("DELETE FROM unconfirmed WHERE id=?").bind(1, id).run();
             } else {
                 db_.prepare("UPDATE unconfirmed SET members=? WHERE id=?")
-                    .bind_blob(1, members.data(), members.size()).bind(2, id).run();
+                    .bind_blob(1, members.data(), members.size())
+                    .bind(2, id)
+                    .run();
             }
         }
         forgotten.run_errors = history_.redact_from_errors(keys);
@@ -245,13 +247,19 @@ void StateStore::merge_delivered_log(const std::string& export_name) {
     confirmed.bind(1, export_name);
     bool any_confirmed = false;
     {
-        auto copy = db_.prepare("INSERT INTO temp.confirmed_members(email_key, key_value, hash, run_id) VALUES(?, ?, ?, ?)");
+        auto copy = db_.prepare(
+            "INSERT INTO temp.confirmed_members(email_key, key_value, hash, run_id) VALUES(?, ?, ?, ?)");
         while (confirmed.step()) {
             any_confirmed = true;
             const int64_t run = confirmed.integer(0);
-            decode_receipt_members(confirmed.blob(1), [&](uint64_t hash, std::string_view key, std::string_view key_value) {
-                copy.bind_unowned(1, key).bind_unowned(2, key_value).bind(3, static_cast<int64_t>(hash)).bind(4, run).run();
-            });
+            decode_receipt_members(confirmed.blob(1),
+                                   [&](uint64_t hash, std::string_view key, std::string_view key_value) {
+                                       copy.bind_unowned(1, key)
+                                           .bind_unowned(2, key_value)
+                                           .bind(3, static_cast<int64_t>(hash))
+                                           .bind(4, run)
+                                           .run();
+                                   });
         }
     }
     confirmed.reset();
@@ -261,7 +269,8 @@ void StateStore::merge_delivered_log(const std::string& export_name) {
                     "ORDER BY email_key "
                     "ON CONFLICT(export, email_key) DO UPDATE SET key_value=excluded.key_value, hash=excluded.hash, "
                     "run_id=excluded.run_id")
-            .bind(1, export_name).run();
+            .bind(1, export_name)
+            .run();
         db_.exec("DELETE FROM temp.confirmed_members;");
         db_.prepare("DELETE FROM unconfirmed WHERE export=?1 AND confirmed=1").bind(1, export_name).run();
     }
@@ -270,10 +279,12 @@ void StateStore::merge_delivered_log(const std::string& export_name) {
                 "ORDER BY email_key, rowid "
                 "ON CONFLICT(export, email_key) DO UPDATE SET key_value=excluded.key_value, hash=excluded.hash, "
                 "run_id=excluded.run_id")
-        .bind(1, export_name).run();
+        .bind(1, export_name)
+        .run();
     db_.prepare("DELETE FROM delivered WHERE export=?1 AND email_key IN "
                 "(SELECT email_key FROM delivered_log WHERE export=?1 AND removed=1)")
-        .bind(1, export_name).run();
+        .bind(1, export_name)
+        .run();
     db_.prepare("DELETE FROM delivered_log WHERE export=?1").bind(1, export_name).run();
 }
 
@@ -464,8 +475,8 @@ std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
     const auto wanted = static_cast<size_t>(std::max(limit, 0));
     std::vector<int64_t> seqs;
     seqs.reserve(wanted);
-    for (int64_t seq = std::max<int64_t>(after_seq + 1, 1); seq < static_cast<int64_t>(states_.size()) && seqs.size() < wanted;
-         ++seq) {
+    for (int64_t seq = std::max<int64_t>(after_seq + 1, 1);
+         seq < static_cast<int64_t>(states_.size()) && seqs.size() < wanted; ++seq) {
         if (has_state(seq, MemberState::todo)) seqs.push_back(seq);
     }
     std::vector<StagedMember> members;
@@ -481,7 +492,10 @@ std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
     read.encoded.clear();
     staged_.visit(seqs, [&](const StagedRow& row) {
         const auto rejoining = rejoining_.find(row.seq);
-        members.push_back({row.seq, static_cast<MemberAction>(row.action), {}, payloads,
+        members.push_back({row.seq,
+                           static_cast<MemberAction>(row.action),
+                           {},
+                           payloads,
                            rejoining == rejoining_.end() ? 0 : rejoining->second});
         payloads->append(row.payload_or_key_value());
         ends.push_back(payloads->size());
@@ -495,7 +509,7 @@ std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
 }
 
 std::vector<ResumableMember> StateStore::resumable_members(const std::string& export_name, int64_t run_id,
-                                                          int64_t baseline) {
+                                                           int64_t baseline) {
     // The newest receipt per member, should a run have died between recording a resumed
     // member's new receipt and forgetting its old one. A --full run resends everything
     // delivered before its baseline, so receipts from before it do not count either.
@@ -539,12 +553,15 @@ std::vector<ResumableMember> StateStore::resumable_members(const std::string& ex
 }
 
 void StateStore::forget_earlier_receipts(const std::string& export_name, int64_t run_id) {
-    db_.prepare("DELETE FROM unconfirmed WHERE export=? AND run_id<? AND confirmed=0").bind(1, export_name).bind(2, run_id).run();
+    db_.prepare("DELETE FROM unconfirmed WHERE export=? AND run_id<? AND confirmed=0")
+        .bind(1, export_name)
+        .bind(2, run_id)
+        .run();
 }
 
 // Outcomes: the states in memory; to the state file go the delivered members (a row each,
-// read from the staged file) and the receipts (a row per receipt). A record already ACCEPTED or REJECTED is final, so a late PENDING
-// (collect_outcomes may overtake a push's own result) changes nothing.
+// read from the staged file) and the receipts (a row per receipt). A record already ACCEPTED or REJECTED is final, so a
+// late PENDING (collect_outcomes may overtake a push's own result) changes nothing.
 struct StateStore::OutcomeStatements {
     OutcomeStatements(sqlite::Database& db, StagedFile& staged)
         : staged(staged),
@@ -576,10 +593,19 @@ struct StateStore::OutcomeStatements {
     void deliver(const std::vector<int64_t>& seqs, const std::string& export_name, int64_t run_id, bool removed_by_us) {
         const auto now = static_cast<int64_t>(std::time(nullptr));
         staged.visit(seqs, [&](const StagedRow& row) {
-            deliver_member.bind_unowned(1, export_name).bind_unowned(2, row.email_key).bind_unowned(3, row.key_value_or_key())
-                .bind(4, row.hash).bind(5, run_id).bind(6, row.action).run();
+            deliver_member.bind_unowned(1, export_name)
+                .bind_unowned(2, row.email_key)
+                .bind_unowned(3, row.key_value_or_key())
+                .bind(4, row.hash)
+                .bind(5, run_id)
+                .bind(6, row.action)
+                .run();
             if (removed_by_us && row.action == static_cast<int>(MemberAction::remove)) {
-                remember_removal.bind_unowned(1, export_name).bind_unowned(2, row.email_key).bind(3, now).bind(4, run_id).run();
+                remember_removal.bind_unowned(1, export_name)
+                    .bind_unowned(2, row.email_key)
+                    .bind(3, now)
+                    .bind(4, run_id)
+                    .run();
             }
         });
     }
@@ -611,7 +637,8 @@ std::vector<NetOutcome> net_outcomes(const std::vector<MemberOutcome>& outcomes)
     std::vector<const MemberOutcome*> sorted;
     sorted.reserve(outcomes.size());
     for (const auto& outcome : outcomes) sorted.push_back(&outcome);
-    std::stable_sort(sorted.begin(), sorted.end(), [](const MemberOutcome* a, const MemberOutcome* b) { return a->seq < b->seq; });
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [](const MemberOutcome* a, const MemberOutcome* b) { return a->seq < b->seq; });
     std::vector<NetOutcome> net;
     net.reserve(sorted.size());
     for (const MemberOutcome* report : sorted) {
@@ -726,8 +753,13 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
         std::string members;
         for (const auto& [receipt, seqs] : receipts) {
             if (!encode_from_recent_reads(seqs, members)) sql.encode_members(seqs, members);
-            sql.remember_receipt.bind(1, export_name).bind(2, run_id).bind(3, seqs.front()).bind(4, seqs.back())
-                .bind(5, receipt).bind_blob(6, members.data(), members.size()).run();
+            sql.remember_receipt.bind(1, export_name)
+                .bind(2, run_id)
+                .bind(3, seqs.front())
+                .bind(4, seqs.back())
+                .bind(5, receipt)
+                .bind_blob(6, members.data(), members.size())
+                .run();
             const int64_t row = db_.last_insert_id();
             new_rows.push_back(row);
             receipt_rows_.push_back(row);
@@ -745,7 +777,8 @@ OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& expor
             waiting_in_row_[change->first] = change->second;
         }
         for (const auto& [seq, held] : old_rows_of) receipt_slot(seq) = held;
-        for (auto change = old_states.rbegin(); change != old_states.rend(); ++change) states_[change->first] = change->second;
+        for (auto change = old_states.rbegin(); change != old_states.rend(); ++change)
+            states_[change->first] = change->second;
         throw;
     }
     return tally;
@@ -781,7 +814,8 @@ int64_t StateStore::receipt_row_of(int64_t seq) const {
 }
 
 uint32_t& StateStore::receipt_slot(int64_t seq) {
-    if (seq >= static_cast<int64_t>(receipt_of_.size())) receipt_of_.resize(std::max<size_t>(seq + 1, states_.size()), 0);
+    if (seq >= static_cast<int64_t>(receipt_of_.size()))
+        receipt_of_.resize(std::max<size_t>(seq + 1, states_.size()), 0);
     return receipt_of_[seq];
 }
 
@@ -835,7 +869,8 @@ std::vector<ReportedMember> StateStore::reported_members(const std::vector<std::
     std::vector<ReportedMember> out;
     auto rejects = db_.prepare("SELECT source, line, COALESCE(email, ''), reason FROM rejects ORDER BY source, line");
     while (rejects.step()) {
-        out.push_back({source_name(rejects.integer(0)), rejects.integer(1), rejects.text(2), "invalid", rejects.text(3)});
+        out.push_back(
+            {source_name(rejects.integer(0)), rejects.integer(1), rejects.text(2), "invalid", rejects.text(3)});
     }
     // The state in memory is what counts: a reason written by outcomes whose transaction
     // failed can stay in refusals (the TEMP tables keep no rollback journal).
@@ -853,7 +888,8 @@ std::vector<ReportedMember> StateStore::reported_members(const std::vector<std::
     }
     staged_.visit(seqs, [&](const StagedRow& row) {
         auto& [outcome, reason] = outcomes[row.seq];
-        out.push_back({source_name(row.source), row.line, std::string(row.key_value_or_key()), outcome, std::move(reason)});
+        out.push_back(
+            {source_name(row.source), row.line, std::string(row.key_value_or_key()), outcome, std::move(reason)});
     });
     return out;
 }

@@ -3,8 +3,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -202,7 +202,7 @@ private:
     // By seq, an index into receipt_rows_ (0: none); a hash map would take a node, an
     // allocation and a free, per pending member. 4 bytes a member.
     std::vector<uint32_t> receipt_of_;
-    std::vector<int64_t> receipt_rows_{0};                 // unconfirmed.id, appended as recorded
+    std::vector<int64_t> receipt_rows_{0};  // unconfirmed.id, appended as recorded
     // By unconfirmed.id: how many members the row still waits on, and whether every member
     // that left it was accepted with it (then the row, once left by all, is kept confirmed).
     struct Waiting {
@@ -210,7 +210,7 @@ private:
         bool all_accepted = true;
     };
     std::unordered_map<int64_t, Waiting> waiting_in_row_;
-    uint32_t& receipt_slot(int64_t seq);  // grows receipt_of_ to hold seq
+    uint32_t& receipt_slot(int64_t seq);        // grows receipt_of_ to hold seq
     int64_t receipt_row_of(int64_t seq) const;  // the unconfirmed.id the member waits on, or 0
     void forget_receipt_rows();
     // What next_todo read of the members it handed out lately, encoded as a receipt row holds

@@ -33,7 +33,8 @@ std::string closest_match(const std::string& word, const std::vector<std::string
         // "list" for "list_id": a truncated name is a near miss whatever the edit distance.
         const auto& shorter = word.size() < candidate.size() ? word : candidate;
         const auto& longer = word.size() < candidate.size() ? candidate : word;
-        if (shorter.size() >= 3 && longer.compare(0, shorter.size(), shorter) == 0) distance = std::min<size_t>(distance, 1);
+        if (shorter.size() >= 3 && longer.compare(0, shorter.size(), shorter) == 0)
+            distance = std::min<size_t>(distance, 1);
         if (distance < best_distance) {
             best_distance = distance;
             best = candidate;

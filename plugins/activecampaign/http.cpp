@@ -58,8 +58,8 @@ bool sleep_until(Clock::time_point until, const std::function<bool()>& cancelled
 
 bool host_shares_budgets(const segpush_host* host) {
     return host && host->abi_major == SEGPUSH_ABI_MAJOR && host->abi_minor >= 4 &&
-           SEGPUSH_HAS_FIELD(host, segpush_host, reserve_slot) &&
-           SEGPUSH_HAS_FIELD(host, segpush_host, hold_budget) && host->reserve_slot && host->hold_budget;
+           SEGPUSH_HAS_FIELD(host, segpush_host, reserve_slot) && SEGPUSH_HAS_FIELD(host, segpush_host, hold_budget) &&
+           host->reserve_slot && host->hold_budget;
 }
 
 std::string budget_name(const std::string& host, const std::string& api_key, const char* limit) {
@@ -92,7 +92,8 @@ bool Pacer::acquire(const std::function<bool()>& cancelled) {
         const uint64_t slot = host_->reserve_slot(host_->host_data, budget_.c_str(),
                                                   static_cast<uint64_t>(interval_.count()));
         if (slot != 0) {
-            return sleep_until(Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(slot))),
+            return sleep_until(Clock::time_point(
+                                   std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(slot))),
                                cancelled);
         }
     }
@@ -166,9 +167,7 @@ void Http::lock(CURL*, curl_lock_data data, curl_lock_access, void* user) {
     static_cast<Http*>(user)->share_locks_[data].lock();
 }
 
-void Http::unlock(CURL*, curl_lock_data data, void* user) {
-    static_cast<Http*>(user)->share_locks_[data].unlock();
-}
+void Http::unlock(CURL*, curl_lock_data data, void* user) { static_cast<Http*>(user)->share_locks_[data].unlock(); }
 
 CURL* Http::take_handle() {
     {

@@ -84,10 +84,8 @@ bool tls_failure(CURLcode code) {
         case CURLE_SSL_ISSUER_ERROR:
         case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
         case CURLE_SSL_INVALIDCERTSTATUS:
-        case CURLE_SSL_CRL_BADFILE:
-            return true;
-        default:
-            return false;
+        case CURLE_SSL_CRL_BADFILE: return true;
+        default: return false;
     }
 }
 
@@ -106,9 +104,10 @@ Problem common_problem(Http& http, const HttpResult& result, const std::string& 
             p.status = SEGPUSH_ERR_CONFIG;
             p.field = bad_file ? "ca_bundle" : "host";
             p.message = "cannot verify the TLS certificate of " + host + " (" + result.curl_error + ")" +
-                        (bad_file ? ": ca_bundle is not a readable PEM file of CA certificates"
-                                  : ": check host; if the server uses a private CA or a TLS-inspecting proxy, set "
-                                    "ca_bundle to a PEM file with its CA certificate (verification cannot be turned off)");
+                        (bad_file
+                             ? ": ca_bundle is not a readable PEM file of CA certificates"
+                             : ": check host; if the server uses a private CA or a TLS-inspecting proxy, set "
+                               "ca_bundle to a PEM file with its CA certificate (verification cannot be turned off)");
         } else if (result.curl == CURLE_URL_MALFORMAT) {
             p.status = SEGPUSH_ERR_CONFIG;
             p.field = "host";
@@ -206,7 +205,7 @@ struct segpush_export {
     ExportSettings settings;
     std::vector<Column> columns;
 
-    std::mutex mutex;                  // guards everything below
+    std::mutex mutex;  // guards everything below
     // Contacts unsubscribed from (or bounced on) the list when the export began, by lower-cased
     // email: the contact's id and its ListStatus. One put back (restore_each) leaves it.
     struct KeptOut {
@@ -218,13 +217,13 @@ struct segpush_export {
     // Removals come after every upsert of the export, which may take most of an hour: the
     // first REMOVE batch reads kept_out again (see refresh_kept_out), the others wait for it.
     std::mutex removal_read;
-    bool read_for_removals = false;  // under removal_read
-    std::list<PendingBatch> pending;   // oldest first
+    bool read_for_removals = false;   // under removal_read
+    std::list<PendingBatch> pending;  // oldest first
     // Pushes waiting for room in a full import queue (see wait_for_room): signalled when an
     // import leaves the queue, or a waiter hands on the task of waking when the next falls due.
     std::condition_variable room;
     bool room_watched = false;  // a waiter sleeps until the next import may be checked
-    OutcomeList settled;               // final outcomes polled by push workers, for collect_outcomes
+    OutcomeList settled;        // final outcomes polled by push workers, for collect_outcomes
     Clock::time_point next_poll{};
     Clock::duration backoff = 250ms;
     uint64_t bulk_requests = 0;
@@ -233,9 +232,7 @@ struct segpush_export {
     // push_batch calls running now: while any runs, they do the polling (see collect_outcomes).
     std::atomic<int> pushes_in_flight{0};
 
-    bool cancelled() const {
-        return g_host.is_cancelled(token);
-    }
+    bool cancelled() const { return g_host.is_cancelled(token); }
     std::function<bool()> cancel_check() const {
         return [this] { return cancelled(); };
     }
@@ -317,14 +314,16 @@ segpush_status check_connection(segpush_connection* conn, segpush_error* err) {
             }
             Problem p = unexpected(result, doing, SEGPUSH_ERR_CONFIG);
             p.field = "host";
-            p.message = http.settings().host + " answered /api/3/users/me without a user: is it the account's API "
+            p.message = http.settings().host +
+                        " answered /api/3/users/me without a user: is it the account's API "
                         "host (Settings > Developer, e.g. youraccount.api-us1.com) rather than the web app?";
             return p.report(err);
         }
         if (result.status == 404) {
             Problem p = unexpected(result, doing, SEGPUSH_ERR_CONFIG);
             p.field = "host";
-            p.message = http.settings().host + " has no ActiveCampaign API v3 (HTTP 404 for /api/3/users/me): use "
+            p.message = http.settings().host +
+                        " has no ActiveCampaign API v3 (HTTP 404 for /api/3/users/me): use "
                         "the API URL's hostname from Settings > Developer, e.g. youraccount.api-us1.com";
             return p.report(err);
         }
@@ -334,9 +333,12 @@ segpush_status check_connection(segpush_connection* conn, segpush_error* err) {
             Problem p = unexpected(result, doing, SEGPUSH_ERR_CONFIG);
             p.field = "host";
             const bool redirect = result.status != 400;
-            p.message = http.settings().host + (redirect ? " redirects /api/3/users/me elsewhere (HTTP " : " refused /api/3/users/me as a bad request (HTTP ") +
+            p.message = http.settings().host +
+                        (redirect ? " redirects /api/3/users/me elsewhere (HTTP "
+                                  : " refused /api/3/users/me as a bad request (HTTP ") +
                         std::to_string(result.status) + ")" +
-                        (redirect ? "; segpush does not follow redirects, so the API key never goes to another host" : "") +
+                        (redirect ? "; segpush does not follow redirects, so the API key never goes to another host"
+                                  : "") +
                         ": use the account's API URL hostname from Settings > Developer, e.g. youraccount.api-us1.com, "
                         "not the web app's address or a proxy that rewrites requests";
             return p.report(err);
@@ -383,9 +385,9 @@ Problem resolve_custom_fields(segpush_export& exp, const std::vector<std::pair<s
             const std::string needle = bare(name);
             for (const auto& field : all) {
                 const std::string tag = bare(field.perstag), title = lower_ascii(field.title);
-                const bool near = (!needle.empty() && (tag.find(needle) != std::string::npos ||
-                                                       title.find(needle) != std::string::npos ||
-                                                       needle.find(tag) != std::string::npos));
+                const bool near = (!needle.empty() &&
+                                   (tag.find(needle) != std::string::npos || title.find(needle) != std::string::npos ||
+                                    needle.find(tag) != std::string::npos));
                 if ((near || all.size() <= 10) && shown < 10) {
                     close += std::string(shown++ ? ", " : "") + "field:" + field.perstag + " (id " +
                              std::to_string(field.id) + ", \"" + field.title + "\")";
@@ -394,8 +396,10 @@ Problem resolve_custom_fields(segpush_export& exp, const std::vector<std::pair<s
             Problem p;
             p.status = SEGPUSH_ERR_CONFIG;
             p.field = "mapping.field:" + name;
-            p.message = "ActiveCampaign has no custom field \"" + name + "\" (matched against ids, personalization tags "
-                        "and titles of " + std::to_string(all.size()) + " fields)" +
+            p.message = "ActiveCampaign has no custom field \"" + name +
+                        "\" (matched against ids, personalization tags "
+                        "and titles of " +
+                        std::to_string(all.size()) + " fields)" +
                         (close.empty() ? std::string() : "; close ones: " + close);
             return p;
         }
@@ -420,7 +424,8 @@ Problem read_kept_out(segpush_export& exp, segpush_export::KeptOutMap& kept_out)
             const std::string path = "/api/3/contacts?listid=" + list + "&status=" + std::to_string(status) +
                                      "&orders%5Bid%5D=ASC&id_greater=" + std::to_string(after) +
                                      "&limit=" + std::to_string(kContactsPerPage);
-            if (!http.send("GET", path, nullptr, Budget::general, exp.cancel_check(), result)) return cancelled_problem();
+            if (!http.send("GET", path, nullptr, Budget::general, exp.cancel_check(), result))
+                return cancelled_problem();
             ++requests;
             const std::string doing = "reading who is unsubscribed from list " + list;
             if (Problem p = common_problem(http, result, doing, Budget::general)) return p;
@@ -505,7 +510,8 @@ segpush_status begin_export(segpush_connection* conn, const char* settings_json,
         if (Problem p = read_kept_out(*exp, exp->kept_out)) return p.report(err);
         g_host.log(SEGPUSH_LOG_INFO,
                    "exporting to ActiveCampaign list " + list +
-                       (exp->settings.tags.empty() ? "" : " with " + std::to_string(exp->settings.tags.size()) + " tags"));
+                       (exp->settings.tags.empty() ? ""
+                                                   : " with " + std::to_string(exp->settings.tags.size()) + " tags"));
         *out = exp.release();
         return SEGPUSH_OK;
     });
@@ -695,7 +701,8 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
                 std::vector<bool> taken_out(remaining.size());
                 for (const auto& [position, reason] : match.refused) {
                     taken_out[position] = true;
-                    out.add(rows[remaining[position]].id, SEGPUSH_RECORD_REJECTED, "ActiveCampaign refused this contact: " + reason);
+                    out.add(rows[remaining[position]].id, SEGPUSH_RECORD_REJECTED,
+                            "ActiveCampaign refused this contact: " + reason);
                 }
                 // Each suspect goes alone, after the others: one contact's number is 0 or 1.
                 for (size_t position : match.suspects) {
@@ -722,8 +729,8 @@ Problem push_bulk(segpush_export& exp, std::vector<Row>& rows, const std::vector
                 return finish_rest(out, rows, unsent(), p);
             }
             if (result.status >= 400 && result.status < 500) {
-                return finish_rest(out, rows, unsent(), unexpected(result, doing + " (the request was refused)",
-                                                                   SEGPUSH_ERR_DATA));
+                return finish_rest(out, rows, unsent(),
+                                   unexpected(result, doing + " (the request was refused)", SEGPUSH_ERR_DATA));
             }
             // 2xx without a batch id, 3xx, anything unreadable: whether it was queued is unknown;
             // bulk import is an upsert by email, so sending again is harmless.
@@ -823,8 +830,8 @@ Problem change_list_status(segpush_export& exp, const std::string& contact_id, L
 // (someone unsubscribing since the export began); a removal finds the contact by email, reads,
 // then sets status 2 only on a subscription, so that a person's own unsubscribe is never taken
 // for one of segpush's.
-Problem push_each(segpush_export& exp, const std::vector<Row>& rows, const std::vector<size_t>& valid, ListAction action,
-                  OutcomeList& out) {
+Problem push_each(segpush_export& exp, const std::vector<Row>& rows, const std::vector<size_t>& valid,
+                  ListAction action, OutcomeList& out) {
     Http& http = exp.http();
     const uint64_t list_id = exp.settings.list_id;
     for (size_t v = 0; v < valid.size(); ++v) {
@@ -846,7 +853,8 @@ Problem push_each(segpush_export& exp, const std::vector<Row>& rows, const std::
             if (Problem p = common_problem(http, result, "finding a contact", Budget::general)) {
                 return finish_rest(out, rows, rest, p);
             }
-            if (result.status != 200) return finish_rest(out, rows, rest, unexpected(result, "finding a contact", SEGPUSH_RETRY));
+            if (result.status != 200)
+                return finish_rest(out, rows, rest, unexpected(result, "finding a contact", SEGPUSH_RETRY));
             contact_id = contact_id_with_email(result.body, std::string(row.contact.email));
             if (contact_id.empty()) {  // not a contact: not on the list either
                 out.add(row.id, SEGPUSH_RECORD_ACCEPTED);
@@ -860,13 +868,16 @@ Problem push_each(segpush_export& exp, const std::vector<Row>& rows, const std::
         const int status = membership ? membership->status : -1;
         if (status == unsubscribed || status == bounced) {
             out.add(row.id, SEGPUSH_RECORD_SUPPRESSED,
-                    kept_out_reason(status, list_id) + (action == ListAction::unsubscribe ? "; nothing to remove" : ""));
+                    kept_out_reason(status, list_id) +
+                        (action == ListAction::unsubscribe ? "; nothing to remove" : ""));
             continue;
         }
         // Already as asked: subscribed for an upsert, or not on the list for a removal.
-        const bool done = action == ListAction::subscribe ? status == active : (status != active && status != unconfirmed);
+        const bool done = action == ListAction::subscribe ? status == active
+                                                          : (status != active && status != unconfirmed);
         if (!done) {
-            if (Problem p = change_list_status(exp, contact_id, action, false, refused)) return finish_rest(out, rows, rest, p);
+            if (Problem p = change_list_status(exp, contact_id, action, false, refused))
+                return finish_rest(out, rows, rest, p);
         }
         out.add(row.id, refused.empty() ? SEGPUSH_RECORD_ACCEPTED : SEGPUSH_RECORD_REJECTED, refused);
     }
@@ -961,12 +972,15 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
         if (action_code != SEGPUSH_ACTION_UPSERT && action_code != SEGPUSH_ACTION_REMOVE) {
             return kit::fail(err, SEGPUSH_ERR_INTERNAL, "", "unknown batch action " + std::to_string(action_code));
         }
-        const ListAction action = action_code == SEGPUSH_ACTION_REMOVE ? ListAction::unsubscribe : ListAction::subscribe;
+        const ListAction action = action_code == SEGPUSH_ACTION_REMOVE ? ListAction::unsubscribe
+                                                                       : ListAction::subscribe;
         auto out = std::make_unique<OutcomeList>();
         out->reserve(batch->n_records);
         std::vector<Row> rows = rows_of(*exp, *batch);
-        const int64_t* removed_at =
-            SEGPUSH_HAS_FIELD(batch, segpush_batch, removed_at) && action == ListAction::subscribe ? batch->removed_at : nullptr;
+        const int64_t* removed_at = SEGPUSH_HAS_FIELD(batch, segpush_batch, removed_at) &&
+                                            action == ListAction::subscribe
+                                        ? batch->removed_at
+                                        : nullptr;
         // ActiveCampaign asks for the per-contact API when there are ten contacts or fewer. The
         // plugin cannot see the export's size; a batch of at most ten before any bulk import
         // means the host had no more to send (it fills batches to the declared limit).
@@ -987,8 +1001,9 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
                     out->add(rows[r].id, SEGPUSH_RECORD_REJECTED, "the record has no email; ActiveCampaign needs one");
                     continue;
                 }
-                const auto kept = exp->kept_out.empty() ? exp->kept_out.end()
-                                                        : exp->kept_out.find(lower_ascii(std::string(rows[r].contact.email)));
+                const auto kept = exp->kept_out.empty()
+                                      ? exp->kept_out.end()
+                                      : exp->kept_out.find(lower_ascii(std::string(rows[r].contact.email)));
                 if (kept == exp->kept_out.end()) {
                     valid.push_back(r);
                 } else if (action == ListAction::unsubscribe) {
@@ -998,7 +1013,8 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
                 } else if (removed_at && removed_at[r] != 0) {
                     restoring.push_back(r);
                 } else {
-                    out->add(rows[r].id, SEGPUSH_RECORD_SUPPRESSED, kept_out_reason(kept->second.status, exp->settings.list_id));
+                    out->add(rows[r].id, SEGPUSH_RECORD_SUPPRESSED,
+                             kept_out_reason(kept->second.status, exp->settings.list_id));
                 }
             }
         }
@@ -1034,7 +1050,8 @@ void settle_all(const PendingBatch& batch, OutcomeList& out, segpush_record_stat
 bool resubmit(segpush_export& exp, PendingBatch& batch) {
     HttpResult result;
     const Budget budget = batch.ids.size() == 1 ? Budget::bulk_import_single : Budget::bulk_import;
-    if (!exp.http().send("POST", "/api/3/import/bulk_import", &batch.body, budget, exp.cancel_check(), result)) return false;
+    if (!exp.http().send("POST", "/api/3/import/bulk_import", &batch.body, budget, exp.cancel_check(), result))
+        return false;
     {
         std::lock_guard<std::mutex> guard(exp.mutex);
         ++exp.bulk_requests;
@@ -1042,8 +1059,8 @@ bool resubmit(segpush_export& exp, PendingBatch& batch) {
     common_problem(exp.http(), result, "resubmitting a bulk import", budget);  // holds pacing on 429
     BulkAnswer answer = parse_bulk_answer(result.status, result.body);
     if (answer.kind != BulkAnswer::queued) return false;
-    g_host.log(SEGPUSH_LOG_INFO, "bulk import batch " + batch.batch_id + " failed at ActiveCampaign; resubmitted as " +
-                                     answer.batch_id);
+    g_host.log(SEGPUSH_LOG_INFO,
+               "bulk import batch " + batch.batch_id + " failed at ActiveCampaign; resubmitted as " + answer.batch_id);
     batch.batch_id = answer.batch_id;
     batch.queued_at = Clock::now();
     batch.resubmits++;
@@ -1069,7 +1086,8 @@ Poll poll_batch(segpush_export& exp, PendingBatch& batch, OutcomeList& out, Prob
     }
     if (result.status == 400 || result.status == 404) {
         settle_all(batch, out, SEGPUSH_RECORD_RETRY,
-                   "ActiveCampaign no longer knows bulk import batch " + batch.batch_id + "; the next run sends it again");
+                   "ActiveCampaign no longer knows bulk import batch " + batch.batch_id +
+                       "; the next run sends it again");
         return Poll::settled;
     }
     if (result.status != 200) return Poll::not_ready;
@@ -1089,8 +1107,8 @@ Poll poll_batch(segpush_export& exp, PendingBatch& batch, OutcomeList& out, Prob
                 out.add(batch.ids[i], SEGPUSH_RECORD_ACCEPTED);
             }
         }
-        g_host.log(SEGPUSH_LOG_DEBUG, "bulk import batch " + batch.batch_id + " completed: " +
-                                          std::to_string(batch.ids.size() - rejected) + " accepted, " +
+        g_host.log(SEGPUSH_LOG_DEBUG, "bulk import batch " + batch.batch_id +
+                                          " completed: " + std::to_string(batch.ids.size() - rejected) + " accepted, " +
                                           std::to_string(rejected) + " failed");
         return Poll::settled;
     }
@@ -1106,7 +1124,8 @@ Poll poll_batch(segpush_export& exp, PendingBatch& batch, OutcomeList& out, Prob
             return Poll::not_ready;
         }
         settle_all(batch, out, SEGPUSH_RECORD_RETRY,
-                   "ActiveCampaign's bulk import ended '" + info.status + "' twice for these contacts; the next run sends them again");
+                   "ActiveCampaign's bulk import ended '" + info.status +
+                       "' twice for these contacts; the next run sends them again");
         return Poll::settled;
     }
     return Poll::not_ready;
@@ -1216,7 +1235,8 @@ segpush_status collect_outcomes(segpush_export* exp, segpush_outcomes* outcomes,
         auto out = std::make_unique<OutcomeList>();
         take_settled(*exp, *out);
         kit::publish(std::move(out), outcomes, g_host);
-        if (problem && problem.status != SEGPUSH_RETRY && problem.status != SEGPUSH_ERR_CANCELLED) return problem.report(err);
+        if (problem && problem.status != SEGPUSH_RETRY && problem.status != SEGPUSH_ERR_CANCELLED)
+            return problem.report(err);
         return SEGPUSH_OK;
     });
 }
@@ -1304,7 +1324,8 @@ segpush_status finish_export(segpush_export* exp, segpush_outcomes* outcomes, se
                 stuck += left.ids.size();
                 settle_all(left, *out, SEGPUSH_RECORD_RETRY,
                            "ActiveCampaign was still processing the bulk import after " +
-                               std::to_string(budget.count()) + " s (import_poll_budget_seconds); the next run sends it again");
+                               std::to_string(budget.count()) +
+                               " s (import_poll_budget_seconds); the next run sends it again");
             }
             g_host.log(SEGPUSH_LOG_WARN, std::to_string(stuck) +
                                              " contacts were still being imported by ActiveCampaign when the wait ran "

@@ -160,9 +160,8 @@ Chunking chunk_contacts(const std::vector<size_t>& object_sizes, bool exclude_au
             out.too_large.push_back(i);
             continue;
         }
-        if (!current.empty() &&
-            (current.size() >= max_contacts ||
-             bulk_body_size(sum + size, current.size() + 1, exclude_automations) > max_bytes)) {
+        if (!current.empty() && (current.size() >= max_contacts ||
+                                 bulk_body_size(sum + size, current.size() + 1, exclude_automations) > max_bytes)) {
             out.chunks.push_back(std::move(current));
             current.clear();
             sum = 0;

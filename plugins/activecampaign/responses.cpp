@@ -57,8 +57,9 @@ std::optional<int64_t> as_int(const rapidjson::Value& value) {
 }
 
 bool contains_ci(const std::string& haystack, const std::string& needle) {
-    auto it = std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end(),
-                          [](char a, char b) { return std::tolower((unsigned char)a) == std::tolower((unsigned char)b); });
+    auto it = std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end(), [](char a, char b) {
+        return std::tolower((unsigned char)a) == std::tolower((unsigned char)b);
+    });
     return it != haystack.end();
 }
 
@@ -85,7 +86,8 @@ std::optional<uint32_t> parse_retry_after(const std::string& header, int64_t now
     std::tm tm{};
     char month[4] = {0};
     int day = 0, year = 0, hour = 0, minute = 0, second = 0;
-    if (std::sscanf(value.c_str(), "%*3s, %2d %3s %4d %2d:%2d:%2d GMT", &day, month, &year, &hour, &minute, &second) != 6) {
+    if (std::sscanf(value.c_str(), "%*3s, %2d %3s %4d %2d:%2d:%2d GMT", &day, month, &year, &hour, &minute, &second) !=
+        6) {
         return std::nullopt;
     }
     static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -135,7 +137,8 @@ BulkAnswer parse_bulk_answer(long http_status, const std::string& body) {
     rapidjson::Document doc;
     const bool json = parse(doc, body);
     if (json) {
-        if (auto* message = member(doc, "message"); message && message->IsString()) out.message = clip(as_text(*message));
+        if (auto* message = member(doc, "message"); message && message->IsString())
+            out.message = clip(as_text(*message));
     }
     if (http_status >= 200 && http_status < 300) {
         if (json) {
@@ -192,7 +195,8 @@ FailureMatch match_failures(const std::vector<BulkAnswer::Failure>& failures, co
                                         });
             if (at == reason.end()) return false;
             const auto before = at == reason.begin() ? ' ' : static_cast<unsigned char>(*(at - 1));
-            if (!std::isalnum(before) && std::string_view("!#$%&'*+/=?^_`{|}~.-").find(before) == std::string_view::npos) {
+            if (!std::isalnum(before) &&
+                std::string_view("!#$%&'*+/=?^_`{|}~.-").find(before) == std::string_view::npos) {
                 return true;
             }
             from = static_cast<size_t>(at - reason.begin());
@@ -286,9 +290,8 @@ std::string contact_id_with_email(const std::string& body, const std::string& em
         if (!id || !address || !address->IsString()) continue;
         const std::string found = address->GetString();
         if (found.size() == email.size() &&
-            std::equal(found.begin(), found.end(), email.begin(), [](unsigned char a, unsigned char b) {
-                return std::tolower(a) == std::tolower(b);
-            })) {
+            std::equal(found.begin(), found.end(), email.begin(),
+                       [](unsigned char a, unsigned char b) { return std::tolower(a) == std::tolower(b); })) {
             return as_text(*id);
         }
     }
@@ -321,7 +324,8 @@ FieldsPage parse_fields_page(const std::string& body) {
 
 bool mentions_missing_list(const std::string& body) {
     return body.find("list_not_exist") != std::string::npos ||
-           (body.find("related_missing") != std::string::npos && body.find("/data/attributes/list") != std::string::npos);
+           (body.find("related_missing") != std::string::npos &&
+            body.find("/data/attributes/list") != std::string::npos);
 }
 
 std::optional<int64_t> parse_ac_time(const std::string& text) {

@@ -24,10 +24,10 @@ std::string error_text(const std::string& body);
 // POST /api/3/import/bulk_import answer.
 struct BulkAnswer {
     enum Kind {
-        queued,          // 200/201 with a batchId
-        invalid,         // 400 with per-contact failureReasons: nothing was queued
-        rate_limited,    // 400 "Rate limit exceeded." (or string failureReasons about limits)
-        other            // anything else: decide by HTTP status
+        queued,        // 200/201 with a batchId
+        invalid,       // 400 with per-contact failureReasons: nothing was queued
+        rate_limited,  // 400 "Rate limit exceeded." (or string failureReasons about limits)
+        other          // anything else: decide by HTTP status
     } kind = other;
     std::string batch_id;
     struct Failure {
@@ -53,8 +53,8 @@ FailureMatch match_failures(const std::vector<BulkAnswer::Failure>& failures, co
 // GET /api/3/import/info answer.
 struct ImportInfo {
     enum State { not_ready, completed, failed, unreadable } state = unreadable;
-    std::string status;                 // as sent ("false" when the status was boolean false)
-    std::vector<std::string> failure;   // emails that failed
+    std::string status;                // as sent ("false" when the status was boolean false)
+    std::vector<std::string> failure;  // emails that failed
 };
 ImportInfo parse_import_info(const std::string& body);
 

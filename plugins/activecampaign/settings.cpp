@@ -71,9 +71,7 @@ std::string lowercase(std::string s) {
     return s;
 }
 
-bool is_hostname_char(char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.';
-}
+bool is_hostname_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.'; }
 
 }  // namespace
 
@@ -99,11 +97,12 @@ std::optional<HostProblem> check_host(const std::string& host) {
         name = rest.substr(0, colon);
         port = rest.substr(colon + 1);
     }
-    const bool port_ok = port.empty() || (port.size() <= 5 &&
-        std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c); }) &&
-        std::stoul(port) > 0 && std::stoul(port) <= 65535);
+    const bool port_ok = port.empty() ||
+                         (port.size() <= 5 &&
+                          std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c); }) &&
+                          std::stoul(port) > 0 && std::stoul(port) <= 65535);
     const bool name_ok = !name.empty() && name.front() != '.' && name.back() != '.' &&
-        std::all_of(name.begin(), name.end(), is_hostname_char);
+                         std::all_of(name.begin(), name.end(), is_hostname_char);
     if (!name_ok || !port_ok || rest.find(':') != rest.rfind(':')) {
         return HostProblem{"host \"" + name + (port.empty() ? "" : ":" + port) +
                            "\" is not a hostname; expected something like youraccount.api-us1.com"};
@@ -113,8 +112,8 @@ std::optional<HostProblem> check_host(const std::string& host) {
     for (size_t i = 0; i < removed.size(); ++i) {
         what += (i == 0 ? "" : (i + 1 == removed.size() ? " and " : ", ")) + removed[i];
     }
-    return HostProblem{"host must be the hostname only, without " + what + "; write host: " +
-                       lowercase(name) + (port.empty() ? "" : ":" + port)};
+    return HostProblem{"host must be the hostname only, without " + what + "; write host: " + lowercase(name) +
+                       (port.empty() ? "" : ":" + port)};
 }
 
 namespace {
@@ -160,8 +159,10 @@ std::variant<ConnectionSettings, SettingsProblem> parse_connection_settings(cons
     std::optional<SettingsProblem> problem;
     uint64_t value = 0;
     if (read_uint(doc, "requests_per_second", 1, 1000, value, problem)) out.requests_per_second = uint32_t(value);
-    if (read_uint(doc, "bulk_requests_per_minute", 1, 10000, value, problem)) out.bulk_requests_per_minute = uint32_t(value);
-    if (read_uint(doc, "import_poll_budget_seconds", 1, 86400, value, problem)) out.import_poll_budget_seconds = uint32_t(value);
+    if (read_uint(doc, "bulk_requests_per_minute", 1, 10000, value, problem))
+        out.bulk_requests_per_minute = uint32_t(value);
+    if (read_uint(doc, "import_poll_budget_seconds", 1, 86400, value, problem))
+        out.import_poll_budget_seconds = uint32_t(value);
     if (read_uint(doc, "timeout_seconds", 5, 600, value, problem)) out.timeout_seconds = uint32_t(value);
     if (problem) return *problem;
     return out;
@@ -191,7 +192,8 @@ std::variant<ExportSettings, SettingsProblem> parse_export_settings(const char* 
     }
     auto exclude = doc.FindMember("exclude_automations");
     if (exclude != doc.MemberEnd() && !exclude->value.IsNull()) {
-        if (!exclude->value.IsBool()) return SettingsProblem{"exclude_automations", "exclude_automations must be true or false"};
+        if (!exclude->value.IsBool())
+            return SettingsProblem{"exclude_automations", "exclude_automations must be true or false"};
         out.exclude_automations = exclude->value.GetBool();
     }
     return out;

@@ -26,8 +26,8 @@ std::optional<HostProblem> check_host(const std::string& host);
 struct ConnectionSettings {
     std::string api_key;
     std::string host;
-    std::string ca_bundle;                  // empty: the system trust store
-    uint32_t requests_per_second = 5;       // the account-wide API budget
+    std::string ca_bundle;             // empty: the system trust store
+    uint32_t requests_per_second = 5;  // the account-wide API budget
     uint32_t bulk_requests_per_minute = 100;
     uint32_t import_poll_budget_seconds = 600;
     uint32_t timeout_seconds = 60;

@@ -42,7 +42,8 @@ RestoreDecision decide_restore(const ContactState& state, uint64_t list_id, int6
     for (const auto& other : state.memberships) {
         if (other.list_id == list_id || (other.status != unsubscribed && other.status != bounced)) continue;
         const bool after = !other.changed_at ||
-                           *other.changed_at > removed_at + (other.self_made || other.status == bounced ? -clock_slack : clock_slack);
+                           *other.changed_at >
+                               removed_at + (other.self_made || other.status == bounced ? -clock_slack : clock_slack);
         if (after) {
             return keep_out(std::string(other.status == bounced ? "bounced" : "unsubscribed") + " from list " +
                             std::to_string(other.list_id) + " at ActiveCampaign" +

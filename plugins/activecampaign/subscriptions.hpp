@@ -27,7 +27,7 @@ enum ListStatus : int { unconfirmed = 0, active = 1, unsubscribed = 2, bounced =
 struct Membership {
     uint64_t list_id = 0;
     int status = -1;
-    std::string udate;                 // when the status last changed, as written
+    std::string udate;                  // when the status last changed, as written
     std::optional<int64_t> changed_at;  // udate in seconds UTC; nullopt when it has no offset
     // Set when the person or an automation made the change: an unsubscribe link in a campaign
     // (campaign, message), an "unsubscribe" automation step, or a reason they gave.

@@ -43,8 +43,9 @@ namespace {
 kit::Host g_host;
 
 segpush_status fail_io(segpush_error* err, const IoFailure& failure) {
-    const segpush_status status =
-        failure.transient ? SEGPUSH_RETRY : failure.config ? SEGPUSH_ERR_CONFIG : SEGPUSH_ERR_INTERNAL;
+    const segpush_status status = failure.transient ? SEGPUSH_RETRY
+                                  : failure.config  ? SEGPUSH_ERR_CONFIG
+                                                    : SEGPUSH_ERR_INTERNAL;
     return kit::fail(err, status, "", failure.message);
 }
 
@@ -151,13 +152,14 @@ segpush_status check_connection_impl(segpush_connection* conn, segpush_error* er
     if (auto problem = check_writable_directory(directory); !problem.empty()) {
         const bool working_directory = conn->directory.empty();
         return kit::fail(err, SEGPUSH_ERR_CONFIG, working_directory ? "" : "directory",
-                         problem + (working_directory ? " (the working directory; set the connection's directory)" : ""));
+                         problem +
+                             (working_directory ? " (the working directory; set the connection's directory)" : ""));
     }
     return SEGPUSH_OK;
 }
 
 segpush_status begin_export_impl(segpush_connection* conn, const char* settings_json, const char* const* field_ids,
-                            size_t n_fields, void* export_token, segpush_export** out, segpush_error* err) {
+                                 size_t n_fields, void* export_token, segpush_export** out, segpush_error* err) {
     Problem problem;
     auto settings = parse_export(settings_json, problem);
     if (!settings) return kit::fail(err, SEGPUSH_ERR_CONFIG, problem.field, problem.message);
@@ -179,8 +181,8 @@ segpush_status begin_export_impl(segpush_connection* conn, const char* settings_
     }
     // One instant for both templates, so a run's members and leavers files carry the same stamp.
     const std::time_t now = std::time(nullptr);
-    const std::string members_final =
-        absolute_path(resolve_path(conn->directory, expand_template(settings->path, now)));
+    const std::string members_final = absolute_path(
+        resolve_path(conn->directory, expand_template(settings->path, now)));
     exp->leavers_final = absolute_path(resolve_path(conn->directory, expand_template(settings->leavers_path, now)));
     OwnedExport owned;  // declared before the lock: freeing it takes the lock again
     {
@@ -208,7 +210,7 @@ segpush_status begin_export_impl(segpush_connection* conn, const char* settings_
 }
 
 segpush_status push_batch_impl(segpush_export* exp, const segpush_batch* batch, segpush_outcomes* outcomes,
-                          segpush_error* err) {
+                               segpush_error* err) {
     if (batch->n_fields != exp->field_ids.size()) {
         return kit::fail(err, SEGPUSH_ERR_INTERNAL, "",
                          "batch has a different number of fields than begin_export declared");

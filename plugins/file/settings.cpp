@@ -89,7 +89,8 @@ std::string check_template(const std::string& templ) {
 std::string extension_of(const std::string& path) {
     const size_t slash = path.rfind('/');
     const size_t dot = path.rfind('.');
-    if (dot == std::string::npos || (slash != std::string::npos && dot < slash) || dot == slash + 1 || dot == 0) return {};
+    if (dot == std::string::npos || (slash != std::string::npos && dot < slash) || dot == slash + 1 || dot == 0)
+        return {};
     return path.substr(dot);
 }
 
@@ -111,7 +112,8 @@ std::optional<rapidjson::Document> parse_object(const char* json, Problem& probl
 }
 
 // Reads an optional string member; false (with problem set) when it is there but not a string.
-bool optional_string(const rapidjson::Document& doc, const char* key, std::optional<std::string>& out, Problem& problem) {
+bool optional_string(const rapidjson::Document& doc, const char* key, std::optional<std::string>& out,
+                     Problem& problem) {
     auto it = doc.FindMember(key);
     if (it == doc.MemberEnd()) return true;
     if (!it->value.IsString()) {
@@ -185,9 +187,10 @@ std::optional<ExportSettings> parse_export(const char* json, Problem& problem) {
         settings.format = *guessed;
     } else {
         const std::string ext = extension_of(*path);
-        problem = {"path", "cannot tell the format from " +
-                               (ext.empty() ? std::string("a path without an extension") : "the extension \"" + ext + "\"") +
-                               ": end the path with .csv or .jsonl, or set format: csv or format: jsonl"};
+        problem = {"path",
+                   "cannot tell the format from " +
+                       (ext.empty() ? std::string("a path without an extension") : "the extension \"" + ext + "\"") +
+                       ": end the path with .csv or .jsonl, or set format: csv or format: jsonl"};
         return std::nullopt;
     }
     if (leavers) {
@@ -203,7 +206,8 @@ std::optional<ExportSettings> parse_export(const char* json, Problem& problem) {
     } else {
         const std::string ext = extension_of(*path);
         const std::string stem = path->substr(0, path->size() - ext.size());
-        settings.leavers_path = stem + ".leavers" + (ext.empty() ? "." + std::string(format_name(settings.format)) : ext);
+        settings.leavers_path = stem + ".leavers" +
+                                (ext.empty() ? "." + std::string(format_name(settings.format)) : ext);
     }
     return settings;
 }

@@ -24,7 +24,7 @@ struct ConnectionSettings {
 };
 
 struct ExportSettings {
-    std::string path;          // template
+    std::string path;  // template
     Format format = Format::csv;
     std::string leavers_path;  // template; defaulted from path when not given
 };

@@ -88,7 +88,8 @@ inline long long times_sent(Sandbox& sandbox, const std::string& email) {
         if (!body.IsObject()) continue;
         if (path == "/api/3/import/bulk_import" && body.HasMember("contacts") && body["contacts"].IsArray()) {
             for (const auto& contact : body["contacts"].GetArray()) {
-                if (contact.HasMember("email") && contact["email"].IsString() && contact["email"].GetString() == email) ++n;
+                if (contact.HasMember("email") && contact["email"].IsString() && contact["email"].GetString() == email)
+                    ++n;
             }
         }
         if (path == "/api/3/contact/sync" && body.HasMember("contact") && body["contact"].HasMember("email") &&

@@ -47,7 +47,8 @@ void check_no_blank_values_sent(Sandbox& sandbox) {
 
 }  // namespace
 
-TEST_CASE("end to end: 5000 rows with invalid emails, case duplicates and empty fields give exactly the valid members") {
+TEST_CASE(
+    "end to end: 5000 rows with invalid emails, case duplicates and empty fields give exactly the valid members") {
     ExportFixture fixture(fast_sandbox());
     fixture.write_config("", kPacingAtScale20);
 
@@ -95,9 +96,9 @@ TEST_CASE("end to end: 5000 rows with invalid emails, case duplicates and empty 
     INFO(run.out << run.err);
     REQUIRE(run.exit_code == 0);
     const size_t valid = rows.size() - invalid.size();
-    CHECK_THAT(run.out, Catch::Contains("rows read     5000 (" + std::to_string(invalid.size()) +
-                                        " rejected before sending, " + std::to_string(duplicates.size()) +
-                                        " duplicates collapsed"));
+    CHECK_THAT(run.out,
+               Catch::Contains("rows read     5000 (" + std::to_string(invalid.size()) + " rejected before sending, " +
+                               std::to_string(duplicates.size()) + " duplicates collapsed"));
     CHECK_THAT(run.out, Catch::Contains("accepted      " + std::to_string(valid)));
     CHECK_THAT(run.out, Catch::Contains("rejected      0 by the destination"));
 
@@ -121,9 +122,9 @@ TEST_CASE("end to end: 5000 rows with invalid emails, case duplicates and empty 
         if (p.email != lower(p.email)) CHECK(members.at(lower(p.email)).email == p.email);  // first casing kept
     }
     // Spot checks of what the loops above cover.
-    CHECK(members.at("member0@example.com").first_name == "Old0");     // empty in the segment, kept
+    CHECK(members.at("member0@example.com").first_name == "Old0");  // empty in the segment, kept
     CHECK(members.at("member13@example.com").last_name == "OldLast13");
-    CHECK(members.at("member70@example.com").first_name.empty());      // empty and new: absent
+    CHECK(members.at("member70@example.com").first_name.empty());         // empty and new: absent
     CHECK(members.at("member103@example.com").first_name == "First103");  // the upper-case copy lost
     CHECK(members.at("member105@example.com").email == "Member105@Example.COM");
 

@@ -4,7 +4,6 @@
 // and failed imports, and a certificate it must not trust.
 #include <segpush/plugin.h>
 
-
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -178,7 +177,8 @@ TEST_CASE("errors: dropped connections are retried and the list ends exact") {
 
 // ---- imports that do not finish ---------------------------------------------------------------
 
-TEST_CASE("errors: a stuck import is left to the next run after import_poll_budget_seconds, which makes the list exact") {
+TEST_CASE(
+    "errors: a stuck import is left to the next run after import_poll_budget_seconds, which makes the list exact") {
     ExportFixture fixture(fast_sandbox(R"("stuck_imports": true)"));
     fixture.write_config("", kPacingAtScale20 + "      import_poll_budget_seconds: 2\n");
     const auto profiles = make_profiles(600);
@@ -195,15 +195,15 @@ TEST_CASE("errors: a stuck import is left to the next run after import_poll_budg
                                               "them again"));
     CHECK_THAT(stuck.err, Catch::Contains("600 contacts were still being imported by ActiveCampaign when the wait ran "
                                           "out; they are sent again by the next run"));
-    CHECK(seconds < 20);  // the 2 s poll budget bounds the wait
+    CHECK(seconds < 20);                        // the 2 s poll budget bounds the wait
     CHECK(fixture.sandbox.members(1).empty());  // nothing applied yet
 
     fixture.sandbox.configure(R"({"stuck_imports": false})");
     const Run again = fixture.segpush("export run vip_export");
     INFO(again.out << again.err);
     REQUIRE(again.exit_code == 0);
-    CHECK_THAT(again.out, Catch::Contains("succeeded") && Catch::Contains("600 new") &&
-                              Catch::Contains("accepted      600"));
+    CHECK_THAT(again.out,
+               Catch::Contains("succeeded") && Catch::Contains("600 new") && Catch::Contains("accepted      600"));
     require_list_equals(fixture.sandbox, profiles);
 }
 

@@ -35,8 +35,8 @@ void host_log(void*, segpush_log_level, const char*) {}
 void host_progress(void*, void*, uint64_t, uint64_t, const char*) {}
 int host_cancelled(void*, void*) { return g_cancel.load() ? 1 : 0; }
 
-const segpush_host kHost = {sizeof(segpush_host), SEGPUSH_ABI_MAJOR, SEGPUSH_ABI_MINOR, "test", nullptr,
-                            host_log, host_progress, host_cancelled, nullptr, nullptr};
+const segpush_host kHost = {sizeof(segpush_host), SEGPUSH_ABI_MAJOR, SEGPUSH_ABI_MINOR, "test", nullptr, host_log,
+                            host_progress,        host_cancelled,    nullptr,           nullptr};
 
 const segpush_plugin& plugin() {
     static const segpush_plugin* loaded = [] {
@@ -113,8 +113,9 @@ struct Driver {
                 ids.push_back(first_id + i);
                 values.push_back({records[i].first.data(), records[i].first.size()});
                 // A removal carries its key only.
-                values.push_back(action == SEGPUSH_ACTION_REMOVE ? segpush_value{nullptr, 0}
-                                                                 : segpush_value{records[i].second.data(), records[i].second.size()});
+                values.push_back(action == SEGPUSH_ACTION_REMOVE
+                                     ? segpush_value{nullptr, 0}
+                                     : segpush_value{records[i].second.data(), records[i].second.size()});
             }
             batch = {sizeof(segpush_batch), 2, records.size(), ids.data(), values.data(), action, nullptr};
         }
@@ -131,7 +132,8 @@ struct Driver {
 
     // Pushes the records; returns the call's status.
     segpush_status push(const std::vector<std::pair<std::string, std::string>>& records, uint64_t first_id,
-                        std::map<uint64_t, Outcome>& outcomes, segpush_error& err, uint32_t action = SEGPUSH_ACTION_UPSERT) {
+                        std::map<uint64_t, Outcome>& outcomes, segpush_error& err,
+                        uint32_t action = SEGPUSH_ACTION_UPSERT) {
         const Batch batch(records, first_id, action);
         segpush_outcomes out = fresh_outcomes();
         err = fresh_error();
@@ -181,7 +183,8 @@ std::vector<std::pair<std::string, std::string>> people(size_t count, size_t fir
 
 }  // namespace
 
-TEST_CASE("plugin: a batch refused as a whole (400 failureReasons) rejects those contacts with the reason and delivers the rest") {
+TEST_CASE("plugin: a batch refused as a whole (400 failureReasons) rejects those contacts with the reason and delivers "
+          "the rest") {
     // ActiveCampaign's documentation does not say whether failureReasons count contacts from 0
     // or from 1: the outcome must be the same either way.
     const int base = GENERATE(0, 1);
@@ -200,8 +203,8 @@ TEST_CASE("plugin: a batch refused as a whole (400 failureReasons) rejects those
             INFO("record " << id);
             if (id == 104 || id == 121) {
                 CHECK(outcomes[id].status == SEGPUSH_RECORD_REJECTED);
-                CHECK_THAT(outcomes[id].reason, Catch::Contains("refused this contact") &&
-                                                    Catch::Contains("email") && Catch::Contains("incorrect format"));
+                CHECK_THAT(outcomes[id].reason, Catch::Contains("refused this contact") && Catch::Contains("email") &&
+                                                    Catch::Contains("incorrect format"));
             } else {
                 CHECK(outcomes[id].status == SEGPUSH_RECORD_PENDING);
             }
@@ -230,7 +233,8 @@ TEST_CASE("plugin: a batch refused as a whole (400 failureReasons) rejects those
     }
 }
 
-TEST_CASE("plugin: the bulk rate limit body (400 Rate limit exceeded.) is RETRY after a minute and holds bulk imports") {
+TEST_CASE(
+    "plugin: the bulk rate limit body (400 Rate limit exceeded.) is RETRY after a minute and holds bulk imports") {
     // One multi-contact bulk import per minute; the per-second budget stays at 5.
     Sandbox sandbox([] {
         Sandbox::Options options;
@@ -276,7 +280,8 @@ TEST_CASE("plugin: the bulk rate limit body (400 Rate limit exceeded.) is RETRY 
     CHECK(sandbox.route_count("POST /api/3/import/bulk_import") == 2);  // nothing sent while held
 }
 
-TEST_CASE("plugin: a queued contact carries its import's batch id as receipt, and a later export confirms it by that id instead of importing it again") {
+TEST_CASE("plugin: a queued contact carries its import's batch id as receipt, and a later export confirms it by that "
+          "id instead of importing it again") {
     Sandbox sandbox(fast_sandbox(R"("import_delay_ms": 1500)"));
     const std::string fast = R"(,"requests_per_second":100,"bulk_requests_per_minute":2000)";
     const auto records = people(30);
@@ -353,7 +358,8 @@ TEST_CASE("plugin: an import resubmitted after failing gives its records the new
     CHECK(sandbox.members(1).size() == 30);
 }
 
-TEST_CASE("plugin: past 128 queued imports a push first waits for the oldest to be confirmed, and a cancel ends the wait") {
+TEST_CASE(
+    "plugin: past 128 queued imports a push first waits for the oldest to be confirmed, and a cancel ends the wait") {
     // The plugin keeps each queued import's body (to resubmit it should it fail) until the
     // import is confirmed: the queue's bound is what bounds its memory when ActiveCampaign
     // takes imports faster than it completes them.
@@ -372,7 +378,8 @@ TEST_CASE("plugin: past 128 queued imports a push first waits for the oldest to 
             REQUIRE(driver.push(people(kPerPush, push * kPerPush), push * kPerPush, outcomes, err) == SEGPUSH_OK);
         }
         const double queue_filled = std::chrono::duration<double>(Clock::now() - first_queued).count();
-        REQUIRE(driver.push(people(kPerPush, kPerPush * kQueueBound), kPerPush * kQueueBound, outcomes, err) == SEGPUSH_OK);
+        REQUIRE(driver.push(people(kPerPush, kPerPush * kQueueBound), kPerPush * kQueueBound, outcomes, err) ==
+                SEGPUSH_OK);
         const double last_queued = std::chrono::duration<double>(Clock::now() - first_queued).count();
         const auto requests = sandbox.get("/__sandbox/requests");
         size_t imports = 0, checks_before_last_import = 0, checks = 0;
@@ -392,8 +399,9 @@ TEST_CASE("plugin: past 128 queued imports a push first waits for the oldest to 
             CHECK(last_queued >= 3.0);
             CHECK(checks_before_last_import < 20);
         } else {
-            WARN("128 imports took " << queue_filled << " s to queue, longer than the sandbox's import delay "
-                                                          "(3 s): the wait for room went untested");
+            WARN("128 imports took " << queue_filled
+                                     << " s to queue, longer than the sandbox's import delay "
+                                        "(3 s): the wait for room went untested");
         }
         outcomes.clear();
         REQUIRE(driver.finish(outcomes) == SEGPUSH_OK);
@@ -404,7 +412,8 @@ TEST_CASE("plugin: past 128 queued imports a push first waits for the oldest to 
     sandbox.configure(R"({"stuck_imports": true})");
     Driver driver(sandbox, fast);
     for (size_t push = 0; push < kQueueBound; ++push) {
-        REQUIRE(driver.push(people(kPerPush, 10000 + push * kPerPush), 10000 + push * kPerPush, outcomes, err) == SEGPUSH_OK);
+        REQUIRE(driver.push(people(kPerPush, 10000 + push * kPerPush), 10000 + push * kPerPush, outcomes, err) ==
+                SEGPUSH_OK);
     }
     std::thread cancel([] {
         std::this_thread::sleep_for(std::chrono::milliseconds(1000));
@@ -422,7 +431,8 @@ TEST_CASE("plugin: past 128 queued imports a push first waits for the oldest to 
     CHECK(sandbox.route_count("POST /api/3/import/bulk_import") == 2 * kQueueBound + 1);  // nothing sent
 }
 
-TEST_CASE("plugin: a contact unsubscribed from the list is SUPPRESSED, never sent, and a host of ABI 1.3 is told REJECTED") {
+TEST_CASE(
+    "plugin: a contact unsubscribed from the list is SUPPRESSED, never sent, and a host of ABI 1.3 is told REJECTED") {
     Sandbox sandbox(fast_sandbox());
     sandbox.post("/__sandbox/unsubscribe", R"({"email": "gone@example.com", "list": "1", "via": "campaign"})");
     const std::vector<std::pair<std::string, std::string>> records = {{"gone@example.com", "Gone"},

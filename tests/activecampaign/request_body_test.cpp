@@ -1,7 +1,7 @@
 // The bulk import body as ActiveCampaign's JSON parser reads it: segpush writes contact
 // objects itself (requests.cpp), so every escape is checked here against RapidJSON's reader.
-#include <catch2/catch.hpp>
 #include <rapidjson/document.h>
+#include <catch2/catch.hpp>
 
 #include <random>
 #include <string>
@@ -43,8 +43,9 @@ TEST_CASE("append_json_string: every ASCII byte, quotes, backslashes and UTF-8 r
     std::string every_ascii;
     for (int c = 0; c < 0x80; ++c) every_ascii.push_back(static_cast<char>(c));
     CHECK(round_trip(every_ascii) == every_ascii);
-    for (const std::string& text : std::vector<std::string>{"", "\"", "\\", "a\"b\\c\"", "Zoë Ångström 😀 名前", "line\nbreak\r\ttab",
-                                   std::string("nul\0inside", 10), "ends with \\"}) {
+    for (const std::string& text :
+         std::vector<std::string>{"", "\"", "\\", "a\"b\\c\"", "Zoë Ångström 😀 名前", "line\nbreak\r\ttab",
+                                  std::string("nul\0inside", 10), "ends with \\"}) {
         CHECK(round_trip(text) == text);
     }
     std::mt19937 random(7);

@@ -145,9 +145,9 @@ std::map<std::string, int> validate_request_log(ApiDescription& api, Sandbox& sa
             rapidjson::StringBuffer schema_at, document_at;
             validator.GetInvalidSchemaPointer().StringifyUriFragment(schema_at);
             validator.GetInvalidDocumentPointer().StringifyUriFragment(document_at);
-            FAIL_CHECK("request body does not validate against " << method << " " << op.path_template
-                       << ": keyword '" << validator.GetInvalidSchemaKeyword() << "' at schema "
-                       << schema_at.GetString() << ", body " << document_at.GetString());
+            FAIL_CHECK("request body does not validate against "
+                       << method << " " << op.path_template << ": keyword '" << validator.GetInvalidSchemaKeyword()
+                       << "' at schema " << schema_at.GetString() << ", body " << document_at.GetString());
         }
     }
     return seen;
@@ -158,7 +158,8 @@ std::map<std::string, int> validate_request_log(ApiDescription& api, Sandbox& sa
 TEST_CASE("request schemas: every request of whole exports validates against the published API description") {
     ApiDescription api;
     ExportFixture fixture(fast_sandbox());
-    fixture.sandbox.post("/__sandbox/fields", R"({"id": 7, "title": "Loyalty tier", "perstag": "LOYALTY_TIER", "type": "text"})");
+    fixture.sandbox.post("/__sandbox/fields",
+                         R"({"id": 7, "title": "Loyalty tier", "perstag": "LOYALTY_TIER", "type": "text"})");
     // Two exports to the same list: a bulk one (tags, a custom field) and a small one (no tags,
     // at most ten contacts: contact/sync + contactLists).
     const std::string mapping =
@@ -166,7 +167,8 @@ TEST_CASE("request schemas: every request of whole exports validates against the
 )";
     fixture.dir.write("segpush.yaml", fixture.config_yaml(R"(  vip: { path: vip.csv }
   few: { path: few.csv }
-)", R"(  vip_export:
+)",
+                                                          R"(  vip_export:
     connection: ac
     segments: [vip]
     settings: { list_id: 1, tags: [vip, "spring sale"] }
@@ -176,7 +178,8 @@ TEST_CASE("request schemas: every request of whole exports validates against the
     segments: [few]
     settings: { list_id: 1 }
     on_leave: unsubscribe
-)" + mapping, kPacingAtScale20));
+)" + mapping,
+                                                          kPacingAtScale20));
     auto segment = [&](const std::string& file, const std::string& prefix, size_t count, size_t removed_from) {
         std::string csv = "Email,FirstName,LastName,Phone,Tier\n";
         for (size_t i = 0; i < count && i < removed_from; ++i) {

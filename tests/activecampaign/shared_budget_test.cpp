@@ -27,20 +27,22 @@ Sandbox::Options account_at_scale_10() {
 const std::string kPacingAtScale10 = "      requests_per_second: 50\n      bulk_requests_per_minute: 1000\n";
 
 // Exports "one" (list 1) and "two" (list 2), each of its own 20,000 profiles.
-std::pair<std::vector<Profile>, std::vector<Profile>> write_two_exports(ExportFixture& fixture, const std::string& schedule) {
+std::pair<std::vector<Profile>, std::vector<Profile>> write_two_exports(ExportFixture& fixture,
+                                                                        const std::string& schedule) {
     const auto first = make_profiles(kProfilesEach);
     const auto second = make_profiles(kProfilesEach, kProfilesEach);
     fixture.dir.write("one.csv", to_csv(first));
     fixture.dir.write("two.csv", to_csv(second));
     const std::string extra = schedule.empty() ? "" : "    schedule: \"" + schedule + "\"\n";
-    fixture.dir.write("segpush.yaml", fixture.config_yaml("  one: { path: one.csv }\n  two: { path: two.csv }\n",
-                                                          "  one:\n    connection: ac\n    segments: [one]\n"
-                                                          "    settings: { list_id: 1 }\n    mapping: { email: Email }\n" +
-                                                              extra +
-                                                              "  two:\n    connection: ac\n    segments: [two]\n"
-                                                              "    settings: { list_id: 2 }\n    mapping: { email: Email }\n" +
-                                                              extra,
-                                                          kPacingAtScale10));
+    fixture.dir.write("segpush.yaml",
+                      fixture.config_yaml("  one: { path: one.csv }\n  two: { path: two.csv }\n",
+                                          "  one:\n    connection: ac\n    segments: [one]\n"
+                                          "    settings: { list_id: 1 }\n    mapping: { email: Email }\n" +
+                                              extra +
+                                              "  two:\n    connection: ac\n    segments: [two]\n"
+                                              "    settings: { list_id: 2 }\n    mapping: { email: Email }\n" +
+                                              extra,
+                                          kPacingAtScale10));
     return {first, second};
 }
 
@@ -67,15 +69,15 @@ void require_no_refusal(Sandbox& sandbox) {
 TEST_CASE("shared budget: two export runs to one account started together meet no refusal and fill both lists") {
     ExportFixture fixture(account_at_scale_10());
     const auto [first, second] = write_two_exports(fixture, "");
-    BackgroundProcess one(fixture.segpush_argv("export run one"), fixture.dir.file("one.out"), fixture.dir.file("one.err"),
-                          fixture.env());
-    BackgroundProcess two(fixture.segpush_argv("export run two"), fixture.dir.file("two.out"), fixture.dir.file("two.err"),
-                          fixture.env());
+    BackgroundProcess one(fixture.segpush_argv("export run one"), fixture.dir.file("one.out"),
+                          fixture.dir.file("one.err"), fixture.env());
+    BackgroundProcess two(fixture.segpush_argv("export run two"), fixture.dir.file("two.out"),
+                          fixture.dir.file("two.err"), fixture.env());
     const int one_exit = one.wait();
     const int two_exit = two.wait();
-    INFO(read_file(fixture.dir.file("one.out")) << read_file(fixture.dir.file("one.err"))
-                                                << read_file(fixture.dir.file("two.out"))
-                                                << read_file(fixture.dir.file("two.err")));
+    INFO(read_file(fixture.dir.file("one.out"))
+         << read_file(fixture.dir.file("one.err")) << read_file(fixture.dir.file("two.out"))
+         << read_file(fixture.dir.file("two.err")));
     CHECK(one_exit == 0);
     CHECK(two_exit == 0);
     require_no_refusal(fixture.sandbox);

@@ -132,12 +132,14 @@ TEST_CASE("subscriptions: members segpush unsubscribed come back when they re-jo
     REQUIRE(fixture.segpush("export run vip_export").exit_code == 0);
 
     // The first `leaving` members leave the segment: segpush unsubscribes them.
-    fixture.write_segment(std::vector<Profile>(profiles.begin() + static_cast<std::ptrdiff_t>(leaving), profiles.end()));
+    fixture.write_segment(
+        std::vector<Profile>(profiles.begin() + static_cast<std::ptrdiff_t>(leaving), profiles.end()));
     const Run left = fixture.segpush("export run vip_export");
     INFO(left.out << left.err);
     REQUIRE(left.exit_code == 0);
     CHECK_THAT(summary_value(left.out, "accepted"), Catch::EndsWith("removed " + std::to_string(leaving)));
-    for (size_t i = 0; i < leaving; ++i) CHECK(fixture.sandbox.members(1).at(profiles[i].email).status == "unsubscribed");
+    for (size_t i = 0; i < leaving; ++i)
+        CHECK(fixture.sandbox.members(1).at(profiles[i].email).status == "unsubscribed");
 
     // An hour later (the sandbox's clock), three of them do something of their own: one is
     // put back on the list by a colleague and unsubscribes again through an email's link, one
@@ -165,7 +167,8 @@ TEST_CASE("subscriptions: members segpush unsubscribed come back when they re-jo
         INFO(profiles[i].email);
         CHECK(members.at(profiles[i].email).status == "subscribed");
     }
-    CHECK(subscriptions_requested(fixture.sandbox) == std::make_pair(static_cast<int>(restored), static_cast<int>(restored)));
+    CHECK(subscriptions_requested(fixture.sandbox) ==
+          std::make_pair(static_cast<int>(restored), static_cast<int>(restored)));
     const std::string report = report_of(fixture, back);
     CHECK_THAT(report, Catch::Contains(profiles[0].email + ",suppressed,"));
     CHECK_THAT(report, Catch::Contains("after segpush removed them at"));
@@ -190,7 +193,8 @@ TEST_CASE("subscriptions: someone who unsubscribed before segpush removed them i
     REQUIRE(left.exit_code == 0);
     CHECK_THAT(summary_value(left.out, "accepted"), Catch::EndsWith("removed 0"));
     CHECK_THAT(summary_value(left.out, "suppressed"), Catch::StartsWith("1 "));
-    CHECK_THAT(report_of(fixture, left), Catch::Contains("unsubscribed from list 1 at ActiveCampaign; nothing to remove"));
+    CHECK_THAT(report_of(fixture, left),
+               Catch::Contains("unsubscribed from list 1 at ActiveCampaign; nothing to remove"));
     // Back in the segment at once: still theirs, so still off the list.
     fixture.write_segment(profiles);
     const Run back = fixture.segpush("export run vip_export");

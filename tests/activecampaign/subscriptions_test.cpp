@@ -73,7 +73,8 @@ TEST_CASE("restore: anything the person, the account or the mail did since keeps
                                         ",\"unsubreason\":\"too many emails\""}) {
             const std::string answer =
                 "{\"contact\":{\"bounced_hard\":\"0\"},\"contactLists\":[{\"list\":\"3\",\"status\":\"2\",\"udate\":"
-                "\"2026-12-05T06:00:00-05:00\"" + extra + "}]}";
+                "\"2026-12-05T06:00:00-05:00\"" +
+                extra + "}]}";
             INFO(extra);
             const auto decision = decide(answer);
             CHECK(decision.kind == RestoreDecision::keep_out);
@@ -91,8 +92,8 @@ TEST_CASE("restore: anything the person, the account or the mail did since keeps
         CHECK(decide("{\"contactLists\":[{\"list\":\"3\",\"status\":\"2\"}]}").kind == RestoreDecision::keep_out);
     }
     SECTION("another list shows an unsubscribe after the removal (from all lists, perhaps)") {
-        const auto decision = decide(contact_answer(
-            {{3, 2, "2026-12-05T06:59:00-05:00"}, {5, 2, "2026-12-06T09:00:00-05:00"}}));
+        const auto decision = decide(
+            contact_answer({{3, 2, "2026-12-05T06:59:00-05:00"}, {5, 2, "2026-12-06T09:00:00-05:00"}}));
         CHECK(decision.kind == RestoreDecision::keep_out);
         CHECK_THAT(decision.reason, Catch::Contains("from list 5"));
     }
@@ -111,12 +112,12 @@ TEST_CASE("restore: anything the person, the account or the mail did since keeps
 }
 
 TEST_CASE("restore: other lists' old unsubscribes, or segpush's own removal from them at the same time, do not count") {
-    CHECK(decide(contact_answer({{3, 2, "2026-12-05T06:59:00-05:00"}, {5, 2, "2026-01-01T09:00:00-05:00"}}))
-              .kind == RestoreDecision::restore);
-    CHECK(decide(contact_answer({{3, 2, "2026-12-05T06:59:00-05:00"}, {5, 2, "2026-12-05T07:00:30-05:00"}}))
-              .kind == RestoreDecision::restore);
-    CHECK(decide(contact_answer({{3, 2, "2026-12-05T06:59:00-05:00"}, {5, 1, "2026-12-06T09:00:00-05:00"}}))
-              .kind == RestoreDecision::restore);
+    CHECK(decide(contact_answer({{3, 2, "2026-12-05T06:59:00-05:00"}, {5, 2, "2026-01-01T09:00:00-05:00"}})).kind ==
+          RestoreDecision::restore);
+    CHECK(decide(contact_answer({{3, 2, "2026-12-05T06:59:00-05:00"}, {5, 2, "2026-12-05T07:00:30-05:00"}})).kind ==
+          RestoreDecision::restore);
+    CHECK(decide(contact_answer({{3, 2, "2026-12-05T06:59:00-05:00"}, {5, 1, "2026-12-06T09:00:00-05:00"}})).kind ==
+          RestoreDecision::restore);
 }
 
 TEST_CASE("restore: someone put them back already") {

@@ -77,8 +77,8 @@ struct ConfigFixture {
 
     Result check(const std::string& yaml) {
         const bool templated = yaml.find("PLUGIN_DIR") != std::string::npos;
-        const std::string path =
-            dir.write("segpush.yaml", templated ? replace(yaml, "PLUGIN_DIR", SEGPUSH_PLUGIN_DIR) : yaml);
+        const std::string path = dir.write("segpush.yaml",
+                                           templated ? replace(yaml, "PLUGIN_DIR", SEGPUSH_PLUGIN_DIR) : yaml);
         Diagnostics diagnostics;
         Result result;
         result.config = load_config(path, diagnostics);
@@ -185,12 +185,14 @@ TEST_CASE_METHOD(ConfigFixture, "config 10: an unknown connection suggests the d
 TEST_CASE_METHOD(ConfigFixture, "config 11: no privacy consent is refused with what consenting means") {
     const Result result = check(replace(kBase, "privacy_consent: true", "privacy_consent: false"));
     const std::string error = result.error_with("privacy_consent");
-    CHECK_THAT(error, Catch::StartsWith("segpush.yaml:8:22: error: connections.ac.privacy_consent: privacy_consent must "
-                                        "be true: exporting sends personal data"));
+    CHECK_THAT(error,
+               Catch::StartsWith("segpush.yaml:8:22: error: connections.ac.privacy_consent: privacy_consent must "
+                                 "be true: exporting sends personal data"));
     CHECK_THAT(error, Catch::Contains("lawful basis"));
 
     const Result absent = check(replace(kBase, "    privacy_consent: true\n", ""));
-    CHECK_THAT(absent.error_with("privacy_consent"), Catch::StartsWith("segpush.yaml:6:3: error: connections.ac.privacy_consent"));
+    CHECK_THAT(absent.error_with("privacy_consent"),
+               Catch::StartsWith("segpush.yaml:6:3: error: connections.ac.privacy_consent"));
 }
 
 TEST_CASE_METHOD(ConfigFixture, "config 12: a contributor-editable file may not use an admin-only connection") {
@@ -203,7 +205,8 @@ TEST_CASE_METHOD(ConfigFixture, "config 12: a contributor-editable file may not 
           "exports.d/team.yaml:3:17: error: exports.team_export.connection: connection 'ac' is for admins only, and "
           "this file is editable by contributors; an admin can share it by adding contributors to its usable_by");
 
-    const Result shared = check(replace(yaml, "privacy_consent: true", "privacy_consent: true\n    usable_by: [contributors]"));
+    const Result shared = check(
+        replace(yaml, "privacy_consent: true", "privacy_consent: true\n    usable_by: [contributors]"));
     INFO(shared.all());
     CHECK(shared.errors.empty());
     REQUIRE(shared.config);
@@ -213,13 +216,15 @@ TEST_CASE_METHOD(ConfigFixture, "config 12: a contributor-editable file may not 
 TEST_CASE_METHOD(ConfigFixture, "config 13: an unset secret environment variable") {
     unsetenv("SEGPUSH_TEST_AC_KEY");
     const Result result = check(kBase);
-    CHECK(result.error_with("not set") ==
-          "segpush.yaml:11:16: error: connections.ac.settings.api_key: environment variable SEGPUSH_TEST_AC_KEY is not set");
+    CHECK(result.error_with("not set") == "segpush.yaml:11:16: error: connections.ac.settings.api_key: environment "
+                                          "variable SEGPUSH_TEST_AC_KEY is not set");
 }
 
 TEST_CASE_METHOD(ConfigFixture, "config 14: malformed YAML points at the line") {
-    const Result result = check(replace(kBase, "vip: { source: csv, path: vip.csv }", "vip: { source: csv, path: vip.csv"));
-    CHECK_THAT(result.error_with("malformed YAML"), Catch::Matches(R"(segpush\.yaml:[45]:\d+: error: malformed YAML: .+)"));
+    const Result result = check(
+        replace(kBase, "vip: { source: csv, path: vip.csv }", "vip: { source: csv, path: vip.csv"));
+    CHECK_THAT(result.error_with("malformed YAML"),
+               Catch::Matches(R"(segpush\.yaml:[45]:\d+: error: malformed YAML: .+)"));
     CHECK_FALSE(result.config);
 }
 
@@ -247,8 +252,8 @@ TEST_CASE_METHOD(ConfigFixture, "config 17: an unknown segment suggests the defi
 }
 
 TEST_CASE_METHOD(ConfigFixture, "config 18: a bad schedule names the cron field") {
-    const Result result = check(replace(kBase, "      first_name: FirstName\n",
-                                        "      first_name: FirstName\n    schedule: \"0 25 * * *\"\n"));
+    const Result result = check(
+        replace(kBase, "      first_name: FirstName\n", "      first_name: FirstName\n    schedule: \"0 25 * * *\"\n"));
     CHECK(result.error_with("schedule") ==
           "segpush.yaml:21:15: error: exports.vip_export.schedule: hour '25' is not valid (allowed 0-23)");
 }
@@ -261,7 +266,8 @@ TEST_CASE_METHOD(ConfigFixture, "config 19: a typo'd mapping field suggests the 
 }
 
 TEST_CASE_METHOD(ConfigFixture, "config 20: a key given twice") {
-    const Result result = check(replace(kBase, "      first_name: FirstName\n", "      first_name: FirstName\n      email: Mail\n"));
+    const Result result = check(
+        replace(kBase, "      first_name: FirstName\n", "      first_name: FirstName\n      email: Mail\n"));
     CHECK(result.error_with("twice") ==
           "segpush.yaml:21:7: error: exports.vip_export.mapping.email: key 'email' is given twice in the same mapping");
 }
@@ -273,7 +279,8 @@ TEST_CASE_METHOD(ConfigFixture, "config 21: a secret file that does not exist") 
 }
 
 TEST_CASE_METHOD(ConfigFixture, "config 22: an unknown role in usable_by") {
-    const Result result = check(replace(kBase, "privacy_consent: true", "privacy_consent: true\n    usable_by: [admin]"));
+    const Result result = check(
+        replace(kBase, "privacy_consent: true", "privacy_consent: true\n    usable_by: [admin]"));
     CHECK_THAT(result.error_with("role"),
                Catch::StartsWith("segpush.yaml:9:16: error: connections.ac.usable_by: unknown role 'admin' (did you "
                                  "mean 'admins'?)"));
@@ -293,15 +300,17 @@ TEST_CASE_METHOD(ConfigFixture, "config 24: an included file that does not exist
 }
 
 TEST_CASE_METHOD(ConfigFixture, "config 25: an export defined in two files") {
-    dir.write("more.yaml", "exports:\n  vip_export:\n    connection: ac\n    segments: vip\n    settings: {list_id: 4}\n"
-                           "    mapping: {email: Email}\n");
+    dir.write("more.yaml",
+              "exports:\n  vip_export:\n    connection: ac\n    segments: vip\n    settings: {list_id: 4}\n"
+              "    mapping: {email: Email}\n");
     const Result result = check(kBase + "include: [more.yaml]\n");
     CHECK(result.error_with("already defined") ==
           "more.yaml:2:3: error: exports.vip_export: export 'vip_export' is already defined at segpush.yaml:13");
 }
 
 TEST_CASE_METHOD(ConfigFixture, "config 26: a plugin setting of the wrong type") {
-    const Result result = check(replace(kBase, "host: acme.api-us1.com", "host: acme.api-us1.com\n      requests_per_second: fast"));
+    const Result result = check(
+        replace(kBase, "host: acme.api-us1.com", "host: acme.api-us1.com\n      requests_per_second: fast"));
     CHECK(result.error_with("requests_per_second") ==
           "segpush.yaml:11:28: error: connections.ac.settings.requests_per_second: expected a whole number, found a "
           "string \"fast\"");
@@ -311,7 +320,8 @@ TEST_CASE_METHOD(ConfigFixture, "config 27: a contributor file may only declare 
     dir.write("exports.d/team.yaml", "connections:\n  mine:\n    plugin: activecampaign\n");
     const Result result = check(kBase + "include:\n  - path: exports.d/*.yaml\n    editable_by: contributors\n");
     CHECK_THAT(result.error_with("connections"),
-               Catch::StartsWith("exports.d/team.yaml:1:1: error: connections: unknown key 'connections'; allowed keys: exports"));
+               Catch::StartsWith(
+                   "exports.d/team.yaml:1:1: error: connections: unknown key 'connections'; allowed keys: exports"));
 }
 
 TEST_CASE_METHOD(ConfigFixture, "config 28: a file that is not a mapping") {
@@ -341,7 +351,8 @@ TEST_CASE_METHOD(ConfigFixture, "config 30: a segment file that does not exist y
     CHECK_THAT(result.warnings[0], Catch::StartsWith("segpush.yaml:4:29: warning: segments.vip.path: segment file"));
 }
 
-TEST_CASE_METHOD(ConfigFixture, "config 31: a file setting is found from the configuration file's folder, a missing one at its line") {
+TEST_CASE_METHOD(ConfigFixture,
+                 "config 31: a file setting is found from the configuration file's folder, a missing one at its line") {
     dir.write("certs/ca.pem", "-----BEGIN CERTIFICATE-----\n");
     const Result found = check(replace(kBase, "      host: acme.api-us1.com\n",
                                        "      host: acme.api-us1.com\n      ca_bundle: certs/ca.pem\n"));
@@ -357,8 +368,8 @@ TEST_CASE_METHOD(ConfigFixture, "config 31: a file setting is found from the con
     CHECK(missing.error_with("ca_bundle") ==
           "segpush.yaml:11:18: error: connections.ac.settings.ca_bundle: names a file that does not exist: "
           "certs/other.pem");
-    const Result folder = check(replace(kBase, "      host: acme.api-us1.com\n",
-                                        "      host: acme.api-us1.com\n      ca_bundle: certs\n"));
+    const Result folder = check(
+        replace(kBase, "      host: acme.api-us1.com\n", "      host: acme.api-us1.com\n      ca_bundle: certs\n"));
     CHECK_THAT(folder.error_with("ca_bundle"), Catch::EndsWith("names something that is not a file: certs"));
     // ${file:...} would hand the plugin the file's contents as a path.
     const Result contents = check(replace(kBase, "      host: acme.api-us1.com\n",
@@ -431,7 +442,8 @@ const std::string kAliasBomb = R"(      a: &a [lol, lol, lol, lol, lol, lol, lol
 
 }  // namespace
 
-TEST_CASE_METHOD(ConfigFixture, "config: an alias bomb in settings stops at the alias past 100,000 nodes, in little memory") {
+TEST_CASE_METHOD(ConfigFixture,
+                 "config: an alias bomb in settings stops at the alias past 100,000 nodes, in little memory") {
     const long peak_before = peak_rss_kib();
     const Result result = check(replace(kBase, "      list_id: 3\n", "      list_id: 3\n" + kAliasBomb));
     // d stands for 11,111 nodes: the 18 nodes before the bomb, a, b, c, d and seven uses of *d
@@ -446,16 +458,19 @@ TEST_CASE_METHOD(ConfigFixture, "config: an alias bomb in settings stops at the 
     CHECK(peak_rss_kib() - peak_before < 100 * 1024);
 }
 
-TEST_CASE_METHOD(ConfigFixture, "config: an alias bomb in a contributor's exports.d file is refused, the rest still loads") {
+TEST_CASE_METHOD(ConfigFixture,
+                 "config: an alias bomb in a contributor's exports.d file is refused, the rest still loads") {
     dir.write("exports.d/x.yaml", "exports:\n  x:\n    connection: ac\n    segments: [vip]\n"
-                                  "    mapping: {email: Email}\n    settings:\n      list_id: 4\n" + kAliasBomb);
+                                  "    mapping: {email: Email}\n    settings:\n      list_id: 4\n" +
+                                      kAliasBomb);
     const long peak_before = peak_rss_kib();
-    const Result result =
-        check(replace(kBase, "privacy_consent: true", "privacy_consent: true\n    usable_by: [contributors]") +
-              "include:\n  - path: exports.d/*.yaml\n    editable_by: contributors\n");
+    const Result result = check(
+        replace(kBase, "privacy_consent: true", "privacy_consent: true\n    usable_by: [contributors]") +
+        "include:\n  - path: exports.d/*.yaml\n    editable_by: contributors\n");
     CHECK_THAT(result.error_with("YAML nodes"),
-               Catch::StartsWith("exports.d/x.yaml:12:42: error: exports.x.settings.e[7]: this file holds more than "
-                                 "100,000 YAML nodes once its aliases are expanded (alias *d stands for 11,111 nodes)"));
+               Catch::StartsWith(
+                   "exports.d/x.yaml:12:42: error: exports.x.settings.e[7]: this file holds more than "
+                   "100,000 YAML nodes once its aliases are expanded (alias *d stands for 11,111 nodes)"));
     CHECK(result.errors.size() == 1);
     REQUIRE(result.config);
     CHECK_FALSE(result.config->find_export("x"));
@@ -466,8 +481,9 @@ TEST_CASE_METHOD(ConfigFixture, "config: an alias bomb in a contributor's export
 TEST_CASE_METHOD(ConfigFixture, "config: a large value repeated by aliases stops at 1 MiB of settings JSON") {
     const std::string big = std::string(600 * 1024, 'x');
     const long peak_before = peak_rss_kib();
-    const Result result = check(replace(kBase, "      list_id: 3\n",
-                                        "      list_id: 3\n      big: &big \"" + big + "\"\n      copies: [*big, *big, *big]\n"));
+    const Result result = check(
+        replace(kBase, "      list_id: 3\n",
+                "      list_id: 3\n      big: &big \"" + big + "\"\n      copies: [*big, *big, *big]\n"));
     CHECK(result.error_with("1 MiB") ==
           "segpush.yaml:19:15: error: exports.vip_export.settings.copies: the settings grow past 1 MiB of JSON once "
           "aliases are expanded (each *alias repeats what it names); segpush refuses them so that a few lines of "
@@ -479,8 +495,9 @@ TEST_CASE_METHOD(ConfigFixture, "config: a large value repeated by aliases stops
 
 TEST_CASE_METHOD(ConfigFixture, "config: nesting past 64 levels is refused before the YAML parser recurses deeply") {
     // 5,000 levels: yaml-cpp's own guard (500) would say only "bad file".
-    const Result flow = check(replace(kBase, "      list_id: 3\n",
-                                      "      list_id: 3\n      deep: " + std::string(5000, '[') + std::string(5000, ']') + "\n"));
+    const Result flow = check(
+        replace(kBase, "      list_id: 3\n",
+                "      list_id: 3\n      deep: " + std::string(5000, '[') + std::string(5000, ']') + "\n"));
     CHECK_THAT(flow.error_with("levels deep"),
                Catch::StartsWith("segpush.yaml:18:73: error: exports.vip_export.settings.deep[0][0][0]") &&
                    Catch::EndsWith(": nests more than 64 levels deep; segpush refuses deeper YAML so that reading it "
@@ -500,7 +517,8 @@ TEST_CASE_METHOD(ConfigFixture, "config: nesting past 64 levels is refused befor
           "contains it, which would make the value endless");
 }
 
-TEST_CASE_METHOD(ConfigFixture, "config: a configuration file over 4 MiB is refused by name, an included one at its include") {
+TEST_CASE_METHOD(ConfigFixture,
+                 "config: a configuration file over 4 MiB is refused by name, an included one at its include") {
     const std::string padding = "# " + std::string(5 * 1024 * 1024, '.') + "\n";
     const Result main = check(kBase + padding);
     CHECK(main.error_with("4 MiB") ==
@@ -518,11 +536,11 @@ TEST_CASE_METHOD(ConfigFixture, "config: a configuration file over 4 MiB is refu
 
 TEST_CASE_METHOD(ConfigFixture, "config: an honest configuration with anchors and aliases still works") {
     // One settings block and one mapping shared by two exports: each use is converted in full.
-    const Result result = check(replace(replace(kBase, "    settings:\n      list_id: 3\n",
-                                                "    settings: &shared\n      list_id: 3\n"),
-                                        "    mapping:\n", "    mapping: &columns\n") +
-                                "  second_export:\n    connection: ac\n    segments: [vip]\n    settings: *shared\n"
-                                "    mapping: *columns\n");
+    const Result result = check(
+        replace(replace(kBase, "    settings:\n      list_id: 3\n", "    settings: &shared\n      list_id: 3\n"),
+                "    mapping:\n", "    mapping: &columns\n") +
+        "  second_export:\n    connection: ac\n    segments: [vip]\n    settings: *shared\n"
+        "    mapping: *columns\n");
     INFO(result.all());
     REQUIRE(result.errors.empty());
     REQUIRE(result.config);
@@ -533,7 +551,8 @@ TEST_CASE_METHOD(ConfigFixture, "config: an honest configuration with anchors an
     }
 }
 
-TEST_CASE_METHOD(ConfigFixture, "config: a number beyond a double's range is kept as written, for the schema to judge") {
+TEST_CASE_METHOD(ConfigFixture,
+                 "config: a number beyond a double's range is kept as written, for the schema to judge") {
     // std::stod throws for 1e999: this was "internal error: stod" from config check.
     const Result result = check(replace(kBase, "list_id: 3", "list_id: 1e999"));
     CHECK_THAT(result.error_with("list_id"),

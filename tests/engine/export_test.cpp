@@ -195,14 +195,13 @@ TEST_CASE("export: --dry-run counts what would be sent and contacts nobody") {
 
 TEST_CASE("export: bad rows are reported with file, line and reason, duplicates collapse, the first wins") {
     ExportFixture fixture(fast_sandbox());
-    fixture.dir.write("vip.csv",
-                      "Email,FirstName,LastName,Phone\n"
-                      "ada@example.com,Ada,Lovelace,\n"
-                      "not-an-email,Bad,Row,\n"
-                      "ADA@Example.com,Second,Ada,\n"
-                      "\"grace@example.com\",\"Grace \",\" Hopper\",+1-555-0100\n"
-                      "short,row\n"
-                      ",Nobody,,\n");
+    fixture.dir.write("vip.csv", "Email,FirstName,LastName,Phone\n"
+                                 "ada@example.com,Ada,Lovelace,\n"
+                                 "not-an-email,Bad,Row,\n"
+                                 "ADA@Example.com,Second,Ada,\n"
+                                 "\"grace@example.com\",\"Grace \",\" Hopper\",+1-555-0100\n"
+                                 "short,row\n"
+                                 ",Nobody,,\n");
     fixture.write_config("", kPacingAtScale20);
     const Run run = fixture.segpush("export run vip_export");
     INFO(run.out << run.err);
@@ -211,7 +210,7 @@ TEST_CASE("export: bad rows are reported with file, line and reason, duplicates 
     const auto members = fixture.sandbox.members(1);
     REQUIRE(members.size() == 2);
     CHECK(members.at("ada@example.com").first_name == "Ada");
-    CHECK(members.at("grace@example.com").first_name == "Grace");   // trimmed
+    CHECK(members.at("grace@example.com").first_name == "Grace");  // trimmed
     CHECK(members.at("grace@example.com").last_name == "Hopper");
     // The report names each bad row.
     const auto report_at = run.out.find("report        ");
@@ -229,7 +228,8 @@ TEST_CASE("export: max_profiles refuses to start with a clear message") {
     fixture.write_config("    max_profiles: 20\n", kPacingAtScale20);
     const Run run = fixture.segpush("export run vip_export");
     CHECK(run.exit_code == 1);
-    CHECK_THAT(run.out, Catch::Contains("the segment has 30 members, more than max_profiles 20 allows; nothing was sent"));
+    CHECK_THAT(run.out,
+               Catch::Contains("the segment has 30 members, more than max_profiles 20 allows; nothing was sent"));
     CHECK(fixture.sandbox.members(1).empty());
 }
 
@@ -287,8 +287,8 @@ TEST_CASE("export: killed with SIGKILL at several points, the next runs leave th
     for (long long kill_after : {20LL, 70LL, 130LL}) {
         BackgroundProcess run(fixture.segpush_argv("export run vip_export"), fixture.dir.file("run.out"),
                               fixture.dir.file("run.err"), fixture.env());
-        for (int i = 0; i < 1200 && run.running() &&
-                        fixture.sandbox.route_count("POST /api/3/import/bulk_import") < kill_after;
+        for (int i = 0;
+             i < 1200 && run.running() && fixture.sandbox.route_count("POST /api/3/import/bulk_import") < kill_after;
              ++i) {
             std::this_thread::sleep_for(std::chrono::milliseconds(25));
         }
@@ -306,8 +306,8 @@ TEST_CASE("export: killed with SIGKILL at several points, the next runs leave th
     // had taken but not yet confirmed are confirmed by their receipts, not sent again.
     const long long bulk = fixture.sandbox.route_count("POST /api/3/import/bulk_import");
     INFO("bulk requests: " << bulk << " for " << batches << " batches and " << kills << " kills");
-    std::cout << "crash test: " << bulk << " bulk requests for " << batches << " batches with " << kills
-              << " kills (" << bulk - batches << " resent)" << std::endl;
+    std::cout << "crash test: " << bulk << " bulk requests for " << batches << " batches with " << kills << " kills ("
+              << bulk - batches << " resent)" << std::endl;
     CHECK(bulk <= batches + kills);
     const Run history = fixture.segpush("runs list vip_export");
     CHECK_THAT(history.out, Catch::Contains("interrupted"));
@@ -319,7 +319,8 @@ TEST_CASE("export: custom fields mapped as field:PERSTAG reach ActiveCampaign, a
     fixture.dir.write("vip.csv", "Email,FirstName,Tier\nada@example.com,Ada,gold\nbob@example.com,Bob,\n"
                                  "cy@example.com,Cy,silver\n");
     fixture.dir.write("segpush.yaml", fixture.config_yaml(R"(  vip: { path: vip.csv }
-)", R"(  vip_export:
+)",
+                                                          R"(  vip_export:
     connection: ac
     segments: [vip]
     settings: { list_id: 1 }
@@ -338,17 +339,20 @@ TEST_CASE("export: custom fields mapped as field:PERSTAG reach ActiveCampaign, a
     for (const auto& member : members.GetArray()) {
         const auto& fields = member["fields"];
         auto tier = fields.FindMember("7");
-        tiers[member["email"].GetString()] = tier != fields.MemberEnd() && tier->value.IsString() ? tier->value.GetString() : "";
+        tiers[member["email"].GetString()] = tier != fields.MemberEnd() && tier->value.IsString()
+                                                 ? tier->value.GetString()
+                                                 : "";
     }
-    CHECK(tiers == std::map<std::string, std::string>{{"ada@example.com", "gold"}, {"bob@example.com", ""},
-                                                      {"cy@example.com", "silver"}});
+    CHECK(tiers == std::map<std::string, std::string>{
+                       {"ada@example.com", "gold"}, {"bob@example.com", ""}, {"cy@example.com", "silver"}});
 
     const Run typo = fixture.segpush("export run typo_export");
     CHECK(typo.exit_code == 1);
     CHECK_THAT(typo.out, Catch::Contains("LOYALTY_TEIR") && Catch::Contains("LOYALTY_TIER"));
 }
 
-TEST_CASE("export: a CSV and a JSON Lines segment combine, members de-duplicated across them, and runs show tells all") {
+TEST_CASE(
+    "export: a CSV and a JSON Lines segment combine, members de-duplicated across them, and runs show tells all") {
     ExportFixture fixture(fast_sandbox());
     fixture.dir.write("a.csv", "Email,FirstName\nada@example.com,Ada\nbob@example.com,Bob\n");
     fixture.dir.write("b.jsonl", "{\"email\": \"BOB@example.com\", \"first\": \"Robert\"}\n"
@@ -357,7 +361,8 @@ TEST_CASE("export: a CSV and a JSON Lines segment combine, members de-duplicated
                                  "not json\n");
     fixture.dir.write("segpush.yaml", fixture.config_yaml(R"(  a: { path: a.csv }
   b: { path: b.jsonl, source: jsonl }
-)", R"(  both:
+)",
+                                                          R"(  both:
     connection: ac
     segments: [a, b]
     settings: { list_id: 1 }
@@ -408,25 +413,28 @@ TEST_CASE("export: records given back while their push is still busy are sent ag
     for (int i = 0; i < 150; ++i) rows += "m" + std::to_string(i) + "@example.com\n";
     dir.write("vip.csv", rows);
     dir.write("segpush.yaml", "plugin_dir: " SEGPUSH_LATE_PENDING_PLUGIN_DIR "\n"
-                              "state: " + dir.file("state.db") + "\n"
-                              "segments:\n"
-                              "  vip: { source: csv, path: vip.csv }\n"
-                              "connections:\n"
-                              "  late:\n"
-                              "    plugin: late-pending\n"
-                              "    display_name: Late\n"
-                              "    privacy_consent: true\n"
-                              "    settings: {}\n"
-                              "exports:\n"
-                              "  vip_late:\n"
-                              "    connection: late\n"
-                              "    segments: [vip]\n"
-                              "    settings: {}\n"
-                              "    mapping: { email: Email }\n");
+                              "state: " +
+                                  dir.file("state.db") +
+                                  "\n"
+                                  "segments:\n"
+                                  "  vip: { source: csv, path: vip.csv }\n"
+                                  "connections:\n"
+                                  "  late:\n"
+                                  "    plugin: late-pending\n"
+                                  "    display_name: Late\n"
+                                  "    privacy_consent: true\n"
+                                  "    settings: {}\n"
+                                  "exports:\n"
+                                  "  vip_late:\n"
+                                  "    connection: late\n"
+                                  "    segments: [vip]\n"
+                                  "    settings: {}\n"
+                                  "    mapping: { email: Email }\n");
     // The plugin's first push (100 records) ends PENDING after collect_outcomes gave those
     // records back; the second (50) is accepted.
     for (int run = 1; run <= 2; ++run) {
-        const Run export_run = run_shell(dir.path().string(), std::string(SEGPUSH_BINARY) + " --config segpush.yaml export run vip_late");
+        const Run export_run = run_shell(dir.path().string(),
+                                         std::string(SEGPUSH_BINARY) + " --config segpush.yaml export run vip_late");
         INFO("run " << run << ": " << export_run.out << export_run.err);
         CHECK(export_run.exit_code == 1);
         CHECK_THAT(export_run.out, Catch::Contains("failed_will_retry") &&

@@ -25,7 +25,12 @@ SegmentRow row(std::vector<std::string> values) { return SegmentRow{7, std::move
 TEST_CASE("record: values are trimmed (spaces, tabs, no-break spaces) and the key is case-folded") {
     const auto plan = plan_for_email_name_age();
     Record record;
-    REQUIRE_FALSE(normalize_row(plan, row({"  Ada.Lovelace@Example.COM\t", "\xC2\xA0" "Ada \xC2\xA0", " 36 "}), record));
+    REQUIRE_FALSE(normalize_row(plan,
+                                row({"  Ada.Lovelace@Example.COM\t",
+                                     "\xC2\xA0"
+                                     "Ada \xC2\xA0",
+                                     " 36 "}),
+                                record));
     CHECK(*record.values[0] == "Ada.Lovelace@Example.COM");
     CHECK(*record.values[1] == "Ada");
     CHECK(*record.values[2] == "36");

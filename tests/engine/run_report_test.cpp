@@ -61,10 +61,9 @@ TEST_CASE("report: written 0600 in a 0700 folder whatever the umask, one line pe
     CHECK(mode_of(path) == 0600);
     CHECK(mode_of(dir.file("state/reports")) == 0700);
     CHECK(mode_of(dir.file("state")) == 0700);
-    CHECK(test::read_file(path) ==
-          "source,line,email,outcome,reason\n"
-          "vip.csv,3,'=cmd|' /C calc'!A0,invalid,not a valid\\x0Aemail\n"
-          "vip.csv,4,b@example.com,rejected,refused\n");
+    CHECK(test::read_file(path) == "source,line,email,outcome,reason\n"
+                                   "vip.csv,3,'=cmd|' /C calc'!A0,invalid,not a valid\\x0Aemail\n"
+                                   "vip.csv,4,b@example.com,rejected,refused\n");
 }
 
 TEST_CASE("report: reports older than the retention are deleted, newer ones and other files kept") {
@@ -87,8 +86,8 @@ TEST_CASE("report: reports older than the retention are deleted, newer ones and 
 TEST_CASE("report: forgetting people removes their rows from every report, whatever the case they were written in") {
     test::TempDir dir;
     const std::string reports = dir.file("reports");
-    write_report(reports + "/e-run-1-report.csv", {{"s", 1, " Ann@Example.com", "rejected", "no"},
-                                                   {"s", 2, "bob@example.com", "rejected", "no"}});
+    write_report(reports + "/e-run-1-report.csv",
+                 {{"s", 1, " Ann@Example.com", "rejected", "no"}, {"s", 2, "bob@example.com", "rejected", "no"}});
     write_report(reports + "/f-run-2-report.csv", {{"s", 9, "=odd@example.com", "invalid", "no"}});
     write_report(reports + "/g-run-3-report.csv", {{"s", 1, "carl@example.com", "invalid", "no"}});
     const auto changed = forget_in_reports(reports, {"ann@example.com", "=odd@example.com"});

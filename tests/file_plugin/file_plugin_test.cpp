@@ -43,8 +43,8 @@ void host_progress(void*, void* token, uint64_t done, uint64_t, const char*) {
 }
 int host_is_cancelled(void*, void*) { return 0; }
 
-const segpush_host kHost = {sizeof(segpush_host), SEGPUSH_ABI_MAJOR, SEGPUSH_ABI_MINOR, "test", nullptr,
-                            host_log, host_progress, host_is_cancelled};
+const segpush_host kHost = {sizeof(segpush_host), SEGPUSH_ABI_MAJOR, SEGPUSH_ABI_MINOR, "test", nullptr, host_log,
+                            host_progress,        host_is_cancelled};
 
 // file.so, loaded once for the whole test program (as the host keeps plugins loaded).
 const segpush_plugin& plugin() {
@@ -118,8 +118,8 @@ public:
         REQUIRE(plugin().check_connection(connection_, &error) == SEGPUSH_OK);
         std::vector<const char*> ids;
         for (const auto& f : fields_) ids.push_back(f.c_str());
-        const segpush_status status =
-            plugin().begin_export(connection_, export_json.c_str(), ids.data(), ids.size(), &token_, &export_, &error);
+        const segpush_status status = plugin().begin_export(connection_, export_json.c_str(), ids.data(), ids.size(),
+                                                            &token_, &export_, &error);
         INFO(error.message);
         REQUIRE(status == SEGPUSH_OK);
     }
@@ -137,11 +137,13 @@ public:
             REQUIRE(row.size() == fields_.size());
             ids.push_back(next_id_++);
             for (const auto& value : row) {
-                values.push_back(value.text ? segpush_value{value.text, std::strlen(value.text)} : segpush_value{nullptr, 0});
+                values.push_back(value.text ? segpush_value{value.text, std::strlen(value.text)}
+                                            : segpush_value{nullptr, 0});
             }
         }
-        const segpush_batch batch{sizeof(segpush_batch), static_cast<uint32_t>(fields_.size()), rows.size(), ids.data(),
-                                  values.data(), action};
+        const segpush_batch batch{sizeof(segpush_batch), static_cast<uint32_t>(fields_.size()),
+                                  rows.size(),           ids.data(),
+                                  values.data(),         action};
         segpush_outcomes outcomes{};
         segpush_error error = fresh_error();
         const segpush_status status = plugin().push_batch(export_, &batch, &outcomes, &error);
@@ -306,11 +308,10 @@ TEST_CASE("CSV output: header of field ids, RFC 4180 quoting, empty cell for an 
         CHECK(g_record.last_token == &run.token_);
         REQUIRE(run.finish() == SEGPUSH_OK);
     }
-    CHECK(read_file(dir.file("members.csv")) ==
-          "email,first_name,last_name,phone\r\n"
-          "ada@example.com,Ada,Lovelace,+44 20 7946 0000\r\n"
-          "bob@example.com,\"Bob, Jr\",\"O\"\"Brien\",\r\n"
-          "cy@example.com,\"two\nlines\",,\"\r\"\r\n");
+    CHECK(read_file(dir.file("members.csv")) == "email,first_name,last_name,phone\r\n"
+                                                "ada@example.com,Ada,Lovelace,+44 20 7946 0000\r\n"
+                                                "bob@example.com,\"Bob, Jr\",\"O\"\"Brien\",\r\n"
+                                                "cy@example.com,\"two\nlines\",,\"\r\"\r\n");
     CHECK_FALSE(fs::exists(dir.file("members.leavers.csv")));  // no leavers, no file
     CHECK(temp_files_in(dir.path()).empty());
 }
@@ -327,10 +328,9 @@ TEST_CASE("JSON Lines output: one object per record, absent values omitted, stri
         REQUIRE(run.finish() == SEGPUSH_OK);
     }
     const std::string text = read_file(dir.file("members.jsonl"));
-    CHECK(text ==
-          "{\"email\":\"ada@example.com\",\"first_name\":\"Ada \\\"the\\\" first\"}\n"
-          "{\"email\":\"bob@example.com\",\"attribute_1\":\"tab\\there\\\\ né\"}\n"
-          "{\"email\":\"cy@example.com\",\"first_name\":\"line\\nbreak\\u0001\",\"attribute_1\":\"\"}\n");
+    CHECK(text == "{\"email\":\"ada@example.com\",\"first_name\":\"Ada \\\"the\\\" first\"}\n"
+                  "{\"email\":\"bob@example.com\",\"attribute_1\":\"tab\\there\\\\ né\"}\n"
+                  "{\"email\":\"cy@example.com\",\"first_name\":\"line\\nbreak\\u0001\",\"attribute_1\":\"\"}\n");
     // Every line is a JSON object a standard parser reads back.
     std::istringstream lines(text);
     for (std::string line; std::getline(lines, line);) {
@@ -362,7 +362,8 @@ TEST_CASE("REMOVE batches go to the leavers file, with only the email") {
         REQUIRE(run.finish() == SEGPUSH_OK);
     }
     std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(other.file("out"))) names.push_back(entry.path().filename().string());
+    for (const auto& entry : fs::directory_iterator(other.file("out")))
+        names.push_back(entry.path().filename().string());
     REQUIRE(names.size() == 1);
     CHECK(std::regex_match(names[0], std::regex(R"(leavers-\d{4}-\d{2}-\d{2}\.jsonl)")));
     CHECK(read_file(other.file("out/" + names[0])) == "{\"email\":\"x@example.com\"}\n");
@@ -517,25 +518,28 @@ TEST_CASE("segpush plugins describe file shows the settings, fields and limits")
 TEST_CASE("segpush config check points at the file setting at fault, with file:line:column") {
     TempDir dir;
     dir.write("vip.csv", "Email\nada@example.com\n");
-    const std::string config = dir.write("segpush.yaml",
-                                         "plugin_dir: " SEGPUSH_PLUGIN_DIR "\n"
-                                         "state: " + dir.file("state.db") + "\n"
-                                         "segments:\n"
-                                         "  vip: { source: csv, path: vip.csv }\n"
-                                         "connections:\n"
-                                         "  files:\n"
-                                         "    plugin: file\n"
-                                         "    display_name: Files\n"
-                                         "    privacy_consent: true\n"
-                                         "    settings:\n"
-                                         "      directory: " + dir.path().string() + "\n"
-                                         "exports:\n"
-                                         "  vip_files:\n"
-                                         "    connection: files\n"
-                                         "    segments: [vip]\n"
-                                         "    settings:\n"
-                                         "      path: vip-{dat}.csv\n"
-                                         "    mapping: { email: Email }\n");
+    const std::string config = dir.write("segpush.yaml", "plugin_dir: " SEGPUSH_PLUGIN_DIR "\n"
+                                                         "state: " +
+                                                             dir.file("state.db") +
+                                                             "\n"
+                                                             "segments:\n"
+                                                             "  vip: { source: csv, path: vip.csv }\n"
+                                                             "connections:\n"
+                                                             "  files:\n"
+                                                             "    plugin: file\n"
+                                                             "    display_name: Files\n"
+                                                             "    privacy_consent: true\n"
+                                                             "    settings:\n"
+                                                             "      directory: " +
+                                                             dir.path().string() +
+                                                             "\n"
+                                                             "exports:\n"
+                                                             "  vip_files:\n"
+                                                             "    connection: files\n"
+                                                             "    segments: [vip]\n"
+                                                             "    settings:\n"
+                                                             "      path: vip-{dat}.csv\n"
+                                                             "    mapping: { email: Email }\n");
     int code = -1;
     const std::string text = run_binary("--config '" + config + "' config check", code);
     INFO(text);
@@ -547,24 +551,27 @@ TEST_CASE("segpush config check points at the file setting at fault, with file:l
 TEST_CASE("segpush export run through the file plugin: a delta file per run, leavers in their own file") {
     TempDir dir;
     const std::string segment = dir.write("vip.csv", "Email,First\nada@example.com,Ada\nbob@example.com,\"Bob, Jr\"\n");
-    const std::string config = dir.write("segpush.yaml",
-                                         "plugin_dir: " SEGPUSH_PLUGIN_DIR "\n"
-                                         "state: " + dir.file("state.db") + "\n"
-                                         "segments:\n"
-                                         "  vip: { source: csv, path: vip.csv }\n"
-                                         "connections:\n"
-                                         "  files:\n"
-                                         "    plugin: file\n"
-                                         "    display_name: Files\n"
-                                         "    privacy_consent: true\n"
-                                         "    settings: { directory: " + dir.file("out") + " }\n"
-                                         "exports:\n"
-                                         "  vip_files:\n"
-                                         "    connection: files\n"
-                                         "    segments: [vip]\n"
-                                         "    settings: { path: vip.csv }\n"
-                                         "    mapping: { email: Email, first_name: First }\n"
-                                         "    on_leave: unsubscribe\n");
+    const std::string config = dir.write("segpush.yaml", "plugin_dir: " SEGPUSH_PLUGIN_DIR "\n"
+                                                         "state: " +
+                                                             dir.file("state.db") +
+                                                             "\n"
+                                                             "segments:\n"
+                                                             "  vip: { source: csv, path: vip.csv }\n"
+                                                             "connections:\n"
+                                                             "  files:\n"
+                                                             "    plugin: file\n"
+                                                             "    display_name: Files\n"
+                                                             "    privacy_consent: true\n"
+                                                             "    settings: { directory: " +
+                                                             dir.file("out") +
+                                                             " }\n"
+                                                             "exports:\n"
+                                                             "  vip_files:\n"
+                                                             "    connection: files\n"
+                                                             "    segments: [vip]\n"
+                                                             "    settings: { path: vip.csv }\n"
+                                                             "    mapping: { email: Email, first_name: First }\n"
+                                                             "    on_leave: unsubscribe\n");
     fs::create_directory(dir.file("out"));
     int code = -1;
     std::string text = run_binary("--config '" + config + "' export run vip_files", code);

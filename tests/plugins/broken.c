@@ -15,18 +15,39 @@ SEGPUSH_EXPORT int some_other_function(void) { return 42; }
 #else
 
 static segpush_status ok_open(const char* s, segpush_connection** out, segpush_error* e) {
-    (void)s; (void)e; *out = NULL; return SEGPUSH_OK;
+    (void)s;
+    (void)e;
+    *out = NULL;
+    return SEGPUSH_OK;
 }
-static segpush_status ok_check(segpush_connection* c, segpush_error* e) { (void)c; (void)e; return SEGPUSH_OK; }
+static segpush_status ok_check(segpush_connection* c, segpush_error* e) {
+    (void)c;
+    (void)e;
+    return SEGPUSH_OK;
+}
 static segpush_status ok_begin(segpush_connection* c, const char* s, const char* const* f, size_t n, void* t,
                                segpush_export** out, segpush_error* e) {
-    (void)c; (void)s; (void)f; (void)n; (void)t; (void)e; *out = NULL; return SEGPUSH_OK;
+    (void)c;
+    (void)s;
+    (void)f;
+    (void)n;
+    (void)t;
+    (void)e;
+    *out = NULL;
+    return SEGPUSH_OK;
 }
 static segpush_status ok_push(segpush_export* x, const segpush_batch* b, segpush_outcomes* o, segpush_error* e) {
-    (void)x; (void)b; (void)o; (void)e; return SEGPUSH_OK;
+    (void)x;
+    (void)b;
+    (void)o;
+    (void)e;
+    return SEGPUSH_OK;
 }
 static segpush_status ok_finish(segpush_export* x, segpush_outcomes* o, segpush_error* e) {
-    (void)x; (void)o; (void)e; return SEGPUSH_OK;
+    (void)x;
+    (void)o;
+    (void)e;
+    return SEGPUSH_OK;
 }
 static void ok_abort(segpush_export* x) { (void)x; }
 static void ok_close(segpush_connection* c) { (void)c; }
@@ -61,9 +82,30 @@ static void unload(void) {
 #endif
 
 static const segpush_plugin kPlugin = {
-    sizeof(segpush_plugin), DECLARED_MAJOR, 0, "broken", "Broken", "0.0.1", NULL,
-    CONNECTION_SCHEMA, "{\"type\":\"object\"}", kFields, 1, NULL, NULL,
-    ok_open, ok_check, ok_begin, ok_push, ok_finish, ok_abort, ok_close, 0, NULL, NULL, unload,
+    sizeof(segpush_plugin),
+    DECLARED_MAJOR,
+    0,
+    "broken",
+    "Broken",
+    "0.0.1",
+    NULL,
+    CONNECTION_SCHEMA,
+    "{\"type\":\"object\"}",
+    kFields,
+    1,
+    NULL,
+    NULL,
+    ok_open,
+    ok_check,
+    ok_begin,
+    ok_push,
+    ok_finish,
+    ok_abort,
+    ok_close,
+    0,
+    NULL,
+    NULL,
+    unload,
 };
 
 SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host* host) {

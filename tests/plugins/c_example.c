@@ -172,7 +172,7 @@ static const segpush_plugin kPlugin = {
     abort_export,
     close_connection,
 #if SEGPUSH_ABI_MINOR >= 1
-    0, /* capabilities */
+    0,    /* capabilities */
     NULL, /* collect_outcomes: outcomes are final at push time */
 #endif
 #if SEGPUSH_ABI_MINOR >= 3

@@ -1,5 +1,5 @@
-#include <catch2/catch.hpp>
 #include <rapidjson/document.h>
+#include <catch2/catch.hpp>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,8 +16,8 @@
 #include "plugins/host_services.hpp"
 #include "plugins/registry.hpp"
 #include "support/abi.hpp"
-#include "support/process.hpp"
 #include "support/captured_stderr.hpp"
+#include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace segpush;
@@ -49,8 +49,10 @@ TEST_CASE("a plugin directory with every kind of bad file still loads the good p
     CHECK_THAT(refusal_for(registry, "bad_schema.so"), Catch::Contains("connection_schema is not valid JSON"));
     CHECK_THAT(refusal_for(registry, "declines.so"), Catch::Contains("returned NULL"));
     // Both files claiming "dup" are refused, each naming the other.
-    CHECK_THAT(refusal_for(registry, "dup_one.so"), Catch::Contains("declares id 'dup'") && Catch::Contains("dup_two.so"));
-    CHECK_THAT(refusal_for(registry, "dup_two.so"), Catch::Contains("declares id 'dup'") && Catch::Contains("dup_one.so"));
+    CHECK_THAT(refusal_for(registry, "dup_one.so"),
+               Catch::Contains("declares id 'dup'") && Catch::Contains("dup_two.so"));
+    CHECK_THAT(refusal_for(registry, "dup_two.so"),
+               Catch::Contains("declares id 'dup'") && Catch::Contains("dup_one.so"));
     CHECK(registry.find("dup") == nullptr);
     CHECK(registry.refused().size() == 7);
 }
@@ -66,7 +68,8 @@ TEST_CASE("refusal reasons are one line each") {
 
 TEST_CASE("a missing plugin directory is reported, not thrown") {
     const auto registry = PluginRegistry::load_directory("/nonexistent/segpush/plugins");
-    CHECK_THAT(registry.directory_problem(), Catch::Contains("/nonexistent/segpush/plugins") && Catch::Contains("does not exist"));
+    CHECK_THAT(registry.directory_problem(),
+               Catch::Contains("/nonexistent/segpush/plugins") && Catch::Contains("does not exist"));
     CHECK(registry.loaded().empty());
 }
 
@@ -131,8 +134,7 @@ TEST_CASE("the C plugin runs the whole lifecycle through the ABI, outcomes relea
     REQUIRE(api.begin_export(connection, "{}", fields, 2, &observer, &exp, &error) == SEGPUSH_OK);
 
     const uint64_t ids[] = {10, 11, 12};
-    const segpush_value values[] = {text("ada@example.com"), text("Ada"),
-                                    text("not-an-email"),    {nullptr, 0},
+    const segpush_value values[] = {text("ada@example.com"),  text("Ada"), text("not-an-email"), {nullptr, 0},
                                     text("alan@example.com"), text("Alan")};
     const segpush_batch batch{sizeof(segpush_batch), 2, 3, ids, values, SEGPUSH_ACTION_UPSERT, nullptr};
     segpush_outcomes outcomes{};
@@ -197,8 +199,8 @@ PushedOnce push_once(const LoadedPlugin& plugin, const std::vector<const char*>&
         ids.push_back(ids.size() + 1);
         values.push_back(text(email));
     }
-    const segpush_batch batch{sizeof(segpush_batch), 1, ids.size(), ids.data(), values.data(), SEGPUSH_ACTION_UPSERT,
-                              nullptr};
+    const segpush_batch batch{sizeof(segpush_batch), 1,      ids.size(), ids.data(), values.data(),
+                              SEGPUSH_ACTION_UPSERT, nullptr};
     segpush_outcomes outcomes{};
     outcomes.struct_size = sizeof outcomes;  // as the host hands it over
     REQUIRE(api.push_batch(exp, &batch, &outcomes, &error) == SEGPUSH_OK);
@@ -228,7 +230,8 @@ TEST_CASE("a plugin built against the ABI 1.0 header loads and runs in this host
     CHECK(plugin.api.capabilities == 0);
     CHECK(plugin.api.collect_outcomes == nullptr);
     // The host's batch is larger than 1.0's; the plugin reads only the fields it knows.
-    CHECK(push_once(plugin, {"old@example.com"}).statuses == std::vector<segpush_record_status>{SEGPUSH_RECORD_ACCEPTED});
+    CHECK(push_once(plugin, {"old@example.com"}).statuses ==
+          std::vector<segpush_record_status>{SEGPUSH_RECORD_ACCEPTED});
 }
 
 TEST_CASE("a plugin built against the ABI 1.1 header loads and runs in this host") {
@@ -321,7 +324,8 @@ TEST_CASE("plugin trust: a plugin folder writable by group or others is refused,
     PluginFolder folder;
     folder.add_c_example();
     REQUIRE(PluginRegistry::load_directory(folder.dir).find("c-example"));  // trusted as made
-    for (const auto& [mode, who] : {std::pair{0775, "group"}, std::pair{0757, "others"}, std::pair{0777, "group and others"}}) {
+    for (const auto& [mode, who] :
+         {std::pair{0775, "group"}, std::pair{0757, "others"}, std::pair{0777, "group and others"}}) {
         INFO("mode " << std::oct << mode);
         REQUIRE(chmod(folder.dir.c_str(), mode) == 0);
         const auto registry = PluginRegistry::load_directory(folder.dir);
@@ -460,7 +464,8 @@ TEST_CASE("plugin loading: <id>.so must declare that id") {
     const RefusedPlugin* refused = registry.refused_for("other");
     REQUIRE(refused);
     CHECK(refused->file == folder.dir + "/other.so");
-    CHECK_THAT(refused->reason, Catch::Contains("declares id 'c-example'") && Catch::Contains("rename it to c-example.so"));
+    CHECK_THAT(refused->reason,
+               Catch::Contains("declares id 'c-example'") && Catch::Contains("rename it to c-example.so"));
 }
 
 TEST_CASE("plugin loading: without <id>.so, the folder is searched and the note names the file that had it") {
@@ -470,8 +475,8 @@ TEST_CASE("plugin loading: without <id>.so, the folder is searched and the note 
     const auto registry = PluginRegistry::load_plugins(folder.dir, {"c-example"});
     REQUIRE(registry.find("c-example"));
     REQUIRE(registry.notes().size() == 1);
-    CHECK_THAT(registry.notes()[0], Catch::Contains(folder.dir + "/c_example.so") &&
-                                        Catch::Contains("rename it to c-example.so"));
+    CHECK_THAT(registry.notes()[0],
+               Catch::Contains(folder.dir + "/c_example.so") && Catch::Contains("rename it to c-example.so"));
     CHECK_THAT(refusal_for(registry, "wrong_abi.so"), Catch::Contains("built for plugin ABI 2.0"));
 }
 
@@ -516,10 +521,7 @@ TEST_CASE("mapping fields of another size than segpush_field are refused, and th
     CHECK_THAT(describe.err, !Catch::Contains("unloading"));
 }
 
-namespace {
-
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("loaded in this process, a plugin is unloaded once when its registry goes, a refused one never") {
     PluginFolder folder;
@@ -550,7 +552,8 @@ TEST_CASE("loaded in this process, a plugin is unloaded once when its registry g
 TEST_CASE("a plugin's unload hook runs once, in the command's process, after its load probe") {
     PluginFolder folder;
     folder.add_c_example("c-example.so");
-    const test::Run describe = run_segpush(folder.root.path().string(), "--plugin-dir plugins plugins describe c-example");
+    const test::Run describe = run_segpush(folder.root.path().string(),
+                                           "--plugin-dir plugins plugins describe c-example");
     INFO(describe.out << describe.err);
     REQUIRE(describe.exit_code == 0);
     CHECK_THAT(describe.out, Catch::Contains("C example"));

@@ -52,7 +52,6 @@ int mode_of(const std::string& path) {
     return static_cast<int>(info.st_mode & 07777);
 }
 
-
 size_t count_of(const std::string& text, const std::string& piece) {
     size_t n = 0;
     for (size_t at = text.find(piece); at != std::string::npos; at = text.find(piece, at + 1)) ++n;
@@ -186,9 +185,9 @@ TEST_CASE("shared budgets: an invalid name cannot be shared") {
     const std::string longest(128, 'a');
     CHECK(budgets.reserve_slot(longest.c_str(), kMillisecond) != 0);
     CHECK(budgets.reserve_slot("Az09._-", kMillisecond) != 0);
-    for (const std::string& name : {std::string(), std::string(129, 'a'), std::string("a b"), std::string("a/b"),
-                                    std::string("../x"), std::string("."), std::string(".."), std::string("a\nb"),
-                                    std::string("caf\xc3\xa9")}) {
+    for (const std::string& name :
+         {std::string(), std::string(129, 'a'), std::string("a b"), std::string("a/b"), std::string("../x"),
+          std::string("."), std::string(".."), std::string("a\nb"), std::string("caf\xc3\xa9")}) {
         INFO("name \"" << name << "\"");
         CHECK(budgets.reserve_slot(name.c_str(), kMillisecond) == 0);
         budgets.hold_budget(name.c_str(), SharedBudgets::now_ns() + kHour);  // ignored

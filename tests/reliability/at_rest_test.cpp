@@ -130,7 +130,8 @@ TEST_CASE("at rest: a server that echoes the API key leaves it in no state file,
         CHECK(state.find(form) == std::string::npos);
     }
     // Later, without the key's variable: runs show prints the stored error, scrubbed.
-    const Run show = run_shell(f.dir.path().string(), std::string(SEGPUSH_BINARY) + " --config segpush.yaml runs show 2");
+    const Run show = run_shell(f.dir.path().string(),
+                               std::string(SEGPUSH_BINARY) + " --config segpush.yaml runs show 2");
     CHECK(show.exit_code == 0);
     CHECK_THAT(show.out, Catch::Contains("denied for token ***"));
     f.history.push_back(show);

@@ -19,7 +19,7 @@ constexpr size_t kProfiles = 20000;
 struct Scenario {
     Sandbox::Options sandbox = fast_sandbox();
     ConfigOptions config;
-    long long after_bulk = 10;            // inject once this many bulk imports were sent
+    long long after_bulk = 10;  // inject once this many bulk imports were sent
     std::function<void(ExportFixture&)> fault;
     std::function<void(ExportFixture&)> before_second_run;  // e.g. unstick imports
     bool must_need_second_run = false;

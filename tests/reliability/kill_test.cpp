@@ -40,8 +40,8 @@ TEST_CASE("kill: SIGKILL ten times at random points of one export, then the list
     const char* const bulk = "POST /api/3/import/bulk_import";
     for (int kill = 1; kill <= 10; ++kill) {
         const bool by_count = rng() % 2 == 0;
-        const long long after = 1 + static_cast<long long>(rng() % 8);              // bulk requests
-        const auto delay = std::chrono::milliseconds(50 + rng() % 700);            // or time
+        const long long after = 1 + static_cast<long long>(rng() % 8);   // bulk requests
+        const auto delay = std::chrono::milliseconds(50 + rng() % 700);  // or time
         const long long start = fixture.sandbox.route_count(bulk);
         BackgroundProcess run(fixture.segpush_argv("export run vip_export"), fixture.dir.file("kill.out"),
                               fixture.dir.file("kill.err"), fixture.env());
@@ -54,8 +54,9 @@ TEST_CASE("kill: SIGKILL ten times at random points of one export, then the list
         } else {
             std::this_thread::sleep_for(delay);
         }
-        INFO("kill " << kill << (by_count ? " after " + std::to_string(after) + " bulk requests"
-                                          : " after " + std::to_string(delay.count()) + " ms"));
+        INFO("kill " << kill
+                     << (by_count ? " after " + std::to_string(after) + " bulk requests"
+                                  : " after " + std::to_string(delay.count()) + " ms"));
         const bool was_running = run.running();
         run.signal(SIGKILL);
         const int code = run.wait();

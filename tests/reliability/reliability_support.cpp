@@ -70,7 +70,8 @@ std::string config_text(ExportFixture& fixture, const ConfigOptions& options) {
                                    ", max_backoff_seconds: " + std::to_string(options.max_backoff_seconds) + " }\n" +
                                    options.export_extra,
                                "      requests_per_second: 200\n      bulk_requests_per_minute: 4000\n"
-                               "      timeout_seconds: 5\n" + options.connection_extra);
+                               "      timeout_seconds: 5\n" +
+                                   options.connection_extra);
 }
 
 void write_config(ExportFixture& fixture, const ConfigOptions& options) {

@@ -17,8 +17,8 @@ namespace segpush::test::reliability {
 // A segment of `size` rows where 1% of the emails are invalid (no '@', a space, no dot in the
 // domain, an apostrophe), all refused by the host before sending.
 struct Segment {
-    std::vector<Profile> rows;       // in file order
-    std::vector<Profile> valid;      // what the list must hold at the end
+    std::vector<Profile> rows;           // in file order
+    std::vector<Profile> valid;          // what the list must hold at the end
     std::set<std::string> host_invalid;  // emails (as written) the host rejects
     std::set<std::string> dest_invalid;  // emails the destination rejects
 };

@@ -63,7 +63,8 @@ TEST_CASE("scheduler: an export runs at its time, not before, and is not started
     const std::vector<ExportConfig> exports{scheduled("hourly", "0 * * * *"), scheduled("on_demand", ""),
                                             scheduled("broken", "61 * * * *")};
     Runs runs;
-    Scheduler scheduler(exports, [&](const ExportConfig& exp) { runs.run(exp); }, utc(10, 30));
+    Scheduler scheduler(
+        exports, [&](const ExportConfig& exp) { runs.run(exp); }, utc(10, 30));
     REQUIRE_FALSE(scheduler.empty());
 
     scheduler.start_due(utc(10, 59));  // starting serve runs nothing; 11:00 has not come
@@ -86,6 +87,7 @@ TEST_CASE("scheduler: an export runs at its time, not before, and is not started
 
 TEST_CASE("scheduler: exports without a valid schedule leave nothing to serve") {
     const std::vector<ExportConfig> exports{scheduled("on_demand", ""), scheduled("broken", "0 25 * * *")};
-    Scheduler scheduler(exports, [](const ExportConfig&) { FAIL("nothing may run"); }, utc(10, 0));
+    Scheduler scheduler(
+        exports, [](const ExportConfig&) { FAIL("nothing may run"); }, utc(10, 0));
     CHECK(scheduler.empty());
 }

@@ -82,7 +82,8 @@ exports:
     for (const auto& item : diagnostics.items()) {
         std::string text = item.format();
         const std::string folder = dir.path().string() + "/";
-        for (auto at = text.find(folder); at != std::string::npos; at = text.find(folder)) text.erase(at, folder.size());
+        for (auto at = text.find(folder); at != std::string::npos; at = text.find(folder))
+            text.erase(at, folder.size());
         CHECK(text.find("file-secret-value-91") == std::string::npos);
         (item.severity == Diagnostic::Severity::error ? result.errors : result.warnings).push_back(text);
     }

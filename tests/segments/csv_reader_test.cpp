@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-using segpush::SegmentError;
 using segpush::open_segment;
+using segpush::SegmentError;
 using segpush::test::open_error;
 using segpush::test::read_all;
 using segpush::test::ReadItem;
@@ -61,14 +61,13 @@ TEST_CASE("csv: no wanted columns still counts and checks rows") {
 }
 
 TEST_CASE("csv: quoted fields keep commas, doubled quotes and line breaks") {
-    const auto items = read_csv(
-        "email,note\n"
-        "a@x.io,\"one, two\"\n"
-        "b@x.io,\"she said \"\"hi\"\"\"\n"
-        "c@x.io,\"first\nsecond\nthird\"\n"
-        "d@x.io,after\n"
-        "\"e@x.io\",\"\"\n",
-        {"email", "note"});
+    const auto items = read_csv("email,note\n"
+                                "a@x.io,\"one, two\"\n"
+                                "b@x.io,\"she said \"\"hi\"\"\"\n"
+                                "c@x.io,\"first\nsecond\nthird\"\n"
+                                "d@x.io,after\n"
+                                "\"e@x.io\",\"\"\n",
+                                {"email", "note"});
     REQUIRE(items.size() == 5);
     require_row(items[0], 2, {"a@x.io", "one, two"});
     require_row(items[1], 3, {"b@x.io", "she said \"hi\""});
@@ -78,7 +77,9 @@ TEST_CASE("csv: quoted fields keep commas, doubled quotes and line breaks") {
 }
 
 TEST_CASE("csv: a UTF-8 BOM before the header is skipped") {
-    const auto items = read_csv("\xEF\xBB\xBF" "email,name\na@x.io,Zo\xC3\xAB\n", {"email", "name"});
+    const auto items = read_csv("\xEF\xBB\xBF"
+                                "email,name\na@x.io,Zo\xC3\xAB\n",
+                                {"email", "name"});
     REQUIRE(items.size() == 1);
     require_row(items[0], 2, {"a@x.io", "Zo\xC3\xAB"});
 }
@@ -230,9 +231,13 @@ TEST_CASE("csv: blank lines are skipped and lines still counted") {
 TEST_CASE("csv: a field over 1 MiB is a problem and the next row is read") {
     const std::string huge(1024 * 1024 + 1, 'x');
     const auto items = read_csv("email,note\n"
-                                "a@x.io," + huge + "\n"
-                                "b@x.io,\"" + huge + "\n" + huge + "\"\n"
-                                "c@x.io,ok\n",
+                                "a@x.io," +
+                                    huge +
+                                    "\n"
+                                    "b@x.io,\"" +
+                                    huge + "\n" + huge +
+                                    "\"\n"
+                                    "c@x.io,ok\n",
                                 {"email", "note"});
     REQUIRE(items.size() == 3);
     require_problem(items[0], 2, "column \"note\" has a value longer than 1 MiB");

@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
 using segpush::open_segment;
 using segpush::SegmentCancelled;
 using segpush::SegmentError;
@@ -29,8 +31,6 @@ using segpush::test::open_error;
 using segpush::test::read_all;
 using segpush::test::require_row;
 using segpush::test::TempDir;
-using Catch::Matchers::Contains;
-using Catch::Matchers::StartsWith;
 
 namespace {
 
@@ -102,8 +102,9 @@ TEST_CASE("hostile csv: a header of a million columns is refused at the column c
     TempDir dir;
     const std::string path = dir.write("wide.csv", numbered_header(1000000) + "\nx\n");
     const std::string error = open_error(path, "csv", {"c1"});
-    CHECK(error == "segment file " + path + ": the header row (line 1) has more than 10000 columns, the most a "
-                                            "segment may have");
+    CHECK(error == "segment file " + path +
+                       ": the header row (line 1) has more than 10000 columns, the most a "
+                       "segment may have");
     // Unnamed columns count the same.
     const std::string commas = dir.write("commas.csv", std::string(1000000, ',') + "\n");
     CHECK_THAT(open_error(commas, "csv", {"c1"}), Contains("has more than 10000 columns"));
@@ -153,8 +154,9 @@ TEST_CASE("hostile csv: a row going past 64 MiB stops reading with an error nami
         FAIL("the endless row was read");
     } catch (const SegmentError& error) {
         CHECK(std::string(error.what()) ==
-              "segment file " + path + ": the row starting on line 3 goes on past 64 MiB without ending, the most a "
-                                       "row may be; the file is not read further");
+              "segment file " + path +
+                  ": the row starting on line 3 goes on past 64 MiB without ending, the most a "
+                  "row may be; the file is not read further");
     }
 }
 
@@ -176,8 +178,9 @@ TEST_CASE("hostile jsonl: a line going past 64 MiB stops reading with an error n
     segpush::RowProblem problem;
     REQUIRE(reader->next(row, problem) == segpush::SegmentReader::Next::row);
     CHECK_THROWS_WITH(reader->next(row, problem),
-                      "segment file " + path + ": line 2 goes on past 64 MiB without ending, the most a line may "
-                                               "be; the file is not read further");
+                      "segment file " + path +
+                          ": line 2 goes on past 64 MiB without ending, the most a line may "
+                          "be; the file is not read further");
 }
 
 TEST_CASE("hostile segments: /dev/zero is refused as a character device") {
@@ -211,9 +214,10 @@ TEST_CASE("hostile segments: a FIFO is refused without fifo_timeout, without wai
     TempDir dir;
     const std::string path = make_fifo(dir, "pipe.csv");
     CHECK(open_error(path, "csv", {"email"}) ==
-          "segment file " + path + " is a FIFO (named pipe), not a regular file; to read from a FIFO, set "
-                                   "fifo_timeout_seconds in its segment's configuration (how long to wait for the "
-                                   "writer)");
+          "segment file " + path +
+              " is a FIFO (named pipe), not a regular file; to read from a FIFO, set "
+              "fifo_timeout_seconds in its segment's configuration (how long to wait for the "
+              "writer)");
     CHECK_THAT(open_error(path, "jsonl", {"email"}), Contains("is a FIFO (named pipe)"));
 }
 
@@ -239,8 +243,9 @@ TEST_CASE("hostile segments: a FIFO whose writer falls silent without closing gi
     const std::string error = open_error_with(path, "jsonl", fifo_options(1));
     done = true;
     writer.join();
-    CHECK(error == "FIFO segment file " + path + ": the writer sent nothing more for 1 s (fifo_timeout_seconds) and "
-                                                 "did not close it");
+    CHECK(error == "FIFO segment file " + path +
+                       ": the writer sent nothing more for 1 s (fifo_timeout_seconds) and "
+                       "did not close it");
 }
 
 TEST_CASE("hostile segments: a FIFO with fifo_timeout is read as its writer writes") {

@@ -64,7 +64,8 @@ TEST_CASE("jsonl: a line that is not valid JSON is reported with its offset") {
     REQUIRE(items.size() == 5);
     require_row(items[0], 1, {"a@x.io"});
     require_problem(items[1], 2, "not valid JSON at byte 10: Missing a colon after a name of object member.");
-    require_problem(items[2], 3, "not valid JSON at the end of the line: Missing a comma or '}' after an object member.");
+    require_problem(items[2], 3,
+                    "not valid JSON at the end of the line: Missing a comma or '}' after an object member.");
     require_problem(items[3], 4, "not valid JSON at byte 20: The document root must not be followed by other values.");
     require_row(items[4], 5, {"e@x.io"});
 }
@@ -80,9 +81,10 @@ TEST_CASE("jsonl: a line that is not an object is reported") {
 }
 
 TEST_CASE("jsonl: an object or array for a wanted column is reported") {
-    const auto items = read_jsonl("{\"email\":{\"home\":\"a@x.io\"}}\n{\"tags\":[\"x\"],\"email\":\"b@x.io\"}\n"
-                                  "{\"email\":\"c@x.io\",\"tags\":[]}\n{\"other\":{\"email\":[1]},\"email\":\"d@x.io\"}\n",
-                                  {"email", "tags"});
+    const auto items = read_jsonl(
+        "{\"email\":{\"home\":\"a@x.io\"}}\n{\"tags\":[\"x\"],\"email\":\"b@x.io\"}\n"
+        "{\"email\":\"c@x.io\",\"tags\":[]}\n{\"other\":{\"email\":[1]},\"email\":\"d@x.io\"}\n",
+        {"email", "tags"});
     REQUIRE(items.size() == 4);
     require_problem(items[0], 1,
                     "column \"email\" holds an object; only strings, numbers, booleans and null can be read");
@@ -101,7 +103,8 @@ TEST_CASE("jsonl: invalid UTF-8 is reported and the next line read") {
 }
 
 TEST_CASE("jsonl: blank lines are skipped, CRLF and a BOM are accepted") {
-    const auto items = read_jsonl("\xEF\xBB\xBF\n{\"email\":\"a@x.io\"}\r\n  \t\r\n\n{\"email\":\"b@x.io\"}", {"email"});
+    const auto items = read_jsonl("\xEF\xBB\xBF\n{\"email\":\"a@x.io\"}\r\n  \t\r\n\n{\"email\":\"b@x.io\"}",
+                                  {"email"});
     REQUIRE(items.size() == 2);
     require_row(items[0], 2, {"a@x.io"});
     require_row(items[1], 5, {"b@x.io"});
@@ -126,8 +129,8 @@ TEST_CASE("jsonl: lines crossing read chunks are read whole") {
     std::string content;
     uint64_t lines = 0;
     while (content.size() < 300000) {
-        content += "{\"email\":\"user" + std::to_string(lines) + "@x.io\",\"pad\":\"" +
-                   std::string(lines % 5000, 'p') + "\"}\n";
+        content += "{\"email\":\"user" + std::to_string(lines) + "@x.io\",\"pad\":\"" + std::string(lines % 5000, 'p') +
+                   "\"}\n";
         ++lines;
     }
     const auto items = read_jsonl(content, {"email"});
@@ -162,7 +165,8 @@ TEST_CASE("segments: an unreadable path names the path and the reason") {
 
 TEST_CASE("jsonl: once read, the reader tells which wanted keys no line had, and which keys there were") {
     segpush::test::TempDir dir;
-    const std::string path = dir.write("s.jsonl", "{\"email\": \"a@x.io\", \"first\": \"A\"}\n{\"email\": \"b@x.io\"}\n");
+    const std::string path = dir.write("s.jsonl",
+                                       "{\"email\": \"a@x.io\", \"first\": \"A\"}\n{\"email\": \"b@x.io\"}\n");
     auto reader = segpush::open_segment(path, "jsonl", {"email", "Phone", "first", "email"});
     read_all(*reader);
     CHECK(reader->absent_columns() == std::vector<std::string>{"Phone"});

@@ -73,7 +73,8 @@ pid_t run_in_dying_process(const Backend& backend, const std::string& export_nam
 #define RUN_HISTORY_BACKENDS SqliteBackend
 
 TEMPLATE_TEST_CASE("state: run history: a run of a live process blocks a second one, a dead process's run is "
-                   "closed as interrupted", "[run-history]", RUN_HISTORY_BACKENDS) {
+                   "closed as interrupted",
+                   "[run-history]", RUN_HISTORY_BACKENDS) {
     {
         TestType backend;
         const auto history = backend.open();
@@ -94,7 +95,8 @@ TEMPLATE_TEST_CASE("state: run history: a run of a live process blocks a second 
 }
 
 TEMPLATE_TEST_CASE("state: run history: a run whose process is a zombie its parent has not collected is closed as "
-                   "interrupted", "[run-history]", RUN_HISTORY_BACKENDS) {
+                   "interrupted",
+                   "[run-history]", RUN_HISTORY_BACKENDS) {
     TestType backend;
     const pid_t child = run_in_dying_process(backend, "e", false);
     const auto history = backend.open();
@@ -292,17 +294,18 @@ TEST_CASE("state: run history: a state file from before runs kept their process'
     const std::string path = dir.file("state.db");
     {
         sqlite::Database old(path);
-        old.exec("CREATE TABLE runs(id INTEGER PRIMARY KEY AUTOINCREMENT, export TEXT NOT NULL, status TEXT NOT NULL, "
-                 "started_at TEXT NOT NULL, finished_at TEXT, pid INTEGER, hostname TEXT, "
-                 "full INTEGER NOT NULL DEFAULT 0, dry_run INTEGER NOT NULL DEFAULT 0, baseline INTEGER NOT NULL DEFAULT 0, "
-                 "rows_read INTEGER NOT NULL DEFAULT 0, invalid INTEGER NOT NULL DEFAULT 0, "
-                 "duplicates INTEGER NOT NULL DEFAULT 0, members INTEGER NOT NULL DEFAULT 0, "
-                 "new_members INTEGER NOT NULL DEFAULT 0, changed INTEGER NOT NULL DEFAULT 0, "
-                 "unchanged INTEGER NOT NULL DEFAULT 0, leaving INTEGER NOT NULL DEFAULT 0, "
-                 "sent INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0, "
-                 "rejected INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0, error TEXT, report_path TEXT);"
-                 "INSERT INTO runs(export, status, started_at, pid, hostname) VALUES('e', 'succeeded', 'then', 1, 'h');"
-                 "PRAGMA user_version=6;");
+        old.exec(
+            "CREATE TABLE runs(id INTEGER PRIMARY KEY AUTOINCREMENT, export TEXT NOT NULL, status TEXT NOT NULL, "
+            "started_at TEXT NOT NULL, finished_at TEXT, pid INTEGER, hostname TEXT, "
+            "full INTEGER NOT NULL DEFAULT 0, dry_run INTEGER NOT NULL DEFAULT 0, baseline INTEGER NOT NULL DEFAULT 0, "
+            "rows_read INTEGER NOT NULL DEFAULT 0, invalid INTEGER NOT NULL DEFAULT 0, "
+            "duplicates INTEGER NOT NULL DEFAULT 0, members INTEGER NOT NULL DEFAULT 0, "
+            "new_members INTEGER NOT NULL DEFAULT 0, changed INTEGER NOT NULL DEFAULT 0, "
+            "unchanged INTEGER NOT NULL DEFAULT 0, leaving INTEGER NOT NULL DEFAULT 0, "
+            "sent INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0, "
+            "rejected INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0, error TEXT, report_path TEXT);"
+            "INSERT INTO runs(export, status, started_at, pid, hostname) VALUES('e', 'succeeded', 'then', 1, 'h');"
+            "PRAGMA user_version=6;");
     }
     StateFile file(path);
     SqliteRunHistory history(file.db());

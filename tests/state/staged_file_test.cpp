@@ -25,8 +25,14 @@ struct Held {
     bool has_payload;
 
     static Held of(const StagedRow& row) {
-        return {row.action, row.hash, row.source, row.line, std::string(row.email_key), std::string(row.key_value),
-                std::string(row.payload), row.has_payload};
+        return {row.action,
+                row.hash,
+                row.source,
+                row.line,
+                std::string(row.email_key),
+                std::string(row.key_value),
+                std::string(row.payload),
+                row.has_payload};
     }
     bool operator==(const Held& other) const {
         return action == other.action && hash == other.hash && source == other.source && line == other.line &&
@@ -38,14 +44,21 @@ struct Held {
 // Row `seq` of the test: sizes vary (some payloads larger than a block of 64 small rows),
 // some emails were written in other case, every 50th is a leaver without payload.
 Held expected_row(int64_t seq) {
-    Held row{0, static_cast<int64_t>(seq * 0x9E3779B97F4A7C15ULL), seq % 3, seq + 1,
-             "member" + std::to_string(seq) + "@example.com", "", "", true};
+    Held row{0,
+             static_cast<int64_t>(seq * 0x9E3779B97F4A7C15ULL),
+             seq % 3,
+             seq + 1,
+             "member" + std::to_string(seq) + "@example.com",
+             "",
+             "",
+             true};
     if (seq % 7 == 0) row.key_value = "Member" + std::to_string(seq) + "@Example.com";
     if (seq % 50 == 0) {
         row.action = 1;
         row.has_payload = false;
     } else {
-        row.payload = std::string(static_cast<size_t>(seq % 13 == 0 ? 9000 : 20 + seq % 150), static_cast<char>('a' + seq % 26));
+        row.payload = std::string(static_cast<size_t>(seq % 13 == 0 ? 9000 : 20 + seq % 150),
+                                  static_cast<char>('a' + seq % 26));
     }
     return row;
 }
@@ -169,7 +182,8 @@ TEST_CASE("staged file: a TMPDIR that does not exist falls back to /var/tmp or /
 TEST_CASE("staged file: a write that fails (a full disk) names the file's place, and loses no row appended before it") {
     // The file size limit stands in for a full disk: past it, writes fail (EFBIG) instead of
     // the process being stopped by SIGXFSZ.
-    struct sigaction ignore {}, before {};
+    struct sigaction ignore {
+    }, before{};
     ignore.sa_handler = SIG_IGN;
     sigaction(SIGXFSZ, &ignore, &before);
     rlimit limit{}, restore{};

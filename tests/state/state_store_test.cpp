@@ -4,12 +4,12 @@
 
 #include <sys/wait.h>
 
+#include <unistd.h>
 #include <atomic>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <thread>
-#include <unistd.h>
 
 #include "state/state_store.hpp"
 #include "support/process.hpp"
@@ -80,12 +80,12 @@ TEST_CASE("state: duplicates are ignored (the first wins), the diff finds new, c
     stage(state, {{"a", 1}, {"b", 20}, {"d", 4}});
     RunCounts again;
     state.diff("e", second.baseline, true, 100, again);
-    CHECK(again.unchanged == 1);  // a
-    CHECK(again.changed == 1);    // b
+    CHECK(again.unchanged == 1);    // a
+    CHECK(again.changed == 1);      // b
     CHECK(again.new_members == 1);  // d
-    CHECK(again.leaving == 1);    // c
+    CHECK(again.leaving == 1);      // c
     todo = state.next_todo(0, 10);
-    REQUIRE(todo.size() == 3);    // b, d, and c as a removal
+    REQUIRE(todo.size() == 3);  // b, d, and c as a removal
     CHECK(todo.back().action == MemberAction::remove);
     CHECK(todo.back().payload == "c");
 }
@@ -97,9 +97,9 @@ TEST_CASE("state: outcomes are the checkpoint, only what was confirmed counts as
     stage(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
     RunCounts counts;
     state.diff("e", run.baseline, false, 100, counts);
-    const auto tally = state.apply_outcomes(run.run_id, "e",
-                                            {{1, MemberState::done, "", ""}, {2, MemberState::rejected, "bad", ""},
-                                             {3, MemberState::pending, "", ""}});
+    const auto tally = state.apply_outcomes(
+        run.run_id, "e",
+        {{1, MemberState::done, "", ""}, {2, MemberState::rejected, "bad", ""}, {3, MemberState::pending, "", ""}});
     CHECK(tally.accepted == 1);
     CHECK(tally.rejected == 1);
     const auto rejected = state.reported_members({"seg.csv"});
@@ -134,7 +134,7 @@ TEST_CASE("state: an interrupted --full run is continued by the next --full run,
     stage(state, {{"a", 1}, {"b", 2}});
     RunCounts full_counts;
     state.diff("e", full.baseline, false, 100, full_counts);
-    CHECK(full_counts.unchanged == 0);  // --full resends everyone
+    CHECK(full_counts.unchanged == 0);                                         // --full resends everyone
     state.apply_outcomes(full.run_id, "e", {{1, MemberState::done, "", ""}});  // a delivered, then it stops
     state.history().finish_run(full.run_id, RunStatus::cancelled, full_counts, "cancelled", "");
 
@@ -174,7 +174,8 @@ TEST_CASE("state: several exports opening a new state file at once all start (se
     }
 }
 
-TEST_CASE("state: a receipt kept with a pending member outlives the process and comes back while the values are unchanged") {
+TEST_CASE(
+    "state: a receipt kept with a pending member outlives the process and comes back while the values are unchanged") {
     test::TempDir dir;
     const std::string path = dir.file("state.db");
     {
@@ -184,8 +185,10 @@ TEST_CASE("state: a receipt kept with a pending member outlives the process and 
         RunCounts counts;
         state.diff("e", run.baseline, false, 100, counts);
         state.apply_outcomes(run.run_id, "e",
-                             {{1, MemberState::pending, "", "import-7"}, {2, MemberState::pending, "", "import-7"},
-                              {3, MemberState::pending, "", "import-8"}, {4, MemberState::pending, "", ""}});
+                             {{1, MemberState::pending, "", "import-7"},
+                              {2, MemberState::pending, "", "import-7"},
+                              {3, MemberState::pending, "", "import-8"},
+                              {4, MemberState::pending, "", ""}});
         // import-8 settles before the process dies: its receipt is forgotten.
         state.apply_outcomes(run.run_id, "e", {{3, MemberState::done, "", ""}});
         // The process dies here (closed as the next claim would close it), with a, b and d unconfirmed.
@@ -234,7 +237,8 @@ TEST_CASE("state: a batch's receipt stays while any of its members is pending, a
         StateStore state(path);
         const auto [run, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}});
         state.apply_outcomes(run.run_id, "e",
-                             {{1, MemberState::pending, "", "import-7"}, {2, MemberState::pending, "", "import-7"},
+                             {{1, MemberState::pending, "", "import-7"},
+                              {2, MemberState::pending, "", "import-7"},
                               {3, MemberState::pending, "", "import-7"}});
         state.apply_outcomes(run.run_id, "e", settled);
         state.forget_earlier_receipts("e", run.run_id);
@@ -258,7 +262,8 @@ TEST_CASE("state: a batch's receipt stays while any of its members is pending, a
     stopped_run({{2, MemberState::rejected, "bad", ""}});
     CHECK(resumable_now() == std::vector<int64_t>{1, 2, 3});
     // All three settled: the receipt has nothing left to confirm.
-    stopped_run({{1, MemberState::done, "", ""}, {2, MemberState::rejected, "bad", ""}, {3, MemberState::done, "", ""}});
+    stopped_run(
+        {{1, MemberState::done, "", ""}, {2, MemberState::rejected, "bad", ""}, {3, MemberState::done, "", ""}});
     CHECK(resumable_now().empty());
 }
 
@@ -273,12 +278,14 @@ TEST_CASE("state: a member reported several times in one call ends as its report
         state.apply_outcomes(run.run_id, "e", {{5, MemberState::todo, "lost", ""}, {5, MemberState::pending, "", ""}});
         const OutcomeTally tally = state.apply_outcomes(
             run.run_id, "e",
-            {{1, MemberState::pending, "", "import-1"}, {2, MemberState::pending, "", "import-2"},
-             {3, MemberState::rejected, "bad", ""}, {4, MemberState::pending, "", "import-4"},
-             {1, MemberState::done, "", ""},                // settled in the same call: no receipt kept
-             {2, MemberState::pending, "", ""},             // still pending: keeps import-2
-             {3, MemberState::done, "", ""},                // the first final report wins
-             {4, MemberState::todo, "lost", ""}});          // given back: its receipt says nothing now
+            {{1, MemberState::pending, "", "import-1"},
+             {2, MemberState::pending, "", "import-2"},
+             {3, MemberState::rejected, "bad", ""},
+             {4, MemberState::pending, "", "import-4"},
+             {1, MemberState::done, "", ""},        // settled in the same call: no receipt kept
+             {2, MemberState::pending, "", ""},     // still pending: keeps import-2
+             {3, MemberState::done, "", ""},        // the first final report wins
+             {4, MemberState::todo, "lost", ""}});  // given back: its receipt says nothing now
         CHECK(tally.accepted == 1);
         CHECK(tally.rejected == 1);
         CHECK(state.count_todo() == 1);
@@ -304,7 +311,8 @@ TEST_CASE("state: outcomes whose transaction fails leave memory as if they never
         StateStore state(path);
         const auto [run, counts] = diffed_run(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
         state.apply_outcomes(run.run_id, "e",
-                             {{1, MemberState::pending, "", "import-1"}, {2, MemberState::pending, "", "import-1"},
+                             {{1, MemberState::pending, "", "import-1"},
+                              {2, MemberState::pending, "", "import-1"},
                               {3, MemberState::pending, "", "import-2"}});
         // The state file refuses to keep import-2's row as c's delivery (as a full disk would),
         // from another connection: the statement fails after the members' states, both
@@ -313,16 +321,19 @@ TEST_CASE("state: outcomes whose transaction fails leave memory as if they never
         other.exec("CREATE TRIGGER refuse_c BEFORE UPDATE ON unconfirmed WHEN NEW.receipt = 'import-2' "
                    "BEGIN SELECT RAISE(ABORT, 'no room'); END");
         CHECK_THROWS_WITH(state.apply_outcomes(run.run_id, "e",
-                                               {{1, MemberState::done, "", ""}, {2, MemberState::done, "", ""},
-                                                {3, MemberState::done, "", ""}, {4, MemberState::pending, "", "import-3"}}),
+                                               {{1, MemberState::done, "", ""},
+                                                {2, MemberState::done, "", ""},
+                                                {3, MemberState::done, "", ""},
+                                                {4, MemberState::pending, "", "import-3"}}),
                           Catch::Contains("no room"));
         CHECK(state.count_todo() == 1);  // d: still to send, as before the call
         other.exec("DROP TRIGGER refuse_c");
         // Outcomes arriving after count and record their members: had memory kept the failed
         // call's states, a and c would be skipped as already final and never recorded.
-        const OutcomeTally tally = state.apply_outcomes(
-            run.run_id, "e",
-            {{1, MemberState::done, "", ""}, {3, MemberState::done, "", ""}, {4, MemberState::pending, "", "import-3"}});
+        const OutcomeTally tally = state.apply_outcomes(run.run_id, "e",
+                                                        {{1, MemberState::done, "", ""},
+                                                         {3, MemberState::done, "", ""},
+                                                         {4, MemberState::pending, "", "import-3"}});
         CHECK(tally.accepted == 2);
         CHECK(state.count_todo() == 0);
         // import-2's row is kept as c's delivery (c was found on it again); import-1's waits on
@@ -383,7 +394,8 @@ TEST_CASE("state: a refresh sends only the changed members among many, and their
         CHECK(rest[1].payload == "payload-m1001");
         // All six pending on one import when the process stops.
         std::vector<MemberOutcome> pending;
-        for (const int64_t seq : {10, 500, 997, 998, 999, 1001}) pending.push_back({seq, MemberState::pending, "", "import-r"});
+        for (const int64_t seq : {10, 500, 997, 998, 999, 1001})
+            pending.push_back({seq, MemberState::pending, "", "import-r"});
         state.apply_outcomes(run.run_id, "e", pending);
         state.history().finish_run(run.run_id, RunStatus::failed_retryable, counts, "interrupted", "");
     }
@@ -460,10 +472,12 @@ TEST_CASE("state: a receipt whose every member is accepted is kept as their deli
         RunCounts counts;
         state.diff("e", run.baseline, true, 100, counts);
         state.apply_outcomes(run.run_id, "e",
-                             {{1, MemberState::pending, "", "import-A"}, {2, MemberState::pending, "", "import-A"},
+                             {{1, MemberState::pending, "", "import-A"},
+                              {2, MemberState::pending, "", "import-A"},
                               {3, MemberState::pending, "", "import-B"}});
         const OutcomeTally tally = state.apply_outcomes(
-            run.run_id, "e", {{1, MemberState::done, "", ""}, {2, MemberState::done, "", ""}, {3, MemberState::rejected, "no", ""}});
+            run.run_id, "e",
+            {{1, MemberState::done, "", ""}, {2, MemberState::done, "", ""}, {3, MemberState::rejected, "no", ""}});
         CHECK(tally.accepted == 2);
         CHECK(tally.rejected == 1);
         sqlite::Database other(path);
@@ -525,8 +539,9 @@ TEST_CASE("state: a suppressed member counts apart, is reported, and is not sent
     test::TempDir dir;
     StateStore state(dir.file("state.db"));
     const auto [first, counts] = diffed_run(state, {{"a", 1}, {"b", 2}});
-    const auto tally = state.apply_outcomes(
-        first.run_id, "e", {{1, MemberState::done, "", ""}, {2, MemberState::suppressed, "unsubscribed from list 3", ""}});
+    const auto tally = state.apply_outcomes(first.run_id, "e",
+                                            {{1, MemberState::done, "", ""},
+                                             {2, MemberState::suppressed, "unsubscribed from list 3", ""}});
     CHECK(tally.accepted == 1);
     CHECK(tally.suppressed == 1);
     CHECK(tally.rejected == 0);
@@ -548,7 +563,8 @@ TEST_CASE("state: a suppressed member counts apart, is reported, and is not sent
     CHECK(changed.counts.changed == 1);  // new values: sent again, to be suppressed again or not
 }
 
-TEST_CASE("state: segpush remembers its own removals, not the destination's, and a re-joining member carries its time") {
+TEST_CASE(
+    "state: segpush remembers its own removals, not the destination's, and a re-joining member carries its time") {
     test::TempDir dir;
     const std::string path = dir.file("state.db");
     StateStore state(path);
@@ -579,7 +595,8 @@ TEST_CASE("state: segpush remembers its own removals, not the destination's, and
         REQUIRE(todo.size() == 2);
         const auto tally = state.apply_outcomes(run.run_id, "e",
                                                 {{todo[0].seq, MemberState::done, "", ""},
-                                                 {todo[1].seq, MemberState::suppressed, "unsubscribed; nothing to remove", ""}});
+                                                 {todo[1].seq, MemberState::suppressed,
+                                                  "unsubscribed; nothing to remove", ""}});
         CHECK(tally.removed == 1);
         CHECK(tally.suppressed == 1);
         state.history().finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
@@ -599,7 +616,8 @@ TEST_CASE("state: segpush remembers its own removals, not the destination's, and
         CHECK(todo[0].removed_at <= static_cast<int64_t>(std::time(nullptr)));
         CHECK(todo[1].removed_at == 0);
         // Refused this time: the removal is still segpush's, for the next try.
-        state.apply_outcomes(run.run_id, "e", {{2, MemberState::rejected, "later", ""}, {3, MemberState::done, "", ""}});
+        state.apply_outcomes(run.run_id, "e",
+                             {{2, MemberState::rejected, "later", ""}, {3, MemberState::done, "", ""}});
         CHECK(removals() == std::vector<std::string>{"b"});
         state.history().finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
     }
@@ -658,7 +676,8 @@ TEST_CASE("state: removals a plugin older than ABI 1.4 reports are not remembere
     stage(state, {{"a", 1}});
     RunCounts counts;
     state.diff("e", run.baseline, true, 100, counts);
-    const auto tally = state.apply_outcomes(run.run_id, "e", {{state.next_todo(0, 10).at(0).seq, MemberState::done, "", ""}});
+    const auto tally = state.apply_outcomes(run.run_id, "e",
+                                            {{state.next_todo(0, 10).at(0).seq, MemberState::done, "", ""}});
     CHECK(tally.removed == 1);
     state.history().finish_run(run.run_id, RunStatus::succeeded, counts, "", "");
     sqlite::Database db(path);
@@ -667,17 +686,19 @@ TEST_CASE("state: removals a plugin older than ABI 1.4 reports are not remembere
     CHECK(rows.integer(0) == 0);
 }
 
-TEST_CASE("state: forgetting a person removes them from delivered state, receipts and run errors, and leaves no copy in the file") {
+TEST_CASE("state: forgetting a person removes them from delivered state, receipts and run errors, and leaves no copy "
+          "in the file") {
     test::TempDir dir;
     const std::string path = dir.file("state.db");
     {
         StateStore state(path);
         auto run = diffed_run(state, {{"ann@example.com", 1}, {"bob@example.com", 2}, {"cy@example.com", 3}});
         state.apply_outcomes(run.claim.run_id, "e",
-                             {{1, MemberState::done, "", ""}, {2, MemberState::done, "", ""},
+                             {{1, MemberState::done, "", ""},
+                              {2, MemberState::done, "", ""},
                               {3, MemberState::pending, "", "import-9"}});
         state.history().finish_run(run.claim.run_id, RunStatus::failed_retryable, run.counts,
-                         "the destination refused Ann@Example.com: bad domain", "");
+                                   "the destination refused Ann@Example.com: bad domain", "");
         // A second run of the export, so that Ann's row is written again and freed pages hold copies.
         auto again = diffed_run(state, {{"ann@example.com", 11}, {"bob@example.com", 2}, {"cy@example.com", 3}});
         accept_all(state, again.claim.run_id, "e");

@@ -33,7 +33,8 @@ std::string ExportFixture::config_text(const std::string& export_extra, const st
     segments: [vip]
     settings: { list_id: 1 }
     mapping: { email: Email, first_name: FirstName, last_name: LastName, phone: Phone }
-)" + export_extra, connection_extra);
+)" + export_extra,
+                       connection_extra);
 }
 
 std::string ExportFixture::config_yaml(const std::string& segments, const std::string& exports,
@@ -44,9 +45,11 @@ std::string ExportFixture::config_yaml(const std::string& segments, const std::s
     plugin: activecampaign
     privacy_consent: true
     settings:
-      host: ")" + sandbox.host() + R"("
+      host: ")" +
+           sandbox.host() + R"("
       api_key: ${env:AC_API_KEY}
-      ca_bundle: ")" + sandbox.ca_file() + "\"\n" + connection_extra + more_connections + "exports:\n" + exports;
+      ca_bundle: ")" +
+           sandbox.ca_file() + "\"\n" + connection_extra + more_connections + "exports:\n" + exports;
 }
 
 std::vector<std::string> ExportFixture::env() const { return {"AC_API_KEY=" + sandbox.api_key()}; }

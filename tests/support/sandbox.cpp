@@ -28,9 +28,10 @@ Sandbox::Sandbox() : Sandbox(Options{}) {}
 Sandbox::Sandbox(Options options) : options_(std::move(options)) {
     cert_ = dir_.file("cert.pem");
     key_ = dir_.file("key.pem");
-    const Run made = run_shell(dir_.path().string(),
-                               "openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
-                               "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -days 2 -keyout key.pem -out cert.pem");
+    const Run made = run_shell(
+        dir_.path().string(),
+        "openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 "
+        "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -days 2 -keyout key.pem -out cert.pem");
     if (made.exit_code != 0) throw std::runtime_error("openssl could not make a test certificate: " + made.err);
     start();
 }
@@ -40,9 +41,18 @@ Sandbox::~Sandbox() { stop(); }
 void Sandbox::start() {
     const std::string port_file = dir_.file("port");
     std::filesystem::remove(port_file);
-    std::vector<std::string> argv{"/usr/bin/python3", std::string(SEGPUSH_SOURCE_DIR) + "/tests/sandbox/ac_sandbox.py",
-                                  "--cert", cert_, "--key", key_, "--port-file", port_file,
-                                  "--api-key", options_.api_key, "--port", std::to_string(port_)};
+    std::vector<std::string> argv{"/usr/bin/python3",
+                                  std::string(SEGPUSH_SOURCE_DIR) + "/tests/sandbox/ac_sandbox.py",
+                                  "--cert",
+                                  cert_,
+                                  "--key",
+                                  key_,
+                                  "--port-file",
+                                  port_file,
+                                  "--api-key",
+                                  options_.api_key,
+                                  "--port",
+                                  std::to_string(port_)};
     if (!options_.lapsed_key.empty()) argv.insert(argv.end(), {"--lapsed-key", options_.lapsed_key});
     for (const auto& list : options_.lists) argv.insert(argv.end(), {"--list", list});
     if (!options_.config_json.empty()) argv.insert(argv.end(), {"--config", options_.config_json});
@@ -91,7 +101,8 @@ std::string Sandbox::request(const std::string& method, const std::string& path,
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
     if (code != CURLE_OK) throw std::runtime_error(method + " " + path + ": " + curl_easy_strerror(code));
-    if (status >= 400) throw std::runtime_error(method + " " + path + ": HTTP " + std::to_string(status) + " " + response);
+    if (status >= 400)
+        throw std::runtime_error(method + " " + path + ": HTTP " + std::to_string(status) + " " + response);
     return response;
 }
 

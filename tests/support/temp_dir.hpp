@@ -15,10 +15,10 @@ public:
     // folders that nobody but root and the user can write to, all the way up.
     explicit TempDir(const std::filesystem::path& parent) {
         if (std::filesystem::create_directories(parent)) {
-            std::filesystem::permissions(parent, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
-                                                     std::filesystem::perms::group_exec |
-                                                     std::filesystem::perms::others_read |
-                                                     std::filesystem::perms::others_exec);
+            std::filesystem::permissions(parent,
+                                         std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                                             std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                                             std::filesystem::perms::others_exec);
         }
         std::string pattern = (parent / "segpush-test-XXXXXX").string();
         if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");

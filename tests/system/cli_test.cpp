@@ -1,6 +1,6 @@
 // Runs the real segpush binary as a user would and checks exit codes and output.
-#include <catch2/catch.hpp>
 #include <rapidjson/document.h>
+#include <catch2/catch.hpp>
 
 #include "support/abi.hpp"
 #include "support/process.hpp"
@@ -101,7 +101,8 @@ TEST_CASE_METHOD(CliFixture, "cli: plugins list shows loaded plugins and refused
     const Run list = run(std::string("--plugin-dir ") + SEGPUSH_TEST_PLUGIN_DIR + " plugins list");
     CHECK(list.exit_code == 0);
     CHECK_THAT(list.out, Catch::Contains("c-example") && Catch::Contains(kHostAbi) && Catch::Contains("Refused:") &&
-                             Catch::Contains(std::string("wrong_abi.so: built for plugin ABI 2.0, this host speaks ") + kHostAbiNumber));
+                             Catch::Contains(std::string("wrong_abi.so: built for plugin ABI 2.0, this host speaks ") +
+                                             kHostAbiNumber));
 
     const Run json = run(std::string("--plugin-dir ") + SEGPUSH_TEST_PLUGIN_DIR + " plugins list --json");
     rapidjson::Document doc;
@@ -143,17 +144,27 @@ TEST_CASE_METHOD(CliFixture, "cli: plugins describe shows schema, required and o
 TEST_CASE_METHOD(CliFixture, "cli: the API key never appears in any output of any command") {
     dir.write("typo.yaml", "plugin_dir: " + std::string(SEGPUSH_PLUGIN_DIR) +
                                "\nconnections:\n  ac:\n    plugin: activecampaign\n    privacy_consent: true\n"
-                               "    settings:\n      host: \"https://" + kSecret + "@acme.api-us1.com\"\n"
+                               "    settings:\n      host: \"https://" +
+                               kSecret +
+                               "@acme.api-us1.com\"\n"
                                "      api_key: ${env:AC_API_KEY}\n      api_kee: ${env:AC_API_KEY}\n");
-    const std::vector<std::string> commands = {
-        "--help", "--version", "config check", "config check --help", "plugins list", "plugins list --json",
-        "plugins describe activecampaign", "plugins describe activecampaign --json", "--config typo.yaml config check",
-        std::string("--plugin-dir ") + SEGPUSH_TEST_PLUGIN_DIR + " plugins list"};
+    const std::vector<std::string> commands = {"--help",
+                                               "--version",
+                                               "config check",
+                                               "config check --help",
+                                               "plugins list",
+                                               "plugins list --json",
+                                               "plugins describe activecampaign",
+                                               "plugins describe activecampaign --json",
+                                               "--config typo.yaml config check",
+                                               std::string("--plugin-dir ") + SEGPUSH_TEST_PLUGIN_DIR +
+                                                   " plugins list"};
     for (const auto& command : commands) run(command);
     // Also a key written inline, which must be refused without being echoed.
     dir.write("inline.yaml", "plugin_dir: " + std::string(SEGPUSH_PLUGIN_DIR) +
                                  "\nconnections:\n  ac:\n    plugin: activecampaign\n    privacy_consent: true\n"
-                                 "    settings: {host: acme.api-us1.com, api_key: " + kSecret + "}\n");
+                                 "    settings: {host: acme.api-us1.com, api_key: " +
+                                 kSecret + "}\n");
     const Run inline_key = run("--config inline.yaml config check");
     CHECK(inline_key.exit_code == 2);
 

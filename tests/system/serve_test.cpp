@@ -1,7 +1,7 @@
 // `segpush serve` runs exports on their schedules: one to ActiveCampaign (the sandbox) and
 // one to files in the same process, and goes on when another export fails.
-#include <catch2/catch.hpp>
 #include <rapidjson/document.h>
+#include <catch2/catch.hpp>
 
 #include <signal.h>
 
@@ -13,14 +13,16 @@
 
 using namespace segpush::test;
 
-TEST_CASE("serve: every-minute schedules run an ActiveCampaign export and a file export, a failing one does not stop them") {
+TEST_CASE(
+    "serve: every-minute schedules run an ActiveCampaign export and a file export, a failing one does not stop them") {
     Sandbox::Options options;
     options.config_json = R"({"rate_scale": 20})";
     ExportFixture fixture(options);
     const auto profiles = make_profiles(300);
     fixture.write_segment(profiles);
     fixture.dir.write("segpush.yaml", fixture.config_yaml(R"(  vip: { path: vip.csv }
-)", R"(  to_ac:
+)",
+                                                          R"(  to_ac:
     connection: ac
     segments: [vip]
     settings: { list_id: 1 }
@@ -39,7 +41,8 @@ TEST_CASE("serve: every-minute schedules run an ActiveCampaign export and a file
     settings: { list_id: 404 }
     mapping: { email: Email }
     schedule: "* * * * *"
-)", "", R"(  files:
+)",
+                                                          "", R"(  files:
     plugin: file
     privacy_consent: true
     settings: { directory: ")" + fixture.dir.file("out") + R"(" }
@@ -80,9 +83,8 @@ TEST_CASE("serve: every-minute schedules run an ActiveCampaign export and a file
     CHECK(status["to_ac"] == "succeeded");
     CHECK(status["to_file"] == "succeeded");
     CHECK(status["broken"] == "failed_permanently");
-    CHECK_THAT(log, Catch::Contains("export to_ac runs on \"* * * * *\" (UTC)") &&
-                        Catch::Contains("(Europe/Paris)") && Catch::Contains("scheduled run starting") &&
-                        Catch::Contains("404"));
+    CHECK_THAT(log, Catch::Contains("export to_ac runs on \"* * * * *\" (UTC)") && Catch::Contains("(Europe/Paris)") &&
+                        Catch::Contains("scheduled run starting") && Catch::Contains("404"));
     CHECK(fixture.sandbox.members(1).size() == profiles.size());
     const std::string written = read_file(fixture.dir.file("out/vip.csv"));
     CHECK_THAT(written, Catch::Contains("member0@example.com") && Catch::Contains("member299@example.com"));

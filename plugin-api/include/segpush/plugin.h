@@ -204,17 +204,18 @@ typedef struct segpush_host {
 /* The value type of a mapping field; the host validates values of known types before push. */
 typedef enum segpush_field_type {
     SEGPUSH_FIELD_STRING = 0,
-    SEGPUSH_FIELD_EMAIL = 1,   /* the host checks syntax, trims and case-folds for de-duplication */
+    SEGPUSH_FIELD_EMAIL = 1, /* the host checks syntax, trims and case-folds for de-duplication */
     SEGPUSH_FIELD_PHONE = 2,
     SEGPUSH_FIELD_INTEGER = 3,
     SEGPUSH_FIELD_NUMBER = 4,
-    SEGPUSH_FIELD_DATE = 5,    /* YYYY-MM-DD */
+    SEGPUSH_FIELD_DATE = 5, /* YYYY-MM-DD */
     SEGPUSH_FIELD_BOOLEAN = 6
 } segpush_field_type;
 
 /* segpush_field.flags */
-#define SEGPUSH_FIELD_REQUIRED 0x1u  /* every export must map it; records without a value are rejected */
-#define SEGPUSH_FIELD_KEY 0x2u       /* identifies a member at the destination (de-duplication key) */
+#define SEGPUSH_FIELD_REQUIRED \
+    0x1u                       /* every export must map it; records without a value are rejected */
+#define SEGPUSH_FIELD_KEY 0x2u /* identifies a member at the destination (de-duplication key) */
 
 /*
  * A destination field a segment column can be mapped to. Plugin-owned, static.
@@ -394,9 +395,9 @@ typedef struct segpush_outcomes {
  * A plugin that writes only the fields of 1.0 (count, items, release, private_data), which
  * every host's struct holds, need not touch struct_size at all.
  */
-#define SEGPUSH_LEGACY_OUTCOMES_SIZE(host_minor)                                          \
-    ((uint32_t)((host_minor) >= 3                                                         \
-                    ? offsetof(segpush_outcomes, receipts) + sizeof(const char* const*)   \
+#define SEGPUSH_LEGACY_OUTCOMES_SIZE(host_minor)                                        \
+    ((uint32_t)((host_minor) >= 3                                                       \
+                    ? offsetof(segpush_outcomes, receipts) + sizeof(const char* const*) \
                     : offsetof(segpush_outcomes, private_data) + sizeof(void*)))
 
 /*
@@ -460,16 +461,15 @@ typedef struct segpush_plugin {
      */
     segpush_status (*begin_export)(segpush_connection* conn, const char* settings_json,
                                    const char* const* field_ids, size_t n_fields,
-                                   void* export_token, segpush_export** out,
-                                   segpush_error* err);
+                                   void* export_token, segpush_export** out, segpush_error* err);
 
     /*
      * Deliver one batch (at most limits->max_records_per_batch records and
      * limits->max_bytes_per_batch bytes). On OK, outcomes holds exactly one outcome per record
-     * of the batch (ACCEPTED, PENDING, REJECTED, RETRY or, since 1.4, SUPPRESSED). On any other status, outcomes lists
-     * the records the plugin settled before the failure (since 1.2; a batch may take several
-     * requests) and every record not listed was not delivered; the host keeps the listed
-     * outcomes and decides what to do with the rest.
+     * of the batch (ACCEPTED, PENDING, REJECTED, RETRY or, since 1.4, SUPPRESSED). On any other
+     * status, outcomes lists the records the plugin settled before the failure (since 1.2; a batch
+     * may take several requests) and every record not listed was not delivered; the host keeps the
+     * listed outcomes and decides what to do with the rest.
      * [concurrent:limits->max_concurrent_pushes] on the same export.
      */
     segpush_status (*push_batch)(segpush_export* exp, const segpush_batch* batch,
@@ -512,7 +512,8 @@ typedef struct segpush_plugin {
      * a RETRY reported here stands (that push's PENDING for the record is ignored; the record
      * is sent again by the next run).
      */
-    segpush_status (*collect_outcomes)(segpush_export* exp, segpush_outcomes* outcomes, segpush_error* err);
+    segpush_status (*collect_outcomes)(segpush_export* exp, segpush_outcomes* outcomes,
+                                       segpush_error* err);
 
     /* ---- since 1.3 ---- */
 

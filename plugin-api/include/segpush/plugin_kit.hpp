@@ -22,7 +22,8 @@
 #ifndef SEGPUSH_PLUGIN_KIT_HPP
 #define SEGPUSH_PLUGIN_KIT_HPP
 
-#if !defined(__cplusplus) || (__cplusplus < 201703L && (!defined(_MSVC_LANG) || _MSVC_LANG < 201703L))
+#if !defined(__cplusplus) || \
+    (__cplusplus < 201703L && (!defined(_MSVC_LANG) || _MSVC_LANG < 201703L))
 #error "segpush/plugin_kit.hpp needs C++17 or later; a plugin in C uses segpush/plugin.h alone"
 #endif
 
@@ -56,7 +57,8 @@ namespace detail {
 inline void copy_text(char* to, size_t capacity, std::string_view text) noexcept {
     size_t n = std::min(text.size(), capacity - 1);
     if (n < text.size()) {
-        while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;  // a continuation byte
+        while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80)
+            --n;  // a continuation byte
     }
     if (n > 0) std::memcpy(to, text.data(), n);
     to[n] = '\0';
@@ -67,7 +69,8 @@ inline void copy_text(char* to, size_t capacity, std::string_view text) noexcept
 class FixedMessage {
 public:
     FixedMessage& operator<<(std::string_view piece) noexcept {
-        const size_t room = sizeof text_ - length_;  // one byte past the end: tells copy_text it was cut
+        const size_t room = sizeof text_ -
+                            length_;  // one byte past the end: tells copy_text it was cut
         const size_t n = std::min(piece.size(), room);
         if (n > 0) std::memcpy(text_ + length_, piece.data(), n);
         length_ += n;
@@ -94,13 +97,16 @@ private:
  * (an HTTP status, say). Allocates nothing, never throws. [any-thread]
  */
 inline segpush_status fail(segpush_error* err, segpush_status status, std::string_view field,
-                           std::string_view message, uint32_t retry_after_ms = 0, int32_t vendor_code = 0) noexcept {
+                           std::string_view message, uint32_t retry_after_ms = 0,
+                           int32_t vendor_code = 0) noexcept {
     if (!err) return status;
     if (SEGPUSH_HAS_FIELD(err, segpush_error, status)) err->status = status;
     if (SEGPUSH_HAS_FIELD(err, segpush_error, retry_after_ms)) err->retry_after_ms = retry_after_ms;
     if (SEGPUSH_HAS_FIELD(err, segpush_error, vendor_code)) err->vendor_code = vendor_code;
-    if (SEGPUSH_HAS_FIELD(err, segpush_error, field)) detail::copy_text(err->field, sizeof err->field, field);
-    if (SEGPUSH_HAS_FIELD(err, segpush_error, message)) detail::copy_text(err->message, sizeof err->message, message);
+    if (SEGPUSH_HAS_FIELD(err, segpush_error, field))
+        detail::copy_text(err->field, sizeof err->field, field);
+    if (SEGPUSH_HAS_FIELD(err, segpush_error, message))
+        detail::copy_text(err->message, sizeof err->message, message);
     return status;
 }
 
@@ -143,7 +149,8 @@ inline segpush_status fail_current_exception(segpush_error* err, const char* doi
  * throw (anything that allocates can):
  *     segpush_status push_batch(segpush_export* exp, const segpush_batch* batch,
  *                               segpush_outcomes* outcomes, segpush_error* err) {
- *         return kit::guard(err, "pushing a batch", [&] { return push_batch_impl(exp, batch, outcomes, err); });
+ *         return kit::guard(err, "pushing a batch", [&] { return push_batch_impl(exp, batch,
+ * outcomes, err); });
  *     }
  * What the body allocated for the call must be released by its own destructors (RAII), and
  * what the host will not call again for must still be freed: finish_export frees its handle
@@ -167,9 +174,9 @@ segpush_status guard(segpush_error* err, const char* doing, Body&& body) noexcep
  * The host services handed to segpush_plugin_entry. Keep one Host object per plugin, with
  * static storage, and attach it in the entry point:
  *     namespace { segpush::kit::Host g_host; }
- *     extern "C" SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host* host) {
- *         if (!g_host.attach(host)) return nullptr;   // another ABI major: already logged
- *         return &kPlugin;
+ *     extern "C" SEGPUSH_EXPORT const segpush_plugin* segpush_plugin_entry(const segpush_host*
+ * host) { if (!g_host.attach(host)) return nullptr;   // another ABI major: already logged return
+ * &kPlugin;
  *     }
  * The segpush_host it points to is host-owned and valid until unload. attach runs in the entry
  * point, which is never concurrent with any other call; every other member only reads, may
@@ -186,9 +193,11 @@ public:
             if (host->log) {
                 char message[160];
                 std::snprintf(message, sizeof message,
-                              "this plugin was built for plugin ABI %d.%d and this host speaks %u.%u (major versions "
+                              "this plugin was built for plugin ABI %d.%d and this host speaks "
+                              "%u.%u (major versions "
                               "must match): use a build of the plugin made for this host",
-                              SEGPUSH_ABI_MAJOR, SEGPUSH_ABI_MINOR, static_cast<unsigned>(host->abi_major),
+                              SEGPUSH_ABI_MAJOR, SEGPUSH_ABI_MINOR,
+                              static_cast<unsigned>(host->abi_major),
                               static_cast<unsigned>(host->abi_minor));
                 host->log(host->host_data, SEGPUSH_LOG_ERROR, message);
             }
@@ -215,18 +224,23 @@ public:
     void log(segpush_log_level level, const char* message) const noexcept {
         if (host_ && host_->log && message) host_->log(host_->host_data, level, message);
     }
-    void log(segpush_log_level level, const std::string& message) const noexcept { log(level, message.c_str()); }
+    void log(segpush_log_level level, const std::string& message) const noexcept {
+        log(level, message.c_str());
+    }
 
     // Progress of the export that export_token (the token begin_export was given) names: records
     // done so far, of total (0: unknown). message: borrowed, may be NULL.
-    void progress(void* export_token, uint64_t done, uint64_t total = 0, const char* message = nullptr) const noexcept {
-        if (host_ && host_->progress) host_->progress(host_->host_data, export_token, done, total, message);
+    void progress(void* export_token, uint64_t done, uint64_t total = 0,
+                  const char* message = nullptr) const noexcept {
+        if (host_ && host_->progress)
+            host_->progress(host_->host_data, export_token, done, total, message);
     }
 
     // True once the host wants the export that export_token names to stop. Cheap: poll it in
     // every long wait and return SEGPUSH_ERR_CANCELLED.
     bool is_cancelled(void* export_token) const noexcept {
-        return host_ && host_->is_cancelled && host_->is_cancelled(host_->host_data, export_token) != 0;
+        return host_ && host_->is_cancelled &&
+               host_->is_cancelled(host_->host_data, export_token) != 0;
     }
 
 private:
@@ -238,7 +252,8 @@ private:
 /* ---------------------------------------------------------------------------------------- */
 
 class OutcomeList;
-inline void publish(std::unique_ptr<OutcomeList> list, segpush_outcomes* out, const Host& host) noexcept;
+inline void publish(std::unique_ptr<OutcomeList> list, segpush_outcomes* out,
+                    const Host& host) noexcept;
 
 /*
  * Per-record outcomes of one call (push_batch, collect_outcomes, finish_export,
@@ -267,7 +282,8 @@ public:
         if (with_receipts) {
             // Room first, so that the two arrays stay parallel whatever throws below.
             receipts_.reserve(std::max(items_.capacity(), items_.size() + 1));
-            receipts_.resize(items_.size(), nullptr);  // at the first receipt: the earlier records have none
+            receipts_.resize(items_.size(),
+                             nullptr);  // at the first receipt: the earlier records have none
         }
         items_.push_back({record_id, status, kept_reason});
         if (with_receipts) receipts_.push_back(kept_receipt);
@@ -277,7 +293,8 @@ public:
     void append(const OutcomeList& other) {
         for (size_t i = 0; i < other.items_.size(); ++i) {
             const segpush_record_outcome& item = other.items_[i];
-            add(item.record_id, item.status, item.reason ? item.reason : "", other.receipt(i) ? other.receipt(i) : "");
+            add(item.record_id, item.status, item.reason ? item.reason : "",
+                other.receipt(i) ? other.receipt(i) : "");
         }
     }
 
@@ -285,7 +302,9 @@ public:
     size_t size() const noexcept { return items_.size(); }
     const segpush_record_outcome& operator[](size_t i) const noexcept { return items_[i]; }
     // Record i's receipt, or NULL.
-    const char* receipt(size_t i) const noexcept { return i < receipts_.size() ? receipts_[i] : nullptr; }
+    const char* receipt(size_t i) const noexcept {
+        return i < receipts_.size() ? receipts_[i] : nullptr;
+    }
     void clear() noexcept {
         items_.clear();
         receipts_.clear();
@@ -293,7 +312,8 @@ public:
     }
 
 private:
-    friend void publish(std::unique_ptr<OutcomeList> list, segpush_outcomes* out, const Host& host) noexcept;
+    friend void publish(std::unique_ptr<OutcomeList> list, segpush_outcomes* out,
+                        const Host& host) noexcept;
 
     const char* keep(std::string_view text) {
         if (text.empty()) return nullptr;
@@ -302,8 +322,10 @@ private:
     }
 
     std::vector<segpush_record_outcome> items_;
-    std::vector<const char*> receipts_;  // empty until a record has a receipt, then parallel to items_
-    std::deque<std::string> texts_;  // stable addresses: a deque never moves its elements as it grows
+    std::vector<const char*>
+        receipts_;  // empty until a record has a receipt, then parallel to items_
+    std::deque<std::string>
+        texts_;  // stable addresses: a deque never moves its elements as it grows
 };
 
 namespace detail {
@@ -342,7 +364,8 @@ inline void release_outcome_list(segpush_outcomes* self) {
  * Call it at most once per call, and only for a call that reports outcomes (push_batch always
  * may; see plugin.h for what each status lets a call report). Never throws.
  */
-inline void publish(std::unique_ptr<OutcomeList> owned, segpush_outcomes* out, const Host& host) noexcept {
+inline void publish(std::unique_ptr<OutcomeList> owned, segpush_outcomes* out,
+                    const Host& host) noexcept {
     if (!out || !owned || owned->empty()) return;
     if (!host.speaks(4)) {
         for (auto& item : owned->items_) {
@@ -365,10 +388,13 @@ inline void publish(std::unique_ptr<OutcomeList> owned, segpush_outcomes* out, c
 
 // The batch's SEGPUSH_ACTION_*: UPSERT for a batch from a host before 1.1, which has no action.
 inline uint32_t action_of(const segpush_batch& batch) noexcept {
-    return SEGPUSH_HAS_FIELD(&batch, segpush_batch, action) ? batch.action : static_cast<uint32_t>(SEGPUSH_ACTION_UPSERT);
+    return SEGPUSH_HAS_FIELD(&batch, segpush_batch, action)
+               ? batch.action
+               : static_cast<uint32_t>(SEGPUSH_ACTION_UPSERT);
 }
 
-// Record r's values, n_fields of them in the order begin_export was given. Borrowed, like the batch.
+// Record r's values, n_fields of them in the order begin_export was given. Borrowed, like the
+// batch.
 inline const segpush_value* row_of(const segpush_batch& batch, size_t r) noexcept {
     return batch.values + r * batch.n_fields;
 }

@@ -40,7 +40,8 @@ struct GuardedOutcomes {
     static constexpr unsigned char kCanary = 0xA5;
     std::vector<unsigned char> bytes;
     size_t size;
-    GuardedOutcomes(size_t host_size, uint32_t struct_size) : bytes(sizeof(segpush_outcomes) + 64, kCanary), size(host_size) {
+    GuardedOutcomes(size_t host_size, uint32_t struct_size)
+        : bytes(sizeof(segpush_outcomes) + 64, kCanary), size(host_size) {
         std::memset(bytes.data(), 0, host_size);
         get()->struct_size = struct_size;
     }

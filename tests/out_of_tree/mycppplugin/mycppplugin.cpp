@@ -80,13 +80,26 @@ void abort_export(segpush_export* exp) { delete exp; }
 void close_connection(segpush_connection* conn) { delete conn; }
 
 const segpush_plugin kPlugin = {
-    sizeof(segpush_plugin), SEGPUSH_ABI_MAJOR, SEGPUSH_ABI_MINOR,
-    "out-of-tree-cpp", "Out-of-tree example in C++", "1.0.0", "Accepts every record with an email; built on the helper kit.",
+    sizeof(segpush_plugin),
+    SEGPUSH_ABI_MAJOR,
+    SEGPUSH_ABI_MINOR,
+    "out-of-tree-cpp",
+    "Out-of-tree example in C++",
+    "1.0.0",
+    "Accepts every record with an email; built on the helper kit.",
     "{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{}}",
     "{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{}}",
-    kFields, sizeof kFields / sizeof kFields[0], &kLimits,
+    kFields,
+    sizeof kFields / sizeof kFields[0],
+    &kLimits,
     nullptr,  // validate_settings: the schemas say everything
-    open_connection, check_connection, begin_export, push_batch, finish_export, abort_export, close_connection,
+    open_connection,
+    check_connection,
+    begin_export,
+    push_batch,
+    finish_export,
+    abort_export,
+    close_connection,
     0,        // capabilities
     nullptr,  // collect_outcomes
     nullptr,  // resume_pending

@@ -12,8 +12,12 @@
 #define PLUGIN_ID "out-of-tree-example"
 #endif
 
-struct segpush_connection { int unused; };
-struct segpush_export { unsigned long records; };
+struct segpush_connection {
+    int unused;
+};
+struct segpush_export {
+    unsigned long records;
+};
 
 static const segpush_field kFields[] = {
     {sizeof(segpush_field), SEGPUSH_FIELD_REQUIRED | SEGPUSH_FIELD_KEY, SEGPUSH_FIELD_EMAIL, "email", "Email", NULL},
@@ -82,13 +86,26 @@ static void abort_export(segpush_export* exp) { free(exp); }
 static void close_connection(segpush_connection* conn) { free(conn); }
 
 static const segpush_plugin kPlugin = {
-    sizeof(segpush_plugin), SEGPUSH_ABI_MAJOR, SEGPUSH_ABI_MINOR,
-    PLUGIN_ID, "Out-of-tree example", "1.0.0", "Accepts every record; built against the installed kit.",
+    sizeof(segpush_plugin),
+    SEGPUSH_ABI_MAJOR,
+    SEGPUSH_ABI_MINOR,
+    PLUGIN_ID,
+    "Out-of-tree example",
+    "1.0.0",
+    "Accepts every record; built against the installed kit.",
     "{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{}}",
     "{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{}}",
-    kFields, sizeof kFields / sizeof kFields[0], &kLimits,
+    kFields,
+    sizeof kFields / sizeof kFields[0],
+    &kLimits,
     NULL, /* validate_settings: the schemas say everything */
-    open_connection, check_connection, begin_export, push_batch, finish_export, abort_export, close_connection,
+    open_connection,
+    check_connection,
+    begin_export,
+    push_batch,
+    finish_export,
+    abort_export,
+    close_connection,
     0,    /* capabilities */
     NULL, /* collect_outcomes */
     NULL, /* resume_pending */
