@@ -2,9 +2,6 @@
 // as checkpoints (claiming an export is tested with the run history, tests/state).
 #include <catch2/catch.hpp>
 
-#include <sys/wait.h>
-
-#include <unistd.h>
 #include <atomic>
 #include <ctime>
 #include <filesystem>
@@ -12,7 +9,7 @@
 #include <thread>
 
 #include "state/state_store.hpp"
-#include "support/process.hpp"
+#include "support/process.hpp"  // read_file
 #include "support/temp_dir.hpp"
 
 using namespace segpush;
