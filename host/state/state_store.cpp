@@ -18,13 +18,6 @@ constexpr int kStagingChunk = 20000;
 // it is scrubbed before it reaches the file, its WAL or a report read from it later.
 std::string scrubbed(const std::string& text) { return Redactor::instance().scrub(text); }
 
-constexpr uint8_t kStateBits = 0x7f;  // the MemberState in a StateStore::states_ byte
-
-bool is_final(MemberState state) {
-    return state == MemberState::done || state == MemberState::rejected || state == MemberState::suppressed;
-}
-bool is_final(uint8_t state) { return is_final(static_cast<MemberState>(state & kStateBits)); }
-
 // A receipt's members: for each, its hash (8 bytes), its key's length (4 bytes), both little
 // endian, and the key. When the key as written differs from the key (an email with capitals),
 // the length's top bit is set and the key as written follows, its length first (4 bytes);
@@ -92,9 +85,8 @@ void StateStore::start_run() {
     staged_.clear();
     recent_reads_.clear();
     next_recent_read_ = 0;
-    states_.clear();
+    members_.clear();
     rejoining_.clear();
-    forget_receipt_rows();
     transaction.commit();
 }
 
@@ -194,7 +186,7 @@ bool StateStore::stage_member(int64_t seq, std::string_view email_key, std::stri
     // for a row that was never written would shadow the next copy of it.
     staged_.append(row);
     staged_keys_.add(place, static_cast<uint32_t>(seq));
-    set_staged(seq, static_cast<uint8_t>(MemberState::todo));
+    members_.set(seq, MemberState::todo);
     if (keys_indexed_) insert_staged_key(row.seq, row.email_key, row.hash);
     if (++staged_in_transaction_ >= kStagingChunk) {
         staging_->commit();
@@ -387,7 +379,7 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
     if (first_delivery) {
         // Nothing delivered yet (a first run): every member is new, nobody leaves. This skips
         // three scans of the staged rows, which would delay a large export's first send.
-        counts.members = counts.new_members = count_staged();
+        counts.members = counts.new_members = members_.count();
         counts.changed = counts.unchanged = counts.leaving = 0;
         find_rejoining(export_name);
         transaction.commit();
@@ -412,11 +404,11 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
         ++matched;
         if (matches.integer(1) != 0) {
             ++counts.unchanged;
-            set_staged(matches.integer(0), static_cast<uint8_t>(MemberState::unchanged));
+            members_.set(matches.integer(0), MemberState::unchanged);
         }
     }
     matches.reset();
-    counts.members = count_staged();
+    counts.members = members_.count();
     counts.new_members = counts.members - matched;
     counts.changed = matched - counts.unchanged;
     if (stage_leavers && counts.leaving > 0) {
@@ -433,7 +425,7 @@ void StateStore::diff(const std::string& export_name, int64_t baseline, bool sta
             leaver.email_key = leavers.blob(0);
             leaver.key_value = leavers.blob(1);
             staged_.append(leaver);
-            set_staged(leaver.seq, static_cast<uint8_t>(MemberState::todo) | kLeaver);
+            members_.set(leaver.seq, MemberState::todo, true);
         }
     }
     find_rejoining(export_name);
@@ -450,23 +442,9 @@ void StateStore::find_rejoining(const std::string& export_name) {
                                  "JOIN staged_keys AS s ON s.email_key = r.email_key WHERE r.export=?1");
     rejoining.bind(1, export_name);
     while (rejoining.step()) {
-        if (has_state(rejoining.integer(0), MemberState::todo)) rejoining_[rejoining.integer(0)] = rejoining.integer(1);
+        if (members_.has(rejoining.integer(0), MemberState::todo))
+            rejoining_[rejoining.integer(0)] = rejoining.integer(1);
     }
-}
-
-uint8_t* StateStore::state_slot(int64_t seq) {
-    if (seq <= 0 || seq >= static_cast<int64_t>(states_.size()) || states_[seq] == kAbsent) return nullptr;
-    return &states_[seq];
-}
-
-bool StateStore::has_state(int64_t seq, MemberState state) {
-    const uint8_t* slot = state_slot(seq);
-    return slot != nullptr && (*slot & kStateBits) == static_cast<uint8_t>(state);
-}
-
-void StateStore::set_staged(int64_t seq, uint8_t state) {
-    if (seq >= static_cast<int64_t>(states_.size())) states_.resize(seq + 1, kAbsent);
-    states_[seq] = state;
 }
 
 std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
@@ -475,9 +453,8 @@ std::vector<StagedMember> StateStore::next_todo(int64_t after_seq, int limit) {
     const auto wanted = static_cast<size_t>(std::max(limit, 0));
     std::vector<int64_t> seqs;
     seqs.reserve(wanted);
-    for (int64_t seq = std::max<int64_t>(after_seq + 1, 1);
-         seq < static_cast<int64_t>(states_.size()) && seqs.size() < wanted; ++seq) {
-        if (has_state(seq, MemberState::todo)) seqs.push_back(seq);
+    for (int64_t seq = std::max<int64_t>(after_seq + 1, 1); seq < members_.end() && seqs.size() < wanted; ++seq) {
+        if (members_.has(seq, MemberState::todo)) seqs.push_back(seq);
     }
     std::vector<StagedMember> members;
     if (seqs.empty()) return members;
@@ -530,7 +507,7 @@ std::vector<ResumableMember> StateStore::resumable_members(const std::string& ex
             member.bind(1, email_key).bind(2, static_cast<int64_t>(hash));
             if (member.step()) {
                 const int64_t seq = member.integer(0);
-                if (has_state(seq, MemberState::todo)) receipt_of[seq] = receipt;
+                if (members_.has(seq, MemberState::todo)) receipt_of[seq] = receipt;
             }
             member.reset();
         });
@@ -621,167 +598,42 @@ struct StateStore::OutcomeStatements {
 
 StateStore::~StateStore() = default;
 
-namespace {
-
-// One outcome per member: what applying its reports one after another would leave. The
-// first final report wins; a later report replaces an earlier PENDING or RETRY; a PENDING
-// without a receipt keeps the receipt an earlier PENDING brought.
-struct NetOutcome {
-    int64_t seq;
-    const MemberOutcome* outcome;
-    const std::string* receipt;  // nullptr: none usable
-    bool given_back;             // a RETRY came first: the receipt the member had says nothing now
-};
-
-std::vector<NetOutcome> net_outcomes(const std::vector<MemberOutcome>& outcomes) {
-    std::vector<const MemberOutcome*> sorted;
-    sorted.reserve(outcomes.size());
-    for (const auto& outcome : outcomes) sorted.push_back(&outcome);
-    std::stable_sort(sorted.begin(), sorted.end(),
-                     [](const MemberOutcome* a, const MemberOutcome* b) { return a->seq < b->seq; });
-    std::vector<NetOutcome> net;
-    net.reserve(sorted.size());
-    for (const MemberOutcome* report : sorted) {
-        const bool usable = report->state == MemberState::pending && !report->receipt.empty() &&
-                            report->receipt.str().size() <= SEGPUSH_RECEIPT_MAX;
-        const std::string* receipt = usable ? &report->receipt.str() : nullptr;
-        if (net.empty() || net.back().seq != report->seq) {
-            net.push_back({report->seq, report, receipt, report->state == MemberState::todo});
-            continue;
-        }
-        NetOutcome& earlier = net.back();
-        if (is_final(earlier.outcome->state)) continue;
-        if (!receipt && report->state == MemberState::pending && earlier.outcome->state == MemberState::pending) {
-            receipt = earlier.receipt;
-        }
-        earlier = {report->seq, report, receipt, earlier.given_back || report->state == MemberState::todo};
-    }
-    return net;
-}
-
-}  // namespace
-
 OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& export_name,
                                         const std::vector<MemberOutcome>& outcomes) {
-    OutcomeTally tally;
-    if (outcomes.empty()) return tally;
+    if (outcomes.empty()) return {};
     if (!outcome_statements_) outcome_statements_ = std::make_unique<OutcomeStatements>(db_, staged_);
     OutcomeStatements& sql = *outcome_statements_;
-    // What changed in memory, undone should the transaction fail: memory and the state file
-    // then agree that none of these outcomes arrived.
-    std::vector<std::pair<int64_t, uint8_t>> old_states;
-    std::vector<std::pair<int64_t, uint32_t>> old_rows_of;  // seq -> the receipt it waited on
-    std::vector<std::pair<int64_t, Waiting>> old_waiting;   // row -> what it waited on
+    const MemberStates::Changes changes = members_.plan(outcomes);
+    // Written in one transaction; the members' states follow only once it is committed, so
+    // memory and the state file agree that these outcomes arrived, or that none did.
     std::vector<int64_t> new_rows;
-    // The member no longer waits on the receipt it had. A row left waiting on nobody goes,
-    // unless every member left it accepted: it is then kept, confirmed, as their delivery.
-    auto leave_receipt = [&](int64_t seq, bool accepted) {
-        const int64_t row = receipt_row_of(seq);
-        if (row == 0) return;
-        old_rows_of.emplace_back(seq, receipt_of_[seq]);
-        receipt_of_[seq] = 0;
-        Waiting& waiting = waiting_in_row_[row];
-        old_waiting.emplace_back(row, waiting);
-        waiting.all_accepted = waiting.all_accepted && accepted;
-        if (--waiting.members <= 0) {
-            (waiting.all_accepted ? sql.confirm_receipt : sql.forget_receipt).bind(1, row).run();
-            waiting_in_row_.erase(row);
-        }
-    };
-    // Members accepted here with the receipt they waited on, by its row.
-    std::unordered_map<int64_t, int64_t> accepted_by_row;
-    std::vector<int64_t> delivered;
-    std::vector<int64_t> suppressed;  // delivered too (not sent again while unchanged), never removed by us
-    std::vector<int64_t> returned;    // members segpush had removed, now settled again
-    std::vector<int64_t> accepted_with_receipt;
-    std::map<std::string_view, std::vector<int64_t>> receipts;  // receipt -> its members, by seq
-    try {
-        sqlite::Transaction transaction(db_);
-        for (const NetOutcome& net : net_outcomes(outcomes)) {
-            uint8_t* state = state_slot(net.seq);
-            if (state == nullptr || is_final(*state)) continue;
-            const uint8_t leaver = *state & kLeaver;
-            const MemberState to = net.outcome->state;
-            old_states.emplace_back(net.seq, *state);
-            *state = static_cast<uint8_t>(leaver | static_cast<uint8_t>(to));
-            if (to == MemberState::pending) {
-                // A new receipt replaces the old (a resubmitted import); one given back is void.
-                if ((net.receipt && !leaver) || net.given_back) leave_receipt(net.seq, false);
-                if (net.receipt && !leaver) receipts[*net.receipt].push_back(net.seq);
-                continue;
-            }
-            if ((to == MemberState::done || to == MemberState::suppressed) && !leaver && rejoining_.count(net.seq)) {
-                returned.push_back(net.seq);
-            }
-            if (to == MemberState::done) {
-                ++(leaver ? tally.removed : tally.accepted);
-                if (const int64_t row = leaver ? 0 : receipt_row_of(net.seq); row != 0) {
-                    ++accepted_by_row[row];
-                    accepted_with_receipt.push_back(net.seq);  // left below, once all are known
-                    continue;
-                }
-                delivered.push_back(net.seq);
-            } else if (to == MemberState::rejected) {
-                ++tally.rejected;
-                sql.refuse.bind(1, net.seq).bind(2, scrubbed(net.outcome->reason)).run();
-            } else if (to == MemberState::suppressed) {
-                ++tally.suppressed;
-                sql.refuse.bind(1, net.seq).bind(2, scrubbed(net.outcome->reason)).run();
-                suppressed.push_back(net.seq);
-            }
-            leave_receipt(net.seq, false);
-        }
-        // A member accepted with its receipt is delivered by the row when every member the row
-        // waited on is accepted (here and before): the row is kept, confirmed. Otherwise it is
-        // delivered on its own, in delivered_log. Decided per row before any member leaves it.
-        std::unordered_map<int64_t, bool> kept;
-        for (const auto& [row, accepted] : accepted_by_row) {
-            const auto waiting = waiting_in_row_.find(row);
-            kept[row] = waiting != waiting_in_row_.end() && waiting->second.all_accepted &&
-                        waiting->second.members == accepted;
-        }
-        for (const int64_t seq : accepted_with_receipt) {
-            const bool by_row = kept[receipt_row_of(seq)];
-            if (!by_row) delivered.push_back(seq);
-            leave_receipt(seq, by_row);
-        }
-        std::sort(delivered.begin(), delivered.end());
-        sql.deliver(delivered, export_name, run_id, removals_are_own_);
-        sql.deliver(suppressed, export_name, run_id, false);
-        std::sort(returned.begin(), returned.end());
-        sql.forget_removals(returned, export_name);
-        std::string members;
-        for (const auto& [receipt, seqs] : receipts) {
-            if (!encode_from_recent_reads(seqs, members)) sql.encode_members(seqs, members);
-            sql.remember_receipt.bind(1, export_name)
-                .bind(2, run_id)
-                .bind(3, seqs.front())
-                .bind(4, seqs.back())
-                .bind(5, receipt)
-                .bind_blob(6, members.data(), members.size())
-                .run();
-            const int64_t row = db_.last_insert_id();
-            new_rows.push_back(row);
-            receipt_rows_.push_back(row);
-            waiting_in_row_[row] = Waiting{static_cast<int64_t>(seqs.size()), true};
-            for (const int64_t seq : seqs) receipt_slot(seq) = static_cast<uint32_t>(receipt_rows_.size() - 1);
-        }
-        transaction.commit();
-    } catch (...) {
-        for (const int64_t row : new_rows) waiting_in_row_.erase(row);
-        receipt_rows_.resize(receipt_rows_.size() - new_rows.size());
-        for (const auto& [receipt, seqs] : receipts) {
-            for (const int64_t seq : seqs) receipt_slot(seq) = 0;
-        }
-        for (auto change = old_waiting.rbegin(); change != old_waiting.rend(); ++change) {
-            waiting_in_row_[change->first] = change->second;
-        }
-        for (const auto& [seq, held] : old_rows_of) receipt_slot(seq) = held;
-        for (auto change = old_states.rbegin(); change != old_states.rend(); ++change)
-            states_[change->first] = change->second;
-        throw;
+    sqlite::Transaction transaction(db_);
+    for (const int64_t row : changes.rows_confirmed) sql.confirm_receipt.bind(1, row).run();
+    for (const int64_t row : changes.rows_forgotten) sql.forget_receipt.bind(1, row).run();
+    for (const auto& refusal : changes.refusals)
+        sql.refuse.bind(1, refusal.seq).bind(2, scrubbed(*refusal.reason)).run();
+    sql.deliver(changes.delivered, export_name, run_id, removals_are_own_);
+    sql.deliver(changes.suppressed, export_name, run_id, false);
+    std::vector<int64_t> returned;  // members segpush had removed, now settled again
+    for (const int64_t seq : changes.settled) {
+        if (rejoining_.count(seq)) returned.push_back(seq);
     }
-    return tally;
+    sql.forget_removals(returned, export_name);
+    std::string members;
+    for (const auto& [receipt, seqs] : changes.new_receipts) {
+        if (!encode_from_recent_reads(seqs, members)) sql.encode_members(seqs, members);
+        sql.remember_receipt.bind(1, export_name)
+            .bind(2, run_id)
+            .bind(3, seqs.front())
+            .bind(4, seqs.back())
+            .bind(5, receipt)
+            .bind_blob(6, members.data(), members.size())
+            .run();
+        new_rows.push_back(db_.last_insert_id());
+    }
+    transaction.commit();
+    members_.commit(changes, new_rows);
+    return changes.tally;
 }
 
 bool StateStore::encode_from_recent_reads(const std::vector<int64_t>& seqs, std::string& out) const {
@@ -808,30 +660,9 @@ bool StateStore::encode_from_recent_reads(const std::vector<int64_t>& seqs, std:
     return true;
 }
 
-int64_t StateStore::receipt_row_of(int64_t seq) const {
-    if (seq >= static_cast<int64_t>(receipt_of_.size()) || receipt_of_[seq] == 0) return 0;
-    return receipt_rows_[receipt_of_[seq]];
-}
-
-uint32_t& StateStore::receipt_slot(int64_t seq) {
-    if (seq >= static_cast<int64_t>(receipt_of_.size()))
-        receipt_of_.resize(std::max<size_t>(seq + 1, states_.size()), 0);
-    return receipt_of_[seq];
-}
-
-void StateStore::forget_receipt_rows() {
-    std::vector<uint32_t>().swap(receipt_of_);
-    receipt_rows_.assign(1, 0);
-    waiting_in_row_.clear();
-}
-
 OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& export_name) {
-    OutcomeTally tally;
-    std::vector<int64_t> settled;
-    for (int64_t seq = 1; seq < static_cast<int64_t>(states_.size()); ++seq) {
-        if (has_state(seq, MemberState::pending)) settled.push_back(seq);
-    }
-    if (settled.empty()) return tally;  // plugins that report every outcome leave nothing pending
+    const std::vector<int64_t> settled = members_.pending();
+    if (settled.empty()) return {};  // plugins that report every outcome leave nothing pending
     if (!outcome_statements_) outcome_statements_ = std::make_unique<OutcomeStatements>(db_, staged_);
     OutcomeStatements& sql = *outcome_statements_;
     sqlite::Transaction transaction(db_);
@@ -843,24 +674,10 @@ OutcomeTally StateStore::settle_pending(int64_t run_id, const std::string& expor
     }
     sql.forget_removals(returned, export_name);
     transaction.commit();
-    forget_receipt_rows();
-    for (const int64_t seq : settled) {
-        const uint8_t leaver = states_[seq] & kLeaver;
-        ++(leaver ? tally.removed : tally.accepted);
-        states_[seq] = static_cast<uint8_t>(leaver | static_cast<uint8_t>(MemberState::done));
-    }
-    return tally;
+    return members_.settle_pending();
 }
 
-int64_t StateStore::count_staged() const {
-    return static_cast<int64_t>(states_.size()) - std::count(states_.begin(), states_.end(), kAbsent);
-}
-
-int64_t StateStore::count_todo() {
-    return std::count_if(states_.begin(), states_.end(), [](uint8_t state) {
-        return state != kAbsent && (state & kStateBits) == static_cast<uint8_t>(MemberState::todo);
-    });
-}
+int64_t StateStore::count_todo() { return members_.count(MemberState::todo); }
 
 std::vector<ReportedMember> StateStore::reported_members(const std::vector<std::string>& sources) {
     auto source_name = [&](int64_t index) {
@@ -879,9 +696,9 @@ std::vector<ReportedMember> StateStore::reported_members(const std::vector<std::
     auto refused = db_.prepare("SELECT seq, reason FROM refusals ORDER BY seq");
     while (refused.step()) {
         const int64_t seq = refused.integer(0);
-        const char* outcome = has_state(seq, MemberState::rejected)     ? "rejected"
-                              : has_state(seq, MemberState::suppressed) ? "suppressed"
-                                                                        : nullptr;
+        const char* outcome = members_.has(seq, MemberState::rejected)     ? "rejected"
+                              : members_.has(seq, MemberState::suppressed) ? "suppressed"
+                                                                           : nullptr;
         if (!outcome) continue;
         seqs.push_back(seq);
         outcomes[seq] = {outcome, refused.text(1)};

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "state/member_states.hpp"
 #include "state/run_history.hpp"
 #include "state/sqlite.hpp"
 #include "state/sqlite_run_history.hpp"
@@ -19,8 +20,6 @@
 
 namespace segpush {
 
-// Staged member states.
-enum class MemberState : int { todo = 0, pending = 1, done = 2, rejected = 3, unchanged = 4, suppressed = 5 };
 enum class MemberAction : int { upsert = 0, remove = 1 };
 
 struct StagedMember {
@@ -35,44 +34,10 @@ struct StagedMember {
     int64_t removed_at = 0;
 };
 
-// A text many outcomes carry, such as the receipt of a batch's 250 members: copies share it
-// (a copy each would be an allocation and a free per member).
-class SharedText {
-public:
-    SharedText() = default;
-    SharedText(const char* text) : SharedText(std::string(text)) {}
-    SharedText(std::string text) {
-        if (!text.empty()) text_ = std::make_shared<const std::string>(std::move(text));
-    }
-    const std::string& str() const {
-        static const std::string none;
-        return text_ ? *text_ : none;
-    }
-    bool empty() const { return !text_; }
-
-private:
-    std::shared_ptr<const std::string> text_;
-};
-
-struct MemberOutcome {
-    int64_t seq = 0;
-    MemberState state = MemberState::done;
-    std::string reason;
-    SharedText receipt;  // with pending: where the destination holds it (see resumable_members)
-};
-
 // A member an earlier run left pending at the destination, with the same values now.
 struct ResumableMember {
     StagedMember member;
     std::string receipt;
-};
-
-// What a set of outcomes did, by kind.
-struct OutcomeTally {
-    int64_t accepted = 0;  // upserts the destination now has
-    int64_t removed = 0;   // leavers removed
-    int64_t rejected = 0;
-    int64_t suppressed = 0;
 };
 
 // A row of the run's report: a row refused before sending ("invalid"), or a member the
@@ -183,36 +148,12 @@ private:
     std::optional<sqlite::Statement> reject_insert_;
     StagedKeys staged_keys_;
     int staged_in_transaction_ = 0;
-    // Each staged member's state in this run, by seq: a MemberState, plus kLeaver for one
-    // staged to be removed; kAbsent where no member has that seq. Kept here, a byte a member,
-    // so that an outcome never rewrites a staged row (payload included): the staged file is
-    // only appended to. A refused member's reason goes to the refusals table, for the report.
-    // The diff marks unchanged members here too, and next_todo finds what to send here before
-    // it reads any row.
-    std::vector<uint8_t> states_;
-    static constexpr uint8_t kLeaver = 0x80, kAbsent = 0x7f;
-    int64_t count_staged() const;
-    // The member's state, or nullptr when no member has the seq.
-    uint8_t* state_slot(int64_t seq);
-    bool has_state(int64_t seq, MemberState state);  // a leaver's included
-    void set_staged(int64_t seq, uint8_t state);
-    // The receipts this run recorded that still wait on members: the row holding each pending
-    // member's receipt, and how many members each row waits on. A row goes once it waits on
-    // none (a member's seqs are spread over the segment in a refresh, so no seq range says it).
-    // By seq, an index into receipt_rows_ (0: none); a hash map would take a node, an
-    // allocation and a free, per pending member. 4 bytes a member.
-    std::vector<uint32_t> receipt_of_;
-    std::vector<int64_t> receipt_rows_{0};  // unconfirmed.id, appended as recorded
-    // By unconfirmed.id: how many members the row still waits on, and whether every member
-    // that left it was accepted with it (then the row, once left by all, is kept confirmed).
-    struct Waiting {
-        int64_t members = 0;
-        bool all_accepted = true;
-    };
-    std::unordered_map<int64_t, Waiting> waiting_in_row_;
-    uint32_t& receipt_slot(int64_t seq);        // grows receipt_of_ to hold seq
-    int64_t receipt_row_of(int64_t seq) const;  // the unconfirmed.id the member waits on, or 0
-    void forget_receipt_rows();
+    // Each staged member's state in this run and the receipts they wait on. Kept in memory, so
+    // that an outcome never rewrites a staged row (payload included): the staged file is only
+    // appended to. A refused member's reason goes to the refusals table, for the report. The
+    // diff marks unchanged members here too, and next_todo finds what to send here before it
+    // reads any row.
+    MemberStates members_;
     // What next_todo read of the members it handed out lately, encoded as a receipt row holds
     // them (their keys and hashes): recording the receipt of a batch they become reads them
     // here rather than from the staged file a second time.
