@@ -6,7 +6,6 @@
 #include <functional>
 #include <future>
 #include <random>
-#include <unordered_set>
 
 #include "engine/progress.hpp"
 #include "engine/push_pipeline.hpp"
@@ -512,10 +511,7 @@ private:
     // plugin's max_concurrent_pushes in flight, and looks for late outcomes every second.
     void push_all(int64_t run_id, DestinationExport& exp) {
         PushPipeline pipeline(exp, plugin_.max_concurrent_pushes(), retry_, rng_, log_label(),
-                              [&](std::vector<MemberOutcome>& outcomes) {
-                                  drop_stale_pending(outcomes);
-                                  apply(run_id, outcomes);
-                              });
+                              [&](std::vector<MemberOutcome>& outcomes) { apply(run_id, outcomes, ReportedBy::push); });
         bool exhausted = false;
         std::optional<RunFailure> failure;
         auto last_collect = Clock::now();
@@ -566,27 +562,11 @@ private:
             log_line(LogLevel::warn, log_label() + ": collecting outcomes: " + collected.call.message);
         // RETRY from collect means the destination lost those records: they go back to todo
         // and are resent by the next run (the cursor has passed them in this one).
-        for (const auto& outcome : collected.outcomes) {
-            if (outcome.state == MemberState::todo) given_back_.insert(outcome.seq);
-        }
-        apply(run_id, collected.outcomes);
+        apply(run_id, collected.outcomes, ReportedBy::collect);
     }
 
-    // A push that took several requests can report its records PENDING after collect gave
-    // some of them back (a request the destination lost while the push was still busy). That
-    // PENDING is stale: applied, it would have finish count the records as delivered.
-    void drop_stale_pending(std::vector<MemberOutcome>& outcomes) const {
-        if (given_back_.empty()) return;
-        outcomes.erase(std::remove_if(outcomes.begin(), outcomes.end(),
-                                      [&](const MemberOutcome& outcome) {
-                                          return outcome.state == MemberState::pending &&
-                                                 given_back_.count(outcome.seq);
-                                      }),
-                       outcomes.end());
-    }
-
-    void apply(int64_t run_id, const std::vector<MemberOutcome>& outcomes) {
-        if (!outcomes.empty()) tally(state_.apply_outcomes(run_id, export_.name, outcomes));
+    void apply(int64_t run_id, const std::vector<MemberOutcome>& outcomes, ReportedBy reported_by = ReportedBy::other) {
+        if (!outcomes.empty()) tally(state_.apply_outcomes(run_id, export_.name, outcomes, reported_by));
     }
 
     void tally(const OutcomeTally& tally) {
@@ -644,7 +624,6 @@ private:
     std::vector<std::unique_ptr<SegmentReader>> readers_;
     std::unique_ptr<SegmentFeed> feed_;  // reads readers_ on its own thread
     FeedChunk chunk_;
-    std::unordered_set<int64_t> given_back_;  // records collect_outcomes reported RETRY
     std::atomic<bool> setup_abandoned_{false};
     std::atomic<bool> stop_reading_{false};  // the run is over: readers stop waiting on their files
     bool reading_done_ = false;

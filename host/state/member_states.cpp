@@ -54,6 +54,7 @@ std::vector<NetOutcome> net_outcomes(const std::vector<MemberOutcome>& outcomes)
 
 void MemberStates::clear() {
     states_.clear();
+    given_back_.clear();
     std::vector<uint32_t>().swap(receipt_of_);
     receipt_rows_.assign(1, 0);
     waiting_in_row_.clear();
@@ -96,8 +97,21 @@ int64_t MemberStates::receipt_row_of(int64_t seq) const {
     return receipt_rows_[receipt_of_[static_cast<size_t>(seq)]];
 }
 
-MemberStates::Changes MemberStates::plan(const std::vector<MemberOutcome>& outcomes) const {
+MemberStates::Changes MemberStates::plan(const std::vector<MemberOutcome>& reported, ReportedBy reported_by) const {
     Changes changes;
+    std::vector<MemberOutcome> fresh;  // a push's results without its stale PENDINGs
+    if (reported_by == ReportedBy::push && !given_back_.empty()) {
+        for (const auto& outcome : reported) {
+            if (outcome.state != MemberState::pending || !given_back_.count(outcome.seq)) fresh.push_back(outcome);
+        }
+    }
+    const std::vector<MemberOutcome>& outcomes = reported_by == ReportedBy::push && !given_back_.empty() ? fresh
+                                                                                                         : reported;
+    if (reported_by == ReportedBy::collect) {
+        for (const auto& outcome : outcomes) {
+            if (outcome.state == MemberState::todo) changes.given_back.push_back(outcome.seq);
+        }
+    }
     OutcomeTally& tally = changes.tally;
     // A row as the members planned so far have left it: nullptr once none waits on it.
     const auto row_now = [&](int64_t row) -> const RowWait* {
@@ -179,6 +193,7 @@ MemberStates::Changes MemberStates::plan(const std::vector<MemberOutcome>& outco
 void MemberStates::commit(const Changes& changes, const std::vector<int64_t>& new_rows) {
     for (const auto& [seq, state] : changes.new_states) states_[static_cast<size_t>(seq)] = state;
     for (const int64_t seq : changes.leaving_receipts) receipt_of_[static_cast<size_t>(seq)] = 0;
+    given_back_.insert(changes.given_back.begin(), changes.given_back.end());
     for (const auto& [row, waiting] : changes.rows) {
         if (waiting.members <= 0) {
             waiting_in_row_.erase(row);

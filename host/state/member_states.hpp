@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace segpush {
@@ -41,6 +42,10 @@ struct MemberOutcome {
     SharedText receipt;  // with pending: where the destination holds it (see resumable_members)
 };
 
+// Which call reported a list of outcomes: the rules differ for a push's own results and for
+// what collect_outcomes reports meanwhile.
+enum class ReportedBy { push, collect, other };
+
 // What a set of outcomes did, by kind.
 struct OutcomeTally {
     int64_t accepted = 0;  // upserts the destination now has
@@ -65,6 +70,10 @@ struct OutcomeTally {
 //   otherwise before, it is kept, confirmed, as their delivery (one row instead of a delivered
 //   row each); otherwise its accepted members are delivered one by one and it is deleted. A
 //   member given back (retry), or pending again under a new receipt, leaves its old row.
+// - A member collect_outcomes gave back (retry: the destination lost it) is not taken as
+//   pending by a push's own result that arrives later: a push that took several requests can
+//   report PENDING after a collect has given some of its records back, and that PENDING would
+//   have finish count them as delivered.
 // - Leavers (members staged to be removed) never wait on receipts; their acceptance counts
 //   as removed.
 class MemberStates {
@@ -110,13 +119,14 @@ public:
         // Internal to commit: the states to set and the rows' new waiting counts.
         std::vector<std::pair<int64_t, uint8_t>> new_states;
         std::vector<int64_t> leaving_receipts;
+        std::vector<int64_t> given_back;  // by collect_outcomes
         struct RowWait {
             int64_t members = 0;
             bool all_accepted = true;
         };
         std::unordered_map<int64_t, RowWait> rows;  // the rows members left, as they are after
     };
-    Changes plan(const std::vector<MemberOutcome>& outcomes) const;
+    Changes plan(const std::vector<MemberOutcome>& outcomes, ReportedBy reported_by = ReportedBy::other) const;
     // Applies `changes` once the state file holds them; `new_rows[i]` is the row recorded for
     // changes.new_receipts[i].
     void commit(const Changes& changes, const std::vector<int64_t>& new_rows);
@@ -139,6 +149,7 @@ private:
     // By unconfirmed.id: how many members the row still waits on, and whether every member
     // that left it was accepted with it.
     std::unordered_map<int64_t, RowWait> waiting_in_row_;
+    std::unordered_set<int64_t> given_back_;  // by collect_outcomes, this run
     const uint8_t* slot(int64_t seq) const;
 };
 

@@ -599,11 +599,11 @@ struct StateStore::OutcomeStatements {
 StateStore::~StateStore() = default;
 
 OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& export_name,
-                                        const std::vector<MemberOutcome>& outcomes) {
+                                        const std::vector<MemberOutcome>& outcomes, ReportedBy reported_by) {
     if (outcomes.empty()) return {};
     if (!outcome_statements_) outcome_statements_ = std::make_unique<OutcomeStatements>(db_, staged_);
     OutcomeStatements& sql = *outcome_statements_;
-    const MemberStates::Changes changes = members_.plan(outcomes);
+    const MemberStates::Changes changes = members_.plan(outcomes, reported_by);
     // Written in one transaction; the members' states follow only once it is committed, so
     // memory and the state file agree that these outcomes arrived, or that none did.
     std::vector<int64_t> new_rows;

@@ -114,7 +114,7 @@ public:
     // Records outcomes and updates delivered state in one transaction. A pending outcome with
     // a receipt is kept, durably, until the member's final outcome arrives.
     OutcomeTally apply_outcomes(int64_t run_id, const std::string& export_name,
-                                const std::vector<MemberOutcome>& outcomes);
+                                const std::vector<MemberOutcome>& outcomes, ReportedBy reported_by = ReportedBy::other);
     // Every pending member of the run becomes done (finish_export said so).
     OutcomeTally settle_pending(int64_t run_id, const std::string& export_name);
     // Members of the run still to send: never sent, or sent and given back (RETRY).

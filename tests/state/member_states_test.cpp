@@ -171,3 +171,24 @@ TEST_CASE("member states: outcomes for records that are not members, and over-lo
     CHECK(members.has(1, MemberState::pending));
     CHECK_FALSE(members.exists(5));
 }
+
+TEST_CASE("member states: a push's PENDING after collect gave the member back is stale and ignored") {
+    MemberStates members = to_send(2);
+    int64_t next_row = 1;
+    // collect_outcomes: the destination lost member 1's request.
+    MemberStates::Changes collected = members.plan({outcome(1, MemberState::todo)}, ReportedBy::collect);
+    members.commit(collected, {});
+    // The push that sent both finishes later and reports them PENDING.
+    MemberStates::Changes pushed = members.plan(
+        {outcome(1, MemberState::pending, "import-1"), outcome(2, MemberState::pending, "import-1")}, ReportedBy::push);
+    std::vector<int64_t> rows;
+    for (size_t i = 0; i < pushed.new_receipts.size(); ++i) rows.push_back(next_row++);
+    members.commit(pushed, rows);
+    CHECK(members.has(1, MemberState::todo));  // sent again, never settled as delivered by finish
+    CHECK(members.has(2, MemberState::pending));
+    REQUIRE(pushed.new_receipts.size() == 1);
+    CHECK(pushed.new_receipts[0].seqs == std::vector<int64_t>{2});
+    // The same PENDING from any other call is taken.
+    MemberStates::Changes resumed = members.plan({outcome(1, MemberState::pending, "import-2")});
+    CHECK(resumed.new_receipts.size() == 1);
+}
