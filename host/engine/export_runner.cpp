@@ -52,8 +52,6 @@ public:
         const auto started = Clock::now();
         RunHistory& history = state_.history();
         const RunHistory::Claim claim = history.begin_run(export_.name, options_.full, options_.dry_run);
-        state_.start_run();
-        state_.set_removals_are_own(plugin_.api.abi_minor >= 4);
         summary_.run_id = claim.run_id;
         baseline_ = claim.baseline;
         if (claim.continues) {
@@ -61,6 +59,9 @@ public:
                                          std::to_string(*claim.continues));
         }
         try {
+            // Inside the try: whatever fails from here on is recorded as the claimed run's end.
+            state_.start_run();
+            state_.set_removals_are_own(plugin_.api.abi_minor >= 4);
             open_segments();
             const bool while_reading = sends_while_reading();
             feed_ = std::make_unique<SegmentFeed>(readers_, plan_, cancel_);
@@ -511,7 +512,9 @@ private:
     // plugin's max_concurrent_pushes in flight, and looks for late outcomes every second.
     void push_all(int64_t run_id, DestinationExport& exp) {
         PushPipeline pipeline(exp, plugin_.max_concurrent_pushes(), retry_, rng_, log_label(),
-                              [&](std::vector<MemberOutcome>& outcomes) { apply(run_id, outcomes, ReportedBy::push); });
+                              [&](std::vector<MemberOutcome>& outcomes) {
+                                  tally(state_.apply_pushed(run_id, export_.name, outcomes));
+                              });
         bool exhausted = false;
         std::optional<RunFailure> failure;
         auto last_collect = Clock::now();
@@ -562,11 +565,11 @@ private:
             log_line(LogLevel::warn, log_label() + ": collecting outcomes: " + collected.call.message);
         // RETRY from collect means the destination lost those records: they go back to todo
         // and are resent by the next run (the cursor has passed them in this one).
-        apply(run_id, collected.outcomes, ReportedBy::collect);
+        tally(state_.apply_collected(run_id, export_.name, collected.outcomes));
     }
 
-    void apply(int64_t run_id, const std::vector<MemberOutcome>& outcomes, ReportedBy reported_by = ReportedBy::other) {
-        if (!outcomes.empty()) tally(state_.apply_outcomes(run_id, export_.name, outcomes, reported_by));
+    void apply(int64_t run_id, const std::vector<MemberOutcome>& outcomes) {
+        if (!outcomes.empty()) tally(state_.apply_outcomes(run_id, export_.name, outcomes));
     }
 
     void tally(const OutcomeTally& tally) {

@@ -23,7 +23,10 @@ void PushJob::keep_only(const std::vector<size_t>& indices) {
     members = std::move(kept_members);
     ids = std::move(kept_ids);
     values = std::move(kept_values);
-    removed_at = std::move(kept_removed_at);
+    // As prepare_values leaves it: no array at all when no kept member was removed by segpush.
+    const bool any_removed = std::any_of(kept_removed_at.begin(), kept_removed_at.end(),
+                                         [](int64_t at) { return at != 0; });
+    removed_at = any_removed ? std::move(kept_removed_at) : std::vector<int64_t>();
 }
 
 PushPipeline::PushPipeline(DestinationExport& destination, size_t concurrency, const RetryPolicy& retry,
@@ -117,12 +120,19 @@ std::optional<RunFailure> PushPipeline::settle(std::unique_ptr<PushJob> job) {
         return static_cast<size_t>(at - job->ids.begin());
     };
     if (result.call.ok()) {
-        std::vector<bool> settled(job->ids.size());
+        // Each record's reports netted as the state store nets them: the first final one wins,
+        // otherwise the last. A record left to retry, or not mentioned at all, is sent again.
+        std::vector<std::optional<MemberState>> net(job->ids.size());
         for (const auto& outcome : result.outcomes) {
-            // As the state store nets them: once a report settles a record, a later RETRY does not undo it.
-            if (auto index = index_of(outcome.seq))
-                settled[*index] = settled[*index] || outcome.state != MemberState::todo;
+            const auto index = index_of(outcome.seq);
+            if (!index) continue;
+            std::optional<MemberState>& state = net[*index];
+            const bool final_already = state == MemberState::done || state == MemberState::rejected ||
+                                       state == MemberState::suppressed;
+            if (!final_already) state = outcome.state;
         }
+        std::vector<bool> settled(job->ids.size());
+        for (size_t i = 0; i < net.size(); ++i) settled[i] = net[i] && *net[i] != MemberState::todo;
         on_outcomes_(result.outcomes);
         std::vector<size_t> again;
         for (size_t i = 0; i < settled.size(); ++i) {
@@ -143,12 +153,12 @@ std::optional<RunFailure> PushPipeline::settle(std::unique_ptr<PushJob> job) {
     // Records the plugin settled before the failure keep their outcome; only the rest are
     // retried or reported.
     if (!result.outcomes.empty()) {
+        on_outcomes_(result.outcomes);  // may drop what it does not take: only the rest counts
         std::vector<bool> settled(job->ids.size());
         for (const auto& outcome : result.outcomes) {
             if (outcome.state == MemberState::todo) continue;
             if (auto index = index_of(outcome.seq)) settled[*index] = true;
         }
-        on_outcomes_(result.outcomes);
         std::vector<size_t> rest;
         for (size_t i = 0; i < settled.size(); ++i) {
             if (!settled[i]) rest.push_back(i);

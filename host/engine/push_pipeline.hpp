@@ -53,6 +53,8 @@ struct PushJob {
 // - Anything else (credentials, configuration), or retries used up: a RunFailure.
 class PushPipeline {
 public:
+    // Takes a finished push's outcomes; it may remove those it does not take (a stale PENDING):
+    // after a failed push, only what it kept counts as settled.
     using OutcomeSink = std::function<void(std::vector<MemberOutcome>&)>;
 
     PushPipeline(DestinationExport& destination, size_t concurrency, const RetryPolicy& retry, std::mt19937_64& rng,

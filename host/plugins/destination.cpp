@@ -40,7 +40,7 @@ PluginCallResult result_of(segpush_status status, const segpush_error& error) {
     result.message.assign(error.message, strnlen(error.message, sizeof error.message));
     if (result.message.empty()) result.message = "(no message)";
     result.field.assign(error.field, strnlen(error.field, sizeof error.field));
-    result.retry_after_ms = status == SEGPUSH_RETRY ? error.retry_after_ms : 0;
+    result.retry_after_ms = error.retry_after_ms;
     return result;
 }
 

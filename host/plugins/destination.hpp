@@ -25,7 +25,7 @@ struct PluginCallResult {
     segpush_status status = SEGPUSH_OK;
     std::string message;          // never empty when status is not OK
     std::string field;            // with SEGPUSH_ERR_CONFIG: the settings key at fault, if named
-    uint32_t retry_after_ms = 0;  // with SEGPUSH_RETRY: the destination's own wait, 0 when none
+    uint32_t retry_after_ms = 0;  // the earliest to try again that the plugin gave (plugin.h: with RETRY), or 0
 
     bool ok() const { return status == SEGPUSH_OK; }
     // Worth trying the same call again: transient trouble, or the plugin's own failure.

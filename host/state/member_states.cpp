@@ -97,16 +97,17 @@ int64_t MemberStates::receipt_row_of(int64_t seq) const {
     return receipt_rows_[receipt_of_[static_cast<size_t>(seq)]];
 }
 
-MemberStates::Changes MemberStates::plan(const std::vector<MemberOutcome>& reported, ReportedBy reported_by) const {
+void MemberStates::drop_stale(std::vector<MemberOutcome>& pushed) const {
+    if (given_back_.empty()) return;
+    pushed.erase(std::remove_if(pushed.begin(), pushed.end(),
+                                [&](const MemberOutcome& outcome) {
+                                    return outcome.state == MemberState::pending && given_back_.count(outcome.seq);
+                                }),
+                 pushed.end());
+}
+
+MemberStates::Changes MemberStates::plan(const std::vector<MemberOutcome>& outcomes, ReportedBy reported_by) const {
     Changes changes;
-    std::vector<MemberOutcome> fresh;  // a push's results without its stale PENDINGs
-    if (reported_by == ReportedBy::push && !given_back_.empty()) {
-        for (const auto& outcome : reported) {
-            if (outcome.state != MemberState::pending || !given_back_.count(outcome.seq)) fresh.push_back(outcome);
-        }
-    }
-    const std::vector<MemberOutcome>& outcomes = reported_by == ReportedBy::push && !given_back_.empty() ? fresh
-                                                                                                         : reported;
     if (reported_by == ReportedBy::collect) {
         for (const auto& outcome : outcomes) {
             if (outcome.state == MemberState::todo) changes.given_back.push_back(outcome.seq);

@@ -126,7 +126,11 @@ public:
         };
         std::unordered_map<int64_t, RowWait> rows;  // the rows members left, as they are after
     };
+    // `outcomes` must outlive `changes`: refusals and new receipts point into it. A push's
+    // results go through drop_stale first.
     Changes plan(const std::vector<MemberOutcome>& outcomes, ReportedBy reported_by = ReportedBy::other) const;
+    // Removes from a push's results the PENDINGs of members a collect gave back (see above).
+    void drop_stale(std::vector<MemberOutcome>& pushed) const;
     // Applies `changes` once the state file holds them; `new_rows[i]` is the row recorded for
     // changes.new_receipts[i].
     void commit(const Changes& changes, const std::vector<int64_t>& new_rows);

@@ -599,7 +599,23 @@ struct StateStore::OutcomeStatements {
 StateStore::~StateStore() = default;
 
 OutcomeTally StateStore::apply_outcomes(int64_t run_id, const std::string& export_name,
-                                        const std::vector<MemberOutcome>& outcomes, ReportedBy reported_by) {
+                                        const std::vector<MemberOutcome>& outcomes) {
+    return apply(run_id, export_name, outcomes, ReportedBy::other);
+}
+
+OutcomeTally StateStore::apply_collected(int64_t run_id, const std::string& export_name,
+                                         const std::vector<MemberOutcome>& outcomes) {
+    return apply(run_id, export_name, outcomes, ReportedBy::collect);
+}
+
+OutcomeTally StateStore::apply_pushed(int64_t run_id, const std::string& export_name,
+                                      std::vector<MemberOutcome>& outcomes) {
+    members_.drop_stale(outcomes);
+    return apply(run_id, export_name, outcomes, ReportedBy::push);
+}
+
+OutcomeTally StateStore::apply(int64_t run_id, const std::string& export_name,
+                               const std::vector<MemberOutcome>& outcomes, ReportedBy reported_by) {
     if (outcomes.empty()) return {};
     if (!outcome_statements_) outcome_statements_ = std::make_unique<OutcomeStatements>(db_, staged_);
     OutcomeStatements& sql = *outcome_statements_;

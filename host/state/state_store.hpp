@@ -114,7 +114,13 @@ public:
     // Records outcomes and updates delivered state in one transaction. A pending outcome with
     // a receipt is kept, durably, until the member's final outcome arrives.
     OutcomeTally apply_outcomes(int64_t run_id, const std::string& export_name,
-                                const std::vector<MemberOutcome>& outcomes, ReportedBy reported_by = ReportedBy::other);
+                                const std::vector<MemberOutcome>& outcomes);
+    // The same for what collect_outcomes reported: the members it gave back are remembered.
+    OutcomeTally apply_collected(int64_t run_id, const std::string& export_name,
+                                 const std::vector<MemberOutcome>& outcomes);
+    // The same for a push's own results, first removing from `outcomes` the stale PENDINGs of
+    // members a collect gave back (MemberStates): what remains is what was taken.
+    OutcomeTally apply_pushed(int64_t run_id, const std::string& export_name, std::vector<MemberOutcome>& outcomes);
     // Every pending member of the run becomes done (finish_export said so).
     OutcomeTally settle_pending(int64_t run_id, const std::string& export_name);
     // Members of the run still to send: never sent, or sent and given back (RETRY).
@@ -124,6 +130,8 @@ public:
     std::vector<ReportedMember> reported_members(const std::vector<std::string>& sources);
 
 private:
+    OutcomeTally apply(int64_t run_id, const std::string& export_name, const std::vector<MemberOutcome>& outcomes,
+                       ReportedBy reported_by);
     void merge_delivered_log(const std::string& export_name);
     // Finds the staged members segpush itself removed from the destination in an earlier run
     // (the removals table), into rejoining_. Inside the diff's transaction.

@@ -2,6 +2,7 @@
 // driven by a scripted in-process plugin: each push answers what the test's script says.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -95,7 +96,10 @@ struct Outcome {
     std::optional<RunFailure> failure;
 };
 
-Outcome run_pipeline(std::vector<std::unique_ptr<PushJob>> jobs, int max_attempts = 4) {
+// `refused_pending`: the sink does not take PENDINGs of these records (as the state store does
+// not take a push's PENDING for a record a collect gave back).
+Outcome run_pipeline(std::vector<std::unique_ptr<PushJob>> jobs, int max_attempts = 4,
+                     std::vector<int64_t> refused_pending = {}) {
     const segpush_plugin api = scripted_plugin();
     DestinationExport exp(api, reinterpret_cast<segpush_export*>(&script));
     RetryPolicy retry;
@@ -105,6 +109,13 @@ Outcome run_pipeline(std::vector<std::unique_ptr<PushJob>> jobs, int max_attempt
     std::mt19937_64 rng(1);
     Outcome result;
     PushPipeline pipeline(exp, 2, retry, rng, "export test", [&](std::vector<MemberOutcome>& outcomes) {
+        outcomes.erase(std::remove_if(outcomes.begin(), outcomes.end(),
+                                      [&](const MemberOutcome& outcome) {
+                                          return outcome.state == MemberState::pending &&
+                                                 std::count(refused_pending.begin(), refused_pending.end(),
+                                                            outcome.seq);
+                                      }),
+                       outcomes.end());
         for (const auto& outcome : outcomes) {
             result.states[outcome.seq] = outcome.state;
             result.reasons[outcome.seq] = outcome.reason;
@@ -239,4 +250,30 @@ TEST_CASE("push job: keeping part of a job keeps each record's values and remova
     CHECK(std::string(job->values[1].data, job->values[1].size) == "c");
     CHECK(job->removed_at == std::vector<int64_t>({0, 1700000000}));
     CHECK(job->members[1].seq == 3);
+}
+
+TEST_CASE("push pipeline: after a failed push, an outcome the sink did not take leaves its record to retry") {
+    int calls = 0;
+    ScriptScope scope([&](const std::vector<uint64_t>& ids) {
+        Answer answer;
+        if (++calls == 1) {
+            answer.status = SEGPUSH_RETRY;
+            answer.message = "connection reset";
+            answer.outcomes = {{1, SEGPUSH_RECORD_ACCEPTED}, {2, SEGPUSH_RECORD_PENDING}};
+        } else {
+            for (uint64_t id : ids) answer.outcomes.push_back({id, SEGPUSH_RECORD_ACCEPTED});
+        }
+        return answer;
+    });
+    const Outcome result = run_pipeline(
+        [] {
+            std::vector<std::unique_ptr<PushJob>> jobs;
+            jobs.push_back(job_of({1, 2}));
+            return jobs;
+        }(),
+        4, {2});
+    REQUIRE_FALSE(result.failure);
+    REQUIRE(scope.state.pushes.size() == 2);
+    CHECK(scope.state.pushes[1] == std::vector<uint64_t>{2});
+    CHECK(result.states.at(2) == MemberState::done);
 }

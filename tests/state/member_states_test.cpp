@@ -34,8 +34,9 @@ MemberStates::Changes apply(MemberStates& members, const std::vector<MemberOutco
 
 TEST_CASE("member states: planning changes nothing until it is committed") {
     MemberStates members = to_send(2);
-    const auto changes = members.plan(
-        {outcome(1, MemberState::done), outcome(2, MemberState::rejected, nullptr, "bad")});
+    const std::vector<MemberOutcome> outcomes = {outcome(1, MemberState::done),
+                                                 outcome(2, MemberState::rejected, nullptr, "bad")};
+    const auto changes = members.plan(outcomes);  // its refusals point into `outcomes`
     CHECK(members.has(1, MemberState::todo));
     CHECK(members.has(2, MemberState::todo));
     CHECK(changes.tally.accepted == 1);
@@ -72,11 +73,10 @@ TEST_CASE("member states: the first final report wins, and a late pending change
 TEST_CASE("member states: a receipt's row accepted whole is kept as their delivery, confirmed") {
     MemberStates members = to_send(3);
     int64_t next_row = 7;
-    const auto pending = apply(members,
-                               {outcome(1, MemberState::pending, "import-1"),
-                                outcome(2, MemberState::pending, "import-1"),
-                                outcome(3, MemberState::pending, "import-1")},
-                               next_row);
+    const std::vector<MemberOutcome> sent = {outcome(1, MemberState::pending, "import-1"),
+                                             outcome(2, MemberState::pending, "import-1"),
+                                             outcome(3, MemberState::pending, "import-1")};
+    const auto pending = apply(members, sent, next_row);  // its receipts point into `sent`
     REQUIRE(pending.new_receipts.size() == 1);
     CHECK(pending.new_receipts[0].receipt == "import-1");
     CHECK(pending.new_receipts[0].seqs == std::vector<int64_t>({1, 2, 3}));
@@ -178,9 +178,13 @@ TEST_CASE("member states: a push's PENDING after collect gave the member back is
     // collect_outcomes: the destination lost member 1's request.
     MemberStates::Changes collected = members.plan({outcome(1, MemberState::todo)}, ReportedBy::collect);
     members.commit(collected, {});
-    // The push that sent both finishes later and reports them PENDING.
-    MemberStates::Changes pushed = members.plan(
-        {outcome(1, MemberState::pending, "import-1"), outcome(2, MemberState::pending, "import-1")}, ReportedBy::push);
+    // The push that sent both finishes later and reports them PENDING: member 1's is stale.
+    std::vector<MemberOutcome> results = {outcome(1, MemberState::pending, "import-1"),
+                                          outcome(2, MemberState::pending, "import-1")};
+    members.drop_stale(results);
+    REQUIRE(results.size() == 1);
+    CHECK(results[0].seq == 2);
+    MemberStates::Changes pushed = members.plan(results, ReportedBy::push);
     std::vector<int64_t> rows;
     for (size_t i = 0; i < pushed.new_receipts.size(); ++i) rows.push_back(next_row++);
     members.commit(pushed, rows);
