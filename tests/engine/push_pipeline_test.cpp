@@ -98,7 +98,8 @@ struct Outcome {
 
 // `refused_pending`: the sink does not take PENDINGs of these records (as the state store does
 // not take a push's PENDING for a record a collect gave back).
-Outcome run_pipeline(std::vector<std::unique_ptr<PushJob>> jobs, int max_attempts = 4,
+// Each of `batches` (the record ids of one job) is submitted as a job of its own.
+Outcome run_pipeline(const std::vector<std::vector<uint64_t>>& batches, int max_attempts = 4,
                      std::vector<int64_t> refused_pending = {}) {
     const segpush_plugin api = scripted_plugin();
     DestinationExport exp(api, reinterpret_cast<segpush_export*>(&script));
@@ -121,7 +122,7 @@ Outcome run_pipeline(std::vector<std::unique_ptr<PushJob>> jobs, int max_attempt
             result.reasons[outcome.seq] = outcome.reason;
         }
     });
-    for (auto& job : jobs) pipeline.submit(std::move(job));
+    for (const auto& ids : batches) pipeline.submit(job_of(ids));
     while (pipeline.in_flight() > 0 || pipeline.retries_waiting()) {
         pipeline.submit_due_retries();
         if (auto failure = pipeline.wait(std::chrono::steady_clock::now() + std::chrono::milliseconds(50))) {
@@ -130,6 +131,17 @@ Outcome run_pipeline(std::vector<std::unique_ptr<PushJob>> jobs, int max_attempt
         }
     }
     return result;
+}
+
+// A script whose first push fails with `first` and whose later pushes accept every record.
+std::function<Answer(const std::vector<uint64_t>&)> fails_once_then_accepts(Answer first) {
+    auto calls = std::make_shared<int>(0);
+    return [calls, first](const std::vector<uint64_t>& ids) {
+        if (++*calls == 1) return first;
+        Answer answer;
+        for (uint64_t id : ids) answer.outcomes.push_back({id, SEGPUSH_RECORD_ACCEPTED});
+        return answer;
+    };
 }
 
 struct ScriptScope {
@@ -151,11 +163,7 @@ TEST_CASE("push pipeline: a record the plugin did not mention is pushed again, a
         }
         return answer;
     });
-    const Outcome result = run_pipeline([] {
-        std::vector<std::unique_ptr<PushJob>> jobs;
-        jobs.push_back(job_of({1, 2, 3}));
-        return jobs;
-    }());
+    const Outcome result = run_pipeline({{1, 2, 3}});
     REQUIRE_FALSE(result.failure);
     CHECK(result.states.at(1) == MemberState::done);
     CHECK(result.states.at(2) == MemberState::done);
@@ -168,23 +176,9 @@ TEST_CASE("push pipeline: a record the plugin did not mention is pushed again, a
 }
 
 TEST_CASE("push pipeline: records settled before a RETRY keep their outcome; only the rest are pushed again") {
-    int calls = 0;
-    ScriptScope scope([&](const std::vector<uint64_t>& ids) {
-        Answer answer;
-        if (++calls == 1) {
-            answer.status = SEGPUSH_RETRY;
-            answer.message = "rate limited";
-            answer.outcomes = {{1, SEGPUSH_RECORD_ACCEPTED}, {3, SEGPUSH_RECORD_RETRY}};
-        } else {
-            for (uint64_t id : ids) answer.outcomes.push_back({id, SEGPUSH_RECORD_ACCEPTED});
-        }
-        return answer;
-    });
-    const Outcome result = run_pipeline([] {
-        std::vector<std::unique_ptr<PushJob>> jobs;
-        jobs.push_back(job_of({1, 2, 3}));
-        return jobs;
-    }());
+    ScriptScope scope(fails_once_then_accepts(
+        {SEGPUSH_RETRY, "rate limited", {{1, SEGPUSH_RECORD_ACCEPTED}, {3, SEGPUSH_RECORD_RETRY}}}));
+    const Outcome result = run_pipeline({{1, 2, 3}});
     REQUIRE_FALSE(result.failure);
     REQUIRE(scope.state.pushes.size() == 2);
     CHECK(scope.state.pushes[1] == std::vector<uint64_t>({2, 3}));
@@ -193,13 +187,7 @@ TEST_CASE("push pipeline: records settled before a RETRY keep their outcome; onl
 
 TEST_CASE("push pipeline: retries give up after the policy's attempts, as a retryable failure") {
     ScriptScope scope([](const std::vector<uint64_t>&) { return Answer{SEGPUSH_RETRY, "still busy", {}}; });
-    const Outcome result = run_pipeline(
-        [] {
-            std::vector<std::unique_ptr<PushJob>> jobs;
-            jobs.push_back(job_of({7}));
-            return jobs;
-        }(),
-        3);
+    const Outcome result = run_pipeline({{7}}, 3);
     REQUIRE(result.failure);
     CHECK(result.failure->status == RunStatus::failed_retryable);
     CHECK_THAT(result.failure->message, Catch::Contains("pushing a batch: temporary failure: still busy") &&
@@ -214,12 +202,7 @@ TEST_CASE("push pipeline: a request refused as a whole rejects its records and t
         for (uint64_t id : ids) answer.outcomes.push_back({id, SEGPUSH_RECORD_ACCEPTED});
         return answer;
     });
-    const Outcome result = run_pipeline([] {
-        std::vector<std::unique_ptr<PushJob>> jobs;
-        jobs.push_back(job_of({1, 2}));
-        jobs.push_back(job_of({3, 4}));
-        return jobs;
-    }());
+    const Outcome result = run_pipeline({{1, 2}, {3, 4}});
     REQUIRE_FALSE(result.failure);
     CHECK(result.states.at(1) == MemberState::rejected);
     CHECK(result.reasons.at(2) == "payload malformed");
@@ -229,11 +212,7 @@ TEST_CASE("push pipeline: a request refused as a whole rejects its records and t
 
 TEST_CASE("push pipeline: refused credentials stop the run as a permanent failure, without retries") {
     ScriptScope scope([](const std::vector<uint64_t>&) { return Answer{SEGPUSH_ERR_AUTH, "key revoked", {}}; });
-    const Outcome result = run_pipeline([] {
-        std::vector<std::unique_ptr<PushJob>> jobs;
-        jobs.push_back(job_of({1}));
-        return jobs;
-    }());
+    const Outcome result = run_pipeline({{1}});
     REQUIRE(result.failure);
     CHECK(result.failure->status == RunStatus::failed_permanent);
     CHECK(result.failure->message == "pushing a batch: credentials refused: key revoked");
@@ -253,25 +232,9 @@ TEST_CASE("push job: keeping part of a job keeps each record's values and remova
 }
 
 TEST_CASE("push pipeline: after a failed push, an outcome the sink did not take leaves its record to retry") {
-    int calls = 0;
-    ScriptScope scope([&](const std::vector<uint64_t>& ids) {
-        Answer answer;
-        if (++calls == 1) {
-            answer.status = SEGPUSH_RETRY;
-            answer.message = "connection reset";
-            answer.outcomes = {{1, SEGPUSH_RECORD_ACCEPTED}, {2, SEGPUSH_RECORD_PENDING}};
-        } else {
-            for (uint64_t id : ids) answer.outcomes.push_back({id, SEGPUSH_RECORD_ACCEPTED});
-        }
-        return answer;
-    });
-    const Outcome result = run_pipeline(
-        [] {
-            std::vector<std::unique_ptr<PushJob>> jobs;
-            jobs.push_back(job_of({1, 2}));
-            return jobs;
-        }(),
-        4, {2});
+    ScriptScope scope(fails_once_then_accepts(
+        {SEGPUSH_RETRY, "connection reset", {{1, SEGPUSH_RECORD_ACCEPTED}, {2, SEGPUSH_RECORD_PENDING}}}));
+    const Outcome result = run_pipeline({{1, 2}}, 4, {2});
     REQUIRE_FALSE(result.failure);
     REQUIRE(scope.state.pushes.size() == 2);
     CHECK(scope.state.pushes[1] == std::vector<uint64_t>{2});
