@@ -167,8 +167,8 @@ std::string json_text(const rapidjson::Document& document) {
 // One scheduled run inside `serve`: its outcome goes to the log, never an exception.
 void run_scheduled(const CheckedSetup& setup, const ExportConfig& exp) {
     try {
-        StateStore state(setup.config.state_path);
-        ExportRunner runner(setup.config, exp, setup.registry, state, g_stop);
+        const auto state = open_state_store(setup.config.state_path);
+        ExportRunner runner(setup.config, exp, setup.registry, *state, g_stop);
         const RunSummary summary = runner.run(RunOptions{});
         const RunCounts& c = summary.counts;
         log_line(summary.status == RunStatus::succeeded ? LogLevel::info : LogLevel::error,
@@ -193,11 +193,11 @@ int export_run(const Options& options, Printer& print) {
     if (!setup) return kExitUsage;
     const ExportConfig* exp = find_export_or_report(setup->config, options.words[2], print);
     if (!exp) return kExitUsage;
-    StateStore state(setup->config.state_path);
+    const auto state = open_state_store(setup->config.state_path);
     // Plugins' request budgets are shared with the other segpush processes of this state.
     SharedBudgets::process().use_state_file(setup->config.state_path);
     StopOnSignal stop_on_signal;
-    ExportRunner runner(setup->config, *exp, setup->registry, state, g_stop);
+    ExportRunner runner(setup->config, *exp, setup->registry, *state, g_stop);
     RunOptions run_options;
     run_options.dry_run = options.dry_run;
     run_options.full = options.full;
@@ -219,7 +219,7 @@ int runs_list(const Options& options, Printer& print) {
     const std::string export_name = options.words.size() == 3 ? options.words[2] : "";
     std::vector<RunRecord> runs;
     if (std::filesystem::exists(*path)) {
-        runs = StateStore(*path).history().list_runs(export_name, options.limit.value_or(20));
+        runs = open_state_store(*path)->history().list_runs(export_name, options.limit.value_or(20));
     }
     if (options.json) {
         rapidjson::Document document(rapidjson::kArrayType);
@@ -267,7 +267,7 @@ int runs_show(const Options& options, Printer& print) {
     const auto path = state_path_of(options, print);
     if (!path) return kExitUsage;
     std::optional<RunRecord> run;
-    if (std::filesystem::exists(*path)) run = StateStore(*path).history().get_run(id);
+    if (std::filesystem::exists(*path)) run = open_state_store(*path)->history().get_run(id);
     if (!run) {
         print.err("segpush: no run #" + std::to_string(id) + " in " + *path + "\n");
         return kExitFailure;
@@ -312,7 +312,7 @@ int forget(const Options& options, Printer& print) {
     StateStore::Forgotten forgotten;
     if (std::filesystem::exists(*path)) {
         try {
-            forgotten = StateStore(*path).forget_members(keys);
+            forgotten = open_state_store(*path)->forget_members(keys);
         } catch (const AlreadyRunning& running) {
             print.err("segpush: nothing was forgotten: " + std::string(running.what()) + "\n");
             return kExitFailure;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <future>
+#include <optional>
 #include <random>
 
 #include "engine/progress.hpp"
@@ -12,6 +13,7 @@
 #include "engine/record.hpp"
 #include "engine/retry_policy.hpp"
 #include "engine/run_failure.hpp"
+#include "engine/run_members.hpp"
 #include "engine/run_report.hpp"
 #include "engine/segment_feed.hpp"
 #include "log/log.hpp"
@@ -60,17 +62,15 @@ public:
         }
         try {
             // Inside the try: whatever fails from here on is recorded as the claimed run's end.
-            state_.start_run();
-            state_.set_removals_are_own(plugin_.api.abi_minor >= 4);
+            members_.emplace(state_.delivered(), export_.name, claim.run_id, plugin_.api.abi_minor >= 4);
             open_segments();
             const bool while_reading = sends_while_reading();
             feed_ = std::make_unique<SegmentFeed>(readers_, plan_, cancel_);
             if (while_reading) {
-                deliver(claim.run_id, true);
+                deliver(true);
             } else {
                 stage_all();
-                state_.diff(export_.name, claim.baseline, removes_leavers() && !options_.dry_run, last_seq_ + 1,
-                            counts_);
+                members_->diff(claim.baseline, removes_leavers() && !options_.dry_run, last_seq_ + 1, counts_);
                 // The comparison runs to its end (seconds at a million members); a stop asked
                 // meanwhile is honoured here, before the destination is contacted.
                 if (cancel_) {
@@ -79,7 +79,7 @@ public:
                 }
                 check_max_profiles();
                 log_members();
-                if (!options_.dry_run) deliver(claim.run_id, false);
+                if (!options_.dry_run) deliver(false);
             }
             summary_.status = cancel_ ? RunStatus::cancelled : RunStatus::succeeded;
             if (cancel_) summary_.error = "cancelled; the next run continues from here";
@@ -142,7 +142,7 @@ private:
         for (const auto& reader : readers_) {
             if (!reader->columns_checked_when_opened()) return false;
         }
-        return state_.nothing_recorded(export_.name);
+        return state_.delivered().nothing_recorded(export_.name);
     }
 
     // Stages what the feed has read: waits up to `wait` for a first chunk, then takes those
@@ -151,24 +151,24 @@ private:
     void stage_rows(std::chrono::milliseconds wait, int64_t max_rows) {
         auto got = feed_->next(chunk_, wait);
         if (got == SegmentFeed::Got::nothing_yet) return;
-        state_.begin_staging();
+        members_->begin_staging();
         // A read error leaves by exception: what was staged is committed then too, so that the
         // run's end is recorded outside the staging transaction.
         struct StagingGuard {
-            StateStore& state;
+            RunMembers& members;
             bool ended = false;
             void end() {
-                state.end_staging();
+                members.end_staging();
                 ended = true;
             }
             ~StagingGuard() {
                 if (ended) return;
                 try {
-                    state.end_staging();
+                    members.end_staging();
                 } catch (const std::exception&) {  // already failing: the first error is the one to report
                 }
             }
-        } staging{state_};
+        } staging{*members_};
         for (int64_t staged = 0; got == SegmentFeed::Got::chunk;) {
             stage_chunk(chunk_);
             staged += static_cast<int64_t>(chunk_.rows.size());
@@ -178,7 +178,7 @@ private:
         if (got != SegmentFeed::Got::end) return;
         for (size_t source = 0; source < readers_.size(); ++source)
             check_columns_present(*readers_[source], sources_[source]);
-        state_.all_members_staged();
+        members_->all_members_staged();
         reading_done_ = true;
     }
 
@@ -190,15 +190,15 @@ private:
             switch (row.kind) {
                 case FeedRow::Kind::unreadable:
                     ++counts_.invalid;
-                    state_.stage_reject(source, line, "", chunk.at(row.reason));
+                    members_->stage_reject(source, line, "", chunk.at(row.reason));
                     break;
                 case FeedRow::Kind::invalid:
                     ++counts_.invalid;
-                    state_.stage_reject(source, line, chunk.at(row.key_value), chunk.at(row.reason));
+                    members_->stage_reject(source, line, chunk.at(row.key_value), chunk.at(row.reason));
                     break;
                 case FeedRow::Kind::member:
-                    if (state_.stage_member(last_seq_ + 1, chunk.at(row.key), chunk.at(row.key_value), row.hash,
-                                            chunk.at(row.payload), source, line)) {
+                    if (members_->stage_member(last_seq_ + 1, chunk.at(row.key), chunk.at(row.key_value), row.hash,
+                                               chunk.at(row.payload), source, line)) {
                         ++last_seq_;
                     } else {
                         ++counts_.duplicates;
@@ -332,7 +332,7 @@ private:
         return true;
     }
 
-    void deliver(int64_t run_id, bool while_reading) {
+    void deliver(bool while_reading) {
         const int64_t to_send = counts_.new_members + counts_.changed + (removes_leavers() ? counts_.leaving : 0);
         if (to_send == 0 && !while_reading) return;
         Session session;
@@ -345,8 +345,8 @@ private:
         progress_.start(while_reading ? last_seq_ : to_send);
         std::optional<RunFailure> failure;
         try {
-            if (!while_reading) resume_pending(run_id, exp);  // while reading, nothing was recorded to resume
-            push_all(run_id, exp);
+            if (!while_reading) resume_pending(exp);  // while reading, nothing was recorded to resume
+            push_all(exp);
         } catch (const RunFailure& caught) {
             failure = caught;
         } catch (const std::exception& error) {
@@ -356,7 +356,7 @@ private:
         }
         if (failure || cancel_) {
             try {
-                collect(run_id, exp);  // whatever settled is saved; the rest is resent next run
+                collect(exp);  // whatever settled is saved; the rest is resent next run
             } catch (const std::exception& error) {
                 log_line(LogLevel::error, log_label() + ": saving the last outcomes: " + error.what());
             }
@@ -365,14 +365,14 @@ private:
             if (failure) throw *failure;
             return;
         }
-        finish(run_id, exp);
-        tally(state_.settle_pending(run_id, export_.name));
+        finish(exp);
+        tally(members_->settle_pending());
         progress_.update(done_);
         progress_.finish();
         // Records the destination gave back after the cursor passed them (an accepted import it
         // then lost, or one still unconfirmed when the plugin's wait ran out) went back to todo:
         // the run must not call itself done while they are undelivered.
-        if (const int64_t unsent = state_.count_todo(); unsent > 0) {
+        if (const int64_t unsent = members_->count_todo(); unsent > 0) {
             throw RunFailure{RunStatus::failed_retryable,
                              std::to_string(unsent) + " records were not confirmed by the destination; the next run "
                                                       "sends them again"};
@@ -381,10 +381,10 @@ private:
 
     // Waits for the destination to settle every pending record; a RETRY is tried again under
     // the retry policy.
-    void finish(int64_t run_id, DestinationExport& exp) {
+    void finish(DestinationExport& exp) {
         for (int failed = 0;;) {
             OutcomesResult finished = exp.finish();
-            apply(run_id, finished.outcomes);
+            apply(finished.outcomes);
             if (finished.call.ok()) return;
             const bool retry = finished.call.status == SEGPUSH_RETRY;
             if (!retry || ++failed >= retry_.max_attempts || cancel_) {
@@ -401,10 +401,10 @@ private:
     // Members an earlier run left pending at the destination are confirmed through their
     // receipts before anything is sent: a run killed after the destination took a batch but
     // before it confirmed it costs no second copy of that batch.
-    void resume_pending(int64_t run_id, DestinationExport& exp) {
-        auto resumable = state_.resumable_members(export_.name, run_id, baseline_);
+    void resume_pending(DestinationExport& exp) {
+        auto resumable = members_->resumable(baseline_);
         if (resumable.empty() || !exp.can_resume()) {
-            state_.forget_earlier_receipts(export_.name, run_id);
+            members_->forget_earlier_receipts();
             return;
         }
         const size_t max_records = plugin_.max_records_per_batch();
@@ -436,7 +436,7 @@ private:
                 resent += result.state == MemberState::todo;
                 processing += result.state == MemberState::pending;
             }
-            apply(run_id, resumed.outcomes);
+            apply(resumed.outcomes);
         }
         log_line(LogLevel::info,
                  log_label() + ": " + std::to_string(resumable.size()) + " records the last run left unconfirmed: " +
@@ -444,16 +444,16 @@ private:
                      std::to_string(counts_.rejected - before.rejected) + " rejected, " + std::to_string(processing) +
                      " still being processed, " + std::to_string(resent) + " to send again");
         counts_.sent += attempted - resent;
-        if (!cancel_) state_.forget_earlier_receipts(export_.name, run_id);  // cancelled: the next run resumes the rest
+        if (!cancel_) members_->forget_earlier_receipts();  // cancelled: the next run resumes the rest
     }
 
     // The next batch to send, within the plugin's limits; nullptr when none is ready yet.
-    std::unique_ptr<PushJob> next_batch(int64_t run_id) {
+    std::unique_ptr<PushJob> next_batch() {
         const uint32_t max_records = plugin_.max_records_per_batch();
         const uint64_t max_bytes = plugin_.limits.max_bytes_per_batch;
         // While reading, only full batches leave: each import counts against a per-minute budget.
         if (!reading_done_ && last_seq_ - cursor_ < static_cast<int64_t>(max_records)) return nullptr;
-        auto members = state_.next_todo(cursor_, static_cast<int>(max_records));
+        auto members = members_->next_todo(cursor_, static_cast<int>(max_records));
         if (members.empty()) return nullptr;
         auto job = std::make_unique<PushJob>();
         uint64_t bytes = 0;
@@ -467,10 +467,10 @@ private:
             const uint64_t size = member.payload.size() + 16 * n_fields;
             if (max_bytes && size > max_bytes) {
                 cursor_ = member.seq;
-                apply(run_id, {{member.seq,
-                                MemberState::rejected,
-                                "record is larger than the destination accepts in one request",
-                                {}}});
+                apply({{member.seq,
+                        MemberState::rejected,
+                        "record is larger than the destination accepts in one request",
+                        {}}});
                 continue;
             }
             if (max_bytes && bytes + size > max_bytes && !job->members.empty()) break;
@@ -479,7 +479,7 @@ private:
             job->action = action;
             job->members.push_back(std::move(member));
         }
-        if (job->members.empty()) return next_batch(run_id);
+        if (job->members.empty()) return next_batch();
         prepare_values(*job);
         counts_.sent += static_cast<int64_t>(job->members.size());
         return job;
@@ -510,11 +510,9 @@ private:
 
     // Sends every batch (reading on meanwhile, when sending while reading), with at most the
     // plugin's max_concurrent_pushes in flight, and looks for late outcomes every second.
-    void push_all(int64_t run_id, DestinationExport& exp) {
+    void push_all(DestinationExport& exp) {
         PushPipeline pipeline(exp, plugin_.max_concurrent_pushes(), retry_, rng_, log_label(),
-                              [&](std::vector<MemberOutcome>& outcomes) {
-                                  tally(state_.apply_pushed(run_id, export_.name, outcomes));
-                              });
+                              [&](std::vector<MemberOutcome>& outcomes) { tally(members_->apply_pushed(outcomes)); });
         bool exhausted = false;
         std::optional<RunFailure> failure;
         auto last_collect = Clock::now();
@@ -523,7 +521,7 @@ private:
             if (!stopping) {
                 pipeline.submit_due_retries();
                 while (pipeline.has_room() && !exhausted) {
-                    std::unique_ptr<PushJob> job = next_batch(run_id);
+                    std::unique_ptr<PushJob> job = next_batch();
                     if (!job) {
                         exhausted = reading_done_;
                         break;
@@ -550,7 +548,7 @@ private:
                 }
             }
             if (exp.can_collect() && Clock::now() - last_collect > std::chrono::seconds(1)) {
-                collect(run_id, exp);
+                collect(exp);
                 last_collect = Clock::now();
             }
             progress_.update(done_);
@@ -558,18 +556,18 @@ private:
         if (failure) throw *failure;
     }
 
-    void collect(int64_t run_id, DestinationExport& exp) {
+    void collect(DestinationExport& exp) {
         if (!exp.can_collect()) return;
         OutcomesResult collected = exp.collect();
         if (!collected.call.ok())
             log_line(LogLevel::warn, log_label() + ": collecting outcomes: " + collected.call.message);
         // RETRY from collect means the destination lost those records: they go back to todo
         // and are resent by the next run (the cursor has passed them in this one).
-        tally(state_.apply_collected(run_id, export_.name, collected.outcomes));
+        tally(members_->apply_collected(collected.outcomes));
     }
 
-    void apply(int64_t run_id, const std::vector<MemberOutcome>& outcomes) {
-        if (!outcomes.empty()) tally(state_.apply_outcomes(run_id, export_.name, outcomes));
+    void apply(const std::vector<MemberOutcome>& outcomes) {
+        if (!outcomes.empty()) tally(members_->apply_outcomes(outcomes));
     }
 
     void tally(const OutcomeTally& tally) {
@@ -591,10 +589,11 @@ private:
     }
 
     std::string write_report(int64_t run_id) {
-        if (counts_.invalid == 0 && counts_.rejected == 0 && counts_.suppressed == 0) return {};  // nothing to list
+        if (!members_ || (counts_.invalid == 0 && counts_.rejected == 0 && counts_.suppressed == 0))
+            return {};  // nothing to list
         std::vector<ReportedMember> reported;
         try {
-            reported = state_.reported_members(sources_);
+            reported = members_->reported_members(sources_);
         } catch (const std::exception& error) {
             log_line(LogLevel::error, std::string("cannot read the records for the run's report: ") + error.what());
             return {};
@@ -615,6 +614,7 @@ private:
     const LoadedPlugin& plugin_;
     const ConnectionConfig& connection_;
     StateStore& state_;
+    std::optional<RunMembers> members_;  // the claimed run's
     const std::atomic<bool>& cancel_;
     RunOptions options_;
     RetryPolicy retry_;

@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "state/state_store.hpp"
+#include "state/run_history.hpp"
 
 namespace segpush {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "state/state_store.hpp"
+#include "engine/run_members.hpp"
 
 namespace segpush {
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/member_states.hpp"
 #include "plugins/registry.hpp"
-#include "state/state_store.hpp"
 
 namespace segpush {
 

@@ -16,13 +16,14 @@ void configure_sqlite_once() {
 
 }  // namespace
 
-Database::Database(const std::string& path) : path_(path) {
+Database::Database(const std::string& path, std::string described_as)
+    : path_(path), described_as_(described_as.empty() ? "state file " + path : std::move(described_as)) {
     configure_sqlite_once();
     if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         nullptr) != SQLITE_OK) {
         const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
         sqlite3_close(db_);
-        throw Error("cannot open state file " + path + ": " + message);
+        throw Error("cannot open " + described_as_ + ": " + message);
     }
     sqlite3_busy_timeout(db_, 5000);
     // The WAL is left for the next connection to checkpoint instead of being folded into the
@@ -41,12 +42,12 @@ void Database::run_verb(Verb verb) {
     const auto index = static_cast<size_t>(verb);
     sqlite3_stmt*& statement = verbs_[index];
     if (!statement && sqlite3_prepare_v2(db_, kSql[index], -1, &statement, nullptr) != SQLITE_OK) {
-        throw Error("state file " + path_ + ": " + sqlite3_errmsg(db_));
+        throw Error(described_as_ + ": " + sqlite3_errmsg(db_));
     }
     if (sqlite3_step(statement) != SQLITE_DONE) {
         const std::string message = sqlite3_errmsg(db_);
         sqlite3_reset(statement);
-        throw Error("state file " + path_ + ": " + message);
+        throw Error(described_as_ + ": " + message);
     }
     sqlite3_reset(statement);
 }
@@ -56,12 +57,8 @@ void Database::exec(const std::string& sql) {
     if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
         const std::string text = message ? message : "unknown error";
         sqlite3_free(message);
-        throw Error("state file " + path_ + ": " + text);
+        throw Error(described_as_ + ": " + text);
     }
-}
-
-void Database::write_dirty_pages() {
-    if (sqlite3_db_cacheflush(db_) != SQLITE_OK) throw Error("state file " + path_ + ": " + sqlite3_errmsg(db_));
 }
 
 Statement Database::prepare(const std::string& sql) { return Statement(db_, sql); }

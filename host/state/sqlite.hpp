@@ -21,7 +21,8 @@ class Statement;
 // than fail.
 class Database {
 public:
-    explicit Database(const std::string& path);
+    // `described_as` names the database in errors: "state file PATH" unless given.
+    explicit Database(const std::string& path, std::string described_as = "");
     ~Database();
     Database(const Database&) = delete;
     Database& operator=(const Database&) = delete;
@@ -30,8 +31,6 @@ public:
     Statement prepare(const std::string& sql);
     int64_t last_insert_id() const { return sqlite3_last_insert_rowid(db_); }
     int changes() const { return sqlite3_changes(db_); }
-    // Writes the dirty pages of the open write transaction out now (sqlite3_db_cacheflush).
-    void write_dirty_pages();
     const std::string& path() const { return path_; }
     sqlite3* handle() { return db_; }
 
@@ -44,6 +43,7 @@ private:
 
     sqlite3* db_ = nullptr;
     std::string path_;
+    std::string described_as_;
     sqlite3_stmt* verbs_[4] = {};
 };
 

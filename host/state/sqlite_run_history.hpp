@@ -6,7 +6,7 @@
 namespace segpush {
 
 // The run history in the SQLite state file (its `runs` table), over the connection a
-// StateFile opened: it shares that connection, and so its transactions, with the StateStore
+// StateFile opened: it shares that connection, and so its transactions, with the SqliteDeliveredState
 // of the same file. A process's liveness is judged here: its pid, and on Linux its boot and
 // start time (so a pid given to another process since does not pass for the run's).
 class SqliteRunHistory : public RunHistory {
@@ -22,7 +22,7 @@ public:
     std::vector<RunRecord> list_runs(const std::string& export_name, int limit) override;
     std::optional<RunRecord> get_run(int64_t id) override;
     // Within a transaction the caller holds on the shared connection, when it must be atomic
-    // with what the caller writes there (StateStore::forget_members).
+    // with what the caller writes there (SqliteStateStore::forget_members).
     std::vector<RunRecord> live_runs() override;
     int64_t redact_from_errors(const std::set<std::string>& keys) override;
 

@@ -10,8 +10,8 @@ namespace segpush {
 
 namespace {
 
-// The schema of every table the state file keeps, run history's and members' alike (the TEMP
-// tables are the connection's own, for the run a StateStore stages).
+// The schema of every table the state file keeps, run history's and delivered state's alike
+// (the TEMP table is the connection's own).
 constexpr int kSchemaVersion = 9;
 
 const char* const kSchema = R"sql(
@@ -86,31 +86,14 @@ CREATE TABLE IF NOT EXISTS unconfirmed(
   members BLOB NOT NULL,
   confirmed INTEGER NOT NULL DEFAULT 0);
 
--- The staged members' keys, for what finds a member by key (a diff, resuming receipts): built
--- from the staged file (see StagedFile) only by those, never by a first delivery.
-CREATE TEMP TABLE IF NOT EXISTS staged_keys(
-  seq INTEGER PRIMARY KEY,
-  email_key TEXT NOT NULL,
-  hash INTEGER NOT NULL);
-
--- Why the destination refused or kept out a member, read only for the report: kept in
--- memory, a run whose every record is refused would hold a string a member.
-CREATE TEMP TABLE IF NOT EXISTS refusals(
-  seq INTEGER PRIMARY KEY,
-  reason TEXT NOT NULL);
-
--- merge_delivered_log's copy of the confirmed receipts' members, sorted by key there.
+-- The confirmed receipts' members, copied here to be sorted by key as the log is folded
+-- into delivered (SqliteDeliveredState).
 CREATE TEMP TABLE IF NOT EXISTS confirmed_members(
   email_key TEXT NOT NULL,
   key_value TEXT NOT NULL,
   hash INTEGER NOT NULL,
   run_id INTEGER NOT NULL);
 
-CREATE TEMP TABLE IF NOT EXISTS rejects(
-  source INTEGER NOT NULL,
-  line INTEGER NOT NULL,
-  email TEXT,
-  reason TEXT NOT NULL);
 )sql";
 
 }  // namespace
@@ -145,21 +128,14 @@ StateFile::StateFile(const std::string& path)
     // overwritten rather than left in free pages. Debian builds SQLite this way already;
     // other builds do not.
     db_.exec("PRAGMA secure_delete=ON;");
-    // A run's staged members live in a file of its own (StagedFile); its rejected rows, its
-    // refusals and, for a diff, its members' keys in this connection's TEMP database: a
-    // private file SQLite deletes when the connection closes (or the OS does, after a crash).
-    // They need no durability (every run stages afresh; the delivered table is the
-    // checkpoint), so they stay out of the WAL and the state file, which also keeps a run's
-    // personal data out of the state file. The TEMP cache (16 MiB) keeps the keys' index out
-    // of read(2) while a diff builds it; the state file is written sequentially and read in
-    // key order by the diff, so 4 MiB serve it: a bigger cache would buy little.
-    // The TEMP database keeps no rollback journal: journaling the index pages each staging
-    // chunk and outcome batch touches is a cost that grows with the export. Its rows are rebuilt
-    // by every run and vanish with the connection; a transaction is only rolled back when the
-    // run is failing anyway, after which its rows are read at most for the report. Its pages
-    // are 16 KiB: the keys of a few hundred thousand members outgrow its cache, and larger
-    // pages mean fewer pwrite and pread calls.
-    db_.exec("PRAGMA temp.page_size=16384; PRAGMA main.cache_size=-4096; PRAGMA temp.cache_size=-16384; PRAGMA "
+    // The run's own members never come here (RunMembers keeps them in files of the run's own).
+    // The TEMP database only sorts the members of confirmed receipts while the log is folded
+    // into delivered: a private file SQLite deletes when the connection closes, with no
+    // rollback journal (its rows are rebuilt by every fold) and 16 KiB pages (fewer pwrite and
+    // pread calls). A first load's million members outgrow any cache worth its memory, so both
+    // it and the state file, written sequentially and read in key order, get 4 MiB: a bigger
+    // cache would buy little.
+    db_.exec("PRAGMA temp.page_size=16384; PRAGMA main.cache_size=-4096; PRAGMA temp.cache_size=-4096; PRAGMA "
              "temp.journal_mode=OFF;");
     // The schema in one IMMEDIATE transaction: it takes the write lock up front (waiting its
     // turn), where separate statements would upgrade read locks and deadlock.

@@ -7,7 +7,7 @@
 namespace segpush {
 
 // The SQLite state file and the one connection to it that a process's state objects share:
-// the run history (SqliteRunHistory) and the members' state (StateStore) keep their tables
+// the run history (SqliteRunHistory) and the delivered state (SqliteDeliveredState) keep their tables
 // in this one file, under one schema version, so that forgetting a person can check for live
 // runs and delete in one transaction. Opening it makes the file and its WAL private, sets the
 // connection up (WAL, caches, the TEMP database's pages) and brings the schema of every table

@@ -34,12 +34,27 @@ private:
     std::shared_ptr<const std::string> text_;
 };
 
+enum class MemberAction : int { upsert = 0, remove = 1 };
+
+// A member as the run hands it to the plugin.
+struct StagedMember {
+    int64_t seq = 0;  // the record id the plugin sees
+    MemberAction action = MemberAction::upsert;
+    std::string_view payload;  // encoded field values (see engine/record.hpp), in `storage`
+    // The bytes `payload` points into, shared by the members read together (a string each
+    // would be an allocation and a free per member).
+    std::shared_ptr<const std::string> storage;
+    // When segpush itself removed this member from the destination in an earlier run (seconds
+    // since the epoch, UTC), for a member re-joining since; 0 otherwise.
+    int64_t removed_at = 0;
+};
+
 // What the destination said of one member: todo stands for RETRY (not delivered, send again).
 struct MemberOutcome {
     int64_t seq = 0;
     MemberState state = MemberState::done;
     std::string reason;
-    SharedText receipt;  // with pending: where the destination holds it (see resumable_members)
+    SharedText receipt;  // with pending: where the destination holds it (see RunMembers::resumable)
 };
 
 // Which call reported a list of outcomes: the rules differ for a push's own results and for
@@ -55,9 +70,9 @@ struct OutcomeTally {
 };
 
 // Each staged member's state in one run, and the receipts its pending members wait on: the
-// member state machine, in memory, without I/O. The state store asks it what a list of
-// outcomes changes (plan), writes that to the state file in one transaction, and only then
-// applies it here (commit): memory never runs ahead of the file, whatever fails in between.
+// member state machine, in memory, without I/O. RunMembers asks it what a list of
+// outcomes changes (plan), records that in the delivered state in one transaction, and only then
+// applies it here (commit): memory never runs ahead of the durable state, whatever fails in between.
 //
 // The rules, in one place:
 // - A member's reports in one list net to one outcome: the first final report (accepted,

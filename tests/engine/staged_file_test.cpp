@@ -10,7 +10,7 @@
 #include <map>
 #include <string>
 
-#include "state/staged_file.hpp"
+#include "engine/staged_file.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace segpush;

@@ -35,7 +35,7 @@ struct StagedRow {
 // else /var/tmp, else /tmp.
 //
 // In memory: the file offset of every 64th row (rows are found by seq within their block of
-// 64), and the MiB not yet written. Not thread-safe: the state store's thread uses it.
+// 64), and the MiB not yet written. Not thread-safe: the run's thread uses it.
 class StagedFile {
 public:
     StagedFile() = default;

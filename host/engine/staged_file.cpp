@@ -1,4 +1,4 @@
-#include "state/staged_file.hpp"
+#include "engine/staged_file.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>

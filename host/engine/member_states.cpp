@@ -1,4 +1,4 @@
-#include "state/member_states.hpp"
+#include "engine/member_states.hpp"
 
 #include <algorithm>
 #include <map>

@@ -4,7 +4,7 @@
 
 #include <segpush/plugin.h>
 
-#include "state/member_states.hpp"
+#include "engine/member_states.hpp"
 
 using namespace segpush;
 

@@ -1,0 +1,73 @@
+#include "state/sqlite_state_store.hpp"
+
+#include "state/receipt_members.hpp"
+
+namespace segpush {
+
+std::unique_ptr<StateStore> open_state_store(const std::string& location) {
+    return std::make_unique<SqliteStateStore>(location);
+}
+
+StateStore::Forgotten SqliteStateStore::forget_members(const std::set<std::string>& keys) {
+    sqlite::Database& db = file_.db();
+    Forgotten forgotten;
+    {
+        sqlite::Transaction transaction(db);
+        // In this transaction, which holds the state file's write lock: no run starts until it ends.
+        const std::vector<RunRecord> live = history_.live_runs();
+        if (!live.empty()) {
+            const RunRecord& run = live.front();
+            throw AlreadyRunning(run, "export '" + run.export_name + "' is running as run #" + std::to_string(run.id) +
+                                          " (pid " + std::to_string(run.pid) + " on " + run.hostname +
+                                          "); forget once it has finished, or it may record the people again");
+        }
+        auto exports_delivered = db.prepare("SELECT COUNT(*) FROM (SELECT export FROM delivered WHERE email_key=?1 "
+                                            "UNION SELECT export FROM delivered_log WHERE email_key=?1)");
+        for (const std::string& key : keys) {
+            exports_delivered.bind(1, key).step();
+            forgotten.delivered += exports_delivered.integer(0);
+            exports_delivered.reset();
+            for (const char* table : {"delivered", "delivered_log", "removals"}) {
+                db.prepare(std::string("DELETE FROM ") + table + " WHERE email_key=?").bind(1, key).run();
+            }
+            forgotten.removals += db.changes();  // of the last DELETE, the removals'
+        }
+        // Receipts keep their members' keys in a blob: each is written again without them.
+        auto receipts = db.prepare("SELECT id, members FROM unconfirmed");
+        std::vector<std::pair<int64_t, std::string>> rewritten;
+        while (receipts.step()) {
+            std::string kept;
+            int64_t dropped = 0;
+            decode_receipt_members(receipts.blob(1), [&](uint64_t hash, std::string_view key, std::string_view value) {
+                if (keys.count(std::string(key))) {
+                    ++dropped;
+                } else {
+                    encode_receipt_member(kept, hash, key, value);
+                }
+            });
+            if (dropped == 0) continue;
+            forgotten.awaiting_import += dropped;
+            rewritten.emplace_back(receipts.integer(0), std::move(kept));
+        }
+        receipts.reset();
+        for (const auto& [id, members] : rewritten) {
+            if (members.empty()) {
+                db.prepare("DELETE FROM unconfirmed WHERE id=?").bind(1, id).run();
+            } else {
+                db.prepare("UPDATE unconfirmed SET members=? WHERE id=?")
+                    .bind_blob(1, members.data(), members.size())
+                    .bind(2, id)
+                    .run();
+            }
+        }
+        forgotten.run_errors = history_.redact_from_errors(keys);
+        transaction.commit();
+    }
+    // Pages freed earlier (by merges, by leavers) may still hold old copies of the rows: the
+    // file is rebuilt without them, and the WAL, which holds the pages' earlier versions, is
+    // emptied once the rebuilt pages are written back.
+    db.exec("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);");
+    return forgotten;
+}
+
+}  // namespace segpush
