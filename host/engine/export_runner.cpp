@@ -15,12 +15,11 @@
 #include "engine/run_failure.hpp"
 #include "engine/run_members.hpp"
 #include "engine/run_report.hpp"
-#include "engine/segment_feed.hpp"
+#include "engine/segment_intake.hpp"
 #include "log/log.hpp"
 #include "plugins/destination.hpp"
 #include "plugins/host_services.hpp"
 #include "plugins/registry.hpp"
-#include "text/suggest.hpp"
 
 namespace segpush {
 
@@ -63,14 +62,14 @@ public:
         try {
             // Inside the try: whatever fails from here on is recorded as the claimed run's end.
             members_.emplace(state_.delivered(), export_.name, claim.run_id, plugin_.api.abi_minor >= 4);
-            open_segments();
-            const bool while_reading = sends_while_reading();
-            feed_ = std::make_unique<SegmentFeed>(readers_, plan_, cancel_);
-            if (while_reading) {
+            plan_ = RecordPlan::build(export_, plugin_);
+            intake_.emplace(config_, export_, plan_, *members_, counts_, cancel_);
+            if (sends_while_reading()) {
                 deliver(true);
             } else {
-                stage_all();
-                members_->diff(claim.baseline, removes_leavers() && !options_.dry_run, last_seq_ + 1, counts_);
+                intake_->stage_all();
+                members_->diff(claim.baseline, removes_leavers() && !options_.dry_run, intake_->last_seq() + 1,
+                               counts_);
                 // The comparison runs to its end (seconds at a million members); a stop asked
                 // meanwhile is honoured here, before the destination is contacted.
                 if (cancel_) {
@@ -96,9 +95,7 @@ public:
             summary_.status = RunStatus::failed_retryable;
             summary_.error = error.what();
         }
-        // The feed's thread may be waiting on a FIFO: it stops within its next poll.
-        stop_reading_ = true;
-        feed_.reset();
+        if (intake_) intake_->stop();  // before the report and history: the feed's thread may wait on a FIFO
         summary_.report_path = write_report(claim.run_id);
         summary_.counts = counts_;
         history.finish_run(claim.run_id, summary_.status, counts_, summary_.error, summary_.report_path);
@@ -118,19 +115,6 @@ private:
         return export_.on_leave == OnLeave::unsubscribe && (plugin_.api.capabilities & SEGPUSH_CAP_REMOVE);
     }
 
-    void open_segments() {
-        plan_ = RecordPlan::build(export_, plugin_);
-        for (const auto& name : export_.segments) {
-            const SegmentConfig* segment = config_.find_segment(name);
-            sources_.push_back(segment->path);
-            SegmentOpenOptions options;
-            options.fifo_timeout = segment->fifo_timeout;
-            options.stop = [this] { return cancel_.load() || stop_reading_.load(); };
-            // Every file is opened (and its header checked) before any row is staged.
-            readers_.push_back(open_segment(segment->path, segment->source, plan_.columns, options));
-        }
-    }
-
     // A first delivery sends while the segment is still being read, and opens the connection
     // meanwhile: its first bulk import leaves after the first rows instead of after the whole
     // file. Only when nothing learnt at the end of reading can stop the run: no max_profiles
@@ -138,91 +122,16 @@ private:
     // finds an absent column at its end), and nothing recorded for the export (every member
     // is new: no diff, nobody leaving, no receipts to resume).
     bool sends_while_reading() {
-        if (options_.dry_run || export_.max_profiles) return false;
-        for (const auto& reader : readers_) {
-            if (!reader->columns_checked_when_opened()) return false;
-        }
+        if (options_.dry_run || export_.max_profiles || !intake_->columns_checked_when_opened()) return false;
         return state_.delivered().nothing_recorded(export_.name);
     }
 
-    // Stages what the feed has read: waits up to `wait` for a first chunk, then takes those
-    // already waiting, up to about `max_rows` rows, in one staging transaction. reading_done_
-    // once the last file has ended and its columns are checked.
-    void stage_rows(std::chrono::milliseconds wait, int64_t max_rows) {
-        auto got = feed_->next(chunk_, wait);
-        if (got == SegmentFeed::Got::nothing_yet) return;
-        members_->begin_staging();
-        // A read error leaves by exception: what was staged is committed then too, so that the
-        // run's end is recorded outside the staging transaction.
-        struct StagingGuard {
-            RunMembers& members;
-            bool ended = false;
-            void end() {
-                members.end_staging();
-                ended = true;
-            }
-            ~StagingGuard() {
-                if (ended) return;
-                try {
-                    members.end_staging();
-                } catch (const std::exception&) {  // already failing: the first error is the one to report
-                }
-            }
-        } staging{*members_};
-        for (int64_t staged = 0; got == SegmentFeed::Got::chunk;) {
-            stage_chunk(chunk_);
-            staged += static_cast<int64_t>(chunk_.rows.size());
-            got = staged < max_rows ? feed_->next(chunk_, std::chrono::milliseconds(0)) : SegmentFeed::Got::nothing_yet;
-        }
-        staging.end();
-        if (got != SegmentFeed::Got::end) return;
-        for (size_t source = 0; source < readers_.size(); ++source)
-            check_columns_present(*readers_[source], sources_[source]);
-        members_->all_members_staged();
-        reading_done_ = true;
-    }
-
-    void stage_chunk(const FeedChunk& chunk) {
-        for (const FeedRow& row : chunk.rows) {
-            ++counts_.rows_read;
-            const auto source = static_cast<int64_t>(row.source);
-            const auto line = static_cast<int64_t>(row.line);
-            switch (row.kind) {
-                case FeedRow::Kind::unreadable:
-                    ++counts_.invalid;
-                    members_->stage_reject(source, line, "", chunk.at(row.reason));
-                    break;
-                case FeedRow::Kind::invalid:
-                    ++counts_.invalid;
-                    members_->stage_reject(source, line, chunk.at(row.key_value), chunk.at(row.reason));
-                    break;
-                case FeedRow::Kind::member:
-                    if (members_->stage_member(last_seq_ + 1, chunk.at(row.key), chunk.at(row.key_value), row.hash,
-                                               chunk.at(row.payload), source, line)) {
-                        ++last_seq_;
-                    } else {
-                        ++counts_.duplicates;
-                    }
-                    break;
-            }
-        }
-    }
-
-    // Stages every row (before a diff).
-    void stage_all() {
-        while (!reading_done_ && !cancel_) stage_rows(std::chrono::milliseconds(100), 20000);
-        if (cancel_) {
-            throw RunFailure{RunStatus::cancelled, "cancelled while reading the segment, after " +
-                                                       std::to_string(counts_.rows_read) + " rows; nothing was sent"};
-        }
-    }
-
-    // stage_rows while batches are being sent: the totals grow with it, and are final at the end.
+    // Stages rows while batches are being sent: the totals grow with it, and are final at the end.
     void read_more(std::chrono::milliseconds wait) {
-        stage_rows(wait, kReadSlice);
-        progress_.set_total(last_seq_);
-        counts_.members = counts_.new_members = last_seq_;  // a run stopped while reading says how far it got
-        if (reading_done_) log_members();
+        intake_->stage(wait, kReadSlice);
+        progress_.set_total(intake_->last_seq());
+        counts_.members = counts_.new_members = intake_->last_seq();  // a run stopped while reading says how far it got
+        if (intake_->done()) log_members();
     }
 
     // Only a read error (the disk, a network file system) can stop reading once sending has
@@ -242,28 +151,6 @@ private:
                                      " changed, " + std::to_string(counts_.unchanged) + " unchanged), " +
                                      std::to_string(counts_.leaving) + " leaving, " + std::to_string(counts_.invalid) +
                                      " invalid rows");
-    }
-
-    // A file without a header (JSON Lines) shows a missing column only once read: a column a
-    // required field needs that no row had is a mistake in the mapping or the file, so the
-    // run stops here, before anything is sent. An optional one may just be empty everywhere.
-    void check_columns_present(const SegmentReader& reader, const std::string& path) {
-        for (const auto& column : reader.absent_columns()) {
-            bool required = false;
-            std::string fields;
-            for (const auto& field : plan_.fields) {
-                if (field.column != column) continue;
-                required = required || field.required;
-                fields += (fields.empty() ? "" : ", ") + field.id;
-            }
-            const std::string message = "segment file " + path + ": no row has the column \"" + column +
-                                        "\" that the mapping reads for " + fields +
-                                        did_you_mean(column, reader.present_columns());
-            if (required) {
-                throw SegmentError(message + "; its rows have " + join(reader.present_columns(), ", "));
-            }
-            log_line(LogLevel::warn, "export " + export_.name + ": " + message);
-        }
     }
 
     void check_max_profiles() {
@@ -312,11 +199,12 @@ private:
     // file. False: nothing to send, or cancelled before anything was begun.
     bool begin_while_reading(Session& session) {
         const int64_t batch = plugin_.max_records_per_batch();
-        while (!reading_done_ && !cancel_ && last_seq_ < batch) read_more(std::chrono::milliseconds(20));
-        if (cancel_ || last_seq_ == 0) return false;
+        while (!intake_->done() && !cancel_ && intake_->last_seq() < batch) read_more(std::chrono::milliseconds(20));
+        if (cancel_ || intake_->last_seq() == 0) return false;
         auto setup = std::async(std::launch::async, [&] { begin(session); });
         try {
-            while (!reading_done_ && !cancel_ && setup.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+            while (!intake_->done() && !cancel_ &&
+                   setup.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
                 read_more(std::chrono::milliseconds(20));
             }
         } catch (...) {
@@ -342,7 +230,7 @@ private:
             begin(session);
         }
         DestinationExport& exp = *session.exp;
-        progress_.start(while_reading ? last_seq_ : to_send);
+        progress_.start(while_reading ? intake_->last_seq() : to_send);
         std::optional<RunFailure> failure;
         try {
             if (!while_reading) resume_pending(exp);  // while reading, nothing was recorded to resume
@@ -452,7 +340,7 @@ private:
         const uint32_t max_records = plugin_.max_records_per_batch();
         const uint64_t max_bytes = plugin_.limits.max_bytes_per_batch;
         // While reading, only full batches leave: each import counts against a per-minute budget.
-        if (!reading_done_ && last_seq_ - cursor_ < static_cast<int64_t>(max_records)) return nullptr;
+        if (!intake_->done() && intake_->last_seq() - cursor_ < static_cast<int64_t>(max_records)) return nullptr;
         auto members = members_->next_todo(cursor_, static_cast<int>(max_records));
         if (members.empty()) return nullptr;
         auto job = std::make_unique<PushJob>();
@@ -523,7 +411,7 @@ private:
                 while (pipeline.has_room() && !exhausted) {
                     std::unique_ptr<PushJob> job = next_batch();
                     if (!job) {
-                        exhausted = reading_done_;
+                        exhausted = intake_->done();
                         break;
                     }
                     pipeline.submit(std::move(job));
@@ -532,7 +420,7 @@ private:
             if (pipeline.in_flight() == 0 && (stopping || (exhausted && !pipeline.retries_waiting()))) break;
             // While the segment is still being read, this thread waits for rows rather than for
             // finished pushes, and looks at those between chunks.
-            const bool reading = !reading_done_ && !stopping;
+            const bool reading = !intake_->done() && !stopping;
             const auto deadline = Clock::now() +
                                   (reading ? std::chrono::milliseconds(0) : std::chrono::milliseconds(250));
             if (auto problem = pipeline.wait(deadline)) failure = problem;
@@ -593,7 +481,7 @@ private:
             return {};  // nothing to list
         std::vector<ReportedMember> reported;
         try {
-            reported = members_->reported_members(sources_);
+            reported = members_->reported_members(intake_ ? intake_->sources() : std::vector<std::string>{});
         } catch (const std::exception& error) {
             log_line(LogLevel::error, std::string("cannot read the records for the run's report: ") + error.what());
             return {};
@@ -623,15 +511,9 @@ private:
     RecordPlan plan_;
     RunCounts counts_;
     RunSummary summary_;
-    std::vector<std::string> sources_;
-    std::vector<std::unique_ptr<SegmentReader>> readers_;
-    std::unique_ptr<SegmentFeed> feed_;  // reads readers_ on its own thread
-    FeedChunk chunk_;
+    std::optional<SegmentIntake> intake_;  // stages into members_, counts into counts_: declared after both
     std::atomic<bool> setup_abandoned_{false};
-    std::atomic<bool> stop_reading_{false};  // the run is over: readers stop waiting on their files
-    bool reading_done_ = false;
     int64_t baseline_ = 0;
-    int64_t last_seq_ = 0;
     int64_t cursor_ = 0;
     int64_t done_ = 0;
 };
