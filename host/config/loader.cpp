@@ -388,9 +388,7 @@ private:
                 reader.error(node["schedule"], path + ".schedule", problem);
         }
         item.timezone = reader.string(node, "timezone", path, false).value_or("");
-        if (!item.timezone.empty() && item.timezone != "UTC" &&
-            (item.timezone.find("..") != std::string::npos ||
-             !fs::is_regular_file("/usr/share/zoneinfo/" + item.timezone))) {
+        if (!item.timezone.empty() && !known_time_zone(item.timezone)) {
             reader.error(node["timezone"], path + ".timezone",
                          "unknown time zone '" + item.timezone + "'; use an IANA name such as Europe/Paris");
         }

@@ -1,11 +1,11 @@
 #include "schedule/cron.hpp"
 
+#include <date/tz.h>
+
 #include <array>
 #include <cctype>
-#include <cstdlib>
-#include <ctime>
-#include <mutex>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 namespace segpush {
@@ -84,12 +84,47 @@ bool parse_field(const FieldSpec& spec, const std::string& field, std::vector<bo
     return true;
 }
 
+// cronie's shorthands, as the 5-field expressions they stand for.
+const std::array<std::pair<const char*, const char*>, 7> kShorthands = {{
+    {"@hourly", "0 * * * *"},
+    {"@daily", "0 0 * * *"},
+    {"@midnight", "0 0 * * *"},
+    {"@weekly", "0 0 * * 0"},
+    {"@monthly", "0 0 1 * *"},
+    {"@yearly", "0 0 1 1 *"},
+    {"@annually", "0 0 1 1 *"},
+}};
+
+const std::array<const char*, 13> kMonthNames = {"",        "January",  "February", "March",  "April",
+                                                 "May",     "June",     "July",     "August", "September",
+                                                 "October", "November", "December"};
+
+// "a", "a and b", "a, b and c" (or with "or").
+std::string spoken_list(const std::vector<std::string>& items, const std::string& last_joiner) {
+    std::string text;
+    for (size_t i = 0; i < items.size(); ++i) {
+        if (i > 0) text += i + 1 == items.size() ? " " + last_joiner + " " : ", ";
+        text += items[i];
+    }
+    return text;
+}
+
 }  // namespace
 
 std::optional<CronSchedule> CronSchedule::parse(const std::string& text, std::string& problem) {
     std::stringstream stream(text);
     std::vector<std::string> fields;
     for (std::string field; stream >> field;) fields.push_back(field);
+    if (fields.size() == 1 && fields[0][0] == '@') {
+        std::string name = fields[0];
+        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        for (const auto& [shorthand, expression] : kShorthands) {
+            if (name == shorthand) return parse(expression, problem);
+        }
+        problem = "unknown shorthand '" + fields[0] +
+                  "'; use @hourly, @daily (or @midnight), @weekly, @monthly, @yearly (or @annually), or 5 fields";
+        return std::nullopt;
+    }
     if (fields.size() != 5) {
         problem = "a schedule has 5 fields (minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\" for "
                   "03:00 UTC daily; found " +
@@ -115,6 +150,11 @@ std::optional<CronSchedule> CronSchedule::parse(const std::string& text, std::st
     }
     schedule.day_of_month_restricted_ = fields[2] != "*";
     schedule.day_of_week_restricted_ = fields[4] != "*";
+    schedule.follows_real_time_ = fields[0][0] == '*' || fields[1][0] == '*';
+    if (const std::string never = schedule.never_fires_problem(); !never.empty()) {
+        problem = "'" + text + "' never fires: " + never;
+        return std::nullopt;
+    }
     return schedule;
 }
 
@@ -126,75 +166,135 @@ bool CronSchedule::day_matches(int day_of_month, int month, int day_of_week) con
     return dom && dow;
 }
 
+// Every month has every day of the week, so only a day of the month that none of the months
+// has can make an expression that never fires; Feb 29 counts, leap years have it.
+std::string CronSchedule::never_fires_problem() const {
+    if (!day_of_month_restricted_ || day_of_week_restricted_) return "";
+    static const std::array<int, 13> kLongestMonth = {0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    std::vector<std::string> months;
+    for (int month = 1; month <= 12; ++month) {
+        if (!months_.test(month)) continue;
+        for (int day = 1; day <= kLongestMonth[month]; ++day) {
+            if (days_of_month_.test(day)) return "";
+        }
+        months.push_back(kMonthNames[month]);
+    }
+    std::vector<std::string> days;
+    for (int day = 1; day <= 31; ++day) {
+        if (days_of_month_.test(day)) days.push_back(std::to_string(day));
+    }
+    return spoken_list(months, "and") + (months.size() == 1 ? " has" : " have") + " no day " + spoken_list(days, "or");
+}
+
 namespace {
 
-// localtime_r follows the process-wide TZ, so switching zones is serialised here.
-class WallClock {
-public:
-    explicit WallClock(const std::string& timezone) : utc_(timezone.empty() || timezone == "UTC") {
-        if (utc_) return;
-        lock_ = std::unique_lock<std::mutex>(mutex());
-        const char* previous = std::getenv("TZ");
-        had_previous_ = previous != nullptr;
-        if (previous) previous_ = previous;
-        setenv("TZ", (":" + timezone).c_str(), 1);
-        tzset();
-    }
-    ~WallClock() {
-        if (utc_) return;
-        if (had_previous_) setenv("TZ", previous_.c_str(), 1);
-        else unsetenv("TZ");
-        tzset();
-    }
-    std::tm at(std::time_t t) const {
-        std::tm tm{};
-        if (utc_) gmtime_r(&t, &tm);
-        else localtime_r(&t, &tm);
-        return tm;
-    }
+using Minutes = std::chrono::minutes;
+using SysMinutes = date::sys_time<Minutes>;
+using LocalMinutes = date::local_time<Minutes>;
 
-private:
-    static std::mutex& mutex() {
-        static std::mutex m;
-        return m;
-    }
-    bool utc_;
-    bool had_previous_ = false;
-    std::string previous_;
-    std::unique_lock<std::mutex> lock_;
+// Null for UTC. The zone database (read from /usr/share/zoneinfo once) is safe to share
+// between threads, unlike the process-wide zone that localtime_r reads.
+const date::time_zone* find_zone(const std::string& name) {
+    if (name.empty() || name == "UTC") return nullptr;
+    return date::locate_zone(name);
+}
+
+// The wall clock at one instant, and the span of real time over which its UTC offset holds.
+struct Wall {
+    LocalMinutes local;
+    SysMinutes offset_began;
+    SysMinutes offset_ends;
 };
+
+Wall wall_at(const date::time_zone* zone, SysMinutes at) {
+    if (!zone) return {LocalMinutes{at.time_since_epoch()}, SysMinutes::min(), SysMinutes::max()};
+    const date::sys_info info = zone->get_info(at);
+    return {date::floor<Minutes>(LocalMinutes{at.time_since_epoch()} + info.offset), date::ceil<Minutes>(info.begin),
+            date::ceil<Minutes>(info.end)};
+}
+
+// The wall-clock minutes [first, second) that a jump forward at `at` skipped, if one did.
+std::optional<std::pair<LocalMinutes, LocalMinutes>> skipped_by_jump_at(const date::time_zone* zone, SysMinutes at) {
+    const date::sys_info now = zone->get_info(at);
+    const date::sys_info before = zone->get_info(now.begin - std::chrono::seconds{1});
+    if (before.offset >= now.offset) return std::nullopt;
+    const LocalMinutes wall{at.time_since_epoch()};
+    return std::make_pair(date::floor<Minutes>(wall + before.offset), date::floor<Minutes>(wall + now.offset));
+}
+
+// Whether the wall clock showed `local` already, before `at`: a repeated time's later pass.
+bool shown_before(const date::time_zone* zone, LocalMinutes local, SysMinutes at) {
+    const date::local_info info = zone->get_info(local);
+    return info.result == date::local_info::ambiguous &&
+           date::floor<Minutes>(SysMinutes{local.time_since_epoch()} - info.first.offset) < at;
+}
 
 }  // namespace
 
 std::chrono::system_clock::time_point CronSchedule::next_after(std::chrono::system_clock::time_point after,
                                                                const std::string& timezone) const {
     using namespace std::chrono;
-    const WallClock clock(timezone);
-    std::time_t t = system_clock::to_time_t(time_point_cast<seconds>(after));
-    t = t - t % 60 + 60;  // the next whole minute
-    // Whole days that cannot match are skipped a day at a time; at most ~5 years are searched,
-    // enough for any satisfiable expression (Feb 29 on a given weekday recurs within 28 years
-    // only for OR-ed day fields, which match far sooner).
-    for (int guard = 0; guard < 5 * 366 * 24 * 60;) {
-        const std::tm utc = clock.at(t);
-        if (!day_matches(utc.tm_mday, utc.tm_mon + 1, utc.tm_wday)) {
-            t += (24 - utc.tm_hour) * 3600 - utc.tm_min * 60;
-            guard += 24 * 60;
-            continue;
+    const date::time_zone* zone = find_zone(timezone);
+    const bool names_times_of_day = zone && !follows_real_time_;
+    struct Match {
+        bool day, hour, minute;
+    };
+    const auto match = [this](LocalMinutes local) {
+        const auto day = date::floor<date::days>(local);
+        const date::year_month_day date{day};
+        const auto time_of_day = local - day;
+        return Match{day_matches(static_cast<int>(static_cast<unsigned>(date.day())),
+                                 static_cast<int>(static_cast<unsigned>(date.month())),
+                                 static_cast<int>(date::weekday{day}.c_encoding())),
+                     hours_.test(static_cast<size_t>(time_of_day / hours{1})),
+                     minutes_.test(static_cast<size_t>(time_of_day % hours{1} / Minutes{1}))};
+    };
+    constexpr date::days kSearched{366 * 10};  // Feb 29 recurs within 8 years (2096, 2104)
+    if (after >= system_clock::time_point::max() - 2 * kSearched) return system_clock::time_point::max();
+    SysMinutes t = date::floor<Minutes>(after) + Minutes{1};
+    const SysMinutes limit = t + kSearched;
+    // Real time is walked forward, skipping whole days and hours that cannot match while the
+    // UTC offset holds; every offset change is visited, so no minute is jumped over.
+    while (t < limit) {
+        const Wall wall = wall_at(zone, t);
+        if (names_times_of_day && t == wall.offset_began) {
+            if (auto skipped = skipped_by_jump_at(zone, t)) {
+                for (LocalMinutes local = skipped->first; local < skipped->second; local += Minutes{1}) {
+                    const Match m = match(local);
+                    if (m.day && m.hour && m.minute) return t;
+                }
+            }
         }
-        if (!hours_.test(utc.tm_hour)) {
-            t += 3600 - utc.tm_min * 60;
-            guard += 60;
-            continue;
+        const Match m = match(wall.local);
+        SysMinutes next = t + Minutes{1};
+        if (!m.day) {
+            next = t + (date::floor<date::days>(wall.local) + date::days{1} - wall.local);
+        } else if (!m.hour) {
+            next = t + (hours{1} - (wall.local - date::floor<hours>(wall.local)));
+        } else if (m.minute && !(names_times_of_day && shown_before(zone, wall.local, t))) {
+            return t;
         }
-        if (!minutes_.test(utc.tm_min)) {
-            t += 60;
-            ++guard;
-            continue;
-        }
-        return system_clock::from_time_t(t);
+        t = std::min(next, wall.offset_ends);
     }
     return system_clock::time_point::max();
+}
+
+bool known_time_zone(const std::string& name) {
+    try {
+        find_zone(name);
+        return true;
+    } catch (const std::exception&) {  // not in the database, or no database (package tzdata)
+        return false;
+    }
+}
+
+std::string wall_clock_text(std::chrono::system_clock::time_point when, const std::string& timezone) {
+    if (when == std::chrono::system_clock::time_point::max()) return "never";
+    const SysMinutes minute = date::floor<Minutes>(when);
+    const date::time_zone* zone = find_zone(timezone);
+    if (!zone) return date::format("%Y-%m-%d %H:%M UTC", minute);
+    const date::zoned_time<Minutes> zoned(zone, minute);
+    return date::format("%Y-%m-%d %H:%M %Z", zoned) + " (" + timezone + ", UTC" + date::format("%Ez", zoned) + ")";
 }
 
 }  // namespace segpush

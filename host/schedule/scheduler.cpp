@@ -1,7 +1,5 @@
 #include "schedule/scheduler.hpp"
 
-#include <ctime>
-
 #include "log/log.hpp"
 
 namespace segpush {
@@ -12,7 +10,7 @@ Scheduler::Scheduler(const std::vector<ExportConfig>& exports, RunExport run, Cl
         if (exp.schedule.empty()) continue;
         std::string problem;
         auto schedule = CronSchedule::parse(exp.schedule, problem);
-        if (!schedule) continue;
+        if (!schedule || !known_time_zone(exp.timezone)) continue;
         auto& slot = slots_.emplace_back();
         slot.exp = &exp;
         slot.schedule = *schedule;
@@ -26,7 +24,7 @@ void Scheduler::log_schedules() const {
     for (const auto& slot : slots_) {
         log_line(LogLevel::info, "serve: export " + slot.exp->name + " runs on \"" + slot.exp->schedule + "\"" +
                                      (slot.exp->timezone.empty() ? " (UTC)" : " (" + slot.exp->timezone + ")") +
-                                     "; next run " + utc_text(slot.next));
+                                     "; next run " + wall_clock_text(slot.next, slot.exp->timezone));
     }
 }
 
@@ -46,7 +44,8 @@ void Scheduler::start_due(Clock::time_point now) {
             });
         }
         slot.next = slot.schedule.next_after(now, slot.exp->timezone);
-        log_line(LogLevel::info, "export " + slot.exp->name + ": next run " + utc_text(slot.next));
+        log_line(LogLevel::info,
+                 "export " + slot.exp->name + ": next run " + wall_clock_text(slot.next, slot.exp->timezone));
     }
 }
 
@@ -54,15 +53,6 @@ void Scheduler::wait_for_runs() {
     for (auto& slot : slots_) {
         if (slot.worker.joinable()) slot.worker.join();
     }
-}
-
-std::string utc_text(Scheduler::Clock::time_point when) {
-    const std::time_t seconds = Scheduler::Clock::to_time_t(when);
-    std::tm utc{};
-    gmtime_r(&seconds, &utc);
-    char text[32];
-    std::strftime(text, sizeof text, "%Y-%m-%d %H:%M UTC", &utc);
-    return text;
 }
 
 }  // namespace segpush

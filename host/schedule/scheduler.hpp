@@ -24,8 +24,8 @@ public:
     // one export. It must not throw.
     using RunExport = std::function<void(const ExportConfig&)>;
 
-    // Exports without a schedule, or with one that does not parse (config check reports it),
-    // are left out. `exports` must outlive the scheduler.
+    // Exports without a schedule, or with one that does not parse or an unknown time zone
+    // (config check reports both), are left out. `exports` must outlive the scheduler.
     Scheduler(const std::vector<ExportConfig>& exports, RunExport run, Clock::time_point now);
     // Waits for the runs still going.
     ~Scheduler();
@@ -52,8 +52,5 @@ private:
     RunExport run_;
     std::list<Slot> slots_;  // a list: slots hold threads and atomics, never moved
 };
-
-// "2026-01-31 03:00 UTC".
-std::string utc_text(Scheduler::Clock::time_point when);
 
 }  // namespace segpush

@@ -559,3 +559,15 @@ TEST_CASE_METHOD(ConfigFixture,
                Catch::StartsWith("segpush.yaml:17:16: error: exports.vip_export.settings.list_id: ") &&
                    Catch::Contains("1e999"));
 }
+
+TEST_CASE_METHOD(ConfigFixture,
+                 "config: a schedule that can never fire and an unknown time zone are refused at their values") {
+    const Result result = check(replace(kBase, "      first_name: FirstName\n",
+                                        "      first_name: FirstName\n    schedule: \"0 3 31 2 *\"\n"
+                                        "    timezone: Europe/Pariss\n"));
+    CHECK(result.error_with("never fires") ==
+          "segpush.yaml:21:15: error: exports.vip_export.schedule: '0 3 31 2 *' never fires: February has no day 31");
+    CHECK(result.error_with("time zone") == "segpush.yaml:22:15: error: exports.vip_export.timezone: unknown time zone "
+                                            "'Europe/Pariss'; use an IANA name such as Europe/Paris");
+    CHECK(result.errors.size() == 2);
+}
