@@ -13,6 +13,7 @@
 
 #include "config/loader.hpp"
 #include "config/settings_check.hpp"
+#include "log/log.hpp"
 #include "plugins/registry.hpp"
 #include "secrets/redactor.hpp"
 #include "text/suggest.hpp"
@@ -46,6 +47,7 @@ Commands:
 Options:
   --config FILE      Configuration file (default: $SEGPUSH_CONFIG, else ./segpush.yaml)
   --plugin-dir DIR   Load plugins from DIR instead of the configuration's plugin_dir
+  --log-format FMT   Log lines as text (default) or json, one object a line (also $SEGPUSH_LOG_FORMAT)
   --version          Print the version and the plugin ABI version
   -h, --help         This help
 
@@ -132,6 +134,10 @@ first run of each export is at its next scheduled time: starting serve, or savin
 does not run it. Each run is logged with its outcome; a failed run does not stop serve, and a
 run still going when its next time comes is not started twice. SIGTERM or Ctrl-C stops:
 running exports finish their batches in flight and save their state.
+
+While it runs, serve answers GET /healthz, /readyz and /metrics (Prometheus text format) on
+serve.listen (default 127.0.0.1:9464). Logs go to stderr: --log-format json writes one JSON
+object a line.
 
 Exit status: 0 after a clean stop, 2 when the configuration has errors or no schedules.
 )"},
@@ -517,13 +523,24 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
             options.config_path = arg.substr(9);
         } else if (arg.rfind("--plugin-dir=", 0) == 0) {
             options.plugin_dir = arg.substr(13);
+        } else if (arg == "--log-format") {
+            auto given = value(arg);
+            if (!given) return usage_error(print, "--log-format needs a format: " + join(log_format_names(), " or "));
+            options.log_format = *given;
+        } else if (arg.rfind("--log-format=", 0) == 0) {
+            options.log_format = arg.substr(13);
         } else if (arg.size() > 1 && arg[0] == '-') {
-            return usage_error(print, "unknown option " + arg +
-                                          did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--dry-run",
-                                                             "--full", "--limit", "--help", "--version"}));
+            return usage_error(print,
+                               "unknown option " + arg +
+                                   did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--dry-run", "--full",
+                                                      "--limit", "--log-format", "--help", "--version"}));
         } else {
             options.words.push_back(arg);
         }
+    }
+    // Before any command runs: a misspelt level or format must not log at another one.
+    if (const std::string problem = configure_logging(options.log_format); !problem.empty()) {
+        return usage_error(print, problem);
     }
     auto& words = options.words;
     if (!words.empty() && words[0] == "help") {

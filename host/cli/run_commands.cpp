@@ -22,6 +22,8 @@
 #include "log/log.hpp"
 #include "plugins/shared_budgets.hpp"
 #include "schedule/scheduler.hpp"
+#include "service/http_endpoint.hpp"
+#include "service/metrics.hpp"
 #include "state/state_store.hpp"
 #include "text/suggest.hpp"
 
@@ -40,6 +42,8 @@ extern "C" void on_stop_signal(int signal_number) {
         std::raise(signal_number);
         return;
     }
+    // For a person at a terminal. JSON logs stay one object a line: serve logs its stop, a run its end.
+    if (current_log_format() != LogFormat::text) return;
     static const char kNote[] = "\nsegpush: stopping after the batches in flight (press Ctrl-C again to quit now)\n";
     (void)!write(STDERR_FILENO, kNote, sizeof kNote - 1);
 }
@@ -166,10 +170,15 @@ std::string json_text(const rapidjson::Document& document) {
 
 // One scheduled run inside `serve`: its outcome goes to the log, never an exception.
 void run_scheduled(const CheckedSetup& setup, const ExportConfig& exp) {
+    const LogRunScope log_scope(exp.name);
+    ServiceMetrics& metrics = ServiceMetrics::process();
+    metrics.run_started(exp.name);
     try {
         const auto state = open_state_store(setup.config.state_path);
         ExportRunner runner(setup.config, exp, setup.registry, *state, g_stop);
         const RunSummary summary = runner.run(RunOptions{});
+        metrics.run_finished(exp.name, summary.status, summary.counts, summary.seconds,
+                             std::chrono::system_clock::now());
         const RunCounts& c = summary.counts;
         log_line(summary.status == RunStatus::succeeded ? LogLevel::info : LogLevel::error,
                  "export " + exp.name + ": run #" + std::to_string(summary.run_id) + " " + to_string(summary.status) +
@@ -178,8 +187,10 @@ void run_scheduled(const CheckedSetup& setup, const ExportConfig& exp) {
                      count(c.suppressed) + ", unchanged " + count(c.unchanged) +
                      (summary.error.empty() ? "" : "; " + summary.error));
     } catch (const AlreadyRunning& running) {
+        metrics.run_not_started(exp.name, "skipped");
         log_line(LogLevel::warn, "export " + exp.name + ": skipped this time: " + running.what());
     } catch (const std::exception& error) {
+        metrics.run_not_started(exp.name, "error");
         log_line(LogLevel::error, "export " + exp.name + ": run failed: " + error.what());
     }
 }
@@ -197,6 +208,7 @@ int export_run(const Options& options, Printer& print) {
     // Plugins' request budgets are shared with the other segpush processes of this state.
     SharedBudgets::process().use_state_file(setup->config.state_path);
     StopOnSignal stop_on_signal;
+    const LogRunScope log_scope(exp->name);
     ExportRunner runner(setup->config, *exp, setup->registry, *state, g_stop);
     RunOptions run_options;
     run_options.dry_run = options.dry_run;
@@ -367,12 +379,35 @@ int serve(const Options& options, Printer& print) {
             "(5-field cron, UTC unless timezone: is given) to an export, or run one with 'segpush export run NAME'\n");
         return kExitUsage;
     }
+    ServiceMetrics& metrics = ServiceMetrics::process();
+    for (const auto& [name, next] : scheduler.next_runs()) metrics.declare_export(name);
+    // The configuration and its plugins are loaded (the address comes from it): ready once the
+    // scheduler runs, not while stopping.
+    Readiness readiness;
+    readiness.block("scheduler", "the scheduler is not running yet");
+    // Monitoring must not stop the exports: when the address cannot be used, serve says so and
+    // runs without the endpoint (its monitoring then sees the target down).
+    std::optional<HttpEndpoint> endpoint;
+    try {
+        endpoint.emplace(setup->config.serve_listen, readiness, [&metrics] { return metrics.exposition(); });
+        ListenAddress bound = setup->config.serve_listen;
+        bound.port = endpoint->port();
+        log_line(LogLevel::info, "serve: health and metrics on http://" + listen_address_text(bound) +
+                                     " (/healthz, /readyz, /metrics)");
+    } catch (const std::exception& error) {
+        log_line(LogLevel::error, "serve: no health and metrics endpoint: " + std::string(error.what()) +
+                                      " (another process may hold the port; set serve.listen in " + setup->config.file +
+                                      "); the exports run on");
+    }
     StopOnSignal stop_on_signal;
     scheduler.log_schedules();
+    readiness.clear("scheduler");
     while (!g_stop) {
         scheduler.start_due(std::chrono::system_clock::now());
+        for (const auto& [name, next] : scheduler.next_runs()) metrics.next_run(name, next);
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
+    readiness.block("scheduler", "stopping: running exports are finishing their batches in flight");
     log_line(LogLevel::info, "serve: stopping; running exports finish their batches in flight and save their state");
     scheduler.wait_for_runs();
     return kExitOk;

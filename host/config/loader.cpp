@@ -33,8 +33,9 @@ YAML::Node settings_block(const YAML::Node& node) {
     return settings.IsDefined() ? settings : YAML::Node(YAML::NodeType::Undefined);
 }
 
-const std::vector<std::string> kMainKeys = {"plugin_dir", "state",    "report_retention_days", "strict",
-                                            "include",    "segments", "connections",           "exports"};
+const std::vector<std::string> kMainKeys = {"plugin_dir",  "state",   "report_retention_days",
+                                            "strict",      "include", "segments",
+                                            "connections", "exports", "serve"};
 const std::vector<std::string> kAdminIncludeKeys = {"segments", "connections", "exports"};
 const std::vector<std::string> kContributorIncludeKeys = {"exports"};
 const std::vector<std::string> kSegmentKeys = {"source", "path", "fifo_timeout_seconds"};
@@ -135,6 +136,7 @@ public:
             }
         }
         config_.strict = reader.boolean(root, "strict", "").value_or(false);
+        read_serve(reader, root["serve"]);
         read_entities(reader, root, config_.base_dir, false);
         for (const auto& included : expand_includes(reader, root["include"])) {
             const YAML::Node file_root = parse(included.path, reader.pos(included.where));
@@ -150,6 +152,18 @@ public:
     }
 
 private:
+    void read_serve(YamlReader& reader, const YAML::Node& serve) {
+        if (!serve.IsDefined() || serve.IsNull() || !reader.expect_map(serve, "serve", {"listen"})) return;
+        if (auto listen = reader.string(serve, "listen", "serve", false)) {
+            std::string problem;
+            if (auto address = parse_listen_address(*listen, problem)) {
+                config_.serve_listen = *address;
+            } else {
+                reader.error(serve["listen"], "serve.listen", problem);
+            }
+        }
+    }
+
     // Reads at most one byte more than kMaxConfigFileBytes, so `text` tells whether the file
     // is larger; false when it cannot be opened or read.
     static bool read_bounded(const std::string& path, std::string& text) {

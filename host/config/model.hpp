@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/diagnostics.hpp"
+#include "service/listen_address.hpp"
 
 namespace segpush {
 
@@ -92,6 +93,9 @@ struct Config {
     // `strict: true`: unsafe file permissions (a secret file others can read, say) are errors
     // instead of warnings.
     bool strict = false;
+    // Where `serve` answers /healthz, /readyz and /metrics (serve.listen): loopback unless the
+    // configuration says otherwise, since the metrics name the exports and their outcomes.
+    ListenAddress serve_listen;
     std::vector<SegmentConfig> segments;
     std::vector<ConnectionConfig> connections;
     std::vector<ExportConfig> exports;

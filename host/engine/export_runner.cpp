@@ -54,6 +54,7 @@ public:
         RunHistory& history = state_.history();
         const RunHistory::Claim claim = history.begin_run(export_.name, options_.full, options_.dry_run);
         summary_.run_id = claim.run_id;
+        LogRunScope::set_run_id(claim.run_id);
         baseline_ = claim.baseline;
         if (claim.continues) {
             log_line(LogLevel::info, "export " + export_.name + ": continuing the unfinished --full run #" +
@@ -177,16 +178,16 @@ private:
     // Opens and checks the connection and begins the export, each with retries.
     void begin(Session& session) {
         const auto stop = [this] { return stop_waiting(); };
-        call_with_retries("opening the connection", retry_, rng_, log_label(), stop, [&] {
+        call_with_retries("opening the connection", retry_, rng_, log_label(), plugin_.id(), stop, [&] {
             PluginCallResult result;
             session.connection = DestinationConnection::open(plugin_, connection_.settings.resolved_json, result);
             return result;
         });
-        call_with_retries("checking the connection", retry_, rng_, log_label(), stop,
+        call_with_retries("checking the connection", retry_, rng_, log_label(), plugin_.id(), stop,
                           [&] { return session.connection->check(); });
         std::vector<std::string> field_ids;
         for (const auto& field : plan_.fields) field_ids.push_back(field.id);
-        call_with_retries("starting the export", retry_, rng_, log_label(), stop, [&] {
+        call_with_retries("starting the export", retry_, rng_, log_label(), plugin_.id(), stop, [&] {
             PluginCallResult result;
             session.exp = session.connection->begin_export(export_.settings.resolved_json, field_ids, this, result);
             return result;
@@ -201,7 +202,10 @@ private:
         const int64_t batch = plugin_.max_records_per_batch();
         while (!intake_->done() && !cancel_ && intake_->last_seq() < batch) read_more(std::chrono::milliseconds(20));
         if (cancel_ || intake_->last_seq() == 0) return false;
-        auto setup = std::async(std::launch::async, [&] { begin(session); });
+        auto setup = std::async(std::launch::async, [&, log_context = LogRunScope::current()] {
+            const LogRunScope log_scope(log_context);  // the plugin's lines from here belong to this run
+            begin(session);
+        });
         try {
             while (!intake_->done() && !cancel_ &&
                    setup.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "log/log.hpp"
+#include "service/metrics.hpp"
 
 namespace segpush {
 
@@ -37,7 +38,14 @@ PushPipeline::PushPipeline(DestinationExport& destination, size_t concurrency, c
       rng_(rng),
       log_label_(std::move(log_label)),
       on_outcomes_(std::move(on_outcomes)) {
-    for (size_t i = 0; i < concurrency_; ++i) workers_.emplace_back([this] { work(); });
+    // The plugin logs from these threads: its lines belong to the run that pushes.
+    const LogRunScope::Context run_context = LogRunScope::current();
+    for (size_t i = 0; i < concurrency_; ++i) {
+        workers_.emplace_back([this, run_context] {
+            const LogRunScope log_scope(run_context);
+            work();
+        });
+    }
 }
 
 PushPipeline::~PushPipeline() {
@@ -145,6 +153,7 @@ std::optional<RunFailure> PushPipeline::settle(std::unique_ptr<PushJob> job) {
                               std::to_string(job->ids.size()) + " records were not accepted after " +
                                   std::to_string(job->failed_attempts) + " tries; the next run sends them"};
         }
+        ServiceMetrics::process().retry(destination_.plugin_id(), 0);
         retry_later(std::move(job), 0);
         return std::nullopt;
     }
@@ -173,6 +182,7 @@ std::optional<RunFailure> PushPipeline::settle(std::unique_ptr<PushJob> job) {
                                                                std::to_string(job->failed_attempts) +
                                                                " tries; the next run continues from here)"};
         }
+        ServiceMetrics::process().retry(destination_.plugin_id(), result.call.vendor_code);
         const auto delay = retry_later(std::move(job), result.call.retry_after_ms);
         log_line(LogLevel::warn,
                  log_label_ + ": " + message + "; retrying in " + std::to_string(delay.count()) + " ms");
@@ -198,7 +208,7 @@ void sleep_unless(const std::function<bool()>& stop, std::chrono::milliseconds d
 }
 
 void call_with_retries(const std::string& what, const RetryPolicy& retry, std::mt19937_64& rng,
-                       const std::string& log_label, const std::function<bool()>& stop,
+                       const std::string& log_label, const std::string& destination, const std::function<bool()>& stop,
                        const std::function<PluginCallResult()>& call) {
     for (int failed = 0;;) {
         const PluginCallResult result = call();
@@ -212,6 +222,7 @@ void call_with_retries(const std::string& what, const RetryPolicy& retry, std::m
             throw RunFailure{RunStatus::failed_retryable,
                              message + " (gave up after " + std::to_string(failed) + " tries)"};
         }
+        ServiceMetrics::process().retry(destination, result.vendor_code);
         const auto delay = retry.delay(failed, result.retry_after_ms, rng);
         log_line(LogLevel::warn, log_label + ": " + message + "; retrying in " + std::to_string(delay.count()) + " ms");
         sleep_unless(stop, delay);

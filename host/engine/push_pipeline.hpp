@@ -40,7 +40,7 @@ struct PushJob {
 // Sends jobs to the destination on up to `concurrency` threads and applies the one retry
 // policy to what comes back. The run's thread submits jobs and calls wait(); outcomes are
 // handed to `on_outcomes` on that thread, one job's at a time, so every state write stays on
-// it.
+// it. Each retry is counted for the destination's plugin in ServiceMetrics.
 //
 // What a finished push means:
 // - OK: each record's outcome is delivered; a record the plugin reported RETRY, or did not
@@ -101,9 +101,9 @@ private:
 // Calls `call` until it succeeds, under the same retry policy as pushes: a failure that
 // cannot be retried, or the last try, throws RunFailure (cancelled when `stop` was asked
 // meanwhile or the plugin says so). `what` names the call in messages ("opening the
-// connection").
+// connection"); each retry is counted for `destination` (the plugin id) in ServiceMetrics.
 void call_with_retries(const std::string& what, const RetryPolicy& retry, std::mt19937_64& rng,
-                       const std::string& log_label, const std::function<bool()>& stop,
+                       const std::string& log_label, const std::string& destination, const std::function<bool()>& stop,
                        const std::function<PluginCallResult()>& call);
 
 // Sleeps for `delay`, waking early once `stop` says so.

@@ -41,6 +41,7 @@ PluginCallResult result_of(segpush_status status, const segpush_error& error) {
     if (result.message.empty()) result.message = "(no message)";
     result.field.assign(error.field, strnlen(error.field, sizeof error.field));
     result.retry_after_ms = error.retry_after_ms;
+    result.vendor_code = error.vendor_code;
     return result;
 }
 

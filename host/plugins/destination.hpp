@@ -26,6 +26,7 @@ struct PluginCallResult {
     std::string message;          // never empty when status is not OK
     std::string field;            // with SEGPUSH_ERR_CONFIG: the settings key at fault, if named
     uint32_t retry_after_ms = 0;  // the earliest to try again that the plugin gave (plugin.h: with RETRY), or 0
+    int32_t vendor_code = 0;      // the destination's own code (an HTTP status), 0 when none
 
     bool ok() const { return status == SEGPUSH_OK; }
     // Worth trying the same call again: transient trouble, or the plugin's own failure.
@@ -68,6 +69,8 @@ public:
     // batch's records. Only when can_resume().
     OutcomesResult resume(const BatchView& batch, const std::vector<const char*>& receipts);
     bool can_resume() const { return api_.resume_pending != nullptr; }
+    // The plugin's id, as the configuration names it.
+    std::string plugin_id() const { return api_.id ? api_.id : ""; }
     // Waits for every pending record. Only a RETRY leaves the export open (to finish again or
     // abort); any other result ends it.
     OutcomesResult finish();

@@ -49,6 +49,12 @@ void Scheduler::start_due(Clock::time_point now) {
     }
 }
 
+std::vector<std::pair<std::string, Scheduler::Clock::time_point>> Scheduler::next_runs() const {
+    std::vector<std::pair<std::string, Clock::time_point>> runs;
+    for (const auto& slot : slots_) runs.emplace_back(slot.exp->name, slot.next);
+    return runs;
+}
+
 void Scheduler::wait_for_runs() {
     for (auto& slot : slots_) {
         if (slot.worker.joinable()) slot.worker.join();

@@ -6,6 +6,7 @@
 #include <list>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "config/model.hpp"
@@ -35,6 +36,8 @@ public:
     bool empty() const { return slots_.empty(); }
     // Logs each export's schedule and next run.
     void log_schedules() const;
+    // Each scheduled export's name and next run time, for monitoring. Same thread as start_due.
+    std::vector<std::pair<std::string, Clock::time_point>> next_runs() const;
     // Starts every export whose time has come by `now` and moves its next time on.
     void start_due(Clock::time_point now);
     // Waits for the runs still going.

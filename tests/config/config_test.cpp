@@ -118,7 +118,7 @@ TEST_CASE_METHOD(ConfigFixture, "config 1: a typo'd top-level key suggests the r
     const Result result = check(replace(kBase, "plugin_dir:", "plugin_dirs:"));
     CHECK(result.error_with("unknown key 'plugin_dirs'") ==
           "segpush.yaml:1:1: error: plugin_dirs: unknown key 'plugin_dirs' (did you mean 'plugin_dir'?); allowed keys: "
-          "plugin_dir, state, report_retention_days, strict, include, segments, connections, exports");
+          "plugin_dir, state, report_retention_days, strict, include, segments, connections, exports, serve");
 }
 
 TEST_CASE_METHOD(ConfigFixture, "config 2: a typo'd connection key suggests the right one") {
@@ -570,4 +570,30 @@ TEST_CASE_METHOD(ConfigFixture,
     CHECK(result.error_with("time zone") == "segpush.yaml:22:15: error: exports.vip_export.timezone: unknown time zone "
                                             "'Europe/Pariss'; use an IANA name such as Europe/Paris");
     CHECK(result.errors.size() == 2);
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: serve.listen defaults to loopback and a bad address names its line") {
+    const Result plain = check(kBase);
+    REQUIRE(plain.config);
+    CHECK(listen_address_text(plain.config->serve_listen) == "127.0.0.1:9464");
+
+    const Result opened = check(
+        replace(kBase, "state: state.db\n", "state: state.db\nserve:\n  listen: \"[::]:9100\"\n"));
+    INFO(opened.all());
+    REQUIRE(opened.errors.empty());
+    CHECK(listen_address_text(opened.config->serve_listen) == "[::]:9100");
+
+    const Result named = check(
+        replace(kBase, "state: state.db\n", "state: state.db\nserve:\n  listen: localhost:9464\n"));
+    CHECK(named.error_with("serve.listen") ==
+          "segpush.yaml:4:11: error: serve.listen: 'localhost' is not an IP address; give a numeric address "
+          "(127.0.0.1, 0.0.0.0, or [::1] for IPv6)");
+    const Result port = check(
+        replace(kBase, "state: state.db\n", "state: state.db\nserve:\n  listen: 127.0.0.1:99999\n"));
+    CHECK(port.error_with("serve.listen") ==
+          "segpush.yaml:4:11: error: serve.listen: port '99999' is not a number from 0 to 65535");
+    const Result typo = check(
+        replace(kBase, "state: state.db\n", "state: state.db\nserve:\n  listn: 127.0.0.1:9464\n"));
+    CHECK_THAT(typo.error_with("listn"), Catch::StartsWith("segpush.yaml:4:3: error: serve.listn: unknown key 'listn' "
+                                                           "(did you mean 'listen'?)"));
 }

@@ -4,6 +4,7 @@
 // `segpush forget` leaves no trace of a person.
 #include <catch2/catch.hpp>
 
+#include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <sqlite3.h>
@@ -19,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "reliability/reliability_support.hpp"
@@ -135,6 +137,29 @@ TEST_CASE("at rest: a server that echoes the API key leaves it in no state file,
     CHECK(show.exit_code == 0);
     CHECK_THAT(show.out, Catch::Contains("denied for token ***"));
     f.history.push_back(show);
+
+    // Log lines as JSON: a server error quoting the key is logged with each retry, and each line
+    // is one JSON object with the key scrubbed in every form (a JSON-escaped key would differ
+    // from the raw one the text format scrubs).
+    ConfigOptions two_tries;
+    two_tries.max_attempts = 2;
+    write_config(f, two_tries);
+    f.sandbox.configure(echoing_route("GET /api/3/users/me", 502));
+    const Run json_logged = f.segpush("--log-format json export run vip_export");
+    f.sandbox.configure(R"({"override_routes": {}})");
+    CHECK(json_logged.exit_code == 1);
+    size_t scrubbed_lines = 0;
+    std::istringstream lines(json_logged.err);
+    for (std::string line; std::getline(lines, line);) {
+        INFO(line);
+        rapidjson::Document entry;
+        entry.Parse(line.c_str(), line.size());
+        REQUIRE_FALSE(entry.HasParseError());
+        REQUIRE(entry.IsObject());
+        const std::string message = entry["message"].GetString();
+        if (message.find("denied for token ***") != std::string::npos) ++scrubbed_lines;
+    }
+    CHECK(scrubbed_lines >= 1);
     check_no_secret_anywhere(f, key_forms());
 }
 
