@@ -46,7 +46,8 @@ Commands:
 
 Options:
   --config FILE      Configuration file (default: $SEGPUSH_CONFIG, else ./segpush.yaml)
-  --plugin-dir DIR   Load plugins from DIR instead of the configuration's plugin_dir
+  --plugin-dir DIR   Load plugins from DIR instead of the configuration's plugin_dir (which,
+                     when not set, is ../lib/segpush/plugins from the segpush binary's folder)
   --log-format FMT   Log lines as text (default) or json, one object a line (also $SEGPUSH_LOG_FORMAT)
   --version          Print the version and the plugin ABI version
   -h, --help         This help
@@ -187,9 +188,17 @@ Exit status: 0, 1 when no plugin has that id.
 
 std::string abi_text(uint32_t major, uint32_t minor) { return std::to_string(major) + "." + std::to_string(minor); }
 
+// " (plugin_dir is not set: the default, ...)" when the configuration leaves plugin_dir to its
+// default and no --plugin-dir replaces it, else "": messages say which directory was used.
+std::string plugin_dir_origin(const Config& config, const Options& options) {
+    if (options.plugin_dir || !config.plugin_dir_is_default) return "";
+    return " (plugin_dir is not set: the default, " + kDefaultPluginDirText + ")";
+}
+
 // The plugin directory: --plugin-dir, else the configuration's. Config problems that stop
-// us from knowing it are printed.
-std::optional<std::string> plugin_directory(const Options& options, Printer& print) {
+// us from knowing it are printed. `origin`, when given, says where the directory came from
+// when it is the default.
+std::optional<std::string> plugin_directory(const Options& options, Printer& print, std::string* origin = nullptr) {
     if (options.plugin_dir) return options.plugin_dir;
     Diagnostics diagnostics;
     auto config = load_config(options.config_path, diagnostics);
@@ -198,6 +207,7 @@ std::optional<std::string> plugin_directory(const Options& options, Printer& pri
         print.err("segpush: cannot find the plugin directory: fix the configuration or pass --plugin-dir DIR\n");
         return std::nullopt;
     }
+    if (origin) *origin = plugin_dir_origin(*config, options);
     return resolved_plugin_dir(*config);
 }
 
@@ -210,11 +220,12 @@ void write_json(Printer& print, const rapidjson::Document& document) {
 }
 
 int plugins_list(const Options& options, Printer& print) {
-    const auto directory = plugin_directory(options, print);
+    std::string origin;
+    const auto directory = plugin_directory(options, print, &origin);
     if (!directory) return kExitUsage;
     const auto registry = PluginRegistry::survey_directory(*directory);
     if (!registry.directory_problem().empty()) {
-        print.err("segpush: " + registry.directory_problem() + "\n");
+        print.err("segpush: " + registry.directory_problem() + origin + "\n");
         return kExitUsage;
     }
     if (options.json) {
@@ -243,7 +254,7 @@ int plugins_list(const Options& options, Printer& print) {
         return kExitOk;
     }
     std::ostringstream text;
-    text << "Plugins in " << *directory << ":\n";
+    text << "Plugins in " << *directory << origin << ":\n";
     if (registry.usable().empty()) text << "  (none loaded)\n";
     for (const auto& plugin : registry.usable()) {
         text << "  " << std::left << std::setw(18) << plugin.id << std::setw(10) << plugin.version << "ABI "
@@ -427,6 +438,8 @@ int config_check(const Options& options, Printer& print) {
     print.out(options.config_path + ": OK (" + std::to_string(config.segments.size()) + " segment(s), " +
               std::to_string(config.connections.size()) + " connection(s), " + std::to_string(config.exports.size()) +
               " export(s))\n");
+    print.out("plugins from " + (options.plugin_dir ? *options.plugin_dir : resolved_plugin_dir(config)) +
+              plugin_dir_origin(config, options) + "\n");
     return kExitOk;
 }
 
@@ -458,7 +471,7 @@ std::optional<CheckedSetup> load_checked(const Options& options, Diagnostics& di
             diagnostics.error(setup.config.plugin_dir_pos, "plugin_dir",
                               setup.registry.directory_problem() +
                                   (options.plugin_dir ? " (given with --plugin-dir, which replaces this setting)"
-                                                      : ""));
+                                                      : plugin_dir_origin(setup.config, options)));
         }
         for (const auto& refused : setup.registry.refused()) {
             if (!refused.wanted_id.empty()) continue;  // an error at the connection that names it

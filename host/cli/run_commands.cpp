@@ -25,6 +25,7 @@
 #include "service/http_endpoint.hpp"
 #include "service/metrics.hpp"
 #include "state/state_store.hpp"
+#include "systemd/service_notifier.hpp"
 #include "text/suggest.hpp"
 
 namespace segpush {
@@ -401,13 +402,17 @@ int serve(const Options& options, Printer& print) {
     }
     StopOnSignal stop_on_signal;
     scheduler.log_schedules();
+    ServiceNotifier service_manager;  // systemd's Type=notify: a no-op when not started by systemd
+    service_manager.ready("serving the scheduled exports");
     readiness.clear("scheduler");
     while (!g_stop) {
         scheduler.start_due(std::chrono::system_clock::now());
+        service_manager.alive();
         for (const auto& [name, next] : scheduler.next_runs()) metrics.next_run(name, next);
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     readiness.block("scheduler", "stopping: running exports are finishing their batches in flight");
+    service_manager.stopping();
     log_line(LogLevel::info, "serve: stopping; running exports finish their batches in flight and save their state");
     scheduler.wait_for_runs();
     return kExitOk;

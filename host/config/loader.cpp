@@ -121,7 +121,17 @@ public:
             return;
         }
         if (!reader.expect_map(root, "", kMainKeys)) return;
-        if (auto dir = reader.string(root, "plugin_dir", "", true)) {
+        if (!root["plugin_dir"].IsDefined() || root["plugin_dir"].IsNull()) {
+            config_.plugin_dir_is_default = true;
+            config_.plugin_dir_pos = {config_.file, 1, 1};
+            std::string problem;
+            config_.plugin_dir = default_plugin_dir(problem);
+            if (config_.plugin_dir.empty()) {
+                diagnostics_.error(config_.plugin_dir_pos, "plugin_dir",
+                                   "not set, and the default (" + kDefaultPluginDirText +
+                                       ") cannot be found: " + problem + "; set plugin_dir");
+            }
+        } else if (auto dir = reader.string(root, "plugin_dir", "", true)) {
             config_.plugin_dir = *dir;
             config_.plugin_dir_pos = reader.pos(root["plugin_dir"]);
         }
@@ -485,6 +495,18 @@ std::optional<Config> load_config(const std::string& path, Diagnostics& diagnost
 }
 
 std::string resolved_plugin_dir(const Config& config) { return config_path(config.base_dir, config.plugin_dir); }
+
+std::string default_plugin_dir(std::string& problem) {
+    // The running binary, not argv[0] or PATH: an install extracted or moved anywhere (dpkg -x,
+    // cmake --install --prefix) finds the plugins it was installed with.
+    std::error_code error;
+    const fs::path binary = fs::read_symlink("/proc/self/exe", error);
+    if (error) {
+        problem = "/proc/self/exe: " + error.message();
+        return "";
+    }
+    return (binary.parent_path() / SEGPUSH_PLUGIN_DIR_FROM_BINARY).lexically_normal().string();
+}
 
 void check_config(Config& config, const PluginRegistry& registry, Diagnostics& diagnostics) {
     const std::vector<std::string> plugin_ids = registry.ids();

@@ -25,4 +25,12 @@ void check_config(Config& config, const PluginRegistry& registry, Diagnostics& d
 // plugin_dir from the config, resolved against the config file's folder.
 std::string resolved_plugin_dir(const Config& config);
 
+// plugin_dir when the configuration names none: the plugins installed with segpush, found from
+// the running binary (bin/segpush -> lib/segpush/plugins). Empty, with `problem` saying why,
+// when the running binary cannot be found.
+std::string default_plugin_dir(std::string& problem);
+// How messages name that default.
+inline const std::string kDefaultPluginDirText = std::string(SEGPUSH_PLUGIN_DIR_FROM_BINARY) +
+                                                 " from the folder of the segpush binary";
+
 }  // namespace segpush

@@ -87,6 +87,8 @@ struct Config {
     std::string base_dir;
     std::string plugin_dir;
     SourcePos plugin_dir_pos;
+    // plugin_dir was not set: plugin_dir holds default_plugin_dir(), plugin_dir_pos the file's start.
+    bool plugin_dir_is_default = false;
     std::string state_path;
     // Run reports list people by email: each is deleted this many days after it was written.
     uint64_t report_retention_days = 30;
