@@ -23,23 +23,26 @@ std::string_view piece(std::string_view text, const std::vector<size_t>& ends, s
 }
 
 // The scratch database: SQLite makes a private file for the empty name and deletes it when
-// the connection closes. No journal and no syncs: nothing in it outlives the run, and a
-// transaction is only rolled back when the run is failing anyway, after which its rows are
-// read at most for the report. Its pages are 16 KiB and its cache 16 MiB: the keys of a few
-// hundred thousand members outgrow the cache, and larger pages mean fewer pwrite and pread
-// calls while a diff builds their index.
+// the connection closes; the tables are in its TEMP database, which keeps no journal (nothing
+// in it outlives the run, and a transaction is only rolled back when the run is failing
+// anyway, after which its rows are read at most for the report). TEMP pages are 16 KiB and
+// their cache 16 MiB: the keys of a few hundred thousand members outgrow the cache, and larger
+// pages mean fewer pwrite and pread calls while a diff builds their index. The main
+// database's cache, which also bounds the memory SQLite sorts in while it builds that index,
+// stays at 4 MiB.
 const char* const kScratchSchema = R"sql(
-PRAGMA page_size=16384; PRAGMA cache_size=-16384; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
-CREATE TABLE staged_keys(
+PRAGMA main.cache_size=-4096; PRAGMA temp.page_size=16384; PRAGMA temp.cache_size=-16384;
+PRAGMA temp.journal_mode=OFF;
+CREATE TEMP TABLE staged_keys(
   seq INTEGER PRIMARY KEY,
   email_key TEXT NOT NULL,
   hash INTEGER NOT NULL);
 -- Why the destination refused or kept out a member, read only for the report: kept in
 -- memory, a run whose every record is refused would hold a string a member.
-CREATE TABLE refusals(
+CREATE TEMP TABLE refusals(
   seq INTEGER PRIMARY KEY,
   reason TEXT NOT NULL);
-CREATE TABLE rejects(
+CREATE TEMP TABLE rejects(
   source INTEGER NOT NULL,
   line INTEGER NOT NULL,
   email TEXT,
@@ -175,13 +178,13 @@ void RunMembers::index_staged_keys() {
             if (keys.size() == kRowsPerInsert) insert();
         });
         if (!keys.empty()) insert();
-        scratch_.exec("CREATE UNIQUE INDEX IF NOT EXISTS staged_by_key ON staged_keys(email_key, hash)");
+        scratch_.exec("CREATE UNIQUE INDEX IF NOT EXISTS temp.staged_by_key ON staged_keys(email_key, hash)");
         if (transaction) transaction->commit();
     } catch (...) {
         // Without a journal, what was inserted stays unless deleted, and a second attempt
         // would meet it.
         try {
-            scratch_.exec("DROP INDEX IF EXISTS staged_by_key; DELETE FROM staged_keys;");
+            scratch_.exec("DROP INDEX IF EXISTS temp.staged_by_key; DELETE FROM staged_keys;");
         } catch (const sqlite::Error&) {
         }
         throw;
@@ -223,11 +226,13 @@ void RunMembers::diff(int64_t baseline, bool stage_leavers, int64_t first_leaver
     // Nothing recorded (a first delivery): every member is new, nobody leaves, nobody was
     // removed before. No index is built and no staged row read again.
     if (delivered_.nothing_recorded(export_name_)) return;
-    index_staged_keys();
     // One pass over the delivered members and the staged ones, both in key order (the
-    // delivered state's and the index's), merged: each is read page by page, in order.
-    auto staged = scratch_.prepare("SELECT seq, email_key, hash FROM staged_keys ORDER BY email_key");
-    bool more_staged = staged.step();
+    // delivered state's and the index's), merged: each is read page by page, in order. The
+    // staged keys' index is built at the first delivered member: by then the delivered state
+    // has folded what the last run recorded and given back the memory that took, which the
+    // index's cache then reuses.
+    std::optional<sqlite::Statement> staged;
+    bool more_staged = false;
     int64_t matched = 0;
     StagedRow leaver;
     leaver.seq = first_leaver_seq;
@@ -244,14 +249,19 @@ void RunMembers::diff(int64_t baseline, bool stage_leavers, int64_t first_leaver
         }
         first = false;
         previous_key.assign(member.key);
-        while (more_staged && staged.blob(1) < member.key) more_staged = staged.step();
-        if (more_staged && staged.blob(1) == member.key) {
+        if (!staged) {
+            index_staged_keys();
+            staged.emplace(scratch_.prepare("SELECT seq, email_key, hash FROM staged_keys ORDER BY email_key"));
+            more_staged = staged->step();
+        }
+        while (more_staged && staged->blob(1) < member.key) more_staged = staged->step();
+        if (more_staged && staged->blob(1) == member.key) {
             ++matched;
-            if (static_cast<uint64_t>(staged.integer(2)) == member.hash && member.run_id >= baseline) {
+            if (static_cast<uint64_t>(staged->integer(2)) == member.hash && member.run_id >= baseline) {
                 ++counts.unchanged;
-                states_.set(staged.integer(0), MemberState::unchanged);
+                states_.set(staged->integer(0), MemberState::unchanged);
             }
-            more_staged = staged.step();
+            more_staged = staged->step();
             return;
         }
         ++counts.leaving;

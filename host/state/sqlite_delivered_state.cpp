@@ -95,6 +95,8 @@ void SqliteDeliveredState::visit_delivered(const std::string& export_name,
         fold_log(export_name);
         transaction.commit();
     }
+    // The fold's sort filled the TEMP cache; given back now, for what the caller builds next.
+    sqlite3_db_release_memory(db_.handle());
     // The primary key's order: BINARY collation compares bytes as memcmp does.
     auto members = db_.prepare("SELECT email_key, key_value, hash, run_id FROM delivered WHERE export=?1 "
                                "ORDER BY email_key");
