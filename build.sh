@@ -12,6 +12,7 @@ PACKAGES=(g++ make cmake pkg-config libboost-dev libboost-filesystem-dev libyaml
           libcurl4-openssl-dev rapidjson-dev catch2 libsqlite3-dev python3 openssl ca-certificates
           libhowardhinnant-date-dev tzdata
           libsystemd-dev  # sd_notify: serve under systemd's Type=notify
+          libssl-dev  # libcrypto's HMAC-SHA256: the signature of webhook notices
           dpkg-dev  # dpkg-shlibdeps: the .deb's dependencies, for cpack and its test
           python3-prometheus-client  # its text parser reads serve's /metrics in the tests
           clang clang-format)  # clang: libFuzzer for the fuzz step of `test`

@@ -20,6 +20,7 @@
 #include "engine/record.hpp"
 #include "engine/run_report.hpp"
 #include "log/log.hpp"
+#include "notify/notifier.hpp"
 #include "plugins/shared_budgets.hpp"
 #include "schedule/scheduler.hpp"
 #include "service/http_endpoint.hpp"
@@ -187,6 +188,7 @@ void run_scheduled(const CheckedSetup& setup, const ExportConfig& exp) {
                      count(c.accepted) + ", rejected " + count(c.rejected + c.invalid) + ", suppressed " +
                      count(c.suppressed) + ", unchanged " + count(c.unchanged) +
                      (summary.error.empty() ? "" : "; " + summary.error));
+        notify_run_finished(exp, state->history(), summary.run_id);  // queued: never holds up the schedule
     } catch (const AlreadyRunning& running) {
         metrics.run_not_started(exp.name, "skipped");
         log_line(LogLevel::warn, "export " + exp.name + ": skipped this time: " + running.what());
@@ -218,6 +220,8 @@ int export_run(const Options& options, Printer& print) {
     try {
         const RunSummary summary = runner.run(run_options);
         print.out(summary_text(*exp, summary, options.dry_run));
+        notify_run_finished(*exp, state->history(), summary.run_id);
+        Notifier::process().finish(kNotifyWaitAtExit);  // bounded: the exit is not held up for long
         return exit_code_for(summary.status);
     } catch (const AlreadyRunning& running) {
         print.err("segpush: " + std::string(running.what()) + "\n");
@@ -415,6 +419,7 @@ int serve(const Options& options, Printer& print) {
     service_manager.stopping();
     log_line(LogLevel::info, "serve: stopping; running exports finish their batches in flight and save their state");
     scheduler.wait_for_runs();
+    Notifier::process().finish(kNotifyWaitAtExit);
     return kExitOk;
 }
 

@@ -33,16 +33,16 @@ YAML::Node settings_block(const YAML::Node& node) {
     return settings.IsDefined() ? settings : YAML::Node(YAML::NodeType::Undefined);
 }
 
-const std::vector<std::string> kMainKeys = {"plugin_dir",  "state",   "report_retention_days",
-                                            "strict",      "include", "segments",
-                                            "connections", "exports", "serve"};
+const std::vector<std::string> kMainKeys = {"plugin_dir", "state",    "report_retention_days", "strict",
+                                            "include",    "segments", "connections",           "exports",
+                                            "serve",      "notify"};
 const std::vector<std::string> kAdminIncludeKeys = {"segments", "connections", "exports"};
 const std::vector<std::string> kContributorIncludeKeys = {"exports"};
 const std::vector<std::string> kSegmentKeys = {"source", "path", "fifo_timeout_seconds"};
 const std::vector<std::string> kConnectionKeys = {"plugin", "display_name", "usable_by", "privacy_consent", "settings"};
-const std::vector<std::string> kExportKeys = {"connection", "segments",          "settings",     "mapping",
-                                              "schedule",   "timezone",          "max_profiles", "on_leave",
-                                              "retry",      "clear_blank_values"};
+const std::vector<std::string> kExportKeys = {"connection", "segments",           "settings",     "mapping",
+                                              "schedule",   "timezone",           "max_profiles", "on_leave",
+                                              "retry",      "clear_blank_values", "notify"};
 const std::vector<std::string> kSources = {"csv", "jsonl"};
 const std::vector<std::string> kRoles = {"admins", "contributors"};
 
@@ -147,6 +147,8 @@ public:
         }
         config_.strict = reader.boolean(root, "strict", "").value_or(false);
         read_serve(reader, root["serve"]);
+        // Before the exports: each merges its own notify: over this one.
+        config_.notify = read_notify_policy(reader, root["notify"], "notify", NotifyPolicy{}, false, config_.strict);
         read_entities(reader, root, config_.base_dir, false);
         for (const auto& included : expand_includes(reader, root["include"])) {
             const YAML::Node file_root = parse(included.path, reader.pos(included.where));
@@ -437,6 +439,8 @@ private:
                 item.retry_max_backoff_seconds = static_cast<int>(std::min<uint64_t>(*backoff, 86400));
             }
         }
+        item.notify = read_notify_policy(reader, node["notify"], path + ".notify", config_.notify, contributors,
+                                         config_.strict);
         config_.exports.push_back(item);
     }
 

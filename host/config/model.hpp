@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/diagnostics.hpp"
+#include "notify/notify_policy.hpp"
 #include "service/listen_address.hpp"
 
 namespace segpush {
@@ -73,6 +74,8 @@ struct ExportConfig {
     SourcePos clear_blank_values_pos;
     int retry_max_attempts = 8;  // tries of one call before the run gives up
     int retry_max_backoff_seconds = 120;
+    // The configuration's notify: with this export's own notify: merged over it.
+    NotifyPolicy notify;
     bool from_contributor_file = false;
     SourcePos pos;
 };
@@ -98,6 +101,8 @@ struct Config {
     // Where `serve` answers /healthz, /readyz and /metrics (serve.listen): loopback unless the
     // configuration says otherwise, since the metrics name the exports and their outcomes.
     ListenAddress serve_listen;
+    // The top-level notify: every export starts from.
+    NotifyPolicy notify;
     std::vector<SegmentConfig> segments;
     std::vector<ConnectionConfig> connections;
     std::vector<ExportConfig> exports;
