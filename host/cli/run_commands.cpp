@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <ctime>
 #include <filesystem>
 #include <iomanip>
 #include <list>
@@ -68,6 +69,27 @@ public:
 private:
     struct sigaction previous_int_ {};
     struct sigaction previous_term_ {};
+};
+
+// Set by SIGHUP: serve's main loop reads the configuration again (never the handler itself).
+std::atomic<bool> g_reload{false};
+
+extern "C" void on_reload_signal(int) { g_reload = true; }
+
+class ReloadOnSignal {
+public:
+    ReloadOnSignal() {
+        g_reload = false;
+        struct sigaction action {};
+        action.sa_handler = on_reload_signal;
+        sigemptyset(&action.sa_mask);
+        action.sa_flags = SA_RESTART;
+        sigaction(SIGHUP, &action, &previous_hup_);
+    }
+    ~ReloadOnSignal() { sigaction(SIGHUP, &previous_hup_, nullptr); }
+
+private:
+    struct sigaction previous_hup_ {};
 };
 
 std::string count(int64_t n) { return std::to_string(n); }
@@ -170,8 +192,9 @@ std::string json_text(const rapidjson::Document& document) {
     return std::string(buffer.GetString()) + "\n";
 }
 
-// One scheduled run inside `serve`: its outcome goes to the log, never an exception.
-void run_scheduled(const CheckedSetup& setup, const ExportConfig& exp) {
+// One scheduled run inside `serve`: its outcome goes to the log, never an exception; the
+// scheduler gets it too (nullopt: the run did not start).
+std::optional<Scheduler::RunOutcome> run_scheduled(const CheckedSetup& setup, const ExportConfig& exp) {
     const LogRunScope log_scope(exp.name);
     ServiceMetrics& metrics = ServiceMetrics::process();
     metrics.run_started(exp.name);
@@ -189,12 +212,106 @@ void run_scheduled(const CheckedSetup& setup, const ExportConfig& exp) {
                      count(c.suppressed) + ", unchanged " + count(c.unchanged) +
                      (summary.error.empty() ? "" : "; " + summary.error));
         notify_run_finished(exp, state->history(), summary.run_id);  // queued: never holds up the schedule
+        return Scheduler::RunOutcome{summary.status, summary.error};
     } catch (const AlreadyRunning& running) {
         metrics.run_not_started(exp.name, "skipped");
         log_line(LogLevel::warn, "export " + exp.name + ": skipped this time: " + running.what());
     } catch (const std::exception& error) {
         metrics.run_not_started(exp.name, "error");
         log_line(LogLevel::error, "export " + exp.name + ": run failed: " + error.what());
+    }
+    return std::nullopt;
+}
+
+// What an export's runs depend on, so that a reload can tell whether it changed. Hashed: the
+// resolved settings hold secrets, which need not be kept twice.
+std::string export_definition(const Config& config, const ExportConfig& exp) {
+    std::ostringstream text;
+    auto settings = [&](const Settings& given) {
+        text << YAML::Dump(given.yaml) << "\n" << given.resolved_json << "\n";
+    };
+    text << exp.name << "\n"
+         << exp.connection << "\n"
+         << exp.schedule << "\n"
+         << exp.timezone << "\n"
+         << exp.max_profiles.value_or(0) << " " << static_cast<int>(exp.on_leave) << " " << exp.clear_blank_values
+         << " " << exp.retry_max_attempts << " " << exp.retry_max_backoff_seconds << " " << exp.catch_up << "\n";
+    settings(exp.settings);
+    for (const auto& [field, column] : exp.mapping) text << field << "=" << column << "\n";
+    for (const auto& name : exp.segments) {
+        text << "segment " << name << "\n";
+        if (const SegmentConfig* segment = config.find_segment(name)) {
+            text << segment->source << " " << segment->path << " "
+                 << (segment->fifo_timeout ? segment->fifo_timeout->count() : -1) << "\n";
+        }
+    }
+    if (const ConnectionConfig* connection = config.find_connection(exp.connection)) {
+        text << "connection " << connection->plugin << "\n";
+        settings(connection->settings);
+    }
+    return std::to_string(std::hash<std::string>{}(text.str()));
+}
+
+// The scheduled exports of `setup`, each sharing ownership of it: a run keeps the
+// configuration and the plugins it started with alive to its end, whatever a reload does.
+std::vector<Scheduler::ScheduledExport> scheduled_exports(const std::shared_ptr<const CheckedSetup>& setup) {
+    std::vector<Scheduler::ScheduledExport> exports;
+    for (const auto& exp : setup->config.exports) {
+        exports.push_back({std::shared_ptr<const ExportConfig>(setup, &exp), export_definition(setup->config, exp)});
+    }
+    return exports;
+}
+
+Scheduler::RunExport runs_under(const std::shared_ptr<const CheckedSetup>& setup) {
+    return [setup](const ExportConfig& exp) { return run_scheduled(*setup, exp); };
+}
+
+// serve's configuration read again (SIGHUP), checked as fully as at start. Every problem goes
+// to the log as config check words it (file:line:col); nullptr when the running configuration
+// must stay.
+std::shared_ptr<const CheckedSetup> reload_setup(const Options& options) {
+    log_line(LogLevel::info, "serve: reloading the configuration from " + options.config_path);
+    std::optional<CheckedSetup> setup;
+    try {
+        Diagnostics diagnostics;
+        setup = load_checked(options, diagnostics);
+        for (const auto& item : diagnostics.items()) {
+            log_line(item.severity == Diagnostic::Severity::error ? LogLevel::error : LogLevel::warn,
+                     "serve: reload: " + item.format());
+        }
+    } catch (const std::exception& error) {
+        log_line(LogLevel::error, "serve: reload: " + std::string(error.what()));
+        setup.reset();
+    }
+    if (setup) {
+        bool any_scheduled = false;
+        for (const auto& exp : setup->config.exports) any_scheduled = any_scheduled || !exp.schedule.empty();
+        if (any_scheduled) return std::make_shared<const CheckedSetup>(std::move(*setup));
+        log_line(LogLevel::error, "serve: reload: no export of the new configuration has a schedule");
+    }
+    log_line(LogLevel::error,
+             "serve: the new configuration was not taken; the running one goes on unchanged (fix it, check it with "
+             "'segpush config check', and send SIGHUP again)");
+    return nullptr;
+}
+
+// Whether a run (not a dry run) of the export started at or after `since`, by the run history.
+bool ran_since(const std::string& state_path, const std::string& export_name, Scheduler::Clock::time_point since) {
+    if (!std::filesystem::exists(state_path)) return false;
+    try {
+        for (const auto& run : open_state_store(state_path)->history().list_runs(export_name, 100)) {
+            if (run.dry_run) continue;
+            std::tm started{};
+            std::istringstream text(run.started_at);
+            text >> std::get_time(&started, "%Y-%m-%dT%H:%M:%S");
+            if (text.fail()) return true;  // unreadable: do not run twice on a guess
+            return Scheduler::Clock::from_time_t(timegm(&started)) >= since;
+        }
+        return false;
+    } catch (const std::exception& error) {
+        log_line(LogLevel::warn, "export " + export_name + ": catch_up cannot read the run history (" + error.what() +
+                                     "); no catch-up run");
+        return true;
     }
 }
 
@@ -370,14 +487,14 @@ int forget(const Options& options, Printer& print) {
 
 int serve(const Options& options, Printer& print) {
     if (options.words.size() != 1) return usage_error(print, "serve takes no arguments");
-    auto setup = load_checked_or_report(options, print);
-    if (!setup) return kExitUsage;
+    auto loaded = load_checked_or_report(options, print);
+    if (!loaded) return kExitUsage;
+    // Shared: a reload replaces it while runs started under it still use it.
+    std::shared_ptr<const CheckedSetup> setup = std::make_shared<const CheckedSetup>(std::move(*loaded));
     // Plugins' request budgets are shared by every export here and with the other segpush
     // processes of this state (an `export run` from cron, say).
     SharedBudgets::process().use_state_file(setup->config.state_path);
-    Scheduler scheduler(
-        setup->config.exports, [&](const ExportConfig& exp) { run_scheduled(*setup, exp); },
-        std::chrono::system_clock::now());
+    Scheduler scheduler(scheduled_exports(setup), runs_under(setup), std::chrono::system_clock::now());
     if (scheduler.empty()) {
         print.err(
             "segpush: no export has a schedule, so there is nothing to serve; add schedule: \"0 3 * * *\" "
@@ -405,11 +522,34 @@ int serve(const Options& options, Printer& print) {
                                       "); the exports run on");
     }
     StopOnSignal stop_on_signal;
+    ReloadOnSignal reload_on_signal;
+    scheduler.catch_up_missed(
+        [state_path = setup->config.state_path](const ExportConfig& exp, Scheduler::Clock::time_point since) {
+            return ran_since(state_path, exp.name, since);
+        },
+        std::chrono::system_clock::now());
     scheduler.log_schedules();
     ServiceNotifier service_manager;  // systemd's Type=notify: a no-op when not started by systemd
     service_manager.ready("serving the scheduled exports");
     readiness.clear("scheduler");
     while (!g_stop) {
+        if (g_reload.exchange(false)) {
+            service_manager.reloading();
+            if (auto reloaded = reload_setup(options)) {
+                if (listen_address_text(reloaded->config.serve_listen) !=
+                    listen_address_text(setup->config.serve_listen)) {
+                    log_line(LogLevel::warn, "serve: serve.listen changed; the health and metrics endpoint keeps "
+                                             "its address until serve restarts");
+                }
+                setup = std::move(reloaded);
+                SharedBudgets::process().use_state_file(setup->config.state_path);
+                scheduler.replace(scheduled_exports(setup), runs_under(setup), std::chrono::system_clock::now());
+                for (const auto& [name, next] : scheduler.next_runs()) metrics.declare_export(name);
+                log_line(LogLevel::info, "serve: the new configuration is running");
+                scheduler.log_schedules();
+            }
+            service_manager.ready("serving the scheduled exports");
+        }
         scheduler.start_due(std::chrono::system_clock::now());
         service_manager.alive();
         for (const auto& [name, next] : scheduler.next_runs()) metrics.next_run(name, next);

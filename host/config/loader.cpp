@@ -42,7 +42,7 @@ const std::vector<std::string> kSegmentKeys = {"source", "path", "fifo_timeout_s
 const std::vector<std::string> kConnectionKeys = {"plugin", "display_name", "usable_by", "privacy_consent", "settings"};
 const std::vector<std::string> kExportKeys = {"connection", "segments",           "settings",     "mapping",
                                               "schedule",   "timezone",           "max_profiles", "on_leave",
-                                              "retry",      "clear_blank_values", "notify"};
+                                              "retry",      "clear_blank_values", "catch_up",     "notify"};
 const std::vector<std::string> kSources = {"csv", "jsonl"};
 const std::vector<std::string> kRoles = {"admins", "contributors"};
 
@@ -427,6 +427,7 @@ private:
                              did_you_mean(on_leave, {"keep", "unsubscribe"}));
         }
         item.clear_blank_values = reader.boolean(node, "clear_blank_values", path).value_or(false);
+        item.catch_up = reader.boolean(node, "catch_up", path).value_or(false);
         item.clear_blank_values_pos = reader.pos(node["clear_blank_values"].IsDefined() ? node["clear_blank_values"]
                                                                                         : key);
         const YAML::Node retry = node["retry"];

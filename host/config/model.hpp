@@ -66,6 +66,8 @@ struct ExportConfig {
     bool mapping_given = false;  // false: already reported as missing
     std::string schedule;        // empty: on demand only
     std::string timezone;        // empty: UTC
+    // serve runs the export once at start when its last scheduled time passed with no run since.
+    bool catch_up = false;
     std::optional<uint64_t> max_profiles;
     OnLeave on_leave = OnLeave::keep;
     // A blank optional value erases the destination's (true) or leaves it alone (false: a

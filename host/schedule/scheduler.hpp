@@ -4,6 +4,8 @@
 #include <chrono>
 #include <functional>
 #include <list>
+#include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -11,22 +13,48 @@
 
 #include "config/model.hpp"
 #include "schedule/cron.hpp"
+#include "state/run_history.hpp"
 
 namespace segpush {
 
 // What `serve` runs: every export with a schedule, each at its next scheduled time, on a
 // thread of its own. A run still going when its export's next time comes is not started
 // again (that time is skipped, with a warning). Starting the scheduler runs nothing: the
-// first run of each export is at its next time.
+// first run of each export is at its next time (or at once, for a catch_up export whose last
+// time was missed, when serve asks for catch_up_missed).
+//
+// An export whose run fails permanently (a person must change something first) backs off:
+// after its k-th such failure in a row it runs again at the first scheduled time at least
+// min(interval * 2^(k-1), one day) after the failed run's time, where interval is the
+// schedule's own gap there (never less than that gap: a weekly export stays weekly). So the
+// first failure waits for the next scheduled time, later ones skip times, the gap doubling.
+// A run that succeeds or fails transiently, or a reload that changes the export's definition,
+// ends the backoff. Transient failures change nothing: the next scheduled time runs as usual.
 class Scheduler {
 public:
     using Clock = std::chrono::system_clock;
+    // How a run ended; nullopt when it did not start (another process runs the export).
+    struct RunOutcome {
+        RunStatus status = RunStatus::succeeded;
+        std::string error;
+    };
     // Runs one export to its end; called on the export's own thread, never twice at once for
     // one export. It must not throw.
-    using RunExport = std::function<void(const ExportConfig&)>;
+    using RunExport = std::function<std::optional<RunOutcome>(const ExportConfig&)>;
+
+    struct ScheduledExport {
+        // Shares ownership of what the export's runs use (the configuration, its plugins): a
+        // run started before a reload keeps them alive until it ends.
+        std::shared_ptr<const ExportConfig> exp;
+        // Anything a run depends on (the export, its connection, its segments) as text: a reload
+        // that changes it ends the export's backoff.
+        std::string definition;
+    };
 
     // Exports without a schedule, or with one that does not parse or an unknown time zone
-    // (config check reports both), are left out. `exports` must outlive the scheduler.
+    // (config check reports both), are left out.
+    Scheduler(std::vector<ScheduledExport> exports, RunExport run, Clock::time_point now);
+    // `exports` must outlive the scheduler.
     Scheduler(const std::vector<ExportConfig>& exports, RunExport run, Clock::time_point now);
     // Waits for the runs still going.
     ~Scheduler();
@@ -38,22 +66,50 @@ public:
     void log_schedules() const;
     // Each scheduled export's name and next run time, for monitoring. Same thread as start_due.
     std::vector<std::pair<std::string, Clock::time_point>> next_runs() const;
-    // Starts every export whose time has come by `now` and moves its next time on.
+    // Takes in the outcomes of runs that ended, then starts every export whose time has come by
+    // `now` and moves its next time on.
     void start_due(Clock::time_point now);
     // Waits for the runs still going.
     void wait_for_runs();
 
+    // Switches to a new set of exports (a configuration reload). Next times are computed from
+    // `now`. Runs going on finish with the configuration they started with; an export still
+    // running is not started again until that run ends, even under its new definition.
+    void replace(std::vector<ScheduledExport> exports, RunExport run, Clock::time_point now);
+
+    // For each catch_up export: the last scheduled time at or before `now` and whether a run of
+    // the export started since then (`ran_since`). When none did, the export runs at the next
+    // start_due.
+    void catch_up_missed(const std::function<bool(const ExportConfig&, Clock::time_point)>& ran_since,
+                         Clock::time_point now);
+
 private:
     struct Slot {
-        const ExportConfig* exp = nullptr;
+        std::shared_ptr<const ExportConfig> exp;
+        std::string definition;
+        RunExport run;
         CronSchedule schedule;
-        Clock::time_point next;
+        Clock::time_point next;  // the next time of the schedule
+        // While backing off: the next time the export runs; scheduled times before it are skipped.
+        Clock::time_point held_until{};
+        int permanent_failures = 0;  // in a row
+        std::string last_failure;
         std::thread worker;
         std::atomic<bool> busy{false};
+        // Set by the worker before it clears `busy`; read by start_due after.
+        std::optional<RunOutcome> outcome;
+        bool outcome_pending = false;  // a run started and its outcome is not taken in yet
+        Clock::time_point run_time{};  // the scheduled time of the last run started
+        std::string run_definition;    // the definition that run started with
     };
 
-    RunExport run_;
-    std::list<Slot> slots_;  // a list: slots hold threads and atomics, never moved
+    void add_slots(std::vector<ScheduledExport> exports, const RunExport& run, Clock::time_point now);
+    void take_outcome(Slot& slot);
+    void log_next(const Slot& slot) const;
+    static Clock::time_point next_run_of(const Slot& slot) { return std::max(slot.next, slot.held_until); }
+
+    std::list<Slot> slots_;     // a list: slots hold threads and atomics, never moved
+    std::list<Slot> retiring_;  // slots of exports a reload removed whose runs are still going
 };
 
 }  // namespace segpush

@@ -3,6 +3,7 @@
 #include <systemd/sd-daemon.h>
 
 #include <cstring>
+#include <ctime>
 
 #include "log/log.hpp"
 
@@ -25,6 +26,14 @@ void ServiceNotifier::alive() {
     if (last_ping_ != std::chrono::steady_clock::time_point{} && now - last_ping_ < watchdog_interval_ / 2) return;
     last_ping_ = now;
     send("WATCHDOG=1");
+}
+
+void ServiceNotifier::reloading() {
+    // systemd 253 and later want the monotonic time of the reload with it; older ones ignore it.
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const uint64_t usec = static_cast<uint64_t>(now.tv_sec) * 1000000u + static_cast<uint64_t>(now.tv_nsec) / 1000u;
+    send("RELOADING=1\nSTATUS=reloading the configuration\nMONOTONIC_USEC=" + std::to_string(usec));
 }
 
 void ServiceNotifier::stopping() { send("STOPPING=1\nSTATUS=stopping: running exports finish their batches"); }

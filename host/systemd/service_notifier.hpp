@@ -6,8 +6,9 @@
 
 namespace segpush {
 
-// READY=1 once serve is serving, WATCHDOG=1 from its main loop while WatchdogSec= is set, and
-// STOPPING=1 on the way out, through libsystemd's sd_notify. Started any other way (a terminal,
+// READY=1 once serve is serving (RELOADING=1 then READY=1 again around a reload), WATCHDOG=1
+// from its main loop while WatchdogSec= is set, and STOPPING=1 on the way out, through
+// libsystemd's sd_notify. Started any other way (a terminal,
 // a container, a test without NOTIFY_SOCKET) every call does nothing.
 class ServiceNotifier {
 public:
@@ -18,6 +19,8 @@ public:
     // Called on every turn of the main loop. Pings at half the watchdog interval: a loop that
     // stops turning misses the deadline and systemd restarts the service.
     void alive();
+    // RELOADING=1 while serve reads its configuration again; ready() ends it.
+    void reloading();
     void stopping();
 
 private:

@@ -514,6 +514,10 @@ std::vector<Case> catalogue() {
          kRun, kUsage,
          {"segpush.yaml:12:16: error: connections.ac.settings.api_key: secret file key.txt can be read by group or "
           "others (mode 0644)", "strict: true makes unsafe permissions errors"}});
+    // ---- reload
+    add({"wrong type: catch_up", "catch_up: sometimes in an export", "exit 2, names exports.vip_export.catch_up",
+         config("    connection: ac", "    catch_up: sometimes\n    connection: ac"), kCheck, kUsage,
+         {"segpush.yaml:", ": error: exports.vip_export.catch_up: expected true or false"}});
     // clang-format on
     return cases;
 }

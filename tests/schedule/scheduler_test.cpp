@@ -64,7 +64,12 @@ TEST_CASE("scheduler: an export runs at its time, not before, and is not started
                                             scheduled("broken", "61 * * * *")};
     Runs runs;
     Scheduler scheduler(
-        exports, [&](const ExportConfig& exp) { runs.run(exp); }, utc(10, 30));
+        exports,
+        [&](const ExportConfig& exp) {
+            runs.run(exp);
+            return std::optional<Scheduler::RunOutcome>(Scheduler::RunOutcome{});
+        },
+        utc(10, 30));
     REQUIRE_FALSE(scheduler.empty());
 
     scheduler.start_due(utc(10, 59));  // starting serve runs nothing; 11:00 has not come
@@ -88,6 +93,196 @@ TEST_CASE("scheduler: an export runs at its time, not before, and is not started
 TEST_CASE("scheduler: exports without a valid schedule leave nothing to serve") {
     const std::vector<ExportConfig> exports{scheduled("on_demand", ""), scheduled("broken", "0 25 * * *")};
     Scheduler scheduler(
-        exports, [](const ExportConfig&) { FAIL("nothing may run"); }, utc(10, 0));
+        exports,
+        [](const ExportConfig&) -> std::optional<Scheduler::RunOutcome> {
+            FAIL("nothing may run");
+            return std::nullopt;
+        },
+        utc(10, 0));
     CHECK(scheduler.empty());
+}
+
+namespace {
+
+// A run that ends at once with the outcome the test sets, recording when (the test's clock) it ran.
+struct ScriptedRuns {
+    std::mutex mutex;
+    Clock::time_point now;
+    Scheduler::RunOutcome outcome{RunStatus::failed_permanent, "the API key was refused"};
+    std::vector<std::pair<std::string, Clock::time_point>> started;
+
+    Scheduler::RunExport runner() {
+        return [this](const ExportConfig& exp) -> std::optional<Scheduler::RunOutcome> {
+            std::lock_guard<std::mutex> lock(mutex);
+            started.emplace_back(exp.name, now);
+            return outcome;
+        };
+    }
+    // Every whole hour from `from` for `hours` hours, each run taken in before the next hour.
+    void drive_hours(Scheduler& scheduler, Clock::time_point from, int hours) {
+        for (int hour = 0; hour < hours; ++hour) {
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                now = from + std::chrono::hours(hour);
+            }
+            scheduler.start_due(now);
+            scheduler.wait_for_runs();
+        }
+    }
+    std::vector<long> hours_after(Clock::time_point origin) {
+        std::vector<long> hours;
+        for (const auto& [name, when] : started) {
+            hours.push_back(static_cast<long>(std::chrono::duration_cast<std::chrono::hours>(when - origin).count()));
+        }
+        return hours;
+    }
+};
+
+std::vector<Scheduler::ScheduledExport> owned(const std::shared_ptr<const std::vector<ExportConfig>>& exports,
+                                              const std::string& definition) {
+    std::vector<Scheduler::ScheduledExport> scheduled;
+    for (const auto& exp : *exports)
+        scheduled.push_back({std::shared_ptr<const ExportConfig>(exports, &exp), definition});
+    return scheduled;
+}
+
+}  // namespace
+
+TEST_CASE("scheduler: an export that fails permanently backs off, the gap doubling up to a day") {
+    auto exports = std::make_shared<const std::vector<ExportConfig>>(
+        std::vector<ExportConfig>{scheduled("refused", "0 * * * *")});
+    ScriptedRuns runs;
+    Scheduler scheduler(owned(exports, "v1"), runs.runner(), utc(10, 30));
+
+    runs.drive_hours(scheduler, utc(11, 0), 24 * 4);
+    // Hours after 11:00 of each run: the gaps are 1, 2, 4, 8, 16 hours, then a day at most.
+    CHECK(runs.hours_after(utc(11, 0)) == std::vector<long>{0, 1, 3, 7, 15, 31, 55, 79});
+    // Monitoring sees when it runs next, not the skipped times.
+    REQUIRE(scheduler.next_runs().size() == 1);
+    CHECK(scheduler.next_runs()[0].second == utc(11, 0) + std::chrono::hours(79 + 24));
+
+    SECTION("a reload with the same definition keeps the backoff") {
+        scheduler.replace(owned(exports, "v1"), runs.runner(), utc(11, 0) + std::chrono::hours(96));
+        runs.drive_hours(scheduler, utc(11, 0) + std::chrono::hours(96), 6);
+        CHECK(runs.started.size() == 8);
+        CHECK(scheduler.next_runs()[0].second == utc(11, 0) + std::chrono::hours(79 + 24));
+    }
+    SECTION("a reload with a changed definition ends it: the next scheduled time runs") {
+        scheduler.replace(owned(exports, "v2"), runs.runner(), utc(11, 0) + std::chrono::hours(96));
+        runs.drive_hours(scheduler, utc(11, 0) + std::chrono::hours(96), 3);
+        // A failure under the new definition starts the doubling afresh: 1 hour, then 2.
+        CHECK(runs.hours_after(utc(11, 0)) == std::vector<long>{0, 1, 3, 7, 15, 31, 55, 79, 97, 98});
+    }
+    SECTION("a run that succeeds ends it: every hour again") {
+        runs.outcome = Scheduler::RunOutcome{RunStatus::succeeded, ""};
+        runs.drive_hours(scheduler, utc(11, 0) + std::chrono::hours(96), 24);  // the held run is at hour 103
+        CHECK(runs.hours_after(utc(11, 0)).size() == 8 + 17);                  // hours 103 to 119
+        CHECK(runs.hours_after(utc(11, 0))[8] == 103);
+    }
+}
+
+TEST_CASE("scheduler: transient failures keep the schedule, and a daily export stays daily when it fails") {
+    auto exports = std::make_shared<const std::vector<ExportConfig>>(
+        std::vector<ExportConfig>{scheduled("flaky", "0 * * * *"), scheduled("daily", "0 3 * * *")});
+    ScriptedRuns runs;
+    runs.outcome = Scheduler::RunOutcome{RunStatus::failed_retryable, "the destination answered 503"};
+    Scheduler scheduler(owned(exports, "v1"), runs.runner(), utc(10, 30));
+    runs.drive_hours(scheduler, utc(11, 0), 6);
+    CHECK(runs.hours_after(utc(11, 0)) == std::vector<long>{0, 1, 2, 3, 4, 5});
+
+    runs.started.clear();
+    runs.outcome = Scheduler::RunOutcome{RunStatus::failed_permanent, "list 404 does not exist"};
+    runs.drive_hours(scheduler, utc(17, 0), 24 * 4);
+    std::vector<long> daily;
+    for (const auto& [name, when] : runs.started) {
+        if (name == "daily") daily.push_back(static_cast<long>((when - utc(3, 0)) / std::chrono::hours(24)));
+    }
+    // The cap is a day, and never less than the schedule's own gap: every day at 03:00.
+    CHECK(daily == std::vector<long>{1, 2, 3, 4});
+}
+
+TEST_CASE("scheduler: a reload switches to the new exports while a run going on finishes under its own") {
+    auto first = std::make_shared<std::vector<ExportConfig>>(
+        std::vector<ExportConfig>{scheduled("kept", "0 * * * *"), scheduled("dropped", "30 * * * *")});
+    first->at(0).segments = {"old_segment"};
+    std::weak_ptr<const std::vector<ExportConfig>> first_alive = first;
+
+    Runs held;  // the first configuration's runs wait until released
+    std::vector<std::string> segments_seen;
+    std::mutex seen_mutex;
+    auto run_first = [&](const ExportConfig& exp) -> std::optional<Scheduler::RunOutcome> {
+        held.run(exp);
+        std::lock_guard<std::mutex> lock(seen_mutex);
+        segments_seen.insert(segments_seen.end(), exp.segments.begin(), exp.segments.end());
+        return Scheduler::RunOutcome{};
+    };
+    Scheduler scheduler(owned(first, "v1"), run_first, utc(10, 50));
+    scheduler.start_due(utc(11, 0));
+    held.wait_for(1);  // "kept" runs under the first configuration
+
+    auto second = std::make_shared<std::vector<ExportConfig>>(
+        std::vector<ExportConfig>{scheduled("kept", "15 * * * *"), scheduled("added", "20 * * * *")});
+    second->at(0).segments = {"new_segment"};
+    ScriptedRuns runs;
+    runs.outcome = Scheduler::RunOutcome{};
+    first.reset();  // only the scheduler and the run going on hold the first configuration now
+    scheduler.replace(owned(second, "v2"), runs.runner(), utc(11, 5));
+    CHECK_FALSE(first_alive.expired());
+
+    // Next times come from the new schedules; "dropped" is gone.
+    const auto next = scheduler.next_runs();
+    REQUIRE(next.size() == 2);
+    CHECK(next[0] == std::make_pair(std::string("kept"), utc(11, 15)));
+    CHECK(next[1] == std::make_pair(std::string("added"), utc(11, 20)));
+
+    runs.now = utc(11, 15);
+    scheduler.start_due(utc(11, 15));  // "kept" is still running its old run: not started twice
+    runs.now = utc(11, 20);
+    scheduler.start_due(utc(11, 20));
+    scheduler.start_due(utc(11, 30));  // "dropped" no longer runs
+    held.release();
+    scheduler.wait_for_runs();
+    CHECK(first_alive.expired());  // the old run ended: nothing holds its configuration
+    CHECK(segments_seen == std::vector<std::string>{"old_segment"});
+    CHECK(held.count() == 1);
+
+    runs.now = utc(12, 15);
+    scheduler.start_due(utc(12, 15));
+    scheduler.wait_for_runs();
+    REQUIRE(runs.started.size() == 2);
+    CHECK(runs.started[0] == std::make_pair(std::string("added"), utc(11, 20)));
+    CHECK(runs.started[1] == std::make_pair(std::string("kept"), utc(12, 15)));
+}
+
+TEST_CASE("scheduler: catch_up runs an export once at start when its last scheduled time was missed") {
+    std::vector<ExportConfig> exports{scheduled("nightly", "0 3 * * *"), scheduled("plain", "0 3 * * *")};
+    exports[0].catch_up = true;
+    ScriptedRuns runs;
+    runs.outcome = Scheduler::RunOutcome{};
+    Scheduler scheduler(exports, runs.runner(), utc(10, 30));
+    std::vector<std::pair<std::string, Clock::time_point>> asked;
+    bool ran = false;
+    auto ran_since = [&](const ExportConfig& exp, Clock::time_point since) {
+        asked.emplace_back(exp.name, since);
+        return ran;
+    };
+
+    SECTION("missed: it runs at once, then on its schedule") {
+        scheduler.catch_up_missed(ran_since, utc(10, 30));
+        CHECK(asked == std::vector<std::pair<std::string, Clock::time_point>>{{"nightly", utc(3, 0)}});
+        runs.now = utc(10, 30);
+        scheduler.start_due(utc(10, 30));
+        scheduler.wait_for_runs();
+        scheduler.start_due(utc(10, 31));
+        scheduler.wait_for_runs();
+        CHECK(runs.started == std::vector<std::pair<std::string, Clock::time_point>>{{"nightly", utc(10, 30)}});
+        CHECK(scheduler.next_runs()[0].second == utc(3, 0) + std::chrono::hours(24));
+    }
+    SECTION("a run since then: nothing at start") {
+        ran = true;
+        scheduler.catch_up_missed(ran_since, utc(10, 30));
+        scheduler.start_due(utc(10, 30));
+        scheduler.wait_for_runs();
+        CHECK(runs.started.empty());
+    }
 }

@@ -157,3 +157,40 @@ TEST_CASE_METHOD(ServeFixture, "systemd: serve started without NOTIFY_SOCKET run
     CHECK(serve.wait() == 0);
     CHECK_THAT(read_file(dir.file("serve.err")), !Catch::Contains("cannot notify"));
 }
+
+TEST_CASE_METHOD(ServeFixture,
+                 "systemd: SIGHUP is a reload: RELOADING=1, then READY=1, with a good or a bad configuration") {
+    NotifySocket manager(dir.file("notify.sock"));
+    BackgroundProcess serve(argv(), dir.file("serve.out"), dir.file("serve.err"),
+                            {"NOTIFY_SOCKET=" + dir.file("notify.sock")});
+    REQUIRE(any_contains(manager.until("READY=1", std::chrono::seconds(30)), "READY=1"));
+
+    // A good configuration: the export's new schedule is what serve now announces.
+    std::string config = read_file(dir.file("segpush.yaml"));
+    const std::string old_schedule = "schedule: \"0 3 1 1 *\"";
+    config.replace(config.find(old_schedule), old_schedule.size(), "schedule: \"0 4 1 1 *\"");
+    dir.write("segpush.yaml", config);
+    serve.signal(SIGHUP);
+    const auto good = manager.until("READY=1", std::chrono::seconds(30));
+    INFO("messages: " << joined(good) << "\nserve's log:\n" << read_file(dir.file("serve.err")));
+    REQUIRE(good.size() >= 2);
+    CHECK(good.front().find("RELOADING=1") != std::string::npos);
+    CHECK(good.front().find("MONOTONIC_USEC=") != std::string::npos);
+    CHECK(good.back().find("READY=1") != std::string::npos);
+    CHECK_THAT(read_file(dir.file("serve.err")),
+               Catch::Contains("the new configuration is running") && Catch::Contains("runs on \"0 4 1 1 *\""));
+
+    // A bad one: refused, and serve still tells systemd it is ready (with the old configuration).
+    dir.write("segpush.yaml", config + "    unknown_key: 1\n");
+    serve.signal(SIGHUP);
+    const auto bad = manager.until("READY=1", std::chrono::seconds(30));
+    INFO("messages: " << joined(bad));
+    REQUIRE(bad.size() >= 2);
+    CHECK(bad.front().find("RELOADING=1") != std::string::npos);
+    CHECK(bad.back().find("READY=1") != std::string::npos);
+    CHECK_THAT(read_file(dir.file("serve.err")), Catch::Contains("unknown_key") && Catch::Contains("was not taken"));
+    CHECK(serve.running());
+
+    serve.signal(SIGTERM);
+    CHECK(serve.wait() == 0);
+}
