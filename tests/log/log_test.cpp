@@ -11,6 +11,7 @@
 #include "log/log.hpp"
 #include "secrets/redactor.hpp"
 #include "support/captured_stderr.hpp"
+#include "support/process.hpp"  // lines_of
 #include "support/temp_dir.hpp"
 
 using namespace segpush;
@@ -25,13 +26,6 @@ rapidjson::Document parsed(const std::string& line) {
     REQUIRE_FALSE(document.HasParseError());
     REQUIRE(document.IsObject());
     return document;
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-    std::vector<std::string> lines;
-    std::istringstream in(text);
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
-    return lines;
 }
 
 // Sets an environment variable for one test, restoring what was there.

@@ -15,6 +15,8 @@ struct Run {
 };
 
 std::string read_file(const std::string& path);
+// `text` (a program's output, a log) split into lines, without their newlines.
+std::vector<std::string> lines_of(const std::string& text);
 // Single-quotes `text` for /bin/sh.
 std::string shell_quote(const std::string& text);
 

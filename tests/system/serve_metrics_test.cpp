@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "support/export_fixture.hpp"
+#include "support/process.hpp"  // lines_of
 
 using namespace segpush::test;
 
@@ -113,13 +114,6 @@ rapidjson::Document json_of(const std::string& text) {
     INFO(text);
     REQUIRE_FALSE(document.HasParseError());
     return document;
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-    std::vector<std::string> lines;
-    std::istringstream in(text);
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
-    return lines;
 }
 
 // "2026-01-31T12:00:00Z" as Unix time.
