@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 
 #include "config/model.hpp"
 #include "log/log.hpp"
@@ -21,6 +22,21 @@ extern char** environ;
 namespace segpush {
 
 namespace {
+
+// The environment a command hook runs with: what a program needs to find its tools and speak
+// the locale, never the rest of segpush's, which holds the secrets ${env:} references read
+// (API keys, the webhook's secret) and a hook has no use for: it gets the notice on stdin.
+std::vector<std::string> hook_environment() {
+    std::vector<std::string> kept;
+    for (char** entry = environ; *entry != nullptr; ++entry) {
+        const std::string_view text(*entry);
+        const std::string_view name = text.substr(0, text.find('='));
+        const bool wanted = name == "PATH" || name == "HOME" || name == "USER" || name == "LOGNAME" || name == "LANG" ||
+                            name == "LANGUAGE" || name == "TZ" || name == "TMPDIR" || name.rfind("LC_", 0) == 0;
+        if (wanted) kept.emplace_back(text);
+    }
+    return kept;
+}
 
 std::string this_hostname() {
     char name[256] = {};
@@ -244,6 +260,9 @@ void Notifier::run_command(const Delivery& delivery) {
     // Its output would interleave with segpush's log lines (and break JSON logs).
     posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    // Nothing else of segpush's: its sockets (the metrics endpoint's listener) would stay open
+    // in whatever the hook leaves running, and hold the port past a restart.
+    posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
     posix_spawnattr_t attributes;
     posix_spawnattr_init(&attributes);
     // Its own process group, so a timeout ends whatever it started too; default signal
@@ -259,7 +278,11 @@ void Notifier::run_command(const Delivery& delivery) {
     for (const auto& word : hook.argv) argv.push_back(const_cast<char*>(word.c_str()));
     argv.push_back(nullptr);
     pid_t pid = -1;
-    const int spawned = posix_spawnp(&pid, argv[0], &actions, &attributes, argv.data(), environ);
+    const std::vector<std::string> environment = hook_environment();
+    std::vector<char*> envp;
+    for (const auto& entry : environment) envp.push_back(const_cast<char*>(entry.c_str()));
+    envp.push_back(nullptr);
+    const int spawned = posix_spawnp(&pid, argv[0], &actions, &attributes, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attributes);
     close(stdin_pipe[0]);

@@ -190,7 +190,7 @@ TEST_CASE("notify: a run over rejected_ratio_above is notified, to the webhook a
           "[notify]") {
     WebhookReceiver receiver;
     TempDir hook_dir;
-    const std::string hook = hook_dir.write("hook.sh", "#!/bin/sh\ncat > \"$1\"\n");
+    const std::string hook = hook_dir.write("hook.sh", "#!/bin/sh\ncat > \"$1\"\nenv > \"$1.env\"\n");
     std::filesystem::permissions(hook, std::filesystem::perms::owner_all);
     FileExport exp(webhook_block(receiver, "  rejected_ratio_above: 0.05\n  command:\n    argv: [" + hook + ", " +
                                                hook_dir.file("stdin.json") + "]\n"));
@@ -220,6 +220,11 @@ TEST_CASE("notify: a run over rejected_ratio_above is notified, to the webhook a
     CHECK(read_file(hook_dir.file("stdin.json")) == received[0]["body"].GetString());
     CHECK(run.err.find("notify: command hook " + hook + " for the threshold notice of run #1 exited with status 0") !=
           std::string::npos);
+    // The hook's environment holds what a program needs, not the secrets segpush read from its own.
+    const std::string environment = read_file(hook_dir.file("stdin.json.env"));
+    CHECK(environment.find("PATH=") != std::string::npos);
+    CHECK(environment.find("SEGPUSH_NOTIFY_SECRET") == std::string::npos);
+    CHECK(environment.find(kSecret) == std::string::npos);
 }
 
 TEST_CASE("notify: a webhook answering 503 is tried again until it takes the notice", "[notify]") {
