@@ -148,8 +148,10 @@ std::optional<CronSchedule> CronSchedule::parse(const std::string& text, std::st
             }
         }
     }
-    schedule.day_of_month_restricted_ = fields[2] != "*";
-    schedule.day_of_week_restricted_ = fields[4] != "*";
+    // As in cronie: a day field starting with `*` (`*`, `*/2`) does not restrict on its own, so
+    // `0 9 */2 * mon-fri` runs on odd days that are weekdays, not on odd days or weekdays.
+    schedule.day_of_month_restricted_ = fields[2][0] != '*';
+    schedule.day_of_week_restricted_ = fields[4][0] != '*';
     schedule.follows_real_time_ = fields[0][0] == '*' || fields[1][0] == '*';
     if (const std::string never = schedule.never_fires_problem(); !never.empty()) {
         problem = "'" + text + "' never fires: " + never;

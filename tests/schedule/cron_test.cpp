@@ -49,6 +49,12 @@ TEST_CASE("cron: next fire times") {
     CHECK(parse("0 12 * * 7").next_after(utc(2026, 11, 22, 12, 0)) == utc(2026, 11, 29, 12, 0));  // 7 = Sunday
     // Both day fields restricted: either matches (Vixie cron).
     CHECK(parse("0 0 1 * mon").next_after(utc(2026, 11, 22, 0, 0)) == utc(2026, 11, 23, 0, 0));
+    // A day field starting with `*` does not restrict on its own (cronie): odd days that are
+    // weekdays, so not Saturday the 21st.
+    CHECK(parse("0 9 */2 * mon-fri").next_after(utc(2026, 11, 20, 12, 0)) == utc(2026, 11, 23, 9, 0));
+    std::string problem;
+    CHECK_FALSE(CronSchedule::parse("0 0 31 2 */1", problem));
+    CHECK(problem.find("never fires") != std::string::npos);
 }
 
 TEST_CASE("cron: bad expressions name the field") {
