@@ -5,11 +5,14 @@
 #include "service/http_endpoint.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
 #include <chrono>
 #include <thread>
+
+#include "log/log.hpp"
 
 namespace segpush {
 
@@ -36,6 +39,7 @@ struct HttpEndpoint::Impl {
     size_t open_connections = 0;  // the endpoint's thread only
     asio::io_context io{1};
     tcp::acceptor acceptor{io};
+    asio::steady_timer accept_pause{io};
     const Readiness& readiness;
     Metrics metrics;
     uint16_t port = 0;
@@ -117,13 +121,20 @@ private:
 void HttpEndpoint::Impl::accept() {
     acceptor.async_accept([this](beast::error_code error, tcp::socket socket) {
         if (error == asio::error::operation_aborted) return;
-        if (!error) {
-            if (open_connections >= kMaxConnections) {
-                beast::error_code ignored;
-                socket.close(ignored);  // the scraper tries again; the endpoint stays small
-            } else {
-                std::make_shared<Session>(*this, std::move(socket))->read();
-            }
+        if (error) {
+            // Out of file descriptors, say: accepting again at once would spin; a moment later
+            // some may have been given back.
+            accept_pause.expires_after(std::chrono::milliseconds(100));
+            accept_pause.async_wait([this](beast::error_code waited) {
+                if (waited != asio::error::operation_aborted) accept();
+            });
+            return;
+        }
+        if (open_connections >= kMaxConnections) {
+            beast::error_code ignored;
+            socket.close(ignored);  // the scraper tries again; the endpoint stays small
+        } else {
+            std::make_shared<Session>(*this, std::move(socket))->read();
         }
         accept();
     });
@@ -182,7 +193,18 @@ HttpEndpoint::HttpEndpoint(const ListenAddress& address, const Readiness& readin
     impl_->port = acceptor.local_endpoint(error).port();
     fail_if("reading the bound port");
     impl_->accept();
-    impl_->thread = std::thread([impl = impl_.get()] { impl->io.run(); });
+    impl_->thread = std::thread([impl = impl_.get()] {
+        // A handler that throws (out of memory while answering) costs its request, never serve:
+        // the loop runs on until the endpoint is stopped.
+        for (;;) {
+            try {
+                impl->io.run();
+                return;
+            } catch (const std::exception& error) {
+                log_line(LogLevel::error, std::string("serve: health and metrics endpoint: ") + error.what());
+            }
+        }
+    });
 }
 
 HttpEndpoint::~HttpEndpoint() {
