@@ -61,8 +61,8 @@ TEST_CASE("packaging: cpack makes the runtime and -dev packages, and the extract
     CHECK_THAT(contents, !Catch::Contains("include/segpush"));
     CHECK(checked(work, "dpkg-deb -f " + shell_quote(runtime) + " Package").out == "segpush\n");
     const std::string depends = checked(work, "dpkg-deb -f " + shell_quote(runtime) + " Depends").out;
-    for (const char* package :
-         {"libc6", "libstdc++6", "libcurl4", "libsqlite3-0", "libyaml-cpp", "libsystemd0", "ca-certificates"}) {
+    for (const char* package : {"libc6", "libstdc++6", "libcurl4", "libsqlite3-0", "libyaml-cpp", "libsystemd0",
+                                "ca-certificates", "tzdata"}) {
         CHECK_THAT(depends, Catch::Contains(package));
     }
     CHECK(checked(work, "dpkg-deb -I " + shell_quote(runtime) + " conffiles").out == "/etc/segpush/segpush.yaml\n");
