@@ -172,14 +172,8 @@ void add_run_json(rapidjson::Value& target, const RunRecord& run, rapidjson::Doc
     target.AddMember("full", run.full, alloc);
     target.AddMember("dry_run", run.dry_run, alloc);
     rapidjson::Value counts(rapidjson::kObjectType);
-    const RunCounts& c = run.counts;
-    const std::pair<const char*, int64_t> items[] = {
-        {"rows_read", c.rows_read},  {"invalid", c.invalid},   {"duplicates", c.duplicates},
-        {"members", c.members},      {"new", c.new_members},   {"changed", c.changed},
-        {"unchanged", c.unchanged},  {"leaving", c.leaving},   {"sent", c.sent},
-        {"accepted", c.accepted},    {"rejected", c.rejected}, {"removed", c.removed},
-        {"suppressed", c.suppressed}};
-    for (const auto& [name, value] : items) counts.AddMember(rapidjson::StringRef(name), value, alloc);
+    for (const auto& [name, value] : named_counts(run.counts))
+        counts.AddMember(rapidjson::StringRef(name), value, alloc);
     target.AddMember("counts", counts, alloc);
     target.AddMember("error", text(run.error), alloc);
     target.AddMember("report", text(run.report_path), alloc);

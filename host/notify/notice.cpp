@@ -88,20 +88,13 @@ std::string notice_json(NotifyEvent event, const RunRecord& run, const std::stri
     json.Bool(run.full);
     json.Key("counts");
     json.StartObject();
-    const RunCounts& c = run.counts;
-    const std::pair<const char*, int64_t> counts[] = {
-        {"rows_read", c.rows_read},  {"invalid", c.invalid},   {"duplicates", c.duplicates},
-        {"members", c.members},      {"new", c.new_members},   {"changed", c.changed},
-        {"unchanged", c.unchanged},  {"leaving", c.leaving},   {"sent", c.sent},
-        {"accepted", c.accepted},    {"rejected", c.rejected}, {"removed", c.removed},
-        {"suppressed", c.suppressed}};
-    for (const auto& [name, value] : counts) {
+    for (const auto& [name, value] : named_counts(run.counts)) {
         json.Key(name);
         json.Int64(value);
     }
     json.EndObject();
     json.Key("rejected_ratio");
-    json.Double(rejected_ratio(c));
+    json.Double(rejected_ratio(run.counts));
     field("error", run.error);
     field("report", run.report_path);
     field("host", hostname);

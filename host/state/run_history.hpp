@@ -1,10 +1,12 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace segpush {
@@ -36,6 +38,24 @@ struct RunCounts {
     // values change. Leavers already off the list count here too, not in removed.
     int64_t suppressed = 0;
 };
+
+// Each count under the name segpush's JSON outputs give it (`runs show --json`, notices), in
+// the order they list them: one list, so the outputs cannot drift apart.
+inline std::array<std::pair<const char*, int64_t>, 13> named_counts(const RunCounts& c) {
+    return {{{"rows_read", c.rows_read},
+             {"invalid", c.invalid},
+             {"duplicates", c.duplicates},
+             {"members", c.members},
+             {"new", c.new_members},
+             {"changed", c.changed},
+             {"unchanged", c.unchanged},
+             {"leaving", c.leaving},
+             {"sent", c.sent},
+             {"accepted", c.accepted},
+             {"rejected", c.rejected},
+             {"removed", c.removed},
+             {"suppressed", c.suppressed}}};
+}
 
 struct RunRecord {
     int64_t id = 0;
