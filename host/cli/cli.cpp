@@ -71,7 +71,7 @@ and checks everything that can be checked without contacting a destination:
   - every connection has privacy_consent: true;
   - mappings name the plugin's fields and cover its required ones;
   - files editable by contributors use only connections shared with contributors;
-  - schedules are valid 5-field cron expressions.
+  - schedules are valid 5-field cron expressions (or on_change) that can fire.
 Every problem is printed as FILE:LINE:COLUMN: error: KEY.PATH: MESSAGE.
 
 Exit status: 0 valid (warnings may be printed), 2 problems found.
@@ -132,9 +132,12 @@ Exit status: 0, 1 when there is no such run.
 Runs every export that has a schedule (5-field cron: minute hour day-of-month month
 day-of-week, in UTC unless the export sets timezone:, e.g. Europe/Paris) until stopped. The
 first run of each export is at its next scheduled time: starting serve, or saving an export,
-does not run it. Each run is logged with its outcome; a failed run does not stop serve, and a
-run still going when its next time comes is not started twice. SIGTERM or Ctrl-C stops:
-running exports finish their batches in flight and save their state.
+does not run it. An export with schedule: on_change runs when one of its segment files is
+replaced or modified and then stays unchanged for settle_seconds (default 5); publish a
+segment by writing it beside its path and renaming it into place. Each run is logged with
+its outcome; a failed run does not stop serve, and a run still going when its next time
+comes is not started twice. SIGTERM or Ctrl-C stops: running exports finish their batches
+in flight and save their state.
 
 While it runs, serve answers GET /healthz, /readyz and /metrics (Prometheus text format) on
 serve.listen (default 127.0.0.1:9464). Logs go to stderr: --log-format json writes one JSON

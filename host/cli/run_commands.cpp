@@ -226,7 +226,7 @@ std::string export_definition(const Config& config, const ExportConfig& exp) {
     };
     text << exp.name << "\n"
          << exp.connection << "\n"
-         << exp.schedule << "\n"
+         << exp.schedule << " " << exp.settle.count() << "\n"
          << exp.timezone << "\n"
          << exp.max_profiles.value_or(0) << " " << static_cast<int>(exp.on_leave) << " " << exp.clear_blank_values
          << " " << exp.retry_max_attempts << " " << exp.retry_max_backoff_seconds << " " << exp.catch_up << "\n";
@@ -251,7 +251,12 @@ std::string export_definition(const Config& config, const ExportConfig& exp) {
 std::vector<Scheduler::ScheduledExport> scheduled_exports(const std::shared_ptr<const CheckedSetup>& setup) {
     std::vector<Scheduler::ScheduledExport> exports;
     for (const auto& exp : setup->config.exports) {
-        exports.push_back({std::shared_ptr<const ExportConfig>(setup, &exp), export_definition(setup->config, exp)});
+        std::vector<std::string> segment_files;
+        for (const auto& name : exp.segments) {
+            if (const SegmentConfig* segment = setup->config.find_segment(name)) segment_files.push_back(segment->path);
+        }
+        exports.push_back({std::shared_ptr<const ExportConfig>(setup, &exp), export_definition(setup->config, exp),
+                           std::move(segment_files)});
     }
     return exports;
 }
@@ -492,7 +497,8 @@ int serve(const Options& options, Printer& print) {
     if (scheduler.empty()) {
         print.err(
             "segpush: no export has a schedule, so there is nothing to serve; add schedule: \"0 3 * * *\" "
-            "(5-field cron, UTC unless timezone: is given) to an export, or run one with 'segpush export run NAME'\n");
+            "(5-field cron, UTC unless timezone: is given) or schedule: on_change (when its segment files change) "
+            "to an export, or run one with 'segpush export run NAME'\n");
         return kExitUsage;
     }
     ServiceMetrics& metrics = ServiceMetrics::process();

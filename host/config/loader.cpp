@@ -40,9 +40,10 @@ const std::vector<std::string> kAdminIncludeKeys = {"segments", "connections", "
 const std::vector<std::string> kContributorIncludeKeys = {"exports"};
 const std::vector<std::string> kSegmentKeys = {"source", "path", "fifo_timeout_seconds"};
 const std::vector<std::string> kConnectionKeys = {"plugin", "display_name", "usable_by", "privacy_consent", "settings"};
-const std::vector<std::string> kExportKeys = {"connection", "segments",           "settings",     "mapping",
-                                              "schedule",   "timezone",           "max_profiles", "on_leave",
-                                              "retry",      "clear_blank_values", "catch_up",     "notify"};
+const std::vector<std::string> kExportKeys = {"connection",    "segments",           "settings",     "mapping",
+                                              "schedule",      "timezone",           "max_profiles", "on_leave",
+                                              "retry",         "clear_blank_values", "catch_up",     "notify",
+                                              "settle_seconds"};
 const std::vector<std::string> kSources = {"csv", "jsonl"};
 const std::vector<std::string> kRoles = {"admins", "contributors"};
 
@@ -408,15 +409,41 @@ private:
             }
         }
         item.schedule = reader.string(node, "schedule", path, false).value_or("");
-        if (!item.schedule.empty()) {
+        if (!item.schedule.empty() && item.schedule != kOnChangeSchedule) {
             std::string problem;
-            if (!CronSchedule::parse(item.schedule, problem))
+            const bool one_word = item.schedule.find_first_of(" \t") == std::string::npos;
+            if (one_word && item.schedule[0] != '@') {
+                reader.error(node["schedule"], path + ".schedule",
+                             "'" + item.schedule + "' is not a schedule: write " + kOnChangeSchedule +
+                                 " (run when the segment files change), a shorthand such as @daily, or 5 cron "
+                                 "fields such as \"0 3 * * *\"" +
+                                 did_you_mean(item.schedule, {kOnChangeSchedule}));
+            } else if (!CronSchedule::parse(item.schedule, problem)) {
                 reader.error(node["schedule"], path + ".schedule", problem);
+            }
         }
         item.timezone = reader.string(node, "timezone", path, false).value_or("");
         if (!item.timezone.empty() && !known_time_zone(item.timezone)) {
             reader.error(node["timezone"], path + ".timezone",
                          "unknown time zone '" + item.timezone + "'; use an IANA name such as Europe/Paris");
+        }
+        if (!item.timezone.empty() && item.schedule == kOnChangeSchedule) {
+            reader.diagnostics().warning(
+                reader.pos(node["timezone"]), path + ".timezone",
+                "has no effect: schedule: on_change runs when the segment files change, at any hour");
+        }
+        if (auto settle = reader.positive_integer(node, "settle_seconds", path)) {
+            if (item.schedule != kOnChangeSchedule) {
+                reader.error(node["settle_seconds"], path + ".settle_seconds",
+                             "settle_seconds is for schedule: on_change (how long the segment files must stay "
+                             "unchanged before a run)");
+            } else if (*settle > 3600) {
+                reader.error(node["settle_seconds"], path + ".settle_seconds",
+                             "at most 3600 (an hour); a segment still changing after that is better published by "
+                             "renaming a finished file into place");
+            } else {
+                item.settle = std::chrono::seconds(*settle);
+            }
         }
         item.max_profiles = reader.positive_integer(node, "max_profiles", path);
         const std::string on_leave = reader.string(node, "on_leave", path, false).value_or("keep");
@@ -561,6 +588,16 @@ void check_config(Config& config, const PluginRegistry& registry, Diagnostics& d
         }
         if (item.segments.empty())
             diagnostics.error(item.pos, path + ".segments", "an export needs at least one segment");
+        if (item.schedule == kOnChangeSchedule) {
+            for (const auto& name : item.segments) {
+                const SegmentConfig* segment = config.find_segment(name);
+                if (segment && segment->fifo_timeout) {
+                    diagnostics.error(item.segments_pos, path + ".segments",
+                                      "schedule: on_change watches files for changes, and segment '" + name +
+                                          "' is read from a FIFO; run this export on a cron schedule or on demand");
+                }
+            }
+        }
         const ConnectionConfig* connection = config.find_connection(item.connection);
         if (!connection) {
             if (!item.connection.empty()) {

@@ -64,9 +64,12 @@ struct ExportConfig {
     std::vector<SourcePos> mapping_pos;  // position of each mapping key
     SourcePos mapping_block_pos;
     bool mapping_given = false;  // false: already reported as missing
-    std::string schedule;        // empty: on demand only
+    std::string schedule;        // empty: on demand only; a cron expression or kOnChangeSchedule
     std::string timezone;        // empty: UTC
-    // serve runs the export once at start when its last scheduled time passed with no run since.
+    // With schedule: on_change, how long the segment files must stay unchanged before a run.
+    std::chrono::seconds settle{5};
+    // serve runs the export once at start when its last scheduled time (on_change: the last
+    // change of its segment files) passed with no run since.
     bool catch_up = false;
     std::optional<uint64_t> max_profiles;
     OnLeave on_leave = OnLeave::keep;
@@ -81,6 +84,9 @@ struct ExportConfig {
     bool from_contributor_file = false;
     SourcePos pos;
 };
+
+// `schedule: on_change`: serve runs the export when its segment files change and settle.
+inline const std::string kOnChangeSchedule = "on_change";
 
 // Mapping keys "field:NAME" name destination fields a plugin with SEGPUSH_CAP_EXTRA_FIELDS
 // resolves at run time (ActiveCampaign custom fields).

@@ -10,8 +10,11 @@ namespace {
 
 constexpr std::chrono::hours kLongestBackoff{24};
 
+// Whether serve can run the export: on_change (`schedule` left empty), or a cron expression
+// that parses (in `schedule`) in a known time zone.
 bool valid_schedule(const ExportConfig& exp, std::optional<CronSchedule>& schedule) {
     if (exp.schedule.empty()) return false;
+    if (exp.schedule == kOnChangeSchedule) return true;
     std::string problem;
     schedule = CronSchedule::parse(exp.schedule, problem);
     return schedule && known_time_zone(exp.timezone);
@@ -35,6 +38,16 @@ std::optional<Scheduler::Clock::time_point> last_time_at_or_before(const CronSch
 
 std::string reason_text(const std::string& error) { return error.empty() ? "no error was recorded" : error; }
 
+std::string file_list(const std::vector<std::string>& files) {
+    std::string text;
+    for (const auto& file : files) text += (text.empty() ? "" : ", ") + file;
+    return text;
+}
+
+std::string settle_text(const SegmentWatch& watch) {
+    return "once the files have stayed unchanged for " + std::to_string(watch.settle().count()) + " s";
+}
+
 }  // namespace
 
 Scheduler::Scheduler(std::vector<ScheduledExport> exports, RunExport run, Clock::time_point now) {
@@ -45,7 +58,7 @@ Scheduler::Scheduler(const std::vector<ExportConfig>& exports, RunExport run, Cl
     std::vector<ScheduledExport> scheduled;
     for (const auto& exp : exports) {
         // Not owning: the caller keeps `exports` alive.
-        scheduled.push_back({std::shared_ptr<const ExportConfig>(std::shared_ptr<const ExportConfig>(), &exp), ""});
+        scheduled.push_back({std::shared_ptr<const ExportConfig>(std::shared_ptr<const ExportConfig>(), &exp), "", {}});
     }
     add_slots(std::move(scheduled), run, now);
 }
@@ -60,9 +73,23 @@ void Scheduler::add_slots(std::vector<ScheduledExport> exports, const RunExport&
         slot.exp = std::move(scheduled.exp);
         slot.definition = std::move(scheduled.definition);
         slot.run = run;
-        slot.schedule = *schedule;
-        slot.next = schedule->next_after(now, slot.exp->timezone);
+        arm(slot, std::move(schedule), std::move(scheduled.segment_files), now);
     }
+}
+
+void Scheduler::arm(Slot& slot, std::optional<CronSchedule> schedule, std::vector<std::string> segment_files,
+                    Clock::time_point now) {
+    slot.schedule = std::move(schedule);
+    if (slot.schedule) {
+        slot.watch.reset();
+    } else if (!slot.watch || slot.watch->files() != segment_files || slot.watch->settle() != slot.exp->settle) {
+        slot.watch.emplace(std::move(segment_files), slot.exp->settle, now);
+    }
+    slot.next = following(slot, now);
+}
+
+Scheduler::Clock::time_point Scheduler::following(const Slot& slot, Clock::time_point now) {
+    return slot.schedule ? slot.schedule->next_after(now, slot.exp->timezone) : Clock::time_point::max();
 }
 
 void Scheduler::replace(std::vector<ScheduledExport> exports, RunExport run, Clock::time_point now) {
@@ -90,13 +117,14 @@ void Scheduler::replace(std::vector<ScheduledExport> exports, RunExport run, Clo
         slot.exp = std::move(scheduled.exp);
         slot.definition = std::move(scheduled.definition);
         slot.run = run;
-        slot.schedule = *schedule;
-        slot.next = schedule->next_after(now, slot.exp->timezone);
-        if (slot.held_until != Clock::time_point{}) {
+        arm(slot, std::move(schedule), std::move(scheduled.segment_files), now);
+        if (!slot.schedule) {
+            slot.held_until = {};  // an on_change export waits for its next change instead
+        } else if (slot.held_until != Clock::time_point{}) {
             // Still backing off under the new schedule: from its first time not before the hold.
             auto held = slot.next;
             for (int step = 0; held < slot.held_until && step < 100000; ++step) {
-                held = slot.schedule.next_after(held, slot.exp->timezone);
+                held = slot.schedule->next_after(held, slot.exp->timezone);
             }
             slot.held_until = held;
         }
@@ -112,7 +140,16 @@ void Scheduler::catch_up_missed(const std::function<bool(const ExportConfig&, Cl
                                 Clock::time_point now) {
     for (auto& slot : slots_) {
         if (!slot.exp->catch_up) continue;
-        const auto last = last_time_at_or_before(slot.schedule, slot.exp->timezone, now);
+        if (slot.watch) {
+            const auto modified = slot.watch->newest_modification();
+            if (!modified || ran_since(*slot.exp, *modified)) continue;
+            slot.watch->forget_seen();
+            log_line(LogLevel::info, "export " + slot.exp->name + ": its segment files changed at " +
+                                         wall_clock_text(*modified, "") + " with no run since; catch_up runs it " +
+                                         settle_text(*slot.watch));
+            continue;
+        }
+        const auto last = last_time_at_or_before(*slot.schedule, slot.exp->timezone, now);
         if (!last || ran_since(*slot.exp, *last)) continue;
         slot.next = now;
         log_line(LogLevel::info, "export " + slot.exp->name + ": its run of " +
@@ -123,15 +160,31 @@ void Scheduler::catch_up_missed(const std::function<bool(const ExportConfig&, Cl
 
 void Scheduler::log_schedules() const {
     for (const auto& slot : slots_) {
+        if (slot.watch) {
+            log_line(LogLevel::info, "serve: export " + slot.exp->name + " runs when its segment files change (" +
+                                         file_list(slot.watch->files()) + "), " + settle_text(*slot.watch));
+            continue;
+        }
         log_line(LogLevel::info, "serve: export " + slot.exp->name + " runs on \"" + slot.exp->schedule + "\"" +
-                                     (slot.exp->timezone.empty() ? " (UTC)" : " (" + slot.exp->timezone + ")") +
-                                     "; next run " + wall_clock_text(next_run_of(slot), slot.exp->timezone));
+                                     (slot.exp->timezone.empty() ? " (UTC)" : " (" + slot.exp->timezone + ")") + "; " +
+                                     next_run_text(slot));
     }
 }
 
-void Scheduler::log_next(const Slot& slot) const {
-    log_line(LogLevel::info,
-             "export " + slot.exp->name + ": next run " + wall_clock_text(next_run_of(slot), slot.exp->timezone));
+std::string Scheduler::next_run_text(const Slot& slot) {
+    if (slot.watch) return "next run when its segment files change";
+    return "next run " + wall_clock_text(next_run_of(slot), slot.exp->timezone);
+}
+
+void Scheduler::watch_files(Slot& slot, Clock::time_point now) {
+    const bool was_pending = slot.watch->change_pending();
+    const bool settled = slot.watch->settled(now);
+    if (!was_pending && slot.watch->change_pending()) {
+        log_line(LogLevel::info, "export " + slot.exp->name + ": " + file_list(slot.watch->changed_files()) +
+                                     " changed; it runs " + settle_text(*slot.watch) +
+                                     (slot.busy ? ", after its run going on" : ""));
+    }
+    slot.next = settled && !slot.busy && !slot.outcome_pending ? now : Clock::time_point::max();
 }
 
 void Scheduler::take_outcome(Slot& slot) {
@@ -149,9 +202,14 @@ void Scheduler::take_outcome(Slot& slot) {
         return;
     }
     if (outcome.status != RunStatus::failed_permanent) return;  // cancelled: stopping, nothing learnt
+    if (slot.watch) {
+        log_line(LogLevel::warn, "export " + slot.exp->name + ": failed permanently (" + reason_text(outcome.error) +
+                                     "); it runs again when its segment files change");
+        return;
+    }
     ++slot.permanent_failures;
     slot.last_failure = reason_text(outcome.error);
-    const auto following = slot.schedule.next_after(slot.run_time, slot.exp->timezone);
+    const auto following = slot.schedule->next_after(slot.run_time, slot.exp->timezone);
     const auto interval = following - slot.run_time;
     auto gap = interval;
     for (int doubling = 1; doubling < slot.permanent_failures && gap < kLongestBackoff; ++doubling) gap *= 2;
@@ -159,7 +217,7 @@ void Scheduler::take_outcome(Slot& slot) {
     const auto earliest = slot.run_time + gap;
     auto held = std::max(following, slot.next);
     for (int step = 0; held < earliest && step < 100000; ++step)
-        held = slot.schedule.next_after(held, slot.exp->timezone);
+        held = slot.schedule->next_after(held, slot.exp->timezone);
     slot.held_until = held;
     log_line(LogLevel::warn,
              "export " + slot.exp->name + ": failed permanently " +
@@ -184,15 +242,15 @@ void Scheduler::start_due(Clock::time_point now) {
             if (slot.worker.joinable()) slot.worker.join();
             take_outcome(slot);
         }
+        if (slot.watch) watch_files(slot, now);
         if (now < slot.next) continue;
         if (slot.next < slot.held_until) {
             const auto skipped = slot.next;
-            slot.next = slot.schedule.next_after(now, slot.exp->timezone);
+            slot.next = following(slot, now);
             log_line(LogLevel::warn, "export " + slot.exp->name + ": scheduled run of " +
                                          wall_clock_text(skipped, slot.exp->timezone) +
                                          " skipped: it failed permanently " + std::to_string(slot.permanent_failures) +
-                                         " times in a row (" + slot.last_failure + "); next run " +
-                                         wall_clock_text(next_run_of(slot), slot.exp->timezone));
+                                         " times in a row (" + slot.last_failure + "); " + next_run_text(slot));
             continue;
         }
         if (slot.busy || slot.outcome_pending) {
@@ -205,7 +263,13 @@ void Scheduler::start_due(Clock::time_point now) {
             slot.outcome.reset();
             slot.run_time = slot.next;
             slot.run_definition = slot.definition;
-            log_line(LogLevel::info, "export " + slot.exp->name + ": scheduled run starting");
+            if (slot.watch) {
+                log_line(LogLevel::info, "export " + slot.exp->name + ": " + file_list(slot.watch->changed_files()) +
+                                             " changed and has settled; run starting");
+                slot.watch->run_starting();
+            } else {
+                log_line(LogLevel::info, "export " + slot.exp->name + ": scheduled run starting");
+            }
             // The run keeps its own copies: a reload may change the slot while it goes on.
             slot.worker = std::thread([&slot, run = slot.run, exp = slot.exp] {
                 auto outcome = run(*exp);
@@ -213,14 +277,16 @@ void Scheduler::start_due(Clock::time_point now) {
                 slot.busy = false;
             });
         }
-        slot.next = slot.schedule.next_after(now, slot.exp->timezone);
-        log_next(slot);
+        slot.next = following(slot, now);
+        log_line(LogLevel::info, "export " + slot.exp->name + ": " + next_run_text(slot));
     }
 }
 
-std::vector<std::pair<std::string, Scheduler::Clock::time_point>> Scheduler::next_runs() const {
-    std::vector<std::pair<std::string, Clock::time_point>> runs;
-    for (const auto& slot : slots_) runs.emplace_back(slot.exp->name, next_run_of(slot));
+std::vector<std::pair<std::string, std::optional<Scheduler::Clock::time_point>>> Scheduler::next_runs() const {
+    std::vector<std::pair<std::string, std::optional<Clock::time_point>>> runs;
+    for (const auto& slot : slots_) {
+        runs.emplace_back(slot.exp->name, slot.watch ? std::nullopt : std::optional(next_run_of(slot)));
+    }
     return runs;
 }
 

@@ -98,9 +98,11 @@ void ServiceMetrics::retry(const std::string& destination, int32_t code) {
     ++retries_[key];
 }
 
-void ServiceMetrics::next_run(const std::string& export_name, Clock::time_point when) {
+void ServiceMetrics::next_run(const std::string& export_name, std::optional<Clock::time_point> when) {
     std::lock_guard<std::mutex> lock(mutex_);
-    exports_[export_name].next_run_seconds = epoch_seconds(when);
+    auto& seconds = exports_[export_name].next_run_seconds;
+    if (when) seconds = epoch_seconds(*when);
+    else seconds.reset();
 }
 
 std::string ServiceMetrics::exposition() const {

@@ -39,7 +39,8 @@ public:
     // plugin's codes are its own: past kMaxCodesPerDestination distinct ones, the rest count
     // as code "other", so a plugin cannot grow the exposition without bound.
     void retry(const std::string& destination, int32_t code);
-    void next_run(const std::string& export_name, Clock::time_point when);
+    // nullopt: the export has no next time (it runs when its segment files change).
+    void next_run(const std::string& export_name, std::optional<Clock::time_point> when);
 
     // Every metric, HELP and TYPE lines first, series sorted by labels.
     std::string exposition() const;

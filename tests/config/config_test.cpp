@@ -572,6 +572,55 @@ TEST_CASE_METHOD(ConfigFixture,
     CHECK(result.errors.size() == 2);
 }
 
+TEST_CASE_METHOD(ConfigFixture, "config: schedule: on_change with settle_seconds, and its mistakes at their values") {
+    const Result plain = check(
+        replace(kBase, "      first_name: FirstName\n",
+                "      first_name: FirstName\n    schedule: on_change\n    settle_seconds: 30\n"));
+    INFO(plain.all());
+    REQUIRE(plain.errors.empty());
+    CHECK(plain.warnings.empty());
+    CHECK(plain.config->exports[0].schedule == kOnChangeSchedule);
+    CHECK(plain.config->exports[0].settle == std::chrono::seconds(30));
+    const Result by_default = check(
+        replace(kBase, "      first_name: FirstName\n", "      first_name: FirstName\n    schedule: on_change\n"));
+    CHECK(by_default.config->exports[0].settle == std::chrono::seconds(5));
+
+    const Result typo = check(
+        replace(kBase, "      first_name: FirstName\n", "      first_name: FirstName\n    schedule: onchange\n"));
+    CHECK(typo.error_with("schedule") ==
+          "segpush.yaml:21:15: error: exports.vip_export.schedule: 'onchange' is not a schedule: write on_change "
+          "(run when the segment files change), a shorthand such as @daily, or 5 cron fields such as \"0 3 * * *\" "
+          "(did you mean 'on_change'?)");
+
+    const Result cron_settle = check(replace(kBase, "      first_name: FirstName\n",
+                                             "      first_name: FirstName\n    schedule: \"0 3 * * *\"\n"
+                                             "    settle_seconds: 10\n"));
+    CHECK_THAT(cron_settle.error_with("settle_seconds"),
+               Catch::StartsWith("segpush.yaml:22:21: error: exports.vip_export.settle_seconds: settle_seconds is for "
+                                 "schedule: on_change"));
+    const Result long_settle = check(replace(kBase, "      first_name: FirstName\n",
+                                             "      first_name: FirstName\n    schedule: on_change\n"
+                                             "    settle_seconds: 7200\n"));
+    CHECK_THAT(long_settle.error_with("settle_seconds"), Catch::Contains("at most 3600"));
+
+    // A zone means nothing to it: said, not refused.
+    const Result zoned = check(replace(kBase, "      first_name: FirstName\n",
+                                       "      first_name: FirstName\n    schedule: on_change\n"
+                                       "    timezone: Europe/Paris\n"));
+    CHECK(zoned.errors.empty());
+    REQUIRE(zoned.warnings.size() == 1);
+    CHECK(zoned.warnings[0] == "segpush.yaml:22:15: warning: exports.vip_export.timezone: has no effect: schedule: "
+                               "on_change runs when the segment files change, at any hour");
+
+    // A FIFO has no version to watch.
+    const Result fifo = check(replace(replace(kBase, "path: vip.csv }", "path: vip.csv, fifo_timeout_seconds: 30 }"),
+                                      "      first_name: FirstName\n",
+                                      "      first_name: FirstName\n    schedule: on_change\n"));
+    CHECK_THAT(fifo.error_with("FIFO"), Catch::StartsWith("segpush.yaml:15:15: error: exports.vip_export.segments: "
+                                                          "schedule: on_change watches files for changes, and "
+                                                          "segment 'vip' is read from a FIFO"));
+}
+
 TEST_CASE_METHOD(ConfigFixture, "config: serve.listen defaults to loopback and a bad address names its line") {
     const Result plain = check(kBase);
     REQUIRE(plain.config);

@@ -3,9 +3,12 @@
 
 #include <condition_variable>
 #include <ctime>
+#include <filesystem>
 #include <mutex>
+#include <thread>
 
 #include "schedule/scheduler.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace segpush;
 using Clock = Scheduler::Clock;
@@ -142,7 +145,7 @@ std::vector<Scheduler::ScheduledExport> owned(const std::shared_ptr<const std::v
                                               const std::string& definition) {
     std::vector<Scheduler::ScheduledExport> scheduled;
     for (const auto& exp : *exports)
-        scheduled.push_back({std::shared_ptr<const ExportConfig>(exports, &exp), definition});
+        scheduled.push_back({std::shared_ptr<const ExportConfig>(exports, &exp), definition, {}});
     return scheduled;
 }
 
@@ -232,8 +235,10 @@ TEST_CASE("scheduler: a reload switches to the new exports while a run going on 
     // Next times come from the new schedules; "dropped" is gone.
     const auto next = scheduler.next_runs();
     REQUIRE(next.size() == 2);
-    CHECK(next[0] == std::make_pair(std::string("kept"), utc(11, 15)));
-    CHECK(next[1] == std::make_pair(std::string("added"), utc(11, 20)));
+    CHECK(next[0].first == "kept");
+    CHECK(next[0].second == utc(11, 15));
+    CHECK(next[1].first == "added");
+    CHECK(next[1].second == utc(11, 20));
 
     runs.now = utc(11, 15);
     scheduler.start_due(utc(11, 15));  // "kept" is still running its old run: not started twice
@@ -282,6 +287,131 @@ TEST_CASE("scheduler: catch_up runs an export once at start when its last schedu
         ran = true;
         scheduler.catch_up_missed(ran_since, utc(10, 30));
         scheduler.start_due(utc(10, 30));
+        scheduler.wait_for_runs();
+        CHECK(runs.started.empty());
+    }
+}
+
+namespace {
+
+// An export with schedule: on_change watching `files`, settling after 5 s.
+std::vector<Scheduler::ScheduledExport> on_change(const std::shared_ptr<const std::vector<ExportConfig>>& exports,
+                                                  const std::vector<std::string>& files) {
+    std::vector<Scheduler::ScheduledExport> scheduled;
+    for (const auto& exp : *exports)
+        scheduled.push_back({std::shared_ptr<const ExportConfig>(exports, &exp), "v1", files});
+    return scheduled;
+}
+
+std::shared_ptr<const std::vector<ExportConfig>> on_change_export(bool catch_up = false) {
+    ExportConfig exp = scheduled("fresh", kOnChangeSchedule);
+    exp.settle = std::chrono::seconds(5);
+    exp.catch_up = catch_up;
+    return std::make_shared<const std::vector<ExportConfig>>(std::vector<ExportConfig>{exp});
+}
+
+void publish(const segpush::test::TempDir& dir, const std::string& content) {
+    // Past the file system's timestamp tick, so each version differs from the last.
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    dir.write("vip.csv.tmp", content);
+    std::filesystem::rename(dir.file("vip.csv.tmp"), dir.file("vip.csv"));
+}
+
+}  // namespace
+
+TEST_CASE("scheduler: an on_change export runs once a change has settled, and once more for a change during its run") {
+    segpush::test::TempDir dir;
+    const std::string vip = dir.write("vip.csv", "email\na@example.com\n");
+    Runs held;
+    Scheduler scheduler(
+        on_change(on_change_export(), {vip}),
+        [&](const ExportConfig& exp) {
+            held.run(exp);
+            return std::optional<Scheduler::RunOutcome>(Scheduler::RunOutcome{});
+        },
+        utc(10, 0));
+    REQUIRE_FALSE(scheduler.empty());
+    REQUIRE(scheduler.next_runs().size() == 1);
+    CHECK_FALSE(scheduler.next_runs()[0].second);  // no time to show: it waits for a change
+
+    scheduler.start_due(utc(11, 0));  // an hour on, the file as it was: nothing
+    CHECK(held.count() == 0);
+
+    publish(dir, "email\nb@example.com\n");
+    const auto seen = utc(11, 1);
+    scheduler.start_due(seen);
+    scheduler.start_due(seen + std::chrono::seconds(4));
+    CHECK(held.count() == 0);
+    scheduler.start_due(seen + std::chrono::seconds(5));
+    held.wait_for(1);
+
+    // Two versions published while the run goes on: one more run, after it, on the last.
+    publish(dir, "email\nc@example.com\n");
+    scheduler.start_due(seen + std::chrono::seconds(10));
+    publish(dir, "email\nd@example.com\n");
+    scheduler.start_due(seen + std::chrono::seconds(12));
+    scheduler.start_due(seen + std::chrono::seconds(30));
+    CHECK(held.count() == 1);
+    held.release();
+    while (held.count() < 2) {  // the run ends on its thread; each pass takes its outcome in
+        scheduler.start_due(seen + std::chrono::seconds(31));
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    scheduler.wait_for_runs();
+    scheduler.start_due(seen + std::chrono::seconds(120));
+    scheduler.wait_for_runs();
+    CHECK(held.count() == 2);
+}
+
+TEST_CASE("scheduler: an on_change export that fails permanently waits for the next change, not a backoff") {
+    segpush::test::TempDir dir;
+    const std::string vip = dir.write("vip.csv", "email\na@example.com\n");
+    ScriptedRuns runs;  // every run fails permanently
+    Scheduler scheduler(on_change(on_change_export(), {vip}), runs.runner(), utc(10, 0));
+
+    publish(dir, "email\nb@example.com\n");
+    scheduler.start_due(utc(10, 1));
+    scheduler.start_due(utc(10, 2));
+    scheduler.wait_for_runs();
+    runs.drive_hours(scheduler, utc(11, 0), 48);  // two days without a change: no retries
+    CHECK(runs.started.size() == 1);
+
+    publish(dir, "email\nc@example.com\n");
+    scheduler.start_due(utc(13, 0));
+    scheduler.start_due(utc(13, 1));
+    scheduler.wait_for_runs();
+    CHECK(runs.started.size() == 2);
+}
+
+TEST_CASE("scheduler: catch_up runs an on_change export whose files changed after its last run, once settled") {
+    segpush::test::TempDir dir;
+    const std::string vip = dir.write("vip.csv", "email\na@example.com\n");
+    ScriptedRuns runs;
+    runs.outcome = Scheduler::RunOutcome{};
+    Scheduler scheduler(on_change(on_change_export(true), {vip}), runs.runner(), utc(10, 0));
+    std::vector<Clock::time_point> asked;
+    bool ran = false;
+    auto ran_since = [&](const ExportConfig&, Clock::time_point since) {
+        asked.push_back(since);
+        return ran;
+    };
+
+    SECTION("no run since the file's last change: it runs once the file has settled") {
+        scheduler.catch_up_missed(ran_since, utc(10, 0));
+        REQUIRE(asked.size() == 1);
+        CHECK(Clock::now() - asked[0] < std::chrono::minutes(1));  // the file's modification time
+        scheduler.start_due(utc(10, 0));
+        scheduler.start_due(utc(10, 0) + std::chrono::seconds(5));
+        scheduler.wait_for_runs();
+        scheduler.start_due(utc(10, 5));
+        scheduler.wait_for_runs();
+        CHECK(runs.started.size() == 1);
+    }
+    SECTION("a run since: nothing at start") {
+        ran = true;
+        scheduler.catch_up_missed(ran_since, utc(10, 0));
+        scheduler.start_due(utc(10, 0));
+        scheduler.start_due(utc(10, 5));
         scheduler.wait_for_runs();
         CHECK(runs.started.empty());
     }

@@ -13,7 +13,7 @@
 #include <map>
 #include <thread>
 
-#include "support/export_fixture.hpp"
+#include "system/serve_support.hpp"
 
 using namespace segpush::test;
 
@@ -28,34 +28,6 @@ std::string reload_config(ExportFixture& fixture, const std::string& exports) {
                "  files:\n    plugin: file\n    privacy_consent: true\n    settings: { directory: \"" +
                    fixture.dir.file("out") + "\" }\n") +
            "serve:\n  listen: 127.0.0.1:0\n";
-}
-
-struct RunSeen {
-    std::string status;
-    long long rows_read = 0;
-};
-
-// Each export's newest run, from `runs list --json`.
-std::map<std::string, RunSeen> newest_runs(ExportFixture& fixture) {
-    const Run list = fixture.segpush("runs list --json");
-    rapidjson::Document runs;
-    runs.Parse(list.out.c_str());
-    std::map<std::string, RunSeen> newest;
-    if (!runs.IsArray()) return newest;
-    for (const auto& run : runs.GetArray()) {
-        const std::string name = run["export"].GetString();
-        if (!newest.count(name)) newest[name] = {run["status"].GetString(), run["counts"]["rows_read"].GetInt64()};
-    }
-    return newest;
-}
-
-bool eventually(const std::function<bool()>& done, std::chrono::seconds watchdog) {
-    const auto deadline = std::chrono::steady_clock::now() + watchdog;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (done()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    return done();
 }
 
 }  // namespace
