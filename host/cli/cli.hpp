@@ -9,7 +9,8 @@ namespace segpush {
 // Exit codes, as documented in `segpush --help`.
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;  // bad command line or configuration
+constexpr int kExitUsage = 2;       // bad command line or configuration
+constexpr int kExitRejections = 3;  // a run that succeeded with rows refused (succeeded_with_rejections)
 
 // Runs one command line (without the program name). Everything printed passes through the
 // secret redactor.

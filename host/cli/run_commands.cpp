@@ -106,31 +106,42 @@ std::string duration_text(double seconds) {
     return text.str();
 }
 
-std::string summary_text(const ExportConfig& exp, const RunSummary& summary, bool dry_run) {
-    const RunCounts& c = summary.counts;
+// A run's counts in the words of RunCounts (defined for users in `export run --help`), as the
+// run summary and `runs show` print them. `on_leave` is the export's, when known.
+std::string counts_text(const RunCounts& c, std::optional<OnLeave> on_leave, bool dry_run) {
+    const bool removes = on_leave == OnLeave::unsubscribe;
     std::ostringstream text;
-    const bool removes = exp.on_leave == OnLeave::unsubscribe;
+    text << "  rows read     " << count(c.rows_read) << " (" << count(c.invalid) << " invalid, refused before sending; "
+         << count(c.duplicates) << " duplicates collapsed, the first row of each email wins)\n"
+         << "  members       " << count(c.members) << ": " << count(c.new_members) << " new, " << count(c.changed)
+         << " changed, " << count(c.unchanged) << " unchanged\n"
+         << "  leaving       " << count(c.leaving);
+    if (on_leave) text << (removes ? " (unsubscribed: on_leave is unsubscribe)" : " (kept: on_leave is keep)");
+    text << "\n";
+    if (dry_run) {
+        text << "  would send    " << count(c.new_members + c.changed + (removes ? c.leaving : 0)) << " records\n";
+        return text.str();
+    }
+    text << "  sent          " << count(c.sent) << "\n";
+    if (c.resumed > 0) text << "  resumed       " << count(c.resumed) << "\n";
+    text << "  accepted      " << count(c.accepted) << (removes || c.removed > 0 ? ", removed " + count(c.removed) : "")
+         << "\n"
+         << "  rejected      " << count(c.rejected) << " by the destination\n"
+         << "  suppressed    " << count(c.suppressed)
+         << " kept out by the destination (unsubscribed or bounced there; not sent again while unchanged)\n"
+         << "  pending       " << count(c.pending) << "\n";
+    return text.str();
+}
+
+std::string summary_text(const ExportConfig& exp, const RunSummary& summary, bool dry_run) {
+    std::ostringstream text;
     if (dry_run) {
         text << "Dry run of export " << exp.name << " (run #" << summary.run_id << "): nothing was sent.\n";
     } else {
         text << "Export " << exp.name << ", run #" << summary.run_id << ": " << to_string(summary.status) << " in "
              << duration_text(summary.seconds) << ".\n";
     }
-    text << "  rows read     " << count(c.rows_read) << " (" << count(c.invalid) << " rejected before sending, "
-         << count(c.duplicates) << " duplicates collapsed, the first row of each email wins)\n"
-         << "  members       " << count(c.members) << ": " << count(c.new_members) << " new, " << count(c.changed)
-         << " changed, " << count(c.unchanged) << " unchanged\n"
-         << "  leaving       " << count(c.leaving)
-         << (removes ? " (unsubscribed: on_leave is unsubscribe)" : " (kept: on_leave is keep)") << "\n";
-    if (dry_run) {
-        text << "  would send    " << count(c.new_members + c.changed + (removes ? c.leaving : 0)) << " records\n";
-    } else {
-        text << "  sent          " << count(c.sent) << "\n"
-             << "  accepted      " << count(c.accepted) << (removes ? ", removed " + count(c.removed) : "") << "\n"
-             << "  rejected      " << count(c.rejected) << " by the destination\n"
-             << "  suppressed    " << count(c.suppressed)
-             << " kept out by the destination (unsubscribed or bounced there; not sent again while unchanged)\n";
-    }
+    text << counts_text(summary.counts, exp.on_leave, dry_run);
     if (!summary.report_path.empty()) {
         text << "  report        " << summary.report_path << " (invalid, rejected and suppressed rows, and why)\n";
     }
@@ -147,7 +158,10 @@ const ExportConfig* find_export_or_report(const Config& config, const std::strin
     return nullptr;
 }
 
-int exit_code_for(RunStatus status) { return status == RunStatus::succeeded ? kExitOk : kExitFailure; }
+int exit_code_for(RunStatus status) {
+    if (status == RunStatus::succeeded) return kExitOk;
+    return status == RunStatus::succeeded_with_rejections ? kExitRejections : kExitFailure;
+}
 
 // Run history needs only the state file's place, so a configuration with other problems
 // (a plugin that no longer loads, say) still shows what happened before.
@@ -199,12 +213,15 @@ std::optional<Scheduler::RunOutcome> run_scheduled(const CheckedSetup& setup, co
         metrics.run_finished(exp.name, summary.status, summary.counts, summary.seconds,
                              std::chrono::system_clock::now());
         const RunCounts& c = summary.counts;
-        log_line(summary.status == RunStatus::succeeded ? LogLevel::info : LogLevel::error,
-                 "export " + exp.name + ": run #" + std::to_string(summary.run_id) + " " + to_string(summary.status) +
-                     " in " + duration_text(summary.seconds) + ": sent " + count(c.sent) + ", accepted " +
-                     count(c.accepted) + ", rejected " + count(c.rejected + c.invalid) + ", suppressed " +
-                     count(c.suppressed) + ", unchanged " + count(c.unchanged) +
-                     (summary.error.empty() ? "" : "; " + summary.error));
+        const LogLevel level = summary.status == RunStatus::succeeded                   ? LogLevel::info
+                               : summary.status == RunStatus::succeeded_with_rejections ? LogLevel::warn
+                                                                                        : LogLevel::error;
+        log_line(level, "export " + exp.name + ": run #" + std::to_string(summary.run_id) + " " +
+                            to_string(summary.status) + " in " + duration_text(summary.seconds) + ": sent " +
+                            count(c.sent) + ", accepted " + count(c.accepted) + ", rejected " + count(c.rejected) +
+                            ", invalid " + count(c.invalid) + ", suppressed " + count(c.suppressed) + ", pending " +
+                            count(c.pending) + ", unchanged " + count(c.unchanged) +
+                            (summary.error.empty() ? "" : "; " + summary.error));
         notify_run_finished(exp, state->history(), summary.run_id);  // queued: never holds up the schedule
         return Scheduler::RunOutcome{summary.status, summary.error};
     } catch (const AlreadyRunning& running) {
@@ -335,7 +352,16 @@ int export_run(const Options& options, Printer& print) {
     run_options.progress_on_terminal = isatty(STDERR_FILENO) != 0;
     try {
         const RunSummary summary = runner.run(run_options);
-        print.out(summary_text(*exp, summary, options.dry_run));
+        if (options.json) {
+            // The run as the history keeps it: the same object as `runs show ID --json`.
+            rapidjson::Document document;
+            if (const auto run = state->history().get_run(summary.run_id)) {
+                add_run_json(document, *run, document.GetAllocator());
+            }
+            print.out(json_text(document));
+        } else {
+            print.out(summary_text(*exp, summary, options.dry_run));
+        }
         notify_run_finished(*exp, state->history(), summary.run_id);
         Notifier::process().finish(kNotifyWaitAtExit);  // bounded: the exit is not held up for long
         return exit_code_for(summary.status);
@@ -370,17 +396,19 @@ int runs_list(const Options& options, Printer& print) {
         return kExitOk;
     }
     std::ostringstream text;
-    text << std::left << std::setw(6) << "ID" << std::setw(22) << "EXPORT" << std::setw(19) << "STATUS" << std::setw(22)
+    // The counts' words as everywhere else: REJECTED is the destination's, INVALID refused before sending.
+    text << std::left << std::setw(6) << "ID" << std::setw(22) << "EXPORT" << std::setw(32) << "STATUS" << std::setw(22)
          << "STARTED" << std::right << std::setw(10) << "SENT" << std::setw(10) << "ACCEPTED" << std::setw(10)
-         << "REJECTED" << std::setw(11) << "SUPPRESSED" << std::setw(11) << "UNCHANGED"
+         << "REJECTED" << std::setw(9) << "INVALID" << std::setw(11) << "SUPPRESSED" << std::setw(9) << "PENDING"
+         << std::setw(11) << "UNCHANGED"
          << "  ERROR\n";
     for (const auto& run : runs) {
         std::string error = run.error.size() > 60 ? run.error.substr(0, 57) + "..." : run.error;
-        text << std::left << std::setw(6) << run.id << std::setw(22) << run.export_name << std::setw(19)
+        text << std::left << std::setw(6) << run.id << std::setw(22) << run.export_name << std::setw(32)
              << (to_string(run.status) + (run.dry_run ? " (dry)" : "")) << std::setw(22) << run.started_at << std::right
              << std::setw(10) << run.counts.sent << std::setw(10) << run.counts.accepted << std::setw(10)
-             << run.counts.rejected + run.counts.invalid << std::setw(11) << run.counts.suppressed << std::setw(11)
-             << run.counts.unchanged << "  " << error << "\n";
+             << run.counts.rejected << std::setw(9) << run.counts.invalid << std::setw(11) << run.counts.suppressed
+             << std::setw(9) << run.counts.pending << std::setw(11) << run.counts.unchanged << "  " << error << "\n";
     }
     print.out(text.str());
     return kExitOk;
@@ -411,7 +439,6 @@ int runs_show(const Options& options, Printer& print) {
         print.out(json_text(document));
         return kExitOk;
     }
-    const RunCounts& c = run->counts;
     std::ostringstream text;
     text << "Run #" << run->id << " of export " << run->export_name << "\n"
          << "  status        " << to_string(run->status) << (run->dry_run ? " (dry run)" : "")
@@ -419,13 +446,7 @@ int runs_show(const Options& options, Printer& print) {
          << "  started       " << run->started_at << "\n"
          << "  finished      " << (run->finished_at.empty() ? "-" : run->finished_at) << "\n"
          << "  process       " << run->pid << " on " << run->hostname << "\n"
-         << "  rows read     " << c.rows_read << " (" << c.invalid << " rejected before sending, " << c.duplicates
-         << " duplicates)\n"
-         << "  members       " << c.members << ": " << c.new_members << " new, " << c.changed << " changed, "
-         << c.unchanged << " unchanged; " << c.leaving << " leaving\n"
-         << "  sent          " << c.sent << "\n"
-         << "  accepted      " << c.accepted << ", removed " << c.removed << ", rejected " << c.rejected
-         << ", suppressed " << c.suppressed << "\n";
+         << counts_text(run->counts, std::nullopt, run->dry_run);
     if (!run->report_path.empty()) text << "  report        " << run->report_path << "\n";
     if (!run->error.empty()) text << "  error         " << run->error << "\n";
     print.out(text.str());

@@ -72,6 +72,9 @@ struct ExportConfig {
     // change of its segment files) passed with no run since.
     bool catch_up = false;
     std::optional<uint64_t> max_profiles;
+    // A run whose refused rows (invalid or rejected, rejected_ratio) are more than this share of
+    // the rows read fails instead of succeeding with rejections.
+    std::optional<double> max_rejected_ratio;
     OnLeave on_leave = OnLeave::keep;
     // A blank optional value erases the destination's (true) or leaves it alone (false: a
     // blank in the segment more often means "unknown here" than "delete what is there").

@@ -139,6 +139,28 @@ std::optional<uint64_t> YamlReader::positive_integer(const YAML::Node& map, cons
     }
 }
 
+std::optional<double> YamlReader::fraction(const YAML::Node& map, const std::string& key, const std::string& path,
+                                           const std::string& example) {
+    const YAML::Node value = map[key];
+    if (!value.IsDefined() || value.IsNull()) return std::nullopt;
+    const std::string key_path = path.empty() ? key : path + "." + key;
+    const ScalarKind kind = value.IsScalar() ? scalar_kind(value) : ScalarKind::null;
+    double number = -1;
+    if (kind == ScalarKind::integer || kind == ScalarKind::number) {
+        try {
+            number = std::stod(value.Scalar());
+        } catch (const std::exception&) {
+        }
+    }
+    if (!(number >= 0 && number <= 1)) {
+        error(value, key_path,
+              "expected a fraction from 0 to 1 (" + example + "), found " + describe_node_type(value) +
+                  (value.IsScalar() ? " '" + value.Scalar() + "'" : ""));
+        return std::nullopt;
+    }
+    return number;
+}
+
 std::optional<std::vector<std::string>> YamlReader::string_list(const YAML::Node& map, const std::string& key,
                                                                 const std::string& path, bool required) {
     const YAML::Node value = map[key];

@@ -5,8 +5,10 @@
 #include <chrono>
 #include <functional>
 #include <future>
+#include <iomanip>
 #include <optional>
 #include <random>
+#include <sstream>
 
 #include "engine/progress.hpp"
 #include "engine/push_pipeline.hpp"
@@ -30,6 +32,17 @@ using Clock = std::chrono::steady_clock;
 // Rows staged at a time while batches are already being sent: about 10 ms of staging between
 // two looks at finished pushes.
 constexpr int64_t kReadSlice = 5000;
+
+// The records of one push the destination answered for (any outcome but "try again"): what
+// the push adds to the run's sent count. A record the plugin reported twice counts once.
+int64_t answered_records(const std::vector<MemberOutcome>& outcomes) {
+    std::vector<int64_t> seqs;
+    for (const auto& outcome : outcomes) {
+        if (outcome.state != MemberState::todo) seqs.push_back(outcome.seq);
+    }
+    std::sort(seqs.begin(), seqs.end());
+    return std::unique(seqs.begin(), seqs.end()) - seqs.begin();
+}
 
 class Run : public ExportObserver {
 public:
@@ -97,6 +110,10 @@ public:
             summary_.error = error.what();
         }
         if (intake_) intake_->stop();  // before the report and history: the feed's thread may wait on a FIFO
+        counts_.pending = std::max<int64_t>(0, counts_.sent + counts_.resumed -
+                                                   (counts_.accepted + counts_.rejected + counts_.removed +
+                                                    counts_.suppressed));
+        if (summary_.status == RunStatus::succeeded) judge_refusals();
         summary_.report_path = write_report(claim.run_id);
         summary_.counts = counts_;
         history.finish_run(claim.run_id, summary_.status, counts_, summary_.error, summary_.report_path);
@@ -152,6 +169,25 @@ private:
                                      " changed, " + std::to_string(counts_.unchanged) + " unchanged), " +
                                      std::to_string(counts_.leaving) + " leaving, " + std::to_string(counts_.invalid) +
                                      " invalid rows");
+    }
+
+    // A run that got to its end with rows refused (before sending or by the destination) did not
+    // bring everyone to the destination: it says so, and fails over max_rejected_ratio.
+    void judge_refusals() {
+        if (counts_.invalid + counts_.rejected == 0) return;
+        summary_.status = RunStatus::succeeded_with_rejections;
+        const double ratio = rejected_ratio(counts_);
+        if (!export_.max_rejected_ratio || ratio <= *export_.max_rejected_ratio) return;
+        std::ostringstream text;
+        text << std::fixed << std::setprecision(1) << 100 * ratio << "% of the " << counts_.rows_read
+             << " rows read were refused (" << counts_.invalid << " invalid, " << counts_.rejected
+             << " rejected by the destination), more than max_rejected_ratio " << *export_.max_rejected_ratio
+             << " allows"
+             << (options_.dry_run ? ": a real run would fail"
+                                  : "; the members the destination accepted are recorded as delivered, and the "
+                                    "report says why each refused row was refused");
+        summary_.status = RunStatus::failed_permanent;
+        summary_.error = text.str();
     }
 
     void check_max_profiles() {
@@ -335,7 +371,7 @@ private:
                      std::to_string(counts_.accepted - before.accepted) + " confirmed, " +
                      std::to_string(counts_.rejected - before.rejected) + " rejected, " + std::to_string(processing) +
                      " still being processed, " + std::to_string(resent) + " to send again");
-        counts_.sent += attempted - resent;
+        counts_.resumed += attempted - resent;
         if (!cancel_) members_->forget_earlier_receipts();  // cancelled: the next run resumes the rest
     }
 
@@ -358,11 +394,15 @@ private:
             // request size, kept under the plugin's byte limit.
             const uint64_t size = member.payload.size() + 16 * n_fields;
             if (max_bytes && size > max_bytes) {
+                // Never sent: refused here, so it counts as invalid, not as the destination's refusal.
                 cursor_ = member.seq;
-                apply({{member.seq,
-                        MemberState::rejected,
-                        "record is larger than the destination accepts in one request",
-                        {}}});
+                const OutcomeTally refused = members_->apply_outcomes(
+                    {{member.seq,
+                      MemberState::rejected,
+                      "record is larger than the destination accepts in one request",
+                      {}}});
+                counts_.invalid += refused.rejected;
+                done_ += refused.rejected;
                 continue;
             }
             if (max_bytes && bytes + size > max_bytes && !job->members.empty()) break;
@@ -373,7 +413,6 @@ private:
         }
         if (job->members.empty()) return next_batch();
         prepare_values(*job);
-        counts_.sent += static_cast<int64_t>(job->members.size());
         return job;
     }
 
@@ -404,7 +443,10 @@ private:
     // plugin's max_concurrent_pushes in flight, and looks for late outcomes every second.
     void push_all(DestinationExport& exp) {
         PushPipeline pipeline(exp, plugin_.max_concurrent_pushes(), retry_, rng_, log_label(),
-                              [&](std::vector<MemberOutcome>& outcomes) { tally(members_->apply_pushed(outcomes)); });
+                              [&](std::vector<MemberOutcome>& outcomes) {
+                                  counts_.sent += answered_records(outcomes);
+                                  tally(members_->apply_pushed(outcomes));
+                              });
         bool exhausted = false;
         std::optional<RunFailure> failure;
         auto last_collect = Clock::now();

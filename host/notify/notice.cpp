@@ -21,15 +21,10 @@ std::string to_string(NotifyEvent event) {
     return "failure";
 }
 
-double rejected_ratio(const RunCounts& counts) {
-    if (counts.rows_read <= 0) return 0;
-    return static_cast<double>(counts.rejected + counts.invalid) / static_cast<double>(counts.rows_read);
-}
-
 std::optional<NotifyEvent> problem_of(const NotifyPolicy& policy, const RunRecord& run) {
     if (run.status == RunStatus::failed_permanent) return NotifyEvent::failure;
     if (run.status == RunStatus::failed_retryable && policy.on_retryable_failure) return NotifyEvent::failure;
-    if (run.status == RunStatus::succeeded && policy.rejected_ratio_above &&
+    if (ran_to_end(run.status) && policy.rejected_ratio_above &&
         rejected_ratio(run.counts) > *policy.rejected_ratio_above) {
         return NotifyEvent::threshold;
     }
@@ -41,7 +36,7 @@ std::optional<NotifyEvent> notice_for(const NotifyPolicy& policy, const RunRecor
     if (!policy.enabled || run.dry_run) return std::nullopt;
     if (run.status == RunStatus::running || run.status == RunStatus::cancelled) return std::nullopt;
     if (auto problem = problem_of(policy, run)) return problem;
-    if (run.status != RunStatus::succeeded || !policy.on_recovery || !previous) return std::nullopt;
+    if (!ran_to_end(run.status) || !policy.on_recovery || !previous) return std::nullopt;
     if (problem_of(policy, *previous)) return NotifyEvent::recovery;
     return std::nullopt;
 }
@@ -52,15 +47,16 @@ std::string notice_text(NotifyEvent event, const RunRecord& run) {
     switch (event) {
         case NotifyEvent::failure: text << to_string(run.status); break;
         case NotifyEvent::threshold:
-            text << "succeeded, but " << std::fixed << std::setprecision(1) << 100 * rejected_ratio(run.counts)
-                 << "% of the rows read were refused (" << run.counts.invalid << " invalid, " << run.counts.rejected
-                 << " rejected by the destination, of " << run.counts.rows_read << ")";
+            text << to_string(run.status) << ", but " << std::fixed << std::setprecision(1)
+                 << 100 * rejected_ratio(run.counts) << "% of the rows read were refused (" << run.counts.invalid
+                 << " invalid, " << run.counts.rejected << " rejected by the destination, of " << run.counts.rows_read
+                 << ")";
             break;
         case NotifyEvent::recovery: text << "succeeded again (recovered)"; break;
     }
     if (event != NotifyEvent::threshold) {
         text << ": sent " << run.counts.sent << ", accepted " << run.counts.accepted << ", rejected "
-             << run.counts.rejected + run.counts.invalid;
+             << run.counts.rejected << ", invalid " << run.counts.invalid;
     }
     if (!run.error.empty()) text << ". Error: " << run.error;
     if (!run.report_path.empty()) text << ". Report: " << run.report_path;

@@ -12,17 +12,13 @@ namespace segpush {
 enum class NotifyEvent { failure, threshold, recovery };
 std::string to_string(NotifyEvent event);
 
-// (rejected + invalid) / rows_read: the share of the rows read that did not get in, refused
-// before sending or by the destination. 0 when no row was read.
-double rejected_ratio(const RunCounts& counts);
-
-// Whether a finished run is a problem `policy` notifies: a failure it covers, or a succeeded
-// run above its rejected_ratio_above.
+// Whether a finished run is a problem `policy` notifies: a failure it covers, or a run that got
+// to its end above its rejected_ratio_above (rejected_ratio in run_history.hpp).
 std::optional<NotifyEvent> problem_of(const NotifyPolicy& policy, const RunRecord& run);
 
 // What `run` warrants under `policy`, given the export's previous finished run (not a dry run,
 // not cancelled; nullopt: none). A problem is notified every time; a recovery is the first
-// fine run (succeeded, under the threshold) after a run that was a problem. Dry runs,
+// fine run (got to its end, under the threshold) after a run that was a problem. Dry runs,
 // cancelled runs and runs still running warrant nothing.
 std::optional<NotifyEvent> notice_for(const NotifyPolicy& policy, const RunRecord& run,
                                       const std::optional<RunRecord>& previous);

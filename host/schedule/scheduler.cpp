@@ -191,10 +191,10 @@ void Scheduler::take_outcome(Slot& slot) {
     slot.outcome_pending = false;
     if (!slot.outcome || slot.run_definition != slot.definition) return;  // not started, or a reload since
     const RunOutcome& outcome = *slot.outcome;
-    if (outcome.status == RunStatus::succeeded || outcome.status == RunStatus::failed_retryable) {
+    if (ran_to_end(outcome.status) || outcome.status == RunStatus::failed_retryable) {
         if (slot.permanent_failures > 0) {
             log_line(LogLevel::info, "export " + slot.exp->name + ": " +
-                                         (outcome.status == RunStatus::succeeded ? "succeeded" : "failed transiently") +
+                                         (ran_to_end(outcome.status) ? "succeeded" : "failed transiently") +
                                          " after failing permanently; back on its schedule");
         }
         slot.permanent_failures = 0;

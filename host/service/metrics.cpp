@@ -13,8 +13,9 @@ namespace {
 
 // Every way a scheduled run can end, declared at zero with the export so that rate() and
 // increase() see the first of each.
-const char* const kRunOutcomes[] = {"succeeded", "failed_will_retry", "failed_permanently",
-                                    "cancelled", "skipped",           "error"};
+const char* const kRunOutcomes[] = {
+    "succeeded", "succeeded_with_rejections", "failed_will_retry", "failed_permanently", "cancelled", "skipped",
+    "error"};
 
 double epoch_seconds(ServiceMetrics::Clock::time_point when) {
     return std::chrono::duration<double>(when.time_since_epoch()).count();
@@ -71,8 +72,10 @@ void ServiceMetrics::run_finished(const std::string& export_name, RunStatus stat
     if (series.in_progress > 0) --series.in_progress;
     ++series.runs_by_status[to_string(status)];
     series.last_duration_seconds = seconds;
-    if (status == RunStatus::succeeded) series.last_success_seconds = epoch_seconds(finished);
+    if (ran_to_end(status)) series.last_success_seconds = epoch_seconds(finished);
     series.records.sent += counts.sent;
+    series.records.resumed += counts.resumed;
+    series.records.pending += counts.pending;
     series.records.accepted += counts.accepted;
     series.records.rejected += counts.rejected;
     series.records.invalid += counts.invalid;
@@ -129,7 +132,8 @@ std::string ServiceMetrics::exposition() const {
 
     using Optional = std::optional<double> ExportSeries::*;
     const std::tuple<const char*, const char*, Optional> optional_gauges[] = {
-        {"segpush_last_success_timestamp_seconds", "When the export's last successful run ended (Unix time).",
+        {"segpush_last_success_timestamp_seconds",
+         "When the export's last run that got to its end (succeeded, with or without rejections) ended (Unix time).",
          &ExportSeries::last_success_seconds},
         {"segpush_last_run_duration_seconds", "How long the export's last run took.",
          &ExportSeries::last_duration_seconds},
@@ -144,8 +148,10 @@ std::string ServiceMetrics::exposition() const {
     }
 
     const std::tuple<const char*, const char*, int64_t RunCounts::*> record_counters[] = {
-        {"segpush_records_sent_total", "Records handed to the destination (a retried record counts once a run).",
-         &RunCounts::sent},
+        {"segpush_records_sent_total",
+         "Records in a request the destination answered (a retried record counts once a run).", &RunCounts::sent},
+        {"segpush_records_resumed_total",
+         "Records an interrupted run sent whose outcome a later run learned from their receipts.", &RunCounts::resumed},
         {"segpush_records_accepted_total", "Records the destination accepted.", &RunCounts::accepted},
         {"segpush_records_rejected_total", "Records the destination refused.", &RunCounts::rejected},
         {"segpush_records_invalid_total", "Segment rows refused before sending (unreadable, no valid email).",
@@ -154,6 +160,9 @@ std::string ServiceMetrics::exposition() const {
          "Records the destination kept out by a choice made there (unsubscribed, bounced).", &RunCounts::suppressed},
         {"segpush_records_removed_total", "Members who left the segment removed at the destination.",
          &RunCounts::removed},
+        {"segpush_records_pending_total",
+         "Records sent whose outcome was not known when their run ended (learnt or sent again by the next run).",
+         &RunCounts::pending},
     };
     for (const auto& [metric, help, member] : record_counters) {
         out.family(metric, "counter", help);

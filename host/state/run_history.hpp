@@ -11,25 +11,38 @@
 
 namespace segpush {
 
-// How a run ended. failed_retryable means "transient trouble outlasted the retry budget":
-// the next run (scheduled or manual) picks up where it stopped. failed_permanent means a
-// person must change something (credentials, settings, the segment file) first.
-enum class RunStatus { running, succeeded, failed_retryable, failed_permanent, cancelled };
+// How a run ended. succeeded_with_rejections: every member was dealt with, but some rows were
+// refused before sending (invalid) or by the destination (rejected), so not everyone in the
+// segment is at the destination. failed_retryable means "transient trouble outlasted the retry
+// budget": the next run (scheduled or manual) picks up where it stopped. failed_permanent means
+// a person must change something (credentials, settings, the segment file) first.
+enum class RunStatus { running, succeeded, succeeded_with_rejections, failed_retryable, failed_permanent, cancelled };
 // The names are what the state keeps and what `runs list` shows: a backend stores these.
 std::string to_string(RunStatus status);
 // Text no status is named by reads as failed_permanent: a person looks at such a run.
 RunStatus run_status_from(const std::string& text);
+// The run got to its end: succeeded, with or without rejections.
+inline bool ran_to_end(RunStatus status) {
+    return status == RunStatus::succeeded || status == RunStatus::succeeded_with_rejections;
+}
 
+// What a run did, in the words every output uses (the summary, runs list and show, JSON, logs,
+// metrics, notices; docs/operations.md defines them for users). For every run:
+//   sent + resumed = accepted + rejected + removed + suppressed + pending
+// and across an interrupted run and the runs that continue it, each member is sent once
+// unless the destination lost it or a receipt could not be read.
 struct RunCounts {
     int64_t rows_read = 0;    // data rows read from the segment files
-    int64_t invalid = 0;      // rows rejected before sending (unreadable, bad email, ...)
+    int64_t invalid = 0;      // rows refused before sending (unreadable, bad email, too large, ...)
     int64_t duplicates = 0;   // rows whose email (case-folded) appeared earlier
     int64_t members = 0;      // distinct valid members
     int64_t new_members = 0;  // not delivered before
     int64_t changed = 0;      // delivered before with other values
     int64_t unchanged = 0;    // delivered before with the same values: not sent
     int64_t leaving = 0;      // delivered before, no longer in the segment
-    int64_t sent = 0;         // records handed to the plugin (retries counted once)
+    // Records in a request the destination answered (a retried request counts once, and
+    // records it answered "try again" for are not sent until it takes them).
+    int64_t sent = 0;
     int64_t accepted = 0;
     int64_t rejected = 0;  // refused by the destination
     int64_t removed = 0;   // leavers removed (on_leave: unsubscribe)
@@ -37,11 +50,24 @@ struct RunCounts {
     // bounced): nothing was changed there, and the member is not sent again until its
     // values change. Leavers already off the list count here too, not in removed.
     int64_t suppressed = 0;
+    // Records an earlier, interrupted run sent whose outcome this run learned from their
+    // receipts: counted in this run's outcomes, in the earlier run's sent.
+    int64_t resumed = 0;
+    // Sent, outcome not known when the run ended (an interrupted run; an import still being
+    // processed): the next run learns it (resumed) or sends them again.
+    int64_t pending = 0;
 };
+
+// The share of the rows read that did not reach the destination: refused before sending or by
+// it. What max_rejected_ratio and notify's rejected_ratio_above compare.
+inline double rejected_ratio(const RunCounts& counts) {
+    if (counts.rows_read <= 0) return 0;
+    return static_cast<double>(counts.rejected + counts.invalid) / static_cast<double>(counts.rows_read);
+}
 
 // Each count under the name segpush's JSON outputs give it (`runs show --json`, notices), in
 // the order they list them: one list, so the outputs cannot drift apart.
-inline std::array<std::pair<const char*, int64_t>, 13> named_counts(const RunCounts& c) {
+inline std::array<std::pair<const char*, int64_t>, 15> named_counts(const RunCounts& c) {
     return {{{"rows_read", c.rows_read},
              {"invalid", c.invalid},
              {"duplicates", c.duplicates},
@@ -51,10 +77,12 @@ inline std::array<std::pair<const char*, int64_t>, 13> named_counts(const RunCou
              {"unchanged", c.unchanged},
              {"leaving", c.leaving},
              {"sent", c.sent},
+             {"resumed", c.resumed},
              {"accepted", c.accepted},
              {"rejected", c.rejected},
              {"removed", c.removed},
-             {"suppressed", c.suppressed}}};
+             {"suppressed", c.suppressed},
+             {"pending", c.pending}}};
 }
 
 struct RunRecord {

@@ -94,8 +94,8 @@ bool still_running(const RunRecord& run, const std::string& identity) {
 const char* const kRunColumns =
     "id, export, status, started_at, COALESCE(finished_at, ''), COALESCE(pid, 0), COALESCE(hostname, ''), full, "
     "dry_run, rows_read, invalid, duplicates, members, new_members, changed, unchanged, leaving, sent, accepted, "
-    "rejected, removed, suppressed, COALESCE(error, ''), COALESCE(report_path, '')";
-constexpr int kRunColumnCount = 24;
+    "rejected, removed, suppressed, resumed, pending, COALESCE(error, ''), COALESCE(report_path, '')";
+constexpr int kRunColumnCount = 26;
 
 RunRecord read_run(const sqlite::Statement& row) {
     RunRecord run;
@@ -111,7 +111,7 @@ RunRecord read_run(const sqlite::Statement& row) {
     RunCounts& c = run.counts;
     int64_t* fields[] = {&c.rows_read, &c.invalid,   &c.duplicates, &c.members, &c.new_members,
                          &c.changed,   &c.unchanged, &c.leaving,    &c.sent,    &c.accepted,
-                         &c.rejected,  &c.removed,   &c.suppressed};
+                         &c.rejected,  &c.removed,   &c.suppressed, &c.resumed, &c.pending};
     constexpr int kCounts = sizeof fields / sizeof fields[0];
     for (int i = 0; i < kCounts; ++i) *fields[i] = row.integer(9 + i);
     run.error = row.text(9 + kCounts);
@@ -122,15 +122,16 @@ RunRecord read_run(const sqlite::Statement& row) {
 
 // The counts in the order of kCountAssignments; returns the next parameter's number.
 int bind_counts(sqlite::Statement& statement, int first, const RunCounts& c) {
-    const int64_t values[] = {c.rows_read, c.invalid, c.duplicates, c.members,  c.new_members, c.changed,   c.unchanged,
-                              c.leaving,   c.sent,    c.accepted,   c.rejected, c.removed,     c.suppressed};
+    const int64_t values[] = {c.rows_read, c.invalid,   c.duplicates, c.members, c.new_members,
+                              c.changed,   c.unchanged, c.leaving,    c.sent,    c.accepted,
+                              c.rejected,  c.removed,   c.suppressed, c.resumed, c.pending};
     for (const int64_t value : values) statement.bind(first++, value);
     return first;
 }
 
 const char* const kCountAssignments =
     "rows_read=?, invalid=?, duplicates=?, members=?, new_members=?, changed=?, unchanged=?, leaving=?, sent=?, "
-    "accepted=?, rejected=?, removed=?, suppressed=?";
+    "accepted=?, rejected=?, removed=?, suppressed=?, resumed=?, pending=?";
 
 }  // namespace
 
@@ -138,6 +139,7 @@ std::string to_string(RunStatus status) {
     switch (status) {
         case RunStatus::running: return "running";
         case RunStatus::succeeded: return "succeeded";
+        case RunStatus::succeeded_with_rejections: return "succeeded_with_rejections";
         case RunStatus::failed_retryable: return "failed_will_retry";
         case RunStatus::failed_permanent: return "failed_permanently";
         case RunStatus::cancelled: return "cancelled";
@@ -146,8 +148,8 @@ std::string to_string(RunStatus status) {
 }
 
 RunStatus run_status_from(const std::string& text) {
-    for (RunStatus status : {RunStatus::running, RunStatus::succeeded, RunStatus::failed_retryable,
-                             RunStatus::failed_permanent, RunStatus::cancelled}) {
+    for (RunStatus status : {RunStatus::running, RunStatus::succeeded, RunStatus::succeeded_with_rejections,
+                             RunStatus::failed_retryable, RunStatus::failed_permanent, RunStatus::cancelled}) {
         if (to_string(status) == text) return status;
     }
     return RunStatus::failed_permanent;
@@ -180,7 +182,7 @@ RunHistory::Claim SqliteRunHistory::begin_run(const std::string& export_name, bo
         auto last = db_.prepare("SELECT id, baseline, status, full FROM runs WHERE export=? AND dry_run=0 "
                                 "ORDER BY id DESC LIMIT 1");
         last.bind(1, export_name);
-        if (last.step() && last.integer(3) != 0 && last.text(2) != to_string(RunStatus::succeeded) &&
+        if (last.step() && last.integer(3) != 0 && !ran_to_end(run_status_from(last.text(2))) &&
             last.text(2) != to_string(RunStatus::failed_permanent)) {
             claim.continues = last.integer(0);
             claim.baseline = last.integer(1);

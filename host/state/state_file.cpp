@@ -12,7 +12,7 @@ namespace {
 
 // The schema of every table the state file keeps, run history's and delivered state's alike
 // (the TEMP table is the connection's own).
-constexpr int kSchemaVersion = 9;
+constexpr int kSchemaVersion = 10;
 
 const char* const kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS runs(
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS runs(
   sent INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
   rejected INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0,
   suppressed INTEGER NOT NULL DEFAULT 0,
+  resumed INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0,
   error TEXT,
   report_path TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_export ON runs(export, id);
@@ -171,6 +172,8 @@ StateFile::StateFile(const std::string& path)
     add_column_if_missing("runs", "process_identity", "TEXT");                        // version 7
     add_column_if_missing("unconfirmed", "confirmed", "INTEGER NOT NULL DEFAULT 0");  // version 8
     add_column_if_missing("runs", "suppressed", "INTEGER NOT NULL DEFAULT 0");        // version 9
+    add_column_if_missing("runs", "resumed", "INTEGER NOT NULL DEFAULT 0");           // version 10
+    add_column_if_missing("runs", "pending", "INTEGER NOT NULL DEFAULT 0");
     setup.commit();
 }
 

@@ -1,5 +1,6 @@
 // The export engine end to end: the real segpush binary, the real ActiveCampaign plugin, and
 // the sandbox on 127.0.0.1 standing in for ActiveCampaign.
+#include <rapidjson/document.h>
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -110,7 +111,7 @@ TEST_CASE("export: a first export without a valid member contacts nobody") {
     fixture.write_config("", kPacingAtScale20);
     const Run run = fixture.segpush("export run vip_export");
     INFO(run.out << run.err);
-    CHECK(run.exit_code == 0);
+    CHECK(run.exit_code == 3);  // succeeded_with_rejections: every row refused
     CHECK_THAT(run.out, Catch::Contains("members       0: 0 new"));
     CHECK(fixture.sandbox.total_requests() == 0);
 }
@@ -205,8 +206,8 @@ TEST_CASE("export: bad rows are reported with file, line and reason, duplicates 
     fixture.write_config("", kPacingAtScale20);
     const Run run = fixture.segpush("export run vip_export");
     INFO(run.out << run.err);
-    REQUIRE(run.exit_code == 0);
-    CHECK_THAT(run.out, Catch::Contains("rows read     6 (3 rejected before sending, 1 duplicates collapsed"));
+    REQUIRE(run.exit_code == 3);  // succeeded_with_rejections
+    CHECK_THAT(run.out, Catch::Contains("rows read     6 (3 invalid, refused before sending; 1 duplicates collapsed"));
     const auto members = fixture.sandbox.members(1);
     REQUIRE(members.size() == 2);
     CHECK(members.at("ada@example.com").first_name == "Ada");
@@ -269,6 +270,28 @@ TEST_CASE("export: a second run of the same export is refused while one runs, Ct
     REQUIRE(rest.exit_code == 0);
     require_list_equals(fixture.sandbox, profiles);
     check_secret_never_printed(fixture);
+
+    // The two runs' counts add up to the members, each sent once: "sent" is what reached the
+    // destination, what was in flight at the stop is pending, and the next run learns it.
+    rapidjson::Document runs;
+    runs.Parse(fixture.segpush("runs list vip_export --json").out.c_str());
+    REQUIRE(runs.IsArray());
+    REQUIRE(runs.Size() == 2);
+    const auto& stopped = runs[1]["counts"];
+    const auto& resumed = runs[0]["counts"];
+    auto n = [](const rapidjson::Value& counts, const char* name) { return counts[name].GetInt64(); };
+    INFO("stopped run: sent " << n(stopped, "sent") << ", accepted " << n(stopped, "accepted") << ", pending "
+                              << n(stopped, "pending") << "; next run: sent " << n(resumed, "sent") << ", resumed "
+                              << n(resumed, "resumed") << ", accepted " << n(resumed, "accepted"));
+    CHECK(n(stopped, "sent") > 0);
+    CHECK(n(stopped, "sent") < 5000);
+    CHECK(n(stopped, "sent") == n(stopped, "accepted") + n(stopped, "pending"));
+    CHECK(n(resumed, "resumed") == n(stopped, "pending"));
+    CHECK(n(resumed, "sent") + n(resumed, "resumed") == n(resumed, "accepted"));
+    CHECK(n(resumed, "pending") == 0);
+    CHECK(n(stopped, "sent") + n(resumed, "sent") == 5000);
+    CHECK(n(stopped, "accepted") + n(resumed, "accepted") == 5000);
+    CHECK(fixture.records_sent() == 5000);  // what the destination received, all runs together
 }
 
 TEST_CASE("export: killed with SIGKILL at several points, the next runs leave the list exact") {
@@ -383,21 +406,22 @@ TEST_CASE(
                                  "not json\n");
     run = fixture.segpush("export run both");
     INFO(run.out << run.err);
-    REQUIRE(run.exit_code == 0);
+    REQUIRE(run.exit_code == 3);  // succeeded_with_rejections: two broken JSON lines
     const auto members = fixture.sandbox.members(1);
     REQUIRE(members.size() == 3);
     CHECK(members.at("bob@example.com").first_name == "Bob");  // a.csv comes first: its row wins
     CHECK(members.at("cy@example.com").first_name == "Cy");
-    CHECK_THAT(run.out, Catch::Contains("rows read     6 (2 rejected before sending, 1 duplicates collapsed"));
+    CHECK_THAT(run.out, Catch::Contains("rows read     6 (2 invalid, refused before sending; 1 duplicates collapsed"));
 
     const Run show = fixture.segpush("runs show 2");  // run 1 stopped before sending
     INFO(show.out << show.err);
     CHECK(show.exit_code == 0);
-    CHECK_THAT(show.out, Catch::Contains("Run #2 of export both") && Catch::Contains("succeeded") &&
-                             Catch::Contains("members       3: 3 new") && Catch::Contains("accepted      3,") &&
+    CHECK_THAT(show.out, Catch::Contains("Run #2 of export both") && Catch::Contains("succeeded_with_rejections") &&
+                             Catch::Contains("members       3: 3 new") && Catch::Contains("accepted      3\n") &&
                              Catch::Contains("-report.csv"));
     const Run json = fixture.segpush("runs show 2 --json");
-    CHECK_THAT(json.out, Catch::Contains("\"status\": \"succeeded\"") && Catch::Contains("\"accepted\": 3"));
+    CHECK_THAT(json.out,
+               Catch::Contains("\"status\": \"succeeded_with_rejections\"") && Catch::Contains("\"accepted\": 3"));
     const Run missing = fixture.segpush("runs show 99");
     CHECK(missing.exit_code == 1);
     CHECK_THAT(missing.err, Catch::Contains("no run #99"));

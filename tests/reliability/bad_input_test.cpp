@@ -28,7 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int kOk = 0, kFail = 1, kUsage = 2;
+constexpr int kOk = 0, kFail = 1, kUsage = 2, kRejections = 3;
 const char* const kWrongKey = "wrong-key-3c9e1f0a77d2";
 
 struct Case {
@@ -271,9 +271,10 @@ std::vector<Case> catalogue() {
              f.dir.write("vip.csv", junk);
          },
          kRun, kFail, {"vip.csv"}});
-    add({"unterminated quote", "a quoted field never closed", "exit 0, the row is rejected with its line",
+    add({"unterminated quote", "a quoted field never closed", "exit 3 (succeeded_with_rejections), the row is "
+         "refused with its line",
          [](ExportFixture& f) { f.dir.write("vip.csv", to_csv(baseline()) + "\"member9999@example.com,Open,Quote,\n"); },
-         kRun, kOk, {"300 unchanged", "1 rejected before sending"}});
+         kRun, kRejections, {"300 unchanged", "1 invalid, refused before sending"}});
     add({"rows with extra columns", "rows with more fields than the header", "exit 0, extra fields ignored or rows "
          "rejected with their line",
          [](ExportFixture& f) {
@@ -293,8 +294,8 @@ std::vector<Case> catalogue() {
              f.dir.write("vip.csv", to_csv(baseline()) + "member9995@example.com," + std::string(2 << 20, 'x') + ",B,\n");
          },
          kRun, kOk, {"300 unchanged"}});
-    add({"JSONL with garbage lines", "the members as JSON Lines plus broken lines", "exit 0, broken lines reported "
-         "with their line numbers",
+    add({"JSONL with garbage lines", "the members as JSON Lines plus broken lines", "exit 3 "
+         "(succeeded_with_rejections), broken lines reported with their line numbers",
          [](ExportFixture& f) {
              std::string jsonl;
              for (const auto& p : baseline()) {
@@ -305,7 +306,7 @@ std::vector<Case> catalogue() {
              f.dir.write("vip.jsonl", jsonl);
              edit_config(f, "vip: { path: vip.csv }", "vip: { path: vip.jsonl }");
          },
-         kRun, kOk, {"300 unchanged", "4 rejected before sending"}});
+         kRun, kRejections, {"300 unchanged", "4 invalid, refused before sending"}});
 
     // ---- plugins
     add({"plugin_dir missing", "plugin_dir names a folder that does not exist", "exit 2, names plugin_dir",

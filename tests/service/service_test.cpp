@@ -77,12 +77,13 @@ TEST_CASE("service: a declared export exposes every family at zero with HELP and
           "# HELP segpush_runs_in_progress Runs of the export going on now.\n"
           "# TYPE segpush_runs_in_progress gauge\n"
           "segpush_runs_in_progress{export=\"vip\"} 0\n");
-    for (const char* status :
-         {"succeeded", "failed_will_retry", "failed_permanently", "cancelled", "skipped", "error"}) {
+    for (const char* status : {"succeeded", "succeeded_with_rejections", "failed_will_retry", "failed_permanently",
+                               "cancelled", "skipped", "error"}) {
         CHECK_THAT(text,
                    Catch::Contains(std::string("segpush_runs_total{export=\"vip\",status=\"") + status + "\"} 0\n"));
     }
-    for (const char* counter : {"sent", "accepted", "rejected", "invalid", "suppressed", "removed"}) {
+    for (const char* counter :
+         {"sent", "resumed", "accepted", "rejected", "invalid", "suppressed", "removed", "pending"}) {
         const std::string name = std::string("segpush_records_") + counter + "_total";
         INFO(name);
         CHECK_THAT(family_lines(text, name), Catch::StartsWith("# HELP " + name + " ") &&
@@ -91,7 +92,8 @@ TEST_CASE("service: a declared export exposes every family at zero with HELP and
     }
     // No run has ended and nothing is scheduled: the gauges that would mean a time have no sample.
     CHECK(family_lines(text, "segpush_last_success_timestamp_seconds") ==
-          "# HELP segpush_last_success_timestamp_seconds When the export's last successful run ended (Unix time).\n"
+          "# HELP segpush_last_success_timestamp_seconds When the export's last run that got to its end "
+          "(succeeded, with or without rejections) ended (Unix time).\n"
           "# TYPE segpush_last_success_timestamp_seconds gauge\n");
     CHECK(family_lines(text, "segpush_destination_retries_total").find("segpush_destination_retries_total{") ==
           std::string::npos);

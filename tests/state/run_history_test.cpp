@@ -184,7 +184,7 @@ TEMPLATE_TEST_CASE("state: run history: a finished run keeps its counts, error a
     const auto history = backend.open();
     const auto first = history->begin_run("e", true, false);
     // Each count its own value, so that no two can be swapped unseen.
-    const RunCounts counts{101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113};
+    const RunCounts counts{101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113, 114, 115};
     history->finish_run(first.run_id, RunStatus::failed_retryable, counts, "the server went away", "/r/1.csv");
     const auto other = history->begin_run("f", false, true);
     history->finish_run(other.run_id, RunStatus::succeeded, RunCounts{}, "", "");
@@ -218,6 +218,8 @@ TEMPLATE_TEST_CASE("state: run history: a finished run keeps its counts, error a
     CHECK(c.rejected == 111);
     CHECK(c.removed == 112);
     CHECK(c.suppressed == 113);
+    CHECK(c.resumed == 114);
+    CHECK(c.pending == 115);
 
     const auto still = reader->get_run(running.run_id);
     REQUIRE(still);
@@ -314,13 +316,18 @@ TEST_CASE("state: run history: a state file from before runs kept their process'
     REQUIRE(runs.size() == 2);
     CHECK(runs[0].id == claim.run_id);
     CHECK(runs[1].status == RunStatus::succeeded);
+    // Counts later versions added read as 0 for runs recorded before them.
+    CHECK(runs[1].counts.suppressed == 0);
+    CHECK(runs[1].counts.resumed == 0);
+    CHECK(runs[1].counts.pending == 0);
 }
 
 TEST_CASE("state: run history: statuses keep their names, and an unknown name reads as failed permanently") {
-    for (const RunStatus status : {RunStatus::running, RunStatus::succeeded, RunStatus::failed_retryable,
-                                   RunStatus::failed_permanent, RunStatus::cancelled}) {
+    for (const RunStatus status : {RunStatus::running, RunStatus::succeeded, RunStatus::succeeded_with_rejections,
+                                   RunStatus::failed_retryable, RunStatus::failed_permanent, RunStatus::cancelled}) {
         CHECK(run_status_from(to_string(status)) == status);
     }
+    CHECK(to_string(RunStatus::succeeded_with_rejections) == "succeeded_with_rejections");
     CHECK(to_string(RunStatus::failed_retryable) == "failed_will_retry");
     CHECK(to_string(RunStatus::failed_permanent) == "failed_permanently");
     CHECK(run_status_from("exploded") == RunStatus::failed_permanent);

@@ -200,7 +200,7 @@ TEST_CASE("notify: a run over rejected_ratio_above is notified, to the webhook a
                       "cy@example.com,Cy\n");
     const Run run = exp.export_run();
     INFO(run.out << run.err);
-    CHECK(run.exit_code == 0);
+    CHECK(run.exit_code == 3);  // succeeded_with_rejections
     check_secrets_kept(run);
     const auto received = receiver.received();
     REQUIRE(received.size() == 1);
