@@ -5,6 +5,8 @@
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <iomanip>
 #include <map>
@@ -17,6 +19,7 @@
 #include "plugins/registry.hpp"
 #include "secrets/redactor.hpp"
 #include "text/suggest.hpp"
+#include "text/wording.hpp"
 
 #ifndef SEGPUSH_VERSION
 #define SEGPUSH_VERSION "0.0.0"
@@ -26,40 +29,36 @@ namespace segpush {
 
 namespace {
 
-const char* const kMainHelp = R"(segpush — push customer segments to marketing destinations through plugins.
+// The main help around its list of commands, which comes from kCommands.
+const char* const kMainHelpUsage = R"(segpush — push customer segments to marketing destinations through plugins.
 
-Usage: segpush [--config FILE] [--plugin-dir DIR] COMMAND [ARGS...]
+Usage: segpush [--config FILE] COMMAND [ARGS...] [OPTIONS]
        segpush COMMAND --help
+)";
 
-Commands:
-  config check                   Validate the configuration; print every problem with file:line:column
-  plugins list [--json]          Plugins loaded from plugin_dir, and files refused with the reason
-  plugins describe ID [--json]   A plugin's connection and export settings, mapping fields and limits
-  export run NAME [--dry-run] [--full]
-                                 Run one export now: send new and changed members, report the rest
-  runs list [EXPORT] [--limit N] [--json]
-                                 Run history, newest first
-  runs show ID [--json]          One run: status, times, counts, error, its report
-  serve                          Run every export on its schedule until stopped (SIGTERM, Ctrl-C)
-  forget EMAIL... [--json]       Remove people from everything segpush keeps (erasure requests)
-  help [COMMAND...]              Help on a command
-
-Options:
+const char* const kMainHelpOptions = R"(
+Options every command takes:
   --config FILE      Configuration file (default: $SEGPUSH_CONFIG, else ./segpush.yaml)
-  --plugin-dir DIR   Load plugins from DIR instead of the configuration's plugin_dir (which,
-                     when not set, is ../lib/segpush/plugins from the segpush binary's folder)
-  --log-format FMT   Log lines as text (default) or json, one object a line (also $SEGPUSH_LOG_FORMAT)
+  --log-format FMT   Log lines as text (default) or json, one object a line (also
+                     $SEGPUSH_LOG_FORMAT)
+  -h, --help         Help on the command
   --version          Print the version and the plugin ABI version
-  -h, --help         This help
+
+Commands that load plugins also take --plugin-dir DIR: load them from DIR instead of the
+configuration's plugin_dir (which, when not set, is ../lib/segpush/plugins from the segpush
+binary's folder). An option a command does not take is an error (exit status 2).
 
 Secrets (API keys) are given in the configuration by reference, ${env:NAME} or ${file:PATH},
 and are never printed by any command.
 
-Exit status: 0 success, 1 failure, 2 usage or configuration error.
+Exit status (each command's --help gives its own):
+  0  success
+  1  failure
+  2  usage or configuration error, or a name or id that does not exist
 )";
 
 const std::map<std::string, std::string> kCommandHelp = {
-    {"config check", R"(Usage: segpush [--config FILE] config check
+    {"config check", R"(Usage: segpush [--config FILE] config check [--json]
 
 Reads the configuration file and every file it includes, loads the plugins from plugin_dir,
 and checks everything that can be checked without contacting a destination:
@@ -74,7 +73,16 @@ and checks everything that can be checked without contacting a destination:
   - schedules are valid 5-field cron expressions (or on_change) that can fire.
 Every problem is printed as FILE:LINE:COLUMN: error: KEY.PATH: MESSAGE.
 
-Exit status: 0 valid (warnings may be printed), 2 problems found.
+Options:
+  --plugin-dir DIR   Load the plugins from DIR instead of plugin_dir
+  --json             Print one JSON object on stdout instead: valid (true or false),
+                     errors and warnings (how many), and diagnostics, each with
+                     severity ("error" or "warning"), file, line and column (null
+                     when unknown), key (the key path, "" for a whole file) and message
+
+Exit status:
+  0  valid (warnings may be printed)
+  2  problems found
 )"},
     {"export run", R"(Usage: segpush [--config FILE] export run NAME [--dry-run] [--full]
 
@@ -94,6 +102,7 @@ Runs export NAME once, now:
 Options:
   --dry-run   Do steps 1-3 and print what would be sent; the destination is not contacted
   --full      Send every member, as if nothing had been delivered before
+  --plugin-dir DIR   Load the plugins from DIR instead of plugin_dir
 
 Ctrl-C (or SIGTERM) stops cleanly: batches in flight finish, their outcomes are saved and the
 run is marked cancelled. A second Ctrl-C quits at once (still nothing saved is lost).
@@ -103,8 +112,10 @@ Rows refused before sending, members the destination rejected, and members it ke
 not sent again until their values change or --full is given.
 Only one run of an export at a time: a second one is refused, naming the running one.
 
-Exit status: 0 succeeded, 1 failed or cancelled (segpush runs show ID says why), 2 usage or
-configuration error.
+Exit status:
+  0  succeeded
+  1  failed or cancelled (segpush runs show ID says why)
+  2  usage or configuration error, or no export of that name
 )"},
     {"runs list", R"(Usage: segpush [--config FILE] runs list [EXPORT] [--limit N] [--json]
 
@@ -117,7 +128,14 @@ Statuses: running, succeeded, cancelled, failed_will_retry (temporary trouble ou
 retries; the next run continues from where this one stopped), failed_permanently (something
 must be fixed first: credentials, settings, the segment file).
 
-Exit status: 0, 2 when the configuration cannot be read.
+Options:
+  --limit N   Show the N newest runs (1 or more; default 20)
+  --json      Machine-readable output: an array of runs
+
+Exit status:
+  0  the runs (or none yet)
+  2  the configuration cannot be read, or EXPORT is neither an export of the
+     configuration nor in the run history
 )"},
     {"runs show", R"(Usage: segpush [--config FILE] runs show ID [--json]
 
@@ -125,9 +143,14 @@ Everything known about one run: status, start and end (UTC), the process that ra
 read, members new / changed / unchanged / leaving, records sent, accepted, removed, rejected
 and suppressed, the error, and the path of the run's report.
 
-Exit status: 0, 1 when there is no such run.
+Options:
+  --json   Machine-readable output
+
+Exit status:
+  0  the run
+  2  the configuration cannot be read, or there is no run with that id
 )"},
-    {"serve", R"(Usage: segpush [--config FILE] serve
+    {"serve", R"(Usage: segpush [--config FILE] serve [--json]
 
 Runs every export that has a schedule (5-field cron: minute hour day-of-month month
 day-of-week, in UTC unless the export sets timezone:, e.g. Europe/Paris) until stopped. The
@@ -143,7 +166,19 @@ While it runs, serve answers GET /healthz, /readyz and /metrics (Prometheus text
 serve.listen (default 127.0.0.1:9464). Logs go to stderr: --log-format json writes one JSON
 object a line.
 
-Exit status: 0 after a clean stop, 2 when the configuration has errors or no schedules.
+Options:
+  --plugin-dir DIR   Load the plugins from DIR instead of plugin_dir
+  --json             Once serve is ready, print one line on stdout: a JSON object
+                     with config (the file), pid, listen (the health and metrics
+                     address, null when it could not be opened) and exports, each
+                     with name, schedule (a cron expression or "on_change"), timezone,
+                     next_run (UTC, RFC 3339; null for on_change), and for on_change
+                     its segment_files and settle_seconds. Logs are then JSON lines
+                     too, unless --log-format or $SEGPUSH_LOG_FORMAT says otherwise
+
+Exit status:
+  0  stopped cleanly
+  2  the configuration has errors, or no export has a schedule
 )"},
     {"forget", R"(Usage: segpush [--config FILE] forget EMAIL... [--json]
 
@@ -157,7 +192,13 @@ It does not touch the destinations: erase the person there too. If they are stil
 segment, the next run of its export sends them again as a new member. Refused while an export
 of this state is running.
 
-Exit status: 0, 1 while a run is in progress, 2 usage or configuration error.
+Options:
+  --json   Machine-readable output
+
+Exit status:
+  0  forgotten (also when nothing was kept about them)
+  1  refused: a run is in progress
+  2  usage or configuration error
 )"},
     {"plugins list", R"(Usage: segpush [--config FILE | --plugin-dir DIR] plugins list [--json]
 
@@ -172,9 +213,12 @@ Other commands open only <plugin_dir>/<id>.so for each plugin id the connections
 the other files only when one has no file of its name.
 
 Options:
-  --json   Machine-readable output
+  --plugin-dir DIR   List DIR instead of plugin_dir
+  --json             Machine-readable output
 
-Exit status: 0 (even when files were refused; they are listed), 2 when the directory is missing.
+Exit status:
+  0  listed (even when files were refused; they are listed)
+  2  the plugin directory is missing
 )"},
     {"plugins describe", R"(Usage: segpush [--config FILE | --plugin-dir DIR] plugins describe ID [--json]
 
@@ -183,11 +227,127 @@ required or optional, secret, constraints, description), its mapping fields (req
 optional) and its limits (records and bytes per batch, request rates, concurrency).
 
 Options:
-  --json   Machine-readable output, with the plugin's full JSON Schemas
+  --plugin-dir DIR   Look in DIR instead of plugin_dir
+  --json             Machine-readable output, with the plugin's full JSON Schemas
 
-Exit status: 0, 1 when no plugin has that id.
+Exit status:
+  0  described
+  1  the plugin's file was refused (the message says why)
+  2  no plugin has that id, or the plugin directory cannot be found
 )"},
 };
+
+// Every option: its name and, for one that takes a value, what the value is.
+struct OptionSpec {
+    std::string name;
+    std::string value;  // "N", "FILE"; empty for a flag
+};
+
+const std::vector<OptionSpec> kOptions = {
+    {"--config", "FILE"},
+    {"--log-format", "FMT"},
+    {"--help", ""},
+    {"--version", ""},
+    {"--plugin-dir", "DIR"},
+    {"--json", ""},
+    {"--dry-run", ""},
+    {"--full", ""},
+    {"--limit", "N"},
+    {"--show", "N"},
+    {"--allow-mass-change", ""},
+    {"--retry-rejected", ""},
+};
+
+// What every command takes, besides its own.
+const std::vector<std::string> kGlobalOptions = {"--config", "--log-format", "--help", "--version"};
+
+// Every command, the options it takes and its line in the lists of commands. The one place that
+// says which command takes which option: anything else given to a command is refused.
+struct CommandSpec {
+    std::string name;                  // "export run"
+    std::string arguments;             // "NAME", for the lists of commands
+    std::vector<std::string> options;  // besides kGlobalOptions
+    std::string summary;               // one line, for the lists of commands
+};
+
+const std::vector<CommandSpec> kCommands = {
+    {"config check", "", {"--plugin-dir", "--json"}, "Check the configuration; every problem with file:line"},
+    {"plugins list", "", {"--plugin-dir", "--json"}, "Plugins loaded, and files refused with the reason"},
+    {"plugins describe", "ID", {"--plugin-dir", "--json"}, "A plugin's settings, mapping fields and limits"},
+    {"export run",
+     "NAME",
+     {"--plugin-dir", "--dry-run", "--full", "--show", "--allow-mass-change", "--retry-rejected", "--json"},
+     "Run one export now: send new and changed members"},
+    {"runs list", "[EXPORT]", {"--limit", "--json"}, "Run history, newest first"},
+    {"runs show", "ID", {"--json"}, "One run: status, times, counts, error, its report"},
+    {"serve", "", {"--plugin-dir", "--json"}, "Run every export on its schedule until stopped"},
+    {"forget", "EMAIL...", {"--json"}, "Erase people from everything segpush keeps"},
+};
+
+const OptionSpec* find_option(const std::string& name) {
+    for (const auto& option : kOptions) {
+        if (option.name == name) return &option;
+    }
+    return nullptr;
+}
+
+const CommandSpec* find_command(const std::string& name) {
+    for (const auto& command : kCommands) {
+        if (command.name == name) return &command;
+    }
+    return nullptr;
+}
+
+// "config", "plugins", "export", "runs": the first word of commands of two words.
+bool is_group(const std::string& word) {
+    for (const auto& command : kCommands) {
+        if (command.name.rfind(word + " ", 0) == 0) return true;
+    }
+    return false;
+}
+
+bool takes(const CommandSpec& command, const std::string& option) {
+    return std::find(kGlobalOptions.begin(), kGlobalOptions.end(), option) != kGlobalOptions.end() ||
+           std::find(command.options.begin(), command.options.end(), option) != command.options.end();
+}
+
+// "--limit N, --json", for messages that say what a command takes.
+std::string options_text(const std::vector<std::string>& names) {
+    std::vector<std::string> items;
+    for (const auto& name : names) {
+        const OptionSpec* option = find_option(name);
+        items.push_back(option && !option->value.empty() ? name + " " + option->value : name);
+    }
+    return join(items);
+}
+
+std::string takes_text(const CommandSpec& command) {
+    return command.name + " takes " +
+           (command.options.empty() ? "no options of its own" : options_text(command.options)) + " (and " +
+           options_text({"--config", "--log-format", "--help"}) + ", as every command)";
+}
+
+// The commands (of `group`, or all) one line each: name, arguments and summary.
+std::string command_list(const std::string& group) {
+    std::ostringstream text;
+    text << "Commands:\n";
+    for (const auto& command : kCommands) {
+        if (!group.empty() && command.name.rfind(group + " ", 0) != 0) continue;
+        std::string usage = command.name + (command.arguments.empty() ? "" : " " + command.arguments);
+        text << "  " << std::left << std::setw(20) << usage << "  " << command.summary << "\n";
+    }
+    return text.str();
+}
+
+std::string main_help() {
+    return kMainHelpUsage + std::string("\n") + command_list("") +
+           "  help [COMMAND...]     Help on a command, or a group of them\n" + kMainHelpOptions;
+}
+
+std::string group_help(const std::string& group) {
+    return "Usage: segpush [--config FILE] " + group + " COMMAND [ARGS...] [OPTIONS]\n\n" + command_list(group) +
+           "\nRun 'segpush " + group + " COMMAND --help' for a command's options and exit status.\n";
+}
 
 std::string abi_text(uint32_t major, uint32_t minor) { return std::to_string(major) + "." + std::to_string(minor); }
 
@@ -326,6 +486,29 @@ void describe_schema(std::ostringstream& text, const char* schema_json) {
     }
 }
 
+// " (did you mean 'activecampaign'?)" for an id that is not a plugin's: the closest id, the one
+// id it begins (an abbreviation, such as "ac"), or the plugin of a connection of that name.
+std::string plugin_suggestion(const Options& options, const std::string& id, const std::vector<std::string>& ids) {
+    if (std::string close = did_you_mean(id, ids); !close.empty()) return close;
+    std::vector<std::string> starting;
+    for (const auto& candidate : ids) {
+        if (candidate.size() > id.size() && std::equal(id.begin(), id.end(), candidate.begin(), [](char a, char b) {
+                return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+            })) {
+            starting.push_back(candidate);
+        }
+    }
+    if (starting.size() == 1) return " (did you mean '" + starting.front() + "'?)";
+    Diagnostics ignored;  // a configuration that does not load only gives no hint
+    if (auto config = load_config(options.config_path, ignored)) {
+        if (const ConnectionConfig* connection = config->find_connection(id);
+            connection && !connection->plugin.empty()) {
+            return " (did you mean '" + connection->plugin + "', the plugin of connection " + id + "?)";
+        }
+    }
+    return "";
+}
+
 int plugins_describe(const Options& options, Printer& print) {
     if (options.words.size() != 3) return usage_error(print, "plugins describe takes one plugin id");
     const std::string& id = options.words[2];
@@ -339,9 +522,9 @@ int plugins_describe(const Options& options, Printer& print) {
     }
     if (!plugin) {
         const auto ids = registry.ids();
-        print.err("segpush: no plugin with id '" + id + "'" + did_you_mean(id, ids) + " in " + *directory +
-                  (ids.empty() ? "" : "; loaded: " + join(ids)) + "\n");
-        return kExitFailure;
+        print.err("segpush: no plugin with id '" + id + "'" + plugin_suggestion(options, id, ids) + " in " +
+                  *directory + (ids.empty() ? "" : "; loaded: " + join(ids)) + "\n");
+        return kExitUsage;
     }
     const segpush_plugin& api = plugin->api;
     const segpush_limits& limits = plugin->limits;
@@ -427,20 +610,56 @@ int plugins_describe(const Options& options, Printer& print) {
     return kExitOk;
 }
 
+// config check --json: one object, its shape documented in `config check --help`.
+void print_diagnostics_json(Printer& print, const Diagnostics& diagnostics, bool valid) {
+    rapidjson::Document doc(rapidjson::kObjectType);
+    auto& a = doc.GetAllocator();
+    auto text = [&](const std::string& value) { return rapidjson::Value(value.c_str(), a); };
+    int64_t errors = 0, warnings = 0;
+    rapidjson::Value items(rapidjson::kArrayType);
+    for (const auto& diagnostic : diagnostics.items()) {
+        const bool error = diagnostic.severity == Diagnostic::Severity::error;
+        (error ? errors : warnings) += 1;
+        rapidjson::Value item(rapidjson::kObjectType);
+        item.AddMember("severity", rapidjson::StringRef(error ? "error" : "warning"), a);
+        item.AddMember("file", text(diagnostic.pos.file), a);
+        rapidjson::Value line, column;  // null when the position is not known
+        if (diagnostic.pos.line > 0) {
+            line.SetInt(diagnostic.pos.line);
+            column.SetInt(diagnostic.pos.column);
+        }
+        item.AddMember("line", line, a);
+        item.AddMember("column", column, a);
+        item.AddMember("key", text(diagnostic.key_path), a);
+        // Scrubbed here as format() scrubs the text line; the printer scrubs the whole again.
+        item.AddMember("message", text(Redactor::instance().scrub(diagnostic.message)), a);
+        items.PushBack(item, a);
+    }
+    doc.AddMember("valid", valid, a);
+    doc.AddMember("errors", errors, a);
+    doc.AddMember("warnings", warnings, a);
+    doc.AddMember("diagnostics", items, a);
+    write_json(print, doc);
+}
+
 int config_check(const Options& options, Printer& print) {
     Diagnostics diagnostics;
     auto setup = load_checked(options, diagnostics);
+    if (options.json) {
+        print_diagnostics_json(print, diagnostics, setup.has_value());
+        return setup ? kExitOk : kExitUsage;
+    }
     print_diagnostics(print, diagnostics);
     if (!setup) {
-        size_t errors = 0;
+        int64_t errors = 0;
         for (const auto& item : diagnostics.items()) errors += item.severity == Diagnostic::Severity::error;
-        print.err(std::to_string(errors) + " error(s) in " + options.config_path + "\n");
+        print.err(plural(errors, "error") + " in " + options.config_path + "\n");
         return kExitUsage;
     }
     const Config& config = setup->config;
-    print.out(options.config_path + ": OK (" + std::to_string(config.segments.size()) + " segment(s), " +
-              std::to_string(config.connections.size()) + " connection(s), " + std::to_string(config.exports.size()) +
-              " export(s))\n");
+    print.out(options.config_path + ": OK (" + plural(static_cast<int64_t>(config.segments.size()), "segment") + ", " +
+              plural(static_cast<int64_t>(config.connections.size()), "connection") + ", " +
+              plural(static_cast<int64_t>(config.exports.size()), "export") + ")\n");
     print.out("plugins from " + (options.plugin_dir ? *options.plugin_dir : resolved_plugin_dir(config)) +
               plugin_dir_origin(config, options) + "\n");
     return kExitOk;
@@ -448,8 +667,9 @@ int config_check(const Options& options, Printer& print) {
 
 }  // namespace
 
-int usage_error(Printer& print, const std::string& message) {
-    print.err("segpush: " + message + "\nRun 'segpush --help' for usage.\n");
+int usage_error(Printer& print, const std::string& message, const std::string& command) {
+    print.err("segpush: " + message + "\nRun 'segpush " + (command.empty() ? "" : command + " ") +
+              "--help' for usage.\n");
     return kExitUsage;
 }
 
@@ -500,101 +720,185 @@ std::optional<CheckedSetup> load_checked_or_report(const Options& options, Print
     return setup;
 }
 
+namespace {
+
+// An option as given on the command line.
+struct GivenOption {
+    const OptionSpec* spec;
+    std::string value;
+};
+
+// A whole number for --limit or --show, at least `minimum`; nullopt when the value is not one.
+std::optional<int> count_value(const std::string& value, int minimum) {
+    if (value.empty() || value.size() > 9 || value.find_first_not_of("0123456789") != std::string::npos) {
+        return std::nullopt;
+    }
+    const int number = std::stoi(value);
+    if (number < minimum) return std::nullopt;
+    return number;
+}
+
+// Puts the given options into `options`; a usage error's message, or "" when all are good.
+std::string apply_options(const std::vector<GivenOption>& given, Options& options) {
+    for (const auto& [spec, value] : given) {
+        const std::string& name = spec->name;
+        if (name == "--help") {
+            options.help = true;
+        } else if (name == "--json") {
+            options.json = true;
+        } else if (name == "--dry-run") {
+            options.dry_run = true;
+        } else if (name == "--full") {
+            options.full = true;
+        } else if (name == "--allow-mass-change") {
+            options.allow_mass_change = true;
+        } else if (name == "--retry-rejected") {
+            options.retry_rejected = true;
+        } else if (name == "--limit") {
+            options.limit = count_value(value, 1);
+            if (!options.limit)
+                return "--limit needs a whole number of runs, 1 or more (e.g. --limit 50), not '" + value + "'";
+        } else if (name == "--show") {
+            options.show = count_value(value, 0);
+            if (!options.show) {
+                return "--show needs a whole number of members, 0 or more (e.g. --show 10), not '" + value + "'";
+            }
+        } else if (name == "--config") {
+            options.config_path = value;
+        } else if (name == "--plugin-dir") {
+            options.plugin_dir = value;
+        } else if (name == "--log-format") {
+            options.log_format = value;
+        }
+    }
+    return "";
+}
+
+}  // namespace
+
 int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
     Printer print(out, err);
     Options options;
     const char* env_config = std::getenv("SEGPUSH_CONFIG");
     options.config_path = env_config && *env_config ? env_config : "segpush.yaml";
+    // Words and options, wherever they are; which options the command takes is checked once the
+    // words name it.
+    std::vector<GivenOption> given;
+    std::vector<std::string> unknown;
     for (size_t i = 0; i < args.size(); ++i) {
         const std::string& arg = args[i];
-        auto value = [&](const std::string& name) -> std::optional<std::string> {
-            if (i + 1 >= args.size()) return std::nullopt;
-            (void)name;
-            return args[++i];
-        };
-        if (arg == "-h" || arg == "--help") {
-            options.help = true;
-        } else if (arg == "--version") {
+        // "-5" is a word (a run id, say): no option starts with a digit.
+        if (arg.size() < 2 || arg[0] != '-' || std::isdigit(static_cast<unsigned char>(arg[1]))) {
+            options.words.push_back(arg);
+            continue;
+        }
+        std::string name = arg == "-h" ? "--help" : arg;
+        std::optional<std::string> value;
+        if (const size_t equals = name.find('='); name.rfind("--", 0) == 0 && equals != std::string::npos) {
+            value = name.substr(equals + 1);
+            name.resize(equals);
+        }
+        const OptionSpec* spec = find_option(name);
+        if (!spec) {
+            unknown.push_back(name);
+            continue;
+        }
+        if (spec->value.empty() && value) return usage_error(print, name + " takes no value");
+        if (!spec->value.empty() && !value) {
+            if (i + 1 >= args.size()) {
+                return usage_error(print,
+                                   name + " needs a value: " + name + " " + spec->value +
+                                       (name == "--log-format" ? " (" + join(log_format_names(), " or ") + ")" : ""));
+            }
+            value = args[++i];
+        }
+        given.push_back({spec, value.value_or("")});
+    }
+    for (const auto& option : given) {
+        if (option.spec->name == "--version") {
             print.out(std::string("segpush ") + SEGPUSH_VERSION + " (plugin ABI " +
                       abi_text(SEGPUSH_ABI_MAJOR, SEGPUSH_ABI_MINOR) + ")\n");
             return kExitOk;
-        } else if (arg == "--json") {
-            options.json = true;
-        } else if (arg == "--dry-run") {
-            options.dry_run = true;
-        } else if (arg == "--full") {
-            options.full = true;
-        } else if (arg == "--limit") {
-            auto given = value(arg);
-            if (!given || given->find_first_not_of("0123456789") != std::string::npos || given->empty() ||
-                given->size() > 6) {
-                return usage_error(print, "--limit needs a number of runs, e.g. --limit 50");
-            }
-            options.limit = std::stoi(*given);
-        } else if (arg == "--config" || arg == "--plugin-dir") {
-            auto given = value(arg);
-            if (!given) return usage_error(print, arg + " needs a value");
-            (arg == "--config" ? options.config_path : options.plugin_dir.emplace()) = *given;
-        } else if (arg.rfind("--config=", 0) == 0) {
-            options.config_path = arg.substr(9);
-        } else if (arg.rfind("--plugin-dir=", 0) == 0) {
-            options.plugin_dir = arg.substr(13);
-        } else if (arg == "--log-format") {
-            auto given = value(arg);
-            if (!given) return usage_error(print, "--log-format needs a format: " + join(log_format_names(), " or "));
-            options.log_format = *given;
-        } else if (arg.rfind("--log-format=", 0) == 0) {
-            options.log_format = arg.substr(13);
-        } else if (arg.size() > 1 && arg[0] == '-') {
-            return usage_error(print,
-                               "unknown option " + arg +
-                                   did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--dry-run", "--full",
-                                                      "--limit", "--log-format", "--help", "--version"}));
-        } else {
-            options.words.push_back(arg);
         }
+    }
+    auto& words = options.words;
+    const bool help_word = !words.empty() && words[0] == "help";
+    if (help_word) words.erase(words.begin());
+    const CommandSpec* command = nullptr;
+    if (words.size() >= 2) command = find_command(words[0] + " " + words[1]);
+    if (!command && !words.empty() && !is_group(words[0])) command = find_command(words[0]);
+    const std::string group = !command && !words.empty() && is_group(words[0]) ? words[0] : "";
+
+    if (!unknown.empty()) {
+        std::vector<std::string> candidates;
+        for (const auto& option : kOptions) {
+            if (!command || takes(*command, option.name)) candidates.push_back(option.name);
+        }
+        const std::string& name = unknown.front();
+        if (!command) return usage_error(print, "unknown option " + name + did_you_mean(name, candidates));
+        return usage_error(print,
+                           command->name + ": unknown option " + name + did_you_mean(name, candidates) + "; " +
+                               takes_text(*command),
+                           command->name);
+    }
+    if (const std::string problem = apply_options(given, options); !problem.empty()) {
+        return usage_error(print, problem, command ? command->name : "");
+    }
+    std::vector<std::string> known;
+    for (const auto& spec : kCommands) known.push_back(spec.name);
+    const std::string named = join(words, " ");
+    if (options.help || help_word) {
+        if (command) {
+            print.out(wrap_text(kCommandHelp.at(command->name)));
+        } else if (!group.empty() && words.size() == 1) {
+            print.out(wrap_text(group_help(group)));
+        } else if (words.empty()) {
+            print.out(wrap_text(main_help()));
+        } else {
+            return usage_error(print, "no help for '" + named + "'" + did_you_mean(named, known));
+        }
+        return kExitOk;
+    }
+    if (words.empty()) {
+        print.err(wrap_text(main_help()));
+        return kExitUsage;
+    }
+    if (!command) {
+        if (!group.empty() && words.size() == 1) {
+            print.err("segpush: " + group + " needs a command\n\n" + wrap_text(group_help(group)));
+            return kExitUsage;
+        }
+        const std::string attempted = words.size() >= 2 ? words[0] + " " + words[1] : words[0];
+        return usage_error(print, "unknown command '" + named + "'" + did_you_mean(attempted, known));
+    }
+    for (const auto& option : given) {
+        if (takes(*command, option.spec->name)) continue;
+        return usage_error(print, command->name + " does not take " + option.spec->name + "; " + takes_text(*command),
+                           command->name);
+    }
+    // serve --json is for a program: its log lines are JSON too, unless a format was chosen.
+    if (command->name == "serve" && options.json && !options.log_format && !std::getenv("SEGPUSH_LOG_FORMAT")) {
+        options.log_format = "json";
     }
     // Before any command runs: a misspelt level or format must not log at another one.
     if (const std::string problem = configure_logging(options.log_format); !problem.empty()) {
         return usage_error(print, problem);
     }
-    auto& words = options.words;
-    if (!words.empty() && words[0] == "help") {
-        words.erase(words.begin());
-        options.help = true;
-    }
-    const std::string command = words.size() >= 2 ? words[0] + " " + words[1] : (words.empty() ? "" : words[0]);
-    std::vector<std::string> known;
-    for (const auto& [name, text] : kCommandHelp) known.push_back(name);
-    if (options.help) {
-        auto it = kCommandHelp.find(command);
-        if (it != kCommandHelp.end()) print.out(it->second);
-        else if (command.empty()) print.out(kMainHelp);
-        else return usage_error(print, "no help for '" + command + "'" + did_you_mean(command, known));
-        return kExitOk;
-    }
-    if (words.empty()) {
-        print.err(kMainHelp);
-        return kExitUsage;
-    }
-    if (command == "config check") {
-        if (words.size() != 2) return usage_error(print, "config check takes no arguments");
+    const std::string& name = command->name;
+    if (name == "config check") {
+        if (words.size() != 2) return usage_error(print, "config check takes no arguments", name);
         return config_check(options, print);
     }
-    if (command == "plugins list") {
-        if (words.size() != 2) return usage_error(print, "plugins list takes no arguments");
+    if (name == "plugins list") {
+        if (words.size() != 2) return usage_error(print, "plugins list takes no arguments", name);
         return plugins_list(options, print);
     }
-    if (command == "plugins describe") return plugins_describe(options, print);
-    if ((options.dry_run || options.full) && command != "export run") {
-        return usage_error(print, "--dry-run and --full belong to 'export run'");
-    }
-    if (command == "export run") return export_run(options, print);
-    if (command == "runs list") return runs_list(options, print);
-    if (command == "runs show") return runs_show(options, print);
-    if (words[0] == "serve") return serve(options, print);
-    if (words[0] == "forget") return forget(options, print);
-    return usage_error(print, "unknown command '" + join(words, " ") + "'" + did_you_mean(command, known));
+    if (name == "plugins describe") return plugins_describe(options, print);
+    if (name == "export run") return export_run(options, print);
+    if (name == "runs list") return runs_list(options, print);
+    if (name == "runs show") return runs_show(options, print);
+    if (name == "serve") return serve(options, print);
+    return forget(options, print);
 }
 
 }  // namespace segpush

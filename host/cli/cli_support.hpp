@@ -24,6 +24,9 @@ struct Options {
     bool dry_run = false;
     bool full = false;
     std::optional<int> limit;
+    std::optional<int> show;  // export run --show N
+    bool allow_mass_change = false;
+    bool retry_rejected = false;
     std::optional<std::string> log_format;  // --log-format; SEGPUSH_LOG_FORMAT when not given
     std::vector<std::string> words;
 };
@@ -40,7 +43,8 @@ private:
     std::ostream& err_;
 };
 
-int usage_error(Printer& print, const std::string& message);
+// Prints the message and where to read the usage (the command's --help when `command` is given).
+int usage_error(Printer& print, const std::string& message, const std::string& command = "");
 void print_diagnostics(Printer& print, const Diagnostics& diagnostics);
 
 // The configuration, read and checked against its plugins.

@@ -29,6 +29,7 @@
 #include "state/state_store.hpp"
 #include "systemd/service_notifier.hpp"
 #include "text/suggest.hpp"
+#include "text/wording.hpp"
 
 namespace segpush {
 
@@ -94,18 +95,6 @@ private:
 
 std::string count(int64_t n) { return std::to_string(n); }
 
-std::string duration_text(double seconds) {
-    std::ostringstream text;
-    if (seconds < 60) {
-        text << std::fixed << std::setprecision(1) << seconds << " s";
-    } else {
-        const auto whole = static_cast<int64_t>(seconds);
-        text << whole / 3600 << "h" << std::setw(2) << std::setfill('0') << (whole / 60) % 60 << "m" << std::setw(2)
-             << whole % 60 << "s";
-    }
-    return text.str();
-}
-
 // A run's counts in the words of RunCounts (defined for users in `export run --help`), as the
 // run summary and `runs show` print them. `on_leave` is the export's, when known.
 std::string counts_text(const RunCounts& c, std::optional<OnLeave> on_leave, bool dry_run) {
@@ -149,12 +138,17 @@ std::string summary_text(const ExportConfig& exp, const RunSummary& summary, boo
     return text.str();
 }
 
-const ExportConfig* find_export_or_report(const Config& config, const std::string& name, Printer& print) {
-    if (const ExportConfig* exp = config.find_export(name)) return exp;
+// " (did you mean 'x'?) (exports: x, y)" after a name that is no export of `config`.
+std::string export_names_hint(const Config& config, const std::string& name) {
     std::vector<std::string> names;
     for (const auto& exp : config.exports) names.push_back(exp.name);
-    usage_error(print, "no export named '" + name + "' in " + config.file + did_you_mean(name, names) +
-                           (names.empty() ? "" : " (exports: " + join(names, ", ") + ")"));
+    return did_you_mean(name, names) + (names.empty() ? "" : " (exports: " + join(names, ", ") + ")");
+}
+
+const ExportConfig* find_export_or_report(const Config& config, const std::string& name, Printer& print) {
+    if (const ExportConfig* exp = config.find_export(name)) return exp;
+    usage_error(print, "no export named '" + name + "' in " + config.file + export_names_hint(config, name),
+                "export run");
     return nullptr;
 }
 
@@ -163,15 +157,19 @@ int exit_code_for(RunStatus status) {
     return status == RunStatus::succeeded_with_rejections ? kExitRejections : kExitFailure;
 }
 
-// Run history needs only the state file's place, so a configuration with other problems
-// (a plugin that no longer loads, say) still shows what happened before.
-std::optional<std::string> state_path_of(const Options& options, Printer& print) {
+// Run history needs only the configuration as read (the state file's place, the exports'
+// names), so a configuration with other problems (a plugin that no longer loads, say) still
+// shows what happened before.
+std::optional<Config> history_config(const Options& options, Printer& print) {
     Diagnostics diagnostics;
     auto config = load_config(options.config_path, diagnostics);
-    if (!config) {
-        print_diagnostics(print, diagnostics);
-        return std::nullopt;
-    }
+    if (!config) print_diagnostics(print, diagnostics);
+    return config;
+}
+
+std::optional<std::string> state_path_of(const Options& options, Printer& print) {
+    const auto config = history_config(options, print);
+    if (!config) return std::nullopt;
     return config->state_path;
 }
 
@@ -331,6 +329,51 @@ bool ran_since(const std::string& state_path, const std::string& export_name, Sc
     }
 }
 
+std::string utc_text(std::chrono::system_clock::time_point time) {
+    const std::time_t seconds = std::chrono::system_clock::to_time_t(time);
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    return text;
+}
+
+// serve --json: what serve runs and where it answers, as one line once it is ready. The shape is
+// documented in `serve --help` and docs/operations.md; a program waits for this line.
+std::string serve_start_json(const Config& config, const Scheduler& scheduler, const std::string& listening) {
+    rapidjson::Document doc(rapidjson::kObjectType);
+    auto& a = doc.GetAllocator();
+    auto text = [&](const std::string& value) { return rapidjson::Value(value.c_str(), a); };
+    doc.AddMember("config", text(config.file), a);
+    doc.AddMember("pid", static_cast<int64_t>(getpid()), a);
+    doc.AddMember("listen", listening.empty() ? rapidjson::Value() : text(listening), a);
+    rapidjson::Value exports(rapidjson::kArrayType);
+    for (const auto& [name, next] : scheduler.next_runs()) {
+        const ExportConfig* exp = config.find_export(name);
+        if (!exp) continue;
+        rapidjson::Value item(rapidjson::kObjectType);
+        item.AddMember("name", text(name), a);
+        item.AddMember("schedule", text(exp->schedule), a);
+        item.AddMember("timezone", text(exp->timezone.empty() ? "UTC" : exp->timezone), a);
+        item.AddMember("next_run", next ? text(utc_text(*next)) : rapidjson::Value(), a);
+        if (!next) {
+            rapidjson::Value files(rapidjson::kArrayType);
+            for (const auto& segment_name : exp->segments) {
+                if (const SegmentConfig* segment = config.find_segment(segment_name))
+                    files.PushBack(text(segment->path), a);
+            }
+            item.AddMember("segment_files", files, a);
+            item.AddMember("settle_seconds", static_cast<int64_t>(exp->settle.count()), a);
+        }
+        exports.PushBack(item, a);
+    }
+    doc.AddMember("exports", exports, a);
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+    doc.Accept(writer);
+    return std::string(buffer.GetString()) + "\n";
+}
+
 }  // namespace
 
 int export_run(const Options& options, Printer& print) {
@@ -373,12 +416,20 @@ int export_run(const Options& options, Printer& print) {
 
 int runs_list(const Options& options, Printer& print) {
     if (options.words.size() > 3) return usage_error(print, "runs list takes at most one export name");
-    const auto path = state_path_of(options, print);
-    if (!path) return kExitUsage;
+    const auto config = history_config(options, print);
+    if (!config) return kExitUsage;
+    const std::string& path = config->state_path;
     const std::string export_name = options.words.size() == 3 ? options.words[2] : "";
     std::vector<RunRecord> runs;
-    if (std::filesystem::exists(*path)) {
-        runs = open_state_store(*path)->history().list_runs(export_name, options.limit.value_or(20));
+    if (std::filesystem::exists(path)) {
+        runs = open_state_store(path)->history().list_runs(export_name, options.limit.value_or(20));
+    }
+    // An export removed from the configuration still has its history; a name in neither is a typo.
+    if (!export_name.empty() && runs.empty() && !config->find_export(export_name)) {
+        return usage_error(print,
+                           "no export named '" + export_name + "' in " + config->file + " or in the run history" +
+                               export_names_hint(*config, export_name),
+                           "runs list");
     }
     if (options.json) {
         rapidjson::Document document(rapidjson::kArrayType);
@@ -391,7 +442,7 @@ int runs_list(const Options& options, Printer& print) {
         return kExitOk;
     }
     if (runs.empty()) {
-        print.out("No runs yet" + (export_name.empty() ? std::string() : " of export " + export_name) + " in " + *path +
+        print.out("No runs yet" + (export_name.empty() ? std::string() : " of export " + export_name) + " in " + path +
                   ".\n");
         return kExitOk;
     }
@@ -428,10 +479,19 @@ int runs_show(const Options& options, Printer& print) {
     const auto path = state_path_of(options, print);
     if (!path) return kExitUsage;
     std::optional<RunRecord> run;
-    if (std::filesystem::exists(*path)) run = open_state_store(*path)->history().get_run(id);
+    std::vector<RunRecord> newest;
+    if (std::filesystem::exists(*path)) {
+        const auto state = open_state_store(*path);
+        run = state->history().get_run(id);
+        if (!run) newest = state->history().list_runs("", 1);
+    }
     if (!run) {
-        print.err("segpush: no run #" + std::to_string(id) + " in " + *path + "\n");
-        return kExitFailure;
+        return usage_error(print,
+                           "no run #" + std::to_string(id) + " in " + *path +
+                               (newest.empty() ? " (no runs yet)"
+                                               : " (the newest is #" + std::to_string(newest.front().id) +
+                                                     "; segpush runs list shows the runs)"),
+                           "runs show");
     }
     if (options.json) {
         rapidjson::Document document;
@@ -498,7 +558,8 @@ int forget(const Options& options, Printer& print) {
          << "  removal records            " << forgotten.removals << "\n"
          << "  awaiting import            " << forgotten.awaiting_import << "\n"
          << "  run errors naming them     " << forgotten.run_errors << "\n"
-         << "  report rows                " << report_rows << " in " << reports.size() << " report(s)\n"
+         << "  report rows                " << report_rows << " in "
+         << plural(static_cast<int64_t>(reports.size()), "report") << "\n"
          << "segpush keeps nothing else about them. The destinations still hold them: erase them there too.\n"
             "If they are still in a segment, its next run sends them again as new members.\n";
     print.out(text.str());
@@ -531,10 +592,12 @@ int serve(const Options& options, Printer& print) {
     // Monitoring must not stop the exports: when the address cannot be used, serve says so and
     // runs without the endpoint (its monitoring then sees the target down).
     std::optional<HttpEndpoint> endpoint;
+    std::string listening;  // the endpoint's address, once it has one
     try {
         endpoint.emplace(setup->config.serve_listen, readiness, [&metrics] { return metrics.exposition(); });
         ListenAddress bound = setup->config.serve_listen;
         bound.port = endpoint->port();
+        listening = listen_address_text(bound);
         log_line(LogLevel::info, "serve: health and metrics on http://" + listen_address_text(bound) +
                                      " (/healthz, /readyz, /metrics)");
     } catch (const std::exception& error) {
@@ -553,6 +616,7 @@ int serve(const Options& options, Printer& print) {
     ServiceNotifier service_manager;  // systemd's Type=notify: a no-op when not started by systemd
     service_manager.ready("serving the scheduled exports");
     readiness.clear("scheduler");
+    if (options.json) print.out(serve_start_json(setup->config, scheduler, listening));
     while (!g_stop) {
         if (g_reload.exchange(false)) {
             service_manager.reloading();

@@ -3,20 +3,9 @@
 #include <cstdio>
 
 #include "log/log.hpp"
+#include "text/wording.hpp"
 
 namespace segpush {
-
-namespace {
-
-std::string duration_text(double seconds) {
-    const int64_t total = static_cast<int64_t>(seconds + 0.5);
-    char text[32];
-    std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", static_cast<long long>(total / 3600),
-                  static_cast<long long>(total / 60 % 60), static_cast<long long>(total % 60));
-    return text;
-}
-
-}  // namespace
 
 ProgressReporter::ProgressReporter(std::string label, bool terminal) : label_(std::move(label)), terminal_(terminal) {}
 

@@ -423,7 +423,7 @@ TEST_CASE(
     CHECK_THAT(json.out,
                Catch::Contains("\"status\": \"succeeded_with_rejections\"") && Catch::Contains("\"accepted\": 3"));
     const Run missing = fixture.segpush("runs show 99");
-    CHECK(missing.exit_code == 1);
+    CHECK(missing.exit_code == 2);
     CHECK_THAT(missing.err, Catch::Contains("no run #99"));
     const Run bad = fixture.segpush("runs show latest");
     CHECK(bad.exit_code == 2);

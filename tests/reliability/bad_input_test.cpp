@@ -340,7 +340,7 @@ std::vector<Case> catalogue() {
          {"exprot"}});
     add({"runs show with a word", "runs show abc", "exit 2, the id must be a number", nullptr, "runs show abc", kUsage,
          {"abc"}});
-    add({"runs show unknown id", "runs show 99999", "exit 1, no such run", nullptr, "runs show 99999", kFail,
+    add({"runs show unknown id", "runs show 99999", "exit 2, no such run", nullptr, "runs show 99999", kUsage,
          {"99999"}});
     add({"runs show negative id", "runs show -5", "exit 2, no crash", nullptr, "runs show -5", kUsage, {"-5"}});
     add({"bad --limit", "runs list --limit lots", "exit 2, --limit needs a number", nullptr, "runs list --limit lots",

@@ -86,7 +86,7 @@ TEST_CASE("packaging: cpack makes the runtime and -dev packages, and the extract
     const std::string segpush = shell_quote(root + "/usr/bin/segpush") + " --config " +
                                 shell_quote(root + "/etc/segpush/segpush.yaml");
     const Run check = checked(work, "env AC_API_KEY=not-a-real-key " + segpush + " config check");
-    CHECK_THAT(check.out, Catch::Contains("segpush.yaml: OK (1 segment(s), 1 connection(s), 1 export(s))"));
+    CHECK_THAT(check.out, Catch::Contains("segpush.yaml: OK (1 segment, 1 connection, 1 export)"));
     CHECK_THAT(check.out, Catch::Contains("plugins from " + root + "/usr/lib/segpush/plugins (plugin_dir is not set"));
     const Run list = checked(work, segpush + " plugins list");
     CHECK_THAT(list.out, Catch::Contains(root + "/usr/lib/segpush/plugins/activecampaign.so") &&
