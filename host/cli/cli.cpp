@@ -66,12 +66,16 @@ and checks everything that can be checked without contacting a destination:
   - segments, connections and exports refer to things that exist;
   - connection and export settings against each plugin's declared JSON Schema, and the
     plugin's own checks (e.g. ActiveCampaign's host must be a bare hostname);
-  - secrets given by reference (${env:NAME}, ${file:PATH}) resolve;
+  - secrets given by reference (${env:NAME}, ${file:PATH}) resolve; one that does not is
+    named, and the plugin's checks of the other settings still run;
   - every connection has privacy_consent: true;
-  - mappings name the plugin's fields and cover its required ones;
+  - mappings name the plugin's fields and cover its required ones, and read columns their
+    segments have: a CSV file's header, the keys of a JSON Lines file's first 100 records, or
+    the segment's declared columns (a file that cannot be read yet, or a FIFO, is a warning);
   - files editable by contributors use only connections shared with contributors;
   - schedules are valid 5-field cron expressions (or on_change) that can fire.
-Every problem is printed as FILE:LINE:COLUMN: error: KEY.PATH: MESSAGE.
+Every problem is printed as FILE:LINE:COLUMN: error: KEY.PATH: MESSAGE, sorted by file, line
+and column.
 
 Options:
   --plugin-dir DIR   Load the plugins from DIR instead of plugin_dir

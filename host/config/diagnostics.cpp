@@ -1,6 +1,7 @@
 #include "config/diagnostics.hpp"
 
 #include <algorithm>
+#include <tuple>
 
 #include "secrets/redactor.hpp"
 
@@ -17,10 +18,23 @@ std::string Diagnostic::format() const {
 
 void Diagnostics::error(const SourcePos& pos, const std::string& key_path, const std::string& message) {
     items_.push_back({Diagnostic::Severity::error, pos, key_path, message});
+    sorted_ = false;
 }
 
 void Diagnostics::warning(const SourcePos& pos, const std::string& key_path, const std::string& message) {
     items_.push_back({Diagnostic::Severity::warning, pos, key_path, message});
+    sorted_ = false;
+}
+
+const std::vector<Diagnostic>& Diagnostics::items() const {
+    if (!sorted_) {
+        // Stable: problems at one place keep the order they were reported in.
+        std::stable_sort(items_.begin(), items_.end(), [](const Diagnostic& a, const Diagnostic& b) {
+            return std::tie(a.pos.file, a.pos.line, a.pos.column) < std::tie(b.pos.file, b.pos.line, b.pos.column);
+        });
+        sorted_ = true;
+    }
+    return items_;
 }
 
 bool Diagnostics::has_errors() const {

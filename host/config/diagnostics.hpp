@@ -30,10 +30,17 @@ public:
     void warning(const SourcePos& pos, const std::string& key_path, const std::string& message);
 
     bool has_errors() const;
-    const std::vector<Diagnostic>& items() const { return items_; }
+    // In file order, whatever order the checks found them in: by file (path), line and column,
+    // errors and warnings together; a whole-file problem (line 0) first in its file; problems
+    // at one place in the order they were reported. Everything that prints diagnostics (config
+    // check, serve's reload log, a run's refusal) prints them from here, so all read the same.
+    const std::vector<Diagnostic>& items() const;
 
 private:
-    std::vector<Diagnostic> items_;
+    // Sorted when asked for (a stable sort), not on each insertion: the plugin checks report
+    // after the whole configuration was read, each in front of most of what came before.
+    mutable std::vector<Diagnostic> items_;
+    mutable bool sorted_ = true;
 };
 
 }  // namespace segpush

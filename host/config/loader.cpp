@@ -17,6 +17,7 @@
 #include "plugins/destination.hpp"
 #include "plugins/registry.hpp"
 #include "schedule/cron.hpp"
+#include "segments/segment_reader.hpp"
 #include "text/suggest.hpp"
 
 namespace segpush {
@@ -38,7 +39,7 @@ const std::vector<std::string> kMainKeys = {"plugin_dir", "state",    "report_re
                                             "serve",      "notify"};
 const std::vector<std::string> kAdminIncludeKeys = {"segments", "connections", "exports"};
 const std::vector<std::string> kContributorIncludeKeys = {"exports"};
-const std::vector<std::string> kSegmentKeys = {"source", "path", "fifo_timeout_seconds"};
+const std::vector<std::string> kSegmentKeys = {"source", "path", "fifo_timeout_seconds", "columns"};
 const std::vector<std::string> kConnectionKeys = {"plugin", "display_name", "usable_by", "privacy_consent", "settings"};
 const std::vector<std::string> kExportKeys = {"connection",     "segments",           "settings",     "mapping",
                                               "schedule",       "timezone",           "max_profiles", "on_leave",
@@ -296,6 +297,9 @@ private:
                 segment.fifo_timeout = std::chrono::seconds(*seconds);
             }
         }
+        if (auto columns = reader.string_list(node, "columns", path, false)) {
+            read_declared_columns(reader, node["columns"], path + ".columns", *columns, segment);
+        }
         const std::string extension = fs::path(*file).extension().string();
         std::string inferred = extension == ".csv"                                 ? "csv"
                                : (extension == ".jsonl" || extension == ".ndjson") ? "jsonl"
@@ -336,6 +340,28 @@ private:
                                      ", not a regular file: runs refuse it");
         }
         config_.segments.push_back(segment);
+    }
+
+    // A declared column list: names a mapping could read, each once (as a CSV header must).
+    static void read_declared_columns(YamlReader& reader, const YAML::Node& node, const std::string& path,
+                                      const std::vector<std::string>& columns, SegmentConfig& segment) {
+        if (columns.empty()) {
+            reader.error(node, path, "lists no columns; list the columns the segment's file has, or remove columns");
+            return;
+        }
+        for (size_t i = 0; i < columns.size(); ++i) {
+            const YAML::Node at = node.IsSequence() ? node[i] : node;
+            if (columns[i].empty()) {
+                reader.error(at, path + "[" + std::to_string(i) + "]", "a column needs a name");
+                return;
+            }
+            if (std::find(columns.begin(), columns.begin() + static_cast<std::ptrdiff_t>(i), columns[i]) !=
+                columns.begin() + static_cast<std::ptrdiff_t>(i)) {
+                reader.error(at, path + "[" + std::to_string(i) + "]", "column '" + columns[i] + "' is listed twice");
+                return;
+            }
+        }
+        segment.columns = columns;
     }
 
     void read_connection(YamlReader& reader, const YAML::Node& key, const YAML::Node& node) {
@@ -406,6 +432,7 @@ private:
                 }
                 item.mapping.emplace_back(field.first.Scalar(), field.second.Scalar());
                 item.mapping_pos.push_back(reader.pos(field.first));
+                item.mapping_column_pos.push_back(reader.pos(field.second));
             }
         }
         item.schedule = reader.string(node, "schedule", path, false).value_or("");
@@ -501,10 +528,14 @@ bool check_plugin_settings(YamlReader& reader, const LoadedPlugin& plugin, const
             const std::string& field = refusal.field;
             rapidjson::Document passed;
             passed.Parse(checked.json.c_str());
-            // (Also when the key is missing altogether: the schema has said so already.)
+            // (Also when the key is missing altogether: the schema has said so already.) The same
+            // for a key the plugin saw a placeholder in: its own error says what is wrong.
             const bool refused_by_schema = !field.empty() && !checked.complete && passed.IsObject() &&
                                            !passed.HasMember(field.c_str());
-            if (refused_by_schema) return false;
+            const std::string top_key = field.substr(0, field.find('.'));
+            const bool placeholder = std::find(checked.placeholders.begin(), checked.placeholders.end(), top_key) !=
+                                     checked.placeholders.end();
+            if (refused_by_schema || placeholder) return false;
             const YAML::Node at = settings.yaml.IsDefined() ? settings_key(settings.yaml, field) : owner;
             reader.error(at, field.empty() ? path : path + "." + field, refusal.message);
             ok = false;
@@ -512,6 +543,92 @@ bool check_plugin_settings(YamlReader& reader, const LoadedPlugin& plugin, const
     }
     if (ok) settings.resolved_json = checked.json;
     return ok;
+}
+
+// The fields the export's plugin requires; none when its connection or plugin is unknown.
+std::vector<std::string> required_fields(const Config& config, const ExportConfig& item,
+                                         const PluginRegistry& registry) {
+    std::vector<std::string> required;
+    const ConnectionConfig* connection = config.find_connection(item.connection);
+    const LoadedPlugin* plugin = connection ? registry.find(connection->plugin) : nullptr;
+    for (size_t i = 0; plugin && i < plugin->api.n_fields; ++i) {
+        if (plugin->api.fields[i].flags & SEGPUSH_FIELD_REQUIRED) required.push_back(plugin->api.fields[i].id);
+    }
+    return required;
+}
+
+// Names for a message: a header of thousands of columns is summed up, not listed, and a name
+// of a megabyte (a binary file read as CSV) is cut short.
+std::string listed(const std::vector<std::string>& names) {
+    constexpr size_t kListed = 30, kLongest = 60;
+    std::vector<std::string> shown;
+    for (size_t i = 0; i < names.size() && i < kListed; ++i) {
+        size_t cut = std::min(names[i].size(), kLongest);
+        while (cut < names[i].size() && cut > 0 && (names[i][cut] & 0xC0) == 0x80) --cut;  // whole characters
+        shown.push_back(cut < names[i].size() ? names[i].substr(0, cut) + "..." : names[i]);
+    }
+    if (names.size() > kListed) shown.push_back("and " + std::to_string(names.size() - kListed) + " more");
+    return join(shown);
+}
+
+// Checks the columns an export's mapping reads against each of its segments, as a run will
+// find them: a CSV file's header row, the keys of a JSON Lines file's first records, or the
+// columns the segment declares (then its file is not read). A CSV run refuses a file without
+// a mapped column, so that is an error; a JSON Lines key may still come after the records
+// read, and a run stops only when no row at all has a required field's, so a key missing
+// there is an error for a required field and a warning for an optional one. A file that
+// cannot be read now (not there yet, a FIFO, unreadable) is a warning: not checked.
+void check_mapping_columns(const Config& config, const ExportConfig& item, const std::vector<std::string>& required,
+                           Diagnostics& diagnostics) {
+    if (item.mapping.empty()) return;
+    std::vector<std::string> wanted;
+    for (const auto& pair : item.mapping) {
+        if (std::find(wanted.begin(), wanted.end(), pair.second) == wanted.end()) wanted.push_back(pair.second);
+    }
+    const std::string path = "exports." + item.name + ".mapping";
+    for (const auto& name : item.segments) {
+        const SegmentConfig* segment = config.find_segment(name);
+        if (!segment) continue;  // reported already
+        SegmentColumns columns;
+        if (segment->columns) {
+            columns.present = *segment->columns;
+            for (const auto& column : wanted) {
+                if (std::find(columns.present.begin(), columns.present.end(), column) == columns.present.end()) {
+                    columns.absent.push_back(column);
+                }
+            }
+        } else {
+            try {
+                columns = peek_segment_columns(segment->path, segment->source, wanted);
+            } catch (const SegmentError& error) {
+                diagnostics.warning(item.mapping_block_pos, path,
+                                    "not checked against the columns of segment '" + name + "': " + error.what() +
+                                        "; declare them in the segment (columns: [...]) to have them checked");
+                continue;
+            }
+        }
+        const bool sampled = !segment->columns && segment->source == "jsonl";
+        for (size_t i = 0; i < item.mapping.size(); ++i) {
+            const auto& [field, column] = item.mapping[i];
+            if (std::find(columns.absent.begin(), columns.absent.end(), column) == columns.absent.end()) continue;
+            const std::string suggestion = did_you_mean(column, columns.present);
+            if (!sampled) {
+                diagnostics.error(item.mapping_column_pos[i], path + "." + field,
+                                  "segment '" + name + "' has no column '" + column + "'" + suggestion + "; " +
+                                      (segment->columns ? "its declared columns: "
+                                                        : "the header of " + segment->path + " has ") +
+                                      listed(columns.present));
+                continue;
+            }
+            const bool is_required = std::find(required.begin(), required.end(), field) != required.end();
+            const std::string message = "none of the first " + std::to_string(columns.records_read) +
+                                        " records of segment '" + name + "' (" + segment->path + ") has the key '" +
+                                        column + "'" + suggestion + "; their keys: " + listed(columns.present) +
+                                        (is_required ? "" : " (rows without it leave " + field + " empty)");
+            if (is_required) diagnostics.error(item.mapping_column_pos[i], path + "." + field, message);
+            else diagnostics.warning(item.mapping_column_pos[i], path + "." + field, message);
+        }
+    }
 }
 
 }  // namespace
@@ -590,6 +707,7 @@ void check_config(Config& config, const PluginRegistry& registry, Diagnostics& d
         }
         if (item.segments.empty())
             diagnostics.error(item.pos, path + ".segments", "an export needs at least one segment");
+        check_mapping_columns(config, item, required_fields(config, item, registry), diagnostics);
         if (item.schedule == kOnChangeSchedule) {
             for (const auto& name : item.segments) {
                 const SegmentConfig* segment = config.find_segment(name);

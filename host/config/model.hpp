@@ -26,6 +26,10 @@ struct SegmentConfig {
     // fifo_timeout_seconds: only with it is a FIFO read (how long its writer may stay silent).
     std::optional<std::chrono::seconds> fifo_timeout;
     SourcePos pos;
+    // columns: the columns its file will have, declared so that config check can check the
+    // mappings against them without reading the file (a FIFO, a file not there yet). Unset:
+    // config check reads them from the file's start.
+    std::optional<std::vector<std::string>> columns = std::nullopt;
 };
 
 // Settings as written (YAML) and, once checked against the plugin's schema, as the JSON the
@@ -61,7 +65,8 @@ struct ExportConfig {
     Settings settings;
     // destination field id -> segment column, in the order written
     std::vector<std::pair<std::string, std::string>> mapping;
-    std::vector<SourcePos> mapping_pos;  // position of each mapping key
+    std::vector<SourcePos> mapping_pos;         // position of each mapping key
+    std::vector<SourcePos> mapping_column_pos;  // and of its value, the column
     SourcePos mapping_block_pos;
     bool mapping_given = false;  // false: already reported as missing
     std::string schedule;        // empty: on demand only; a cron expression or kOnChangeSchedule

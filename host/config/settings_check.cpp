@@ -286,6 +286,24 @@ CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, c
     auto& allocator = resolved.GetAllocator();
     JsonBudget budget;
     budget.spend(2);  // the braces around it all
+    std::vector<std::string> placeholders;
+    // A setting whose value cannot be had has its error already, and the plugin's
+    // validate_settings must still check every other setting. It returns only its first
+    // complaint, and plugins check required keys first (ActiveCampaign's api_key comes before
+    // its host check), so leaving the key out would hide every problem after it until this
+    // one is fixed. The plugin gets a placeholder instead, when it passes the key's schema:
+    // validate_settings does no I/O, and settings with an error never reach open_connection,
+    // so the placeholder goes nowhere; the plugin's complaint about that key, if any, is
+    // dropped (check_plugin_settings). A key whose schema the placeholder does not fit (a
+    // pattern, a number) is left out, and the plugin checks what it can without it.
+    auto stand_in = [&](const std::string& key, const Value* property) {
+        Value placeholder(kSettingPlaceholder, allocator);
+        std::string ignored;
+        if (property && !explain(*property, placeholder, false, ignored).empty()) return;
+        if (!budget.spend(json_string_bytes(key) + json_string_bytes(kSettingPlaceholder) + 2)) return;
+        resolved.AddMember(Value(key.c_str(), allocator), placeholder, allocator);
+        placeholders.push_back(key);
+    };
     for (const auto& item : block) {
         const std::string key = item.first.Scalar();
         const std::string key_path = path + "." + key;
@@ -309,12 +327,14 @@ CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, c
             auto secret_value = resolve_secret_reference(*reference, base_dir, problem);
             if (!secret_value) {
                 fail(item.second, key_path, problem);
+                stand_in(key, property);
                 continue;
             }
             if (reference->kind == SecretReference::Kind::file) {
                 if (const std::string exposure = secret_file_exposure(*reference, base_dir); !exposure.empty()) {
                     if (unsafe_permissions_are_errors) {
                         fail(item.second, key_path, exposure + " (strict: true makes unsafe permissions errors)");
+                        stand_in(key, property);
                         continue;
                     }
                     reader.diagnostics().warning(reader.pos(item.second), key_path, exposure);
@@ -330,6 +350,7 @@ CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, c
             fail(item.second, key_path,
                  "is a secret: give it by reference as ${env:NAME} or ${file:PATH} so it never sits in a "
                  "configuration file");
+            stand_in(key, property);
             continue;
         } else {
             value = to_json(item.second, allocator, budget);
@@ -378,7 +399,7 @@ CheckedSettings check_settings(YamlReader& reader, const YAML::Node& settings, c
     rapidjson::StringBuffer buffer;
     rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
     resolved.Accept(writer);
-    return {buffer.GetString(), ok};
+    return {buffer.GetString(), ok, placeholders};
 }
 
 }  // namespace segpush

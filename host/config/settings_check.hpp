@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <string>
+#include <vector>
 
 #include "config/yaml_reader.hpp"
 
@@ -20,10 +21,19 @@ namespace segpush {
 //  - a ${file:PATH} secret that group or others may read or change is a warning, or an error
 //    when `unsafe_permissions_are_errors` (the configuration's `strict: true`);
 //  - the JSON is bounded (kMaxSettingsJsonBytes, kMaxYamlDepth), however many aliases repeat.
+//  - a setting whose value cannot be had (a reference that does not resolve, a secret written
+//    in clear) has its error, and `json` holds kSettingPlaceholder in its place when that fits
+//    the key's schema (see `placeholders`).
 struct CheckedSettings {
     std::string json;       // the keys that passed, so a plugin can still check those
     bool complete = false;  // true when there were no problems at all
+    // Keys `json` gives kSettingPlaceholder instead of a value they could not get; each has
+    // its error already, so a plugin's complaint about one of them says nothing new.
+    std::vector<std::string> placeholders;
 };
+
+// What the plugin's checks see for a setting whose value cannot be had: plainly not a secret.
+inline constexpr const char* kSettingPlaceholder = "segpush-placeholder-not-a-secret";
 
 // Whether a property's schema carries a marker such as "x-secret" or "x-file" (true).
 bool schema_flag(const rapidjson::Value& property, const char* flag);

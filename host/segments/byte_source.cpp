@@ -89,15 +89,18 @@ void ByteSource::cancelled() const {
 bool ByteSource::refill() {
     if (eof_) return false;
     if (options_.stop && options_.stop()) cancelled();
-    ssize_t got;
-    if (fifo_) {
-        got = read_fifo();
-    } else {
+    size_t wanted = kBufferSize;
+    if (options_.max_bytes) wanted = static_cast<size_t>(std::min<uint64_t>(wanted, *options_.max_bytes - bytes_read_));
+    ssize_t got = 0;  // max_bytes read: the end, as far as the reader knows
+    if (wanted > 0 && fifo_) {
+        got = read_fifo(wanted);
+    } else if (wanted > 0) {
         do {
-            got = ::read(fd_, buffer_.get(), kBufferSize);
+            got = ::read(fd_, buffer_.get(), wanted);
         } while (got < 0 && errno == EINTR);
     }
     if (got < 0) throw SegmentError("cannot read segment file " + path_ + ": " + std::strerror(errno));
+    bytes_read_ += static_cast<uint64_t>(got);
     p = buffer_.get();
     e = p + got;
     if (got == 0) eof_ = true;
@@ -107,7 +110,7 @@ bool ByteSource::refill() {
 // Waits for the writer in slices of at most 100 ms, asking options_.stop between them. A
 // FIFO no writer has opened yet polls as not ready (Linux reports a hang-up only once a
 // writer has come and gone), so reading starts only when there are bytes or an end.
-ssize_t ByteSource::read_fifo() {
+ssize_t ByteSource::read_fifo(size_t wanted) {
     using Clock = std::chrono::steady_clock;
     const auto deadline = Clock::now() + *options_.fifo_timeout;
     for (;;) {
@@ -124,7 +127,7 @@ ssize_t ByteSource::read_fifo() {
         const int ready = ::poll(&waiting, 1, static_cast<int>(std::min<long long>(left.count(), 100)));
         if (ready < 0 && errno != EINTR) return -1;
         if (ready <= 0) continue;
-        const ssize_t got = ::read(fd_, buffer_.get(), kBufferSize);
+        const ssize_t got = ::read(fd_, buffer_.get(), wanted);
         if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
         if (got > 0) fifo_written_ = true;
         return got;  // 0: the writer closed it

@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -35,7 +36,7 @@ public:
     const char* e = nullptr;  // end of the bytes in the buffer
 
 private:
-    ssize_t read_fifo();
+    ssize_t read_fifo(size_t wanted);
     [[noreturn]] void cancelled() const;
 
     std::string path_;
@@ -44,6 +45,7 @@ private:
     bool fifo_ = false;
     bool fifo_written_ = false;  // some bytes came through the FIFO
     bool eof_ = false;
+    uint64_t bytes_read_ = 0;  // against options_.max_bytes
     std::unique_ptr<char[]> buffer_;
 };
 

@@ -91,6 +91,15 @@ public:
         return Next::row;
     }
 
+    // The header's named columns, in its order: the names a mapping can read.
+    std::vector<std::string> present_columns() const override {
+        std::vector<std::string> named;
+        for (const auto& name : header_) {
+            if (!name.empty()) named.push_back(name);
+        }
+        return named;
+    }
+
 private:
     enum class State { field_start, unquoted, quoted, after_quote };
 

@@ -46,6 +46,9 @@ struct SegmentOpenOptions {
     // waited on): true makes the reader throw SegmentCancelled. Called from the thread that
     // reads, so it must be thread-safe.
     std::function<bool()> stop;
+    // Read no more than this many bytes: what follows reads as the end of the file. For a
+    // look at a file's start (peek_segment_columns); runs read files whole.
+    std::optional<uint64_t> max_bytes;
 };
 
 // Streams a segment file: memory stays constant whatever the file's size.
@@ -57,9 +60,10 @@ public:
     // Fills `row` (Next::row) or `problem` (Next::problem), or reports the end.
     virtual Next next(SegmentRow& row, RowProblem& problem) = 0;
 
-    // Once next() has reported the end: wanted columns no row of the file had, and the
-    // columns it did have (for "did you mean"). A file with a header is checked when it is
-    // opened, so this stays empty; JSON Lines has no header and learns it by reading.
+    // Wanted columns no row read so far had (complete once next() has reported the end), and
+    // the columns seen (for "did you mean"). A file with a header is checked when it is
+    // opened, so it has no absent columns, and its present ones are the header's named
+    // columns; JSON Lines has no header and learns both by reading.
     virtual std::vector<std::string> absent_columns() const { return {}; }
     virtual std::vector<std::string> present_columns() const { return {}; }
     // True when opening the file proved every wanted column exists (a header), so no error
@@ -73,5 +77,29 @@ public:
 std::unique_ptr<SegmentReader> open_segment(const std::string& path, const std::string& source,
                                             const std::vector<std::string>& wanted_columns,
                                             const SegmentOpenOptions& options = {});
+
+// What `config check` learns of a segment file's columns without reading it through.
+struct SegmentColumns {
+    // The columns found, as a run reads them: a CSV file's header (its named columns), or the
+    // top-level keys of the JSON Lines records read (the wanted ones and up to 50 others).
+    std::vector<std::string> present;
+    // The wanted columns not found. A CSV run refuses the file for any of them; a JSON Lines
+    // key absent from the records read may still come later in the file.
+    std::vector<std::string> absent;
+    uint64_t records_read = 0;  // JSON Lines: the records (non-blank lines) read; CSV: 0
+};
+
+// The most peek_segment_columns reads of a JSON Lines file.
+constexpr uint64_t kPeekRecords = 100;
+constexpr uint64_t kPeekBytes = uint64_t{1} << 20;
+
+// Reads a segment file's header row (CSV) or its first kPeekRecords records, within kPeekBytes
+// (JSON Lines), through the readers a run uses, so that a column means the same here as in a
+// run. Only a regular file is opened: a FIFO is not even opened, since that would release a
+// writer waiting for its reader, and reading would take the rows meant for the run. Throws
+// SegmentError saying why the columns cannot be known now (no such file, not a regular file,
+// unreadable, no header row, no records yet).
+SegmentColumns peek_segment_columns(const std::string& path, const std::string& source,
+                                    const std::vector<std::string>& wanted_columns);
 
 }  // namespace segpush

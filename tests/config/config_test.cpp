@@ -2,14 +2,17 @@
 // exact place (file:line:column), key path and a message that says what to do.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <optional>
 
 #include "config/loader.hpp"
+#include "config/settings_check.hpp"
 #include "plugins/registry.hpp"
 #include "support/temp_dir.hpp"
 
@@ -51,6 +54,7 @@ std::string replace(std::string text, const std::string& from, const std::string
 struct Result {
     std::vector<std::string> errors;
     std::vector<std::string> warnings;
+    std::vector<std::string> items;  // errors and warnings, in the order they are printed
     std::optional<Config> config;
 
     std::string all() const {
@@ -95,6 +99,7 @@ struct ConfigFixture {
                 shortened.erase(at, dir.path().string().size() + 1);
             }
             (item.severity == Diagnostic::Severity::error ? result.errors : result.warnings).push_back(shortened);
+            result.items.push_back(shortened);
             CHECK(text.find(kSecret) == std::string::npos);
         }
         return result;
@@ -347,7 +352,7 @@ TEST_CASE_METHOD(ConfigFixture, "config 29: every problem is reported in one pas
 TEST_CASE_METHOD(ConfigFixture, "config 30: a segment file that does not exist yet is a warning, not an error") {
     const Result result = check(replace(kBase, "path: vip.csv", "path: later.csv"));
     CHECK(result.errors.empty());
-    REQUIRE(result.warnings.size() == 1);
+    REQUIRE(result.warnings.size() == 2);  // the second: the mapping is not checked against it
     CHECK_THAT(result.warnings[0], Catch::StartsWith("segpush.yaml:4:29: warning: segments.vip.path: segment file"));
 }
 
@@ -403,15 +408,16 @@ TEST_CASE_METHOD(ConfigFixture, "config: fifo_timeout_seconds is read, bounded, 
     REQUIRE(mkfifo(dir.file("pipe.csv").c_str(), 0600) == 0);
     const Result fifo = check(replace(kBase, "path: vip.csv", "path: pipe.csv"));
     REQUIRE(fifo.errors.empty());
-    REQUIRE(fifo.warnings.size() == 1);
+    REQUIRE(fifo.warnings.size() == 2);  // the second: the mapping is not checked against it
     CHECK(fifo.warnings[0] == "segpush.yaml:4:29: warning: segments.vip.path: segment file pipe.csv is a FIFO (named "
                               "pipe): runs refuse it unless the segment sets fifo_timeout_seconds");
     const Result allowed = check(replace(kBase, "path: vip.csv }", "path: pipe.csv, fifo_timeout_seconds: 5 }"));
     CHECK(allowed.errors.empty());
-    CHECK(allowed.warnings.empty());
+    REQUIRE(allowed.warnings.size() == 1);
+    CHECK_THAT(allowed.warnings[0], Catch::Contains("exports.vip_export.mapping: not checked"));
 
     const Result device = check(replace(kBase, "path: vip.csv", "path: /dev/null"));
-    REQUIRE(device.warnings.size() == 1);
+    REQUIRE(device.warnings.size() == 2);
     CHECK_THAT(device.warnings[0], Catch::EndsWith("segment file /dev/null is a character device, not a regular file: "
                                                    "runs refuse it"));
 }
@@ -645,4 +651,215 @@ TEST_CASE_METHOD(ConfigFixture, "config: serve.listen defaults to loopback and a
         replace(kBase, "state: state.db\n", "state: state.db\nserve:\n  listn: 127.0.0.1:9464\n"));
     CHECK_THAT(typo.error_with("listn"), Catch::StartsWith("segpush.yaml:4:3: error: serve.listn: unknown key 'listn' "
                                                            "(did you mean 'listen'?)"));
+}
+
+// ---- every problem in one pass: secrets that do not resolve, mappings against the segments' columns, file order
+
+TEST_CASE_METHOD(ConfigFixture, "config: an unset key variable and a bad host are reported together in one pass") {
+    unsetenv("SEGPUSH_TEST_AC_KEY");
+    const Result result = check(replace(kBase, "host: acme.api-us1.com", "host: https://acme.api-us1.com/app"));
+    CHECK(result.items ==
+          std::vector<std::string>{
+              "segpush.yaml:10:13: error: connections.ac.settings.host: host must be the hostname only, without the "
+              "scheme \"https://\" and the path or query; write host: acme.api-us1.com",
+              "segpush.yaml:11:16: error: connections.ac.settings.api_key: environment variable SEGPUSH_TEST_AC_KEY "
+              "is not set"});
+    REQUIRE(result.config);
+    CHECK(result.config->connections[0].settings.resolved_json.empty());  // the placeholder goes nowhere
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: a missing secret file, a schema error and the plugin's check in one pass") {
+    std::string yaml = replace(kBase, "${env:SEGPUSH_TEST_AC_KEY}", "${file:secrets/ac.key}");
+    yaml = replace(yaml, "host: acme.api-us1.com", "host: http://acme.api-us1.com\n      timeout_seconds: 1");
+    const Result result = check(yaml);
+    CHECK(result.items ==
+          std::vector<std::string>{
+              "segpush.yaml:10:13: error: connections.ac.settings.host: host must be the hostname only, without the "
+              "scheme \"http://\"; write host: acme.api-us1.com",
+              "segpush.yaml:11:24: error: connections.ac.settings.timeout_seconds: must be at least 5, found 1",
+              "segpush.yaml:12:16: error: connections.ac.settings.api_key: cannot read secret file secrets/ac.key"});
+
+    // A secret written in clear is refused, and the rest is still checked.
+    const Result inline_key = check(replace(replace(kBase, "${env:SEGPUSH_TEST_AC_KEY}", "inline-key-77c1d0"),
+                                            "host: acme.api-us1.com", "host: acme.api-us1.com/"));
+    CHECK(inline_key.errors.size() == 2);
+    CHECK_THAT(inline_key.errors[0], Catch::StartsWith("segpush.yaml:10:13: error: connections.ac.settings.host: host "
+                                                       "must be the hostname only, without the path or query"));
+    CHECK_THAT(inline_key.errors[1], Catch::StartsWith("segpush.yaml:11:16: error: connections.ac.settings.api_key: is "
+                                                       "a secret"));
+    for (const Result* each : {&result, &inline_key}) {
+        for (const auto& line : each->items) {
+            CHECK(line.find(kSettingPlaceholder) == std::string::npos);
+            CHECK(line.find("inline-key-77c1d0") == std::string::npos);
+        }
+    }
+}
+
+TEST_CASE_METHOD(ConfigFixture,
+                 "config: a mapped column the CSV header lacks is an error at the column, with its columns") {
+    const Result typo = check(replace(kBase, "email: Email", "email: Emial"));
+    CHECK(typo.items == std::vector<std::string>{"segpush.yaml:19:14: error: exports.vip_export.mapping.email: segment "
+                                                 "'vip' has no column 'Emial' (did you mean 'Email'?); the header of "
+                                                 "vip.csv has Email, FirstName"});
+
+    // The header is read as a run reads it: a BOM, quotes and spaces around the names.
+    dir.write("vip.csv", "\xEF\xBB\xBF\"Email\",  First Name \r\na@example.com,A\r\n");
+    const Result quoted = check(replace(kBase, "first_name: FirstName", "first_name: First Name"));
+    INFO(quoted.all());
+    CHECK(quoted.items.empty());
+    const Result still_wrong = check(kBase);
+    CHECK(
+        still_wrong.items ==
+        std::vector<std::string>{"segpush.yaml:20:19: error: exports.vip_export.mapping.first_name: segment 'vip' has "
+                                 "no column 'FirstName' (did you mean 'First Name'?); the header of vip.csv has "
+                                 "Email, First Name"});
+}
+
+TEST_CASE_METHOD(ConfigFixture,
+                 "config: a mapped key no JSON Lines record has: an error when required, else a warning") {
+    // A key holding null is there: the run reads it as empty.
+    dir.write("people.jsonl", "{\"email\":\"a@example.com\",\"first\":\"A\",\"tier\":null}\n\n"
+                              "{\"email\":\"b@example.com\",\"first\":\"B\"}\n");
+    const std::string yaml = replace(kBase, "vip: { source: csv, path: vip.csv }", "vip: { path: people.jsonl }");
+    const Result typo = check(replace(replace(yaml, "email: Email", "email: emial"), "first_name: FirstName",
+                                      "first_name: frist\n      last_name: tier"));
+    CHECK(typo.items ==
+          std::vector<std::string>{
+              "segpush.yaml:19:14: error: exports.vip_export.mapping.email: none of the first 2 records of segment "
+              "'vip' (people.jsonl) has the key 'emial' (did you mean 'email'?); their keys: email, first, tier",
+              "segpush.yaml:20:19: warning: exports.vip_export.mapping.first_name: none of the first 2 records of "
+              "segment 'vip' (people.jsonl) has the key 'frist' (did you mean 'first'?); their keys: email, first, "
+              "tier (rows without it leave first_name empty)"});
+
+    // Only the first 100 records are read.
+    std::string many;
+    for (int i = 0; i < 150; ++i) many += "{\"email\":\"p" + std::to_string(i) + "@example.com\"}\n";
+    dir.write("people.jsonl", many + "{\"email\":\"late@example.com\",\"first\":\"Late\"}\n");
+    const Result late = check(replace(yaml, "first_name: FirstName", "first_name: first"));
+    REQUIRE(late.warnings.size() == 1);
+    CHECK_THAT(late.warnings[0], Catch::Contains("none of the first 100 records of segment 'vip' (people.jsonl) has "
+                                                 "the key 'first'"));
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: declared columns are checked instead of a file that is not there yet") {
+    const std::string yaml = replace(kBase, "vip: { source: csv, path: vip.csv }",
+                                     "vip: { source: csv, path: later.csv, columns: [Email, FirstName] }");
+    const Result typo = check(replace(yaml, "email: Email", "email: Emial"));
+    CHECK(typo.errors ==
+          std::vector<std::string>{"segpush.yaml:19:14: error: exports.vip_export.mapping.email: segment "
+                                   "'vip' has no column 'Emial' (did you mean 'Email'?); its declared "
+                                   "columns: Email, FirstName"});
+    CHECK(typo.warnings == std::vector<std::string>{"segpush.yaml:4:29: warning: segments.vip.path: segment file "
+                                                    "later.csv does not exist yet"});
+    const Result good = check(yaml);
+    INFO(good.all());
+    CHECK(good.errors.empty());
+    REQUIRE(good.config);
+    CHECK(good.config->segments[0].columns == std::vector<std::string>{"Email", "FirstName"});
+
+    const Result twice = check(replace(yaml, "[Email, FirstName]", "[Email, Email]"));
+    CHECK(twice.error_with("twice") ==
+          "segpush.yaml:4:57: error: segments.vip.columns[1]: column 'Email' is listed twice");
+    const Result none = check(replace(yaml, "[Email, FirstName]", "[]"));
+    CHECK_THAT(none.error_with("columns"), Catch::StartsWith("segpush.yaml:4:49: error: segments.vip.columns: lists no "
+                                                             "columns"));
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: a segment file not there yet is a warning that the mapping was not checked") {
+    const Result result = check(
+        replace(replace(kBase, "path: vip.csv", "path: later.csv"), "email: Email", "email: Emial"));
+    CHECK(result.errors.empty());
+    CHECK(result.warnings ==
+          std::vector<std::string>{"segpush.yaml:4:29: warning: segments.vip.path: segment file later.csv does not "
+                                   "exist yet",
+                                   "segpush.yaml:19:7: warning: exports.vip_export.mapping: not checked against the "
+                                   "columns of segment 'vip': segment file later.csv does not exist yet; declare them "
+                                   "in the segment (columns: [...]) to have them checked"});
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: a FIFO segment is neither read nor waited on") {
+    const std::string fifo = dir.file("pipe.csv");
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    const std::string yaml = replace(kBase, "path: vip.csv }", "path: pipe.csv, fifo_timeout_seconds: 30 }");
+    // No writer: a check that opened it to read would wait, or find nothing.
+    const Result alone = check(yaml);
+    CHECK(alone.errors.empty());
+    CHECK(alone.warnings ==
+          std::vector<std::string>{"segpush.yaml:19:7: warning: exports.vip_export.mapping: not checked against the "
+                                   "columns of segment 'vip': segment file pipe.csv is a FIFO (named pipe), which only "
+                                   "a run reads; declare them in the segment (columns: [...]) to have them checked"});
+
+    // With rows waiting in it, they are all still there for the run afterwards.
+    const int reader = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+    REQUIRE(reader >= 0);
+    const int writer = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+    REQUIRE(writer >= 0);
+    const std::string rows = "Email,FirstName\na@example.com,A\n";
+    REQUIRE(write(writer, rows.data(), rows.size()) == static_cast<ssize_t>(rows.size()));
+    const Result waiting = check(replace(yaml, "email: Email", "email: Emial"));
+    CHECK(waiting.errors.empty());
+    CHECK(waiting.warnings == alone.warnings);
+    char buffer[256];
+    CHECK(read(reader, buffer, sizeof buffer) == static_cast<ssize_t>(rows.size()));
+    close(writer);
+    close(reader);
+
+    // Declared columns are checked, and the FIFO is still not opened.
+    const Result declared = check(
+        replace(replace(yaml, "fifo_timeout_seconds: 30 }", "fifo_timeout_seconds: 30, columns: [Email, FirstName] }"),
+                "email: Email", "email: Emial"));
+    CHECK(declared.warnings.empty());
+    CHECK_THAT(declared.error_with("Emial"), Catch::StartsWith("segpush.yaml:19:14: error: "
+                                                               "exports.vip_export.mapping.email: segment 'vip' has no "
+                                                               "column 'Emial'"));
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: problems are printed by file, line and column, warnings among errors") {
+    // Found in a different order: the included file's structure while reading, the plugin's
+    // checks and the segment columns once everything is read.
+    dir.write("more.yaml", "exports:\n"
+                           "  more_export:\n"
+                           "    connection: ac\n"
+                           "    segments: [vip]\n"
+                           "    settings: {list_id: 0}\n"
+                           "    mapping: {email: Emial}\n"
+                           "    max_profile: 5\n");
+    std::string yaml = replace(kBase, "host: acme.api-us1.com", "host: https://acme.api-us1.com");
+    yaml = replace(yaml, "first_name: FirstName",
+                   "first_name: FirstNam\n    schedule: on_change\n"
+                   "    timezone: Europe/Paris\n    on_leave: drop");
+    const Result result = check(yaml + "include: [more.yaml]\n");
+    CHECK(result.items ==
+          std::vector<std::string>{
+              "more.yaml:5:25: error: exports.more_export.settings.list_id: must be at least 1, found 0",
+              "more.yaml:6:22: error: exports.more_export.mapping.email: segment 'vip' has no column 'Emial' (did "
+              "you mean 'Email'?); the header of vip.csv has Email, FirstName",
+              "more.yaml:7:5: error: exports.more_export.max_profile: unknown key 'max_profile' (did you mean "
+              "'max_profiles'?); allowed keys: connection, segments, settings, mapping, schedule, timezone, "
+              "max_profiles, on_leave, retry, clear_blank_values, catch_up, notify, settle_seconds, "
+              "max_rejected_ratio",
+              "segpush.yaml:10:13: error: connections.ac.settings.host: host must be the hostname only, without the "
+              "scheme \"https://\"; write host: acme.api-us1.com",
+              "segpush.yaml:20:19: error: exports.vip_export.mapping.first_name: segment 'vip' has no column "
+              "'FirstNam' (did you mean 'FirstName'?); the header of vip.csv has Email, FirstName",
+              "segpush.yaml:22:15: warning: exports.vip_export.timezone: has no effect: schedule: on_change runs "
+              "when the segment files change, at any hour",
+              "segpush.yaml:23:15: error: exports.vip_export.on_leave: must be keep (members who leave the segment "
+              "stay in the destination) or unsubscribe"});
+}
+
+TEST_CASE("config: diagnostics come out in file order, those at one place in the order reported") {
+    Diagnostics diagnostics;
+    diagnostics.error({"b.yaml", 3, 1}, "x", "third in b");
+    diagnostics.warning({"a.yaml", 9, 2}, "y", "second in a");
+    diagnostics.error({"b.yaml", 1, 5}, "z", "first in b");
+    diagnostics.error({"a.yaml", 9, 2}, "y", "also second in a");
+    diagnostics.error({"a.yaml", 0, 0}, "", "the whole of a");
+    std::vector<std::string> order;
+    for (const auto& item : diagnostics.items()) order.push_back(item.message);
+    CHECK(order ==
+          std::vector<std::string>{"the whole of a", "second in a", "also second in a", "first in b", "third in b"});
+    diagnostics.warning({"a.yaml", 1, 1}, "w", "added later");
+    CHECK(diagnostics.items()[1].message == "added later");
+    CHECK(diagnostics.has_errors());
 }

@@ -391,13 +391,12 @@ TEST_CASE(
     settings: { list_id: 1 }
     mapping: { email: Email, first_name: FirstName }
 )"));
-    // The JSONL file names its columns differently: the run stops before sending anything.
+    // The JSONL file names its columns differently: the configuration check refuses the
+    // export before a run starts (a run finds it too: segment_intake_test).
     Run run = fixture.segpush("export run both");
-    CHECK(run.exit_code == 1);
-    CHECK_THAT(run.out, Catch::Contains("failed_permanently") &&
-                            Catch::Contains("b.jsonl: no row has the column \"Email\" that the mapping reads for "
-                                            "email (did you mean 'email'?)") &&
-                            Catch::Contains("nothing was sent"));
+    CHECK(run.exit_code == 2);
+    CHECK_THAT(run.err, Catch::Contains("exports.both.mapping.email: none of the first 4 records of segment 'b'") &&
+                            Catch::Contains("b.jsonl) has the key 'Email' (did you mean 'email'?)"));
     CHECK(fixture.sandbox.total_requests() == 0);
 
     fixture.dir.write("b.jsonl", "{\"Email\": \"BOB@example.com\", \"FirstName\": \"Robert\"}\n"
@@ -413,13 +412,13 @@ TEST_CASE(
     CHECK(members.at("cy@example.com").first_name == "Cy");
     CHECK_THAT(run.out, Catch::Contains("rows read     6 (2 invalid, refused before sending; 1 duplicates collapsed"));
 
-    const Run show = fixture.segpush("runs show 2");  // run 1 stopped before sending
+    const Run show = fixture.segpush("runs show 1");
     INFO(show.out << show.err);
     CHECK(show.exit_code == 0);
-    CHECK_THAT(show.out, Catch::Contains("Run #2 of export both") && Catch::Contains("succeeded_with_rejections") &&
+    CHECK_THAT(show.out, Catch::Contains("Run #1 of export both") && Catch::Contains("succeeded_with_rejections") &&
                              Catch::Contains("members       3: 3 new") && Catch::Contains("accepted      3\n") &&
                              Catch::Contains("-report.csv"));
-    const Run json = fixture.segpush("runs show 2 --json");
+    const Run json = fixture.segpush("runs show 1 --json");
     CHECK_THAT(json.out,
                Catch::Contains("\"status\": \"succeeded_with_rejections\"") && Catch::Contains("\"accepted\": 3"));
     const Run missing = fixture.segpush("runs show 99");

@@ -253,9 +253,9 @@ std::vector<Case> catalogue() {
          {"vip.csv"}});
     add({"segment header only", "a header and no rows", "exit 0, 0 members, nobody removed (on_leave: keep)",
          file("vip.csv", "Email,FirstName,LastName,Phone\n"), kRun, kOk, {"leaving       300"}});
-    add({"missing mapped column", "no Phone column", "exit 1, names the column and the file",
-         file("vip.csv", "Email,FirstName,LastName\nmember0@example.com,First0,Last0\n"), kRun, kFail,
-         {"vip.csv", "Phone"}});
+    add({"missing mapped column", "no Phone column", "exit 2, names the mapping, the column and the file",
+         file("vip.csv", "Email,FirstName,LastName\nmember0@example.com,First0,Last0\n"), kRun, kUsage,
+         {"exports.vip_export.mapping.phone", "vip.csv", "Phone"}});
     add({"BOM and CRLF", "the same members with a UTF-8 BOM and CRLF line ends", "exit 0, all 300 unchanged",
          [](ExportFixture& f) {
              std::string csv = to_csv(baseline()), crlf = "\xEF\xBB\xBF";
@@ -263,14 +263,14 @@ std::vector<Case> catalogue() {
              f.dir.write("vip.csv", crlf);
          },
          kRun, kOk, {"0 new, 0 changed, 300 unchanged"}});
-    add({"binary garbage CSV", "random bytes with NULs as the segment", "fails or rejects rows, no crash",
+    add({"binary garbage CSV", "random bytes with NULs as the segment", "exit 2: no mapped column in its header",
          [](ExportFixture& f) {
              std::string junk;
              uint32_t x = 12345;
              for (int i = 0; i < 20000; ++i) junk += static_cast<char>((x = x * 1103515245 + 12345) >> 16);
              f.dir.write("vip.csv", junk);
          },
-         kRun, kFail, {"vip.csv"}});
+         kRun, kUsage, {"vip.csv"}});
     add({"unterminated quote", "a quoted field never closed", "exit 3 (succeeded_with_rejections), the row is "
          "refused with its line",
          [](ExportFixture& f) { f.dir.write("vip.csv", to_csv(baseline()) + "\"member9999@example.com,Open,Quote,\n"); },

@@ -179,3 +179,30 @@ TEST_CASE("jsonl: once read, the reader tells which wanted keys no line had, and
     read_all(*csv_reader);
     CHECK(csv_reader->absent_columns().empty());
 }
+
+TEST_CASE("peek: a segment's columns from the CSV header or the first JSON Lines records, read only so far") {
+    segpush::test::TempDir dir;
+    const std::string csv = dir.write("s.csv", "\xEF\xBB\xBF Email ,\"First, Name\",,Phone\na@x.io,A,,1\n");
+    const auto header = segpush::peek_segment_columns(csv, "csv", {"Email", "First, Name", "phone"});
+    CHECK(header.present == Strings{"Email", "First, Name", "Phone"});
+    CHECK(header.absent == Strings{"phone"});
+
+    // A key only after the first kPeekRecords records is not seen.
+    std::string records;
+    for (uint64_t i = 0; i < segpush::kPeekRecords; ++i) records += "{\"email\":\"a@x.io\"}\n";
+    const std::string late = dir.write("late.jsonl", records + "{\"email\":\"b@x.io\",\"late\":1}\n");
+    const auto first = segpush::peek_segment_columns(late, "jsonl", {"email", "late"});
+    CHECK(first.records_read == segpush::kPeekRecords);
+    CHECK(first.absent == Strings{"late"});
+    // Nor one past kPeekBytes: a first record of 2 MiB is all that is read.
+    const std::string big = dir.write("big.jsonl", "{\"email\":\"" + std::string(2u << 20, 'x') +
+                                                       "\"}\n{\"email\":\"b@x.io\",\"late\":1}\n");
+    const auto bounded = segpush::peek_segment_columns(big, "jsonl", {"email", "late"});
+    CHECK(bounded.records_read == 1);
+    CHECK(bounded.absent == Strings{"late"});  // the cut record's key came before the cut
+
+    CHECK_THROWS_WITH(segpush::peek_segment_columns(dir.file("none.csv"), "csv", {"Email"}),
+                      Contains("none.csv does not exist yet"));
+    CHECK_THROWS_WITH(segpush::peek_segment_columns(dir.write("empty.jsonl", "\n\n"), "jsonl", {"email"}),
+                      Contains("has no records yet"));
+}

@@ -103,6 +103,36 @@ TEST_CASE_METHOD(CliFixture, "cli: config check passes a good file and fails a b
     CHECK_THAT(missing.err, Catch::Contains("cannot read configuration file nowhere.yaml"));
 }
 
+TEST_CASE("cli: config check of the example configuration is clean, and finds every mistake in one pass") {
+    // Run from a folder of its own (run_shell leaves its output files there), on the file in the tree.
+    segpush::test::TempDir dir;
+    const std::string plugins = std::string(" --plugin-dir ") + SEGPUSH_PLUGIN_DIR + " config check";
+    const Run example = run_shell(dir.path().string(), std::string("env AC_API_KEY=not-a-real-key ") + SEGPUSH_BINARY +
+                                                           " --config " + SEGPUSH_SOURCE_DIR + "/config/segpush.yaml" +
+                                                           plugins);
+    CHECK(example.exit_code == 0);
+    CHECK(example.err.empty());  // no warning either: the sample segment has every mapped column
+    CHECK_THAT(example.out, Catch::Contains("config/segpush.yaml: OK (1 segment(s), 1 connection(s), 1 export(s))"));
+
+    // A copy with a typo in a mapped column, and without the key: both, in file order.
+    const std::string check = std::string(SEGPUSH_BINARY) + " --config config/segpush.yaml" + plugins;
+    dir.write("config/segments/vip_customers.csv",
+              read_file(std::string(SEGPUSH_SOURCE_DIR) + "/config/segments/vip_customers.csv"));
+    std::string yaml = read_file(std::string(SEGPUSH_SOURCE_DIR) + "/config/segpush.yaml");
+    const auto typo = yaml.find("email: Email");
+    REQUIRE(typo != std::string::npos);
+    dir.write("config/segpush.yaml", yaml.replace(typo, 12, "email: Emial"));
+    const Run broken = run_shell(dir.path().string(), "env -u AC_API_KEY " + check);
+    CHECK(broken.exit_code == 2);
+    CHECK(broken.err ==
+          "config/segpush.yaml:20:16: error: connections.ac_marketing.settings.api_key: environment variable "
+          "AC_API_KEY is not set\n"
+          "config/segpush.yaml:29:14: error: exports.vip_to_newsletter.mapping.email: segment 'vip_customers' has no "
+          "column 'Emial' (did you mean 'Email'?); the header of config/segments/vip_customers.csv has Email, "
+          "FirstName, LastName, Phone, LifetimeValue\n"
+          "2 error(s) in config/segpush.yaml\n");
+}
+
 TEST_CASE_METHOD(CliFixture, "cli: plugins list shows loaded plugins and refused files") {
     const Run list = run(std::string("--plugin-dir ") + SEGPUSH_TEST_PLUGIN_DIR + " plugins list");
     CHECK(list.exit_code == 0);
