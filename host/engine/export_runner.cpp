@@ -96,6 +96,12 @@ public:
             summary_.status = RunStatus::failed_retryable;
             summary_.error = error.what();
         }
+        // Transient trouble met while stopping (a request cut short, say) is part of the stop:
+        // the next run continues from here either way, as it does after any cancelled run.
+        if (cancel_ && summary_.status == RunStatus::failed_retryable) {
+            summary_.status = RunStatus::cancelled;
+            summary_.error = "cancelled (" + summary_.error + ")";
+        }
         if (intake_) intake_->stop();  // before the report and history: the feed's thread may wait on a FIFO
         summary_.report_path = write_report(claim.run_id);
         summary_.counts = counts_;
@@ -282,9 +288,7 @@ private:
             if (!retry || ++failed >= retry_.max_attempts || cancel_) {
                 exp.abort();  // still open only after a RETRY
                 progress_.finish();
-                throw RunFailure{retry ? RunStatus::failed_retryable : RunStatus::failed_permanent,
-                                 finished.call.describe("finishing the export") +
-                                     "; records not yet confirmed are sent again by the next run"};
+                throw finish_failure(finished.call, cancel_);
             }
             sleep_unless([this] { return stop_waiting(); }, retry_.delay(failed, finished.call.retry_after_ms, rng_));
         }
@@ -311,8 +315,9 @@ private:
                 receipts.push_back(resumable[i].receipt.c_str());
             }
             prepare_values(job);
-            attempted += static_cast<int64_t>(job.ids.size());
             OutcomesResult resumed = exp.resume(job.view(), receipts);
+            if (resumed.call.status == SEGPUSH_ERR_CANCELLED) break;  // the receipts stay for the next run
+            attempted += static_cast<int64_t>(job.ids.size());
             if (!resumed.call.ok()) {
                 if (resumed.call.status == SEGPUSH_ERR_AUTH || resumed.call.status == SEGPUSH_ERR_CONFIG) {
                     throw RunFailure{RunStatus::failed_permanent,
