@@ -646,3 +646,32 @@ TEST_CASE_METHOD(ConfigFixture, "config: serve.listen defaults to loopback and a
     CHECK_THAT(typo.error_with("listn"), Catch::StartsWith("segpush.yaml:4:3: error: serve.listn: unknown key 'listn' "
                                                            "(did you mean 'listen'?)"));
 }
+
+TEST_CASE_METHOD(ConfigFixture, "config: max_leaving_ratio and max_changed_ratio are shares from 0 to 1") {
+    const Result defaults = check(kBase);
+    REQUIRE(defaults.errors.empty());
+    CHECK(defaults.config->exports[0].max_leaving_ratio == 0.5);
+    CHECK(defaults.config->exports[0].max_changed_ratio == 1);  // off: changes alone never stop a run
+
+    const Result given = check(replace(kBase, "      first_name: FirstName\n",
+                                       "      first_name: FirstName\n    max_leaving_ratio: 0.05\n"
+                                       "    max_changed_ratio: 0\n"));
+    INFO(given.all());
+    REQUIRE(given.errors.empty());
+    CHECK(given.config->exports[0].max_leaving_ratio == 0.05);
+    CHECK(given.config->exports[0].max_changed_ratio == 0);
+
+    const Result bad = check(replace(kBase, "      first_name: FirstName\n",
+                                     "      first_name: FirstName\n    max_leaving_ratio: 50%\n"
+                                     "    max_changed_ratio: 1.5\n"));
+    CHECK(bad.errors.size() == 2);
+    CHECK(bad.error_with("max_leaving_ratio") ==
+          "segpush.yaml:21:24: error: exports.vip_export.max_leaving_ratio: expected a number from 0 to 1 (a share, "
+          "e.g. 0.5 for half), found a string '50%'");
+    CHECK(bad.error_with("max_changed_ratio") ==
+          "segpush.yaml:22:24: error: exports.vip_export.max_changed_ratio: expected a number from 0 to 1 (a share, "
+          "e.g. 0.5 for half), found '1.5'");
+    const Result typo = check(
+        replace(kBase, "      first_name: FirstName\n", "      first_name: FirstName\n    max_leaving_ration: 0.2\n"));
+    CHECK_THAT(typo.error_with("max_leaving_ration"), Catch::Contains("did you mean 'max_leaving_ratio'?"));
+}
