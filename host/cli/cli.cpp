@@ -35,7 +35,7 @@ Commands:
   config check                   Validate the configuration; print every problem with file:line:column
   plugins list [--json]          Plugins loaded from plugin_dir, and files refused with the reason
   plugins describe ID [--json]   A plugin's connection and export settings, mapping fields and limits
-  export run NAME [--dry-run] [--full]
+  export run NAME [--dry-run] [--full] [--allow-mass-change]
                                  Run one export now: send new and changed members, report the rest
   runs list [EXPORT] [--limit N] [--json]
                                  Run history, newest first
@@ -55,7 +55,8 @@ Options:
 Secrets (API keys) are given in the configuration by reference, ${env:NAME} or ${file:PATH},
 and are never printed by any command.
 
-Exit status: 0 success, 1 failure, 2 usage or configuration error.
+Exit status: 0 success, 1 failure, 2 usage or configuration error, 4 export run stopped by the
+guard against mass change (nothing sent; confirm with --allow-mass-change).
 )";
 
 const std::map<std::string, std::string> kCommandHelp = {
@@ -76,7 +77,7 @@ Every problem is printed as FILE:LINE:COLUMN: error: KEY.PATH: MESSAGE.
 
 Exit status: 0 valid (warnings may be printed), 2 problems found.
 )"},
-    {"export run", R"(Usage: segpush [--config FILE] export run NAME [--dry-run] [--full]
+    {"export run", R"(Usage: segpush [--config FILE] export run NAME [--dry-run] [--full] [--allow-mass-change]
 
 Runs export NAME once, now:
   1. reads its segment files (CSV or JSON Lines); a row that cannot be read or has no valid
@@ -87,13 +88,19 @@ Runs export NAME once, now:
   3. compares members with what earlier runs delivered: only new members and members whose
      mapped values changed are sent; with on_leave: unsubscribe, members who left the segment
      are unsubscribed;
-  4. sends in batches within the plugin's limits, retrying temporary failures with backoff,
+  4. stops, sending nothing, when that would remove more of the members delivered before than
+     max_leaving_ratio allows (default 0.5; with on_leave: unsubscribe), change more than
+     max_changed_ratio allows (default 1: any), or remove every one of them (a segment
+     without members): the guard against mass change;
+  5. sends in batches within the plugin's limits, retrying temporary failures with backoff,
      and saves every outcome as it arrives, so a run that is stopped or killed continues
      where it stopped the next time.
 
 Options:
-  --dry-run   Do steps 1-3 and print what would be sent; the destination is not contacted
-  --full      Send every member, as if nothing had been delivered before
+  --dry-run             Do steps 1-4 and print what would be sent and what the guard would
+                        say; the destination is not contacted
+  --full                Send every member, as if nothing had been delivered before
+  --allow-mass-change   Go ahead this once although the guard against mass change would stop
 
 Ctrl-C (or SIGTERM) stops cleanly: batches in flight finish, their outcomes are saved and the
 run is marked cancelled. A second Ctrl-C quits at once (still nothing saved is lost).
@@ -104,7 +111,7 @@ not sent again until their values change or --full is given.
 Only one run of an export at a time: a second one is refused, naming the running one.
 
 Exit status: 0 succeeded, 1 failed or cancelled (segpush runs show ID says why), 2 usage or
-configuration error.
+configuration error, 4 stopped by the guard against mass change (nothing was sent).
 )"},
     {"runs list", R"(Usage: segpush [--config FILE] runs list [EXPORT] [--limit N] [--json]
 
@@ -524,6 +531,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
             options.dry_run = true;
         } else if (arg == "--full") {
             options.full = true;
+        } else if (arg == "--allow-mass-change") {
+            options.allow_mass_change = true;
         } else if (arg == "--limit") {
             auto given = value(arg);
             if (!given || given->find_first_not_of("0123456789") != std::string::npos || given->empty() ||
@@ -546,10 +555,10 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         } else if (arg.rfind("--log-format=", 0) == 0) {
             options.log_format = arg.substr(13);
         } else if (arg.size() > 1 && arg[0] == '-') {
-            return usage_error(print,
-                               "unknown option " + arg +
-                                   did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--dry-run", "--full",
-                                                      "--limit", "--log-format", "--help", "--version"}));
+            return usage_error(print, "unknown option " + arg +
+                                          did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--dry-run",
+                                                             "--full", "--allow-mass-change", "--limit", "--log-format",
+                                                             "--help", "--version"}));
         } else {
             options.words.push_back(arg);
         }
@@ -586,8 +595,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         return plugins_list(options, print);
     }
     if (command == "plugins describe") return plugins_describe(options, print);
-    if ((options.dry_run || options.full) && command != "export run") {
-        return usage_error(print, "--dry-run and --full belong to 'export run'");
+    if ((options.dry_run || options.full || options.allow_mass_change) && command != "export run") {
+        return usage_error(print, "--dry-run, --full and --allow-mass-change belong to 'export run'");
     }
     if (command == "export run") return export_run(options, print);
     if (command == "runs list") return runs_list(options, print);

@@ -8,6 +8,7 @@
 #include <optional>
 #include <random>
 
+#include "engine/mass_change.hpp"
 #include "engine/progress.hpp"
 #include "engine/push_pipeline.hpp"
 #include "engine/record.hpp"
@@ -79,6 +80,7 @@ public:
                 }
                 check_max_profiles();
                 log_members();
+                guard_against_mass_change();
                 if (!options_.dry_run) deliver(false);
             }
             summary_.status = cancel_ ? RunStatus::cancelled : RunStatus::succeeded;
@@ -166,6 +168,24 @@ private:
                                                               " members, more than max_profiles " +
                                                               std::to_string(*export_.max_profiles) +
                                                               " allows; nothing was sent"};
+        }
+    }
+
+    // Before the destination is contacted at all: not even the new members go when the run
+    // would remove or change too many of the delivered ones.
+    void guard_against_mass_change() {
+        const MassChange change = find_mass_change(counts_, export_, removes_leavers(), options_.full);
+        if (!change.found()) return;
+        summary_.mass_change = change.text();
+        if (options_.dry_run) {
+            log_line(LogLevel::warn, log_label() + ": guard against mass change: " + change.text() +
+                                         "; a real run stops here, sending nothing, unless given --allow-mass-change");
+        } else if (options_.allow_mass_change) {
+            log_line(LogLevel::warn,
+                     log_label() + ": going ahead with a mass change (--allow-mass-change): " + change.text());
+        } else {
+            summary_.guarded = true;
+            throw RunFailure{RunStatus::failed_permanent, change.error(export_)};
         }
     }
 
