@@ -55,6 +55,10 @@ Exit status (each command's --help gives its own):
   0  success
   1  failure
   2  usage or configuration error, or a name or id that does not exist
+  3  export run: the run succeeded, but some rows were refused (before sending or by
+     the destination); runs show ID and the run's report say which
+  4  export run: stopped by the guard against mass change, nothing was sent
+     (confirm with --allow-mass-change)
 )";
 
 const std::map<std::string, std::string> kCommandHelp = {
@@ -88,7 +92,7 @@ Exit status:
   0  valid (warnings may be printed)
   2  problems found
 )"},
-    {"export run", R"(Usage: segpush [--config FILE] export run NAME [--dry-run] [--full]
+    {"export run", R"(Usage: segpush [--config FILE] export run NAME [--dry-run] [--full] [--allow-mass-change]
 
 Runs export NAME once, now:
   1. reads its segment files (CSV or JSON Lines); a row that cannot be read or has no valid
@@ -99,14 +103,20 @@ Runs export NAME once, now:
   3. compares members with what earlier runs delivered: only new members and members whose
      mapped values changed are sent; with on_leave: unsubscribe, members who left the segment
      are unsubscribed;
-  4. sends in batches within the plugin's limits, retrying temporary failures with backoff,
+  4. stops, sending nothing, when that would remove more of the members delivered before than
+     max_leaving_ratio allows (default 0.5; with on_leave: unsubscribe), change more than
+     max_changed_ratio allows (default 1: any), or remove every one of them (a segment
+     without members): the guard against mass change;
+  5. sends in batches within the plugin's limits, retrying temporary failures with backoff,
      and saves every outcome as it arrives, so a run that is stopped or killed continues
      where it stopped the next time.
 
 Options:
-  --dry-run   Do steps 1-3 and print what would be sent; the destination is not contacted
-  --full      Send every member, as if nothing had been delivered before
-  --plugin-dir DIR   Load the plugins from DIR instead of plugin_dir
+  --dry-run             Do steps 1-4 and print what would be sent and what the guard would
+                        say; the destination is not contacted
+  --full                Send every member, as if nothing had been delivered before
+  --allow-mass-change   Go ahead this once although the guard against mass change would stop
+  --plugin-dir DIR      Load the plugins from DIR instead of plugin_dir
 
 Ctrl-C (or SIGTERM) stops cleanly: batches in flight finish, their outcomes are saved and the
 run is marked cancelled. A second Ctrl-C quits at once (still nothing saved is lost).
@@ -120,6 +130,9 @@ Exit status:
   0  succeeded
   1  failed or cancelled (segpush runs show ID says why)
   2  usage or configuration error, or no export of that name
+  3  succeeded_with_rejections: rows were refused before sending (invalid) or by
+     the destination (rejected); everyone else got in
+  4  stopped by the guard against mass change: nothing was sent
 )"},
     {"runs list", R"(Usage: segpush [--config FILE] runs list [EXPORT] [--limit N] [--json]
 

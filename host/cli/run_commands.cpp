@@ -135,6 +135,12 @@ std::string summary_text(const ExportConfig& exp, const RunSummary& summary, boo
         text << "  report        " << summary.report_path << " (invalid, rejected and suppressed rows, and why)\n";
     }
     if (!summary.error.empty()) text << "  error         " << summary.error << "\n";
+    if (!summary.mass_change.empty() && !summary.guarded) {
+        text << "  mass change   " << summary.mass_change << "; "
+             << (!dry_run ? "allowed by --allow-mass-change"
+                          : "a real run stops here, sending nothing, unless given --allow-mass-change")
+             << "\n";
+    }
     return text.str();
 }
 
@@ -244,7 +250,8 @@ std::string export_definition(const Config& config, const ExportConfig& exp) {
          << exp.schedule << " " << exp.settle.count() << "\n"
          << exp.timezone << "\n"
          << exp.max_profiles.value_or(0) << " " << static_cast<int>(exp.on_leave) << " " << exp.clear_blank_values
-         << " " << exp.retry_max_attempts << " " << exp.retry_max_backoff_seconds << " " << exp.catch_up << "\n";
+         << " " << exp.retry_max_attempts << " " << exp.retry_max_backoff_seconds << " " << exp.catch_up << " "
+         << exp.max_leaving_ratio << " " << exp.max_changed_ratio << "\n";
     settings(exp.settings);
     for (const auto& [field, column] : exp.mapping) text << field << "=" << column << "\n";
     for (const auto& name : exp.segments) {
@@ -392,6 +399,7 @@ int export_run(const Options& options, Printer& print) {
     RunOptions run_options;
     run_options.dry_run = options.dry_run;
     run_options.full = options.full;
+    run_options.allow_mass_change = options.allow_mass_change;
     run_options.progress_on_terminal = isatty(STDERR_FILENO) != 0;
     try {
         const RunSummary summary = runner.run(run_options);
@@ -407,7 +415,7 @@ int export_run(const Options& options, Printer& print) {
         }
         notify_run_finished(*exp, state->history(), summary.run_id);
         Notifier::process().finish(kNotifyWaitAtExit);  // bounded: the exit is not held up for long
-        return exit_code_for(summary.status);
+        return summary.guarded ? kExitGuarded : exit_code_for(summary.status);
     } catch (const AlreadyRunning& running) {
         print.err("segpush: " + std::string(running.what()) + "\n");
         return kExitFailure;

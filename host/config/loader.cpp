@@ -41,10 +41,11 @@ const std::vector<std::string> kAdminIncludeKeys = {"segments", "connections", "
 const std::vector<std::string> kContributorIncludeKeys = {"exports"};
 const std::vector<std::string> kSegmentKeys = {"source", "path", "fifo_timeout_seconds", "columns"};
 const std::vector<std::string> kConnectionKeys = {"plugin", "display_name", "usable_by", "privacy_consent", "settings"};
-const std::vector<std::string> kExportKeys = {"connection",     "segments",           "settings",     "mapping",
-                                              "schedule",       "timezone",           "max_profiles", "on_leave",
-                                              "retry",          "clear_blank_values", "catch_up",     "notify",
-                                              "settle_seconds", "max_rejected_ratio"};
+const std::vector<std::string> kExportKeys = {
+    "connection",     "segments",           "settings",          "mapping",
+    "schedule",       "timezone",           "max_profiles",      "on_leave",
+    "retry",          "clear_blank_values", "catch_up",          "notify",
+    "settle_seconds", "max_rejected_ratio", "max_leaving_ratio", "max_changed_ratio"};
 const std::vector<std::string> kSources = {"csv", "jsonl"};
 const std::vector<std::string> kRoles = {"admins", "contributors"};
 
@@ -480,8 +481,9 @@ private:
                          "must be keep (members who leave the segment stay in the destination) or unsubscribe" +
                              did_you_mean(on_leave, {"keep", "unsubscribe"}));
         }
-        item.max_rejected_ratio = reader.fraction(node, "max_rejected_ratio", path,
-                                                  "0.05: a run with more than 5% of its rows refused fails");
+        item.max_rejected_ratio = reader.ratio(node, "max_rejected_ratio", path);
+        item.max_leaving_ratio = reader.ratio(node, "max_leaving_ratio", path).value_or(item.max_leaving_ratio);
+        item.max_changed_ratio = reader.ratio(node, "max_changed_ratio", path).value_or(item.max_changed_ratio);
         item.clear_blank_values = reader.boolean(node, "clear_blank_values", path).value_or(false);
         item.catch_up = reader.boolean(node, "catch_up", path).value_or(false);
         item.clear_blank_values_pos = reader.pos(node["clear_blank_values"].IsDefined() ? node["clear_blank_values"]

@@ -81,6 +81,11 @@ struct ExportConfig {
     // the rows read fails instead of succeeding with rejections.
     std::optional<double> max_rejected_ratio;
     OnLeave on_leave = OnLeave::keep;
+    // The guard against mass change: the share of the delivered members one run may remove
+    // (counted only when leavers are removed) or change before it stops, unsent, for a person
+    // to confirm. 1 lets any share through.
+    double max_leaving_ratio = 0.5;
+    double max_changed_ratio = 1;
     // A blank optional value erases the destination's (true) or leaves it alone (false: a
     // blank in the segment more often means "unknown here" than "delete what is there").
     bool clear_blank_values = false;

@@ -139,23 +139,24 @@ std::optional<uint64_t> YamlReader::positive_integer(const YAML::Node& map, cons
     }
 }
 
-std::optional<double> YamlReader::fraction(const YAML::Node& map, const std::string& key, const std::string& path,
-                                           const std::string& example) {
+std::optional<double> YamlReader::ratio(const YAML::Node& map, const std::string& key, const std::string& path) {
     const YAML::Node value = map[key];
     if (!value.IsDefined() || value.IsNull()) return std::nullopt;
     const std::string key_path = path.empty() ? key : path + "." + key;
-    const ScalarKind kind = value.IsScalar() ? scalar_kind(value) : ScalarKind::null;
+    const bool numeric = value.IsScalar() &&
+                         (scalar_kind(value) == ScalarKind::integer || scalar_kind(value) == ScalarKind::number);
     double number = -1;
-    if (kind == ScalarKind::integer || kind == ScalarKind::number) {
+    if (numeric) {
         try {
             number = std::stod(value.Scalar());
-        } catch (const std::exception&) {
+        } catch (const std::exception&) {  // out of range: reported below
         }
     }
     if (!(number >= 0 && number <= 1)) {
         error(value, key_path,
-              "expected a fraction from 0 to 1 (" + example + "), found " + describe_node_type(value) +
-                  (value.IsScalar() ? " '" + value.Scalar() + "'" : ""));
+              "expected a number from 0 to 1 (a share, e.g. 0.5 for half), found " +
+                  (numeric ? "'" + value.Scalar() + "'"
+                           : describe_node_type(value) + (value.IsScalar() ? " '" + value.Scalar() + "'" : "")));
         return std::nullopt;
     }
     return number;

@@ -33,10 +33,8 @@ public:
                                       bool required);
     std::optional<bool> boolean(const YAML::Node& map, const std::string& key, const std::string& path);
     std::optional<uint64_t> positive_integer(const YAML::Node& map, const std::string& key, const std::string& path);
-    // A number from 0 to 1, such as a share of an export's members; `example` says what one value
-    // means in the error ("0.05: more than 5% refused fails the run").
-    std::optional<double> fraction(const YAML::Node& map, const std::string& key, const std::string& path,
-                                   const std::string& example);
+    // A share: a number from 0 to 1 (0, 0.25, 1).
+    std::optional<double> ratio(const YAML::Node& map, const std::string& key, const std::string& path);
     // A scalar or a sequence of scalars.
     std::optional<std::vector<std::string>> string_list(const YAML::Node& map, const std::string& key,
                                                         const std::string& path, bool required);

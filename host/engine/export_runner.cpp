@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "engine/mass_change.hpp"
 #include "engine/progress.hpp"
 #include "engine/push_pipeline.hpp"
 #include "engine/record.hpp"
@@ -92,6 +93,7 @@ public:
                 }
                 check_max_profiles();
                 log_members();
+                guard_against_mass_change();
                 if (!options_.dry_run) deliver(false);
             }
             summary_.status = cancel_ ? RunStatus::cancelled : RunStatus::succeeded;
@@ -108,6 +110,12 @@ public:
         } catch (const std::exception& error) {
             summary_.status = RunStatus::failed_retryable;
             summary_.error = error.what();
+        }
+        // Transient trouble met while stopping (a request cut short, say) is part of the stop:
+        // the next run continues from here either way, as it does after any cancelled run.
+        if (cancel_ && summary_.status == RunStatus::failed_retryable) {
+            summary_.status = RunStatus::cancelled;
+            summary_.error = "cancelled (" + summary_.error + ")";
         }
         if (intake_) intake_->stop();  // before the report and history: the feed's thread may wait on a FIFO
         counts_.pending = std::max<int64_t>(0, counts_.sent + counts_.resumed -
@@ -196,6 +204,24 @@ private:
                                                               " members, more than max_profiles " +
                                                               std::to_string(*export_.max_profiles) +
                                                               " allows; nothing was sent"};
+        }
+    }
+
+    // Before the destination is contacted at all: not even the new members go when the run
+    // would remove or change too many of the delivered ones.
+    void guard_against_mass_change() {
+        const MassChange change = find_mass_change(counts_, export_, removes_leavers(), options_.full);
+        if (!change.found()) return;
+        summary_.mass_change = change.text();
+        if (options_.dry_run) {
+            log_line(LogLevel::warn, log_label() + ": guard against mass change: " + change.text() +
+                                         "; a real run stops here, sending nothing, unless given --allow-mass-change");
+        } else if (options_.allow_mass_change) {
+            log_line(LogLevel::warn,
+                     log_label() + ": going ahead with a mass change (--allow-mass-change): " + change.text());
+        } else {
+            summary_.guarded = true;
+            throw RunFailure{RunStatus::failed_permanent, change.error(export_)};
         }
     }
 
@@ -318,9 +344,7 @@ private:
             if (!retry || ++failed >= retry_.max_attempts || cancel_) {
                 exp.abort();  // still open only after a RETRY
                 progress_.finish();
-                throw RunFailure{retry ? RunStatus::failed_retryable : RunStatus::failed_permanent,
-                                 finished.call.describe("finishing the export") +
-                                     "; records not yet confirmed are sent again by the next run"};
+                throw finish_failure(finished.call, cancel_);
             }
             sleep_unless([this] { return stop_waiting(); }, retry_.delay(failed, finished.call.retry_after_ms, rng_));
         }
@@ -347,8 +371,9 @@ private:
                 receipts.push_back(resumable[i].receipt.c_str());
             }
             prepare_values(job);
-            attempted += static_cast<int64_t>(job.ids.size());
             OutcomesResult resumed = exp.resume(job.view(), receipts);
+            if (resumed.call.status == SEGPUSH_ERR_CANCELLED) break;  // the receipts stay for the next run
+            attempted += static_cast<int64_t>(job.ids.size());
             if (!resumed.call.ok()) {
                 if (resumed.call.status == SEGPUSH_ERR_AUTH || resumed.call.status == SEGPUSH_ERR_CONFIG) {
                     throw RunFailure{RunStatus::failed_permanent,

@@ -11,8 +11,9 @@ namespace segpush {
 class PluginRegistry;
 
 struct RunOptions {
-    bool dry_run = false;  // read, map, validate and diff; never call the destination
-    bool full = false;     // send every member, ignoring what was delivered before
+    bool dry_run = false;            // read, map, validate and diff; never call the destination
+    bool full = false;               // send every member, ignoring what was delivered before
+    bool allow_mass_change = false;  // go ahead once past the guard against mass change
     bool progress_on_terminal = false;
 };
 
@@ -23,6 +24,11 @@ struct RunSummary {
     std::string error;
     std::string report_path;
     double seconds = 0;
+    // The guard against mass change stopped the run before it sent anything (failed_permanent).
+    bool guarded = false;
+    // What the guard found over the export's limits, also when it let the run go on
+    // (--dry-run, --allow-mass-change); empty when nothing was.
+    std::string mass_change;
 };
 
 // Runs one export end to end: stream the segments, map and validate each row, stage members

@@ -200,6 +200,16 @@ std::optional<RunFailure> PushPipeline::settle(std::unique_ptr<PushJob> job) {
     return RunFailure{RunStatus::failed_permanent, message};
 }
 
+RunFailure finish_failure(const PluginCallResult& result, bool cancelled) {
+    if (cancelled || result.status == SEGPUSH_ERR_CANCELLED) {
+        return {RunStatus::cancelled,
+                "cancelled while waiting for the destination to finish its imports; the next run confirms them "
+                "and sends only what was not imported"};
+    }
+    return {result.status == SEGPUSH_RETRY ? RunStatus::failed_retryable : RunStatus::failed_permanent,
+            result.describe("finishing the export") + "; records not yet confirmed are sent again by the next run"};
+}
+
 void sleep_unless(const std::function<bool()>& stop, std::chrono::milliseconds delay) {
     const auto until = Clock::now() + delay;
     while (!stop() && Clock::now() < until) {

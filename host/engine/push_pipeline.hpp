@@ -106,6 +106,12 @@ void call_with_retries(const std::string& what, const RetryPolicy& retry, std::m
                        const std::string& log_label, const std::string& destination, const std::function<bool()>& stop,
                        const std::function<PluginCallResult()>& call);
 
+// What a finish_export that did not succeed (or was given up after RETRYs) means for the run:
+// cancelled when the host asked to stop (`cancelled`) or the plugin says it stopped, however
+// the plugin's call ended; else failed_retryable after a RETRY, failed_permanent after the
+// rest. Records left unconfirmed keep their receipts either way: the next run confirms them.
+RunFailure finish_failure(const PluginCallResult& result, bool cancelled);
+
 // Sleeps for `delay`, waking early once `stop` says so.
 void sleep_unless(const std::function<bool()>& stop, std::chrono::milliseconds delay);
 

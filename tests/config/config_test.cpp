@@ -837,7 +837,7 @@ TEST_CASE_METHOD(ConfigFixture, "config: problems are printed by file, line and 
               "more.yaml:7:5: error: exports.more_export.max_profile: unknown key 'max_profile' (did you mean "
               "'max_profiles'?); allowed keys: connection, segments, settings, mapping, schedule, timezone, "
               "max_profiles, on_leave, retry, clear_blank_values, catch_up, notify, settle_seconds, "
-              "max_rejected_ratio",
+              "max_rejected_ratio, max_leaving_ratio, max_changed_ratio",
               "segpush.yaml:10:13: error: connections.ac.settings.host: host must be the hostname only, without the "
               "scheme \"https://\"; write host: acme.api-us1.com",
               "segpush.yaml:20:19: error: exports.vip_export.mapping.first_name: segment 'vip' has no column "
@@ -862,4 +862,33 @@ TEST_CASE("config: diagnostics come out in file order, those at one place in the
     diagnostics.warning({"a.yaml", 1, 1}, "w", "added later");
     CHECK(diagnostics.items()[1].message == "added later");
     CHECK(diagnostics.has_errors());
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: max_leaving_ratio and max_changed_ratio are shares from 0 to 1") {
+    const Result defaults = check(kBase);
+    REQUIRE(defaults.errors.empty());
+    CHECK(defaults.config->exports[0].max_leaving_ratio == 0.5);
+    CHECK(defaults.config->exports[0].max_changed_ratio == 1);  // off: changes alone never stop a run
+
+    const Result given = check(replace(kBase, "      first_name: FirstName\n",
+                                       "      first_name: FirstName\n    max_leaving_ratio: 0.05\n"
+                                       "    max_changed_ratio: 0\n"));
+    INFO(given.all());
+    REQUIRE(given.errors.empty());
+    CHECK(given.config->exports[0].max_leaving_ratio == 0.05);
+    CHECK(given.config->exports[0].max_changed_ratio == 0);
+
+    const Result bad = check(replace(kBase, "      first_name: FirstName\n",
+                                     "      first_name: FirstName\n    max_leaving_ratio: 50%\n"
+                                     "    max_changed_ratio: 1.5\n"));
+    CHECK(bad.errors.size() == 2);
+    CHECK(bad.error_with("max_leaving_ratio") ==
+          "segpush.yaml:21:24: error: exports.vip_export.max_leaving_ratio: expected a number from 0 to 1 (a share, "
+          "e.g. 0.5 for half), found a string '50%'");
+    CHECK(bad.error_with("max_changed_ratio") ==
+          "segpush.yaml:22:24: error: exports.vip_export.max_changed_ratio: expected a number from 0 to 1 (a share, "
+          "e.g. 0.5 for half), found '1.5'");
+    const Result typo = check(
+        replace(kBase, "      first_name: FirstName\n", "      first_name: FirstName\n    max_leaving_ration: 0.2\n"));
+    CHECK_THAT(typo.error_with("max_leaving_ration"), Catch::Contains("did you mean 'max_leaving_ratio'?"));
 }

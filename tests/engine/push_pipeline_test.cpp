@@ -240,3 +240,31 @@ TEST_CASE("push pipeline: after a failed push, an outcome the sink did not take 
     CHECK(scope.state.pushes[1] == std::vector<uint64_t>{2});
     CHECK(result.states.at(2) == MemberState::done);
 }
+
+TEST_CASE("finish failure: a stop while the destination finishes its imports is a cancel, whatever the plugin said") {
+    PluginCallResult cancelled_by_plugin;
+    cancelled_by_plugin.status = SEGPUSH_ERR_CANCELLED;
+    cancelled_by_plugin.message = "cancelled";
+    const RunFailure plugin_stopped = finish_failure(cancelled_by_plugin, false);
+    CHECK(plugin_stopped.status == RunStatus::cancelled);
+    CHECK(plugin_stopped.message == "cancelled while waiting for the destination to finish its imports; the next run "
+                                    "confirms them and sends only what was not imported");
+    // The host asked to stop: a request cut short, or the tries of a RETRY given up, are part of the stop.
+    PluginCallResult temporary;
+    temporary.status = SEGPUSH_RETRY;
+    temporary.message = "connection reset";
+    CHECK(finish_failure(temporary, true).status == RunStatus::cancelled);
+    PluginCallResult internal;
+    internal.status = SEGPUSH_ERR_INTERNAL;
+    internal.message = "aborted";
+    CHECK(finish_failure(internal, true).status == RunStatus::cancelled);
+    // Not stopping: what the plugin said decides.
+    const RunFailure retry = finish_failure(temporary, false);
+    CHECK(retry.status == RunStatus::failed_retryable);
+    CHECK(retry.message == "finishing the export: temporary failure: connection reset; records not yet confirmed are "
+                           "sent again by the next run");
+    PluginCallResult refused;
+    refused.status = SEGPUSH_ERR_AUTH;
+    refused.message = "key revoked";
+    CHECK(finish_failure(refused, false).status == RunStatus::failed_permanent);
+}
