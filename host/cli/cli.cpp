@@ -35,7 +35,7 @@ Commands:
   config check                   Validate the configuration; print every problem with file:line:column
   plugins list [--json]          Plugins loaded from plugin_dir, and files refused with the reason
   plugins describe ID [--json]   A plugin's connection and export settings, mapping fields and limits
-  export run NAME [--dry-run] [--full]
+  export run NAME [--dry-run] [--full] [--retry-rejected]
                                  Run one export now: send new and changed members, report the rest
   runs list [EXPORT] [--limit N] [--json]
                                  Run history, newest first
@@ -76,7 +76,7 @@ Every problem is printed as FILE:LINE:COLUMN: error: KEY.PATH: MESSAGE.
 
 Exit status: 0 valid (warnings may be printed), 2 problems found.
 )"},
-    {"export run", R"(Usage: segpush [--config FILE] export run NAME [--dry-run] [--full]
+    {"export run", R"(Usage: segpush [--config FILE] export run NAME [--dry-run] [--full] [--retry-rejected]
 
 Runs export NAME once, now:
   1. reads its segment files (CSV or JSON Lines); a row that cannot be read or has no valid
@@ -94,6 +94,8 @@ Runs export NAME once, now:
 Options:
   --dry-run   Do steps 1-3 and print what would be sent; the destination is not contacted
   --full      Send every member, as if nothing had been delivered before
+  --retry-rejected
+              Send again the members the destination refused before, even those held
 
 Ctrl-C (or SIGTERM) stops cleanly: batches in flight finish, their outcomes are saved and the
 run is marked cancelled. A second Ctrl-C quits at once (still nothing saved is lost).
@@ -101,6 +103,9 @@ Rows refused before sending, members the destination rejected, and members it ke
 (suppressed: they unsubscribed from the list or bounced there) are listed with the reason in
 <state folder>/reports/NAME-run-ID-report.csv. Suppressed members are not an error: they are
 not sent again until their values change or --full is given.
+Members the destination rejected are sent again by the next runs while their values stay the
+same (retry_rejected_runs, 3 unless set), then held: not sent until their values change,
+--retry-rejected or --full is given. The summary counts those retried and those held.
 Only one run of an export at a time: a second one is refused, naming the running one.
 
 Exit status: 0 succeeded, 1 failed or cancelled (segpush runs show ID says why), 2 usage or
@@ -524,6 +529,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
             options.dry_run = true;
         } else if (arg == "--full") {
             options.full = true;
+        } else if (arg == "--retry-rejected") {
+            options.retry_rejected = true;
         } else if (arg == "--limit") {
             auto given = value(arg);
             if (!given || given->find_first_not_of("0123456789") != std::string::npos || given->empty() ||
@@ -548,7 +555,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         } else if (arg.size() > 1 && arg[0] == '-') {
             return usage_error(print,
                                "unknown option " + arg +
-                                   did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--dry-run", "--full",
+                                   did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--dry-run", "--full", "--retry-rejected",
                                                       "--limit", "--log-format", "--help", "--version"}));
         } else {
             options.words.push_back(arg);
@@ -586,8 +593,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         return plugins_list(options, print);
     }
     if (command == "plugins describe") return plugins_describe(options, print);
-    if ((options.dry_run || options.full) && command != "export run") {
-        return usage_error(print, "--dry-run and --full belong to 'export run'");
+    if ((options.dry_run || options.full || options.retry_rejected) && command != "export run") {
+        return usage_error(print, "--dry-run, --full and --retry-rejected belong to 'export run'");
     }
     if (command == "export run") return export_run(options, print);
     if (command == "runs list") return runs_list(options, print);

@@ -23,6 +23,7 @@ struct Options {
     bool json = false;
     bool dry_run = false;
     bool full = false;
+    bool retry_rejected = false;
     std::optional<int> limit;
     std::optional<std::string> log_format;  // --log-format; SEGPUSH_LOG_FORMAT when not given
     std::vector<std::string> words;

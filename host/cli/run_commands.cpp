@@ -123,13 +123,20 @@ std::string summary_text(const ExportConfig& exp, const RunSummary& summary, boo
          << "  leaving       " << count(c.leaving)
          << (removes ? " (unsubscribed: on_leave is unsubscribe)" : " (kept: on_leave is keep)") << "\n";
     if (dry_run) {
-        text << "  would send    " << count(c.new_members + c.changed + (removes ? c.leaving : 0)) << " records\n";
+        text << "  would send    " << count(c.new_members + c.changed - c.rejected_held + (removes ? c.leaving : 0))
+             << " records\n";
     } else {
         text << "  sent          " << count(c.sent) << "\n"
              << "  accepted      " << count(c.accepted) << (removes ? ", removed " + count(c.removed) : "") << "\n"
              << "  rejected      " << count(c.rejected) << " by the destination\n"
              << "  suppressed    " << count(c.suppressed)
              << " kept out by the destination (unsubscribed or bounced there; not sent again while unchanged)\n";
+    }
+    if (c.rejected_retried + c.rejected_held > 0) {
+        text << "  retried       " << count(c.rejected_retried) << " refused before with the same values, "
+             << (dry_run ? "would be sent again" : "sent again") << "\n"
+             << "  held          " << count(c.rejected_held)
+             << " refused before with the same values, not sent (until they change, or --retry-rejected)\n";
     }
     if (!summary.report_path.empty()) {
         text << "  report        " << summary.report_path << " (invalid, rejected and suppressed rows, and why)\n";
@@ -229,7 +236,8 @@ std::string export_definition(const Config& config, const ExportConfig& exp) {
          << exp.schedule << " " << exp.settle.count() << "\n"
          << exp.timezone << "\n"
          << exp.max_profiles.value_or(0) << " " << static_cast<int>(exp.on_leave) << " " << exp.clear_blank_values
-         << " " << exp.retry_max_attempts << " " << exp.retry_max_backoff_seconds << " " << exp.catch_up << "\n";
+         << " " << exp.retry_max_attempts << " " << exp.retry_max_backoff_seconds << " " << exp.catch_up << "\n"
+         << exp.retry_rejected_runs << "\n";
     settings(exp.settings);
     for (const auto& [field, column] : exp.mapping) text << field << "=" << column << "\n";
     for (const auto& name : exp.segments) {
@@ -332,6 +340,7 @@ int export_run(const Options& options, Printer& print) {
     RunOptions run_options;
     run_options.dry_run = options.dry_run;
     run_options.full = options.full;
+    run_options.retry_rejected = options.retry_rejected;
     run_options.progress_on_terminal = isatty(STDERR_FILENO) != 0;
     try {
         const RunSummary summary = runner.run(run_options);
@@ -426,6 +435,10 @@ int runs_show(const Options& options, Printer& print) {
          << "  sent          " << c.sent << "\n"
          << "  accepted      " << c.accepted << ", removed " << c.removed << ", rejected " << c.rejected
          << ", suppressed " << c.suppressed << "\n";
+    if (c.rejected_retried + c.rejected_held > 0) {
+        text << "  retried       " << c.rejected_retried << " refused before with the same values, sent again\n"
+             << "  held          " << c.rejected_held << " refused before with the same values, not sent\n";
+    }
     if (!run->report_path.empty()) text << "  report        " << run->report_path << "\n";
     if (!run->error.empty()) text << "  error         " << run->error << "\n";
     print.out(text.str());
@@ -464,6 +477,7 @@ int forget(const Options& options, Printer& print) {
         document.AddMember("state", rapidjson::Value(path->c_str(), alloc), alloc);
         document.AddMember("delivered", forgotten.delivered, alloc);
         document.AddMember("removals", forgotten.removals, alloc);
+        document.AddMember("refusals", forgotten.refusals, alloc);
         document.AddMember("awaiting_import", forgotten.awaiting_import, alloc);
         document.AddMember("run_errors", forgotten.run_errors, alloc);
         document.AddMember("report_rows", report_rows, alloc);
@@ -475,6 +489,7 @@ int forget(const Options& options, Printer& print) {
     text << "Forgot " << join(std::vector<std::string>(keys.begin(), keys.end())) << " in " << *path << ":\n"
          << "  delivered records          " << forgotten.delivered << "\n"
          << "  removal records            " << forgotten.removals << "\n"
+         << "  refusal records            " << forgotten.refusals << "\n"
          << "  awaiting import            " << forgotten.awaiting_import << "\n"
          << "  run errors naming them     " << forgotten.run_errors << "\n"
          << "  report rows                " << report_rows << " in " << reports.size() << " report(s)\n"

@@ -43,7 +43,7 @@ const std::vector<std::string> kConnectionKeys = {"plugin", "display_name", "usa
 const std::vector<std::string> kExportKeys = {"connection",    "segments",           "settings",     "mapping",
                                               "schedule",      "timezone",           "max_profiles", "on_leave",
                                               "retry",         "clear_blank_values", "catch_up",     "notify",
-                                              "settle_seconds"};
+                                              "settle_seconds", "retry_rejected_runs"};
 const std::vector<std::string> kSources = {"csv", "jsonl"};
 const std::vector<std::string> kRoles = {"admins", "contributors"};
 
@@ -466,6 +466,13 @@ private:
             if (auto backoff = reader.positive_integer(retry, "max_backoff_seconds", path + ".retry")) {
                 item.retry_max_backoff_seconds = static_cast<int>(std::min<uint64_t>(*backoff, 86400));
             }
+        }
+        // 0 is a setting of its own here (never resend unchanged), which positive_integer refuses.
+        if (const YAML::Node runs = node["retry_rejected_runs"]; runs.IsDefined() && runs.IsScalar() &&
+                                                                 runs.Scalar() == "0") {
+            item.retry_rejected_runs = 0;
+        } else if (auto retries = reader.positive_integer(node, "retry_rejected_runs", path)) {
+            item.retry_rejected_runs = static_cast<int64_t>(std::min<uint64_t>(*retries, 1000));
         }
         item.notify = read_notify_policy(reader, node["notify"], path + ".notify", config_.notify, contributors,
                                          config_.strict);

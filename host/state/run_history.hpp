@@ -37,11 +37,16 @@ struct RunCounts {
     // bounced): nothing was changed there, and the member is not sent again until its
     // values change. Leavers already off the list count here too, not in removed.
     int64_t suppressed = 0;
+    // Members an earlier run saw refused with the values they have now: sent again
+    // (retry_rejected_runs, --retry-rejected, --full), or held, not sent until their values
+    // change. Both are among the new and changed members.
+    int64_t rejected_retried = 0;
+    int64_t rejected_held = 0;
 };
 
 // Each count under the name segpush's JSON outputs give it (`runs show --json`, notices), in
 // the order they list them: one list, so the outputs cannot drift apart.
-inline std::array<std::pair<const char*, int64_t>, 13> named_counts(const RunCounts& c) {
+inline std::array<std::pair<const char*, int64_t>, 15> named_counts(const RunCounts& c) {
     return {{{"rows_read", c.rows_read},
              {"invalid", c.invalid},
              {"duplicates", c.duplicates},
@@ -54,7 +59,9 @@ inline std::array<std::pair<const char*, int64_t>, 13> named_counts(const RunCou
              {"accepted", c.accepted},
              {"rejected", c.rejected},
              {"removed", c.removed},
-             {"suppressed", c.suppressed}}};
+             {"suppressed", c.suppressed},
+             {"rejected_retried", c.rejected_retried},
+             {"rejected_held", c.rejected_held}}};
 }
 
 struct RunRecord {
