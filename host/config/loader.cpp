@@ -468,11 +468,16 @@ private:
             }
         }
         // 0 is a setting of its own here (never resend unchanged), which positive_integer refuses.
-        if (const YAML::Node runs = node["retry_rejected_runs"]; runs.IsDefined() && runs.IsScalar() &&
-                                                                 runs.Scalar() == "0") {
-            item.retry_rejected_runs = 0;
-        } else if (auto retries = reader.positive_integer(node, "retry_rejected_runs", path)) {
-            item.retry_rejected_runs = static_cast<int64_t>(std::min<uint64_t>(*retries, 1000));
+        if (const YAML::Node runs = node["retry_rejected_runs"]; runs.IsDefined() && !runs.IsNull()) {
+            const std::string& text = runs.IsScalar() ? runs.Scalar() : std::string();
+            if (scalar_kind(runs) == ScalarKind::integer && text.find_first_not_of("0123456789") == std::string::npos) {
+                item.retry_rejected_runs = text.size() > 4 ? 1000 : std::min<int64_t>(std::stoll(text), 1000);
+            } else {
+                reader.error(runs, path + ".retry_rejected_runs",
+                             "expected a number of runs, 0 or more (0: a refused member is sent again only once "
+                             "its values change), found " +
+                                 describe_node_type(runs) + (runs.IsScalar() ? " '" + runs.Scalar() + "'" : ""));
+            }
         }
         item.notify = read_notify_policy(reader, node["notify"], path + ".notify", config_.notify, contributors,
                                          config_.strict);
