@@ -154,8 +154,8 @@ Exit status: 0 after a clean stop, 2 when the configuration has errors or no sch
 
 For an erasure request: removes each person (email, compared ignoring case and surrounding
 spaces) from everything segpush keeps about them: the delivered state of every export, the
-record of their removal from a list, imports awaiting confirmation, run errors that name
-them (masked), and the rows of run reports. Deleted content is overwritten in the state file
+record of their removal from a list or of their refusal, imports awaiting confirmation, run
+errors that name them (masked), and the rows of run reports. Deleted content is overwritten in the state file
 and its write-ahead log emptied. Prints what was removed.
 
 It does not touch the destinations: erase the person there too. If they are still in a

@@ -113,11 +113,12 @@ TEST_CASE("notify: the notice's JSON has every documented field") {
     CHECK(notice["full"].GetBool() == false);
     const auto& counts = notice["counts"];
     for (const char* name : {"rows_read", "invalid", "duplicates", "members", "new", "changed", "unchanged", "leaving",
-                             "sent", "accepted", "rejected", "removed", "suppressed"}) {
+                             "sent", "accepted", "rejected", "removed", "suppressed", "rejected_retried",
+                             "rejected_held"}) {
         INFO(name);
         CHECK(counts.HasMember(name));
     }
-    CHECK(counts.MemberCount() == 13);
+    CHECK(counts.MemberCount() == 15);
     CHECK(counts["rows_read"].GetInt64() == 40);
     CHECK(counts["rejected"].GetInt64() == 8);
     CHECK(notice["rejected_ratio"].GetDouble() == Approx(0.25));
