@@ -139,7 +139,8 @@ std::string summary_text(const ExportConfig& exp, const RunSummary& summary, boo
              << " refused before with the same values, not sent (until they change, or --retry-rejected)\n";
     }
     if (!summary.report_path.empty()) {
-        text << "  report        " << summary.report_path << " (invalid, rejected and suppressed rows, and why)\n";
+        text << "  report        " << summary.report_path
+             << " (invalid, rejected, suppressed and held rows, and why)\n";
     }
     if (!summary.error.empty()) text << "  error         " << summary.error << "\n";
     return text.str();

@@ -497,7 +497,8 @@ private:
     }
 
     std::string write_report(int64_t run_id) {
-        if (!members_ || (counts_.invalid == 0 && counts_.rejected == 0 && counts_.suppressed == 0))
+        if (!members_ ||
+            (counts_.invalid == 0 && counts_.rejected == 0 && counts_.suppressed == 0 && counts_.rejected_held == 0))
             return {};  // nothing to list
         std::vector<ReportedMember> reported;
         try {

@@ -546,6 +546,15 @@ std::vector<ReportedMember> RunMembers::reported_members(const std::vector<std::
         seqs.push_back(seq);
         outcomes[seq] = {outcome, refused.text(1)};
     }
+    // Held members were not sent: the reason is their earlier refusals.
+    for (const auto& [seq, refusals] : refused_before_) {
+        if (!states_.has(seq, MemberState::held)) continue;
+        seqs.push_back(seq);
+        outcomes[seq] = {"held", "refused by the destination on " + std::to_string(refusals) +
+                                     (refusals == 1 ? " run" : " runs") +
+                                     " with these values; not sent again until they change (or --retry-rejected)"};
+    }
+    std::sort(seqs.begin(), seqs.end());
     staged_.visit(seqs, [&](const StagedRow& row) {
         auto& [outcome, reason] = outcomes[row.seq];
         out.push_back(

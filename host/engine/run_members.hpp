@@ -22,8 +22,9 @@ struct ResumableMember {
     std::string receipt;
 };
 
-// A row of the run's report: a row refused before sending ("invalid"), or a member the
-// destination refused ("rejected") or kept out ("suppressed").
+// A row of the run's report: a row refused before sending ("invalid"), a member the
+// destination refused ("rejected") or kept out ("suppressed"), or one it refused before with
+// the same values, not sent ("held").
 struct ReportedMember {
     std::string source;
     int64_t line = 0;
@@ -111,7 +112,8 @@ public:
     // Members still to send: never sent, or sent and given back (RETRY).
     int64_t count_todo() const { return states_.count(MemberState::todo); }
 
-    // Rows refused before sending, then members refused or suppressed by the destination.
+    // Rows refused before sending, then members refused or suppressed by the destination, or
+    // held (refused before with the same values, not sent).
     std::vector<ReportedMember> reported_members(const std::vector<std::string>& sources);
 
 private:

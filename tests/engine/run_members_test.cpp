@@ -600,12 +600,19 @@ TEST_CASE("run members: a refused member is sent again by the next retry_rejecte
         CHECK(state.history().get_run(again.claim.run_id)->counts.rejected_retried == 2);
     }
     for (int held = 0; held < 2; ++held) {
-        const RefusingRun after(state, members);
+        RefusingRun after(state, members);
         CHECK(after.sent.empty());
         CHECK(after.counts.rejected == 0);
         CHECK(after.counts.rejected_retried == 0);
         CHECK(after.counts.rejected_held == 2);
         CHECK(after.members.count_todo() == 0);
+        const auto reported = after.members.reported_members({"seg.csv"});
+        REQUIRE(reported.size() == 2);
+        CHECK(reported[0].email == "a");
+        CHECK(reported[0].outcome == "held");
+        CHECK(reported[0].reason ==
+              "refused by the destination on 4 runs with these values; not sent again until they change (or "
+              "--retry-rejected)");
         CHECK(state.history().get_run(after.claim.run_id)->counts.rejected_held == 2);
     }
     // A new member beside them is sent; the held ones are not.
