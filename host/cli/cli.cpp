@@ -553,10 +553,10 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         } else if (arg.rfind("--log-format=", 0) == 0) {
             options.log_format = arg.substr(13);
         } else if (arg.size() > 1 && arg[0] == '-') {
-            return usage_error(print,
-                               "unknown option " + arg +
-                                   did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--dry-run", "--full", "--retry-rejected",
-                                                      "--limit", "--log-format", "--help", "--version"}));
+            return usage_error(print, "unknown option " + arg +
+                                          did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--dry-run",
+                                                             "--full", "--retry-rejected", "--limit", "--log-format",
+                                                             "--help", "--version"}));
         } else {
             options.words.push_back(arg);
         }

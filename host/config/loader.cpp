@@ -40,9 +40,9 @@ const std::vector<std::string> kAdminIncludeKeys = {"segments", "connections", "
 const std::vector<std::string> kContributorIncludeKeys = {"exports"};
 const std::vector<std::string> kSegmentKeys = {"source", "path", "fifo_timeout_seconds"};
 const std::vector<std::string> kConnectionKeys = {"plugin", "display_name", "usable_by", "privacy_consent", "settings"};
-const std::vector<std::string> kExportKeys = {"connection",    "segments",           "settings",     "mapping",
-                                              "schedule",      "timezone",           "max_profiles", "on_leave",
-                                              "retry",         "clear_blank_values", "catch_up",     "notify",
+const std::vector<std::string> kExportKeys = {"connection",     "segments",           "settings",     "mapping",
+                                              "schedule",       "timezone",           "max_profiles", "on_leave",
+                                              "retry",          "clear_blank_values", "catch_up",     "notify",
                                               "settle_seconds", "retry_rejected_runs"};
 const std::vector<std::string> kSources = {"csv", "jsonl"};
 const std::vector<std::string> kRoles = {"admins", "contributors"};

@@ -161,12 +161,12 @@ private:
 
     void log_refused() {
         if (counts_.rejected_retried == 0 && counts_.rejected_held == 0) return;
-        log_line(LogLevel::info,
-                 "export " + export_.name + ": " + std::to_string(counts_.rejected_retried + counts_.rejected_held) +
-                     " members were refused before with the values they have now: " +
-                     std::to_string(counts_.rejected_retried) + " sent again, " +
-                     std::to_string(counts_.rejected_held) +
-                     " held (not sent until their values change or --retry-rejected is given)");
+        log_line(LogLevel::info, "export " + export_.name + ": " +
+                                     std::to_string(counts_.rejected_retried + counts_.rejected_held) +
+                                     " members were refused before with the values they have now: " +
+                                     std::to_string(counts_.rejected_retried) + " sent again, " +
+                                     std::to_string(counts_.rejected_held) +
+                                     " held (not sent until their values change or --retry-rejected is given)");
     }
 
     void check_max_profiles() {

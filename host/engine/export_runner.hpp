@@ -11,8 +11,8 @@ namespace segpush {
 class PluginRegistry;
 
 struct RunOptions {
-    bool dry_run = false;  // read, map, validate and diff; never call the destination
-    bool full = false;     // send every member, ignoring what was delivered before
+    bool dry_run = false;         // read, map, validate and diff; never call the destination
+    bool full = false;            // send every member, ignoring what was delivered before
     bool retry_rejected = false;  // send members refused before even when retry_rejected_runs says to hold them
     bool progress_on_terminal = false;
 };

@@ -46,8 +46,7 @@ DeliveryBatch::Receipt DeliveryBatch::receipt(size_t i) const {
 
 bool DeliveryBatch::empty() const {
     return delivered_.empty() && forgotten_removals_.empty() && refused_.empty() && forgotten_refusals_.empty() &&
-           receipts_.empty() && receipts_confirmed.empty() &&
-           receipts_forgotten.empty() && !settles_run;
+           receipts_.empty() && receipts_confirmed.empty() && receipts_forgotten.empty() && !settles_run;
 }
 
 }  // namespace segpush

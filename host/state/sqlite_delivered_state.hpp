@@ -27,8 +27,7 @@ public:
                          const std::function<void(const DeliveredMember&)>& visit) override;
     void visit_removals(const std::string& export_name,
                         const std::function<void(std::string_view key, int64_t removed_at)>& visit) override;
-    void visit_refused(const std::string& export_name,
-                       const std::function<void(const RefusedMember&)>& visit) override;
+    void visit_refused(const std::string& export_name, const std::function<void(const RefusedMember&)>& visit) override;
     void visit_open_receipts(
         const std::string& export_name, int64_t since_run, int64_t before_run,
         const std::function<void(std::string_view receipt, std::string_view members)>& visit) override;

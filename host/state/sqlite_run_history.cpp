@@ -109,9 +109,9 @@ RunRecord read_run(const sqlite::Statement& row) {
     run.full = row.integer(7) != 0;
     run.dry_run = row.integer(8) != 0;
     RunCounts& c = run.counts;
-    int64_t* fields[] = {&c.rows_read, &c.invalid,   &c.duplicates, &c.members, &c.new_members,
-                         &c.changed,   &c.unchanged, &c.leaving,    &c.sent,    &c.accepted,
-                         &c.rejected,  &c.removed,   &c.suppressed, &c.rejected_retried, &c.rejected_held};
+    int64_t* fields[] = {&c.rows_read,  &c.invalid,          &c.duplicates,   &c.members,  &c.new_members, &c.changed,
+                         &c.unchanged,  &c.leaving,          &c.sent,         &c.accepted, &c.rejected,    &c.removed,
+                         &c.suppressed, &c.rejected_retried, &c.rejected_held};
     constexpr int kCounts = sizeof fields / sizeof fields[0];
     for (int i = 0; i < kCounts; ++i) *fields[i] = row.integer(9 + i);
     run.error = row.text(9 + kCounts);
@@ -122,9 +122,9 @@ RunRecord read_run(const sqlite::Statement& row) {
 
 // The counts in the order of kCountAssignments; returns the next parameter's number.
 int bind_counts(sqlite::Statement& statement, int first, const RunCounts& c) {
-    const int64_t values[] = {c.rows_read, c.invalid, c.duplicates, c.members,  c.new_members, c.changed,   c.unchanged,
-                              c.leaving,   c.sent,    c.accepted,   c.rejected, c.removed,     c.suppressed,
-                              c.rejected_retried, c.rejected_held};
+    const int64_t values[] = {c.rows_read,  c.invalid,          c.duplicates,   c.members,  c.new_members, c.changed,
+                              c.unchanged,  c.leaving,          c.sent,         c.accepted, c.rejected,    c.removed,
+                              c.suppressed, c.rejected_retried, c.rejected_held};
     for (const int64_t value : values) statement.bind(first++, value);
     return first;
 }

@@ -255,10 +255,13 @@ TEST_CASE("end to end: members the destination refuses are sent again by the nex
     CHECK(held_counts.at("rejected_retried") == 0);
     CHECK(held_counts.at("rejected_held") == 2);
     CHECK_THAT(summary_value(held.out, "held"), Catch::StartsWith("2 refused before with the same values, not sent"));
+    const Run dry = fixture.segpush("export run vip_export --dry-run");
+    CHECK(summary_value(dry.out, "would send") == "0 records");
+    CHECK_THAT(summary_value(dry.out, "held"), Catch::StartsWith("2 refused before with the same values"));
     const std::string report = report_of(fixture, held);
     CHECK_THAT(report, Catch::Contains("vip.csv,5,member3@example.com,held,refused by the destination on 3 runs") &&
                            Catch::Contains("vip.csv,9,member7@example.com,held,"));
-        const Run show = fixture.segpush("runs show " + run_id_of(held));
+    const Run show = fixture.segpush("runs show " + run_id_of(held));
     CHECK_THAT(show.out, Catch::Contains("held          2 refused before with the same values, not sent"));
 
     // member3's values change: it is sent (and refused) again; member7 stays held.

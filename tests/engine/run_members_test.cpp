@@ -855,10 +855,8 @@ TEST_CASE("state: forgetting a person removes them from delivered state, refusal
     const std::string path = dir.file("state.db");
     {
         SqliteStateStore state(path);
-        DiffedRun run(state, {{"ann@example.com", 1},
-                              {"bob@example.com", 2},
-                              {"cy@example.com", 3},
-                              {"dee@example.com", 4}});
+        DiffedRun run(state,
+                      {{"ann@example.com", 1}, {"bob@example.com", 2}, {"cy@example.com", 3}, {"dee@example.com", 4}});
         run.members.apply_outcomes({{1, MemberState::done, "", ""},
                                     {2, MemberState::done, "", ""},
                                     {3, MemberState::pending, "", "import-9"},
@@ -870,10 +868,10 @@ TEST_CASE("state: forgetting a person removes them from delivered state, refusal
         finish(state, again, RunStatus::succeeded);
     }
     SqliteStateStore state(path);
-    const auto forgotten =
-        state.forget_members({"ann@example.com", "cy@example.com", "dee@example.com", "nobody@example.com"});
+    const auto forgotten = state.forget_members(
+        {"ann@example.com", "cy@example.com", "dee@example.com", "nobody@example.com"});
     CHECK(forgotten.delivered == 2);
-    CHECK(forgotten.refusals == 1);  // Dee's, refused by the first run
+    CHECK(forgotten.refusals == 1);         // Dee's, refused by the first run
     CHECK(forgotten.awaiting_import == 1);  // Cy, left pending by the first run
     CHECK(forgotten.run_errors == 1);
     CHECK(state.history().get_run(1)->error == "the destination refused ***************: bad domain");

@@ -112,9 +112,9 @@ TEST_CASE("notify: the notice's JSON has every documented field") {
     CHECK(std::string(notice["finished_at"].GetString()) == "2026-01-31T12:00:09Z");
     CHECK(notice["full"].GetBool() == false);
     const auto& counts = notice["counts"];
-    for (const char* name : {"rows_read", "invalid", "duplicates", "members", "new", "changed", "unchanged", "leaving",
-                             "sent", "accepted", "rejected", "removed", "suppressed", "rejected_retried",
-                             "rejected_held"}) {
+    for (const char* name :
+         {"rows_read", "invalid", "duplicates", "members", "new", "changed", "unchanged", "leaving", "sent", "accepted",
+          "rejected", "removed", "suppressed", "rejected_retried", "rejected_held"}) {
         INFO(name);
         CHECK(counts.HasMember(name));
     }

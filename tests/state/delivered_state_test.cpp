@@ -581,7 +581,8 @@ TEST_CASE("delivered state: a delivery batch gives back its members and receipts
     CHECK_FALSE(forgetting_removal.empty());
     DeliveryBatch receipt_only;
     receipt_only.add_receipt("import-1", 1, 1, "");
-    CHECK_FALSE(receipt_only.empty());    DeliveryBatch refusing;
+    CHECK_FALSE(receipt_only.empty());
+    DeliveryBatch refusing;
     refusing.refuse("a@x.io", 1, 1);
     CHECK_FALSE(refusing.empty());
     DeliveryBatch forgetting_refusal;
