@@ -93,6 +93,7 @@ Exit status:
   2  problems found
 )"},
     {"export run", R"(Usage: segpush [--config FILE] export run NAME [--dry-run] [--full] [--allow-mass-change]
+                                    [--retry-rejected]
 
 Runs export NAME once, now:
   1. reads its segment files (CSV or JSON Lines); a row that cannot be read or has no valid
@@ -117,6 +118,8 @@ Options:
   --full                Send every member, as if nothing had been delivered before
   --allow-mass-change   Go ahead this once although the guard against mass change would stop
   --plugin-dir DIR      Load the plugins from DIR instead of plugin_dir
+  --retry-rejected      Send again the members the destination refused before, even those
+                        held (see retry_rejected_runs)
 
 Ctrl-C (or SIGTERM) stops cleanly: batches in flight finish, their outcomes are saved and the
 run is marked cancelled. A second Ctrl-C quits at once (still nothing saved is lost).
@@ -124,6 +127,9 @@ Rows refused before sending, members the destination rejected, and members it ke
 (suppressed: they unsubscribed from the list or bounced there) are listed with the reason in
 <state folder>/reports/NAME-run-ID-report.csv. Suppressed members are not an error: they are
 not sent again until their values change or --full is given.
+Members the destination rejected are sent again by the next runs while their values stay the
+same (retry_rejected_runs, 3 unless set), then held: not sent until their values change,
+--retry-rejected or --full is given. The summary counts those retried and those held.
 Only one run of an export at a time: a second one is refused, naming the running one.
 
 Exit status:
@@ -201,8 +207,8 @@ Exit status:
 
 For an erasure request: removes each person (email, compared ignoring case and surrounding
 spaces) from everything segpush keeps about them: the delivered state of every export, the
-record of their removal from a list, imports awaiting confirmation, run errors that name
-them (masked), and the rows of run reports. Deleted content is overwritten in the state file
+record of their removal from a list or of their refusal, imports awaiting confirmation, run
+errors that name them (masked), and the rows of run reports. Deleted content is overwritten in the state file
 and its write-ahead log emptied. Prints what was removed.
 
 It does not touch the destinations: erase the person there too. If they are still in a

@@ -107,8 +107,15 @@ std::string counts_text(const RunCounts& c, std::optional<OnLeave> on_leave, boo
          << "  leaving       " << count(c.leaving);
     if (on_leave) text << (removes ? " (unsubscribed: on_leave is unsubscribe)" : " (kept: on_leave is keep)");
     text << "\n";
+    if (c.rejected_retried + c.rejected_held > 0) {
+        text << "  retried       " << count(c.rejected_retried) << " refused before with the same values, "
+             << (dry_run ? "would be sent again" : "sent again") << "\n"
+             << "  held          " << count(c.rejected_held)
+             << " refused before with the same values, not sent (until they change, or --retry-rejected)\n";
+    }
     if (dry_run) {
-        text << "  would send    " << count(c.new_members + c.changed + (removes ? c.leaving : 0)) << " records\n";
+        text << "  would send    " << count(c.new_members + c.changed - c.rejected_held + (removes ? c.leaving : 0))
+             << " records\n";
         return text.str();
     }
     text << "  sent          " << count(c.sent) << "\n";
@@ -132,7 +139,8 @@ std::string summary_text(const ExportConfig& exp, const RunSummary& summary, boo
     }
     text << counts_text(summary.counts, exp.on_leave, dry_run);
     if (!summary.report_path.empty()) {
-        text << "  report        " << summary.report_path << " (invalid, rejected and suppressed rows, and why)\n";
+        text << "  report        " << summary.report_path
+             << " (invalid, rejected, suppressed and held rows, and why)\n";
     }
     if (!summary.error.empty()) text << "  error         " << summary.error << "\n";
     if (!summary.mass_change.empty() && !summary.guarded) {
@@ -251,7 +259,8 @@ std::string export_definition(const Config& config, const ExportConfig& exp) {
          << exp.timezone << "\n"
          << exp.max_profiles.value_or(0) << " " << static_cast<int>(exp.on_leave) << " " << exp.clear_blank_values
          << " " << exp.retry_max_attempts << " " << exp.retry_max_backoff_seconds << " " << exp.catch_up << " "
-         << exp.max_leaving_ratio << " " << exp.max_changed_ratio << "\n";
+         << exp.max_leaving_ratio << " " << exp.max_changed_ratio << "\n"
+         << exp.retry_rejected_runs << "\n";
     settings(exp.settings);
     for (const auto& [field, column] : exp.mapping) text << field << "=" << column << "\n";
     for (const auto& name : exp.segments) {
@@ -400,6 +409,7 @@ int export_run(const Options& options, Printer& print) {
     run_options.dry_run = options.dry_run;
     run_options.full = options.full;
     run_options.allow_mass_change = options.allow_mass_change;
+    run_options.retry_rejected = options.retry_rejected;
     run_options.progress_on_terminal = isatty(STDERR_FILENO) != 0;
     try {
         const RunSummary summary = runner.run(run_options);
@@ -553,6 +563,7 @@ int forget(const Options& options, Printer& print) {
         document.AddMember("state", rapidjson::Value(path->c_str(), alloc), alloc);
         document.AddMember("delivered", forgotten.delivered, alloc);
         document.AddMember("removals", forgotten.removals, alloc);
+        document.AddMember("refusals", forgotten.refusals, alloc);
         document.AddMember("awaiting_import", forgotten.awaiting_import, alloc);
         document.AddMember("run_errors", forgotten.run_errors, alloc);
         document.AddMember("report_rows", report_rows, alloc);
@@ -564,6 +575,7 @@ int forget(const Options& options, Printer& print) {
     text << "Forgot " << join(std::vector<std::string>(keys.begin(), keys.end())) << " in " << *path << ":\n"
          << "  delivered records          " << forgotten.delivered << "\n"
          << "  removal records            " << forgotten.removals << "\n"
+         << "  refusal records            " << forgotten.refusals << "\n"
          << "  awaiting import            " << forgotten.awaiting_import << "\n"
          << "  run errors naming them     " << forgotten.run_errors << "\n"
          << "  report rows                " << report_rows << " in "

@@ -41,11 +41,23 @@ const std::vector<std::string> kAdminIncludeKeys = {"segments", "connections", "
 const std::vector<std::string> kContributorIncludeKeys = {"exports"};
 const std::vector<std::string> kSegmentKeys = {"source", "path", "fifo_timeout_seconds", "columns"};
 const std::vector<std::string> kConnectionKeys = {"plugin", "display_name", "usable_by", "privacy_consent", "settings"};
-const std::vector<std::string> kExportKeys = {
-    "connection",     "segments",           "settings",          "mapping",
-    "schedule",       "timezone",           "max_profiles",      "on_leave",
-    "retry",          "clear_blank_values", "catch_up",          "notify",
-    "settle_seconds", "max_rejected_ratio", "max_leaving_ratio", "max_changed_ratio"};
+const std::vector<std::string> kExportKeys = {"connection",
+                                              "segments",
+                                              "settings",
+                                              "mapping",
+                                              "schedule",
+                                              "timezone",
+                                              "max_profiles",
+                                              "on_leave",
+                                              "retry",
+                                              "clear_blank_values",
+                                              "catch_up",
+                                              "notify",
+                                              "settle_seconds",
+                                              "max_rejected_ratio",
+                                              "max_leaving_ratio",
+                                              "max_changed_ratio",
+                                              "retry_rejected_runs"};
 const std::vector<std::string> kSources = {"csv", "jsonl"};
 const std::vector<std::string> kRoles = {"admins", "contributors"};
 
@@ -496,6 +508,18 @@ private:
             }
             if (auto backoff = reader.positive_integer(retry, "max_backoff_seconds", path + ".retry")) {
                 item.retry_max_backoff_seconds = static_cast<int>(std::min<uint64_t>(*backoff, 86400));
+            }
+        }
+        // 0 is a setting of its own here (never resend unchanged), which positive_integer refuses.
+        if (const YAML::Node runs = node["retry_rejected_runs"]; runs.IsDefined() && !runs.IsNull()) {
+            const std::string& text = runs.IsScalar() ? runs.Scalar() : std::string();
+            if (scalar_kind(runs) == ScalarKind::integer && text.find_first_not_of("0123456789") == std::string::npos) {
+                item.retry_rejected_runs = text.size() > 4 ? 1000 : std::min<int64_t>(std::stoll(text), 1000);
+            } else {
+                reader.error(runs, path + ".retry_rejected_runs",
+                             "expected a number of runs, 0 or more (0: a refused member is sent again only once "
+                             "its values change), found " +
+                                 describe_node_type(runs) + (runs.IsScalar() ? " '" + runs.Scalar() + "'" : ""));
             }
         }
         item.notify = read_notify_policy(reader, node["notify"], path + ".notify", config_.notify, contributors,

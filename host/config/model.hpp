@@ -92,6 +92,9 @@ struct ExportConfig {
     SourcePos clear_blank_values_pos;
     int retry_max_attempts = 8;  // tries of one call before the run gives up
     int retry_max_backoff_seconds = 120;
+    // Members the destination refused are sent again by this many runs while their values stay
+    // the same, then only once they change (or with --retry-rejected); 0: never unchanged.
+    int64_t retry_rejected_runs = 3;
     // The configuration's notify: with this export's own notify: merged over it.
     NotifyPolicy notify;
     bool from_contributor_file = false;

@@ -77,6 +77,7 @@ public:
         try {
             // Inside the try: whatever fails from here on is recorded as the claimed run's end.
             members_.emplace(state_.delivered(), export_.name, claim.run_id, plugin_.api.abi_minor >= 4);
+            members_->set_refusal_policy({export_.retry_rejected_runs, options_.retry_rejected});
             plan_ = RecordPlan::build(export_, plugin_);
             intake_.emplace(config_, export_, plan_, *members_, counts_, cancel_);
             if (sends_while_reading()) {
@@ -94,7 +95,11 @@ public:
                 check_max_profiles();
                 log_members();
                 guard_against_mass_change();
-                if (!options_.dry_run) deliver(false);
+                log_refused();
+                if (!options_.dry_run) {
+                    members_->forget_obsolete_refusals();
+                    deliver(false);
+                }
             }
             summary_.status = cancel_ ? RunStatus::cancelled : RunStatus::succeeded;
             if (cancel_) summary_.error = "cancelled; the next run continues from here";
@@ -198,6 +203,16 @@ private:
         summary_.error = text.str();
     }
 
+    void log_refused() {
+        if (counts_.rejected_retried == 0 && counts_.rejected_held == 0) return;
+        log_line(LogLevel::info, "export " + export_.name + ": " +
+                                     std::to_string(counts_.rejected_retried + counts_.rejected_held) +
+                                     " members were refused before with the values they have now: " +
+                                     std::to_string(counts_.rejected_retried) + " sent again, " +
+                                     std::to_string(counts_.rejected_held) +
+                                     " held (not sent until their values change or --retry-rejected is given)");
+    }
+
     void check_max_profiles() {
         if (export_.max_profiles && static_cast<uint64_t>(counts_.members) > *export_.max_profiles) {
             throw RunFailure{RunStatus::failed_permanent, "the segment has " + std::to_string(counts_.members) +
@@ -287,7 +302,8 @@ private:
     }
 
     void deliver(bool while_reading) {
-        const int64_t to_send = counts_.new_members + counts_.changed + (removes_leavers() ? counts_.leaving : 0);
+        const int64_t to_send = counts_.new_members + counts_.changed - counts_.rejected_held +
+                                (removes_leavers() ? counts_.leaving : 0);
         if (to_send == 0 && !while_reading) return;
         Session session;
         if (while_reading) {
@@ -548,7 +564,8 @@ private:
     }
 
     std::string write_report(int64_t run_id) {
-        if (!members_ || (counts_.invalid == 0 && counts_.rejected == 0 && counts_.suppressed == 0))
+        if (!members_ ||
+            (counts_.invalid == 0 && counts_.rejected == 0 && counts_.suppressed == 0 && counts_.rejected_held == 0))
             return {};  // nothing to list
         std::vector<ReportedMember> reported;
         try {

@@ -14,6 +14,7 @@ struct RunOptions {
     bool dry_run = false;            // read, map, validate and diff; never call the destination
     bool full = false;               // send every member, ignoring what was delivered before
     bool allow_mass_change = false;  // go ahead once past the guard against mass change
+    bool retry_rejected = false;     // send members refused before even when retry_rejected_runs says to hold them
     bool progress_on_terminal = false;
 };
 

@@ -166,6 +166,7 @@ MemberStates::Changes MemberStates::plan(const std::vector<MemberOutcome>& outco
         } else if (to == MemberState::rejected) {
             ++tally.rejected;
             changes.refusals.push_back({net.seq, &net.outcome->reason});
+            if (!leaver) changes.rejected.push_back(net.seq);
         } else if (to == MemberState::suppressed) {
             ++tally.suppressed;
             changes.refusals.push_back({net.seq, &net.outcome->reason});

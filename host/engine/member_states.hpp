@@ -12,8 +12,9 @@ namespace segpush {
 
 // A staged member's state in a run. todo: to send (never sent, or given back); pending: the
 // destination took it and will say later; done, rejected, suppressed: final; unchanged: the
-// destination already has these values, not sent.
-enum class MemberState : int { todo = 0, pending = 1, done = 2, rejected = 3, unchanged = 4, suppressed = 5 };
+// destination already has these values, not sent; held: the destination refused these values
+// often enough already, not sent (RunMembers' refusal policy).
+enum class MemberState : int { todo = 0, pending = 1, done = 2, rejected = 3, unchanged = 4, suppressed = 5, held = 6 };
 
 // A text many outcomes carry, such as the receipt of a batch's 250 members: copies share it
 // (a copy each would be an allocation and a free per member).
@@ -118,6 +119,7 @@ public:
         std::vector<int64_t> delivered;
         std::vector<int64_t> suppressed;  // recorded as delivered too, never as removed by segpush
         std::vector<int64_t> settled;     // not leavers, now done or suppressed (ascending)
+        std::vector<int64_t> rejected;    // not leavers, now rejected (ascending)
         struct Refusal {
             int64_t seq;
             const std::string* reason;  // in the outcomes planned

@@ -276,6 +276,55 @@ void RunMembers::diff(int64_t baseline, bool stage_leavers, int64_t first_leaver
     counts.new_members = counts.members - matched;
     counts.changed = matched - counts.unchanged;
     find_rejoining();
+    find_refused(baseline, counts);
+}
+
+void RunMembers::find_refused(int64_t baseline, RunCounts& counts) {
+    counts.rejected_retried = counts.rejected_held = 0;
+    delivered_.visit_refused(export_name_, [&](const RefusedMember& refused) {
+        int64_t seq = staged_seq(refused.key, refused.hash);
+        const bool same_values = seq != 0;
+        if (!same_values) seq = staged_seq(refused.key);
+        if (seq == 0 || !states_.has(seq, MemberState::todo)) {
+            // No longer in the segment, or the destination holds these values: nothing left to refuse.
+            obsolete_refusals_.emplace_back(refused.key);
+            return;
+        }
+        if (!same_values) {
+            refused_before_[seq] = 0;  // new values: sent, and counted afresh should they be refused
+            return;
+        }
+        refused_before_[seq] = refused.refusals;
+        if (refusal_policy_.retry_all || refused.refusals <= refusal_policy_.retry_runs || refused.run_id < baseline) {
+            ++counts.rejected_retried;
+        } else {
+            ++counts.rejected_held;
+            states_.set(seq, MemberState::held);
+        }
+    });
+}
+
+void RunMembers::forget_obsolete_refusals() {
+    if (obsolete_refusals_.empty()) return;
+    DeliveryBatch batch;
+    for (const std::string& key : obsolete_refusals_) batch.forget_refusal(key);
+    delivered_.record(export_name_, run_id_, batch);
+    obsolete_refusals_.clear();
+}
+
+void RunMembers::record_refusals(const std::vector<int64_t>& rejected, const std::vector<int64_t>& settled,
+                                 DeliveryBatch& batch) {
+    staged_.visit(rejected, [&](const StagedRow& row) {
+        const auto before = refused_before_.find(row.seq);
+        batch.refuse(row.email_key, static_cast<uint64_t>(row.hash),
+                     before == refused_before_.end() ? 1 : before->second + 1);
+    });
+    if (refused_before_.empty()) return;
+    std::vector<int64_t> no_longer_refused;
+    for (const int64_t seq : settled) {
+        if (refused_before_.count(seq)) no_longer_refused.push_back(seq);
+    }
+    staged_.visit(no_longer_refused, [&](const StagedRow& row) { batch.forget_refusal(row.email_key); });
 }
 
 void RunMembers::find_rejoining() {
@@ -423,6 +472,7 @@ OutcomeTally RunMembers::apply(const std::vector<MemberOutcome>& outcomes, Repor
     deliver(changes.delivered, removals_are_own_, batch);
     deliver(changes.suppressed, false, batch);
     forget_removals(changes.settled, batch);
+    record_refusals(changes.rejected, changes.settled, batch);
     std::string members;
     for (const auto& [receipt, seqs] : changes.new_receipts) {
         encode_receipt(seqs, members);
@@ -466,6 +516,7 @@ OutcomeTally RunMembers::settle_pending() {
     batch.settles_run = true;
     deliver(settled, removals_are_own_, batch);
     forget_removals(settled, batch);
+    record_refusals({}, settled, batch);
     delivered_.record(export_name_, run_id_, batch);
     return states_.settle_pending();
 }
@@ -495,6 +546,15 @@ std::vector<ReportedMember> RunMembers::reported_members(const std::vector<std::
         seqs.push_back(seq);
         outcomes[seq] = {outcome, refused.text(1)};
     }
+    // Held members were not sent: the reason is their earlier refusals.
+    for (const auto& [seq, refusals] : refused_before_) {
+        if (!states_.has(seq, MemberState::held)) continue;
+        seqs.push_back(seq);
+        outcomes[seq] = {"held", "refused by the destination on " + std::to_string(refusals) +
+                                     (refusals == 1 ? " run" : " runs") +
+                                     " with these values; not sent again until they change (or --retry-rejected)"};
+    }
+    std::sort(seqs.begin(), seqs.end());
     staged_.visit(seqs, [&](const StagedRow& row) {
         auto& [outcome, reason] = outcomes[row.seq];
         out.push_back(

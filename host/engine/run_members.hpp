@@ -22,14 +22,24 @@ struct ResumableMember {
     std::string receipt;
 };
 
-// A row of the run's report: a row refused before sending ("invalid"), or a member the
-// destination refused ("rejected") or kept out ("suppressed").
+// A row of the run's report: a row refused before sending ("invalid"), a member the
+// destination refused ("rejected") or kept out ("suppressed"), or one it refused before with
+// the same values, not sent ("held").
 struct ReportedMember {
     std::string source;
     int64_t line = 0;
     std::string email;
     std::string outcome;
     std::string reason;
+};
+
+// What a run does with members the destination refused before, when they have the values it
+// refused: they are sent again while those values were refused at most `retry_runs` runs in a
+// row (the refusal may have been passing: a plan limit, a busy account), then held, not sent,
+// until their values change, as the destination would only refuse them again.
+struct RefusalPolicy {
+    int64_t retry_runs = 3;  // the export's retry_rejected_runs; 0: held from the first refusal
+    bool retry_all = false;  // --retry-rejected: sent again however often refused
 };
 
 // The members of one run of one export, from staging to their outcomes: the one owner of
@@ -68,11 +78,17 @@ public:
     // needed to find duplicates.
     void all_members_staged();
 
+    // Before diff: what becomes of members refused before.
+    void set_refusal_policy(const RefusalPolicy& policy) { refusal_policy_ = policy; }
     // Marks the members the destination already has with these values (delivered by a run
     // since `baseline`) unchanged and, with `stage_leavers`, stages the delivered members no
-    // longer here for removal, from seq first_leaver_seq + 1 on, in key order. Fills the
-    // diff's counts.
+    // longer here for removal, from seq first_leaver_seq + 1 on, in key order. Members refused
+    // with the values they have now are retried or held by the refusal policy (refusals older
+    // than `baseline` do not hold anyone: a --full run sends everyone). Fills the diff's counts.
     void diff(int64_t baseline, bool stage_leavers, int64_t first_leaver_seq, RunCounts& counts);
+    // Forgets the refusals the diff found obsolete: of members no longer in the segment, or
+    // whom the destination holds with these values. Not for a dry run, which records nothing.
+    void forget_obsolete_refusals();
 
     // Up to `limit` members still to send, in seq order, after `after_seq`.
     std::vector<StagedMember> next_todo(int64_t after_seq, int limit);
@@ -96,7 +112,8 @@ public:
     // Members still to send: never sent, or sent and given back (RETRY).
     int64_t count_todo() const { return states_.count(MemberState::todo); }
 
-    // Rows refused before sending, then members refused or suppressed by the destination.
+    // Rows refused before sending, then members refused or suppressed by the destination, or
+    // held (refused before with the same values, not sent).
     std::vector<ReportedMember> reported_members(const std::vector<std::string>& sources);
 
 private:
@@ -118,6 +135,13 @@ private:
     int64_t staged_seq(std::string_view key, std::optional<uint64_t> hash = std::nullopt);
     // Finds the members segpush itself removed from the destination in an earlier run, into rejoining_.
     void find_rejoining();
+    // Finds the staged members the destination refused before, into refused_before_, and
+    // holds those the refusal policy says not to send.
+    void find_refused(int64_t baseline, RunCounts& counts);
+    // Adds to `batch` the refusals of the members `rejected` (ascending) and forgets those of
+    // the members `settled` (ascending) that had one.
+    void record_refusals(const std::vector<int64_t>& rejected, const std::vector<int64_t>& settled,
+                         DeliveryBatch& batch);
 
     DeliveredState& delivered_;
     const std::string export_name_;
@@ -141,6 +165,11 @@ private:
     // reads any row.
     MemberStates states_;
     std::unordered_map<int64_t, int64_t> rejoining_;  // seq -> removed_at, for members segpush removed before
+    RefusalPolicy refusal_policy_;
+    // seq -> how many runs in a row refused the values it has now (0: other values were
+    // refused), for staged members with a refusal recorded.
+    std::unordered_map<int64_t, int64_t> refused_before_;
+    std::vector<std::string> obsolete_refusals_;  // keys, by the diff, for forget_obsolete_refusals
 
     // What next_todo read of the members it handed out lately, encoded as a receipt holds them
     // (their keys and hashes): recording the receipt of a batch they become reads them here

@@ -18,6 +18,12 @@ void DeliveryBatch::deliver(std::string_view key, std::string_view key_value, ui
 
 void DeliveryBatch::forget_removal(std::string_view key) { forgotten_removals_.push_back(keep(key)); }
 
+void DeliveryBatch::refuse(std::string_view key, uint64_t hash, int64_t refusals) {
+    refused_.push_back({keep(key), hash, refusals});
+}
+
+void DeliveryBatch::forget_refusal(std::string_view key) { forgotten_refusals_.push_back(keep(key)); }
+
 void DeliveryBatch::add_receipt(std::string_view receipt, int64_t first_seq, int64_t last_seq,
                                 std::string_view members) {
     receipts_.push_back({keep(receipt), keep(members), first_seq, last_seq});
@@ -28,14 +34,19 @@ DeliveryBatch::Member DeliveryBatch::delivered(size_t i) const {
     return {text(member.key), text(member.key_value), member.hash, member.removed, member.removed_by_us};
 }
 
+RefusedMember DeliveryBatch::refused(size_t i) const {
+    const StoredRefusal& refusal = refused_[i];
+    return {text(refusal.key), refusal.hash, refusal.refusals, 0};
+}
+
 DeliveryBatch::Receipt DeliveryBatch::receipt(size_t i) const {
     const StoredReceipt& receipt = receipts_[i];
     return {text(receipt.receipt), receipt.first_seq, receipt.last_seq, text(receipt.members)};
 }
 
 bool DeliveryBatch::empty() const {
-    return delivered_.empty() && forgotten_removals_.empty() && receipts_.empty() && receipts_confirmed.empty() &&
-           receipts_forgotten.empty() && !settles_run;
+    return delivered_.empty() && forgotten_removals_.empty() && refused_.empty() && forgotten_refusals_.empty() &&
+           receipts_.empty() && receipts_confirmed.empty() && receipts_forgotten.empty() && !settles_run;
 }
 
 }  // namespace segpush

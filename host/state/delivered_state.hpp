@@ -18,6 +18,16 @@ struct DeliveredMember {
     int64_t run_id = 0;
 };
 
+// A member whose values the destination refused, as the delivered state records it: its key,
+// the hash of the values refused, how many runs in a row refused those values, and the run
+// that last refused them.
+struct RefusedMember {
+    std::string_view key;
+    uint64_t hash = 0;
+    int64_t refusals = 0;
+    int64_t run_id = 0;
+};
+
 // What one batch of outcomes changes in the delivered state, written in one transaction by
 // DeliveredState::record. It owns its bytes: the members it names are copied in.
 class DeliveryBatch {
@@ -41,6 +51,12 @@ public:
     // The member is on the destination's books again, or kept out by it: a removal by segpush
     // recorded earlier is history.
     void forget_removal(std::string_view key);
+    // The destination refused the member's values (`hash`), `refusals` runs in a row: replaces
+    // what was recorded of the member's refusals.
+    void refuse(std::string_view key, uint64_t hash, int64_t refusals);
+    // The member is no longer refused (accepted, kept out, or gone from the segment). Applied
+    // before the batch's refusals.
+    void forget_refusal(std::string_view key);
     // An import the destination will confirm later; record() returns its id.
     void add_receipt(std::string_view receipt, int64_t first_seq, int64_t last_seq, std::string_view members);
 
@@ -55,6 +71,10 @@ public:
     Member delivered(size_t i) const;
     size_t removals_forgotten_count() const { return forgotten_removals_.size(); }
     std::string_view removal_forgotten(size_t i) const { return text(forgotten_removals_[i]); }
+    size_t refused_count() const { return refused_.size(); }
+    RefusedMember refused(size_t i) const;  // run_id 0: it is the recording run's
+    size_t refusals_forgotten_count() const { return forgotten_refusals_.size(); }
+    std::string_view refusal_forgotten(size_t i) const { return text(forgotten_refusals_[i]); }
     size_t receipt_count() const { return receipts_.size(); }
     Receipt receipt(size_t i) const;
     bool empty() const;
@@ -72,6 +92,11 @@ private:
         uint64_t hash;
         bool removed, removed_by_us;
     };
+    struct StoredRefusal {
+        Piece key;
+        uint64_t hash;
+        int64_t refusals;
+    };
     struct StoredReceipt {
         Piece receipt, members;
         int64_t first_seq, last_seq;
@@ -79,12 +104,15 @@ private:
     std::string bytes_;
     std::vector<StoredMember> delivered_;
     std::vector<Piece> forgotten_removals_;
+    std::vector<StoredRefusal> refused_;
+    std::vector<Piece> forgotten_refusals_;
     std::vector<StoredReceipt> receipts_;
 };
 
 // The durable state of an export's members: what the destination holds as far as segpush
 // knows (the delivered members and their values' hashes), the members segpush itself removed,
-// and the receipts of imports the destination has yet to confirm. It is also the checkpoint:
+// the members the destination refused (with the hash of the values it refused), and the
+// receipts of imports the destination has yet to confirm. It is also the checkpoint:
 // every batch of outcomes is recorded in one transaction, so a run that stops, however it
 // stops, is followed by one that sends only what was not confirmed. The engine sees only
 // this; SqliteDeliveredState is the embedded backend.
@@ -96,6 +124,8 @@ private:
 //   Between two visits of an export, its batches are one run's, which records each key once
 //   (delivered, removed, or confirmed with a receipt): a backend may fold its records at the
 //   next visit without ordering records of one key.
+// - visit_refused() sees each refused key once, with the refusal last recorded for it, in no
+//   particular order; a forgotten refusal is no longer seen.
 // - A receipt's id is unique among the receipts still recorded; its members come back byte
 //   for byte as they were recorded.
 // - Keys, keys as written, receipts and receipts' members are bytes, and come back as they were
@@ -110,7 +140,7 @@ public:
     virtual ~DeliveredState() = default;
 
     // True when nothing is recorded for the export: no member delivered, none awaiting
-    // confirmation, none removed. Its next run needs no diff.
+    // confirmation, none removed, none refused. Its next run needs no diff.
     virtual bool nothing_recorded(const std::string& export_name) = 0;
     // The export's delivered members, in ascending key order.
     virtual void visit_delivered(const std::string& export_name,
@@ -119,6 +149,10 @@ public:
     // when (seconds since the epoch, UTC): the only ones it may put back when they rejoin.
     virtual void visit_removals(const std::string& export_name,
                                 const std::function<void(std::string_view key, int64_t removed_at)>& visit) = 0;
+    // The members the destination refused, and the values it refused: each run retries them a
+    // few times, then holds them until their values change (RunMembers).
+    virtual void visit_refused(const std::string& export_name,
+                               const std::function<void(const RefusedMember&)>& visit) = 0;
     // The receipts runs in [since_run, before_run) recorded whose imports are not yet
     // confirmed, oldest first, each with its members (receipt_members.hpp).
     virtual void visit_open_receipts(

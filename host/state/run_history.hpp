@@ -56,6 +56,11 @@ struct RunCounts {
     // Sent, outcome not known when the run ended (an interrupted run; an import still being
     // processed): the next run learns it (resumed) or sends them again.
     int64_t pending = 0;
+    // Members an earlier run saw refused with the values they have now: sent again
+    // (retry_rejected_runs, --retry-rejected, --full), or held, not sent until their values
+    // change. Both are among the new and changed members.
+    int64_t rejected_retried = 0;
+    int64_t rejected_held = 0;
 };
 
 // The share of the rows read that did not reach the destination: refused before sending or by
@@ -67,7 +72,7 @@ inline double rejected_ratio(const RunCounts& counts) {
 
 // Each count under the name segpush's JSON outputs give it (`runs show --json`, notices), in
 // the order they list them: one list, so the outputs cannot drift apart.
-inline std::array<std::pair<const char*, int64_t>, 15> named_counts(const RunCounts& c) {
+inline std::array<std::pair<const char*, int64_t>, 17> named_counts(const RunCounts& c) {
     return {{{"rows_read", c.rows_read},
              {"invalid", c.invalid},
              {"duplicates", c.duplicates},
@@ -82,7 +87,9 @@ inline std::array<std::pair<const char*, int64_t>, 15> named_counts(const RunCou
              {"rejected", c.rejected},
              {"removed", c.removed},
              {"suppressed", c.suppressed},
-             {"pending", c.pending}}};
+             {"pending", c.pending},
+             {"rejected_retried", c.rejected_retried},
+             {"rejected_held", c.rejected_held}}};
 }
 
 struct RunRecord {

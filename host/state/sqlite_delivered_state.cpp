@@ -18,9 +18,12 @@ struct SqliteDeliveredState::Statements {
                              "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")),
           remember_removal(db.prepare("INSERT OR REPLACE INTO removals(export, email_key, removed_at, run_id, reason) "
                                       "VALUES(?1, ?2, ?3, ?4, 'left the segment (on_leave: unsubscribe)')")),
-          forget_removal(db.prepare("DELETE FROM removals WHERE export=?1 AND email_key=?2")) {}
+          forget_removal(db.prepare("DELETE FROM removals WHERE export=?1 AND email_key=?2")),
+          refuse(db.prepare("INSERT OR REPLACE INTO refused(export, email_key, hash, refusals, run_id) "
+                            "VALUES(?1, ?2, ?3, ?4, ?5)")),
+          forget_refusal(db.prepare("DELETE FROM refused WHERE export=?1 AND email_key=?2")) {}
     sqlite::Statement remember_receipt, forget_receipt, confirm_receipt, forget_run_receipts, deliver, remember_removal,
-        forget_removal;
+        forget_removal, refuse, forget_refusal;
 };
 
 SqliteDeliveredState::SqliteDeliveredState(sqlite::Database& db) : db_(db) {}
@@ -30,7 +33,8 @@ bool SqliteDeliveredState::nothing_recorded(const std::string& export_name) {
     auto query = db_.prepare("SELECT EXISTS(SELECT 1 FROM delivered WHERE export=?1) OR "
                              "EXISTS(SELECT 1 FROM delivered_log WHERE export=?1) OR "
                              "EXISTS(SELECT 1 FROM unconfirmed WHERE export=?1) OR "
-                             "EXISTS(SELECT 1 FROM removals WHERE export=?1)");
+                             "EXISTS(SELECT 1 FROM removals WHERE export=?1) OR "
+                             "EXISTS(SELECT 1 FROM refused WHERE export=?1)");
     query.bind(1, export_name).step();
     return query.integer(0) == 0;
 }
@@ -113,6 +117,15 @@ void SqliteDeliveredState::visit_removals(const std::string& export_name,
     while (removals.step()) visit(removals.blob(0), removals.integer(1));
 }
 
+void SqliteDeliveredState::visit_refused(const std::string& export_name,
+                                         const std::function<void(const RefusedMember&)>& visit) {
+    auto refused = db_.prepare("SELECT email_key, hash, refusals, run_id FROM refused WHERE export=?1");
+    refused.bind(1, export_name);
+    while (refused.step()) {
+        visit({refused.blob(0), static_cast<uint64_t>(refused.integer(1)), refused.integer(2), refused.integer(3)});
+    }
+}
+
 void SqliteDeliveredState::visit_open_receipts(
     const std::string& export_name, int64_t since_run, int64_t before_run,
     const std::function<void(std::string_view receipt, std::string_view members)>& visit) {
@@ -159,6 +172,18 @@ std::vector<int64_t> SqliteDeliveredState::record(const std::string& export_name
     }
     for (size_t i = 0; i < batch.removals_forgotten_count(); ++i) {
         sql.forget_removal.bind_unowned(1, export_name).bind_unowned(2, batch.removal_forgotten(i)).run();
+    }
+    for (size_t i = 0; i < batch.refusals_forgotten_count(); ++i) {
+        sql.forget_refusal.bind_unowned(1, export_name).bind_unowned(2, batch.refusal_forgotten(i)).run();
+    }
+    for (size_t i = 0; i < batch.refused_count(); ++i) {
+        const RefusedMember refusal = batch.refused(i);
+        sql.refuse.bind_unowned(1, export_name)
+            .bind_unowned(2, refusal.key)
+            .bind(3, static_cast<int64_t>(refusal.hash))
+            .bind(4, refusal.refusals)
+            .bind(5, run_id)
+            .run();
     }
     for (size_t i = 0; i < batch.receipt_count(); ++i) {
         const DeliveryBatch::Receipt receipt = batch.receipt(i);

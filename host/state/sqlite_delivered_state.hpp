@@ -8,7 +8,7 @@
 namespace segpush {
 
 // The delivered state in the SQLite state file, over the connection a StateFile opened (its
-// tables: delivered, delivered_log, removals, unconfirmed; see state_file.cpp).
+// tables: delivered, delivered_log, removals, refused, unconfirmed; see state_file.cpp).
 //
 // Outcomes are appended to delivered_log as they arrive (sequential pages: a batch costs the
 // WAL a few pages, where upserting into delivered, ordered by key, dirties a page per member)
@@ -27,6 +27,7 @@ public:
                          const std::function<void(const DeliveredMember&)>& visit) override;
     void visit_removals(const std::string& export_name,
                         const std::function<void(std::string_view key, int64_t removed_at)>& visit) override;
+    void visit_refused(const std::string& export_name, const std::function<void(const RefusedMember&)>& visit) override;
     void visit_open_receipts(
         const std::string& export_name, int64_t since_run, int64_t before_run,
         const std::function<void(std::string_view receipt, std::string_view members)>& visit) override;

@@ -94,8 +94,9 @@ bool still_running(const RunRecord& run, const std::string& identity) {
 const char* const kRunColumns =
     "id, export, status, started_at, COALESCE(finished_at, ''), COALESCE(pid, 0), COALESCE(hostname, ''), full, "
     "dry_run, rows_read, invalid, duplicates, members, new_members, changed, unchanged, leaving, sent, accepted, "
-    "rejected, removed, suppressed, resumed, pending, COALESCE(error, ''), COALESCE(report_path, '')";
-constexpr int kRunColumnCount = 26;
+    "rejected, removed, suppressed, resumed, pending, rejected_retried, rejected_held, COALESCE(error, ''), "
+    "COALESCE(report_path, '')";
+constexpr int kRunColumnCount = 28;
 
 RunRecord read_run(const sqlite::Statement& row) {
     RunRecord run;
@@ -109,9 +110,9 @@ RunRecord read_run(const sqlite::Statement& row) {
     run.full = row.integer(7) != 0;
     run.dry_run = row.integer(8) != 0;
     RunCounts& c = run.counts;
-    int64_t* fields[] = {&c.rows_read, &c.invalid,   &c.duplicates, &c.members, &c.new_members,
-                         &c.changed,   &c.unchanged, &c.leaving,    &c.sent,    &c.accepted,
-                         &c.rejected,  &c.removed,   &c.suppressed, &c.resumed, &c.pending};
+    int64_t* fields[] = {&c.rows_read,  &c.invalid, &c.duplicates, &c.members,          &c.new_members,  &c.changed,
+                         &c.unchanged,  &c.leaving, &c.sent,       &c.accepted,         &c.rejected,     &c.removed,
+                         &c.suppressed, &c.resumed, &c.pending,    &c.rejected_retried, &c.rejected_held};
     constexpr int kCounts = sizeof fields / sizeof fields[0];
     for (int i = 0; i < kCounts; ++i) *fields[i] = row.integer(9 + i);
     run.error = row.text(9 + kCounts);
@@ -122,16 +123,16 @@ RunRecord read_run(const sqlite::Statement& row) {
 
 // The counts in the order of kCountAssignments; returns the next parameter's number.
 int bind_counts(sqlite::Statement& statement, int first, const RunCounts& c) {
-    const int64_t values[] = {c.rows_read, c.invalid,   c.duplicates, c.members, c.new_members,
-                              c.changed,   c.unchanged, c.leaving,    c.sent,    c.accepted,
-                              c.rejected,  c.removed,   c.suppressed, c.resumed, c.pending};
+    const int64_t values[] = {c.rows_read,  c.invalid, c.duplicates, c.members,          c.new_members,  c.changed,
+                              c.unchanged,  c.leaving, c.sent,       c.accepted,         c.rejected,     c.removed,
+                              c.suppressed, c.resumed, c.pending,    c.rejected_retried, c.rejected_held};
     for (const int64_t value : values) statement.bind(first++, value);
     return first;
 }
 
 const char* const kCountAssignments =
     "rows_read=?, invalid=?, duplicates=?, members=?, new_members=?, changed=?, unchanged=?, leaving=?, sent=?, "
-    "accepted=?, rejected=?, removed=?, suppressed=?, resumed=?, pending=?";
+    "accepted=?, rejected=?, removed=?, suppressed=?, resumed=?, pending=?, rejected_retried=?, rejected_held=?";
 
 }  // namespace
 

@@ -31,6 +31,8 @@ StateStore::Forgotten SqliteStateStore::forget_members(const std::set<std::strin
                 db.prepare(std::string("DELETE FROM ") + table + " WHERE email_key=?").bind(1, key).run();
             }
             forgotten.removals += db.changes();  // of the last DELETE, the removals'
+            db.prepare("DELETE FROM refused WHERE email_key=?").bind(1, key).run();
+            forgotten.refusals += db.changes();
         }
         // Receipts keep their members' keys in a blob: each is written again without them.
         auto receipts = db.prepare("SELECT id, members FROM unconfirmed");

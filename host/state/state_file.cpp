@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS runs(
   rejected INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0,
   suppressed INTEGER NOT NULL DEFAULT 0,
   resumed INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0,
+  rejected_retried INTEGER NOT NULL DEFAULT 0, rejected_held INTEGER NOT NULL DEFAULT 0,
   error TEXT,
   report_path TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_export ON runs(export, id);
@@ -66,6 +67,19 @@ CREATE TABLE IF NOT EXISTS removals(
   removed_at INTEGER NOT NULL,  -- seconds since 1970-01-01 UTC
   run_id INTEGER NOT NULL,
   reason TEXT NOT NULL,
+  PRIMARY KEY(export, email_key)) WITHOUT ROWID;
+
+-- Members the destination refused (REJECTED), with the hash of the values it refused and how
+-- many runs in a row refused them: later runs send them again a few times
+-- (retry_rejected_runs), then only once their values change. A row goes once the member is
+-- accepted or kept out, or is no longer in the segment. Keys and hashes only: the reasons
+-- stay in the runs' reports.
+CREATE TABLE IF NOT EXISTS refused(
+  export TEXT NOT NULL,
+  email_key TEXT NOT NULL,
+  hash INTEGER NOT NULL,
+  refusals INTEGER NOT NULL,
+  run_id INTEGER NOT NULL,
   PRIMARY KEY(export, email_key)) WITHOUT ROWID;
 
 -- One row per receipt: in `members`, the key and hash of each member it covers (see
@@ -146,7 +160,8 @@ StateFile::StateFile(const std::string& path)
     // delivered records are checkpointed separately, so the old tables are simply dropped.
     // Version 4 added the unconfirmed table, version 5 keyed it by run and seq and added
     // delivered_log (created below like every table), version 6 made it a row per receipt,
-    // version 7 added runs.process_identity.
+    // version 7 added runs.process_identity, version 10 the refused table (created below) and
+    // the runs' rejected_retried and rejected_held.
     const int64_t version = [&] {
         sqlite::Statement query = db_.prepare("PRAGMA user_version");
         query.step();
@@ -172,8 +187,10 @@ StateFile::StateFile(const std::string& path)
     add_column_if_missing("runs", "process_identity", "TEXT");                        // version 7
     add_column_if_missing("unconfirmed", "confirmed", "INTEGER NOT NULL DEFAULT 0");  // version 8
     add_column_if_missing("runs", "suppressed", "INTEGER NOT NULL DEFAULT 0");        // version 9
-    add_column_if_missing("runs", "resumed", "INTEGER NOT NULL DEFAULT 0");           // version 10
-    add_column_if_missing("runs", "pending", "INTEGER NOT NULL DEFAULT 0");
+    add_column_if_missing("runs", "resumed", "INTEGER NOT NULL DEFAULT 0");
+    add_column_if_missing("runs", "pending", "INTEGER NOT NULL DEFAULT 0");           // version 10
+    add_column_if_missing("runs", "rejected_retried", "INTEGER NOT NULL DEFAULT 0");  // version 10
+    add_column_if_missing("runs", "rejected_held", "INTEGER NOT NULL DEFAULT 0");     // version 10
     setup.commit();
 }
 

@@ -24,6 +24,7 @@ public:
     struct Forgotten {
         int64_t delivered = 0;        // delivered records (one per export that sent the person)
         int64_t removals = 0;         // records of members segpush removed from a destination
+        int64_t refusals = 0;         // records of values a destination refused (one per export)
         int64_t awaiting_import = 0;  // members of imports still awaiting confirmation
         int64_t run_errors = 0;       // run errors that named them
     };

@@ -27,16 +27,19 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
     std::string best;
-    size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;
+    size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1, best_edits = 0;
     for (const auto& candidate : candidates) {
-        size_t distance = edit_distance(word, candidate);
+        const size_t edits = edit_distance(word, candidate);
+        size_t distance = edits;
         // "list" for "list_id": a truncated name is a near miss whatever the edit distance.
         const auto& shorter = word.size() < candidate.size() ? word : candidate;
         const auto& longer = word.size() < candidate.size() ? candidate : word;
         if (shorter.size() >= 3 && longer.compare(0, shorter.size(), shorter) == 0)
             distance = std::min<size_t>(distance, 1);
-        if (distance < best_distance) {
+        // Between near misses, fewer edits win: "retry_rejectd_runs" is retry_rejected_runs, not retry.
+        if (distance < best_distance || (distance == best_distance && !best.empty() && edits < best_edits)) {
             best_distance = distance;
+            best_edits = edits;
             best = candidate;
         }
     }

@@ -183,3 +183,116 @@ TEST_CASE("end to end: N valid profiles take ceil(N/250) bulk imports plus a bou
     CHECK(total == bulk + me + list + info + kept_out_reads);  // nothing else
     CHECK(fixture.records_sent() == static_cast<long long>(n));
 }
+
+namespace {
+
+// The counts of run `id` as `runs show ID --json` gives them.
+std::map<std::string, int64_t> counts_of_run(ExportFixture& fixture, const std::string& id) {
+    const Run show = fixture.segpush("runs show " + id + " --json");
+    INFO(show.out << show.err);
+    REQUIRE(show.exit_code == 0);
+    rapidjson::Document run;
+    run.Parse(show.out.c_str());
+    REQUIRE(run.IsObject());
+    std::map<std::string, int64_t> counts;
+    for (const auto& count : run["counts"].GetObject()) counts[count.name.GetString()] = count.value.GetInt64();
+    return counts;
+}
+
+}  // namespace
+
+TEST_CASE("end to end: members the destination refuses are sent again by the next retry_rejected_runs runs, then "
+          "only when they change or with --retry-rejected or --full") {
+    ExportFixture fixture(fast_sandbox(R"("fail_emails": ["member3@example.com", "member7@example.com"])"));
+    fixture.write_config("    retry_rejected_runs: 2\n", kPacingAtScale20);
+    // With tags every run imports in bulk, where fail_emails refuses, however few it sends.
+    edit_config(fixture, "settings: { list_id: 1 }", "settings: { list_id: 1, tags: [vip] }");
+    std::vector<Profile> profiles = make_profiles(10);
+    fixture.write_segment(profiles);
+    // Each run: what the sandbox received of the two refused members, and the run's counts.
+    struct Sent {
+        long long member3 = 0, member7 = 0, records = 0;
+    };
+    auto run = [&](const std::string& args, Sent& sent) {
+        fixture.clear_request_log();
+        const Run done = fixture.segpush("export run vip_export" + args);
+        INFO(done.out << done.err);
+        CHECK(done.exit_code != 2);
+        sent = {times_sent(fixture.sandbox, "member3@example.com"), times_sent(fixture.sandbox, "member7@example.com"),
+                fixture.records_sent()};
+        const std::string id = run_id_of(done);
+        REQUIRE_FALSE(id.empty());
+        return std::make_pair(done, counts_of_run(fixture, id));
+    };
+    Sent sent;
+
+    auto [first, first_counts] = run("", sent);
+    CHECK(sent.records == 10);
+    CHECK(first_counts.at("accepted") == 8);
+    CHECK(first_counts.at("rejected") == 2);
+    CHECK(first_counts.at("rejected_retried") == 0);
+    CHECK(first_counts.at("rejected_held") == 0);
+
+    // The next two runs send the refused members again, and only them.
+    for (int retry = 1; retry <= 2; ++retry) {
+        INFO("retry " << retry);
+        auto [again, counts] = run("", sent);
+        CHECK(sent.member3 == 1);
+        CHECK(sent.member7 == 1);
+        CHECK(sent.records == 2);
+        CHECK(counts.at("sent") == 2);
+        CHECK(counts.at("rejected") == 2);
+        CHECK(counts.at("unchanged") == 8);
+        CHECK(counts.at("rejected_retried") == 2);
+        CHECK(counts.at("rejected_held") == 0);
+        CHECK(summary_value(again.out, "retried") == "2 refused before with the same values, sent again");
+    }
+
+    // Then they are held: with nothing to send, the destination is not even contacted.
+    auto [held, held_counts] = run("", sent);
+    CHECK(sent.records == 0);
+    CHECK(fixture.sandbox.get("/__sandbox/requests").GetArray().Size() == 0);
+    CHECK(held_counts.at("sent") == 0);
+    CHECK(held_counts.at("rejected") == 0);
+    CHECK(held_counts.at("rejected_retried") == 0);
+    CHECK(held_counts.at("rejected_held") == 2);
+    CHECK_THAT(summary_value(held.out, "held"), Catch::StartsWith("2 refused before with the same values, not sent"));
+    const Run dry = fixture.segpush("export run vip_export --dry-run");
+    CHECK(summary_value(dry.out, "would send") == "0 records");
+    CHECK_THAT(summary_value(dry.out, "held"), Catch::StartsWith("2 refused before with the same values"));
+    const std::string report = report_of(fixture, held);
+    CHECK_THAT(report, Catch::Contains("vip.csv,5,member3@example.com,held,refused by the destination on 3 runs") &&
+                           Catch::Contains("vip.csv,9,member7@example.com,held,"));
+    const Run show = fixture.segpush("runs show " + run_id_of(held));
+    CHECK_THAT(show.out, Catch::Contains("held          2 refused before with the same values, not sent"));
+
+    // member3's values change: it is sent (and refused) again; member7 stays held.
+    profiles[3].first_name = "Renamed";
+    fixture.write_segment(profiles);
+    auto [changed, changed_counts] = run("", sent);
+    CHECK(sent.member3 == 1);
+    CHECK(sent.member7 == 0);
+    CHECK(changed_counts.at("rejected") == 1);
+    CHECK(changed_counts.at("rejected_retried") == 0);
+    CHECK(changed_counts.at("rejected_held") == 1);
+
+    // --retry-rejected sends both; member7 is now taken, so it is held no longer, nor sent again.
+    fixture.sandbox.configure(R"({"fail_emails": ["member3@example.com"]})");
+    auto [retried, retried_counts] = run(" --retry-rejected", sent);
+    CHECK(sent.member3 == 1);
+    CHECK(sent.member7 == 1);
+    CHECK(retried_counts.at("rejected_retried") == 2);
+    CHECK(retried_counts.at("accepted") == 1);
+    CHECK(fixture.sandbox.members(1).count("member7@example.com") == 1);
+    auto [after, after_counts] = run("", sent);
+    CHECK(sent.member7 == 0);
+    CHECK(after_counts.at("unchanged") == 9);
+    CHECK(after_counts.at("rejected_retried") == 1);  // member3, refused once with its new values
+
+    // --full sends everyone, the refused member included.
+    auto [full, full_counts] = run(" --full", sent);
+    CHECK(sent.records == 10);
+    CHECK(sent.member3 == 1);
+    CHECK(full_counts.at("rejected_retried") == 1);
+    check_secret_never_printed(fixture);
+}

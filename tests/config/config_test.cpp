@@ -837,7 +837,7 @@ TEST_CASE_METHOD(ConfigFixture, "config: problems are printed by file, line and 
               "more.yaml:7:5: error: exports.more_export.max_profile: unknown key 'max_profile' (did you mean "
               "'max_profiles'?); allowed keys: connection, segments, settings, mapping, schedule, timezone, "
               "max_profiles, on_leave, retry, clear_blank_values, catch_up, notify, settle_seconds, "
-              "max_rejected_ratio, max_leaving_ratio, max_changed_ratio",
+              "max_rejected_ratio, max_leaving_ratio, max_changed_ratio, retry_rejected_runs",
               "segpush.yaml:10:13: error: connections.ac.settings.host: host must be the hostname only, without the "
               "scheme \"https://\"; write host: acme.api-us1.com",
               "segpush.yaml:20:19: error: exports.vip_export.mapping.first_name: segment 'vip' has no column "
@@ -891,4 +891,30 @@ TEST_CASE_METHOD(ConfigFixture, "config: max_leaving_ratio and max_changed_ratio
     const Result typo = check(
         replace(kBase, "      first_name: FirstName\n", "      first_name: FirstName\n    max_leaving_ration: 0.2\n"));
     CHECK_THAT(typo.error_with("max_leaving_ration"), Catch::Contains("did you mean 'max_leaving_ratio'?"));
+}
+
+TEST_CASE_METHOD(ConfigFixture, "config: retry_rejected_runs is 3 unless set, 0 allowed, and anything else refused at "
+                                "its value") {
+    auto with = [&](const std::string& line) {
+        return check(replace(kBase, "      first_name: FirstName\n", "      first_name: FirstName\n" + line));
+    };
+    const Result by_default = with("");
+    REQUIRE(by_default.config);
+    CHECK(by_default.config->exports[0].retry_rejected_runs == 3);
+    const Result never = with("    retry_rejected_runs: 0\n");
+    INFO(never.all());
+    REQUIRE(never.errors.empty());
+    CHECK(never.config->exports[0].retry_rejected_runs == 0);
+    CHECK(with("    retry_rejected_runs: 7\n").config->exports[0].retry_rejected_runs == 7);
+    CHECK(with("    retry_rejected_runs: 99999999999999999999\n").config->exports[0].retry_rejected_runs == 1000);
+    const Result negative = with("    retry_rejected_runs: -1\n");
+    CHECK(negative.error_with("retry_rejected_runs") ==
+          "segpush.yaml:21:26: error: exports.vip_export.retry_rejected_runs: expected a number of runs, 0 or more (0: "
+          "a refused member is sent again only once its values change), found an integer '-1'");
+    CHECK_THAT(with("    retry_rejected_runs: often\n").error_with("retry_rejected_runs"),
+               Catch::Contains("exports.vip_export.retry_rejected_runs: expected a number of runs"));
+    CHECK_THAT(with("    retry_rejected_runs: \"3\"\n").error_with("retry_rejected_runs"),
+               Catch::Contains("found a string '3'"));
+    CHECK_THAT(with("    retry_rejectd_runs: 2\n").error_with("retry_rejectd_runs"),
+               Catch::Contains("did you mean 'retry_rejected_runs'"));
 }

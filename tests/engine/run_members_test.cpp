@@ -3,6 +3,7 @@
 // (claiming an export is tested with the run history, tests/state).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <ctime>
 #include <filesystem>
@@ -553,6 +554,187 @@ TEST_CASE("run members: a suppressed member counts apart, is reported, and is no
     CHECK(changed.counts.changed == 1);  // new values: sent again, to be suppressed again or not
 }
 
+namespace {
+
+// A run of export "e" that stages `staged`, diffs it under `policy` (and --full when `full`),
+// has the destination refuse every member it sends, and ends. Returns the keys it sent.
+struct RefusingRun : Run {
+    RefusingRun(StateStore& state, const std::vector<std::pair<std::string, uint64_t>>& staged,
+                const RefusalPolicy& policy = {}, bool full = false)
+        : Run(state, full) {
+        stage(members, staged);
+        members.set_refusal_policy(policy);
+        members.diff(claim.baseline, false, 100, counts);
+        members.forget_obsolete_refusals();
+        std::vector<MemberOutcome> outcomes;
+        for (const auto& member : members.next_todo(0, 1000)) {
+            sent.emplace_back(member.payload.substr(std::string("payload-").size()));
+            outcomes.push_back({member.seq, MemberState::rejected, "invalid address", ""});
+        }
+        counts.rejected = members.apply_outcomes(outcomes).rejected;
+        finish(state, *this, RunStatus::succeeded);
+    }
+    std::vector<std::string> sent;
+};
+
+using Keys = std::vector<std::string>;
+
+}  // namespace
+
+TEST_CASE("run members: a refused member is sent again by the next retry_rejected_runs runs, then held while its "
+          "values stay the same") {
+    test::TempDir dir;
+    SqliteStateStore state(dir.file("state.db"));
+    const std::vector<std::pair<std::string, uint64_t>> members{{"a", 1}, {"b", 2}};
+    const RefusingRun first(state, members);  // the default policy: 3 runs
+    CHECK(first.sent == Keys{"a", "b"});
+    CHECK(first.counts.rejected == 2);
+    CHECK(first.counts.rejected_retried == 0);
+    for (int retry = 1; retry <= 3; ++retry) {
+        INFO("retry " << retry);
+        const RefusingRun again(state, members);
+        CHECK(again.sent == Keys{"a", "b"});
+        CHECK(again.counts.new_members == 2);  // never delivered: still new
+        CHECK(again.counts.rejected_retried == 2);
+        CHECK(again.counts.rejected_held == 0);
+        CHECK(state.history().get_run(again.claim.run_id)->counts.rejected_retried == 2);
+    }
+    for (int held = 0; held < 2; ++held) {
+        RefusingRun after(state, members);
+        CHECK(after.sent.empty());
+        CHECK(after.counts.rejected == 0);
+        CHECK(after.counts.rejected_retried == 0);
+        CHECK(after.counts.rejected_held == 2);
+        CHECK(after.members.count_todo() == 0);
+        const auto reported = after.members.reported_members({"seg.csv"});
+        REQUIRE(reported.size() == 2);
+        CHECK(reported[0].email == "a");
+        CHECK(reported[0].outcome == "held");
+        CHECK(reported[0].reason ==
+              "refused by the destination on 4 runs with these values; not sent again until they change (or "
+              "--retry-rejected)");
+        CHECK(state.history().get_run(after.claim.run_id)->counts.rejected_held == 2);
+    }
+    // A new member beside them is sent; the held ones are not.
+    const RefusingRun with_new(state, {{"a", 1}, {"b", 2}, {"c", 3}});
+    CHECK(with_new.sent == Keys{"c"});
+    CHECK(with_new.counts.rejected_held == 2);
+}
+
+TEST_CASE("run members: with retry_rejected_runs 0 a refused member is held from the next run, and 1 retries it once") {
+    test::TempDir dir;
+    SqliteStateStore state(dir.file("state.db"));
+    const RefusalPolicy never{0, false}, once{1, false};
+    CHECK(RefusingRun(state, {{"a", 1}}, never).sent == Keys{"a"});
+    const RefusingRun held(state, {{"a", 1}}, never);
+    CHECK(held.sent.empty());
+    CHECK(held.counts.rejected_held == 1);
+    // The policy is the run's: with 1, the member refused once is retried, then held.
+    CHECK(RefusingRun(state, {{"a", 1}}, once).sent == Keys{"a"});
+    CHECK(RefusingRun(state, {{"a", 1}}, once).sent.empty());
+}
+
+TEST_CASE("run members: a held member is sent again when its values change, with --retry-rejected, and with --full") {
+    test::TempDir dir;
+    SqliteStateStore state(dir.file("state.db"));
+    const RefusalPolicy never{0, false}, retry_all{0, true};
+    RefusingRun(state, {{"a", 1}, {"b", 2}, {"c", 3}}, never);
+    CHECK(RefusingRun(state, {{"a", 1}, {"b", 2}, {"c", 3}}, never).sent.empty());
+
+    // a's values change: sent as a new member, not as a retry; refused, its count starts again.
+    const RefusingRun changed(state, {{"a", 10}, {"b", 2}, {"c", 3}}, never);
+    CHECK(changed.sent == Keys{"a"});
+    CHECK(changed.counts.rejected_retried == 0);
+    CHECK(changed.counts.rejected_held == 2);
+    CHECK(RefusingRun(state, {{"a", 10}, {"b", 2}, {"c", 3}}, never).sent.empty());
+
+    // --retry-rejected sends every refused member, however often refused.
+    const RefusingRun retried(state, {{"a", 10}, {"b", 2}, {"c", 3}}, retry_all);
+    CHECK(retried.sent == Keys{"a", "b", "c"});
+    CHECK(retried.counts.rejected_retried == 3);
+    CHECK(retried.counts.rejected_held == 0);
+    CHECK(RefusingRun(state, {{"a", 10}, {"b", 2}, {"c", 3}}, never).sent.empty());  // and held again after
+
+    // --full resends everything, refusals included.
+    const RefusingRun full(state, {{"a", 10}, {"b", 2}, {"c", 3}}, never, true);
+    CHECK(full.sent == Keys{"a", "b", "c"});
+    CHECK(full.counts.rejected_retried == 3);
+    CHECK(RefusingRun(state, {{"a", 10}, {"b", 2}, {"c", 3}}, never).sent.empty());
+}
+
+TEST_CASE("run members: a refusal is forgotten once the member is accepted or kept out, or leaves the segment") {
+    test::TempDir dir;
+    SqliteStateStore state(dir.file("state.db"));
+    auto refused_keys = [&] {
+        Keys keys;
+        state.delivered().visit_refused("e", [&](const RefusedMember& member) { keys.emplace_back(member.key); });
+        std::sort(keys.begin(), keys.end());
+        return keys;
+    };
+    const RefusalPolicy never{0, false}, retry_all{0, true};
+    RefusingRun(state, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}}, never);
+    CHECK(refused_keys() == Keys{"a", "b", "c", "d"});
+    {
+        // Sent again (--retry-rejected): a is accepted, b kept out; c is given back, d stays refused.
+        Run run(state);
+        stage(run.members, {{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
+        run.members.set_refusal_policy(retry_all);
+        run.members.diff(run.claim.baseline, false, 100, run.counts);
+        run.members.apply_outcomes({{1, MemberState::done, "", ""},
+                                    {2, MemberState::suppressed, "unsubscribed", ""},
+                                    {3, MemberState::pending, "", "import-1"},
+                                    {4, MemberState::rejected, "invalid", ""}});
+        CHECK(refused_keys() == Keys{"c", "d"});
+        run.members.settle_pending();  // c's import confirmed at the end
+        CHECK(refused_keys() == Keys{"d"});
+        finish(state, run, RunStatus::succeeded);
+    }
+    // The next run does not stage d: its refusal goes, but not in a dry run (it records nothing).
+    Run dry(state);
+    stage(dry.members, {{"a", 1}});
+    dry.members.diff(dry.claim.baseline, false, 100, dry.counts);
+    CHECK(refused_keys() == Keys{"d"});
+    finish(state, dry, RunStatus::succeeded);
+    Run next(state);
+    stage(next.members, {{"a", 1}});
+    next.members.diff(next.claim.baseline, false, 100, next.counts);
+    next.members.forget_obsolete_refusals();
+    CHECK(refused_keys().empty());
+    CHECK(next.counts.unchanged == 1);
+    finish(state, next, RunStatus::succeeded);
+}
+
+TEST_CASE("state: a version-9 state file, without refusals or their counts, opens and keeps them from then on") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    {
+        SqliteStateStore state(path);  // every table, then made version 9's
+        DiffedRun run(state, {{"a", 1}});
+        accept_all(run.members);
+        run.counts.accepted = 1;
+        finish(state, run, RunStatus::succeeded);
+    }
+    {
+        sqlite::Database old(path);
+        old.exec("DROP TABLE refused; ALTER TABLE runs DROP COLUMN rejected_retried; "
+                 "ALTER TABLE runs DROP COLUMN rejected_held; PRAGMA user_version=9;");
+    }
+    SqliteStateStore state(path);
+    const auto before = state.history().get_run(1);
+    REQUIRE(before);
+    CHECK(before->counts.accepted == 1);
+    CHECK(before->counts.rejected_retried == 0);
+    const RefusingRun refused(state, {{"a", 1}, {"b", 2}});
+    CHECK(refused.sent == Keys{"b"});  // a is unchanged: delivered before the migration
+    const RefusingRun retried(state, {{"a", 1}, {"b", 2}});
+    CHECK(retried.sent == Keys{"b"});
+    CHECK(state.history().get_run(retried.claim.run_id)->counts.rejected_retried == 1);
+    sqlite::Database db(path);
+    auto version = db.prepare("PRAGMA user_version");
+    version.step();
+    CHECK(version.integer(0) == 10);
+}
+
 TEST_CASE("run members: segpush remembers its own removals, not the destination's, and a re-joining member carries "
           "its time") {
     test::TempDir dir;
@@ -667,16 +849,18 @@ TEST_CASE("run members: removals a plugin older than ABI 1.4 reports are not rem
     CHECK(rows.integer(0) == 0);
 }
 
-TEST_CASE("state: forgetting a person removes them from delivered state, receipts and run errors, and leaves no copy "
-          "in the file") {
+TEST_CASE("state: forgetting a person removes them from delivered state, refusals, receipts and run errors, and leaves "
+          "no copy in the file") {
     test::TempDir dir;
     const std::string path = dir.file("state.db");
     {
         SqliteStateStore state(path);
-        DiffedRun run(state, {{"ann@example.com", 1}, {"bob@example.com", 2}, {"cy@example.com", 3}});
+        DiffedRun run(state,
+                      {{"ann@example.com", 1}, {"bob@example.com", 2}, {"cy@example.com", 3}, {"dee@example.com", 4}});
         run.members.apply_outcomes({{1, MemberState::done, "", ""},
                                     {2, MemberState::done, "", ""},
-                                    {3, MemberState::pending, "", "import-9"}});
+                                    {3, MemberState::pending, "", "import-9"},
+                                    {4, MemberState::rejected, "role address", ""}});
         finish(state, run, RunStatus::failed_retryable, "the destination refused Ann@Example.com: bad domain");
         // A second run of the export, so that Ann's row is written again and freed pages hold copies.
         DiffedRun again(state, {{"ann@example.com", 11}, {"bob@example.com", 2}, {"cy@example.com", 3}});
@@ -684,8 +868,10 @@ TEST_CASE("state: forgetting a person removes them from delivered state, receipt
         finish(state, again, RunStatus::succeeded);
     }
     SqliteStateStore state(path);
-    const auto forgotten = state.forget_members({"ann@example.com", "cy@example.com", "nobody@example.com"});
+    const auto forgotten = state.forget_members(
+        {"ann@example.com", "cy@example.com", "dee@example.com", "nobody@example.com"});
     CHECK(forgotten.delivered == 2);
+    CHECK(forgotten.refusals == 1);         // Dee's, refused by the first run
     CHECK(forgotten.awaiting_import == 1);  // Cy, left pending by the first run
     CHECK(forgotten.run_errors == 1);
     CHECK(state.history().get_run(1)->error == "the destination refused ***************: bad domain");
@@ -701,6 +887,7 @@ TEST_CASE("state: forgetting a person removes them from delivered state, receipt
     CHECK(bytes.find("ann@example.com") == std::string::npos);
     CHECK(bytes.find("Ann@Example.com") == std::string::npos);
     CHECK(bytes.find("cy@example.com") == std::string::npos);
+    CHECK(bytes.find("dee@example.com") == std::string::npos);
     CHECK(bytes.find("bob@example.com") != std::string::npos);
 }
 

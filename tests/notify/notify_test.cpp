@@ -112,12 +112,13 @@ TEST_CASE("notify: the notice's JSON has every documented field") {
     CHECK(std::string(notice["finished_at"].GetString()) == "2026-01-31T12:00:09Z");
     CHECK(notice["full"].GetBool() == false);
     const auto& counts = notice["counts"];
-    for (const char* name : {"rows_read", "invalid", "duplicates", "members", "new", "changed", "unchanged", "leaving",
-                             "sent", "resumed", "accepted", "rejected", "removed", "suppressed", "pending"}) {
+    for (const char* name :
+         {"rows_read", "invalid", "duplicates", "members", "new", "changed", "unchanged", "leaving", "sent", "resumed",
+          "accepted", "rejected", "removed", "suppressed", "pending", "rejected_retried", "rejected_held"}) {
         INFO(name);
         CHECK(counts.HasMember(name));
     }
-    CHECK(counts.MemberCount() == 15);
+    CHECK(counts.MemberCount() == 17);
     CHECK(counts["rows_read"].GetInt64() == 40);
     CHECK(counts["rejected"].GetInt64() == 8);
     CHECK(notice["rejected_ratio"].GetDouble() == Approx(0.25));

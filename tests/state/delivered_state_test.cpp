@@ -66,6 +66,17 @@ std::map<std::string, int64_t> removals(DeliveredState& state, const std::string
     return seen;
 }
 
+// A refusal as visit_refused showed it: hash, refusals, run_id.
+using SeenRefusal = std::tuple<uint64_t, int64_t, int64_t>;
+std::map<std::string, SeenRefusal> refused(DeliveredState& state, const std::string& export_name) {
+    std::map<std::string, SeenRefusal> seen;
+    state.visit_refused(export_name, [&](const RefusedMember& member) {
+        CHECK(seen.count(std::string(member.key)) == 0);  // each key once
+        seen[std::string(member.key)] = SeenRefusal{member.hash, member.refusals, member.run_id};
+    });
+    return seen;
+}
+
 using Receipts = std::vector<std::pair<std::string, std::string>>;  // receipt, members
 Receipts open_receipts(DeliveredState& state, const std::string& export_name, int64_t since_run, int64_t before_run) {
     Receipts seen;
@@ -115,8 +126,8 @@ std::vector<std::string> receipt_names(const Receipts& receipts) {
 
 #define DELIVERED_STATE_BACKENDS SqliteBackend
 
-TEMPLATE_TEST_CASE("delivered state: an export has nothing recorded until a member is delivered, a receipt recorded "
-                   "or a removal remembered",
+TEMPLATE_TEST_CASE("delivered state: an export has nothing recorded until a member is delivered, a receipt recorded, "
+                   "a removal remembered or a refusal recorded",
                    "[delivered-state]", DELIVERED_STATE_BACKENDS) {
     TestType backend;
     DeliveredState& state = backend.state();
@@ -141,8 +152,15 @@ TEMPLATE_TEST_CASE("delivered state: an export has nothing recorded until a memb
     CHECK(delivered(state, "removed").empty());
     CHECK_FALSE(state.nothing_recorded("removed"));  // still, once the delivered members were visited
 
+    // A member the destination refused, and nothing else: the next run must still compare.
+    DeliveryBatch refusal;
+    refusal.refuse("a@x.io", 1, 1);
+    state.record("refused", 4, refusal);
+    CHECK_FALSE(state.nothing_recorded("refused"));
+
     CHECK(state.nothing_recorded("e"));
     CHECK(backend.reopen().nothing_recorded("e"));
+    CHECK_FALSE(backend.state().nothing_recorded("refused"));
     CHECK_FALSE(backend.state().nothing_recorded("delivered"));
     CHECK_FALSE(backend.state().nothing_recorded("awaiting"));
     CHECK_FALSE(backend.state().nothing_recorded("removed"));
@@ -363,6 +381,47 @@ TEMPLATE_TEST_CASE("delivered state: settling a run drops its unconfirmed receip
     CHECK(delivered(backend.state(), "e").size() == 2);
 }
 
+TEMPLATE_TEST_CASE("delivered state: a refusal is kept with its values' hash, its count and its run, the latest "
+                   "replacing it, until forgotten",
+                   "[delivered-state]", DELIVERED_STATE_BACKENDS) {
+    TestType backend;
+    DeliveredState& state = backend.state();
+    constexpr uint64_t kHighHash = 0xfedcba9876543210u;  // a backend keeping signed integers gives it back as is
+    CHECK(refused(state, "e").empty());
+    DeliveryBatch first;
+    first.refuse("a@x.io", 1, 1);
+    first.refuse(std::string("b\0\xff", 3), kHighHash, 1);  // keys are bytes
+    first.deliver("c@x.io", "c@x.io", 3, false, false);
+    state.record("e", 1, first);
+    CHECK(refused(state, "e") ==
+          std::map<std::string, SeenRefusal>{{"a@x.io", {1, 1, 1}}, {std::string("b\0\xff", 3), {kHighHash, 1, 1}}});
+    // Refusals are not deliveries.
+    CHECK(delivered(state, "e") == std::vector<Seen>{{"c@x.io", "c@x.io", 3, 1}});
+
+    // Refused again (the count is the engine's), refused with other values, and a refusal forgotten.
+    DeliveryBatch second;
+    second.refuse("a@x.io", 1, 2);
+    second.forget_refusal(std::string("b\0\xff", 3));
+    second.refuse("d@x.io", 4, 1);
+    state.record("e", 2, second);
+    DeliveryBatch third;
+    third.refuse("d@x.io", 40, 1);
+    state.record("e", 3, third);
+    const std::map<std::string, SeenRefusal> expected{{"a@x.io", {1, 2, 2}}, {"d@x.io", {40, 1, 3}}};
+    CHECK(refused(state, "e") == expected);
+    CHECK(refused(backend.reopen(), "e") == expected);
+
+    // A batch's forgotten refusals go before its refusals: a key forgotten and refused again is refused.
+    DeliveryBatch fourth;
+    fourth.forget_refusal("a@x.io");
+    fourth.refuse("a@x.io", 5, 1);
+    fourth.forget_refusal("d@x.io");
+    fourth.forget_refusal("never@x.io");  // nothing to forget: no harm
+    backend.state().record("e", 4, fourth);
+    CHECK(refused(backend.state(), "e") == std::map<std::string, SeenRefusal>{{"a@x.io", {5, 1, 4}}});
+    CHECK(refused(backend.state(), "f").empty());  // kept apart by export
+}
+
 TEMPLATE_TEST_CASE("delivered state: exports are kept apart, one's members, removals and receipts never another's",
                    "[delivered-state]", DELIVERED_STATE_BACKENDS) {
     TestType backend;
@@ -409,6 +468,10 @@ TEST_CASE("delivered state: a batch that fails part way records none of it (SQLi
     state.record("e", 1, leaver);
     const int64_t to_confirm = add_receipt(state, "e", 1, "import-1", encoded({{"c@x.io", "", 4}}));
     const int64_t to_forget = add_receipt(state, "e", 1, "import-2", encoded({{"d@x.io", "", 5}}));
+    DeliveryBatch refusal;
+    refusal.refuse("refused@x.io", 9, 1);
+    state.record("e", 1, refusal);
+    const auto refused_before = refused(state, "e");
     const std::vector<Seen> delivered_before = delivered(state, "e");
     const auto removals_before = removals(state, "e");
     const Receipts receipts_before = open_receipts(state, "e", 0, 10);
@@ -422,6 +485,8 @@ TEST_CASE("delivered state: a batch that fails part way records none of it (SQLi
     batch.deliver("b@x.io", "b@x.io", 2, true, true);
     batch.deliver("new@x.io", "new@x.io", 6, false, false);
     batch.forget_removal("gone@x.io");
+    batch.forget_refusal("refused@x.io");
+    batch.refuse("other@x.io", 11, 1);
     batch.add_receipt("import-3", 1, 1, encoded({{"e@x.io", "", 7}}));
     batch.add_receipt("import-4", 2, 2, encoded({{"f@x.io", "", 8}}));
     sqlite::Database other(path);
@@ -431,6 +496,7 @@ TEST_CASE("delivered state: a batch that fails part way records none of it (SQLi
     CHECK(delivered(state, "e") == delivered_before);
     CHECK(removals(state, "e") == removals_before);
     CHECK(open_receipts(state, "e", 0, 10) == receipts_before);
+    CHECK(refused(state, "e") == refused_before);
 
     // The same batch, once the file takes it, is recorded whole.
     other.exec("DROP TRIGGER refuse_import_4");
@@ -439,6 +505,7 @@ TEST_CASE("delivered state: a batch that fails part way records none of it (SQLi
           std::vector<Seen>{{"a@x.io", "a@x.io", 10, 2}, {"c@x.io", "c@x.io", 4, 1}, {"new@x.io", "new@x.io", 6, 2}});
     CHECK(removals(state, "e").count("b@x.io") == 1);
     CHECK(removals(state, "e").count("gone@x.io") == 0);
+    CHECK(refused(state, "e") == std::map<std::string, SeenRefusal>{{"other@x.io", {11, 1, 2}}});
     CHECK(receipt_names(open_receipts(state, "e", 0, 10)) == std::vector<std::string>{"import-3", "import-4"});
 }
 
@@ -515,6 +582,31 @@ TEST_CASE("delivered state: a delivery batch gives back its members and receipts
     DeliveryBatch receipt_only;
     receipt_only.add_receipt("import-1", 1, 1, "");
     CHECK_FALSE(receipt_only.empty());
+    DeliveryBatch refusing;
+    refusing.refuse("a@x.io", 1, 1);
+    CHECK_FALSE(refusing.empty());
+    DeliveryBatch forgetting_refusal;
+    forgetting_refusal.forget_refusal("a@x.io");
+    CHECK_FALSE(forgetting_refusal.empty());
+}
+
+TEST_CASE("delivered state: a delivery batch gives back its refusals as given") {
+    DeliveryBatch batch;
+    {
+        std::string key = "a@x.io";
+        batch.refuse(key, 0xfedcba9876543210u, 3);
+        key = "b@x.io";
+        batch.forget_refusal(key);
+    }
+    for (int i = 0; i < 2000; ++i) batch.refuse("m" + std::to_string(i) + "@x.io", static_cast<uint64_t>(i), 1);
+    REQUIRE(batch.refused_count() == 2001);
+    const RefusedMember a = batch.refused(0);
+    CHECK(a.key == "a@x.io");
+    CHECK(a.hash == 0xfedcba9876543210u);
+    CHECK(a.refusals == 3);
+    CHECK(batch.refused(2000).key == "m1999@x.io");
+    REQUIRE(batch.refusals_forgotten_count() == 1);
+    CHECK(batch.refusal_forgotten(0) == "b@x.io");
 }
 
 TEST_CASE("delivered state: receipt members decode as encoded, and a torn list yields the members before the tear") {

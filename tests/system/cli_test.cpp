@@ -539,3 +539,15 @@ TEST_CASE_METHOD(CliFixture, "cli: a name or id that does not exist exits 2 with
     CHECK_THAT(export_run.err,
                Catch::Contains("no export named 'vip_exprt' in segpush.yaml (did you mean 'vip_export'?)"));
 }
+
+TEST_CASE_METHOD(CliFixture, "cli: --retry-rejected belongs to export run, which explains it") {
+    const Run help = run("export run --help");
+    CHECK(help.exit_code == 0);
+    CHECK_THAT(help.out, Catch::Contains("--retry-rejected") && Catch::Contains("retry_rejected_runs"));
+    const Run elsewhere = run("--config segpush.yaml runs list --retry-rejected");
+    CHECK(elsewhere.exit_code == 2);
+    CHECK_THAT(elsewhere.err, Catch::Contains("--retry-rejected"));
+    const Run typo = run("--config segpush.yaml export run vip_export --retry-rejectd");
+    CHECK(typo.exit_code == 2);
+    CHECK_THAT(typo.err, Catch::Contains("did you mean '--retry-rejected'"));
+}
