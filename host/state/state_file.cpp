@@ -12,7 +12,7 @@ namespace {
 
 // The schema of every table the state file keeps, run history's and delivered state's alike
 // (the TEMP table is the connection's own).
-constexpr int kSchemaVersion = 9;
+constexpr int kSchemaVersion = 10;
 
 const char* const kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS runs(
@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS delivered(
   key_value TEXT NOT NULL,
   hash INTEGER NOT NULL,
   run_id INTEGER NOT NULL,
+  sent_values BLOB,  -- the values last sent, encoded (encode_record); NULL: not recorded
   PRIMARY KEY(export, email_key)) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS delivered_log(
@@ -52,7 +53,8 @@ CREATE TABLE IF NOT EXISTS delivered_log(
   key_value TEXT NOT NULL,
   hash INTEGER NOT NULL,
   run_id INTEGER NOT NULL,
-  removed INTEGER NOT NULL DEFAULT 0);
+  removed INTEGER NOT NULL DEFAULT 0,
+  sent_values BLOB);
 
 -- Members segpush itself removed from the destination (a leaver's REMOVE the destination
 -- accepted), with when and why: the only ones it may put back when they join the segment
@@ -92,7 +94,8 @@ CREATE TEMP TABLE IF NOT EXISTS confirmed_members(
   email_key TEXT NOT NULL,
   key_value TEXT NOT NULL,
   hash INTEGER NOT NULL,
-  run_id INTEGER NOT NULL);
+  run_id INTEGER NOT NULL,
+  sent_values BLOB);
 
 )sql";
 
@@ -171,6 +174,9 @@ StateFile::StateFile(const std::string& path)
     add_column_if_missing("runs", "process_identity", "TEXT");                        // version 7
     add_column_if_missing("unconfirmed", "confirmed", "INTEGER NOT NULL DEFAULT 0");  // version 8
     add_column_if_missing("runs", "suppressed", "INTEGER NOT NULL DEFAULT 0");        // version 9
+    // Version 10: the values last sent. Members delivered before have none (NULL) until sent again.
+    add_column_if_missing("delivered", "sent_values", "BLOB");
+    add_column_if_missing("delivered_log", "sent_values", "BLOB");
     setup.commit();
 }
 
