@@ -35,7 +35,7 @@ Commands:
   config check                   Validate the configuration; print every problem with file:line:column
   plugins list [--json]          Plugins loaded from plugin_dir, and files refused with the reason
   plugins describe ID [--json]   A plugin's connection and export settings, mapping fields and limits
-  export run NAME [--dry-run] [--full]
+  export run NAME [--dry-run [--show N] [--json]] [--full]
                                  Run one export now: send new and changed members, report the rest
   runs list [EXPORT] [--limit N] [--json]
                                  Run history, newest first
@@ -76,7 +76,7 @@ Every problem is printed as FILE:LINE:COLUMN: error: KEY.PATH: MESSAGE.
 
 Exit status: 0 valid (warnings may be printed), 2 problems found.
 )"},
-    {"export run", R"(Usage: segpush [--config FILE] export run NAME [--dry-run] [--full]
+    {"export run", R"(Usage: segpush [--config FILE] export run NAME [--dry-run [--show N] [--json]] [--full]
 
 Runs export NAME once, now:
   1. reads its segment files (CSV or JSON Lines); a row that cannot be read or has no valid
@@ -92,7 +92,12 @@ Runs export NAME once, now:
      where it stopped the next time.
 
 Options:
-  --dry-run   Do steps 1-3 and print what would be sent; the destination is not contacted
+  --dry-run   Do steps 1-3 and print what would be sent, with the batches the run would send
+              (by the plugin's limits); the destination is not contacted
+  --show N    With --dry-run: also print up to N members of each kind: new (their values),
+              changed (each changed field, before -> after), leaving (kept or unsubscribed).
+              Emails and values are personal data: printed only when asked, never logged
+  --json      With --dry-run: the same as one JSON object (docs/operations.md)
   --full      Send every member, as if nothing had been delivered before
 
 Ctrl-C (or SIGTERM) stops cleanly: batches in flight finish, their outcomes are saved and the
@@ -531,6 +536,13 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
                 return usage_error(print, "--limit needs a number of runs, e.g. --limit 50");
             }
             options.limit = std::stoi(*given);
+        } else if (arg == "--show") {
+            auto given = value(arg);
+            if (!given || given->find_first_not_of("0123456789") != std::string::npos || given->empty() ||
+                given->size() > 6) {
+                return usage_error(print, "--show needs a number of members, e.g. --show 10");
+            }
+            options.show = std::stoi(*given);
         } else if (arg == "--config" || arg == "--plugin-dir") {
             auto given = value(arg);
             if (!given) return usage_error(print, arg + " needs a value");
@@ -549,7 +561,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
             return usage_error(print,
                                "unknown option " + arg +
                                    did_you_mean(arg, {"--config", "--plugin-dir", "--json", "--dry-run", "--full",
-                                                      "--limit", "--log-format", "--help", "--version"}));
+                                                      "--limit", "--show", "--log-format", "--help", "--version"}));
         } else {
             options.words.push_back(arg);
         }
@@ -586,8 +598,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         return plugins_list(options, print);
     }
     if (command == "plugins describe") return plugins_describe(options, print);
-    if ((options.dry_run || options.full) && command != "export run") {
-        return usage_error(print, "--dry-run and --full belong to 'export run'");
+    if ((options.dry_run || options.full || options.show) && command != "export run") {
+        return usage_error(print, "--dry-run, --full and --show belong to 'export run'");
     }
     if (command == "export run") return export_run(options, print);
     if (command == "runs list") return runs_list(options, print);

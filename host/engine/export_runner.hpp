@@ -1,9 +1,11 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
 #include <string>
 
 #include "config/model.hpp"
+#include "engine/dry_run.hpp"
 #include "state/state_store.hpp"
 
 namespace segpush {
@@ -14,6 +16,7 @@ struct RunOptions {
     bool dry_run = false;  // read, map, validate and diff; never call the destination
     bool full = false;     // send every member, ignoring what was delivered before
     bool progress_on_terminal = false;
+    int show = 0;  // in a dry run, members shown per class (new, changed, leaving)
 };
 
 struct RunSummary {
@@ -23,6 +26,7 @@ struct RunSummary {
     std::string error;
     std::string report_path;
     double seconds = 0;
+    std::optional<DryRunPreview> preview;  // a dry run's, once it compared the members
 };
 
 // Runs one export end to end: stream the segments, map and validate each row, stage members
