@@ -24,7 +24,7 @@ struct Options {
     bool dry_run = false;
     bool full = false;
     std::optional<int> limit;
-    std::optional<int> show;  // export run --dry-run --show N: members shown per class
+    std::optional<int> show;                // export run --dry-run --show N: members shown per class
     std::optional<std::string> log_format;  // --log-format; SEGPUSH_LOG_FORMAT when not given
     std::vector<std::string> words;
 };

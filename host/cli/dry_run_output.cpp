@@ -30,8 +30,8 @@ std::string values_text(const std::vector<ShownValue>& values) {
     return text;
 }
 
-void members_section(std::ostringstream& text, const char* title, const std::vector<ShownMember>& shown,
-                     int64_t total, const std::function<std::string(const ShownMember&)>& line) {
+void members_section(std::ostringstream& text, const char* title, const std::vector<ShownMember>& shown, int64_t total,
+                     const std::function<std::string(const ShownMember&)>& line) {
     if (total == 0) return;
     text << title << " (" << shown.size() << " of " << total << " shown):\n";
     for (const auto& member : shown) text << "    " << member.email << ": " << line(member) << "\n";
@@ -75,9 +75,9 @@ std::string dry_run_text(const ExportConfig& exp, const std::string& plugin_id, 
     });
     const bool removes = exp.on_leave == OnLeave::unsubscribe;
     members_section(text, "  Leaving members", preview.leaving, counts.leaving, [&](const ShownMember& member) {
-        return member.unsubscribe ? std::string("would be unsubscribed (on_leave: unsubscribe)")
-                                  : std::string(removes ? "kept (the plugin cannot remove members)"
-                                                        : "kept (on_leave: keep)");
+        return member.unsubscribe
+                   ? std::string("would be unsubscribed (on_leave: unsubscribe)")
+                   : std::string(removes ? "kept (the plugin cannot remove members)" : "kept (on_leave: keep)");
     });
     return text.str();
 }

@@ -200,8 +200,8 @@ std::string dry_run_json(const ExportConfig& exp, const RunSummary& summary) {
     for (const auto& [name, value] : named_counts(summary.counts))
         counts.AddMember(rapidjson::StringRef(name), value, alloc);
     document.AddMember("counts", counts, alloc);
-    document.AddMember("on_leave",
-                       rapidjson::StringRef(exp.on_leave == OnLeave::unsubscribe ? "unsubscribe" : "keep"), alloc);
+    document.AddMember("on_leave", rapidjson::StringRef(exp.on_leave == OnLeave::unsubscribe ? "unsubscribe" : "keep"),
+                       alloc);
     if (summary.preview) {
         add_dry_run_json(document, *summary.preview, alloc);
     } else {  // stopped before it compared the members: nothing to predict

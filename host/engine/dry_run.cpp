@@ -36,8 +36,7 @@ std::vector<ShownValue> shown_values(const RecordPlan& plan, const std::vector<s
 
 }  // namespace
 
-DryRunPreviewBuilder::DryRunPreviewBuilder(const RecordPlan& plan, BatchPacking packing, int show,
-                                           bool removes_leavers)
+DryRunPreviewBuilder::DryRunPreviewBuilder(const RecordPlan& plan, BatchPacking packing, int show, bool removes_leavers)
     : plan_(plan), packing_(packing), show_(std::max(show, 0)), removes_leavers_(removes_leavers) {}
 
 void DryRunPreviewBuilder::changed(int64_t seq, std::string_view sent_values) {
@@ -111,7 +110,8 @@ DryRunPreview DryRunPreviewBuilder::build(RunMembers& members, const std::vector
                     if (after) shown.values = shown_values(plan_, *after);
                 } else {
                     for (size_t i = 0; i < after->size(); ++i) {
-                        if ((*before)[i] != (*after)[i]) shown.changes.push_back({plan_.fields[i].id, (*before)[i], (*after)[i]});
+                        if ((*before)[i] != (*after)[i])
+                            shown.changes.push_back({plan_.fields[i].id, (*before)[i], (*after)[i]});
                     }
                 }
                 preview.changed.push_back(std::move(shown));

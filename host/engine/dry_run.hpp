@@ -26,11 +26,11 @@ struct FieldChange {
 
 // A member a dry run shows. Personal data: shown only on request (--show), never logged.
 struct ShownMember {
-    std::string email;                // as the segment wrote it
-    std::vector<ShownValue> values;   // new: the values it would be sent
-    bool before_recorded = true;      // changed: false when the values last sent are not known
-    std::vector<FieldChange> changes; // changed: each field whose value would change
-    bool unsubscribe = false;         // leaving: on_leave would unsubscribe them (else they are kept)
+    std::string email;                 // as the segment wrote it
+    std::vector<ShownValue> values;    // new: the values it would be sent
+    bool before_recorded = true;       // changed: false when the values last sent are not known
+    std::vector<FieldChange> changes;  // changed: each field whose value would change
+    bool unsubscribe = false;          // leaving: on_leave would unsubscribe them (else they are kept)
 };
 
 // The push_batch calls a run would make, by the plugin's declared limits and the run's own
@@ -72,7 +72,7 @@ private:
     const BatchPacking packing_;
     const int show_;
     const bool removes_leavers_;
-    std::vector<bool> changed_;  // by seq
+    std::vector<bool> changed_;                                          // by seq
     std::vector<std::pair<int64_t, std::string>> shown_changed_before_;  // the first `show` changed: seq, values
 };
 

@@ -279,7 +279,8 @@ void encode_sent_values(uint64_t context_hash, std::string_view payload, std::st
 std::optional<std::string_view> sent_payload(std::string_view sent_values, uint64_t context_hash) {
     if (sent_values.size() < 8) return std::nullopt;
     uint64_t context = 0;
-    for (int byte = 0; byte < 8; ++byte) context |= uint64_t{static_cast<unsigned char>(sent_values[byte])} << (8 * byte);
+    for (int byte = 0; byte < 8; ++byte)
+        context |= uint64_t{static_cast<unsigned char>(sent_values[byte])} << (8 * byte);
     if (context != context_hash) return std::nullopt;
     return sent_values.substr(8);
 }

@@ -345,13 +345,14 @@ std::vector<ResumableMember> RunMembers::resumable(int64_t baseline) {
     };
     std::vector<std::string> receipts;
     std::vector<Candidate> candidates;
-    delivered_.visit_open_receipts(
-        export_name_, baseline, run_id_, [&](std::string_view receipt, std::string_view members) {
-            receipts.emplace_back(receipt);
-            decode_receipt_members(members, [&](uint64_t hash, std::string_view key, std::string_view, std::string_view) {
-                candidates.push_back({std::string(key), hash, receipts.size() - 1});
-            });
-        });
+    delivered_.visit_open_receipts(export_name_, baseline, run_id_,
+                                   [&](std::string_view receipt, std::string_view members) {
+                                       receipts.emplace_back(receipt);
+                                       decode_receipt_members(members, [&](uint64_t hash, std::string_view key,
+                                                                           std::string_view, std::string_view) {
+                                           candidates.push_back({std::string(key), hash, receipts.size() - 1});
+                                       });
+                                   });
     // Should a run have died between recording a resumed member's new receipt and forgetting
     // its old one, the newest receipt (the last read) wins.
     std::map<int64_t, size_t> receipt_of;  // by seq
@@ -400,8 +401,8 @@ std::string_view RunMembers::sent_values_of(const StagedRow& row) {
 void RunMembers::deliver(const std::vector<int64_t>& seqs, bool removals_are_own, DeliveryBatch& batch) {
     staged_.visit(seqs, [&](const StagedRow& row) {
         const bool removed = row.action == static_cast<int>(MemberAction::remove);
-        batch.deliver(row.email_key, row.key_value_or_key(), static_cast<uint64_t>(row.hash), removed,
-                      removals_are_own, sent_values_of(row));
+        batch.deliver(row.email_key, row.key_value_or_key(), static_cast<uint64_t>(row.hash), removed, removals_are_own,
+                      sent_values_of(row));
     });
 }
 

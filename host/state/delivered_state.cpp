@@ -26,8 +26,8 @@ void DeliveryBatch::add_receipt(std::string_view receipt, int64_t first_seq, int
 
 DeliveryBatch::Member DeliveryBatch::delivered(size_t i) const {
     const StoredMember& member = delivered_[i];
-    return {text(member.key),    text(member.key_value),   member.hash,
-            member.removed,      member.removed_by_us,     text(member.sent_values)};
+    return {text(member.key), text(member.key_value), member.hash,
+            member.removed,   member.removed_by_us,   text(member.sent_values)};
 }
 
 DeliveryBatch::Receipt DeliveryBatch::receipt(size_t i) const {

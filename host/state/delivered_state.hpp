@@ -29,8 +29,8 @@ public:
         std::string_view key;
         std::string_view key_value;
         uint64_t hash = 0;
-        bool removed = false;        // a leaver the destination no longer holds
-        bool removed_by_us = false;  // ...and segpush removed it (a removal to remember)
+        bool removed = false;          // a leaver the destination no longer holds
+        bool removed_by_us = false;    // ...and segpush removed it (a removal to remember)
         std::string_view sent_values;  // empty: none recorded (always so for a removed member)
     };
     struct Receipt {

@@ -60,8 +60,8 @@ void SqliteDeliveredState::fold_log(const std::string& export_name) {
     confirmed.bind(1, export_name);
     bool any_confirmed = false;
     {
-        auto copy = db_.prepare(
-            "INSERT INTO temp.confirmed_members(email_key, key_value, hash, run_id, sent_values) VALUES(?, ?, ?, ?, ?)");
+        auto copy = db_.prepare("INSERT INTO temp.confirmed_members(email_key, key_value, hash, run_id, sent_values) "
+                                "VALUES(?, ?, ?, ?, ?)");
         while (confirmed.step()) {
             any_confirmed = true;
             const int64_t run = confirmed.integer(0);

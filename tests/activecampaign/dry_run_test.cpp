@@ -57,8 +57,9 @@ TEST_CASE("dry run: --show 2 prints two members of each kind with before -> afte
     CHECK(fixture.sandbox.total_requests() == requests_before);  // nothing sent, nobody contacted
     CHECK(contains(dry.out, "would request 2 batches of up to 250 records and 399999 bytes (activecampaign's "
                             "limits): 1 to add or update 33 members, 1 to remove 12 members"));
-    CHECK(contains(dry.out, "New members (2 of 30 shown):\n    member1000@example.com: email \"member1000@example.com\", "
-                            "first_name \"First1000\""));
+    CHECK(contains(dry.out,
+                   "New members (2 of 30 shown):\n    member1000@example.com: email \"member1000@example.com\", "
+                   "first_name \"First1000\""));
     CHECK(contains(dry.out, "\n    member1001@example.com: "));
     CHECK_FALSE(contains(dry.out, "member1002@example.com"));
     CHECK(contains(dry.out, "Changed members (2 of 3 shown):\n    member3@example.com: first_name \"First3\" -> "

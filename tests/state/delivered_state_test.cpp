@@ -578,10 +578,10 @@ TEST_CASE("delivered state: receipt members decode as encoded, and a torn list y
     using Decoded = std::vector<std::tuple<uint64_t, std::string, std::string, std::string>>;
     auto decode = [](std::string_view in) {
         Decoded out;
-        decode_receipt_members(
-            in, [&](uint64_t hash, std::string_view key, std::string_view key_value, std::string_view values) {
-                out.emplace_back(hash, std::string(key), std::string(key_value), std::string(values));
-            });
+        decode_receipt_members(in, [&](uint64_t hash, std::string_view key, std::string_view key_value,
+                                       std::string_view values) {
+            out.emplace_back(hash, std::string(key), std::string(key_value), std::string(values));
+        });
         return out;
     };
     const Decoded all{{1, "a@x.io", "A@x.io", ""},
