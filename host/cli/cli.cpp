@@ -92,8 +92,8 @@ Exit status:
   0  valid (warnings may be printed)
   2  problems found
 )"},
-    {"export run", R"(Usage: segpush [--config FILE] export run NAME [--dry-run] [--full] [--allow-mass-change]
-                                    [--retry-rejected]
+    {"export run", R"(Usage: segpush [--config FILE] export run NAME [--dry-run [--show N]] [--full]
+                                    [--allow-mass-change] [--retry-rejected] [--json]
 
 Runs export NAME once, now:
   1. reads its segment files (CSV or JSON Lines); a row that cannot be read or has no valid
@@ -113,13 +113,21 @@ Runs export NAME once, now:
      where it stopped the next time.
 
 Options:
-  --dry-run             Do steps 1-4 and print what would be sent and what the guard would
-                        say; the destination is not contacted
+  --dry-run             Do steps 1-4 and print what would be sent, with the batches the run
+                        would send (by the plugin's limits), and what the guard would say;
+                        the destination is not contacted
+  --show N              With --dry-run: also print up to N members of each kind: new (their
+                        values), changed (each changed field, before -> after), leaving
+                        (kept or unsubscribed). Emails and values are personal data:
+                        printed only when asked, never logged
   --full                Send every member, as if nothing had been delivered before
   --allow-mass-change   Go ahead this once although the guard against mass change would stop
-  --plugin-dir DIR      Load the plugins from DIR instead of plugin_dir
   --retry-rejected      Send again the members the destination refused before, even those
                         held (see retry_rejected_runs)
+  --json                Print the run as one JSON object, as runs show ID --json does; with
+                        --dry-run, the dry run's counts, batches and members shown
+                        (docs/operations.md)
+  --plugin-dir DIR      Load the plugins from DIR instead of plugin_dir
 
 Ctrl-C (or SIGTERM) stops cleanly: batches in flight finish, their outcomes are saved and the
 run is marked cancelled. A second Ctrl-C quits at once (still nothing saved is lost).

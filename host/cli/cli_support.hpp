@@ -24,7 +24,7 @@ struct Options {
     bool dry_run = false;
     bool full = false;
     std::optional<int> limit;
-    std::optional<int> show;  // export run --show N
+    std::optional<int> show;  // export run --dry-run --show N: members shown per class
     bool allow_mass_change = false;
     bool retry_rejected = false;
     std::optional<std::string> log_format;  // --log-format; SEGPUSH_LOG_FORMAT when not given

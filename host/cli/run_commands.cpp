@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "cli/cli_support.hpp"
+#include "cli/dry_run_output.hpp"
 #include "config/loader.hpp"
 #include "engine/export_runner.hpp"
 #include "engine/record.hpp"
@@ -212,6 +213,31 @@ std::string json_text(const rapidjson::Document& document) {
     return std::string(buffer.GetString()) + "\n";
 }
 
+// A dry run as one JSON object: the run, its counts, the requests it would make and the
+// members shown (docs/operations.md, "Dry runs").
+std::string dry_run_json(const ExportConfig& exp, const RunSummary& summary) {
+    rapidjson::Document document(rapidjson::kObjectType);
+    auto& alloc = document.GetAllocator();
+    document.AddMember("export", rapidjson::Value(exp.name.c_str(), alloc), alloc);
+    document.AddMember("run_id", summary.run_id, alloc);
+    document.AddMember("dry_run", true, alloc);
+    document.AddMember("status", rapidjson::Value(to_string(summary.status).c_str(), alloc), alloc);
+    rapidjson::Value counts(rapidjson::kObjectType);
+    for (const auto& [name, value] : named_counts(summary.counts))
+        counts.AddMember(rapidjson::StringRef(name), value, alloc);
+    document.AddMember("counts", counts, alloc);
+    document.AddMember("on_leave", rapidjson::StringRef(exp.on_leave == OnLeave::unsubscribe ? "unsubscribe" : "keep"),
+                       alloc);
+    if (summary.preview) {
+        add_dry_run_json(document, *summary.preview, alloc);
+    } else {  // stopped before it compared the members: nothing to predict
+        document.AddMember("requests", rapidjson::Value(rapidjson::kNullType), alloc);
+        document.AddMember("shown", rapidjson::Value(rapidjson::kNullType), alloc);
+    }
+    document.AddMember("error", rapidjson::Value(summary.error.c_str(), alloc), alloc);
+    return json_text(document);
+}
+
 // One scheduled run inside `serve`: its outcome goes to the log, never an exception; the
 // scheduler gets it too (nullopt: the run did not start).
 std::optional<Scheduler::RunOutcome> run_scheduled(const CheckedSetup& setup, const ExportConfig& exp) {
@@ -395,6 +421,9 @@ std::string serve_start_json(const Config& config, const Scheduler& scheduler, c
 int export_run(const Options& options, Printer& print) {
     if (options.words.size() != 3)
         return usage_error(print, "export run takes one export name: segpush export run NAME");
+    if (options.show && !options.dry_run) {
+        return usage_error(print, "--show belongs to a dry run: segpush export run NAME --dry-run --show N");
+    }
     auto setup = load_checked_or_report(options, print);
     if (!setup) return kExitUsage;
     const ExportConfig* exp = find_export_or_report(setup->config, options.words[2], print);
@@ -411,9 +440,12 @@ int export_run(const Options& options, Printer& print) {
     run_options.allow_mass_change = options.allow_mass_change;
     run_options.retry_rejected = options.retry_rejected;
     run_options.progress_on_terminal = isatty(STDERR_FILENO) != 0;
+    run_options.show = options.show.value_or(0);
     try {
         const RunSummary summary = runner.run(run_options);
-        if (options.json) {
+        if (options.json && options.dry_run) {
+            print.out(dry_run_json(*exp, summary));
+        } else if (options.json) {
             // The run as the history keeps it: the same object as `runs show ID --json`.
             rapidjson::Document document;
             if (const auto run = state->history().get_run(summary.run_id)) {
@@ -422,6 +454,10 @@ int export_run(const Options& options, Printer& print) {
             print.out(json_text(document));
         } else {
             print.out(summary_text(*exp, summary, options.dry_run));
+            if (summary.preview) {
+                print.out(dry_run_text(*exp, setup->config.find_connection(exp->connection)->plugin, *summary.preview,
+                                       summary.counts));
+            }
         }
         notify_run_finished(*exp, state->history(), summary.run_id);
         Notifier::process().finish(kNotifyWaitAtExit);  // bounded: the exit is not held up for long

@@ -10,6 +10,8 @@
 #include <random>
 #include <sstream>
 
+#include "engine/batch_packing.hpp"
+#include "engine/dry_run.hpp"
 #include "engine/mass_change.hpp"
 #include "engine/progress.hpp"
 #include "engine/push_pipeline.hpp"
@@ -45,6 +47,8 @@ int64_t answered_records(const std::vector<MemberOutcome>& outcomes) {
     return std::unique(seqs.begin(), seqs.end()) - seqs.begin();
 }
 
+constexpr const char* kTooLargeReason = "record is larger than the destination accepts in one request";
+
 class Run : public ExportObserver {
 public:
     Run(const Config& config, const ExportConfig& export_config, const LoadedPlugin& plugin,
@@ -76,16 +80,20 @@ public:
         }
         try {
             // Inside the try: whatever fails from here on is recorded as the claimed run's end.
-            members_.emplace(state_.delivered(), export_.name, claim.run_id, plugin_.api.abi_minor >= 4);
-            members_->set_refusal_policy({export_.retry_rejected_runs, options_.retry_rejected});
             plan_ = RecordPlan::build(export_, plugin_);
+            members_.emplace(state_.delivered(), export_.name, claim.run_id, plugin_.api.abi_minor >= 4,
+                             plan_.context_hash);
+            members_->set_refusal_policy({export_.retry_rejected_runs, options_.retry_rejected});
             intake_.emplace(config_, export_, plan_, *members_, counts_, cancel_);
             if (sends_while_reading()) {
                 deliver(true);
             } else {
                 intake_->stage_all();
-                members_->diff(claim.baseline, removes_leavers() && !options_.dry_run, intake_->last_seq() + 1,
-                               counts_);
+                if (options_.dry_run) {
+                    preview(claim.baseline);
+                } else {
+                    members_->diff(claim.baseline, removes_leavers(), intake_->last_seq() + 1, counts_);
+                }
                 // The comparison runs to its end (seconds at a million members); a stop asked
                 // meanwhile is honoured here, before the destination is contacted.
                 if (cancel_) {
@@ -211,6 +219,20 @@ private:
                                      std::to_string(counts_.rejected_retried) + " sent again, " +
                                      std::to_string(counts_.rejected_held) +
                                      " held (not sent until their values change or --retry-rejected is given)");
+    }
+
+    // A dry run's diff stages every leaver (kept ones too, to show them) and counts what a run
+    // would send by the rule it sends by.
+    void preview(int64_t baseline) {
+        const BatchPacking packing{plugin_.max_records_per_batch(), plugin_.limits.max_bytes_per_batch,
+                                   plan_.fields.size()};
+        DryRunPreviewBuilder builder(plan_, packing, options_.show, removes_leavers());
+        members_->diff(baseline, true, intake_->last_seq() + 1, counts_,
+                       [&](int64_t seq, std::string_view sent_values) { builder.changed(seq, sent_values); });
+        std::vector<int64_t> resumed;
+        for (const ResumableMember& member : members_->resumable(baseline)) resumed.push_back(member.member.seq);
+        std::sort(resumed.begin(), resumed.end());
+        summary_.preview = builder.build(*members_, resumed, plugin_.api.resume_pending != nullptr);
     }
 
     void check_max_profiles() {
@@ -426,27 +448,22 @@ private:
         if (members.empty()) return nullptr;
         auto job = std::make_unique<PushJob>();
         uint64_t bytes = 0;
-        const size_t n_fields = plan_.fields.size();
+        const BatchPacking packing{max_records, max_bytes, plan_.fields.size()};
         for (auto& member : members) {
             const uint32_t action = member.action == MemberAction::remove ? SEGPUSH_ACTION_REMOVE
                                                                           : SEGPUSH_ACTION_UPSERT;
-            if (!job->members.empty() && action != job->action) break;
-            // Values plus a little JSON framing per field: a conservative estimate of the
-            // request size, kept under the plugin's byte limit.
-            const uint64_t size = member.payload.size() + 16 * n_fields;
-            if (max_bytes && size > max_bytes) {
+            const uint64_t size = packing.size_of(member.payload.size());
+            const BatchPacking::Fit fit = packing.fit(job->members.size(), job->action, bytes, action, size);
+            if (fit == BatchPacking::Fit::next_batch) break;
+            if (fit == BatchPacking::Fit::too_large) {
                 // Never sent: refused here, so it counts as invalid, not as the destination's refusal.
                 cursor_ = member.seq;
                 const OutcomeTally refused = members_->apply_outcomes(
-                    {{member.seq,
-                      MemberState::rejected,
-                      "record is larger than the destination accepts in one request",
-                      {}}});
+                    {{member.seq, MemberState::rejected, kTooLargeReason, {}}});
                 counts_.invalid += refused.rejected;
                 done_ += refused.rejected;
                 continue;
             }
-            if (max_bytes && bytes + size > max_bytes && !job->members.empty()) break;
             bytes += size;
             cursor_ = member.seq;
             job->action = action;

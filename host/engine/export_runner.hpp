@@ -1,9 +1,11 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
 #include <string>
 
 #include "config/model.hpp"
+#include "engine/dry_run.hpp"
 #include "state/state_store.hpp"
 
 namespace segpush {
@@ -16,6 +18,7 @@ struct RunOptions {
     bool allow_mass_change = false;  // go ahead once past the guard against mass change
     bool retry_rejected = false;     // send members refused before even when retry_rejected_runs says to hold them
     bool progress_on_terminal = false;
+    int show = 0;  // in a dry run, members shown per class (new, changed, leaving)
 };
 
 struct RunSummary {
@@ -30,6 +33,7 @@ struct RunSummary {
     // What the guard found over the export's limits, also when it let the run go on
     // (--dry-run, --allow-mass-change); empty when nothing was.
     std::string mass_change;
+    std::optional<DryRunPreview> preview;  // a dry run's, once it compared the members
 };
 
 // Runs one export end to end: stream the segments, map and validate each row, stage members

@@ -270,6 +270,21 @@ bool decode_record(std::string_view payload, size_t n_fields, segpush_value* out
     return payload.empty();
 }
 
+void encode_sent_values(uint64_t context_hash, std::string_view payload, std::string& out) {
+    out.clear();
+    for (int byte = 0; byte < 8; ++byte) out.push_back(static_cast<char>(context_hash >> (8 * byte)));
+    out.append(payload);
+}
+
+std::optional<std::string_view> sent_payload(std::string_view sent_values, uint64_t context_hash) {
+    if (sent_values.size() < 8) return std::nullopt;
+    uint64_t context = 0;
+    for (int byte = 0; byte < 8; ++byte)
+        context |= uint64_t{static_cast<unsigned char>(sent_values[byte])} << (8 * byte);
+    if (context != context_hash) return std::nullopt;
+    return sent_values.substr(8);
+}
+
 uint64_t record_hash(const RecordPlan& plan, const Record& record) {
     uint64_t hash = plan.context_hash;
     for (const auto& value : record.values) {

@@ -64,6 +64,14 @@ void encode_record(const Record& record, std::string& out);
 // Points `out` into `payload` (which must outlive it); false if the payload is corrupt.
 bool decode_record(std::string_view payload, size_t n_fields, segpush_value* out);
 
+// The values a member was last sent with, as the delivered state keeps them: the plan's
+// context hash (8 bytes, little endian), then the encoded record. Values sent under another
+// mapping or other settings are then told apart from the fields of the current one.
+void encode_sent_values(uint64_t context_hash, std::string_view payload, std::string& out);
+// The encoded record in `sent_values` when it was sent under `context_hash`; nullopt when none
+// was recorded or it was sent under another context.
+std::optional<std::string_view> sent_payload(std::string_view sent_values, uint64_t context_hash);
+
 // Stable 64-bit FNV-1a over the plan's context and the values: equal hashes mean the
 // destination already has these values.
 uint64_t record_hash(const RecordPlan& plan, const Record& record);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "engine/record.hpp"
 #include "secrets/redactor.hpp"
 #include "state/receipt_members.hpp"
 
@@ -51,11 +52,13 @@ CREATE TEMP TABLE rejects(
 
 }  // namespace
 
-RunMembers::RunMembers(DeliveredState& delivered, std::string export_name, int64_t run_id, bool removals_are_own)
+RunMembers::RunMembers(DeliveredState& delivered, std::string export_name, int64_t run_id, bool removals_are_own,
+                       uint64_t values_context)
     : delivered_(delivered),
       export_name_(std::move(export_name)),
       run_id_(run_id),
       removals_are_own_(removals_are_own),
+      values_context_(values_context),
       scratch_("", "the run's scratch database (in $TMPDIR, else /var/tmp or /tmp)") {
     scratch_.exec(kScratchSchema);
 }
@@ -220,6 +223,11 @@ int64_t RunMembers::staged_seq(std::string_view key, std::optional<uint64_t> has
 }
 
 void RunMembers::diff(int64_t baseline, bool stage_leavers, int64_t first_leaver_seq, RunCounts& counts) {
+    diff(baseline, stage_leavers, first_leaver_seq, counts, nullptr);
+}
+
+void RunMembers::diff(int64_t baseline, bool stage_leavers, int64_t first_leaver_seq, RunCounts& counts,
+                      const ChangedVisit& changed) {
     counts.members = states_.count();
     counts.new_members = counts.members;
     counts.changed = counts.unchanged = counts.leaving = 0;
@@ -260,6 +268,8 @@ void RunMembers::diff(int64_t baseline, bool stage_leavers, int64_t first_leaver
             if (static_cast<uint64_t>(staged->integer(2)) == member.hash && member.run_id >= baseline) {
                 ++counts.unchanged;
                 states_.set(staged->integer(0), MemberState::unchanged);
+            } else if (changed) {
+                changed(staged->integer(0), member.sent_values);
             }
             more_staged = staged->step();
             return;
@@ -364,7 +374,8 @@ std::vector<StagedMember> RunMembers::next_todo(int64_t after_seq, int limit) {
         payloads->append(row.payload_or_key_value());
         ends.push_back(payloads->size());
         read.seqs.push_back(row.seq);
-        encode_receipt_member(read.encoded, static_cast<uint64_t>(row.hash), row.email_key, row.key_value);
+        encode_receipt_member(read.encoded, static_cast<uint64_t>(row.hash), row.email_key, row.key_value,
+                              sent_values_of(row));
         read.ends.push_back(read.encoded.size());
     });
     // Pointed into once the string has stopped growing.
@@ -383,13 +394,14 @@ std::vector<ResumableMember> RunMembers::resumable(int64_t baseline) {
     };
     std::vector<std::string> receipts;
     std::vector<Candidate> candidates;
-    delivered_.visit_open_receipts(
-        export_name_, baseline, run_id_, [&](std::string_view receipt, std::string_view members) {
-            receipts.emplace_back(receipt);
-            decode_receipt_members(members, [&](uint64_t hash, std::string_view key, std::string_view) {
-                candidates.push_back({std::string(key), hash, receipts.size() - 1});
-            });
-        });
+    delivered_.visit_open_receipts(export_name_, baseline, run_id_,
+                                   [&](std::string_view receipt, std::string_view members) {
+                                       receipts.emplace_back(receipt);
+                                       decode_receipt_members(members, [&](uint64_t hash, std::string_view key,
+                                                                           std::string_view, std::string_view) {
+                                           candidates.push_back({std::string(key), hash, receipts.size() - 1});
+                                       });
+                                   });
     // Should a run have died between recording a resumed member's new receipt and forgetting
     // its old one, the newest receipt (the last read) wins.
     std::map<int64_t, size_t> receipt_of;  // by seq
@@ -429,11 +441,17 @@ OutcomeTally RunMembers::apply_pushed(std::vector<MemberOutcome>& outcomes) {
     return apply(outcomes, ReportedBy::push);
 }
 
+std::string_view RunMembers::sent_values_of(const StagedRow& row) {
+    if (!row.has_payload || row.action == static_cast<int>(MemberAction::remove)) return {};
+    encode_sent_values(values_context_, row.payload, sent_values_);
+    return sent_values_;
+}
+
 void RunMembers::deliver(const std::vector<int64_t>& seqs, bool removals_are_own, DeliveryBatch& batch) {
     staged_.visit(seqs, [&](const StagedRow& row) {
         const bool removed = row.action == static_cast<int>(MemberAction::remove);
-        batch.deliver(row.email_key, row.key_value_or_key(), static_cast<uint64_t>(row.hash), removed,
-                      removals_are_own);
+        batch.deliver(row.email_key, row.key_value_or_key(), static_cast<uint64_t>(row.hash), removed, removals_are_own,
+                      sent_values_of(row));
     });
 }
 
@@ -450,7 +468,7 @@ void RunMembers::encode_receipt(const std::vector<int64_t>& seqs, std::string& o
     if (encode_from_recent_reads(seqs, out)) return;
     out.clear();
     staged_.visit(seqs, [&](const StagedRow& row) {
-        encode_receipt_member(out, static_cast<uint64_t>(row.hash), row.email_key, row.key_value);
+        encode_receipt_member(out, static_cast<uint64_t>(row.hash), row.email_key, row.key_value, sent_values_of(row));
     });
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -62,7 +63,10 @@ public:
     // `delivered` must outlive this object. A plugin older than ABI 1.4 cannot tell a member it
     // removed from one already off the list: with `removals_are_own` false, no removal is
     // remembered as segpush's, so no one is ever taken for a member segpush removed.
-    RunMembers(DeliveredState& delivered, std::string export_name, int64_t run_id, bool removals_are_own);
+    // `values_context`: the record plan's context hash, recorded with the values each member is
+    // delivered with (encode_sent_values).
+    RunMembers(DeliveredState& delivered, std::string export_name, int64_t run_id, bool removals_are_own,
+               uint64_t values_context = 0);
     RunMembers(const RunMembers&) = delete;
     RunMembers& operator=(const RunMembers&) = delete;
     ~RunMembers();
@@ -89,6 +93,20 @@ public:
     // Forgets the refusals the diff found obsolete: of members no longer in the segment, or
     // whom the destination holds with these values. Not for a dry run, which records nothing.
     void forget_obsolete_refusals();
+    // The same, also handing `changed` each member the diff finds changed, with its seq and the
+    // values it was last sent with (DeliveredMember::sent_values, valid for the call).
+    using ChangedVisit = std::function<void(int64_t seq, std::string_view sent_values)>;
+    void diff(int64_t baseline, bool stage_leavers, int64_t first_leaver_seq, RunCounts& counts,
+              const ChangedVisit& changed);
+    // Calls `visit` with the staged rows of `seqs` (ascending), leavers included.
+    void visit_staged(const std::vector<int64_t>& seqs, const std::function<void(const StagedRow&)>& visit) {
+        staged_.visit(seqs, visit);
+    }
+    // Whether the member is still to send (not unchanged), and whether it is a leaver.
+    bool is_todo(int64_t seq) const { return states_.has(seq, MemberState::todo); }
+    bool is_leaver(int64_t seq) const { return states_.is_leaver(seq); }
+    // One past the highest seq staged.
+    int64_t end_seq() const { return states_.end(); }
 
     // Up to `limit` members still to send, in seq order, after `after_seq`.
     std::vector<StagedMember> next_todo(int64_t after_seq, int limit);
@@ -123,6 +141,9 @@ private:
     // now `settled` (ascending) have that removal forgotten.
     void deliver(const std::vector<int64_t>& seqs, bool removals_are_own, DeliveryBatch& batch);
     void forget_removals(const std::vector<int64_t>& settled, DeliveryBatch& batch);
+    // The values the delivered state keeps for `row` (encode_sent_values), in sent_values_: valid
+    // until the next call; empty for a leaver.
+    std::string_view sent_values_of(const StagedRow& row);
     // The receipt encoding (receipt_members.hpp) of `seqs` (ascending).
     void encode_receipt(const std::vector<int64_t>& seqs, std::string& out);
     bool encode_from_recent_reads(const std::vector<int64_t>& seqs, std::string& out) const;
@@ -147,6 +168,8 @@ private:
     const std::string export_name_;
     const int64_t run_id_;
     const bool removals_are_own_;
+    const uint64_t values_context_;
+    std::string sent_values_;  // deliver's and encode_receipt's buffer
 
     sqlite::Database scratch_;
     std::optional<sqlite::Transaction> staging_;

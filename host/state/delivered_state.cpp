@@ -9,11 +9,12 @@ DeliveryBatch::Piece DeliveryBatch::keep(std::string_view text) {
 }
 
 void DeliveryBatch::deliver(std::string_view key, std::string_view key_value, uint64_t hash, bool removed,
-                            bool removed_by_us) {
+                            bool removed_by_us, std::string_view sent_values) {
     const Piece kept_key = keep(key);
     // A key as written equal to the key is stored once.
     const Piece kept_value = key_value.empty() || key_value == key ? kept_key : keep(key_value);
-    delivered_.push_back({kept_key, kept_value, hash, removed, removed && removed_by_us});
+    const Piece kept_values = removed ? Piece{} : keep(sent_values);
+    delivered_.push_back({kept_key, kept_value, kept_values, hash, removed, removed && removed_by_us});
 }
 
 void DeliveryBatch::forget_removal(std::string_view key) { forgotten_removals_.push_back(keep(key)); }
@@ -31,7 +32,8 @@ void DeliveryBatch::add_receipt(std::string_view receipt, int64_t first_seq, int
 
 DeliveryBatch::Member DeliveryBatch::delivered(size_t i) const {
     const StoredMember& member = delivered_[i];
-    return {text(member.key), text(member.key_value), member.hash, member.removed, member.removed_by_us};
+    return {text(member.key), text(member.key_value), member.hash,
+            member.removed,   member.removed_by_us,   text(member.sent_values)};
 }
 
 RefusedMember DeliveryBatch::refused(size_t i) const {

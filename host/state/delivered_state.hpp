@@ -9,13 +9,16 @@
 namespace segpush {
 
 // A member as the delivered state records it: its key (the trimmed, case-folded email), the
-// key as the segment wrote it, the hash of the values the destination last accepted, and the
-// run that delivered them.
+// key as the segment wrote it, the hash of the values the destination last accepted, the run
+// that delivered them, and the values themselves as the engine encoded them (empty: not
+// recorded, for members delivered by a segpush that kept only the hash). The values are
+// personal data: forgetting a member erases them with the rest of its record.
 struct DeliveredMember {
     std::string_view key;
     std::string_view key_value;
     uint64_t hash = 0;
     int64_t run_id = 0;
+    std::string_view sent_values;
 };
 
 // A member whose values the destination refused, as the delivered state records it: its key,
@@ -36,8 +39,9 @@ public:
         std::string_view key;
         std::string_view key_value;
         uint64_t hash = 0;
-        bool removed = false;        // a leaver the destination no longer holds
-        bool removed_by_us = false;  // ...and segpush removed it (a removal to remember)
+        bool removed = false;          // a leaver the destination no longer holds
+        bool removed_by_us = false;    // ...and segpush removed it (a removal to remember)
+        std::string_view sent_values;  // empty: none recorded (always so for a removed member)
     };
     struct Receipt {
         std::string_view receipt;  // what the plugin gave to find the import again
@@ -46,8 +50,10 @@ public:
         std::string_view members;  // its members' keys and hashes (receipt_members.hpp)
     };
 
-    // The destination now holds the member with these values (or, `removed`, no longer holds it).
-    void deliver(std::string_view key, std::string_view key_value, uint64_t hash, bool removed, bool removed_by_us);
+    // The destination now holds the member with these values (or, `removed`, no longer holds it);
+    // `sent_values`, the values encoded (kept only for a member not removed; empty: none).
+    void deliver(std::string_view key, std::string_view key_value, uint64_t hash, bool removed, bool removed_by_us,
+                 std::string_view sent_values = {});
     // The member is on the destination's books again, or kept out by it: a removal by segpush
     // recorded earlier is history.
     void forget_removal(std::string_view key);
@@ -88,7 +94,7 @@ private:
     Piece keep(std::string_view text);
     std::string_view text(Piece piece) const { return std::string_view(bytes_).substr(piece.at, piece.size); }
     struct StoredMember {
-        Piece key, key_value;
+        Piece key, key_value, sent_values;
         uint64_t hash;
         bool removed, removed_by_us;
     };
@@ -126,6 +132,9 @@ private:
 //   next visit without ordering records of one key.
 // - visit_refused() sees each refused key once, with the refusal last recorded for it, in no
 //   particular order; a forgotten refusal is no longer seen.
+// - A member's sent values come back byte for byte as its latest delivery recorded them (or
+//   as the receipt members that confirmed it held them: receipt_members.hpp), empty when that
+//   delivery recorded none. Rows written before a backend kept values read as empty.
 // - A receipt's id is unique among the receipts still recorded; its members come back byte
 //   for byte as they were recorded.
 // - Keys, keys as written, receipts and receipts' members are bytes, and come back as they were

@@ -6,6 +6,19 @@
 
 namespace segpush {
 
+namespace {
+
+// Values not recorded are stored as NULL, which takes no room in a row.
+void bind_values(sqlite::Statement& statement, int index, std::string_view sent_values) {
+    if (sent_values.empty()) {
+        statement.bind_null(index);
+    } else {
+        statement.bind_blob_unowned(index, sent_values);
+    }
+}
+
+}  // namespace
+
 struct SqliteDeliveredState::Statements {
     explicit Statements(sqlite::Database& db)
         : remember_receipt(db.prepare("INSERT INTO unconfirmed(export, run_id, first_seq, last_seq, receipt, members) "
@@ -14,8 +27,8 @@ struct SqliteDeliveredState::Statements {
           // 0 and 1 take no room in a record: the row is rewritten in place, its members untouched.
           confirm_receipt(db.prepare("UPDATE unconfirmed SET confirmed=1 WHERE id=?")),
           forget_run_receipts(db.prepare("DELETE FROM unconfirmed WHERE run_id=? AND confirmed=0")),
-          deliver(db.prepare("INSERT INTO delivered_log(export, email_key, key_value, hash, run_id, removed) "
-                             "VALUES(?1, ?2, ?3, ?4, ?5, ?6)")),
+          deliver(db.prepare("INSERT INTO delivered_log(export, email_key, key_value, hash, run_id, removed, "
+                             "sent_values) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")),
           remember_removal(db.prepare("INSERT OR REPLACE INTO removals(export, email_key, removed_at, run_id, reason) "
                                       "VALUES(?1, ?2, ?3, ?4, 'left the segment (on_leave: unsubscribe)')")),
           forget_removal(db.prepare("DELETE FROM removals WHERE export=?1 AND email_key=?2")),
@@ -51,38 +64,36 @@ void SqliteDeliveredState::fold_log(const std::string& export_name) {
     confirmed.bind(1, export_name);
     bool any_confirmed = false;
     {
-        auto copy = db_.prepare(
-            "INSERT INTO temp.confirmed_members(email_key, key_value, hash, run_id) VALUES(?, ?, ?, ?)");
+        auto copy = db_.prepare("INSERT INTO temp.confirmed_members(email_key, key_value, hash, run_id, sent_values) "
+                                "VALUES(?, ?, ?, ?, ?)");
         while (confirmed.step()) {
             any_confirmed = true;
             const int64_t run = confirmed.integer(0);
-            decode_receipt_members(confirmed.blob(1),
-                                   [&](uint64_t hash, std::string_view key, std::string_view key_value) {
-                                       copy.bind_unowned(1, key)
-                                           .bind_unowned(2, key_value)
-                                           .bind(3, static_cast<int64_t>(hash))
-                                           .bind(4, run)
-                                           .run();
-                                   });
+            decode_receipt_members(confirmed.blob(1), [&](uint64_t hash, std::string_view key,
+                                                          std::string_view key_value, std::string_view sent_values) {
+                copy.bind_unowned(1, key).bind_unowned(2, key_value).bind(3, static_cast<int64_t>(hash)).bind(4, run);
+                bind_values(copy, 5, sent_values);
+                copy.run();
+            });
         }
     }
     confirmed.reset();
     if (any_confirmed) {
-        db_.prepare("INSERT INTO delivered(export, email_key, key_value, hash, run_id) "
-                    "SELECT ?1, email_key, key_value, hash, run_id FROM temp.confirmed_members WHERE true "
+        db_.prepare("INSERT INTO delivered(export, email_key, key_value, hash, run_id, sent_values) "
+                    "SELECT ?1, email_key, key_value, hash, run_id, sent_values FROM temp.confirmed_members WHERE true "
                     "ORDER BY email_key "
                     "ON CONFLICT(export, email_key) DO UPDATE SET key_value=excluded.key_value, hash=excluded.hash, "
-                    "run_id=excluded.run_id")
+                    "run_id=excluded.run_id, sent_values=excluded.sent_values")
             .bind(1, export_name)
             .run();
         db_.exec("DELETE FROM temp.confirmed_members;");
         db_.prepare("DELETE FROM unconfirmed WHERE export=?1 AND confirmed=1").bind(1, export_name).run();
     }
-    db_.prepare("INSERT INTO delivered(export, email_key, key_value, hash, run_id) "
-                "SELECT export, email_key, key_value, hash, run_id FROM delivered_log WHERE export=?1 AND removed=0 "
-                "ORDER BY email_key, rowid "
+    db_.prepare("INSERT INTO delivered(export, email_key, key_value, hash, run_id, sent_values) "
+                "SELECT export, email_key, key_value, hash, run_id, sent_values FROM delivered_log "
+                "WHERE export=?1 AND removed=0 ORDER BY email_key, rowid "
                 "ON CONFLICT(export, email_key) DO UPDATE SET key_value=excluded.key_value, hash=excluded.hash, "
-                "run_id=excluded.run_id")
+                "run_id=excluded.run_id, sent_values=excluded.sent_values")
         .bind(1, export_name)
         .run();
     db_.prepare("DELETE FROM delivered WHERE export=?1 AND email_key IN "
@@ -102,11 +113,13 @@ void SqliteDeliveredState::visit_delivered(const std::string& export_name,
     // The fold's sort filled the TEMP cache; given back now, for what the caller builds next.
     sqlite3_db_release_memory(db_.handle());
     // The primary key's order: BINARY collation compares bytes as memcmp does.
-    auto members = db_.prepare("SELECT email_key, key_value, hash, run_id FROM delivered WHERE export=?1 "
+    auto members = db_.prepare("SELECT email_key, key_value, hash, run_id, sent_values FROM delivered WHERE export=?1 "
                                "ORDER BY email_key");
     members.bind(1, export_name);
     while (members.step()) {
-        visit({members.blob(0), members.blob(1), static_cast<uint64_t>(members.integer(2)), members.integer(3)});
+        // NULL (a row from before values were kept) reads as empty: not recorded.
+        visit({members.blob(0), members.blob(1), static_cast<uint64_t>(members.integer(2)), members.integer(3),
+               members.blob(4)});
     }
 }
 
@@ -160,8 +173,9 @@ std::vector<int64_t> SqliteDeliveredState::record(const std::string& export_name
             .bind_unowned(3, member.key_value)
             .bind(4, static_cast<int64_t>(member.hash))
             .bind(5, run_id)
-            .bind(6, member.removed ? 1 : 0)
-            .run();
+            .bind(6, member.removed ? 1 : 0);
+        bind_values(sql.deliver, 7, member.sent_values);
+        sql.deliver.run();
         if (member.removed_by_us) {
             sql.remember_removal.bind_unowned(1, export_name)
                 .bind_unowned(2, member.key)

@@ -40,11 +40,12 @@ StateStore::Forgotten SqliteStateStore::forget_members(const std::set<std::strin
         while (receipts.step()) {
             std::string kept;
             int64_t dropped = 0;
-            decode_receipt_members(receipts.blob(1), [&](uint64_t hash, std::string_view key, std::string_view value) {
+            decode_receipt_members(receipts.blob(1), [&](uint64_t hash, std::string_view key, std::string_view value,
+                                                         std::string_view sent_values) {
                 if (keys.count(std::string(key))) {
                     ++dropped;
                 } else {
-                    encode_receipt_member(kept, hash, key, value);
+                    encode_receipt_member(kept, hash, key, value, sent_values);
                 }
             });
             if (dropped == 0) continue;

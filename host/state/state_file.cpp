@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS delivered(
   key_value TEXT NOT NULL,
   hash INTEGER NOT NULL,
   run_id INTEGER NOT NULL,
+  sent_values BLOB,  -- the values last sent, encoded (encode_record); NULL: not recorded
   PRIMARY KEY(export, email_key)) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS delivered_log(
@@ -54,7 +55,8 @@ CREATE TABLE IF NOT EXISTS delivered_log(
   key_value TEXT NOT NULL,
   hash INTEGER NOT NULL,
   run_id INTEGER NOT NULL,
-  removed INTEGER NOT NULL DEFAULT 0);
+  removed INTEGER NOT NULL DEFAULT 0,
+  sent_values BLOB);
 
 -- Members segpush itself removed from the destination (a leaver's REMOVE the destination
 -- accepted), with when and why: the only ones it may put back when they join the segment
@@ -107,7 +109,8 @@ CREATE TEMP TABLE IF NOT EXISTS confirmed_members(
   email_key TEXT NOT NULL,
   key_value TEXT NOT NULL,
   hash INTEGER NOT NULL,
-  run_id INTEGER NOT NULL);
+  run_id INTEGER NOT NULL,
+  sent_values BLOB);
 
 )sql";
 
@@ -187,10 +190,13 @@ StateFile::StateFile(const std::string& path)
     add_column_if_missing("runs", "process_identity", "TEXT");                        // version 7
     add_column_if_missing("unconfirmed", "confirmed", "INTEGER NOT NULL DEFAULT 0");  // version 8
     add_column_if_missing("runs", "suppressed", "INTEGER NOT NULL DEFAULT 0");        // version 9
-    add_column_if_missing("runs", "resumed", "INTEGER NOT NULL DEFAULT 0");
+    add_column_if_missing("runs", "resumed", "INTEGER NOT NULL DEFAULT 0");           // version 10
     add_column_if_missing("runs", "pending", "INTEGER NOT NULL DEFAULT 0");           // version 10
     add_column_if_missing("runs", "rejected_retried", "INTEGER NOT NULL DEFAULT 0");  // version 10
     add_column_if_missing("runs", "rejected_held", "INTEGER NOT NULL DEFAULT 0");     // version 10
+    // Version 10 also: the values last sent. Members delivered before have none (NULL) until sent again.
+    add_column_if_missing("delivered", "sent_values", "BLOB");
+    add_column_if_missing("delivered_log", "sent_values", "BLOB");
     setup.commit();
 }
 

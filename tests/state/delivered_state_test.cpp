@@ -6,13 +6,16 @@
 #include <catch2/catch.hpp>
 
 #include <ctime>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <ostream>
 #include <tuple>
 
 #include "state/receipt_members.hpp"
+#include "state/sqlite.hpp"
 #include "state/sqlite_state_store.hpp"
+#include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace segpush;
@@ -294,9 +297,10 @@ TEMPLATE_TEST_CASE("delivered state: receipts get growing ids and stay open, fou
     CHECK(all[0].second == first_members);
     CHECK(all[1].second == second_members);
     std::vector<std::tuple<uint64_t, std::string, std::string>> decoded;
-    decode_receipt_members(all[0].second, [&](uint64_t hash, std::string_view key, std::string_view key_value) {
-        decoded.emplace_back(hash, std::string(key), std::string(key_value));
-    });
+    decode_receipt_members(all[0].second,
+                           [&](uint64_t hash, std::string_view key, std::string_view key_value, std::string_view) {
+                               decoded.emplace_back(hash, std::string(key), std::string(key_value));
+                           });
     CHECK(decoded ==
           std::vector<std::tuple<uint64_t, std::string, std::string>>{
               {0x0100000000000001u, "a@x.io", "A@X.io"}, {0xffffffffffffffffu, "\xc3\xa9@x.io", "\xc3\xa9@x.io"}});
@@ -455,6 +459,51 @@ TEMPLATE_TEST_CASE("delivered state: exports are kept apart, one's members, remo
           std::vector<Seen>{{"shared@x.io", "shared@x.io", 20, 2}, {"z@x.io", "z@x.io", 26, 2}});
     CHECK(removals(state, "f").empty());
     CHECK(receipt_names(open_receipts(state, "f", 0, 10)) == std::vector<std::string>{"import-f"});
+}
+
+// The values each member was last sent with, by key, as visit_delivered gives them.
+std::map<std::string, std::string> sent_values(DeliveredState& state, const std::string& export_name) {
+    std::map<std::string, std::string> seen;
+    state.visit_delivered(export_name, [&](const DeliveredMember& member) {
+        seen[std::string(member.key)] = std::string(member.sent_values);
+    });
+    return seen;
+}
+
+TEMPLATE_TEST_CASE("delivered state: the values last sent come back byte for byte with the latest delivery, from a "
+                   "confirmed receipt too, and none are kept for a member delivered without them",
+                   "[delivered-state]", DELIVERED_STATE_BACKENDS) {
+    TestType backend;
+    DeliveredState& state = backend.state();
+    const std::string binary("v\0\xff\x01", 4);  // any byte, NUL included
+    DeliveryBatch first;
+    first.deliver("a@x.io", "a@x.io", 1, false, false, "a-1");
+    first.deliver("b@x.io", "B@x.io", 2, false, false, binary);
+    first.deliver("c@x.io", "c@x.io", 3, false, false);  // none recorded
+    first.deliver("d@x.io", "d@x.io", 4, false, false, "d-1");
+    state.record("e", 1, first);
+    CHECK(sent_values(state, "e") ==
+          std::map<std::string, std::string>{{"a@x.io", "a-1"}, {"b@x.io", binary}, {"c@x.io", ""}, {"d@x.io", "d-1"}});
+
+    // The latest delivery's values win; one without values leaves none; a removed member has none left.
+    DeliveryBatch second;
+    second.deliver("a@x.io", "a@x.io", 11, false, false, "a-2");
+    second.deliver("b@x.io", "B@x.io", 12, false, false);
+    second.deliver("d@x.io", "d@x.io", 0, true, true, "ignored");
+    state.record("e", 2, second);
+    // A receipt's members bring theirs once it is confirmed.
+    std::string members;
+    encode_receipt_member(members, 13, "c@x.io", "", "c-3");
+    encode_receipt_member(members, 15, "f@x.io", "F@x.io", "f-3");
+    const int64_t receipt = add_receipt(state, "e", 3, "import-1", members);
+    DeliveryBatch confirm;
+    confirm.receipts_confirmed = {receipt};
+    state.record("e", 3, confirm);
+    const std::map<std::string, std::string> expected{
+        {"a@x.io", "a-2"}, {"b@x.io", ""}, {"c@x.io", "c-3"}, {"f@x.io", "f-3"}};
+    CHECK(sent_values(state, "e") == expected);
+    CHECK(sent_values(backend.reopen(), "e") == expected);
+    CHECK(sent_values(backend.state(), "other").empty());
 }
 
 TEST_CASE("delivered state: a batch that fails part way records none of it (SQLite)") {
@@ -616,25 +665,89 @@ TEST_CASE("delivered state: receipt members decode as encoded, and a torn list y
     encode_receipt_member(members, 0, "b@x.io", "");
     encode_receipt_member(members, 0xffffffffffffffffu, "k", key_value_follows);
     encode_receipt_member(members, 4, "d@x.io", "d@x.io");
-    using Decoded = std::vector<std::tuple<uint64_t, std::string, std::string>>;
+    encode_receipt_member(members, 5, "e@x.io", "E@x.io", "values-e");
+    encode_receipt_member(members, 6, "f@x.io", "", "values-f");
+    using Decoded = std::vector<std::tuple<uint64_t, std::string, std::string, std::string>>;
     auto decode = [](std::string_view in) {
         Decoded out;
-        decode_receipt_members(in, [&](uint64_t hash, std::string_view key, std::string_view key_value) {
-            out.emplace_back(hash, std::string(key), std::string(key_value));
+        decode_receipt_members(in, [&](uint64_t hash, std::string_view key, std::string_view key_value,
+                                       std::string_view values) {
+            out.emplace_back(hash, std::string(key), std::string(key_value), std::string(values));
         });
         return out;
     };
-    const Decoded all{{1, "a@x.io", "A@x.io"},
-                      {0, "b@x.io", "b@x.io"},
-                      {0xffffffffffffffffu, "k", key_value_follows},
-                      {4, "d@x.io", "d@x.io"}};
+    const Decoded all{{1, "a@x.io", "A@x.io", ""},
+                      {0, "b@x.io", "b@x.io", ""},
+                      {0xffffffffffffffffu, "k", key_value_follows, ""},
+                      {4, "d@x.io", "d@x.io", ""},
+                      {5, "e@x.io", "E@x.io", "values-e"},
+                      {6, "f@x.io", "f@x.io", "values-f"}};
     CHECK(decode(members) == all);
-    // A key as written equal to the key takes no room: d's entry is hash, length and key only.
-    CHECK(members.size() == (8 + 4 + 6 + 4 + 6) + (8 + 4 + 6) + (8 + 4 + 1 + 4 + 300) + (8 + 4 + 6));
+    // A key as written equal to the key takes no room: d's entry is hash, length and key only;
+    // values, when kept, follow with their length.
+    CHECK(members.size() == (8 + 4 + 6 + 4 + 6) + (8 + 4 + 6) + (8 + 4 + 1 + 4 + 300) + (8 + 4 + 6) +
+                                (8 + 4 + 6 + 4 + 6 + 4 + 8) + (8 + 4 + 6 + 4 + 8));
     for (size_t cut = 0; cut < members.size(); ++cut) {
         const Decoded torn = decode(std::string_view(members).substr(0, cut));
         REQUIRE(torn.size() <= all.size());
         CHECK(Decoded(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(torn.size())) == torn);
     }
-    CHECK(decode(std::string_view(members).substr(0, members.size() - 1)).size() == 3);
+    CHECK(decode(std::string_view(members).substr(0, members.size() - 1)).size() == 5);
+}
+
+TEST_CASE("delivered state: a state file from before values were kept opens, its members read as delivered without "
+          "values, and new deliveries keep theirs (SQLite)") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    {
+        // The delivered tables as schema version 9 made them, with a member in each.
+        sqlite::Database old(path);
+        old.exec("CREATE TABLE delivered(export TEXT NOT NULL, email_key TEXT NOT NULL, key_value TEXT NOT NULL, "
+                 "hash INTEGER NOT NULL, run_id INTEGER NOT NULL, PRIMARY KEY(export, email_key)) WITHOUT ROWID;"
+                 "CREATE TABLE delivered_log(export TEXT NOT NULL, email_key TEXT NOT NULL, key_value TEXT NOT NULL, "
+                 "hash INTEGER NOT NULL, run_id INTEGER NOT NULL, removed INTEGER NOT NULL DEFAULT 0);"
+                 "INSERT INTO delivered VALUES('e', 'a@x.io', 'a@x.io', 1, 1);"
+                 "INSERT INTO delivered_log VALUES('e', 'b@x.io', 'b@x.io', 2, 1, 0);"
+                 "PRAGMA user_version=9;");
+    }
+    SqliteStateStore store(path);
+    DeliveredState& state = store.delivered();
+    CHECK(sent_values(state, "e") == std::map<std::string, std::string>{{"a@x.io", ""}, {"b@x.io", ""}});
+    DeliveryBatch batch;
+    batch.deliver("a@x.io", "a@x.io", 3, false, false, "a-2");
+    state.record("e", 2, batch);
+    CHECK(sent_values(state, "e") == std::map<std::string, std::string>{{"a@x.io", "a-2"}, {"b@x.io", ""}});
+}
+
+TEST_CASE("delivered state: forgetting a member erases the values last sent to it, from delivered rows and from "
+          "receipts awaiting confirmation (SQLite)") {
+    test::TempDir dir;
+    const std::string path = dir.file("state.db");
+    {
+        SqliteStateStore store(path);
+        DeliveredState& state = store.delivered();
+        DeliveryBatch batch;
+        batch.deliver("a@x.io", "a@x.io", 1, false, false, "Ada-Lovelace-values");
+        batch.deliver("b@x.io", "b@x.io", 2, false, false, "Bob-kept-values");
+        std::string members;
+        encode_receipt_member(members, 3, "a@x.io", "", "Ada-pending-values");
+        encode_receipt_member(members, 4, "c@x.io", "", "Cy-pending-values");
+        batch.add_receipt("import-1", 1, 2, members);
+        state.record("e", 1, batch);
+        sent_values(state, "e");  // folds the log into delivered, as a run's diff does
+        store.forget_members({"a@x.io"});
+        CHECK(sent_values(state, "e") == std::map<std::string, std::string>{{"b@x.io", "Bob-kept-values"}});
+        Receipts receipts = open_receipts(state, "e", 0, 10);
+        REQUIRE(receipts.size() == 1);
+        std::string kept;
+        encode_receipt_member(kept, 4, "c@x.io", "", "Cy-pending-values");
+        CHECK(receipts[0].second == kept);  // the others' values stay
+    }
+    std::string bytes;
+    for (const char* suffix : {"", "-wal"}) {
+        if (std::filesystem::exists(path + suffix)) bytes += test::read_file(path + suffix);
+    }
+    CHECK(bytes.find("Ada-Lovelace-values") == std::string::npos);
+    CHECK(bytes.find("Ada-pending-values") == std::string::npos);
+    CHECK(bytes.find("Bob-kept-values") != std::string::npos);
 }
