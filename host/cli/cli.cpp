@@ -140,6 +140,20 @@ same (retry_rejected_runs, 3 unless set), then held: not sent until their values
 --retry-rejected or --full is given. The summary counts those retried and those held.
 Only one run of an export at a time: a second one is refused, naming the running one.
 
+Counts (the same words in every output; docs/operations.md has the table):
+  rows read   data rows read from the segment files
+  invalid     rows refused before sending (unreadable, no valid email, too large)
+  duplicates  rows whose email (ignoring case) came earlier; the first row wins
+  members     distinct valid members: new, changed (other values than last
+              delivered), unchanged (not sent); leaving: delivered, no longer in it
+  sent        records in a request the destination answered
+  resumed     records an interrupted run sent, whose outcome this run learnt
+  accepted    taken by the destination; removed: leavers it removed
+  rejected    refused by the destination
+  suppressed  kept out by the destination (unsubscribed or bounced there)
+  pending     sent, outcome not known when the run ended: the next run learns it
+For every run: sent + resumed = accepted + removed + rejected + suppressed + pending.
+
 Exit status:
   0  succeeded
   1  failed or cancelled (segpush runs show ID says why)
@@ -151,13 +165,16 @@ Exit status:
     {"runs list", R"(Usage: segpush [--config FILE] runs list [EXPORT] [--limit N] [--json]
 
 The run history from the state file, newest first (20 unless --limit N): id, export, status,
-start time (UTC), records sent, accepted, rejected (before sending and by the destination),
-suppressed (kept out by the destination: unsubscribed or bounced there), unchanged, and the
-error if any.
+start time (UTC), records sent, accepted, rejected (by the destination), invalid (refused
+before sending), suppressed (kept out by the destination: unsubscribed or bounced there),
+pending (sent, outcome not known yet), unchanged, and the error if any. The counts are
+defined in 'segpush export run --help'.
 
-Statuses: running, succeeded, cancelled, failed_will_retry (temporary trouble outlasted the
-retries; the next run continues from where this one stopped), failed_permanently (something
-must be fixed first: credentials, settings, the segment file).
+Statuses: running, succeeded, succeeded_with_rejections (the run got to its end, but some rows
+were invalid or rejected: its report says which), cancelled, failed_will_retry (temporary
+trouble outlasted the retries; the next run continues from where this one stopped),
+failed_permanently (something must be fixed first: credentials, settings, the segment file,
+a mass change to confirm, or refused rows over max_rejected_ratio).
 
 Options:
   --limit N   Show the N newest runs (1 or more; default 20)

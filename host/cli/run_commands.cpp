@@ -102,7 +102,7 @@ std::string counts_text(const RunCounts& c, std::optional<OnLeave> on_leave, boo
     const bool removes = on_leave == OnLeave::unsubscribe;
     std::ostringstream text;
     text << "  rows read     " << count(c.rows_read) << " (" << count(c.invalid) << " invalid, refused before sending; "
-         << count(c.duplicates) << " duplicates collapsed, the first row of each email wins)\n"
+         << plural(c.duplicates, "duplicate") << " collapsed, the first row of each email wins)\n"
          << "  members       " << count(c.members) << ": " << count(c.new_members) << " new, " << count(c.changed)
          << " changed, " << count(c.unchanged) << " unchanged\n"
          << "  leaving       " << count(c.leaving);
@@ -234,6 +234,8 @@ std::string dry_run_json(const ExportConfig& exp, const RunSummary& summary) {
         document.AddMember("requests", rapidjson::Value(rapidjson::kNullType), alloc);
         document.AddMember("shown", rapidjson::Value(rapidjson::kNullType), alloc);
     }
+    // What the guard against mass change would say ("" when nothing is over its limits).
+    document.AddMember("mass_change", rapidjson::Value(summary.mass_change.c_str(), alloc), alloc);
     document.AddMember("error", rapidjson::Value(summary.error.c_str(), alloc), alloc);
     return json_text(document);
 }
@@ -286,7 +288,7 @@ std::string export_definition(const Config& config, const ExportConfig& exp) {
          << exp.max_profiles.value_or(0) << " " << static_cast<int>(exp.on_leave) << " " << exp.clear_blank_values
          << " " << exp.retry_max_attempts << " " << exp.retry_max_backoff_seconds << " " << exp.catch_up << " "
          << exp.max_leaving_ratio << " " << exp.max_changed_ratio << "\n"
-         << exp.retry_rejected_runs << "\n";
+         << exp.retry_rejected_runs << " " << exp.max_rejected_ratio.value_or(-1) << "\n";
     settings(exp.settings);
     for (const auto& [field, column] : exp.mapping) text << field << "=" << column << "\n";
     for (const auto& name : exp.segments) {

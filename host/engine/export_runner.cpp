@@ -192,17 +192,19 @@ private:
                                      " invalid rows");
     }
 
-    // A run that got to its end with rows refused (before sending or by the destination) did not
-    // bring everyone to the destination: it says so, and fails over max_rejected_ratio.
+    // A run that got to its end with rows refused (before sending, by the destination, or held
+    // since it refused them before) did not bring everyone to the destination: it says so, and
+    // fails over max_rejected_ratio.
     void judge_refusals() {
-        if (counts_.invalid + counts_.rejected == 0) return;
+        if (counts_.invalid + counts_.rejected + counts_.rejected_held == 0) return;
         summary_.status = RunStatus::succeeded_with_rejections;
         const double ratio = rejected_ratio(counts_);
         if (!export_.max_rejected_ratio || ratio <= *export_.max_rejected_ratio) return;
         std::ostringstream text;
         text << std::fixed << std::setprecision(1) << 100 * ratio << "% of the " << counts_.rows_read
              << " rows read were refused (" << counts_.invalid << " invalid, " << counts_.rejected
-             << " rejected by the destination), more than max_rejected_ratio " << *export_.max_rejected_ratio
+             << " rejected by the destination, " << counts_.rejected_held
+             << " held after earlier refusals), more than max_rejected_ratio " << *export_.max_rejected_ratio
              << " allows"
              << (options_.dry_run ? ": a real run would fail"
                                   : "; the members the destination accepted are recorded as delivered, and the "

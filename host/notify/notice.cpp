@@ -49,8 +49,8 @@ std::string notice_text(NotifyEvent event, const RunRecord& run) {
         case NotifyEvent::threshold:
             text << to_string(run.status) << ", but " << std::fixed << std::setprecision(1)
                  << 100 * rejected_ratio(run.counts) << "% of the rows read were refused (" << run.counts.invalid
-                 << " invalid, " << run.counts.rejected << " rejected by the destination, of " << run.counts.rows_read
-                 << ")";
+                 << " invalid, " << run.counts.rejected << " rejected by the destination, " << run.counts.rejected_held
+                 << " held after earlier refusals, of " << run.counts.rows_read << ")";
             break;
         case NotifyEvent::recovery: text << "succeeded again (recovered)"; break;
     }

@@ -63,11 +63,13 @@ struct RunCounts {
     int64_t rejected_held = 0;
 };
 
-// The share of the rows read that did not reach the destination: refused before sending or by
-// it. What max_rejected_ratio and notify's rejected_ratio_above compare.
+// The share of the rows read that did not reach the destination: refused before sending, by it,
+// or held since it refused them on earlier runs. What max_rejected_ratio and notify's
+// rejected_ratio_above compare.
 inline double rejected_ratio(const RunCounts& counts) {
     if (counts.rows_read <= 0) return 0;
-    return static_cast<double>(counts.rejected + counts.invalid) / static_cast<double>(counts.rows_read);
+    return static_cast<double>(counts.rejected + counts.invalid + counts.rejected_held) /
+           static_cast<double>(counts.rows_read);
 }
 
 // Each count under the name segpush's JSON outputs give it (`runs show --json`, notices), in

@@ -131,7 +131,7 @@ TEST_CASE("dry run: --show without --dry-run is a usage error, and so is --show 
     CHECK(contains(alone.err, "--show belongs to a dry run"));
     const Run word = fixture.segpush("export run vip_export --dry-run --show lots");
     CHECK(word.exit_code == 2);
-    CHECK(contains(word.err, "--show needs a number"));
+    CHECK(contains(word.err, "--show needs a whole number of members"));
     const Run other = fixture.segpush("runs list --show 2");
     CHECK(other.exit_code == 2);
     CHECK(fixture.sandbox.total_requests() == 0);

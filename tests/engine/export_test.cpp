@@ -207,7 +207,7 @@ TEST_CASE("export: bad rows are reported with file, line and reason, duplicates 
     const Run run = fixture.segpush("export run vip_export");
     INFO(run.out << run.err);
     REQUIRE(run.exit_code == 3);  // succeeded_with_rejections
-    CHECK_THAT(run.out, Catch::Contains("rows read     6 (3 invalid, refused before sending; 1 duplicates collapsed"));
+    CHECK_THAT(run.out, Catch::Contains("rows read     6 (3 invalid, refused before sending; 1 duplicate collapsed"));
     const auto members = fixture.sandbox.members(1);
     REQUIRE(members.size() == 2);
     CHECK(members.at("ada@example.com").first_name == "Ada");
@@ -232,6 +232,35 @@ TEST_CASE("export: max_profiles refuses to start with a clear message") {
     CHECK_THAT(run.out,
                Catch::Contains("the segment has 30 members, more than max_profiles 20 allows; nothing was sent"));
     CHECK(fixture.sandbox.members(1).empty());
+}
+
+TEST_CASE("export: refused rows make succeeded_with_rejections (exit 3), over max_rejected_ratio a failure") {
+    ExportFixture fixture(fast_sandbox());
+    // One row of four has no valid email: 25% of the rows read refused.
+    fixture.dir.write("vip.csv", "Email,FirstName,LastName,Phone\nann@example.com,Ann,,\nnot-an-email,Nobody,,\n"
+                                 "bob@example.com,Bob,,\ncy@example.com,Cy,,\n");
+    fixture.write_config("    max_rejected_ratio: 0.3\n", kPacingAtScale20);
+    const Run within = fixture.segpush("export run vip_export");
+    INFO(within.out << within.err);
+    CHECK(within.exit_code == 3);
+    CHECK_THAT(within.out, Catch::Contains("run #1: succeeded_with_rejections in ") &&
+                               Catch::Contains("rows read     4 (1 invalid, refused before sending;"));
+    CHECK(fixture.sandbox.members(1).size() == 3);
+
+    fixture.dir.write("vip.csv", "Email,FirstName,LastName,Phone\nann@example.com,Ann,,\nnot-an-email,Nobody,,\n"
+                                 "bob@example.com,Bob,,\ncy@example.com,Cyrus,,\n");
+    fixture.write_config("    max_rejected_ratio: 0.2\n", kPacingAtScale20);
+    const Run over = fixture.segpush("export run vip_export");
+    INFO(over.out << over.err);
+    CHECK(over.exit_code == 1);
+    CHECK_THAT(over.out, Catch::Contains("run #2: failed_permanently in ") &&
+                             Catch::Contains("25.0% of the 4 rows read were refused (1 invalid, 0 rejected by the "
+                                             "destination, 0 held after earlier refusals), more than "
+                                             "max_rejected_ratio 0.2 allows"));
+    // What the destination took is recorded: the changed member is not sent again.
+    CHECK(fixture.sandbox.members(1).at("cy@example.com").first_name == "Cyrus");
+    const Run again = fixture.segpush("export run vip_export --dry-run");
+    CHECK_THAT(again.out, Catch::Contains("0 new, 0 changed, 3 unchanged"));
 }
 
 TEST_CASE("export: a second run of the same export is refused while one runs, Ctrl-C stops cleanly") {
@@ -410,7 +439,7 @@ TEST_CASE(
     REQUIRE(members.size() == 3);
     CHECK(members.at("bob@example.com").first_name == "Bob");  // a.csv comes first: its row wins
     CHECK(members.at("cy@example.com").first_name == "Cy");
-    CHECK_THAT(run.out, Catch::Contains("rows read     6 (2 invalid, refused before sending; 1 duplicates collapsed"));
+    CHECK_THAT(run.out, Catch::Contains("rows read     6 (2 invalid, refused before sending; 1 duplicate collapsed"));
 
     const Run show = fixture.segpush("runs show 1");
     INFO(show.out << show.err);

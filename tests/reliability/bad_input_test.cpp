@@ -275,25 +275,26 @@ std::vector<Case> catalogue() {
          "refused with its line",
          [](ExportFixture& f) { f.dir.write("vip.csv", to_csv(baseline()) + "\"member9999@example.com,Open,Quote,\n"); },
          kRun, kRejections, {"300 unchanged", "1 invalid, refused before sending"}});
-    add({"rows with extra columns", "rows with more fields than the header", "exit 0, extra fields ignored or rows "
-         "rejected with their line",
+    add({"rows with extra columns", "rows with more fields than the header", "exit 3 (succeeded_with_rejections), "
+         "the row refused with its line",
          [](ExportFixture& f) {
              f.dir.write("vip.csv", to_csv(baseline()) + "member9998@example.com,A,B,C,D,E\n");
          },
-         kRun, kOk, {"300 unchanged"}});
-    add({"NUL bytes in a field", "a row with a NUL inside a name", "exit 0, no crash",
+         kRun, kRejections, {"300 unchanged"}});
+    add({"NUL bytes in a field", "a row with a NUL inside a name", "exit 3 (succeeded_with_rejections), the row "
+         "refused, no crash",
          [](ExportFixture& f) {
              f.dir.write("vip.csv", to_csv(baseline()) + std::string("member9997@example.com,Nu\0l,B,\n", 31));
          },
-         kRun, kOk, {"300 unchanged"}});
-    add({"invalid UTF-8", "Latin-1 bytes in a name", "exit 0, rejected or sent, no crash",
+         kRun, kRejections, {"300 unchanged"}});
+    add({"invalid UTF-8", "Latin-1 bytes in a name", "exit 3 (succeeded_with_rejections), the row refused, no crash",
          [](ExportFixture& f) { f.dir.write("vip.csv", to_csv(baseline()) + "member9996@example.com,Ren\xE9,B,\n"); },
-         kRun, kOk, {"300 unchanged"}});
-    add({"huge field", "a 2 MB first name", "exit 0, the row rejected or truncated, no crash",
+         kRun, kRejections, {"300 unchanged"}});
+    add({"huge field", "a 2 MB first name", "exit 3 (succeeded_with_rejections), the row refused, no crash",
          [](ExportFixture& f) {
              f.dir.write("vip.csv", to_csv(baseline()) + "member9995@example.com," + std::string(2 << 20, 'x') + ",B,\n");
          },
-         kRun, kOk, {"300 unchanged"}});
+         kRun, kRejections, {"300 unchanged"}});
     add({"JSONL with garbage lines", "the members as JSON Lines plus broken lines", "exit 3 "
          "(succeeded_with_rejections), broken lines reported with their line numbers",
          [](ExportFixture& f) {

@@ -65,6 +65,9 @@ TEST_CASE("cancel: SIGINT while the run waits for the destination's imports ends
     CHECK_THAT(std::string(first["error"].GetString()),
                Catch::Contains("cancelled while waiting for the destination to finish its imports"));
     CHECK(count_of(first, "accepted") == 0);  // nothing was confirmed: the imports are still stuck
+    // Sent, and waiting for the destination: pending, which the next run learns (resumed).
+    CHECK(count_of(first, "sent") > 0);
+    CHECK(count_of(first, "pending") == count_of(first, "sent") - count_of(first, "rejected"));
     CHECK(fixture.sandbox.route_count(kBulk) == 4);
 
     // The imports finish at last; the next run confirms them through their receipts and sends
@@ -73,8 +76,10 @@ TEST_CASE("cancel: SIGINT while the run waits for the destination's imports ends
     fixture.clear_request_log();
     const Run resumed = fixture.segpush("export run vip_export");
     INFO(resumed.out << resumed.err);
-    REQUIRE(resumed.exit_code == 0);
+    REQUIRE(resumed.exit_code == 3);  // succeeded_with_rejections: the segment's refused rows
     CHECK(fixture.records_sent() == 0);
+    CHECK(count_of(latest_run(fixture), "sent") == 0);
+    CHECK(count_of(latest_run(fixture), "resumed") == count_of(first, "pending"));
     CHECK(fixture.sandbox.route_count(kBulk) == 4);  // the counts are not cleared with the request log
     require_list_exact(fixture.sandbox, segment.valid);
     check_accounting(fixture, segment);
