@@ -260,7 +260,8 @@ std::optional<Scheduler::RunOutcome> run_scheduled(const CheckedSetup& setup, co
                             to_string(summary.status) + " in " + duration_text(summary.seconds) + ": sent " +
                             count(c.sent) + ", accepted " + count(c.accepted) + ", rejected " + count(c.rejected) +
                             ", invalid " + count(c.invalid) + ", suppressed " + count(c.suppressed) + ", pending " +
-                            count(c.pending) + ", unchanged " + count(c.unchanged) +
+                            count(c.pending) + ", unchanged " + count(c.unchanged) + ", retried " +
+                            count(c.rejected_retried) + ", held " + count(c.rejected_held) +
                             (summary.error.empty() ? "" : "; " + summary.error));
         notify_run_finished(exp, state->history(), summary.run_id);  // queued: never holds up the schedule
         return Scheduler::RunOutcome{summary.status, summary.error};

@@ -76,6 +76,8 @@ void ServiceMetrics::run_finished(const std::string& export_name, RunStatus stat
     series.records.sent += counts.sent;
     series.records.resumed += counts.resumed;
     series.records.pending += counts.pending;
+    series.records.rejected_retried += counts.rejected_retried;
+    series.records.rejected_held += counts.rejected_held;
     series.records.accepted += counts.accepted;
     series.records.rejected += counts.rejected;
     series.records.invalid += counts.invalid;
@@ -163,6 +165,12 @@ std::string ServiceMetrics::exposition() const {
         {"segpush_records_pending_total",
          "Records sent whose outcome was not known when their run ended (learnt or sent again by the next run).",
          &RunCounts::pending},
+        {"segpush_records_rejected_retried_total",
+         "Members the destination refused before with the same values, sent again (retry_rejected_runs).",
+         &RunCounts::rejected_retried},
+        {"segpush_records_rejected_held_total",
+         "Members the destination refused before with the same values, held: not sent until their values change.",
+         &RunCounts::rejected_held},
     };
     for (const auto& [metric, help, member] : record_counters) {
         out.family(metric, "counter", help);

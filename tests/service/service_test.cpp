@@ -82,8 +82,8 @@ TEST_CASE("service: a declared export exposes every family at zero with HELP and
         CHECK_THAT(text,
                    Catch::Contains(std::string("segpush_runs_total{export=\"vip\",status=\"") + status + "\"} 0\n"));
     }
-    for (const char* counter :
-         {"sent", "resumed", "accepted", "rejected", "invalid", "suppressed", "removed", "pending"}) {
+    for (const char* counter : {"sent", "resumed", "accepted", "rejected", "invalid", "suppressed", "removed",
+                                "pending", "rejected_retried", "rejected_held"}) {
         const std::string name = std::string("segpush_records_") + counter + "_total";
         INFO(name);
         CHECK_THAT(family_lines(text, name), Catch::StartsWith("# HELP " + name + " ") &&

@@ -198,8 +198,8 @@ TEST_CASE("serve: /metrics read by the Prometheus parser matches the run's summa
     CHECK(after["segpush_runs_total{export=\"to_ac\",status=\"succeeded_with_rejections\"}"] == runs.Size());
     CHECK(after["segpush_runs_total{export=\"to_ac\",status=\"succeeded\"}"] == 0);
     CHECK(after["segpush_runs_total{export=\"to_ac\",status=\"failed_permanently\"}"] == 0);
-    for (const char* counter :
-         {"sent", "resumed", "accepted", "rejected", "invalid", "suppressed", "removed", "pending"}) {
+    for (const char* counter : {"sent", "resumed", "accepted", "rejected", "invalid", "suppressed", "removed",
+                                "pending", "rejected_retried", "rejected_held"}) {
         INFO(counter);
         CHECK(after["segpush_records_" + std::string(counter) + "_total{export=\"to_ac\"}"] ==
               static_cast<double>(counts[counter].GetInt64()));
