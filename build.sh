@@ -126,9 +126,11 @@ run_demo() {
     set -x
     "${segpush[@]}" config check
     "${segpush[@]}" plugins list
-    "${segpush[@]}" export run vip_to_newsletter --dry-run
-    "${segpush[@]}" export run vip_to_newsletter
-    "${segpush[@]}" export run vip_to_newsletter   # nothing changed: nothing is sent
+    # The sample segment holds a row without a valid email, to show the report: every run that
+    # reads it ends succeeded_with_rejections, exit status 3.
+    expect_exit 3 "${segpush[@]}" export run vip_to_newsletter --dry-run
+    expect_exit 3 "${segpush[@]}" export run vip_to_newsletter
+    expect_exit 3 "${segpush[@]}" export run vip_to_newsletter   # nothing changed: nothing is sent
     "${segpush[@]}" runs list
     cat "$demo"/state/reports/vip_to_newsletter-run-2-report.csv   # rows not sent, and why
     { set +x; } 2>/dev/null
@@ -140,6 +142,17 @@ count = lambda status: sum(m["status"] == status for m in members)
 print(f"The sandbox's list 3 now holds {count('subscribed')} subscribed contacts "
       f"and {count('unsubscribed')} who unsubscribed.")
 PY
+}
+
+# Runs the command after STATUS and fails unless it exits with STATUS.
+expect_exit() {
+    local expected=$1 status=0
+    shift
+    "$@" || status=$?
+    if [ "$status" -ne "$expected" ]; then
+        echo "build.sh: '$*' exited with status $status, expected $expected" >&2
+        return 1
+    fi
 }
 
 # METHOD PATH [JSON] on the sandbox's control API; prints the answer.
