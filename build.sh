@@ -13,6 +13,8 @@ PACKAGES=(g++ make cmake pkg-config libboost-dev libboost-filesystem-dev libyaml
           libhowardhinnant-date-dev tzdata
           libsystemd-dev  # sd_notify: serve under systemd's Type=notify
           libssl-dev  # libcrypto's HMAC-SHA256: the signature of webhook notices
+          libpq-dev  # libpq: the PostgreSQL state backend
+          postgresql  # a real server the tests start on loopback (initdb, pg_ctl)
           dpkg-dev  # dpkg-shlibdeps: the .deb's dependencies, for cpack and its test
           python3-prometheus-client  # its text parser reads serve's /metrics in the tests
           clang clang-format)  # clang: libFuzzer for the fuzz step of `test`

@@ -4,7 +4,7 @@
 
 namespace segpush {
 
-std::unique_ptr<StateStore> open_state_store(const std::string& location) {
+std::unique_ptr<StateStore> open_state_store(const std::string& location, const StateOptions&) {
     return std::make_unique<SqliteStateStore>(location);
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <set>
@@ -35,7 +36,17 @@ public:
     virtual Forgotten forget_members(const std::set<std::string>& keys) = 0;
 };
 
-// The state at `location`: the path of an SQLite state file, made if absent.
-std::unique_ptr<StateStore> open_state_store(const std::string& location);
+// How a store shared by several processes on several hosts (PostgreSQL) treats their runs.
+struct StateOptions {
+    // A running run whose holder has not renewed its lease for this long is abandoned: the
+    // next claim of its export closes it and carries on from its checkpoint.
+    std::chrono::seconds lease{30};
+    // How long a call waits for an unreachable database to come back before it fails.
+    std::chrono::seconds patience{60};
+};
+
+// The state at `location`: a postgresql:// URI (postgres::is_postgres_location), or the path
+// of an SQLite state file, made if absent.
+std::unique_ptr<StateStore> open_state_store(const std::string& location, const StateOptions& options = {});
 
 }  // namespace segpush

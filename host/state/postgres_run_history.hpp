@@ -1,0 +1,34 @@
+#pragma once
+
+#include "state/postgres.hpp"
+#include "state/run_history.hpp"
+#include "state/state_store.hpp"
+
+namespace segpush {
+
+// The run history in the PostgreSQL state database (table runs: postgres_schema.cpp), shared
+// by every replica. A running run holds a lease: its process renews the run's heartbeat from
+// a thread of its own (on a connection of its own) until finish_run; a run whose heartbeat is
+// older than its lease is abandoned, whichever host ran it, and the next begin_run of its
+// export closes it as failed_retryable and continues from its checkpoint.
+class PostgresRunHistory : public RunHistory {
+public:
+    // `db` must have the schema and outlive this object; `conninfo` opens the heartbeat's connection.
+    PostgresRunHistory(postgres::Connection& db, std::string conninfo, const StateOptions& options);
+    ~PostgresRunHistory() override;
+
+    Claim begin_run(const std::string& export_name, bool full, bool dry_run) override;
+    void finish_run(int64_t run_id, RunStatus status, const RunCounts& counts, const std::string& error,
+                    const std::string& report_path) override;
+    std::vector<RunRecord> list_runs(const std::string& export_name, int limit) override;
+    std::optional<RunRecord> get_run(int64_t id) override;
+    std::vector<RunRecord> live_runs() override;
+    int64_t redact_from_errors(const std::set<std::string>& keys) override;
+
+private:
+    postgres::Connection& db_;
+    std::string conninfo_;
+    StateOptions options_;
+};
+
+}  // namespace segpush

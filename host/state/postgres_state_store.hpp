@@ -1,0 +1,27 @@
+#pragma once
+
+#include "state/postgres.hpp"
+#include "state/postgres_delivered_state.hpp"
+#include "state/postgres_run_history.hpp"
+#include "state/state_store.hpp"
+
+namespace segpush {
+
+// The shared state: one PostgreSQL database holding the run history and the delivered state
+// of every replica, over one connection per process (runs' heartbeats and request budgets open
+// their own). Opening it migrates the schema (postgres_schema.hpp).
+class PostgresStateStore : public StateStore {
+public:
+    PostgresStateStore(const std::string& conninfo, const StateOptions& options);
+
+    RunHistory& history() override { return history_; }
+    DeliveredState& delivered() override { return delivered_; }
+    Forgotten forget_members(const std::set<std::string>& keys) override;
+
+private:
+    postgres::Connection db_;
+    PostgresRunHistory history_;
+    PostgresDeliveredState delivered_;
+};
+
+}  // namespace segpush
