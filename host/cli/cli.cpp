@@ -248,6 +248,24 @@ Exit status:
   1  refused: a run is in progress
   2  usage or configuration error
 )"},
+    {"state migrate", R"(Usage: segpush [--config FILE] state migrate [--json]
+
+Brings the state's schema to the version this segpush uses, and says which version it was
+at. Every command that opens the state migrates it too; this one lets you do it at a time you
+choose (before starting new replicas, say) and see the outcome. With PostgreSQL state it runs
+in one transaction that other replicas wait for, so replicas starting together migrate once.
+
+A state whose schema is newer than this segpush knows is left untouched: a newer segpush
+wrote it, and this one must not write tables it does not know. Run that version instead.
+
+Options:
+  --json   Machine-readable output: {"state", "backend", "from_version", "to_version"}
+
+Exit status:
+  0  the schema is at this segpush's version (it was, or now is)
+  1  the state cannot be reached, or its schema is newer than this segpush
+  2  usage or configuration error
+)"},
     {"plugins list", R"(Usage: segpush [--config FILE | --plugin-dir DIR] plugins list [--json]
 
 Tries every *.so file in the plugin directory, each in a child process of its own. Lists the
@@ -330,6 +348,7 @@ const std::vector<CommandSpec> kCommands = {
     {"runs show", "ID", {"--json"}, "One run: status, times, counts, error, its report"},
     {"serve", "", {"--plugin-dir", "--json"}, "Run every export on its schedule until stopped"},
     {"forget", "EMAIL...", {"--json"}, "Erase people from everything segpush keeps"},
+    {"state migrate", "", {"--json"}, "Bring the state's schema to this segpush's version"},
 };
 
 const OptionSpec* find_option(const std::string& name) {
@@ -945,6 +964,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     if (name == "export run") return export_run(options, print);
     if (name == "runs list") return runs_list(options, print);
     if (name == "runs show") return runs_show(options, print);
+    if (name == "state migrate") return state_migrate(options, print);
     if (name == "serve") return serve(options, print);
     return forget(options, print);
 }

@@ -66,5 +66,6 @@ int runs_list(const Options& options, Printer& print);
 int runs_show(const Options& options, Printer& print);
 int serve(const Options& options, Printer& print);
 int forget(const Options& options, Printer& print);
+int state_migrate(const Options& options, Printer& print);
 
 }  // namespace segpush

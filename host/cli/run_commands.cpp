@@ -27,6 +27,7 @@
 #include "schedule/scheduler.hpp"
 #include "service/http_endpoint.hpp"
 #include "service/metrics.hpp"
+#include "state/postgres.hpp"
 #include "state/state_store.hpp"
 #include "systemd/service_notifier.hpp"
 #include "text/suggest.hpp"
@@ -182,10 +183,17 @@ std::optional<Config> history_config(const Options& options, Printer& print) {
     return config;
 }
 
-std::optional<std::string> state_path_of(const Options& options, Printer& print) {
-    const auto config = history_config(options, print);
-    if (!config) return std::nullopt;
-    return config->state_path;
+std::unique_ptr<StateStore> open_state(const Config& config) {
+    return open_state_store(config.state_location, config.state_options);
+}
+
+// The configuration's state for a command that only reads it, or nullptr when it is an SQLite
+// file not made yet: reading must not create it.
+std::unique_ptr<StateStore> existing_state(const Config& config) {
+    if (!postgres::is_postgres_location(config.state_location) && !std::filesystem::exists(config.state_location)) {
+        return nullptr;
+    }
+    return open_state(config);
 }
 
 void add_run_json(rapidjson::Value& target, const RunRecord& run, rapidjson::Document::AllocatorType& alloc) {
@@ -247,7 +255,7 @@ std::optional<Scheduler::RunOutcome> run_scheduled(const CheckedSetup& setup, co
     ServiceMetrics& metrics = ServiceMetrics::process();
     metrics.run_started(exp.name);
     try {
-        const auto state = open_state_store(setup.config.state_path);
+        const auto state = open_state(setup.config);
         ExportRunner runner(setup.config, exp, setup.registry, *state, g_stop);
         const RunSummary summary = runner.run(RunOptions{});
         metrics.run_finished(exp.name, summary.status, summary.counts, summary.seconds,
@@ -355,10 +363,11 @@ std::shared_ptr<const CheckedSetup> reload_setup(const Options& options) {
 }
 
 // Whether a run (not a dry run) of the export started at or after `since`, by the run history.
-bool ran_since(const std::string& state_path, const std::string& export_name, Scheduler::Clock::time_point since) {
-    if (!std::filesystem::exists(state_path)) return false;
+bool ran_since(const Config& config, const std::string& export_name, Scheduler::Clock::time_point since) {
     try {
-        for (const auto& run : open_state_store(state_path)->history().list_runs(export_name, 100)) {
+        const auto state = existing_state(config);
+        if (!state) return false;
+        for (const auto& run : state->history().list_runs(export_name, 100)) {
             if (run.dry_run) continue;
             std::tm started{};
             std::istringstream text(run.started_at);
@@ -431,9 +440,9 @@ int export_run(const Options& options, Printer& print) {
     if (!setup) return kExitUsage;
     const ExportConfig* exp = find_export_or_report(setup->config, options.words[2], print);
     if (!exp) return kExitUsage;
-    const auto state = open_state_store(setup->config.state_path);
+    const auto state = open_state(setup->config);
     // Plugins' request budgets are shared with the other segpush processes of this state.
-    SharedBudgets::process().use_state_file(setup->config.state_path);
+    SharedBudgets::process().use_state_file(setup->config.state_location);
     StopOnSignal stop_on_signal;
     const LogRunScope log_scope(exp->name);
     ExportRunner runner(setup->config, *exp, setup->registry, *state, g_stop);
@@ -475,11 +484,10 @@ int runs_list(const Options& options, Printer& print) {
     if (options.words.size() > 3) return usage_error(print, "runs list takes at most one export name");
     const auto config = history_config(options, print);
     if (!config) return kExitUsage;
-    const std::string& path = config->state_path;
     const std::string export_name = options.words.size() == 3 ? options.words[2] : "";
     std::vector<RunRecord> runs;
-    if (std::filesystem::exists(path)) {
-        runs = open_state_store(path)->history().list_runs(export_name, options.limit.value_or(20));
+    if (const auto state = existing_state(*config)) {
+        runs = state->history().list_runs(export_name, options.limit.value_or(20));
     }
     // An export removed from the configuration still has its history; a name in neither is a typo.
     if (!export_name.empty() && runs.empty() && !config->find_export(export_name)) {
@@ -499,8 +507,8 @@ int runs_list(const Options& options, Printer& print) {
         return kExitOk;
     }
     if (runs.empty()) {
-        print.out("No runs yet" + (export_name.empty() ? std::string() : " of export " + export_name) + " in " + path +
-                  ".\n");
+        print.out("No runs yet" + (export_name.empty() ? std::string() : " of export " + export_name) + " in " +
+                  config->state_shown + ".\n");
         return kExitOk;
     }
     std::ostringstream text;
@@ -533,18 +541,17 @@ int runs_show(const Options& options, Printer& print) {
         return usage_error(print,
                            "run id must be a number, as 'segpush runs list' shows it, not '" + options.words[2] + "'");
     }
-    const auto path = state_path_of(options, print);
-    if (!path) return kExitUsage;
+    const auto config = history_config(options, print);
+    if (!config) return kExitUsage;
     std::optional<RunRecord> run;
     std::vector<RunRecord> newest;
-    if (std::filesystem::exists(*path)) {
-        const auto state = open_state_store(*path);
+    if (const auto state = existing_state(*config)) {
         run = state->history().get_run(id);
         if (!run) newest = state->history().list_runs("", 1);
     }
     if (!run) {
         return usage_error(print,
-                           "no run #" + std::to_string(id) + " in " + *path +
+                           "no run #" + std::to_string(id) + " in " + config->state_shown +
                                (newest.empty() ? " (no runs yet)"
                                                : " (the newest is #" + std::to_string(newest.front().id) +
                                                      "; segpush runs list shows the runs)"),
@@ -578,18 +585,18 @@ int forget(const Options& options, Printer& print) {
         if (key.empty()) return usage_error(print, "forget: an empty email was given");
         keys.insert(std::move(key));
     }
-    const auto path = state_path_of(options, print);
-    if (!path) return kExitUsage;
+    const auto config = history_config(options, print);
+    if (!config) return kExitUsage;
     StateStore::Forgotten forgotten;
-    if (std::filesystem::exists(*path)) {
+    if (const auto state = existing_state(*config)) {
         try {
-            forgotten = open_state_store(*path)->forget_members(keys);
+            forgotten = state->forget_members(keys);
         } catch (const AlreadyRunning& running) {
             print.err("segpush: nothing was forgotten: " + std::string(running.what()) + "\n");
             return kExitFailure;
         }
     }
-    const auto reports = forget_in_reports(reports_directory(*path), keys);
+    const auto reports = forget_in_reports(config->reports_dir, keys);
     int64_t report_rows = 0;
     for (const auto& [report, rows] : reports) report_rows += rows;
     if (options.json) {
@@ -599,7 +606,7 @@ int forget(const Options& options, Printer& print) {
         for (const auto& key : keys) people.PushBack(rapidjson::Value(key.c_str(), alloc), alloc);
         for (const auto& [report, rows] : reports) changed.PushBack(rapidjson::Value(report.c_str(), alloc), alloc);
         document.AddMember("emails", people, alloc);
-        document.AddMember("state", rapidjson::Value(path->c_str(), alloc), alloc);
+        document.AddMember("state", rapidjson::Value(config->state_shown.c_str(), alloc), alloc);
         document.AddMember("delivered", forgotten.delivered, alloc);
         document.AddMember("removals", forgotten.removals, alloc);
         document.AddMember("refusals", forgotten.refusals, alloc);
@@ -611,7 +618,8 @@ int forget(const Options& options, Printer& print) {
         return kExitOk;
     }
     std::ostringstream text;
-    text << "Forgot " << join(std::vector<std::string>(keys.begin(), keys.end())) << " in " << *path << ":\n"
+    text << "Forgot " << join(std::vector<std::string>(keys.begin(), keys.end())) << " in " << config->state_shown
+         << ":\n"
          << "  delivered records          " << forgotten.delivered << "\n"
          << "  removal records            " << forgotten.removals << "\n"
          << "  refusal records            " << forgotten.refusals << "\n"
@@ -633,7 +641,7 @@ int serve(const Options& options, Printer& print) {
     std::shared_ptr<const CheckedSetup> setup = std::make_shared<const CheckedSetup>(std::move(*loaded));
     // Plugins' request budgets are shared by every export here and with the other segpush
     // processes of this state (an `export run` from cron, say).
-    SharedBudgets::process().use_state_file(setup->config.state_path);
+    SharedBudgets::process().use_state_file(setup->config.state_location);
     Scheduler scheduler(scheduled_exports(setup), runs_under(setup), std::chrono::system_clock::now());
     if (scheduler.empty()) {
         print.err(
@@ -667,8 +675,8 @@ int serve(const Options& options, Printer& print) {
     StopOnSignal stop_on_signal;
     ReloadOnSignal reload_on_signal;
     scheduler.catch_up_missed(
-        [state_path = setup->config.state_path](const ExportConfig& exp, Scheduler::Clock::time_point since) {
-            return ran_since(state_path, exp.name, since);
+        [setup](const ExportConfig& exp, Scheduler::Clock::time_point since) {
+            return ran_since(setup->config, exp.name, since);
         },
         std::chrono::system_clock::now());
     scheduler.log_schedules();
@@ -686,7 +694,7 @@ int serve(const Options& options, Printer& print) {
                                              "its address until serve restarts");
                 }
                 setup = std::move(reloaded);
-                SharedBudgets::process().use_state_file(setup->config.state_path);
+                SharedBudgets::process().use_state_file(setup->config.state_location);
                 scheduler.replace(scheduled_exports(setup), runs_under(setup), std::chrono::system_clock::now());
                 for (const auto& [name, next] : scheduler.next_runs()) metrics.declare_export(name);
                 log_line(LogLevel::info, "serve: the new configuration is running");
@@ -704,6 +712,46 @@ int serve(const Options& options, Printer& print) {
     log_line(LogLevel::info, "serve: stopping; running exports finish their batches in flight and save their state");
     scheduler.wait_for_runs();
     Notifier::process().finish(kNotifyWaitAtExit);
+    return kExitOk;
+}
+
+}  // namespace segpush
+
+namespace segpush {
+
+int state_migrate(const Options& options, Printer& print) {
+    if (options.words.size() != 2) return usage_error(print, "state migrate takes no arguments");
+    const auto config = history_config(options, print);
+    if (!config) return kExitUsage;
+    StateStore::SchemaVersions versions;
+    std::string backend;
+    try {
+        const auto state = open_state(*config);
+        versions = state->schema_versions();
+        backend = state->backend_name();
+    } catch (const std::exception& error) {
+        print.err("segpush: " + std::string(error.what()) + "\n");
+        return kExitFailure;
+    }
+    if (options.json) {
+        rapidjson::Document document(rapidjson::kObjectType);
+        auto& alloc = document.GetAllocator();
+        document.AddMember("state", rapidjson::Value(config->state_shown.c_str(), alloc), alloc);
+        document.AddMember("backend", rapidjson::Value(backend.c_str(), alloc), alloc);
+        document.AddMember("from_version", versions.found, alloc);
+        document.AddMember("to_version", versions.current, alloc);
+        print.out(json_text(document));
+        return kExitOk;
+    }
+    const std::string where = backend + " state " + config->state_shown;
+    if (versions.found == versions.current) {
+        print.out(where + ": schema version " + std::to_string(versions.current) + ", already this segpush's\n");
+    } else if (versions.found == 0) {
+        print.out(where + ": schema created at version " + std::to_string(versions.current) + "\n");
+    } else {
+        print.out(where + ": schema migrated from version " + std::to_string(versions.found) + " to " +
+                  std::to_string(versions.current) + "\n");
+    }
     return kExitOk;
 }
 

@@ -11,13 +11,16 @@
 #include <regex>
 
 #include "config/paths.hpp"
+#include "config/secret_setting.hpp"
 #include "config/settings_check.hpp"
 #include "config/yaml_bounds.hpp"
 #include "config/yaml_reader.hpp"
 #include "plugins/destination.hpp"
 #include "plugins/registry.hpp"
 #include "schedule/cron.hpp"
+#include "secrets/redactor.hpp"
 #include "segments/segment_reader.hpp"
+#include "state/postgres.hpp"
 #include "text/suggest.hpp"
 
 namespace segpush {
@@ -34,9 +37,10 @@ YAML::Node settings_block(const YAML::Node& node) {
     return settings.IsDefined() ? settings : YAML::Node(YAML::NodeType::Undefined);
 }
 
-const std::vector<std::string> kMainKeys = {"plugin_dir", "state",    "report_retention_days", "strict",
-                                            "include",    "segments", "connections",           "exports",
-                                            "serve",      "notify"};
+const std::vector<std::string> kMainKeys = {"plugin_dir", "state",    "report_retention_days", "reports_dir", "strict",
+                                            "include",    "segments", "connections",           "exports",     "serve",
+                                            "notify"};
+const std::vector<std::string> kPostgresStateKeys = {"url", "password", "lease_seconds"};
 const std::vector<std::string> kAdminIncludeKeys = {"segments", "connections", "exports"};
 const std::vector<std::string> kContributorIncludeKeys = {"exports"};
 const std::vector<std::string> kSegmentKeys = {"source", "path", "fifo_timeout_seconds", "columns"};
@@ -150,8 +154,6 @@ public:
             config_.plugin_dir = *dir;
             config_.plugin_dir_pos = reader.pos(root["plugin_dir"]);
         }
-        config_.state_path = config_path(config_.base_dir,
-                                         reader.string(root, "state", "", false).value_or("segpush-state.db"));
         if (auto days = reader.positive_integer(root, "report_retention_days", "")) {
             if (*days > 36500) {
                 reader.error(root["report_retention_days"], "report_retention_days",
@@ -161,6 +163,7 @@ public:
             }
         }
         config_.strict = reader.boolean(root, "strict", "").value_or(false);
+        read_state(reader, root);
         read_serve(reader, root["serve"]);
         // Before the exports: each merges its own notify: over this one.
         config_.notify = read_notify_policy(reader, root["notify"], "notify", NotifyPolicy{}, false, config_.strict);
@@ -179,6 +182,81 @@ public:
     }
 
 private:
+    // `state:` is an SQLite file's path (the default, segpush-state.db), a postgresql:// URI, or
+    // a map {url, password, lease_seconds} for PostgreSQL with the password given by reference.
+    void read_state(YamlReader& reader, const YAML::Node& root) {
+        const YAML::Node state = root["state"];
+        config_.state_pos = state.IsDefined() ? reader.pos(state) : SourcePos{config_.file, 1, 1};
+        std::string url, password;
+        const bool is_map = state.IsDefined() && state.IsMap();  // an absent key's node throws on IsMap()
+        if (is_map) {
+            if (!reader.expect_map(state, "state", kPostgresStateKeys)) return;
+            const auto given = reader.string(state, "url", "state", true);
+            if (!given) return;
+            url = *given;
+            if (!postgres::is_postgres_location(url)) {
+                reader.error(state["url"], "state.url",
+                             "is not a postgresql:// URI; an SQLite state file is given as state: PATH");
+                return;
+            }
+            if (state["password"].IsDefined()) {
+                const auto secret = read_secret_setting(reader, state, "password", "state", true, config_.strict);
+                if (!secret) return;
+                password = *secret;
+            }
+            if (state["lease_seconds"].IsDefined()) {
+                const auto lease = reader.positive_integer(state, "lease_seconds", "state");
+                if (!lease) return;
+                if (*lease < 3 || *lease > 3600) {
+                    reader.error(state["lease_seconds"], "state.lease_seconds",
+                                 "must be from 3 to 3600 seconds: how long a replica that stopped answering keeps "
+                                 "its exports before another takes them over");
+                    return;
+                }
+                config_.state_options.lease = std::chrono::seconds(*lease);
+            }
+        } else {
+            const auto given = reader.string(root, "state", "", false);
+            if (!given) {
+                config_.state_location = config_.state_shown = config_path(config_.base_dir, "segpush-state.db");
+                config_.reports_dir = reports_dir(reader, root, config_.state_location);
+                return;
+            }
+            if (!postgres::is_postgres_location(*given)) {
+                config_.state_location = config_.state_shown = config_path(config_.base_dir, *given);
+                config_.reports_dir = reports_dir(reader, root, config_.state_location);
+                return;
+            }
+            url = *given;
+        }
+        // A password written in the URI itself stays there (libpq reads it) but is scrubbed from
+        // every output, and the user is told where it belongs.
+        if (const std::string written = postgres::password_in(url); !written.empty()) {
+            Redactor::instance().add_secret(written);
+            const std::string where = is_map ? "state.url" : "state";
+            const std::string message = "holds a password: give it as state.password: ${env:NAME} or ${file:PATH}";
+            if (config_.strict) {
+                reader.error(is_map ? state["url"] : state, where, message);
+                return;
+            }
+            diagnostics_.warning(reader.pos(is_map ? state["url"] : state), where, message);
+        }
+        config_.state_location = postgres::segpush_conninfo(url, password);
+        config_.state_shown = postgres::masked_conninfo(url);
+        std::string problem;
+        if (!postgres::valid_conninfo(config_.state_location, problem)) {
+            reader.error(is_map ? state["url"] : state, is_map ? "state.url" : "state", problem);
+        }
+        config_.reports_dir = reports_dir(reader, root, config_.file);
+    }
+
+    // `reports_dir`, else `reports` beside `beside` (the SQLite state file, or with PostgreSQL
+    // state the configuration file: reports hold personal data and stay on the host that ran).
+    std::string reports_dir(YamlReader& reader, const YAML::Node& root, const std::string& beside) {
+        if (auto dir = reader.string(root, "reports_dir", "", false)) return config_path(config_.base_dir, *dir);
+        return (fs::path(beside).parent_path() / "reports").string();
+    }
+
     void read_serve(YamlReader& reader, const YAML::Node& serve) {
         if (!serve.IsDefined() || serve.IsNull() || !reader.expect_map(serve, "serve", {"listen"})) return;
         if (auto listen = reader.string(serve, "listen", "serve", false)) {

@@ -12,6 +12,7 @@
 #include "config/diagnostics.hpp"
 #include "notify/notify_policy.hpp"
 #include "service/listen_address.hpp"
+#include "state/state_store.hpp"
 
 namespace segpush {
 
@@ -116,7 +117,15 @@ struct Config {
     SourcePos plugin_dir_pos;
     // plugin_dir was not set: plugin_dir holds default_plugin_dir(), plugin_dir_pos the file's start.
     bool plugin_dir_is_default = false;
-    std::string state_path;
+    // Where the state is (open_state_store): an SQLite file's path, or a PostgreSQL connection
+    // string with its password resolved in it, never to be printed: state_shown is.
+    std::string state_location;
+    std::string state_shown;  // the file's path, or the connection string with the password masked
+    SourcePos state_pos;
+    StateOptions state_options;
+    // Where run reports are written: `reports_dir`, else `reports` beside the SQLite state file
+    // or, with PostgreSQL state, beside the configuration file.
+    std::string reports_dir;
     // Run reports list people by email: each is deleted this many days after it was written.
     uint64_t report_retention_days = 30;
     // `strict: true`: unsafe file permissions (a secret file others can read, say) are errors

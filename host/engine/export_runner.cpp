@@ -575,7 +575,7 @@ private:
     // Reports list people by email: every run deletes those older than the configured retention.
     void prune_old_reports() {
         const uint64_t days = config_.report_retention_days;
-        const auto removed = prune_reports(reports_directory(config_.state_path), std::chrono::hours(24 * days));
+        const auto removed = prune_reports(config_.reports_dir, std::chrono::hours(24 * days));
         if (!removed.empty()) {
             log_line(LogLevel::info, "deleted " + std::to_string(removed.size()) + " run report(s) older than " +
                                          std::to_string(days) + " days (report_retention_days)");

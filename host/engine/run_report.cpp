@@ -116,14 +116,8 @@ std::string escaped(const std::string& value) {
 
 }  // namespace
 
-std::string reports_directory(const std::string& state_path) {
-    return (fs::path(state_path).parent_path() / "reports").string();
-}
-
 std::string report_path_for(const Config& config, const std::string& export_name, int64_t run_id) {
-    return (fs::path(reports_directory(config.state_path)) /
-            (export_name + "-run-" + std::to_string(run_id) + "-report.csv"))
-        .string();
+    return (fs::path(config.reports_dir) / (export_name + "-run-" + std::to_string(run_id) + "-report.csv")).string();
 }
 
 std::string report_cell(const std::string& value) {

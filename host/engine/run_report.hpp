@@ -13,13 +13,11 @@ namespace segpush {
 struct Config;
 
 // A run's report lists the rows refused before sending and the members the destination
-// refused or kept out, each with its reason: reports/EXPORT-run-ID-report.csv beside the
-// state file. Reports hold personal data: they are private to the user (0600 in a 0700
+// refused or kept out, each with its reason: EXPORT-run-ID-report.csv in the configuration's
+// reports_dir (Config::reports_dir). Reports hold personal data: they are private to the user (0600 in a 0700
 // folder), pruned after the configured number of days, and `segpush forget` removes a person
 // from them.
 
-// The folder of the reports of the runs recorded in the state file at `state_path`.
-std::string reports_directory(const std::string& state_path);
 std::string report_path_for(const Config& config, const std::string& export_name, int64_t run_id);
 
 // One CSV cell as a report writes it, safe to open in a spreadsheet: a value a spreadsheet

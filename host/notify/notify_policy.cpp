@@ -7,9 +7,8 @@
 #include <memory>
 
 #include "config/paths.hpp"
+#include "config/secret_setting.hpp"
 #include "config/yaml_reader.hpp"
-#include "secrets/redactor.hpp"
-#include "secrets/reference.hpp"
 
 namespace segpush {
 
@@ -42,51 +41,6 @@ std::optional<UrlParts> parse_url(const std::string& url) {
     part(CURLUPART_HOST, parts.host);
     part(CURLUPART_PORT, parts.port);
     return parts;
-}
-
-// A secret-capable value: "${env:NAME}"/"${file:PATH}" resolved; anything else as written.
-// `must_be_reference`: a value written inline is refused (it would sit in the file).
-std::optional<std::string> secret_value(YamlReader& reader, const YAML::Node& map, const std::string& key,
-                                        const std::string& path, bool must_be_reference, bool strict) {
-    const YAML::Node node = map[key];
-    const std::string key_path = path + "." + key;
-    if (!node.IsScalar()) {
-        reader.error(node, key_path, "expected a string, found " + describe_node_type(node));
-        return std::nullopt;
-    }
-    const std::string written = node.Scalar();
-    const auto reference = parse_secret_reference(written);
-    if (!reference) {
-        Redactor::instance().add_secret(written);
-        if (must_be_reference) {
-            reader.error(node, key_path,
-                         "is a secret: give it by reference as ${env:NAME} or ${file:PATH} so it never sits in a "
-                         "configuration file");
-            return std::nullopt;
-        }
-        return written;
-    }
-    std::string base_dir = fs::path(reader.file()).parent_path().string();
-    if (base_dir.empty()) base_dir = ".";
-    std::string problem;
-    auto value = resolve_secret_reference(*reference, base_dir, problem);
-    if (!value) {
-        reader.error(node, key_path, problem);
-        return std::nullopt;
-    }
-    if (const std::string exposure = secret_file_exposure(*reference, base_dir); !exposure.empty()) {
-        if (strict) {
-            reader.error(node, key_path, exposure);
-        } else {
-            reader.diagnostics().warning(reader.pos(node), key_path, exposure);
-        }
-    }
-    if (value->empty()) {
-        reader.error(node, key_path, "the referenced value is empty");
-        return std::nullopt;
-    }
-    Redactor::instance().add_secret(*value);
-    return value;
 }
 
 std::optional<int> bounded_integer(YamlReader& reader, const YAML::Node& map, const std::string& key,
@@ -136,7 +90,7 @@ std::optional<Webhook> read_webhook(YamlReader& reader, const YAML::Node& node, 
     if (!given(node, "url") || given_null(node, "url")) {
         reader.error(node, path + ".url", "missing required key 'url': the https:// address to POST notices to");
         ok = false;
-    } else if (auto url = secret_value(reader, node, "url", path, false, strict)) {
+    } else if (auto url = read_secret_setting(reader, node, "url", path, false, strict)) {
         const auto parts = parse_url(*url);
         // The URL is not repeated: it may hold a token.
         if (!parts || parts->host.empty()) {
@@ -155,7 +109,7 @@ std::optional<Webhook> read_webhook(YamlReader& reader, const YAML::Node& node, 
         ok = false;
     }
     if (given(node, "secret") && !given_null(node, "secret")) {
-        if (auto secret = secret_value(reader, node, "secret", path, true, strict)) {
+        if (auto secret = read_secret_setting(reader, node, "secret", path, true, strict)) {
             hook.secret = *secret;
         } else {
             ok = false;

@@ -1,6 +1,7 @@
 #include "state/postgres.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <regex>
 #include <thread>
@@ -178,6 +179,53 @@ std::string masked_conninfo(const std::string& conninfo) {
     static const std::regex keyword_password(R"((^|[\s?&])password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&]*))");
     std::string masked = std::regex_replace(conninfo, uri_password, "$1:***@");
     return std::regex_replace(masked, keyword_password, "$1password=***");
+}
+
+std::string segpush_conninfo(const std::string& url, const std::string& password) {
+    std::string conninfo = url;
+    auto add = [&](const std::string& keyword, const std::string& value) {
+        const size_t query = conninfo.find('?');
+        const std::string parameters = query == std::string::npos ? "" : conninfo.substr(query + 1);
+        if (std::regex_search(parameters, std::regex("(^|&)" + keyword + "="))) return;
+        conninfo += (query == std::string::npos ? "?" : "&") + keyword + "=" + value;
+    };
+    if (!password.empty()) {
+        std::string encoded;
+        for (const unsigned char c : password) {
+            static const char kHex[] = "0123456789ABCDEF";
+            if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+                encoded.push_back(static_cast<char>(c));
+            } else {
+                encoded += {'%', kHex[c >> 4], kHex[c & 15]};
+            }
+        }
+        add("password", encoded);
+    }
+    add("application_name", "segpush");
+    add("connect_timeout", "10");
+    return conninfo;
+}
+
+std::string password_in(const std::string& conninfo) {
+    PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), nullptr);
+    std::string password;
+    for (PQconninfoOption* option = options; option && option->keyword; ++option) {
+        if (std::string(option->keyword) == "password" && option->val) password = option->val;
+    }
+    PQconninfoFree(options);
+    return password;
+}
+
+bool valid_conninfo(const std::string& conninfo, std::string& problem) {
+    char* error = nullptr;
+    PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+    if (options) {
+        PQconninfoFree(options);
+        return true;
+    }
+    problem = error ? trimmed(masked_conninfo(error)) : "libpq cannot read it";
+    if (error) PQfreemem(error);
+    return false;
 }
 
 bool is_postgres_location(const std::string& location) {

@@ -124,6 +124,16 @@ private:
 // what segpush prints about where its state is.
 std::string masked_conninfo(const std::string& conninfo);
 
+// The connection string segpush connects with: the postgresql:// URI `url`, plus `password`
+// (when not empty, percent-encoded), application_name=segpush (so the server's
+// pg_stat_activity names us) and connect_timeout=10 (a dead server fails in seconds, not at
+// TCP's pace) unless the URI sets them.
+std::string segpush_conninfo(const std::string& url, const std::string& password);
+// The password written in `conninfo` ("" when none), as libpq reads it (percent-decoded).
+std::string password_in(const std::string& conninfo);
+// False, with what libpq finds wrong in it (the password masked), when libpq cannot parse it.
+bool valid_conninfo(const std::string& conninfo, std::string& problem);
+
 // True when `location` names a PostgreSQL database rather than an SQLite file.
 bool is_postgres_location(const std::string& location);
 

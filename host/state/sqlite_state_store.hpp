@@ -18,6 +18,8 @@ public:
     // Deleted content is overwritten (secure_delete) and the WAL emptied, so no copy is left
     // in the file.
     Forgotten forget_members(const std::set<std::string>& keys) override;
+    SchemaVersions schema_versions() const override { return {file_.found_version(), StateFile::kSchemaVersion}; }
+    const char* backend_name() const override { return "SQLite"; }
 
 private:
     StateFile file_;

@@ -12,7 +12,6 @@ namespace {
 
 // The schema of every table the state file keeps, run history's and delivered state's alike
 // (the TEMP table is the connection's own).
-constexpr int kSchemaVersion = 10;
 
 const char* const kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS runs(
@@ -170,6 +169,12 @@ StateFile::StateFile(const std::string& path)
         query.step();
         return query.integer(0);
     }();
+    if (version > kSchemaVersion) {
+        throw sqlite::Error("state file " + path + " has schema version " + std::to_string(version) +
+                            ", newer than this segpush knows (" + std::to_string(kSchemaVersion) +
+                            "): a newer segpush wrote it; run that version, or upgrade this one");
+    }
+    found_version_ = version;
     if (version < kSchemaVersion) {
         db_.exec("DROP TABLE IF EXISTS main.staged; DROP TABLE IF EXISTS main.rejects;");
         // Versions 4 and 5 kept a receipt per member; losing them only means a batch in

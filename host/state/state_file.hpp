@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "state/sqlite.hpp"
@@ -12,6 +13,7 @@ namespace segpush {
 // runs and delete in one transaction. Opening it makes the file and its WAL private, sets the
 // connection up (WAL, caches, the TEMP database's pages) and brings the schema of every table
 // to the current version, migrating older files: the schema and its migrations live here alone.
+// A file whose version is newer than this segpush knows is refused (sqlite::Error).
 class StateFile {
 public:
     explicit StateFile(const std::string& path);
@@ -19,9 +21,13 @@ public:
     StateFile& operator=(const StateFile&) = delete;
 
     sqlite::Database& db() { return db_; }
+    // The schema version the file was at when opened (0: a new file).
+    int64_t found_version() const { return found_version_; }
+    static constexpr int64_t kSchemaVersion = 10;
 
 private:
     sqlite::Database db_;
+    int64_t found_version_ = 0;
 };
 
 }  // namespace segpush

@@ -34,6 +34,16 @@ public:
     // AlreadyRunning while a live process runs an export of this state: it would record them
     // again.
     virtual Forgotten forget_members(const std::set<std::string>& keys) = 0;
+
+    // What opening the store did to its schema: the version it found (0: none yet) and the one
+    // it is at now, this segpush's. Opening refuses a schema newer than this segpush knows.
+    struct SchemaVersions {
+        int64_t found = 0;
+        int64_t current = 0;
+    };
+    virtual SchemaVersions schema_versions() const = 0;
+    // "SQLite" or "PostgreSQL".
+    virtual const char* backend_name() const = 0;
 };
 
 // How a store shared by several processes on several hosts (PostgreSQL) treats their runs.

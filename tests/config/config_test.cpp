@@ -123,7 +123,9 @@ TEST_CASE_METHOD(ConfigFixture, "config 1: a typo'd top-level key suggests the r
     const Result result = check(replace(kBase, "plugin_dir:", "plugin_dirs:"));
     CHECK(result.error_with("unknown key 'plugin_dirs'") ==
           "segpush.yaml:1:1: error: plugin_dirs: unknown key 'plugin_dirs' (did you mean 'plugin_dir'?); allowed keys: "
-          "plugin_dir, state, report_retention_days, strict, include, segments, connections, exports, serve, notify");
+          "plugin_dir, state, report_retention_days, reports_dir, strict, include, segments, connections, exports, "
+          "serve, "
+          "notify");
 }
 
 TEST_CASE_METHOD(ConfigFixture, "config 2: a typo'd connection key suggests the right one") {
