@@ -79,7 +79,9 @@ CREATE TABLE unconfirmed(
   receipt bytea NOT NULL,
   members bytea NOT NULL,
   confirmed boolean NOT NULL DEFAULT false);
-CREATE INDEX unconfirmed_by_export ON unconfirmed(export, run_id);
+-- One row per import: a batch recorded again (its COMMIT's acknowledgement lost) finds its
+-- receipts' rows rather than adding second ones. It also finds an export's receipts by run.
+CREATE UNIQUE INDEX unconfirmed_once ON unconfirmed(export, run_id, first_seq, last_seq, receipt);
 
 -- Scheduled runs claimed by a replica: the primary key lets one replica alone claim a slot.
 CREATE TABLE schedule_slots(
