@@ -250,7 +250,8 @@ std::string dry_run_json(const ExportConfig& exp, const RunSummary& summary) {
 
 // One scheduled run inside `serve`: its outcome goes to the log, never an exception; the
 // scheduler gets it too (nullopt: the run did not start).
-std::optional<Scheduler::RunOutcome> run_scheduled(const CheckedSetup& setup, const ExportConfig& exp) {
+std::optional<Scheduler::RunOutcome> run_scheduled(const CheckedSetup& setup, const ExportConfig& exp,
+                                                   const std::string& occasion) {
     const LogRunScope log_scope(exp.name);
     ServiceMetrics& metrics = ServiceMetrics::process();
     metrics.run_started(exp.name);
@@ -330,7 +331,8 @@ std::vector<Scheduler::ScheduledExport> scheduled_exports(const std::shared_ptr<
 }
 
 Scheduler::RunExport runs_under(const std::shared_ptr<const CheckedSetup>& setup) {
-    return [setup](const ExportConfig& exp) { return run_scheduled(*setup, exp); };
+    return
+        [setup](const ExportConfig& exp, const std::string& occasion) { return run_scheduled(*setup, exp, occasion); };
 }
 
 // serve's configuration read again (SIGHUP), checked as fully as at start. Every problem goes

@@ -1,6 +1,8 @@
 #include "schedule/scheduler.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <ctime>
 
 #include "log/log.hpp"
 
@@ -34,6 +36,24 @@ std::optional<Scheduler::Clock::time_point> last_time_at_or_before(const CronSch
         if (last) return last;
     }
     return std::nullopt;
+}
+
+// `when` in UTC, RFC 3339, to the second or (`nanoseconds`) to the nanosecond: occasions'
+// names, which every replica must write alike.
+std::string utc_text(Scheduler::Clock::time_point when, bool nanoseconds) {
+    const auto since_epoch = std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch());
+    const std::time_t seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count();
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    char text[64];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
+    std::string result = text;
+    if (nanoseconds) {
+        char fraction[16];
+        std::snprintf(fraction, sizeof fraction, ".%09lld", static_cast<long long>(since_epoch.count() % 1000000000));
+        result += fraction;
+    }
+    return result + "Z";
 }
 
 std::string reason_text(const std::string& error) { return error.empty() ? "no error was recorded" : error; }
@@ -257,29 +277,46 @@ void Scheduler::start_due(Clock::time_point now) {
             log_line(LogLevel::warn,
                      "export " + slot.exp->name + ": the previous run is still going; this scheduled run is skipped");
         } else {
-            if (slot.worker.joinable()) slot.worker.join();
-            slot.busy = true;
-            slot.outcome_pending = true;
-            slot.outcome.reset();
             slot.run_time = slot.next;
-            slot.run_definition = slot.definition;
+            std::string occasion;
             if (slot.watch) {
                 log_line(LogLevel::info, "export " + slot.exp->name + ": " + file_list(slot.watch->changed_files()) +
                                              " changed and has settled; run starting");
+                occasion = "change " + utc_text(slot.watch->newest_modification().value_or(now), true);
                 slot.watch->run_starting();
             } else {
                 log_line(LogLevel::info, "export " + slot.exp->name + ": scheduled run starting");
+                occasion = "schedule " + utc_text(slot.run_time, false);
             }
-            // The run keeps its own copies: a reload may change the slot while it goes on.
-            slot.worker = std::thread([&slot, run = slot.run, exp = slot.exp] {
-                auto outcome = run(*exp);
-                slot.outcome = std::move(outcome);
-                slot.busy = false;
-            });
+            launch(slot, occasion);
         }
         slot.next = following(slot, now);
         log_line(LogLevel::info, "export " + slot.exp->name + ": " + next_run_text(slot));
     }
+}
+
+void Scheduler::launch(Slot& slot, const std::string& occasion) {
+    if (slot.worker.joinable()) slot.worker.join();
+    slot.busy = true;
+    slot.outcome_pending = true;
+    slot.outcome.reset();
+    slot.run_definition = slot.definition;
+    // The run keeps its own copies: a reload may change the slot while it goes on.
+    slot.worker = std::thread([&slot, run = slot.run, exp = slot.exp, occasion] {
+        auto outcome = run(*exp, occasion);
+        slot.outcome = std::move(outcome);
+        slot.busy = false;
+    });
+}
+
+bool Scheduler::start_now(const std::string& export_name, const std::string& occasion) {
+    for (auto& slot : slots_) {
+        if (slot.exp->name != export_name) continue;
+        if (slot.busy || slot.outcome_pending) return false;
+        launch(slot, occasion);
+        return true;
+    }
+    return false;
 }
 
 std::vector<std::pair<std::string, std::optional<Scheduler::Clock::time_point>>> Scheduler::next_runs() const {

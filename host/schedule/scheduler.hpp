@@ -43,8 +43,12 @@ public:
         std::string error;
     };
     // Runs one export to its end; called on the export's own thread, never twice at once for
-    // one export. It must not throw.
-    using RunExport = std::function<std::optional<RunOutcome>(const ExportConfig&)>;
+    // one export. It must not throw. `occasion` names what started the run, the same in every
+    // replica serving the configuration, so that replicas can claim it once among them:
+    // "schedule 2026-01-31T03:00:00Z" (the scheduled time, also for a catch-up run),
+    // "change 2026-01-31T03:00:00.123456789Z" (the newest modification of the segment files),
+    // or what start_now was given.
+    using RunExport = std::function<std::optional<RunOutcome>(const ExportConfig&, const std::string& occasion)>;
 
     struct ScheduledExport {
         // Shares ownership of what the export's runs use (the configuration, its plugins): a
@@ -79,6 +83,10 @@ public:
     void start_due(Clock::time_point now);
     // Waits for the runs still going.
     void wait_for_runs();
+    // Starts a run of the export now, out of its schedule, unless one is going on: for a run
+    // another replica abandoned, which this one takes over. Its scheduled times are unchanged.
+    // False when the export is not scheduled here or is running.
+    bool start_now(const std::string& export_name, const std::string& occasion);
 
     // Switches to a new set of exports (a configuration reload). Next times are computed from
     // `now`. Runs going on finish with the configuration they started with; an export still
@@ -125,6 +133,8 @@ private:
     // the export is going on.
     static void watch_files(Slot& slot, Clock::time_point now);
     void take_outcome(Slot& slot);
+    // Starts the slot's worker thread on a run for `occasion`.
+    static void launch(Slot& slot, const std::string& occasion);
     static std::string next_run_text(const Slot& slot);
     static Clock::time_point next_run_of(const Slot& slot) { return std::max(slot.next, slot.held_until); }
 

@@ -68,7 +68,7 @@ TEST_CASE("scheduler: an export runs at its time, not before, and is not started
     Runs runs;
     Scheduler scheduler(
         exports,
-        [&](const ExportConfig& exp) {
+        [&](const ExportConfig& exp, const std::string&) {
             runs.run(exp);
             return std::optional<Scheduler::RunOutcome>(Scheduler::RunOutcome{});
         },
@@ -93,11 +93,39 @@ TEST_CASE("scheduler: an export runs at its time, not before, and is not started
     CHECK(runs.started == std::vector<std::string>{"hourly", "hourly"});
 }
 
+TEST_CASE("scheduler: each run names its occasion alike in every replica, and start_now runs an idle export at once") {
+    const std::vector<ExportConfig> exports{scheduled("hourly", "0 * * * *"), scheduled("daily", "0 3 * * *")};
+    Runs runs;
+    std::vector<std::string> occasions;
+    Scheduler scheduler(
+        exports,
+        [&](const ExportConfig& exp, const std::string& occasion) {
+            {
+                std::lock_guard<std::mutex> lock(runs.mutex);
+                occasions.push_back(exp.name + ": " + occasion);
+            }
+            runs.run(exp);
+            return std::optional<Scheduler::RunOutcome>(Scheduler::RunOutcome{});
+        },
+        utc(10, 30));
+    scheduler.start_due(utc(11, 0) + std::chrono::milliseconds(700));  // a replica polling late still names 11:00
+    runs.wait_for(1);
+    CHECK_FALSE(scheduler.start_now("hourly", "resume run #7"));  // still going
+    CHECK_FALSE(scheduler.start_now("not-scheduled-here", "resume run #8"));
+    CHECK(scheduler.start_now("daily", "resume run #9"));
+    runs.wait_for(2);
+    runs.release();
+    scheduler.wait_for_runs();
+    scheduler.start_due(utc(11, 1));  // start_now moved no scheduled time: daily still waits for 03:00
+    std::lock_guard<std::mutex> lock(runs.mutex);
+    CHECK(occasions == std::vector<std::string>{"hourly: schedule 2026-01-15T11:00:00Z", "daily: resume run #9"});
+}
+
 TEST_CASE("scheduler: exports without a valid schedule leave nothing to serve") {
     const std::vector<ExportConfig> exports{scheduled("on_demand", ""), scheduled("broken", "0 25 * * *")};
     Scheduler scheduler(
         exports,
-        [](const ExportConfig&) -> std::optional<Scheduler::RunOutcome> {
+        [](const ExportConfig&, const std::string&) -> std::optional<Scheduler::RunOutcome> {
             FAIL("nothing may run");
             return std::nullopt;
         },
@@ -115,7 +143,7 @@ struct ScriptedRuns {
     std::vector<std::pair<std::string, Clock::time_point>> started;
 
     Scheduler::RunExport runner() {
-        return [this](const ExportConfig& exp) -> std::optional<Scheduler::RunOutcome> {
+        return [this](const ExportConfig& exp, const std::string&) -> std::optional<Scheduler::RunOutcome> {
             std::lock_guard<std::mutex> lock(mutex);
             started.emplace_back(exp.name, now);
             return outcome;
@@ -213,7 +241,7 @@ TEST_CASE("scheduler: a reload switches to the new exports while a run going on 
     Runs held;  // the first configuration's runs wait until released
     std::vector<std::string> segments_seen;
     std::mutex seen_mutex;
-    auto run_first = [&](const ExportConfig& exp) -> std::optional<Scheduler::RunOutcome> {
+    auto run_first = [&](const ExportConfig& exp, const std::string&) -> std::optional<Scheduler::RunOutcome> {
         held.run(exp);
         std::lock_guard<std::mutex> lock(seen_mutex);
         segments_seen.insert(segments_seen.end(), exp.segments.begin(), exp.segments.end());
@@ -325,7 +353,7 @@ TEST_CASE("scheduler: an on_change export runs once a change has settled, and on
     Runs held;
     Scheduler scheduler(
         on_change(on_change_export(), {vip}),
-        [&](const ExportConfig& exp) {
+        [&](const ExportConfig& exp, const std::string&) {
             held.run(exp);
             return std::optional<Scheduler::RunOutcome>(Scheduler::RunOutcome{});
         },
