@@ -920,3 +920,56 @@ TEST_CASE_METHOD(ConfigFixture, "config: retry_rejected_runs is 3 unless set, 0 
     CHECK_THAT(with("    retry_rejectd_runs: 2\n").error_with("retry_rejectd_runs"),
                Catch::Contains("did you mean 'retry_rejected_runs'"));
 }
+
+TEST_CASE_METHOD(ConfigFixture, "config: a PostgreSQL state is a URI or a map whose password is a reference") {
+    SECTION("the URI form: connected with segpush's name and a connect timeout, shown as written") {
+        const Result result = check(replace(kBase, "state: state.db", "state: postgresql://segpush@db.internal/sp"));
+        INFO(result.all());
+        REQUIRE(result.config);
+        CHECK(result.config->state_location ==
+              "postgresql://segpush@db.internal/sp?application_name=segpush&connect_timeout=10");
+        CHECK(result.config->state_shown == "postgresql://segpush@db.internal/sp");
+        CHECK(result.config->state_options.lease == std::chrono::seconds(30));
+        CHECK(result.config->reports_dir == (dir.path() / "reports").string());
+    }
+    SECTION("the map form: the password resolved into what segpush connects with, never into what it shows") {
+        setenv("SEGPUSH_TEST_PG_PASSWORD", "pg p@ss/word", 1);
+        const Result result = check(
+            replace(kBase, "state: state.db",
+                    "state:\n  url: postgresql://segpush@db.internal/sp?sslmode=verify-full\n"
+                    "  password: ${env:SEGPUSH_TEST_PG_PASSWORD}\n  lease_seconds: 12\nreports_dir: /var/r"));
+        INFO(result.all());
+        REQUIRE(result.config);
+        CHECK(result.config->state_location ==
+              "postgresql://segpush@db.internal/sp?sslmode=verify-full&password=pg%20p%"
+              "40ss%2Fword&application_name=segpush&connect_timeout=10");
+        CHECK(result.config->state_shown == "postgresql://segpush@db.internal/sp?sslmode=verify-full");
+        CHECK(result.config->state_options.lease == std::chrono::seconds(12));
+        CHECK(result.config->reports_dir == "/var/r");
+    }
+    SECTION("a password written in the map is refused, one in the URI is a warning") {
+        Result result = check(
+            replace(kBase, "state: state.db", "state:\n  url: postgresql://segpush@db/sp\n  password: hunter2hunter2"));
+        CHECK(result.error_with("state.password") ==
+              "segpush.yaml:4:13: error: state.password: is a secret: give it by reference as ${env:NAME} or "
+              "${file:PATH} so it never sits in a configuration file");
+        result = check(replace(kBase, "state: state.db", "state: postgresql://segpush:hunter2hunter2@db/sp"));
+        INFO(result.all());
+        REQUIRE(result.warnings.size() == 1);
+        CHECK(result.warnings[0] == "segpush.yaml:2:8: warning: state: holds a password: give it as state.password: "
+                                    "${env:NAME} or ${file:PATH}");
+        REQUIRE(result.config);
+        CHECK(result.config->state_shown == "postgresql://segpush:***@db/sp");
+    }
+    SECTION("a map whose url is not PostgreSQL, a lease out of bounds, an unknown key") {
+        CHECK(check(replace(kBase, "state: state.db", "state:\n  url: state.db")).error_with("state.url") ==
+              "segpush.yaml:3:8: error: state.url: is not a postgresql:// URI; an "
+              "SQLite state file is given as state: PATH");
+        CHECK(check(replace(kBase, "state: state.db", "state:\n  url: postgresql://db/sp\n  lease_seconds: 2"))
+                  .error_with("state.lease_seconds")
+                  .find("must be from 3 to 3600 seconds") != std::string::npos);
+        CHECK(check(replace(kBase, "state: state.db", "state:\n  url: postgresql://db/sp\n  lease: 20"))
+                  .error_with("unknown key 'lease'")
+                  .find("did you mean 'lease_seconds'?") != std::string::npos);
+    }
+}
