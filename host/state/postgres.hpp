@@ -124,6 +124,10 @@ private:
 // what segpush prints about where its state is.
 std::string masked_conninfo(const std::string& conninfo);
 
+// The server `conninfo` names, as Connection::described_as() does, without connecting: for
+// messages about a server that could not be reached.
+std::string described_as(const std::string& conninfo);
+
 // True when `location` names a PostgreSQL database rather than an SQLite file.
 bool is_postgres_location(const std::string& location);
 
