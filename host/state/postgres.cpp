@@ -101,6 +101,8 @@ int64_t Result::affected() const {
     return count && *count ? std::strtoll(count, nullptr, 10) : 0;
 }
 
+std::string described_as(const std::string& conninfo) { return server_named_by(conninfo); }
+
 Connection::Connection(std::string conninfo)
     : conninfo_(std::move(conninfo)), described_as_(server_named_by(conninfo_)), conn_(nullptr, PQfinish) {
     connect();

@@ -133,6 +133,9 @@ std::string segpush_conninfo(const std::string& url, const std::string& password
 std::string password_in(const std::string& conninfo);
 // False, with what libpq finds wrong in it (the password masked), when libpq cannot parse it.
 bool valid_conninfo(const std::string& conninfo, std::string& problem);
+// The server `conninfo` names, as Connection::described_as() does, without connecting: for
+// messages about a server that could not be reached.
+std::string described_as(const std::string& conninfo);
 
 // True when `location` names a PostgreSQL database rather than an SQLite file.
 bool is_postgres_location(const std::string& location);
