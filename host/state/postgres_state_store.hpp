@@ -20,8 +20,10 @@ public:
 
 private:
     postgres::Connection db_;
+    [[maybe_unused]] bool migrated_;  // the schema is migrated before the parts below are built on it
     PostgresRunHistory history_;
     PostgresDeliveredState delivered_;
+    StateOptions options_;
 };
 
 }  // namespace segpush
