@@ -1,5 +1,8 @@
 #pragma once
 
+#include <map>
+#include <memory>
+
 #include "state/postgres.hpp"
 #include "state/run_history.hpp"
 #include "state/state_store.hpp"
@@ -23,12 +26,26 @@ public:
     std::vector<RunRecord> list_runs(const std::string& export_name, int limit) override;
     std::optional<RunRecord> get_run(int64_t id) override;
     std::vector<RunRecord> live_runs() override;
+    std::vector<RunRecord> abandoned_runs() override;
     int64_t redact_from_errors(const std::set<std::string>& keys) override;
+    bool claim_slot(const std::string& export_name, const std::string& due_at_utc, const std::string& claimer) override;
 
 private:
+    // The runs recorded as running whose process is alive (`alive`), or gone.
+    std::vector<RunRecord> recorded_running(bool alive);
+    class Heartbeat;
+
+    // Runs `work` on db_, again on a new connection when it was lost (for up to options_.patience).
+    void retrying(const std::function<void()>& work);
+    // Stops and joins the heartbeat of `run_id`, if it has one.
+    void stop_heartbeat(int64_t run_id);
+
     postgres::Connection& db_;
     std::string conninfo_;
     StateOptions options_;
+    // The heartbeats of this object's running runs, by run id. Touched only by the thread that
+    // uses this object, like db_.
+    std::map<int64_t, std::unique_ptr<Heartbeat>> heartbeats_;
 };
 
 }  // namespace segpush

@@ -111,7 +111,7 @@ int64_t postgres_schema_version(postgres::Connection& db) {
     return version.rows() == 0 ? 0 : version.integer(0, 0);
 }
 
-void migrate_postgres_schema(postgres::Connection& db) {
+int64_t migrate_postgres_schema(postgres::Connection& db) {
     postgres::Transaction transaction(db);
     db.exec("SELECT pg_advisory_xact_lock($1)", postgres::Params().add(kMigrationLock));
     db.exec("CREATE TABLE IF NOT EXISTS segpush_schema(version bigint NOT NULL)");
@@ -121,11 +121,13 @@ void migrate_postgres_schema(postgres::Connection& db) {
                                  ", newer than this segpush knows (" + std::to_string(kPostgresSchemaVersion) +
                                  "): a newer segpush wrote it; run that version, or upgrade this one");
     }
-    if (version == kPostgresSchemaVersion) return;
+    const int64_t found = version;
+    if (version == kPostgresSchemaVersion) return found;
     for (; version < kPostgresSchemaVersion; ++version) db.exec(kMigrations[version]);
     db.exec("DELETE FROM segpush_schema");
     db.exec("INSERT INTO segpush_schema VALUES($1)", postgres::Params().add(version));
     transaction.commit();
+    return found;
 }
 
 }  // namespace segpush

@@ -15,9 +15,9 @@ constexpr int64_t kPostgresSchemaVersion = 1;
 
 // The version the database is at (0: no segpush schema yet).
 int64_t postgres_schema_version(postgres::Connection& db);
-// Brings the schema to kPostgresSchemaVersion. Throws a runtime_error naming both versions
-// when the database's is newer than this segpush knows: an older binary must not write to
-// tables a newer one has changed.
-void migrate_postgres_schema(postgres::Connection& db);
+// Brings the schema to kPostgresSchemaVersion and returns the version it found. Throws a runtime_error naming both
+// versions when the database's is newer than this segpush knows: an older binary must not write to tables a newer one
+// has changed.
+int64_t migrate_postgres_schema(postgres::Connection& db);
 
 }  // namespace segpush

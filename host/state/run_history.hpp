@@ -126,8 +126,8 @@ public:
 // - A run recorded as running whose process is gone (on this host: the pid is dead, a zombie,
 //   or now another process, told apart by its start time) is closed as failed_retryable, with
 //   the error "interrupted: process PID stopped without finishing", by the next begin_run of
-//   its export, in the same transaction as the claim. A run of another host is taken as alive:
-//   this one cannot ask.
+//   its export, in the same transaction as the claim. A run of another host is taken as alive
+//   (this one cannot ask) unless the backend keeps leases and its lease ran out (PostgreSQL).
 // - Run ids grow: a later run has a higher id, and ids are never reused.
 // - What a run records survives the process (the next process reads it), and finish_run's
 //   error text is stored scrubbed of secrets (Redactor).
@@ -161,9 +161,23 @@ public:
     // oldest first. Closes none. A caller that must keep runs from starting while it works
     // (forgetting people) calls this inside a transaction that excludes begin_run.
     virtual std::vector<RunRecord> live_runs() = 0;
+    // The other runs recorded as running: their process is gone (by begin_run's rule), and the
+    // next begin_run of their export closes them. Oldest first; closes none. What a replica
+    // looks for to take over.
+    virtual std::vector<RunRecord> abandoned_runs() = 0;
     // Masks with '*' every occurrence of the keys (lower-case emails) in runs' errors, the
     // errors compared case-insensitively; returns how many runs' errors changed.
     virtual int64_t redact_from_errors(const std::set<std::string>& keys) = 0;
+
+    // Claims the scheduled run of `export_name` due at `due_at_utc` (the slot's time as the
+    // schedule computed it) for `claimer` (one `serve` process: host and pid), so that of
+    // several `serve` processes sharing the state, one alone starts it. True for exactly one
+    // claimer of each (export, due_at), ever, however many ask at once; that claimer asking
+    // again gets true again (an answer lost with a connection can be asked for anew). Atomic
+    // like begin_run. Claims older than a week are forgotten as claims are made: a slot is
+    // asked for around its time, never a week later.
+    virtual bool claim_slot(const std::string& export_name, const std::string& due_at_utc,
+                            const std::string& claimer) = 0;
 };
 
 }  // namespace segpush

@@ -1,15 +1,12 @@
 #include "state/sqlite_run_history.hpp"
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <cctype>
-#include <cerrno>
 #include <ctime>
-#include <fstream>
-#include <sstream>
 
 #include "secrets/redactor.hpp"
+#include "state/process_liveness.hpp"
 
 namespace segpush {
 
@@ -22,66 +19,6 @@ std::string now_utc() {
     char text[32];
     std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
     return text;
-}
-
-std::string this_hostname() {
-    char name[256] = {};
-    gethostname(name, sizeof name - 1);
-    return name;
-}
-
-// What /proc says of process `pid`: its state letter (field 3) and start time (field 22).
-// False where /proc does not say (not Linux, or the process is gone).
-bool read_process_stat(int64_t pid, char& state, std::string& start_time) {
-    std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
-    // Read whole: the command name, in parentheses, may hold spaces, ')' and even newlines;
-    // the fields after it are counted from the last ')'.
-    const std::string stat{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
-    const size_t name_end = stat.rfind(')');
-    if (name_end == std::string::npos) return false;
-    std::istringstream fields(stat.substr(name_end + 1));
-    std::string field;
-    for (int number = 3; number <= 22; ++number) {
-        if (!(fields >> field)) return false;
-        if (number == 3) state = field.empty() ? '?' : field[0];
-    }
-    start_time = field;
-    return true;
-}
-
-std::string boot_id() {
-    std::ifstream boot("/proc/sys/kernel/random/boot_id");
-    std::string id;
-    std::getline(boot, id);
-    return id;
-}
-
-// Which process `pid` is, beyond its number: the boot and the process's start time, so a
-// run whose process died is not taken for alive because its pid was given to another
-// process since (after a reboot, low pids come back at once). Empty where /proc does not say.
-std::string identity_of(const std::string& boot, const std::string& start_time) { return boot + "/" + start_time; }
-
-std::string process_identity(int64_t pid) {
-    char state = '?';
-    std::string start_time;
-    const std::string boot = boot_id();
-    if (boot.empty() || !read_process_stat(pid, state, start_time)) return {};
-    return identity_of(boot, start_time);
-}
-
-// `identity` is what process_identity said when the run started (empty in runs recorded
-// before segpush kept it: the pid alone decides then, as it does where /proc is missing). A
-// zombie is dead: its parent has not collected it yet, but it runs nothing.
-bool process_alive(int64_t pid, const std::string& identity) {
-    if (pid <= 0) return false;
-    if (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
-    char state = '?';
-    std::string start_time;
-    if (!read_process_stat(pid, state, start_time)) return true;
-    if (state == 'Z') return false;
-    if (identity.empty()) return true;
-    const std::string boot = boot_id();
-    return boot.empty() || identity_of(boot, start_time) == identity;
 }
 
 // A run recorded as running whose process is alive, or runs on another host (which this
@@ -241,15 +178,19 @@ std::optional<RunRecord> SqliteRunHistory::get_run(int64_t id) {
     return read_run(query);
 }
 
-std::vector<RunRecord> SqliteRunHistory::live_runs() {
+std::vector<RunRecord> SqliteRunHistory::live_runs() { return recorded_running(true); }
+
+std::vector<RunRecord> SqliteRunHistory::abandoned_runs() { return recorded_running(false); }
+
+std::vector<RunRecord> SqliteRunHistory::recorded_running(bool alive) {
     auto running = db_.prepare(std::string("SELECT ") + kRunColumns +
                                ", COALESCE(process_identity, '') FROM runs WHERE status='running' ORDER BY id");
-    std::vector<RunRecord> live;
+    std::vector<RunRecord> runs;
     while (running.step()) {
         RunRecord run = read_run(running);
-        if (still_running(run, running.text(kRunColumnCount))) live.push_back(std::move(run));
+        if (still_running(run, running.text(kRunColumnCount)) == alive) runs.push_back(std::move(run));
     }
-    return live;
+    return runs;
 }
 
 int64_t SqliteRunHistory::redact_from_errors(const std::set<std::string>& keys) {
@@ -274,6 +215,25 @@ int64_t SqliteRunHistory::redact_from_errors(const std::set<std::string>& keys) 
         db_.prepare("UPDATE runs SET error=? WHERE id=?").bind(1, error).bind(2, id).run();
     }
     return static_cast<int64_t>(cleaned.size());
+}
+
+bool SqliteRunHistory::claim_slot(const std::string& export_name, const std::string& due_at_utc,
+                                  const std::string& claimer) {
+    sqlite::Transaction transaction(db_);
+    db_.prepare("DELETE FROM schedule_slots WHERE claimed_at < CAST(strftime('%s', 'now') AS INTEGER) - 7 * 86400")
+        .run();
+    db_.prepare("INSERT OR IGNORE INTO schedule_slots(export, due_at, claimed_by, claimed_at) "
+                "VALUES(?, ?, ?, CAST(strftime('%s', 'now') AS INTEGER))")
+        .bind(1, export_name)
+        .bind(2, due_at_utc)
+        .bind(3, claimer)
+        .run();
+    auto holder = db_.prepare("SELECT claimed_by FROM schedule_slots WHERE export=? AND due_at=?");
+    holder.bind(1, export_name).bind(2, due_at_utc);
+    const bool claimed = holder.step() && holder.text(0) == claimer;
+    holder.reset();
+    transaction.commit();
+    return claimed;
 }
 
 }  // namespace segpush

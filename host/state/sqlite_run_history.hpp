@@ -7,8 +7,8 @@ namespace segpush {
 
 // The run history in the SQLite state file (its `runs` table), over the connection a
 // StateFile opened: it shares that connection, and so its transactions, with the SqliteDeliveredState
-// of the same file. A process's liveness is judged here: its pid, and on Linux its boot and
-// start time (so a pid given to another process since does not pass for the run's).
+// of the same file. A process's liveness is judged by its pid, and on Linux its boot and start
+// time (process_liveness.hpp).
 class SqliteRunHistory : public RunHistory {
 public:
     // `db` must have the state schema (StateFile) and outlive this object.
@@ -24,9 +24,13 @@ public:
     // Within a transaction the caller holds on the shared connection, when it must be atomic
     // with what the caller writes there (SqliteStateStore::forget_members).
     std::vector<RunRecord> live_runs() override;
+    std::vector<RunRecord> abandoned_runs() override;
     int64_t redact_from_errors(const std::set<std::string>& keys) override;
+    bool claim_slot(const std::string& export_name, const std::string& due_at_utc, const std::string& claimer) override;
 
 private:
+    // The runs recorded as running whose process is alive (`alive`), or gone.
+    std::vector<RunRecord> recorded_running(bool alive);
     sqlite::Database& db_;
 };
 

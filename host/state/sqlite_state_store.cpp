@@ -1,10 +1,12 @@
 #include "state/sqlite_state_store.hpp"
 
+#include "state/postgres_state_store.hpp"
 #include "state/receipt_members.hpp"
 
 namespace segpush {
 
-std::unique_ptr<StateStore> open_state_store(const std::string& location, const StateOptions&) {
+std::unique_ptr<StateStore> open_state_store(const std::string& location, const StateOptions& options) {
+    if (postgres::is_postgres_location(location)) return std::make_unique<PostgresStateStore>(location, options);
     return std::make_unique<SqliteStateStore>(location);
 }
 

@@ -102,6 +102,15 @@ CREATE TABLE IF NOT EXISTS unconfirmed(
   members BLOB NOT NULL,
   confirmed INTEGER NOT NULL DEFAULT 0);
 
+-- Scheduled runs claimed by a `serve` (SqliteRunHistory::claim_slot): the primary key lets one
+-- claimer alone have a slot. Rows older than a week are pruned by later claims.
+CREATE TABLE IF NOT EXISTS schedule_slots(
+  export TEXT NOT NULL,
+  due_at TEXT NOT NULL,  -- the slot's time, UTC, as the schedule computed it
+  claimed_by TEXT NOT NULL,
+  claimed_at INTEGER NOT NULL,  -- seconds since 1970-01-01 UTC
+  PRIMARY KEY(export, due_at)) WITHOUT ROWID;
+
 -- The confirmed receipts' members, copied here to be sorted by key as the log is folded
 -- into delivered (SqliteDeliveredState).
 CREATE TEMP TABLE IF NOT EXISTS confirmed_members(
@@ -163,7 +172,7 @@ StateFile::StateFile(const std::string& path)
     // Version 4 added the unconfirmed table, version 5 keyed it by run and seq and added
     // delivered_log (created below like every table), version 6 made it a row per receipt,
     // version 7 added runs.process_identity, version 10 the refused table (created below) and
-    // the runs' rejected_retried and rejected_held.
+    // the runs' rejected_retried and rejected_held, version 11 the schedule_slots table (created below).
     const int64_t version = [&] {
         sqlite::Statement query = db_.prepare("PRAGMA user_version");
         query.step();

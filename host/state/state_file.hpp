@@ -23,7 +23,7 @@ public:
     sqlite::Database& db() { return db_; }
     // The schema version the file was at when opened (0: a new file).
     int64_t found_version() const { return found_version_; }
-    static constexpr int64_t kSchemaVersion = 10;
+    static constexpr int64_t kSchemaVersion = 11;
 
 private:
     sqlite::Database db_;
