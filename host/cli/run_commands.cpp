@@ -206,6 +206,9 @@ void add_run_json(rapidjson::Value& target, const RunRecord& run, rapidjson::Doc
     target.AddMember("finished_at", text(run.finished_at), alloc);
     target.AddMember("full", run.full, alloc);
     target.AddMember("dry_run", run.dry_run, alloc);
+    // Which process ran it: with replicas sharing a PostgreSQL state, which replica.
+    target.AddMember("pid", run.pid, alloc);
+    target.AddMember("hostname", text(run.hostname), alloc);
     rapidjson::Value counts(rapidjson::kObjectType);
     for (const auto& [name, value] : named_counts(run.counts))
         counts.AddMember(rapidjson::StringRef(name), value, alloc);
@@ -248,6 +251,13 @@ std::string dry_run_json(const ExportConfig& exp, const RunSummary& summary) {
     return json_text(document);
 }
 
+// This process among the replicas sharing a state, as claims name it: "HOST pid PID".
+std::string replica_name() {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    return std::string(host) + " pid " + std::to_string(getpid());
+}
+
 // One scheduled run inside `serve`: its outcome goes to the log, never an exception; the
 // scheduler gets it too (nullopt: the run did not start).
 std::optional<Scheduler::RunOutcome> run_scheduled(const CheckedSetup& setup, const ExportConfig& exp,
@@ -257,6 +267,13 @@ std::optional<Scheduler::RunOutcome> run_scheduled(const CheckedSetup& setup, co
     metrics.run_started(exp.name);
     try {
         const auto state = open_state(setup.config);
+        // Replicas serving this configuration all reach this point for the same occasion: the
+        // one that claims it runs it.
+        if (!state->history().claim_slot(exp.name, occasion, replica_name())) {
+            metrics.run_not_started(exp.name, "other_replica");
+            log_line(LogLevel::info, "export " + exp.name + ": another replica took this run (" + occasion + ")");
+            return std::nullopt;
+        }
         ExportRunner runner(setup.config, exp, setup.registry, *state, g_stop);
         const RunSummary summary = runner.run(RunOptions{});
         metrics.run_finished(exp.name, summary.status, summary.counts, summary.seconds,
@@ -635,6 +652,29 @@ int forget(const Options& options, Printer& print) {
     return kExitOk;
 }
 
+// With state shared by hosts (PostgreSQL), a run whose replica stopped renewing its lease is
+// taken over by the first replica that serves its export to see it: it continues the export
+// from the checkpoint and receipts, so only the batches in flight are sent again. `state` is
+// the serve loop's own connection, opened on first use and again after an error. An SQLite
+// state has one host: its runs are continued by the export's next run, as without serve.
+void take_over_abandoned_runs(const Config& config, Scheduler& scheduler, std::unique_ptr<StateStore>& state) {
+    if (!postgres::is_postgres_location(config.state_location)) return;
+    try {
+        if (!state) state = open_state(config);
+        for (const RunRecord& run : state->history().abandoned_runs()) {
+            if (run.dry_run) continue;  // nothing to continue: the next claim closes it
+            if (scheduler.start_now(run.export_name, "resume run #" + std::to_string(run.id))) {
+                log_line(LogLevel::warn, "export " + run.export_name + ": run #" + std::to_string(run.id) + " (pid " +
+                                             std::to_string(run.pid) + " on " + run.hostname +
+                                             ") stopped renewing its lease; taking it over from its checkpoint");
+            }
+        }
+    } catch (const std::exception& error) {
+        state.reset();
+        log_line(LogLevel::warn, std::string("serve: cannot look for abandoned runs: ") + error.what());
+    }
+}
+
 int serve(const Options& options, Printer& print) {
     if (options.words.size() != 1) return usage_error(print, "serve takes no arguments");
     auto loaded = load_checked_or_report(options, print);
@@ -686,6 +726,8 @@ int serve(const Options& options, Printer& print) {
     service_manager.ready("serving the scheduled exports");
     readiness.clear("scheduler");
     if (options.json) print.out(serve_start_json(setup->config, scheduler, listening));
+    std::unique_ptr<StateStore> takeover_state;
+    auto next_takeover_look = std::chrono::steady_clock::now();
     while (!g_stop) {
         if (g_reload.exchange(false)) {
             service_manager.reloading();
@@ -696,6 +738,7 @@ int serve(const Options& options, Printer& print) {
                                              "its address until serve restarts");
                 }
                 setup = std::move(reloaded);
+                takeover_state.reset();  // the state may have moved
                 SharedBudgets::process().use_state_file(setup->config.state_location);
                 scheduler.replace(scheduled_exports(setup), runs_under(setup), std::chrono::system_clock::now());
                 for (const auto& [name, next] : scheduler.next_runs()) metrics.declare_export(name);
@@ -705,6 +748,13 @@ int serve(const Options& options, Printer& print) {
             service_manager.ready("serving the scheduled exports");
         }
         scheduler.start_due(std::chrono::system_clock::now());
+        if (std::chrono::steady_clock::now() >= next_takeover_look) {
+            // A third of a lease: a run is taken over within about 1.3 leases of its holder's last renewal.
+            next_takeover_look = std::chrono::steady_clock::now() +
+                                 std::max<std::chrono::steady_clock::duration>(std::chrono::seconds(1),
+                                                                               setup->config.state_options.lease / 3);
+            take_over_abandoned_runs(setup->config, scheduler, takeover_state);
+        }
         service_manager.alive();
         for (const auto& [name, next] : scheduler.next_runs()) metrics.next_run(name, next);
         std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -13,9 +13,10 @@ namespace {
 
 // Every way a scheduled run can end, declared at zero with the export so that rate() and
 // increase() see the first of each.
-const char* const kRunOutcomes[] = {
-    "succeeded", "succeeded_with_rejections", "failed_will_retry", "failed_permanently", "cancelled", "skipped",
-    "error"};
+const char* const kRunOutcomes[] = {"succeeded",         "succeeded_with_rejections",
+                                    "failed_will_retry", "failed_permanently",
+                                    "cancelled",         "skipped",
+                                    "other_replica",     "error"};
 
 double epoch_seconds(ServiceMetrics::Clock::time_point when) {
     return std::chrono::duration<double>(when.time_since_epoch()).count();
@@ -123,7 +124,8 @@ std::string ServiceMetrics::exposition() const {
 
     out.family("segpush_runs_total", "counter",
                "Scheduled runs by export and how they ended (a run status, or skipped: another process was "
-               "running the export, or error: the run could not start).");
+               "running the export, other_replica: another replica claimed this run, or error: the run could "
+               "not start).");
     for (const auto& [name, series] : exports) {
         for (const auto& [status, runs] : series.runs_by_status) {
             out.sample({{"export", name}, {"status", status}}, static_cast<double>(runs));

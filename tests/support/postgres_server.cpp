@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -200,6 +201,12 @@ std::string PostgresServer::create_database() {
 
 std::string PostgresServer::uri(const std::string& database) const {
     return "postgresql://segpush:" + std::string(password()) + "@127.0.0.1:" + std::to_string(port_) + "/" + database;
+}
+
+std::string PostgresServer::state_yaml(const std::string& database, int lease_seconds) const {
+    setenv("SEGPUSH_TEST_STATE_PASSWORD", password(), 1);
+    return "state:\n  url: " + uri_without_password(database) +
+           "\n  password: ${env:SEGPUSH_TEST_STATE_PASSWORD}\n  lease_seconds: " + std::to_string(lease_seconds) + "\n";
 }
 
 std::string PostgresServer::uri_without_password(const std::string& database) const {

@@ -29,6 +29,10 @@ public:
     // The same URI without the password, for tests that pass it another way (${env:}, PGPASSWORD).
     std::string uri_without_password(const std::string& database) const;
     static const char* password() { return "pg-test-Secret-4417"; }
+    // The `state:` block of a segpush configuration for `database`, the password given as
+    // ${env:SEGPUSH_TEST_STATE_PASSWORD} (set in this process's environment, which the segpush
+    // processes tests start inherit), with `lease_seconds`.
+    std::string state_yaml(const std::string& database, int lease_seconds) const;
     int port() const { return port_; }
 
     // Fast shutdown (clients disconnected, then the server exits), and start again on the same
