@@ -18,6 +18,7 @@
 #include "log/log.hpp"
 #include "plugins/registry.hpp"
 #include "secrets/redactor.hpp"
+#include "state/state_store.hpp"
 #include "text/suggest.hpp"
 #include "text/wording.hpp"
 
@@ -709,9 +710,32 @@ void print_diagnostics_json(Printer& print, const Diagnostics& diagnostics, bool
     write_json(print, doc);
 }
 
+// The state's schema, as far as it can be read without changing it: one newer than this
+// segpush knows is an error (runs would refuse it); a state that cannot be reached is a
+// warning, since the configuration may be checked where the database is out of reach.
+void check_state_schema(const Config& config, Diagnostics& diagnostics) {
+    try {
+        const StateStore::SchemaVersions versions = peek_schema_versions(config.state_location);
+        if (versions.found > versions.current) {
+            diagnostics.error(config.state_pos, "state",
+                              config.state_shown + " has schema version " + std::to_string(versions.found) +
+                                  ", newer than this segpush knows (" + std::to_string(versions.current) +
+                                  "): a newer segpush wrote it; run that version, or upgrade this one");
+        }
+    } catch (const std::exception& error) {
+        diagnostics.warning(config.state_pos, "state", std::string("its schema cannot be checked: ") + error.what());
+    }
+}
+
 int config_check(const Options& options, Printer& print) {
     Diagnostics diagnostics;
     auto setup = load_checked(options, diagnostics);
+    if (setup) {
+        check_state_schema(setup->config, diagnostics);
+        for (const auto& item : diagnostics.items()) {
+            if (item.severity == Diagnostic::Severity::error) setup.reset();
+        }
+    }
     if (options.json) {
         print_diagnostics_json(print, diagnostics, setup.has_value());
         return setup ? kExitOk : kExitUsage;

@@ -1,5 +1,8 @@
 #include "state/sqlite_state_store.hpp"
 
+#include <filesystem>
+
+#include "state/postgres_schema.hpp"
 #include "state/postgres_state_store.hpp"
 #include "state/receipt_members.hpp"
 
@@ -8,6 +11,28 @@ namespace segpush {
 std::unique_ptr<StateStore> open_state_store(const std::string& location, const StateOptions& options) {
     if (postgres::is_postgres_location(location)) return std::make_unique<PostgresStateStore>(location, options);
     return std::make_unique<SqliteStateStore>(location);
+}
+
+StateStore::SchemaVersions peek_schema_versions(const std::string& location) {
+    if (postgres::is_postgres_location(location)) {
+        postgres::Connection db(location);
+        return {postgres_schema_version(db), kPostgresSchemaVersion};
+    }
+    if (!std::filesystem::exists(location)) return {0, StateFile::kSchemaVersion};
+    sqlite3* raw = nullptr;
+    const int opened = sqlite3_open_v2(location.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
+    std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, sqlite3_close_v2);
+    sqlite3_stmt* raw_statement = nullptr;
+    if (opened != SQLITE_OK ||
+        sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &raw_statement, nullptr) != SQLITE_OK) {
+        throw sqlite::Error("cannot read state file " + location + ": " +
+                            (raw ? sqlite3_errmsg(raw) : "out of memory"));
+    }
+    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> statement(raw_statement, sqlite3_finalize);
+    if (sqlite3_step(raw_statement) != SQLITE_ROW) {
+        throw sqlite::Error("cannot read state file " + location + ": " + sqlite3_errmsg(raw));
+    }
+    return {sqlite3_column_int64(raw_statement, 0), StateFile::kSchemaVersion};
 }
 
 StateStore::Forgotten SqliteStateStore::forget_members(const std::set<std::string>& keys) {

@@ -55,6 +55,11 @@ struct StateOptions {
     std::chrono::seconds patience{60};
 };
 
+// The schema version of the state at `location` and this segpush's, read without creating or
+// migrating anything (found 0: no state there yet). Throws when it cannot be read (a server
+// that cannot be reached, a file that is not an SQLite database).
+StateStore::SchemaVersions peek_schema_versions(const std::string& location);
+
 // The state at `location`: a postgresql:// URI (postgres::is_postgres_location), or the path
 // of an SQLite state file, made if absent.
 std::unique_ptr<StateStore> open_state_store(const std::string& location, const StateOptions& options = {});
