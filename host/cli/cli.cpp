@@ -211,6 +211,11 @@ its outcome; a failed run does not stop serve, and a run still going when its ne
 comes is not started twice. SIGTERM or Ctrl-C stops: running exports finish their batches
 in flight and save their state.
 
+With the state in PostgreSQL, several serve processes (on several hosts) may serve the same
+configuration: each scheduled run is claimed by one of them, and a run whose process stopped
+renewing its lease (state.lease_seconds, default 30) is taken over by another, which
+continues it from its checkpoint (docs/scale-out.md).
+
 While it runs, serve answers GET /healthz, /readyz and /metrics (Prometheus text format) on
 serve.listen (default 127.0.0.1:9464). Logs go to stderr: --log-format json writes one JSON
 object a line.
