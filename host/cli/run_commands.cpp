@@ -11,6 +11,7 @@
 #include <iomanip>
 #include <list>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -251,12 +252,23 @@ std::string dry_run_json(const ExportConfig& exp, const RunSummary& summary) {
     return json_text(document);
 }
 
-// This process among the replicas sharing a state, as claims name it: "HOST pid PID".
-std::string replica_name() {
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
-    return std::string(host) + " pid " + std::to_string(getpid());
+// This process among the replicas sharing a state, as claims name it: "HOST pid PID #TOKEN".
+// The random token keeps it unique where host name and pid are not (containers sharing the
+// host's name each have a pid 1) and across restarts.
+const std::string& replica_name() {
+    static const std::string name = [] {
+        char host[256] = {};
+        gethostname(host, sizeof host - 1);
+        std::random_device random;
+        char token[16];
+        std::snprintf(token, sizeof token, "%08x", random());
+        return std::string(host) + " pid " + std::to_string(getpid()) + " #" + token;
+    }();
+    return name;
 }
+
+// The occasion take_over_abandoned_runs gives a run it takes over.
+const std::string kResumeOccasion = "resume run #";
 
 // One scheduled run inside `serve`: its outcome goes to the log, never an exception; the
 // scheduler gets it too (nullopt: the run did not start).
@@ -268,8 +280,10 @@ std::optional<Scheduler::RunOutcome> run_scheduled(const CheckedSetup& setup, co
     try {
         const auto state = open_state(setup.config);
         // Replicas serving this configuration all reach this point for the same occasion: the
-        // one that claims it runs it.
-        if (!state->history().claim_slot(exp.name, occasion, replica_name())) {
+        // one that claims it runs it. A takeover is not claimed: begin_run lets one replica
+        // alone continue the run, and a claim would be lost with a replica that died before that.
+        const bool takeover = occasion.rfind(kResumeOccasion, 0) == 0;
+        if (!takeover && !state->history().claim_slot(exp.name, occasion, replica_name())) {
             metrics.run_not_started(exp.name, "other_replica");
             log_line(LogLevel::info, "export " + exp.name + ": another replica took this run (" + occasion + ")");
             return std::nullopt;
@@ -292,6 +306,11 @@ std::optional<Scheduler::RunOutcome> run_scheduled(const CheckedSetup& setup, co
         notify_run_finished(exp, state->history(), summary.run_id);  // queued: never holds up the schedule
         return Scheduler::RunOutcome{summary.status, summary.error};
     } catch (const AlreadyRunning& running) {
+        if (occasion.rfind(kResumeOccasion, 0) == 0) {  // another replica was quicker to take it over
+            metrics.run_not_started(exp.name, "other_replica");
+            log_line(LogLevel::info, "export " + exp.name + ": another replica took this run (" + occasion + ")");
+            return std::nullopt;
+        }
         metrics.run_not_started(exp.name, "skipped");
         log_line(LogLevel::warn, "export " + exp.name + ": skipped this time: " + running.what());
     } catch (const std::exception& error) {
@@ -660,10 +679,14 @@ int forget(const Options& options, Printer& print) {
 void take_over_abandoned_runs(const Config& config, Scheduler& scheduler, std::unique_ptr<StateStore>& state) {
     if (!postgres::is_postgres_location(config.state_location)) return;
     try {
-        if (!state) state = open_state(config);
+        // One try, no waiting for a database that is down: this is serve's main loop, which must
+        // keep telling systemd's watchdog it is alive and answer SIGTERM. It looks again soon.
+        StateOptions once = config.state_options;
+        once.patience = std::chrono::seconds(0);
+        if (!state) state = open_state_store(config.state_location, once);
         for (const RunRecord& run : state->history().abandoned_runs()) {
             if (run.dry_run) continue;  // nothing to continue: the next claim closes it
-            if (scheduler.start_now(run.export_name, "resume run #" + std::to_string(run.id))) {
+            if (scheduler.start_now(run.export_name, kResumeOccasion + std::to_string(run.id))) {
                 log_line(LogLevel::warn, "export " + run.export_name + ": run #" + std::to_string(run.id) + " (pid " +
                                              std::to_string(run.pid) + " on " + run.hostname +
                                              ") stopped renewing its lease; taking it over from its checkpoint");

@@ -147,7 +147,11 @@ public:
     void on_plugin_progress(uint64_t, uint64_t, const std::string& message) override {
         if (!message.empty()) log_line(LogLevel::debug, "[" + plugin_.id() + "] " + message);
     }
-    bool cancel_requested() const override { return cancel_.load(); }
+    // Also while the run's lease may have run out: a request the plugin is pacing (or
+    // retrying) is not sent by a process another may have replaced; its members stay to send.
+    bool cancel_requested() const override {
+        return cancel_.load() || state_.history().lease(summary_.run_id) != RunHistory::Lease::held;
+    }
 
 private:
     bool removes_leavers() const {
@@ -511,8 +515,17 @@ private:
         std::optional<RunFailure> failure;
         auto last_collect = Clock::now();
         while (true) {
+            // With a shared state, another process may take the run over once this one's lease
+            // runs out (it was paused, or cut off from the database): nothing new is sent while
+            // the lease may have run out, and the run stops once it is lost. What is in flight lands.
+            const RunHistory::Lease lease = state_.history().lease(summary_.run_id);
+            if (lease == RunHistory::Lease::lost && !failure) {
+                failure = RunFailure{RunStatus::failed_retryable,
+                                     "this process lost the run's lease (it was paused or cut off from the state "
+                                     "database for longer than the lease): another process may run the export now"};
+            }
             const bool stopping = cancel_ || failure.has_value();
-            if (!stopping) {
+            if (!stopping && lease == RunHistory::Lease::held) {
                 pipeline.submit_due_retries();
                 while (pipeline.has_room() && !exhausted) {
                     std::unique_ptr<PushJob> job = next_batch();

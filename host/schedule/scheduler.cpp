@@ -1,7 +1,6 @@
 #include "schedule/scheduler.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <ctime>
 
 #include "log/log.hpp"
@@ -38,22 +37,15 @@ std::optional<Scheduler::Clock::time_point> last_time_at_or_before(const CronSch
     return std::nullopt;
 }
 
-// `when` in UTC, RFC 3339, to the second or (`nanoseconds`) to the nanosecond: occasions'
-// names, which every replica must write alike.
-std::string utc_text(Scheduler::Clock::time_point when, bool nanoseconds) {
-    const auto since_epoch = std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch());
-    const std::time_t seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count();
+// `when` in UTC, RFC 3339, to the second: how occasions name scheduled times, which every
+// replica must write alike.
+std::string utc_text(Scheduler::Clock::time_point when) {
+    const std::time_t seconds = Scheduler::Clock::to_time_t(when);
     std::tm utc{};
     gmtime_r(&seconds, &utc);
-    char text[64];
-    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
-    std::string result = text;
-    if (nanoseconds) {
-        char fraction[16];
-        std::snprintf(fraction, sizeof fraction, ".%09lld", static_cast<long long>(since_epoch.count() % 1000000000));
-        result += fraction;
-    }
-    return result + "Z";
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    return text;
 }
 
 std::string reason_text(const std::string& error) { return error.empty() ? "no error was recorded" : error; }
@@ -282,11 +274,11 @@ void Scheduler::start_due(Clock::time_point now) {
             if (slot.watch) {
                 log_line(LogLevel::info, "export " + slot.exp->name + ": " + file_list(slot.watch->changed_files()) +
                                              " changed and has settled; run starting");
-                occasion = "change " + utc_text(slot.watch->newest_modification().value_or(now), true);
+                occasion = "change " + slot.watch->version_text();
                 slot.watch->run_starting();
             } else {
                 log_line(LogLevel::info, "export " + slot.exp->name + ": scheduled run starting");
-                occasion = "schedule " + utc_text(slot.run_time, false);
+                occasion = "schedule " + utc_text(slot.run_time);
             }
             launch(slot, occasion);
         }

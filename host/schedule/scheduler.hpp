@@ -46,7 +46,7 @@ public:
     // one export. It must not throw. `occasion` names what started the run, the same in every
     // replica serving the configuration, so that replicas can claim it once among them:
     // "schedule 2026-01-31T03:00:00Z" (the scheduled time, also for a catch-up run),
-    // "change 2026-01-31T03:00:00.123456789Z" (the newest modification of the segment files),
+    // "change SIZE:MTIME:CTIME,..." (the segment files' version: SegmentWatch::version_text),
     // or what start_now was given.
     using RunExport = std::function<std::optional<RunOutcome>(const ExportConfig&, const std::string& occasion)>;
 

@@ -65,6 +65,17 @@ std::vector<std::string> SegmentWatch::changed_files() const {
     return changed;
 }
 
+std::string SegmentWatch::version_text() const {
+    std::string text;
+    for (const auto& state : current_) {
+        if (!text.empty()) text += ",";
+        text += state.exists ? std::to_string(state.size) + ":" + std::to_string(state.modified.count()) + ":" +
+                                   std::to_string(state.status_changed.count())
+                             : "missing";
+    }
+    return text;
+}
+
 std::optional<SegmentWatch::Clock::time_point> SegmentWatch::newest_modification() const {
     std::optional<Clock::time_point> newest;
     for (const auto& state : current_) {

@@ -43,6 +43,11 @@ public:
     bool change_pending() const { return current_ != seen_; }
     // The files the last look found changed from what the last run started on, or missing.
     std::vector<std::string> changed_files() const;
+    // The files as last looked at, as text every host sharing them writes alike: each file's
+    // size, modification and status-change times (nanoseconds), comma-separated. The status
+    // change time moves with every rename or write and cannot be set back (cp -p, rsync -a set
+    // the modification time only), so a new version of the files never repeats an old one's.
+    std::string version_text() const;
     // The newest modification time among the files as last looked at; nullopt when none exists.
     std::optional<Clock::time_point> newest_modification() const;
 

@@ -103,9 +103,10 @@ int64_t Result::affected() const {
 
 std::string described_as(const std::string& conninfo) { return server_named_by(conninfo); }
 
-Connection::Connection(std::string conninfo)
+Connection::Connection(std::string conninfo, std::chrono::seconds patience,
+                       const std::function<void(const Error&)>& on_retry)
     : conninfo_(std::move(conninfo)), described_as_(server_named_by(conninfo_)), conn_(nullptr, PQfinish) {
-    connect();
+    retrying([] {}, patience, on_retry);  // connects first, as every try does
 }
 
 void Connection::connect() {
@@ -117,6 +118,8 @@ void Connection::connect() {
     // Notices (a table already there, ...) are not errors: libpq would print them to stderr.
     PQsetNoticeProcessor(
         conn_.get(), [](void*, const char*) {}, nullptr);
+    // Result::bytes() reads bytea in hex, whatever the database or role sets as its default.
+    exec("SET bytea_output = hex");
 }
 
 void Connection::fail(const std::string& what, const PGresult* result) {
@@ -205,6 +208,13 @@ std::string segpush_conninfo(const std::string& url, const std::string& password
     }
     add("application_name", "segpush");
     add("connect_timeout", "10");
+    // A connection whose network was cut without a reset fails within about 30 s instead of
+    // TCP's default quarter of an hour: a run waits for the database, retrying, not for ever.
+    add("keepalives", "1");
+    add("keepalives_idle", "10");
+    add("keepalives_interval", "5");
+    add("keepalives_count", "3");
+    add("tcp_user_timeout", "30000");
     return conninfo;
 }
 
@@ -225,8 +235,9 @@ bool valid_conninfo(const std::string& conninfo, std::string& problem) {
         PQconninfoFree(options);
         return true;
     }
-    problem = error ? trimmed(masked_conninfo(error)) : "libpq cannot read it";
+    // libpq's message quotes the part it could not read, which may be the password.
     if (error) PQfreemem(error);
+    problem = "is not a connection URI libpq can read (check its percent-escapes, port and parameter names)";
     return false;
 }
 

@@ -75,8 +75,10 @@ private:
 class Connection {
 public:
     // `conninfo`: a libpq connection string or postgresql:// URI (it may hold a password; it is
-    // kept only to reconnect, never printed). Throws Error when the server cannot be reached.
-    explicit Connection(std::string conninfo);
+    // kept only to reconnect, never printed). Throws Error when the server cannot be reached,
+    // after trying again for up to `patience` (as retrying does) when it is unreachable.
+    explicit Connection(std::string conninfo, std::chrono::seconds patience = std::chrono::seconds(0),
+                        const std::function<void(const Error&)>& on_retry = nullptr);
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
@@ -126,12 +128,13 @@ std::string masked_conninfo(const std::string& conninfo);
 
 // The connection string segpush connects with: the postgresql:// URI `url`, plus `password`
 // (when not empty, percent-encoded), application_name=segpush (so the server's
-// pg_stat_activity names us) and connect_timeout=10 (a dead server fails in seconds, not at
-// TCP's pace) unless the URI sets them.
+// pg_stat_activity names us), connect_timeout=10 and TCP keepalives with a user timeout (a dead
+// server or a cut network fails in seconds, not at TCP's pace) unless the URI sets them.
 std::string segpush_conninfo(const std::string& url, const std::string& password);
 // The password written in `conninfo` ("" when none), as libpq reads it (percent-decoded).
 std::string password_in(const std::string& conninfo);
-// False, with what libpq finds wrong in it (the password masked), when libpq cannot parse it.
+// False, with what is wrong, when libpq cannot parse it (never libpq's words: they may quote
+// the password).
 bool valid_conninfo(const std::string& conninfo, std::string& problem);
 // The server `conninfo` names, as Connection::described_as() does, without connecting: for
 // messages about a server that could not be reached.

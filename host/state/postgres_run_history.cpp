@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -72,7 +74,7 @@ Judged judge(const postgres::Result& rows, int row) {
     const bool leased = rows.boolean(row, kRunColumnCount + 1);
     const std::string process = "process " + std::to_string(run.pid) + " on " + run.hostname;
     // On this host the process itself says whether it is gone, sooner than its lease would.
-    if (run.hostname == this_hostname() && !process_alive(run.pid, identity)) {
+    if (can_see_process(run.hostname, identity) && !process_alive(run.pid, identity)) {
         judged.abandoned = "interrupted: " + process + " stopped without finishing";
     } else if (!leased) {
         judged.abandoned = "interrupted: the lease of " + process + " ran out: no heartbeat for " +
@@ -109,6 +111,15 @@ public:
         thread_.join();
     }
 
+    RunHistory::Lease lease() const {
+        if (lost_) return RunHistory::Lease::lost;
+        const auto renewed = std::chrono::steady_clock::time_point(
+            std::chrono::steady_clock::duration(renewed_.load()));
+        const auto spare = std::chrono::duration_cast<std::chrono::steady_clock::duration>(lease_) / 3;
+        return std::chrono::steady_clock::now() < renewed + lease_ - spare ? RunHistory::Lease::held
+                                                                           : RunHistory::Lease::renewing;
+    }
+
 private:
     void beat() {
         LogRunScope scope(context_);
@@ -123,10 +134,14 @@ private:
             }
             try {
                 if (!db) db = std::make_unique<postgres::Connection>(conninfo_);
+                // Taken before the statement: the server's now() is at or after it, so the lease
+                // runs out no sooner than `sent` + lease by this host's clock.
+                const auto sent = std::chrono::steady_clock::now();
                 const postgres::Result renewed = db->exec(
                     "UPDATE runs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'",
                     postgres::Params().add(run_id_));
                 if (renewed.affected() == 0) {
+                    lost_ = true;
                     log_line(LogLevel::error,
                              "run #" + std::to_string(run_id_) +
                                  " lost its lease: another process closed it after it had had no heartbeat for over " +
@@ -134,6 +149,7 @@ private:
                                  " s, and may run its export now; this run's end will not be recorded");
                     return;
                 }
+                renewed_ = sent.time_since_epoch().count();
                 if (failing)
                     log_line(LogLevel::info, "run #" + std::to_string(run_id_) + ": its lease is renewed again");
                 failing = false;
@@ -155,6 +171,9 @@ private:
     const int64_t run_id_;
     const std::chrono::seconds lease_;
     const LogRunScope::Context context_;
+    // When the last renewal was sent (begin_run's insert counts as one), steady clock ticks.
+    std::atomic<std::chrono::steady_clock::rep> renewed_{std::chrono::steady_clock::now().time_since_epoch().count()};
+    std::atomic<bool> lost_{false};
     std::mutex mutex_;
     std::condition_variable wake_;
     bool stopping_ = false;
@@ -179,7 +198,16 @@ void PostgresRunHistory::retrying(const std::function<void()>& work) {
     });
 }
 
-void PostgresRunHistory::stop_heartbeat(int64_t run_id) { heartbeats_.erase(run_id); }
+void PostgresRunHistory::stop_heartbeat(int64_t run_id) {
+    std::lock_guard<std::mutex> lock(heartbeats_mutex_);
+    heartbeats_.erase(run_id);
+}
+
+RunHistory::Lease PostgresRunHistory::lease(int64_t run_id) const {
+    std::lock_guard<std::mutex> lock(heartbeats_mutex_);
+    const auto heartbeat = heartbeats_.find(run_id);
+    return heartbeat == heartbeats_.end() ? Lease::lost : heartbeat->second->lease();
+}
 
 RunHistory::Claim PostgresRunHistory::begin_run(const std::string& export_name, bool full, bool dry_run) {
     const std::string hostname = this_hostname();
@@ -196,7 +224,10 @@ RunHistory::Claim PostgresRunHistory::begin_run(const std::string& export_name, 
         // server's clock, and which operators see in `runs list`.
         db_.exec("SELECT pg_advisory_xact_lock(hashtext('segpush:' || $1))", postgres::Params().add(export_name));
         const postgres::Result running = db_.exec(std::string("SELECT ") + kRunColumns + kLeaseColumns +
-                                                      " FROM runs WHERE export = $1 AND status = 'running' ORDER BY id",
+                                                      " FROM runs WHERE export = $1 AND status = 'running' ORDER BY id "
+                                                      // Locked, and read as last committed: a holder finishing or
+                                                      // renewing its lease meanwhile is seen so, never closed over.
+                                                      "FOR UPDATE",
                                                   postgres::Params().add(export_name));
         for (int row = 0; row < running.rows(); ++row) {
             const Judged judged = judge(running, row);
@@ -243,7 +274,9 @@ RunHistory::Claim PostgresRunHistory::begin_run(const std::string& export_name, 
         transaction.commit();
     });
     // Dry runs too: they hold the export while they run, like any other.
-    heartbeats_[claim.run_id] = std::make_unique<Heartbeat>(conninfo_, claim.run_id, options_.lease);
+    auto heartbeat = std::make_unique<Heartbeat>(conninfo_, claim.run_id, options_.lease);
+    std::lock_guard<std::mutex> lock(heartbeats_mutex_);
+    heartbeats_[claim.run_id] = std::move(heartbeat);
     return claim;
 }
 

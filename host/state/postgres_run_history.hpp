@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 
 #include "state/postgres.hpp"
 #include "state/run_history.hpp"
@@ -27,6 +28,9 @@ public:
     std::optional<RunRecord> get_run(int64_t id) override;
     std::vector<RunRecord> live_runs() override;
     std::vector<RunRecord> abandoned_runs() override;
+    // Held while the last renewal, by this host's steady clock, is recent enough that the lease
+    // cannot have run out at the server yet (a third of a lease to spare).
+    Lease lease(int64_t run_id) const override;
     int64_t redact_from_errors(const std::set<std::string>& keys) override;
     bool claim_slot(const std::string& export_name, const std::string& due_at_utc, const std::string& claimer) override;
 
@@ -45,6 +49,7 @@ private:
     StateOptions options_;
     // The heartbeats of this object's running runs, by run id. Touched only by the thread that
     // uses this object, like db_.
+    mutable std::mutex heartbeats_mutex_;  // lease() is asked from other threads
     std::map<int64_t, std::unique_ptr<Heartbeat>> heartbeats_;
 };
 

@@ -90,6 +90,7 @@ CREATE TABLE schedule_slots(
   claimed_by text NOT NULL,
   claimed_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY(export, due_at));
+CREATE INDEX schedule_slots_by_age ON schedule_slots(claimed_at);  -- claims are pruned by age
 
 -- Request budgets shared by every replica: the next free slot, in server time.
 CREATE TABLE budgets(
@@ -112,6 +113,9 @@ int64_t postgres_schema_version(postgres::Connection& db) {
 }
 
 int64_t migrate_postgres_schema(postgres::Connection& db) {
+    // Most opens find the schema current: they read its version and change nothing, so a role
+    // that may only read and write rows can use a schema its owner migrated.
+    if (const int64_t found = postgres_schema_version(db); found == kPostgresSchemaVersion) return found;
     postgres::Transaction transaction(db);
     db.exec("SELECT pg_advisory_xact_lock($1)", postgres::Params().add(kMigrationLock));
     db.exec("CREATE TABLE IF NOT EXISTS segpush_schema(version bigint NOT NULL)");

@@ -23,7 +23,7 @@ int64_t migrated(postgres::Connection& db, const StateOptions& options) {
 }  // namespace
 
 PostgresStateStore::PostgresStateStore(const std::string& conninfo, const StateOptions& options)
-    : db_(conninfo),
+    : db_(conninfo, options.patience, [&options](const postgres::Error& error) { log_retry(error, options); }),
       found_version_(migrated(db_, options)),
       history_(db_, conninfo, options),
       delivered_(db_, options),

@@ -40,6 +40,29 @@ std::string boot_id() {
 
 std::string identity_of(const std::string& boot, const std::string& start_time) { return boot + "/" + start_time; }
 
+// This process's pid namespace ("pid:[4026531836]"), empty where /proc does not say. Two
+// containers on one node may share the host's name (host networking) but never see each
+// other's pids: a pid is only meaningful in the namespace that recorded it.
+std::string pid_namespace() {
+    char target[128] = {};
+    const ssize_t length = readlink("/proc/self/ns/pid", target, sizeof target - 1);
+    return length > 0 ? std::string(target, static_cast<size_t>(length)) : std::string();
+}
+
+// An identity is "BOOT/START" (runs recorded before segpush kept the namespace) or
+// "BOOT/START/NAMESPACE".
+struct IdentityParts {
+    std::string process;     // BOOT/START
+    std::string namespace_;  // empty when not recorded
+};
+
+IdentityParts parts_of(const std::string& identity) {
+    const size_t first = identity.find('/');
+    const size_t second = first == std::string::npos ? std::string::npos : identity.find('/', first + 1);
+    if (second == std::string::npos) return {identity, {}};
+    return {identity.substr(0, second), identity.substr(second + 1)};
+}
+
 }  // namespace
 
 std::string this_hostname() {
@@ -53,7 +76,13 @@ std::string process_identity(int64_t pid) {
     std::string start_time;
     const std::string boot = boot_id();
     if (boot.empty() || !read_process_stat(pid, state, start_time)) return {};
-    return identity_of(boot, start_time);
+    return identity_of(boot, start_time) + "/" + pid_namespace();
+}
+
+bool can_see_process(const std::string& hostname, const std::string& identity) {
+    if (hostname != this_hostname()) return false;
+    const std::string recorded = parts_of(identity).namespace_;
+    return recorded.empty() || recorded == pid_namespace();
 }
 
 bool process_alive(int64_t pid, const std::string& identity) {
@@ -65,7 +94,7 @@ bool process_alive(int64_t pid, const std::string& identity) {
     if (state == 'Z') return false;
     if (identity.empty()) return true;
     const std::string boot = boot_id();
-    return boot.empty() || identity_of(boot, start_time) == identity;
+    return boot.empty() || identity_of(boot, start_time) == parts_of(identity).process;
 }
 
 }  // namespace segpush

@@ -165,6 +165,14 @@ public:
     // next begin_run of their export closes them. Oldest first; closes none. What a replica
     // looks for to take over.
     virtual std::vector<RunRecord> abandoned_runs() = 0;
+
+    // Whether this process may still act for its run `run_id` (begun here, not finished):
+    // held; renewing (its lease may have run out: this process was paused or cut off, and
+    // it is finding out, so send nothing new meanwhile); or lost (another process closed the
+    // run and may be running its export: stop). A backend without leases always says held.
+    // Answered from memory, without I/O, from any thread.
+    enum class Lease { held, renewing, lost };
+    virtual Lease lease(int64_t /*run_id*/) const { return Lease::held; }
     // Masks with '*' every occurrence of the keys (lower-case emails) in runs' errors, the
     // errors compared case-insensitively; returns how many runs' errors changed.
     virtual int64_t redact_from_errors(const std::set<std::string>& keys) = 0;

@@ -24,7 +24,7 @@ std::string now_utc() {
 // A run recorded as running whose process is alive, or runs on another host (which this
 // one cannot ask): `identity` is the run's process_identity column.
 bool still_running(const RunRecord& run, const std::string& identity) {
-    return run.hostname != this_hostname() || process_alive(run.pid, identity);
+    return !can_see_process(run.hostname, identity) || process_alive(run.pid, identity);
 }
 
 // read_run's columns; kRunColumnCount of them.

@@ -922,12 +922,15 @@ TEST_CASE_METHOD(ConfigFixture, "config: retry_rejected_runs is 3 unless set, 0 
 }
 
 TEST_CASE_METHOD(ConfigFixture, "config: a PostgreSQL state is a URI or a map whose password is a reference") {
+    // TCP keepalives and a user timeout: a cut network fails a statement in about 30 s.
+    const std::string
+        kAddedByUs = "&keepalives=1&keepalives_idle=10&keepalives_interval=5&keepalives_count=3&tcp_user_timeout=30000";
     SECTION("the URI form: connected with segpush's name and a connect timeout, shown as written") {
         const Result result = check(replace(kBase, "state: state.db", "state: postgresql://segpush@db.internal/sp"));
         INFO(result.all());
         REQUIRE(result.config);
         CHECK(result.config->state_location ==
-              "postgresql://segpush@db.internal/sp?application_name=segpush&connect_timeout=10");
+              "postgresql://segpush@db.internal/sp?application_name=segpush&connect_timeout=10" + kAddedByUs);
         CHECK(result.config->state_shown == "postgresql://segpush@db.internal/sp");
         CHECK(result.config->state_options.lease == std::chrono::seconds(30));
         CHECK(result.config->reports_dir == (dir.path() / "reports").string());
@@ -942,7 +945,8 @@ TEST_CASE_METHOD(ConfigFixture, "config: a PostgreSQL state is a URI or a map wh
         REQUIRE(result.config);
         CHECK(result.config->state_location ==
               "postgresql://segpush@db.internal/sp?sslmode=verify-full&password=pg%20p%"
-              "40ss%2Fword&application_name=segpush&connect_timeout=10");
+              "40ss%2Fword&application_name=segpush&connect_timeout=10" +
+                  kAddedByUs);
         CHECK(result.config->state_shown == "postgresql://segpush@db.internal/sp?sslmode=verify-full");
         CHECK(result.config->state_options.lease == std::chrono::seconds(12));
         CHECK(result.config->reports_dir == "/var/r");
@@ -960,6 +964,13 @@ TEST_CASE_METHOD(ConfigFixture, "config: a PostgreSQL state is a URI or a map wh
                                     "${env:NAME} or ${file:PATH}");
         REQUIRE(result.config);
         CHECK(result.config->state_shown == "postgresql://segpush:***@db/sp");
+    }
+    SECTION("a URI libpq cannot read is refused without quoting it: it may hold the password") {
+        const Result result = check(replace(kBase, "state: state.db", "state: postgresql://u:s3cr%zzet@db/sp"));
+        CHECK(result.error_with("state: is not") ==
+              "segpush.yaml:2:8: error: state: is not a connection URI libpq can read (check its percent-escapes, "
+              "port and parameter names)");
+        CHECK(result.all().find("s3cr") == std::string::npos);
     }
     SECTION("a map whose url is not PostgreSQL, a lease out of bounds, an unknown key") {
         CHECK(check(replace(kBase, "state: state.db", "state:\n  url: state.db")).error_with("state.url") ==

@@ -66,47 +66,86 @@ std::set<std::string> keys_of(const std::vector<Profile>& profiles) {
 
 }  // namespace
 
+// Two `serve` replicas of the suite's export (on_change, settle 1 s) over `database`, lease 3 s,
+// paced to 1,200 bulk imports a minute so a fault lands mid-run.
+struct TwoReplicas {
+    ExportFixture& fixture;
+    std::vector<std::unique_ptr<BackgroundProcess>> replicas;
+
+    TwoReplicas(ExportFixture& fixture, const PostgresServer& postgres, const std::string& database)
+        : fixture(fixture) {
+        ConfigOptions options;
+        options.export_extra = "    schedule: on_change\n    settle_seconds: 1\n";
+        std::string text = config_on_postgres(fixture, postgres, database, options) + "serve:\n  listen: 127.0.0.1:0\n";
+        text.replace(text.find("bulk_requests_per_minute: 4000"), 30, "bulk_requests_per_minute: 1200");
+        fixture.dir.write("segpush.yaml", text);
+        for (int r = 0; r < 2; ++r) {
+            const std::string name = "replica" + std::to_string(r);
+            replicas.push_back(std::make_unique<BackgroundProcess>(fixture.segpush_argv("serve"),
+                                                                   fixture.dir.file(name + ".out"),
+                                                                   fixture.dir.file(name + ".err"), fixture.env()));
+        }
+        REQUIRE(wait_until(
+            [&] {
+                return log(0).find("runs when its segment files change") != std::string::npos &&
+                       log(1).find("runs when its segment files change") != std::string::npos;
+            },
+            std::chrono::seconds(30)));
+    }
+    std::string log(int r) const { return read_file(fixture.dir.file("replica" + std::to_string(r) + ".err")); }
+    std::string logs() const { return "--- replica0\n" + log(0) + "--- replica1\n" + log(1); }
+    // Publishes `rows` (both replicas see it; one claims the run) and returns the running run
+    // once 30 bulk imports were sent.
+    rapidjson::Document publish_and_wait_mid_run(const std::vector<Profile>& rows) {
+        fixture.dir.write("vip.csv.tmp", to_csv(rows));
+        std::filesystem::rename(fixture.dir.file("vip.csv.tmp"), fixture.dir.file("vip.csv"));
+        INFO(logs());
+        REQUIRE(wait_until([&] { return fixture.sandbox.route_count(kBulk) >= 30; }, std::chrono::seconds(60)));
+        rapidjson::Document running = latest_run(fixture);
+        REQUIRE(status_of(running) == "running");
+        return running;
+    }
+    BackgroundProcess& with_pid(long long pid) {
+        for (auto& replica : replicas) {
+            if (replica->pid() == pid) return *replica;
+        }
+        FAIL("no replica has pid " << pid);
+        return *replicas.front();
+    }
+    BackgroundProcess& other_than(long long pid) { return replicas[0]->pid() == pid ? *replicas[1] : *replicas[0]; }
+    // Waits for a run other than `first_run` to end, and returns it.
+    rapidjson::Document wait_for_run_after(int64_t first_run) {
+        INFO(logs());
+        REQUIRE(wait_until(
+            [&] {
+                const rapidjson::Document latest = latest_run(fixture);
+                return latest["id"].GetInt64() != first_run && status_of(latest) != "running";
+            },
+            std::chrono::seconds(180)));
+        return latest_run(fixture);
+    }
+};
+
+// Only what was in flight when a replica stopped is sent twice: the destination's answers to
+// those requests never reached the state. The plugin keeps at most a few bulk imports of up to
+// 250 contacts in flight; 2,000 records is a generous bound on them.
+void check_sent_at_most_in_flight_twice(ExportFixture& fixture, const Segment& segment) {
+    const long long sent = fixture.records_sent();
+    const long long members = static_cast<long long>(segment.valid.size() + segment.dest_invalid.size());
+    std::cout << "scale out: " << sent << " records sent for " << members << " members" << std::endl;
+    CHECK(sent >= members);
+    CHECK(sent - members <= 2000);
+}
+
 TEST_CASE("scale out: kill -9 of the replica running a 50,000-profile export, and another replica finishes it") {
     PostgresServer& postgres = PostgresServer::shared();
     const std::string database = postgres.create_database();
     ExportFixture fixture(fast_sandbox(false, R"("latency_ms": 20)"));
     Segment segment = make_segment(50000);
     mark_destination_rejected(segment, kRefusedEmails);
-    fixture.dir.write("vip.csv", to_csv(segment.rows));
-    ConfigOptions options;
-    options.export_extra = "    schedule: on_change\n    settle_seconds: 1\n";
-    // Paced to 1,200 bulk imports a minute so the kill lands mid-run.
-    std::string text = config_on_postgres(fixture, postgres, database, options) + "serve:\n  listen: 127.0.0.1:0\n";
-    text.replace(text.find("bulk_requests_per_minute: 4000"), 30, "bulk_requests_per_minute: 1200");
-    fixture.dir.write("segpush.yaml", text);
-
-    std::vector<std::unique_ptr<BackgroundProcess>> replicas;
-    for (int r = 0; r < 2; ++r) {
-        const std::string name = "replica" + std::to_string(r);
-        replicas.push_back(std::make_unique<BackgroundProcess>(fixture.segpush_argv("serve"),
-                                                               fixture.dir.file(name + ".out"),
-                                                               fixture.dir.file(name + ".err"), fixture.env()));
-    }
-    auto logs = [&] {
-        return "--- replica0\n" + read_file(fixture.dir.file("replica0.err")) + "--- replica1\n" +
-               read_file(fixture.dir.file("replica1.err"));
-    };
-    REQUIRE(wait_until(
-        [&] {
-            return read_file(fixture.dir.file("replica0.err")).find("runs when its segment files change") !=
-                       std::string::npos &&
-                   read_file(fixture.dir.file("replica1.err")).find("runs when its segment files change") !=
-                       std::string::npos;
-        },
-        std::chrono::seconds(30)));
-
-    // Published: both replicas see it; one claims the run.
-    fixture.dir.write("vip.csv.tmp", to_csv(segment.rows));
-    std::filesystem::rename(fixture.dir.file("vip.csv.tmp"), fixture.dir.file("vip.csv"));
-    INFO(logs());
-    REQUIRE(wait_until([&] { return fixture.sandbox.route_count(kBulk) >= 30; }, std::chrono::seconds(60)));
-    const rapidjson::Document running = latest_run(fixture);
-    REQUIRE(status_of(running) == "running");
+    fixture.dir.write("vip.csv", to_csv(make_segment(10).rows));
+    TwoReplicas replicas(fixture, postgres, database);
+    const rapidjson::Document running = replicas.publish_and_wait_mid_run(segment.rows);
     const int64_t first_run = running["id"].GetInt64();
     const long long holder_pid = running["pid"].GetInt64();
 
@@ -116,45 +155,69 @@ TEST_CASE("scale out: kill -9 of the replica running a 50,000-profile export, an
     CHECK_THAT(manual.err, Catch::Contains("already running as run #" + std::to_string(first_run) + " (pid " +
                                            std::to_string(holder_pid) + " on "));
 
-    BackgroundProcess* holder = nullptr;
-    BackgroundProcess* survivor = nullptr;
-    for (auto& replica : replicas) (replica->pid() == holder_pid ? holder : survivor) = replica.get();
-    REQUIRE(holder);
-    REQUIRE(survivor);
-    const long long sent_before_kill = fixture.records_sent();
-    holder->signal(SIGKILL);
-    CHECK(holder->wait() == -SIGKILL);
-    std::cout << "scale out: killed replica pid " << holder_pid << " after " << sent_before_kill << " records were sent"
-              << std::endl;
-
-    // The survivor takes the run over once the lease (3 s) has run out, and finishes it.
-    REQUIRE(wait_until(
-        [&] {
-            const rapidjson::Document latest = latest_run(fixture);
-            return latest["id"].GetInt64() != first_run && status_of(latest) != "running";
-        },
-        std::chrono::seconds(180)));
-    const rapidjson::Document finished = latest_run(fixture);
+    BackgroundProcess& holder = replicas.with_pid(holder_pid);
+    BackgroundProcess& survivor = replicas.other_than(holder_pid);
+    holder.signal(SIGKILL);
+    CHECK(holder.wait() == -SIGKILL);
+    // Both replicas are on this host: the survivor sees the holder's process gone at its next look
+    // (every third of the 3 s lease), without waiting for the lease.
+    const rapidjson::Document finished = replicas.wait_for_run_after(first_run);
+    INFO(replicas.logs());
     CHECK(status_of(finished) == "succeeded_with_rejections");  // the segment's refused rows
-    CHECK(finished["pid"].GetInt64() == survivor->pid());
-    CHECK_THAT(logs(), Catch::Contains("stopped renewing its lease; taking it over from its checkpoint"));
+    CHECK(finished["pid"].GetInt64() == survivor.pid());
+    CHECK_THAT(replicas.logs(), Catch::Contains("taking it over from its checkpoint"));
     const Run first = fixture.segpush("runs show " + std::to_string(first_run) + " --json");
-    CHECK_THAT(first.out, Catch::Contains("failed_will_retry"));
+    CHECK_THAT(first.out, Catch::Contains("failed_will_retry") && Catch::Contains("stopped without finishing"));
 
     require_list_exact(fixture.sandbox, segment.valid);
-    // Only what was in flight at the kill is sent twice: the destination's answer to those
-    // requests never reached the state. The plugin keeps at most a few bulk imports of up to
-    // 250 contacts in flight; 2,000 records is a generous bound on them.
-    const long long sent = fixture.records_sent();
-    const long long members = static_cast<long long>(segment.valid.size() + segment.dest_invalid.size());
-    std::cout << "scale out: " << sent << " records sent for " << members << " members" << std::endl;
-    CHECK(sent >= members);
-    CHECK(sent - members <= 2000);
+    check_sent_at_most_in_flight_twice(fixture, segment);
     // Nothing recorded as delivered that the destination does not hold.
     CHECK(delivered_keys(postgres, database, "vip_export") == keys_of(segment.valid));
+    survivor.signal(SIGTERM);
+    CHECK(survivor.wait() == 0);
+    check_no_secret_anywhere(fixture, {PostgresServer::password()});
+}
 
-    survivor->signal(SIGTERM);
-    CHECK(survivor->wait() == 0);
+TEST_CASE("scale out: a replica stalled past its lease is taken over, and records nothing once it wakes") {
+    PostgresServer& postgres = PostgresServer::shared();
+    const std::string database = postgres.create_database();
+    ExportFixture fixture(fast_sandbox(false, R"("latency_ms": 20)"));
+    Segment segment = make_segment(50000);
+    mark_destination_rejected(segment, kRefusedEmails);
+    fixture.dir.write("vip.csv", to_csv(make_segment(10).rows));
+    TwoReplicas replicas(fixture, postgres, database);
+    const rapidjson::Document running = replicas.publish_and_wait_mid_run(segment.rows);
+    const int64_t first_run = running["id"].GetInt64();
+    const long long holder_pid = running["pid"].GetInt64();
+    BackgroundProcess& holder = replicas.with_pid(holder_pid);
+    BackgroundProcess& survivor = replicas.other_than(holder_pid);
+
+    // Stopped, not dead: its process is alive, so only its lease (3 s) can tell it is gone.
+    holder.signal(SIGSTOP);
+    const rapidjson::Document finished = replicas.wait_for_run_after(first_run);
+    INFO(replicas.logs());
+    CHECK(status_of(finished) == "succeeded_with_rejections");
+    CHECK(finished["pid"].GetInt64() == survivor.pid());
+    const Run first = fixture.segpush("runs show " + std::to_string(first_run) + " --json");
+    CHECK_THAT(first.out, Catch::Contains("failed_will_retry") && Catch::Contains("ran out"));
+
+    // Woken, it finds its run taken over at its next batch: it records nothing more, and its
+    // run keeps the takeover's record.
+    holder.signal(SIGCONT);
+    REQUIRE(wait_until(
+        [&] {
+            return replicas.log(holder.pid() == replicas.replicas[0]->pid() ? 0 : 1).find("no longer this process's") !=
+                   std::string::npos;
+        },
+        std::chrono::seconds(60)));
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    const Run after = fixture.segpush("runs show " + std::to_string(first_run) + " --json");
+    CHECK_THAT(after.out, Catch::Contains("failed_will_retry") && Catch::Contains("ran out"));
+    require_list_exact(fixture.sandbox, segment.valid);
+    check_sent_at_most_in_flight_twice(fixture, segment);
+    CHECK(delivered_keys(postgres, database, "vip_export") == keys_of(segment.valid));
+    for (auto& replica : replicas.replicas) replica->signal(SIGTERM);
+    for (auto& replica : replicas.replicas) CHECK(replica->wait() == 0);
     check_no_secret_anywhere(fixture, {PostgresServer::password()});
 }
 
