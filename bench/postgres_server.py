@@ -100,7 +100,11 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        for _ in range(10):  # a file written while the tree was being removed fails one pass
+            shutil.rmtree(self.directory, ignore_errors=True)
+            if not os.path.exists(self.directory):
+                break
+            time.sleep(0.2)
 
     def _client(self, program, *args):
         env = dict(os.environ, PGPASSWORD=self.password)

@@ -552,11 +552,19 @@ def host_cost(args, postgres):
             continue
         cpu = sorted(r["cpu_s_per_million"] for r in good)
         rss = sorted(r["peak_rss_mib"] for r in good)
-        summary["builds"][build] = {"cpu_s_per_million": cpu, "peak_rss_mib": rss, "failed_runs": failed,
+        wall = sorted(r["wall_s"] for r in good)
+        summary["builds"][build] = {"cpu_s_per_million": cpu, "peak_rss_mib": rss, "wall_s": wall, "failed_runs": failed,
                                     "cpu_median": statistics.median(cpu), "rss_median": statistics.median(rss)}
-        rows.append((build, "CPU s/M min %.2f  median %.2f  max %.2f;  RSS MiB min %.1f  median %.1f  max %.1f%s" % (
-            cpu[0], statistics.median(cpu), cpu[-1], rss[0], statistics.median(rss), rss[-1],
-            "  (%d failed runs left out)" % failed if failed else "")))
+        server = ""
+        if postgres is not None:
+            server_cpu = sorted(r["server_cpu_s_per_million"] for r in good)
+            summary["builds"][build]["server_cpu_s_per_million"] = server_cpu
+            server = ";  server CPU s/M min %.2f  median %.2f  max %.2f" % (
+                server_cpu[0], statistics.median(server_cpu), server_cpu[-1])
+        rows.append((build, "CPU s/M min %.2f  median %.2f  max %.2f%s;  RSS MiB min %.1f  median %.1f  max %.1f;  "
+                            "wall s median %.1f%s" % (
+            cpu[0], statistics.median(cpu), cpu[-1], server, rss[0], statistics.median(rss), rss[-1],
+            statistics.median(wall), "  (%d failed runs left out)" % failed if failed else "")))
     print_table("host-cost: %d profiles, %d runs a build, alternated, %s state" % (args.profiles, args.repeat,
                                                                                    args.state), rows, summary)
     return 0 if all(host_cost_ok(r) for results in runs.values() for r in results) else 1
@@ -733,6 +741,13 @@ def replicas_round(args, work, sandboxes, postgres, count, sources):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("a replica did not start:\n" + open(ready.replace(".json", ".log")).read()[-3000:])
                 time.sleep(0.05)
+        # The benchmark's own reads of the run history cost the server too (a connection each):
+        # what one costs while the replicas wait is measured here, and taken off.
+        calibration = 5
+        idle_before = postgres.cpu_seconds()
+        for _ in range(calibration):
+            all_runs(work, args.build_dir)
+        per_poll = (postgres.cpu_seconds() - idle_before) / calibration
         server_before = postgres.cpu_seconds()
         replica_before = [process_cpu_seconds(proc.pid) for proc, _ in replicas]
         log("%d replica(s) ready; publishing %d segments" % (count, len(names)))
@@ -760,13 +775,6 @@ def replicas_round(args, work, sandboxes, postgres, count, sources):
         runs = all_runs(work, args.build_dir)
     finally:
         usages = stop_replicas(replicas)
-    # The benchmark's own reads of the run history cost the server too (a connection each): what
-    # one costs, measured with the replicas gone, is taken off.
-    calibration = 5
-    idle_before = postgres.cpu_seconds()
-    for _ in range(calibration):
-        all_runs(work, args.build_dir)
-    per_poll = (postgres.cpu_seconds() - idle_before) / calibration
     members = [sandbox.subscribed_members() for sandbox in sandboxes]
     by_export = {name: [r for r in runs if r["export"] == name] for name in names}
     once = sum(1 for name in names if len(by_export[name]) == 1 and by_export[name][0]["status"] == "succeeded")
@@ -903,6 +911,8 @@ def main(argv=None):
     p.set_defaults(func=cmd_replicas)
 
     args = ap.parse_args(argv)
+    # Stopped by SIGTERM, clean up as for Ctrl-C: servers stopped, temporary directories removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     return args.func(args)
 
 
