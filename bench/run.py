@@ -5,6 +5,11 @@
     python3 bench/run.py host-cost --profiles 1000000              [--build-dir build]
     python3 bench/run.py refresh   --profiles 1000000 --change 0.01 [--scale 20]
     python3 bench/run.py shared-account --profiles 20000 [--scale 10] [--serve]
+    python3 bench/run.py replicas  --profiles 2000 --exports 30 [--replicas 1,3]
+
+host-cost and refresh take `--state postgres` (default sqlite): the state is then kept in a
+PostgreSQL server the benchmark starts itself (bench/postgres_server.py, fsync on), and that
+server's CPU is shown beside segpush's. `replicas` always uses one.
 
 Each subcommand starts its own sandbox (tests/sandbox/ac_sandbox.py, HTTPS on 127.0.0.1 with a
 certificate made here by openssl) in a temporary directory, writes a segment with
@@ -13,6 +18,7 @@ bench/generate_profiles.py and a segpush configuration pointing at the sandbox, 
 CPU time and peak RSS are the segpush process's own (os.wait4); the sandbox is another process.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -27,6 +33,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+from postgres_server import SETTINGS as POSTGRES_SETTINGS, PostgresServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SANDBOX = os.path.join(ROOT, "tests", "sandbox", "ac_sandbox.py")
@@ -50,27 +58,37 @@ def log(message):
 class Sandbox:
     """The sandbox in its own process; start()/stop(), get()/post() on its control API."""
 
-    def __init__(self, workdir, config):
+    def __init__(self, workdir, config, name="sandbox"):
         self.workdir = workdir
         self.config = config
-        self.cert = os.path.join(workdir, "cert.pem")
+        self.cert = os.path.join(workdir, "cert.pem")  # one certificate for all sandboxes of a workdir
         self.key = os.path.join(workdir, "key.pem")
-        self.port_file = os.path.join(workdir, "sandbox.port")
+        self.port_file = os.path.join(workdir, name + ".port")
         self.proc = None
         self.port = None
         self.ctx = None
 
     def start(self):
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-days", "2",
-                        "-keyout", self.key, "-out", self.cert],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.launch()
+        self.wait_ready()
+
+    def launch(self):
+        if not os.path.exists(self.cert):
+            self.make_certificate()
         self.proc = subprocess.Popen([sys.executable, SANDBOX, "--cert", self.cert, "--key", self.key,
                                       "--port-file", self.port_file, "--api-key", API_KEY,
                                       "--list", "%d:Benchmark list" % LIST_ID,
                                       "--list", "%d:Second benchmark list" % (LIST_ID + 1),
                                       "--config", json.dumps(self.config)])
-        for _ in range(300):
+
+    def make_certificate(self):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-days", "2",
+                        "-keyout", self.key, "-out", self.cert],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_ready(self):
+        for _ in range(600):
             if os.path.exists(self.port_file):
                 self.port = int(open(self.port_file).read().strip())
                 break
@@ -115,15 +133,15 @@ class Sandbox:
         return subscribed, sum(1 for m in members if (m.get("first_name") or "").endswith("-changed"))
 
 
-def write_config(workdir, build_dir, sandbox, rps, bulk_per_minute, exports=None):
+SQLITE_STATE = "state: state/segpush.db\n"
+
+
+def write_config(workdir, build_dir, sandbox, rps, bulk_per_minute, exports=None, state=SQLITE_STATE):
     """segpush.yaml in workdir; the plugin is told the (scaled) account limits it paces to.
     exports: {name: (segment file, list id, extra YAML lines)}; by default EXPORT of
-    segment.csv to LIST_ID."""
+    segment.csv to LIST_ID. state: the configuration's `state:` (YAML)."""
     exports = exports or {EXPORT: ("segment.csv", LIST_ID, "")}
-    text = """plugin_dir: {plugins}
-state: state/segpush.db
-segments:
-""".format(plugins=os.path.join(os.path.abspath(build_dir), "plugins"))
+    text = "plugin_dir: %s\n%ssegments:\n" % (os.path.join(os.path.abspath(build_dir), "plugins"), state)
     text += "".join("  %s: { path: %s }\n" % (name, segment) for name, (segment, _, _) in exports.items())
     text += """connections:
   ac:
@@ -222,6 +240,22 @@ def run_segpush(workdir, build_dir, *args):
     return {"accepted": accepted, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "user_s": usage.ru_utime,
             "sys_s": usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024.0, "exit": proc.returncode,
             "output": text}
+
+
+def state_server(args):
+    """With --state postgres, a PostgreSQL server of the benchmark's own (None with SQLite)."""
+    return PostgresServer() if args.state == "postgres" else contextlib.nullcontext()
+
+
+def state_for(postgres):
+    """The configuration's `state:`: the SQLite file, or a new database of the server."""
+    return SQLITE_STATE if postgres is None else postgres.state_yaml(postgres.create_database())
+
+
+def describe_state(postgres):
+    if postgres is None:
+        return "SQLite file"
+    return "PostgreSQL on 127.0.0.1 (%s)" % POSTGRES_SETTINGS
 
 
 def route_delta(before, after):
@@ -425,7 +459,7 @@ def cmd_shared_account(args):
 
 # ---- host cost -------------------------------------------------------------------------------
 
-def host_cost_once(args, build_dir):
+def host_cost_once(args, build_dir, postgres=None):
     """One export with the sandbox's limits off; returns its figures as a dict."""
     with Workdir(args.keep) as work:
         sandbox = Sandbox(work, {"limits_enabled": False, "latency_ms": 0, "record_bodies": False,
@@ -435,20 +469,24 @@ def host_cost_once(args, build_dir):
             generate(work, args.profiles, args.seed)
             sandbox.start()
             # The plugin paces to the account limits it is told; here: its schema's maxima.
-            write_config(work, build_dir, sandbox, 1000, 10000)
+            write_config(work, build_dir, sandbox, 1000, 10000, state=state_for(postgres))
             before = sandbox.stats()
+            server_before = postgres.cpu_seconds() if postgres else 0.0
             log("export run (sandbox limits off, %s)" % build_dir)
             with Timeline(sandbox) as timeline:
                 run = run_segpush(work, build_dir, "export", "run", EXPORT)
+            server_cpu = postgres.cpu_seconds() - server_before if postgres else None
             after = sandbox.stats()
         finally:
             sandbox.stop()
     routes = route_delta(before, after)
-    return {"benchmark": "host-cost", "build_dir": build_dir, "profiles": args.profiles,
+    return {"benchmark": "host-cost", "build_dir": build_dir, "profiles": args.profiles, "state": args.state,
             "wall_s": round(run["wall_s"], 2), "profiles_per_s": round(args.profiles / run["wall_s"]),
             "cpu_s": round(run["cpu_s"], 2), "user_s": round(run["user_s"], 2), "sys_s": round(run["sys_s"], 2),
             "cpu_s_per_million": round(run["cpu_s"] / args.profiles * 1e6, 2),
             "peak_rss_mib": round(run["peak_rss_mib"], 1),
+            "server_cpu_s": None if server_cpu is None else round(server_cpu, 2),
+            "server_cpu_s_per_million": None if server_cpu is None else round(server_cpu / args.profiles * 1e6, 2),
             "requests": after["requests_total"] - before["requests_total"], "bulk_requests": routes.get(BULK, 0),
             "contacts_total": after["contacts_total"], "segpush_accepted": run["accepted"], "exit": run["exit"],
             "timeline": timeline.summary()}
@@ -460,16 +498,26 @@ def host_cost_ok(result):
 
 
 def cmd_host_cost(args):
+    with state_server(args) as postgres:
+        return host_cost(args, postgres)
+
+
+def host_cost(args, postgres):
     if args.repeat == 1 and not args.compare_build:
-        result = host_cost_once(args, args.build_dir)
+        result = host_cost_once(args, args.build_dir, postgres)
         timeline = result["timeline"]
-        print_table("host-cost: %d profiles, sandbox limits off" % args.profiles, [
+        server_rows = [] if postgres is None else [
+            ("PostgreSQL server CPU", "%.2f s  (%.2f per million; its backends serving segpush, and its own "
+                                      "processes)" % (result["server_cpu_s"], result["server_cpu_s_per_million"]))]
+        print_table("host-cost: %d profiles, sandbox limits off, %s state" % (args.profiles, args.state), [
             ("profiles", args.profiles),
+            ("state", describe_state(postgres)),
             ("wall time", "%.1f s" % result["wall_s"]),
             ("profiles/s end to end", result["profiles_per_s"]),
             ("segpush CPU user+sys", "%.2f s  (user %.2f, sys %.2f)" % (result["cpu_s"], result["user_s"],
                                                                      result["sys_s"])),
             ("CPU s per million", "%.2f  (target <= 5)" % result["cpu_s_per_million"]),
+        ] + server_rows + [
             ("segpush peak RSS", "%.1f MiB  (target at 1M <= 150 MB and <= 1.3 x at 100k)" % result["peak_rss_mib"]),
             ("requests (bulk)", "%d (%d)" % (result["requests"], result["bulk_requests"])),
             ("bulk imports sent", "from %s s to %s s; %s not yet checked at the last one" % (
@@ -485,12 +533,14 @@ def cmd_host_cost(args):
     runs = {build: [] for build in builds}
     for round_number in range(args.repeat):
         for build in builds:
-            result = host_cost_once(args, build)
+            result = host_cost_once(args, build, postgres)
             runs[build].append(result)
-            print("round %d  %-30s CPU %.2f s/M  RSS %.1f MiB  wall %.1f s  exit %d" % (
-                round_number + 1, build, result["cpu_s_per_million"], result["peak_rss_mib"], result["wall_s"],
-                result["exit"]), flush=True)
-    summary = {"benchmark": "host-cost", "profiles": args.profiles, "repeat": args.repeat, "builds": {}}
+            server = "" if postgres is None else "  server CPU %.2f s/M" % result["server_cpu_s_per_million"]
+            print("round %d  %-30s CPU %.2f s/M%s  RSS %.1f MiB  wall %.1f s  exit %d" % (
+                round_number + 1, build, result["cpu_s_per_million"], server, result["peak_rss_mib"],
+                result["wall_s"], result["exit"]), flush=True)
+    summary = {"benchmark": "host-cost", "profiles": args.profiles, "state": args.state, "repeat": args.repeat,
+               "builds": {}}
     rows = []
     for build in builds:
         # A failed run (usually a short one) says nothing about the cost: left out, and counted.
@@ -502,18 +552,32 @@ def cmd_host_cost(args):
             continue
         cpu = sorted(r["cpu_s_per_million"] for r in good)
         rss = sorted(r["peak_rss_mib"] for r in good)
-        summary["builds"][build] = {"cpu_s_per_million": cpu, "peak_rss_mib": rss, "failed_runs": failed,
+        wall = sorted(r["wall_s"] for r in good)
+        summary["builds"][build] = {"cpu_s_per_million": cpu, "peak_rss_mib": rss, "wall_s": wall, "failed_runs": failed,
                                     "cpu_median": statistics.median(cpu), "rss_median": statistics.median(rss)}
-        rows.append((build, "CPU s/M min %.2f  median %.2f  max %.2f;  RSS MiB min %.1f  median %.1f  max %.1f%s" % (
-            cpu[0], statistics.median(cpu), cpu[-1], rss[0], statistics.median(rss), rss[-1],
-            "  (%d failed runs left out)" % failed if failed else "")))
-    print_table("host-cost: %d profiles, %d runs a build, alternated" % (args.profiles, args.repeat), rows, summary)
+        server = ""
+        if postgres is not None:
+            server_cpu = sorted(r["server_cpu_s_per_million"] for r in good)
+            summary["builds"][build]["server_cpu_s_per_million"] = server_cpu
+            server = ";  server CPU s/M min %.2f  median %.2f  max %.2f" % (
+                server_cpu[0], statistics.median(server_cpu), server_cpu[-1])
+        rows.append((build, "CPU s/M min %.2f  median %.2f  max %.2f%s;  RSS MiB min %.1f  median %.1f  max %.1f;  "
+                            "wall s median %.1f%s" % (
+            cpu[0], statistics.median(cpu), cpu[-1], server, rss[0], statistics.median(rss), rss[-1],
+            statistics.median(wall), "  (%d failed runs left out)" % failed if failed else "")))
+    print_table("host-cost: %d profiles, %d runs a build, alternated, %s state" % (args.profiles, args.repeat,
+                                                                                   args.state), rows, summary)
     return 0 if all(host_cost_ok(r) for results in runs.values() for r in results) else 1
 
 
 # ---- refresh ---------------------------------------------------------------------------------
 
 def cmd_refresh(args):
+    with state_server(args) as postgres:
+        return refresh(args, postgres)
+
+
+def refresh(args, postgres):
     s = args.scale
     rps = int(round(AC_RPS * s))
     bulk_per_minute = int(round(AC_BULK_PER_MINUTE * s))
@@ -525,7 +589,8 @@ def cmd_refresh(args):
             log("generating %d profiles" % args.profiles)
             generate(work, args.profiles, args.seed)
             sandbox.start()
-            write_config(work, args.build_dir, sandbox, 1000, 10000)
+            state = state_for(postgres)
+            write_config(work, args.build_dir, sandbox, 1000, 10000, state=state)
             log("first export (full, sandbox limits off)")
             first = run_segpush(work, args.build_dir, "export", "run", EXPORT)
             if first["exit"] != 0:
@@ -534,10 +599,12 @@ def cmd_refresh(args):
             generate(work, args.profiles, args.seed, args.change)
             # The second run meets the same conditions as the ceiling benchmark.
             sandbox.set_config({"limits_enabled": True, "rate_scale": s, "latency_ms": args.latency_ms})
-            write_config(work, args.build_dir, sandbox, rps, bulk_per_minute)
+            write_config(work, args.build_dir, sandbox, rps, bulk_per_minute, state=state)
             before = sandbox.stats()
+            server_before = postgres.cpu_seconds() if postgres else 0.0
             log("second export (limits x%g, %d ms latency)" % (s, args.latency_ms))
             run = run_segpush(work, args.build_dir, "export", "run", EXPORT)
+            server_cpu = postgres.cpu_seconds() - server_before if postgres else None
             after = sandbox.stats()
             members, landed = (sandbox.subscribed_members(with_changed=True)
                                if args.profiles <= args.member_check_max else (None, None))
@@ -547,27 +614,228 @@ def cmd_refresh(args):
     total = after["requests_total"] - before["requests_total"]
     changed = round(args.change * args.profiles)
     bulk_needed = math.ceil(changed / 250)
-    result = {"benchmark": "refresh", "profiles": args.profiles, "changed": changed, "scale": s,
-              "latency_ms": args.latency_ms, "first_wall_s": round(first["wall_s"], 2),
+    result = {"benchmark": "refresh", "profiles": args.profiles, "changed": changed, "state": args.state,
+              "scale": s, "latency_ms": args.latency_ms, "first_wall_s": round(first["wall_s"], 2),
+              "first_cpu_s": round(first["cpu_s"], 2),
               "requests": total, "by_route": routes, "bulk_requests": routes.get(BULK, 0),
               "bulk_needed": bulk_needed, "wall_s": round(run["wall_s"], 2),
               "cpu_s": round(run["cpu_s"], 2), "peak_rss_mib": round(run["peak_rss_mib"], 1),
+              "server_cpu_s": None if server_cpu is None else round(server_cpu, 2),
               "contacts_total": after["contacts_total"], "list_members": members,
               "members_with_change": landed, "segpush_accepted": run["accepted"], "exit": run["exit"]}
     rows = [("profiles / changed", "%d / %d" % (args.profiles, changed)),
-            ("first run (full, limits off)", "%.1f s" % first["wall_s"]),
+            ("state", describe_state(postgres)),
+            ("first run (full, limits off)", "%.1f s, CPU %.2f s" % (first["wall_s"], first["cpu_s"])),
             ("second run requests", "%d  (ceil(%d/250) = %d bulk needed; target <= %d + a few)" %
              (total, changed, bulk_needed, bulk_needed))]
     rows += [("  " + route, n) for route, n in sorted(routes.items())]
     rows += [("second run wall time", "%.1f s  (limits x%g, %d ms latency)" % (run["wall_s"], s, args.latency_ms)),
              ("second run CPU / peak RSS", "%.2f s / %.1f MiB" % (run["cpu_s"], run["peak_rss_mib"])),
+             ] + ([] if postgres is None else [("second run PostgreSQL server CPU", "%.2f s" % server_cpu)]) + [
              ("contacts in sandbox", after["contacts_total"]),
              ("list members (subscribed)", "not checked" if members is None else members),
              ("members showing the change", "not checked" if landed is None else landed),
              ("segpush: accepted (first, second)", "%s, %s" % (first["accepted"], run["accepted"])),
              ("segpush exit", run["exit"])]
-    print_table("refresh: %d profiles, %g changed" % (args.profiles, args.change), rows, result)
+    print_table("refresh: %d profiles, %g changed, %s state" % (args.profiles, args.change, args.state), rows, result)
     return 0 if run["exit"] == 0 and landed in (None, changed) else 1
+
+
+# ---- replicas --------------------------------------------------------------------------------
+
+def replicas_config(work, build_dir, sandboxes, state, settle_seconds, rps, bulk_per_minute):
+    """segpush.yaml for `replicas`: export eNN sends segment eNN.csv to list 1 of account NN (its
+    own sandbox, so its own limits and budgets), on_change. The replicas share this file, so each
+    health endpoint takes any free port."""
+    names = ["e%02d" % (i + 1) for i in range(len(sandboxes))]
+    text = 'plugin_dir: %s\n%sserve: { listen: "127.0.0.1:0" }\nsegments:\n' % (
+        os.path.join(os.path.abspath(build_dir), "plugins"), state)
+    text += "".join("  %s: { path: %s.csv }\n" % (name, name) for name in names)
+    text += "connections:\n"
+    text += "".join("""  {name}:
+    plugin: activecampaign
+    privacy_consent: true
+    settings:
+      host: "{host}"
+      api_key: ${{env:AC_API_KEY}}
+      ca_bundle: "{cert}"
+      requests_per_second: {rps}
+      bulk_requests_per_minute: {bulk}
+""".format(name=name, host=sandbox.host(), cert=sandbox.cert, rps=rps, bulk=bulk_per_minute)
+                    for name, sandbox in zip(names, sandboxes))
+    text += "exports:\n"
+    text += "".join("""  {name}:
+    connection: {name}
+    segments: [{name}]
+    settings: {{ list_id: {list_id} }}
+    mapping: {{ email: Email, first_name: FirstName, last_name: LastName, phone: Phone }}
+    schedule: on_change
+    settle_seconds: {settle}
+""".format(name=name, list_id=LIST_ID, settle=settle_seconds) for name in names)
+    with open(os.path.join(work, "segpush.yaml"), "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return names
+
+
+def process_cpu_seconds(pid):
+    """User+sys CPU of a live process, all its threads (NaN once it has exited)."""
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def all_runs(work, build_dir):
+    binary = os.path.join(os.path.abspath(build_dir), "segpush")
+    out = subprocess.run([binary, "--config", os.path.join(work, "segpush.yaml"), "runs", "list", "--limit", "10000",
+                          "--json"], cwd=work, env=dict(os.environ, AC_API_KEY=API_KEY), capture_output=True,
+                         text=True).stdout
+    try:
+        return json.loads(out)
+    except ValueError:
+        return []
+
+
+def start_replica(work, build_dir, index):
+    """`segpush serve --json`; it prints its one line on stdout once ready."""
+    binary = os.path.join(os.path.abspath(build_dir), "segpush")
+    env = dict(os.environ, AC_API_KEY=API_KEY, SEGPUSH_LOG_LEVEL="warn")
+    ready = os.path.join(work, "replica%d.json" % index)
+    with open(ready, "wb") as out, open(os.path.join(work, "replica%d.log" % index), "ab") as err:
+        return subprocess.Popen([binary, "--config", os.path.join(work, "segpush.yaml"), "serve", "--json"],
+                                cwd=work, env=env, stdout=out, stderr=err), ready
+
+
+def stop_replicas(replicas):
+    """SIGTERM, then each replica's exit status and resource usage."""
+    for proc, _ in replicas:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    usages = []
+    for proc, _ in replicas:
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            usage = None
+        usages.append(usage)
+    return usages
+
+
+def replicas_round(args, work, sandboxes, postgres, count, sources):
+    """One measurement: `count` replicas, a new database, every sandbox emptied; all segments
+    published at once. Returns its figures."""
+    for sandbox in sandboxes:
+        sandbox.request("POST", "/__sandbox/reset", {})
+    names = replicas_config(work, args.build_dir, sandboxes, state_for(postgres), args.settle_seconds,
+                            int(round(AC_RPS * args.scale)), int(round(AC_BULK_PER_MINUTE * args.scale)))
+    replicas = []
+    try:
+        for index in range(count):
+            replicas.append(start_replica(work, args.build_dir, index + 1))
+        deadline = time.monotonic() + 60
+        for proc, ready in replicas:
+            while not open(ready, "rb").read().strip():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("a replica did not start:\n" + open(ready.replace(".json", ".log")).read()[-3000:])
+                time.sleep(0.05)
+        # The benchmark's own reads of the run history cost the server too (a connection each):
+        # what one costs while the replicas wait is measured here, and taken off.
+        calibration = 5
+        idle_before = postgres.cpu_seconds()
+        for _ in range(calibration):
+            all_runs(work, args.build_dir)
+        per_poll = (postgres.cpu_seconds() - idle_before) / calibration
+        server_before = postgres.cpu_seconds()
+        replica_before = [process_cpu_seconds(proc.pid) for proc, _ in replicas]
+        log("%d replica(s) ready; publishing %d segments" % (count, len(names)))
+        for name, source in zip(names, sources):
+            shutil.copyfile(source, os.path.join(work, name + ".csv.tmp"))
+        started = time.monotonic()
+        for name in names:
+            os.replace(os.path.join(work, name + ".csv.tmp"), os.path.join(work, name + ".csv"))
+        deadline = started + args.timeout
+        runs = []
+        polls = 0
+        while time.monotonic() < deadline:
+            runs = all_runs(work, args.build_dir)
+            polls += 1
+            if len({r["export"] for r in runs if r["status"] != "running"}) == len(names):
+                break
+            time.sleep(args.poll_seconds)
+        else:
+            log("not every export finished within %d s" % args.timeout)
+        wall = time.monotonic() - started
+        replica_cpu = [process_cpu_seconds(proc.pid) - before for (proc, _), before in zip(replicas, replica_before)]
+        server_cpu = postgres.cpu_seconds() - server_before
+        # Long enough for a second run of any export to have started, had one been claimed twice.
+        time.sleep(args.settle_seconds + 2)
+        runs = all_runs(work, args.build_dir)
+    finally:
+        usages = stop_replicas(replicas)
+    members = [sandbox.subscribed_members() for sandbox in sandboxes]
+    by_export = {name: [r for r in runs if r["export"] == name] for name in names}
+    once = sum(1 for name in names if len(by_export[name]) == 1 and by_export[name][0]["status"] == "succeeded")
+    pids = [proc.pid for proc, _ in replicas]
+    per_replica = [sum(1 for r in runs if r["pid"] == pid) for pid in pids]
+    return {"replicas": count, "wall_s": round(wall, 2), "replica_cpu_s": [round(c, 2) for c in replica_cpu],
+            "replica_cpu_total_s": round(sum(replica_cpu), 2),
+            "server_cpu_s": round(max(server_cpu - polls * per_poll, 0.0), 2), "polls": polls,
+            "server_cpu_per_poll_s": round(per_poll, 3),
+            "replica_peak_rss_mib": [None if u is None else round(u.ru_maxrss / 1024.0, 1) for u in usages],
+            "runs_per_replica": per_replica, "runs": len(runs), "exports_run_once": once,
+            "lists_complete": sum(1 for m in members if m == args.profiles),
+            "statuses": sorted({r["status"] for r in runs}), "replica_exits": [proc.returncode for proc, _ in replicas]}
+
+
+def cmd_replicas(args):
+    counts = [int(c) for c in args.replicas.split(",")]
+    with Workdir(args.keep) as work, PostgresServer() as postgres:
+        log("generating %d segments of %d profiles" % (args.exports, args.profiles))
+        sources = []
+        for i in range(args.exports):
+            sources.append(os.path.join(work, "source-%02d.csv" % (i + 1)))
+            generate(work, args.profiles, args.seed + i, name=os.path.basename(sources[-1]))
+            # The segments as they are when the replicas start count as seen: publishing replaces them.
+            shutil.copyfile(sources[-1], os.path.join(work, "e%02d.csv" % (i + 1)))
+        sandboxes = [Sandbox(work, {"limits_enabled": True, "rate_scale": args.scale, "latency_ms": args.latency_ms,
+                                    "record_bodies": False, "record_requests": False}, name="account%02d" % (i + 1))
+                     for i in range(args.exports)]
+        try:
+            sandboxes[0].make_certificate()
+            for sandbox in sandboxes:
+                sandbox.launch()
+            for sandbox in sandboxes:
+                sandbox.wait_ready()
+            results = [replicas_round(args, work, sandboxes, postgres, count, sources) for count in counts]
+        finally:
+            for sandbox in sandboxes:
+                sandbox.stop()
+    rows = [("exports", "%d, each of %d profiles to its own account (a sandbox each: limits x%g, %d ms latency), "
+                        "schedule on_change, settle %d s" % (args.exports, args.profiles, args.scale, args.latency_ms,
+                                                             args.settle_seconds)),
+            ("state", "PostgreSQL on 127.0.0.1 (%s), shared by the replicas" % POSTGRES_SETTINGS)]
+    for r in results:
+        rows += [("%d replica%s" % (r["replicas"], "" if r["replicas"] == 1 else "s"), ""),
+                 ("  wall, publish to all finished", "%.1f s" % r["wall_s"]),
+                 ("  replicas' CPU (user+sys)", "%.2f s  (%s)" % (r["replica_cpu_total_s"],
+                                                                 ", ".join("%.2f" % c for c in r["replica_cpu_s"]))),
+                 ("  PostgreSQL server CPU", "%.2f s  (less the benchmark's %d reads of `runs list`, %.3f s each)" % (
+                     r["server_cpu_s"], r["polls"], r["server_cpu_per_poll_s"])),
+                 ("  runs per replica", " / ".join(str(n) for n in r["runs_per_replica"])),
+                 ("  exports run exactly once", "%d of %d (%d runs: %s)" % (r["exports_run_once"], args.exports,
+                                                                          r["runs"], ", ".join(r["statuses"]))),
+                 ("  lists complete", "%d of %d" % (r["lists_complete"], args.exports)),
+                 ("  replicas' peak RSS", ", ".join("%s MiB" % m for m in r["replica_peak_rss_mib"]))]
+    result = {"benchmark": "replicas", "exports": args.exports, "profiles_each": args.profiles, "scale": args.scale,
+              "latency_ms": args.latency_ms, "settle_seconds": args.settle_seconds, "rounds": results}
+    print_table("replicas: %d on_change exports published at once, %s replica(s) sharing a PostgreSQL state" % (
+        args.exports, " vs ".join(str(c) for c in counts)), rows, result)
+    ok = all(r["exports_run_once"] == args.exports and r["runs"] == args.exports
+             and r["lists_complete"] == args.exports for r in results)
+    return 0 if ok else 1
 
 
 def positive_int(text):
@@ -581,14 +849,22 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
 
-    def common(p):
-        p.add_argument("--profiles", type=int, required=True)
+    def common(p, profiles=None):
+        if profiles:
+            p.add_argument("--profiles", type=int, default=profiles, help="profiles (default %d)" % profiles)
+        else:
+            p.add_argument("--profiles", type=int, required=True)
         p.add_argument("--seed", type=int, default=1, help="profile generator seed (default 1)")
         p.add_argument("--build-dir", default=os.path.join(ROOT, "build"),
                        help="build whose segpush and plugins/ are measured (default build)")
         p.add_argument("--keep", action="store_true", help="keep the temporary directory")
         p.add_argument("--member-check-max", type=int, default=2000000,
                        help="count the list's members through the control API up to this many profiles")
+
+    def state_option(p):
+        p.add_argument("--state", choices=("sqlite", "postgres"), default="sqlite",
+                       help="where segpush keeps its state: an SQLite file (default) or a PostgreSQL server the "
+                            "benchmark starts (fsync on)")
 
     p = sub.add_parser("ceiling", help="wall time against the time ActiveCampaign's limits force")
     common(p)
@@ -602,6 +878,7 @@ def main(argv=None):
                    help="runs a build; the figures' spread is printed (default 1)")
     p.add_argument("--compare-build", metavar="DIR",
                    help="another build measured alternately with --build-dir, --repeat times each")
+    state_option(p)
     p.set_defaults(func=cmd_host_cost)
 
     p = sub.add_parser("refresh", help="second run after changing a fraction of the members")
@@ -609,6 +886,7 @@ def main(argv=None):
     p.add_argument("--change", type=float, default=0.01, help="fraction of members changed (default 0.01)")
     p.add_argument("--scale", type=float, default=20.0, help="rate_scale for the second run (default 20)")
     p.add_argument("--latency-ms", type=int, default=200, help="added latency per request, second run (default 200)")
+    state_option(p)
     p.set_defaults(func=cmd_refresh)
 
     p = sub.add_parser("shared-account", help="two exports to one account at once: refusals and wall time "
@@ -620,7 +898,21 @@ def main(argv=None):
                    help="both exports scheduled in one `segpush serve` instead of two `export run` processes")
     p.set_defaults(func=cmd_shared_account)
 
+    p = sub.add_parser("replicas", help="on_change exports to their own accounts, published at once, run by 1 "
+                                        "or more `segpush serve` replicas sharing a PostgreSQL state")
+    common(p, profiles=2000)
+    p.add_argument("--exports", type=positive_int, default=30, help="exports, each to its own account (default 30)")
+    p.add_argument("--replicas", default="1,3", help="replica counts measured in turn (default 1,3)")
+    p.add_argument("--scale", type=float, default=1.0, help="rate_scale of each account's limits (default 1)")
+    p.add_argument("--latency-ms", type=int, default=200, help="added latency per request (default 200)")
+    p.add_argument("--settle-seconds", type=positive_int, default=1, help="the exports' settle_seconds (default 1)")
+    p.add_argument("--poll-seconds", type=float, default=0.5, help="how often `runs list` is read (default 0.5)")
+    p.add_argument("--timeout", type=int, default=900, help="give up on a round after this many seconds")
+    p.set_defaults(func=cmd_replicas)
+
     args = ap.parse_args(argv)
+    # Stopped by SIGTERM, clean up as for Ctrl-C: servers stopped, temporary directories removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     return args.func(args)
 
 
