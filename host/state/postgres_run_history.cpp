@@ -372,21 +372,12 @@ std::vector<RunRecord> PostgresRunHistory::recorded_running(bool alive) {
 int64_t PostgresRunHistory::redact_from_errors(const std::set<std::string>& keys) {
     int64_t changed = 0;
     retrying([&] {
-        // A run's error may quote an email (a destination's message about one member).
         const postgres::Result errors = db_.exec("SELECT id, error FROM runs WHERE error IS NOT NULL");
         std::vector<std::pair<int64_t, std::string>> cleaned;
         for (int row = 0; row < errors.rows(); ++row) {
-            std::string error(errors.text(row, 1));
-            std::string folded = error;
-            for (char& c : folded) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            bool named = false;
-            for (const std::string& key : keys) {
-                for (size_t at = folded.find(key); at != std::string::npos; at = folded.find(key, at + 1)) {
-                    error.replace(at, key.size(), std::string(key.size(), '*'));
-                    named = true;
-                }
+            if (auto masked = error_without_keys(std::string(errors.text(row, 1)), keys)) {
+                cleaned.emplace_back(errors.integer(row, 0), *masked);
             }
-            if (named) cleaned.emplace_back(errors.integer(row, 0), std::move(error));
         }
         // The changes and the count together: one transaction, unless the caller's holds them already.
         const bool own = PQtransactionStatus(db_.handle()) == PQTRANS_IDLE;

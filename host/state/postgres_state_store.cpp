@@ -55,17 +55,8 @@ StateStore::Forgotten PostgresStateStore::forget_members(const std::set<std::str
             // Receipts keep their members' keys in a blob: each is written again without them.
             const postgres::Result receipts = db_.exec("SELECT id, members FROM unconfirmed");
             for (int row = 0; row < receipts.rows(); ++row) {
-                std::string kept;
                 int64_t dropped = 0;
-                decode_receipt_members(receipts.bytes(row, 1),
-                                       [&](uint64_t hash, std::string_view key, std::string_view value,
-                                           std::string_view sent_values) {
-                                           if (keys.count(std::string(key))) {
-                                               ++dropped;
-                                           } else {
-                                               encode_receipt_member(kept, hash, key, value, sent_values);
-                                           }
-                                       });
+                const std::string kept = receipt_members_without(receipts.bytes(row, 1), keys, dropped);
                 if (dropped == 0) continue;
                 forgotten.awaiting_import += dropped;
                 const int64_t id = receipts.integer(row, 0);

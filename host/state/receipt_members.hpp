@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -71,6 +72,22 @@ void decode_receipt_members(std::string_view in, const Visit& visit) {
         }
         visit(hash, key, key_value, values);
     }
+}
+
+// `members` without the members whose key is in `keys` (forgetting people); `dropped` counts
+// those left out.
+inline std::string receipt_members_without(std::string_view members, const std::set<std::string>& keys,
+                                           int64_t& dropped) {
+    std::string kept;
+    decode_receipt_members(members, [&](uint64_t hash, std::string_view key, std::string_view value,
+                                        std::string_view sent_values) {
+        if (keys.count(std::string(key))) {
+            ++dropped;
+        } else {
+            encode_receipt_member(kept, hash, key, value, sent_values);
+        }
+    });
+    return kept;
 }
 
 }  // namespace segpush

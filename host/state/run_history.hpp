@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <cctype>
 #include <cstdint>
 #include <optional>
 #include <set>
@@ -70,6 +71,23 @@ inline double rejected_ratio(const RunCounts& counts) {
     if (counts.rows_read <= 0) return 0;
     return static_cast<double>(counts.rejected + counts.invalid + counts.rejected_held) /
            static_cast<double>(counts.rows_read);
+}
+
+// `error` (a run's error, which may quote a destination's message about one member) with every
+// occurrence of the keys (lower-case emails), compared case-insensitively, masked with '*';
+// nullopt when it names none. What redact_from_errors writes back, in every backend.
+inline std::optional<std::string> error_without_keys(std::string error, const std::set<std::string>& keys) {
+    std::string folded = error;
+    for (char& c : folded) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    bool named = false;
+    for (const std::string& key : keys) {
+        for (size_t at = folded.find(key); at != std::string::npos; at = folded.find(key, at + 1)) {
+            error.replace(at, key.size(), std::string(key.size(), '*'));
+            named = true;
+        }
+    }
+    if (!named) return std::nullopt;
+    return error;
 }
 
 // Each count under the name segpush's JSON outputs give it (`runs show --json`, notices), in

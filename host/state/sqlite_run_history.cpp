@@ -194,21 +194,10 @@ std::vector<RunRecord> SqliteRunHistory::recorded_running(bool alive) {
 }
 
 int64_t SqliteRunHistory::redact_from_errors(const std::set<std::string>& keys) {
-    // A run's error may quote an email (a destination's message about one member).
     auto errors = db_.prepare("SELECT id, error FROM runs WHERE error IS NOT NULL");
     std::vector<std::pair<int64_t, std::string>> cleaned;
     while (errors.step()) {
-        std::string error = errors.text(1);
-        std::string folded = error;
-        for (char& c : folded) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        bool named = false;
-        for (const std::string& key : keys) {
-            for (size_t at = folded.find(key); at != std::string::npos; at = folded.find(key, at + 1)) {
-                error.replace(at, key.size(), std::string(key.size(), '*'));
-                named = true;
-            }
-        }
-        if (named) cleaned.emplace_back(errors.integer(0), std::move(error));
+        if (auto masked = error_without_keys(errors.text(1), keys)) cleaned.emplace_back(errors.integer(0), *masked);
     }
     errors.reset();
     for (const auto& [id, error] : cleaned) {

@@ -65,16 +65,8 @@ StateStore::Forgotten SqliteStateStore::forget_members(const std::set<std::strin
         auto receipts = db.prepare("SELECT id, members FROM unconfirmed");
         std::vector<std::pair<int64_t, std::string>> rewritten;
         while (receipts.step()) {
-            std::string kept;
             int64_t dropped = 0;
-            decode_receipt_members(receipts.blob(1), [&](uint64_t hash, std::string_view key, std::string_view value,
-                                                         std::string_view sent_values) {
-                if (keys.count(std::string(key))) {
-                    ++dropped;
-                } else {
-                    encode_receipt_member(kept, hash, key, value, sent_values);
-                }
-            });
+            std::string kept = receipt_members_without(receipts.blob(1), keys, dropped);
             if (dropped == 0) continue;
             forgotten.awaiting_import += dropped;
             rewritten.emplace_back(receipts.integer(0), std::move(kept));
