@@ -196,7 +196,14 @@ std::optional<RunFailure> PushPipeline::settle(std::unique_ptr<PushJob> job) {
         on_outcomes_(rejected);
         return std::nullopt;
     }
-    if (result.call.status == SEGPUSH_ERR_CANCELLED) return std::nullopt;
+    if (result.call.status == SEGPUSH_ERR_CANCELLED) {
+        // The plugin stops a call only when the host asks (cancel_requested): the run is
+        // stopping, or its lease may have run out and it waits to learn whether it still holds
+        // it. The records wait here either way: sent once the run goes on, left for the next
+        // run if it stops (a stopping run submits nothing more). Not a failed attempt.
+        retry_later(std::move(job), 0);
+        return std::nullopt;
+    }
     return RunFailure{RunStatus::failed_permanent, message};
 }
 

@@ -203,6 +203,20 @@ void PostgresRunHistory::stop_heartbeat(int64_t run_id) {
     heartbeats_.erase(run_id);
 }
 
+void PostgresRunHistory::close_abandoned_runs() {
+    for (const RunRecord& run : abandoned_runs()) {
+        retrying([&] {
+            db_.exec(std::string("UPDATE runs SET status = $1, finished_at = ") + kNowUtc +
+                         ", error = $2 WHERE id = $3 AND status = 'running'",
+                     postgres::Params()
+                         .add(to_string(RunStatus::failed_retryable))
+                         .add("interrupted: process " + std::to_string(run.pid) + " on " + run.hostname +
+                              " stopped renewing its lease, and people were forgotten meanwhile")
+                         .add(run.id));
+        });
+    }
+}
+
 RunHistory::Lease PostgresRunHistory::lease(int64_t run_id) const {
     std::lock_guard<std::mutex> lock(heartbeats_mutex_);
     const auto heartbeat = heartbeats_.find(run_id);

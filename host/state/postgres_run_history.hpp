@@ -31,6 +31,10 @@ public:
     // Held while the last renewal, by this host's steady clock, is recent enough that the lease
     // cannot have run out at the server yet (a third of a lease to spare).
     Lease lease(int64_t run_id) const override;
+    // Closes the runs abandoned_runs() lists, as begin_run would: for forgetting people, in the
+    // caller's transaction, so that a holder that was only paused cannot come back, renew its
+    // lease and record the people again.
+    void close_abandoned_runs();
     int64_t redact_from_errors(const std::set<std::string>& keys) override;
     bool claim_slot(const std::string& export_name, const std::string& due_at_utc, const std::string& claimer) override;
 

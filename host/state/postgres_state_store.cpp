@@ -46,6 +46,7 @@ StateStore::Forgotten PostgresStateStore::forget_members(const std::set<std::str
                                               run.hostname +
                                               "); forget once it has finished, or it may record the people again");
             }
+            history_.close_abandoned_runs();
             for (const std::string& key : keys) {
                 const postgres::Params by_key = postgres::Params().add_bytes(key);
                 forgotten.delivered += db_.exec("DELETE FROM delivered WHERE member_key = $1", by_key).affected();

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "state/postgres.hpp"
+#include "state/postgres_delivered_state.hpp"
 #include "state/receipt_members.hpp"
 #include "state/sqlite_run_history.hpp"
 #include "state/state_file.hpp"
@@ -589,4 +590,26 @@ TEST_CASE("state: postgres: forgetting people removes their keys from every tabl
     encode_receipt_member(bo_alone, 2, bo, bo);
     CHECK(receipts.bytes(0, 0) == bo_alone);
     CHECK(store->history().get_run(live.run_id)->error == "the destination refused ***************");
+}
+
+TEST_CASE("state: postgres: forgetting people closes a run whose lease ran out, so its holder records nothing more",
+          "[run-history][postgres]") {
+    PostgresBackend backend;
+    const auto holder = backend.open_store();
+    const auto run = holder->history().begin_run("e", false, false);
+    postgres::Connection db(backend.uri());
+    // Another host's run, silent for an hour: its process may only be paused.
+    db.exec("UPDATE runs SET hostname = 'elsewhere', heartbeat_at = now() - interval '1 hour' WHERE id = $1",
+            postgres::Params().add(run.run_id));
+    const auto other = backend.open_store();
+    other->forget_members({"ann@example.com"});
+    const std::optional<RunRecord> closed = other->history().get_run(run.run_id);
+    REQUIRE(closed);
+    CHECK(closed->status == RunStatus::failed_retryable);
+    CHECK_THAT(closed->error, Catch::Contains("people were forgotten meanwhile"));
+    // Its holder, back, cannot record the people again.
+    DeliveryBatch batch;
+    batch.deliver("ann@example.com", "ann@example.com", 1, false, false);
+    CHECK_THROWS_AS(holder->delivered().record("e", run.run_id, batch), LeaseLost);
+    CHECK(db.exec("SELECT COUNT(*) FROM delivered").integer(0, 0) == 0);
 }
