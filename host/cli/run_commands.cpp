@@ -277,12 +277,12 @@ std::optional<Scheduler::RunOutcome> run_scheduled(const CheckedSetup& setup, co
     const LogRunScope log_scope(exp.name);
     ServiceMetrics& metrics = ServiceMetrics::process();
     metrics.run_started(exp.name);
+    const bool takeover = occasion.rfind(kResumeOccasion, 0) == 0;
     try {
         const auto state = open_state(setup.config);
         // Replicas serving this configuration all reach this point for the same occasion: the
         // one that claims it runs it. A takeover is not claimed: begin_run lets one replica
         // alone continue the run, and a claim would be lost with a replica that died before that.
-        const bool takeover = occasion.rfind(kResumeOccasion, 0) == 0;
         if (!takeover && !state->history().claim_slot(exp.name, occasion, replica_name())) {
             metrics.run_not_started(exp.name, "other_replica");
             log_line(LogLevel::info, "export " + exp.name + ": another replica took this run (" + occasion + ")");
@@ -306,7 +306,7 @@ std::optional<Scheduler::RunOutcome> run_scheduled(const CheckedSetup& setup, co
         notify_run_finished(exp, state->history(), summary.run_id);  // queued: never holds up the schedule
         return Scheduler::RunOutcome{summary.status, summary.error};
     } catch (const AlreadyRunning& running) {
-        if (occasion.rfind(kResumeOccasion, 0) == 0) {  // another replica was quicker to take it over
+        if (takeover) {  // another replica was quicker to take it over
             metrics.run_not_started(exp.name, "other_replica");
             log_line(LogLevel::info, "export " + exp.name + ": another replica took this run (" + occasion + ")");
             return std::nullopt;
