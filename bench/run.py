@@ -136,15 +136,9 @@ class Sandbox:
 SQLITE_STATE = "state: state/segpush.db\n"
 
 
-def write_config(workdir, build_dir, sandbox, rps, bulk_per_minute, exports=None, state=SQLITE_STATE):
-    """segpush.yaml in workdir; the plugin is told the (scaled) account limits it paces to.
-    exports: {name: (segment file, list id, extra YAML lines)}; by default EXPORT of
-    segment.csv to LIST_ID. state: the configuration's `state:` (YAML)."""
-    exports = exports or {EXPORT: ("segment.csv", LIST_ID, "")}
-    text = "plugin_dir: %s\n%ssegments:\n" % (os.path.join(os.path.abspath(build_dir), "plugins"), state)
-    text += "".join("  %s: { path: %s }\n" % (name, segment) for name, (segment, _, _) in exports.items())
-    text += """connections:
-  ac:
+def ac_connection(name, sandbox, rps, bulk_per_minute):
+    """The YAML of connection `name`: the ActiveCampaign plugin at `sandbox`, paced as given."""
+    return """  {name}:
     plugin: activecampaign
     privacy_consent: true
     settings:
@@ -153,8 +147,17 @@ def write_config(workdir, build_dir, sandbox, rps, bulk_per_minute, exports=None
       ca_bundle: "{cert}"
       requests_per_second: {rps}
       bulk_requests_per_minute: {bulk}
-exports:
-""".format(host=sandbox.host(), cert=sandbox.cert, rps=rps, bulk=bulk_per_minute)
+""".format(name=name, host=sandbox.host(), cert=sandbox.cert, rps=rps, bulk=bulk_per_minute)
+
+
+def write_config(workdir, build_dir, sandbox, rps, bulk_per_minute, exports=None, state=SQLITE_STATE):
+    """segpush.yaml in workdir; the plugin is told the (scaled) account limits it paces to.
+    exports: {name: (segment file, list id, extra YAML lines)}; by default EXPORT of
+    segment.csv to LIST_ID. state: the configuration's `state:` (YAML)."""
+    exports = exports or {EXPORT: ("segment.csv", LIST_ID, "")}
+    text = "plugin_dir: %s\n%ssegments:\n" % (os.path.join(os.path.abspath(build_dir), "plugins"), state)
+    text += "".join("  %s: { path: %s }\n" % (name, segment) for name, (segment, _, _) in exports.items())
+    text += "connections:\n" + ac_connection("ac", sandbox, rps, bulk_per_minute) + "exports:\n"
     text += "".join("""  {name}:
     connection: ac
     segments: [{name}]
@@ -652,17 +655,7 @@ def replicas_config(work, build_dir, sandboxes, state, settle_seconds, rps, bulk
         os.path.join(os.path.abspath(build_dir), "plugins"), state)
     text += "".join("  %s: { path: %s.csv }\n" % (name, name) for name in names)
     text += "connections:\n"
-    text += "".join("""  {name}:
-    plugin: activecampaign
-    privacy_consent: true
-    settings:
-      host: "{host}"
-      api_key: ${{env:AC_API_KEY}}
-      ca_bundle: "{cert}"
-      requests_per_second: {rps}
-      bulk_requests_per_minute: {bulk}
-""".format(name=name, host=sandbox.host(), cert=sandbox.cert, rps=rps, bulk=bulk_per_minute)
-                    for name, sandbox in zip(names, sandboxes))
+    text += "".join(ac_connection(name, sandbox, rps, bulk_per_minute) for name, sandbox in zip(names, sandboxes))
     text += "exports:\n"
     text += "".join("""  {name}:
     connection: {name}
