@@ -79,6 +79,7 @@ struct TwoReplicas {
         std::string text = config_on_postgres(fixture, postgres, database, options) + "serve:\n  listen: 127.0.0.1:0\n";
         text.replace(text.find("bulk_requests_per_minute: 4000"), 30, "bulk_requests_per_minute: 1200");
         fixture.dir.write("segpush.yaml", text);
+        fixture.dir.write("vip.csv", to_csv(make_segment(10).rows));  // what the replicas find at start
         for (int r = 0; r < 2; ++r) {
             const std::string name = "replica" + std::to_string(r);
             replicas.push_back(std::make_unique<BackgroundProcess>(fixture.segpush_argv("serve"),
@@ -126,6 +127,27 @@ struct TwoReplicas {
     }
 };
 
+// A 50,000-profile segment (500 invalid rows, 3 refused by the destination) published to two
+// replicas, and the run one of them claimed, caught mid-way.
+struct MidRun {
+    static Segment segment_of_50000() {
+        Segment segment = make_segment(50000);
+        mark_destination_rejected(segment, kRefusedEmails);
+        return segment;
+    }
+
+    PostgresServer& postgres = PostgresServer::shared();
+    const std::string database = postgres.create_database();
+    ExportFixture fixture{fast_sandbox(false, R"("latency_ms": 20)")};
+    const Segment segment = segment_of_50000();
+    TwoReplicas replicas{fixture, postgres, database};
+    const rapidjson::Document running = replicas.publish_and_wait_mid_run(segment.rows);
+    const int64_t first_run = running["id"].GetInt64();
+    const long long holder_pid = running["pid"].GetInt64();
+    BackgroundProcess& holder = replicas.with_pid(holder_pid);
+    BackgroundProcess& survivor = replicas.other_than(holder_pid);
+};
+
 // Only what was in flight when a replica stopped is sent twice: the destination's answers to
 // those requests never reached the state. The plugin keeps at most a few bulk imports of up to
 // 250 contacts in flight; 2,000 records is a generous bound on them.
@@ -137,26 +159,14 @@ void check_sent_at_most_in_flight_twice(ExportFixture& fixture, const Segment& s
     CHECK(sent - members <= 2000);
 }
 
-TEST_CASE("scale out: kill -9 of the replica running a 50,000-profile export, and another replica finishes it") {
-    PostgresServer& postgres = PostgresServer::shared();
-    const std::string database = postgres.create_database();
-    ExportFixture fixture(fast_sandbox(false, R"("latency_ms": 20)"));
-    Segment segment = make_segment(50000);
-    mark_destination_rejected(segment, kRefusedEmails);
-    fixture.dir.write("vip.csv", to_csv(make_segment(10).rows));
-    TwoReplicas replicas(fixture, postgres, database);
-    const rapidjson::Document running = replicas.publish_and_wait_mid_run(segment.rows);
-    const int64_t first_run = running["id"].GetInt64();
-    const long long holder_pid = running["pid"].GetInt64();
-
+TEST_CASE_METHOD(MidRun, "scale out: kill -9 of the replica running a 50,000-profile export, and another replica "
+                         "finishes it") {
     // A manual run of the same export is refused, naming who holds it.
     const Run manual = fixture.segpush("export run vip_export");
     CHECK(manual.exit_code == 1);
     CHECK_THAT(manual.err, Catch::Contains("already running as run #" + std::to_string(first_run) + " (pid " +
                                            std::to_string(holder_pid) + " on "));
 
-    BackgroundProcess& holder = replicas.with_pid(holder_pid);
-    BackgroundProcess& survivor = replicas.other_than(holder_pid);
     holder.signal(SIGKILL);
     CHECK(holder.wait() == -SIGKILL);
     // Both replicas are on this host: the survivor sees the holder's process gone at its next look
@@ -178,20 +188,8 @@ TEST_CASE("scale out: kill -9 of the replica running a 50,000-profile export, an
     check_no_secret_anywhere(fixture, {PostgresServer::password()});
 }
 
-TEST_CASE("scale out: a replica stalled past its lease is taken over, and records nothing once it wakes") {
-    PostgresServer& postgres = PostgresServer::shared();
-    const std::string database = postgres.create_database();
-    ExportFixture fixture(fast_sandbox(false, R"("latency_ms": 20)"));
-    Segment segment = make_segment(50000);
-    mark_destination_rejected(segment, kRefusedEmails);
-    fixture.dir.write("vip.csv", to_csv(make_segment(10).rows));
-    TwoReplicas replicas(fixture, postgres, database);
-    const rapidjson::Document running = replicas.publish_and_wait_mid_run(segment.rows);
-    const int64_t first_run = running["id"].GetInt64();
-    const long long holder_pid = running["pid"].GetInt64();
-    BackgroundProcess& holder = replicas.with_pid(holder_pid);
-    BackgroundProcess& survivor = replicas.other_than(holder_pid);
-
+TEST_CASE_METHOD(MidRun, "scale out: a replica stalled past its lease is taken over, and records nothing once it "
+                         "wakes") {
     // Stopped, not dead: its process is alive, so only its lease (3 s) can tell it is gone.
     holder.signal(SIGSTOP);
     const rapidjson::Document finished = replicas.wait_for_run_after(first_run);
