@@ -160,8 +160,16 @@ void Connection::retrying(const std::function<void()>& work, std::chrono::second
     }
 }
 
-Transaction::Transaction(Connection& connection, const char* begin) : connection_(connection) {
-    connection_.exec(begin);
+Transaction::Transaction(Connection& connection, Access access) : connection_(connection) {
+    if (access == Access::read_only) {
+        connection_.exec("BEGIN READ ONLY");
+        return;
+    }
+    const auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(connection_.idle_write_limit());
+    // One round trip: PQexec takes both statements.
+    connection_.exec(limit.count() > 0
+                         ? "BEGIN; SET LOCAL idle_in_transaction_session_timeout = " + std::to_string(limit.count())
+                         : std::string("BEGIN"));
 }
 
 Transaction::~Transaction() {

@@ -99,6 +99,13 @@ public:
 
     PGconn* handle() { return conn_.get(); }
 
+    // Write transactions begun from now on are ended by the server (rolled back, the connection
+    // closed) once left idle longer than `limit`; zero: never. A process stopped (SIGSTOP, a
+    // frozen VM) or cut off half-way through one would otherwise keep its row locks for as long as
+    // its connection lives, and whoever takes its work over would wait on them forever.
+    void end_idle_write_transactions_after(std::chrono::seconds limit) { idle_write_limit_ = limit; }
+    std::chrono::seconds idle_write_limit() const { return idle_write_limit_; }
+
 private:
     void connect();
     [[noreturn]] void fail(const std::string& what, const PGresult* result = nullptr);
@@ -106,12 +113,15 @@ private:
     std::string conninfo_;
     std::string described_as_;
     std::unique_ptr<PGconn, void (*)(PGconn*)> conn_;
+    std::chrono::seconds idle_write_limit_{0};
 };
 
-// BEGIN ... COMMIT, rolled back unless committed.
+// BEGIN ... COMMIT, rolled back unless committed. A read-write one is bounded by the connection's
+// idle_write_limit().
 class Transaction {
 public:
-    explicit Transaction(Connection& connection, const char* begin = "BEGIN");
+    enum class Access { read_write, read_only };
+    explicit Transaction(Connection& connection, Access access = Access::read_write);
     ~Transaction();
     Transaction(const Transaction&) = delete;
     Transaction& operator=(const Transaction&) = delete;

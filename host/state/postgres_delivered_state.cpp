@@ -117,7 +117,7 @@ void PostgresDeliveredState::visit_rows(const std::string& query, const postgres
         try {
             // Read only, so ended by the Transaction's rollback: the cursor's one snapshot of
             // the rows, and nothing to commit that a lost connection could lose.
-            postgres::Transaction transaction(db_, "BEGIN READ ONLY");
+            postgres::Transaction transaction(db_, postgres::Transaction::Access::read_only);
             db_.exec("DECLARE visit_cursor NO SCROLL CURSOR FOR " + query, params);
             for (;;) {
                 const postgres::Result rows = db_.exec("FETCH " + std::to_string(kFetchRows) + " FROM visit_cursor");

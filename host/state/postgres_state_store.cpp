@@ -20,11 +20,21 @@ int64_t migrated(postgres::Connection& db, const StateOptions& options) {
     return found;
 }
 
+// Write transactions here (recording a batch, claiming a run, a migration, forgetting) take round
+// trips only, never a wait on anything else, so one left idle for a whole lease belongs to a
+// process that was stopped or cut off. The server ends it, and its locks (its run's row, its
+// members' rows) go to whoever takes its run over once the lease has run out. A live process that
+// is merely slow has its transaction tried again, as after a lost connection.
+postgres::Connection& with_idle_writes_ended(postgres::Connection& db, const StateOptions& options) {
+    db.end_idle_write_transactions_after(options.lease);
+    return db;
+}
+
 }  // namespace
 
 PostgresStateStore::PostgresStateStore(const std::string& conninfo, const StateOptions& options)
     : db_(conninfo, options.patience, [&options](const postgres::Error& error) { log_retry(error, options); }),
-      found_version_(migrated(db_, options)),
+      found_version_(migrated(with_idle_writes_ended(db_, options), options)),
       history_(db_, conninfo, options),
       delivered_(db_, options),
       options_(options) {}

@@ -72,6 +72,37 @@ TEST_CASE("postgres: a transaction not committed is rolled back", "[postgres]") 
     CHECK(rows.integer(0, 0) == 2);
 }
 
+TEST_CASE("postgres: a write transaction left idle past the limit is ended, and its row locks released", "[postgres]") {
+    PostgresServer& server = PostgresServer::shared();
+    const std::string uri = server.uri(server.create_database());
+    postgres::Connection stalled(uri), other(uri);
+    stalled.exec("CREATE TABLE runs(id bigint PRIMARY KEY, status text)");
+    stalled.exec("INSERT INTO runs VALUES(1, 'running')");
+    stalled.end_idle_write_transactions_after(std::chrono::seconds(1));
+    postgres::Transaction stalled_transaction(stalled);
+    stalled.exec("SELECT status FROM runs WHERE id = 1 FOR SHARE");
+    // As a process stopped half-way through recording a batch: the other connection's lock waits
+    // only until the server ends the idle transaction.
+    const auto started = std::chrono::steady_clock::now();
+    other.exec("SET lock_timeout = 20000");
+    CHECK(other.exec("UPDATE runs SET status = 'failed_will_retry' WHERE id = 1").affected() == 1);
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(20));
+    // Woken, the stalled process finds its connection gone: its work is retried, never committed.
+    try {
+        stalled.exec("SELECT 1");
+        FAIL("the idle transaction was not ended");
+    } catch (const postgres::Error& error) {
+        CHECK(error.connection_lost);
+    }
+    // Read-only transactions and connections without a limit are left alone.
+    other.exec("SET lock_timeout = 0");
+    {
+        postgres::Transaction reading(other, postgres::Transaction::Access::read_only);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+        CHECK(other.exec("SELECT status FROM runs").text(0, 0) == "failed_will_retry");
+    }
+}
+
 TEST_CASE("postgres: work is tried again on a new connection once a restarted server is back", "[postgres]") {
     PostgresServer server;  // its own: this test stops it
     postgres::Connection db(server.uri(server.create_database()));
