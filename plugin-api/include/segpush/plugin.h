@@ -224,8 +224,8 @@ typedef enum segpush_field_type {
 } segpush_field_type;
 
 /* segpush_field.flags */
-#define SEGPUSH_FIELD_REQUIRED \
-    0x1u                       /* every export must map it; records without a value are rejected */
+/* Every export must map it; records without a value are rejected. */
+#define SEGPUSH_FIELD_REQUIRED 0x1u
 /* Identifies a member at the destination (the de-duplication key, compared by the field's type).
  * A plugin declares at most one KEY field: the host refuses a plugin that declares several,
  * naming them. A plugin that declares none is keyed by its first SEGPUSH_FIELD_EMAIL field;
