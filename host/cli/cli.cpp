@@ -121,7 +121,7 @@ Options:
                         the destination is not contacted
   --show N              With --dry-run: also print up to N members of each kind: new (their
                         values), changed (each changed field, before -> after), leaving
-                        (kept or unsubscribed). Emails and values are personal data:
+                        (kept or unsubscribed). Keys and values are personal data:
                         printed only when asked, never logged
   --full                Send every member, as if nothing had been delivered before
   --allow-mass-change   Go ahead this once although the guard against mass change would stop
