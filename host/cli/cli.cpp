@@ -98,10 +98,12 @@ Exit status:
 
 Runs export NAME once, now:
   1. reads its segment files (CSV or JSON Lines); a row that cannot be read or has no valid
-     email is rejected with file, line and reason and the run goes on; a column the mapping
-     needs that a file lacks stops the run before anything is sent;
+     key (the field that identifies a member: an email, an id, a phone number) is rejected
+     with file, line and reason and the run goes on; a column the mapping needs that a file
+     lacks stops the run before anything is sent;
   2. maps and checks each row (values trimmed, empty optional values left out, emails checked);
-     members with the same email (ignoring case) are collapsed, the first row wins;
+     members with the same key are collapsed, the first row wins: emails are compared
+     ignoring case, phone numbers in international form (E.164), any other key exactly;
   3. compares members with what earlier runs delivered: only new members and members whose
      mapped values changed are sent; with on_leave: unsubscribe, members who left the segment
      are unsubscribed;
@@ -119,7 +121,7 @@ Options:
                         the destination is not contacted
   --show N              With --dry-run: also print up to N members of each kind: new (their
                         values), changed (each changed field, before -> after), leaving
-                        (kept or unsubscribed). Emails and values are personal data:
+                        (kept or unsubscribed). Keys and values are personal data:
                         printed only when asked, never logged
   --full                Send every member, as if nothing had been delivered before
   --allow-mass-change   Go ahead this once although the guard against mass change would stop
@@ -143,8 +145,8 @@ Only one run of an export at a time: a second one is refused, naming the running
 
 Counts (the same words in every output; docs/operations.md has the table):
   rows read   data rows read from the segment files
-  invalid     rows refused before sending (unreadable, no valid email, too large)
-  duplicates  rows whose email (ignoring case) came earlier; the first row wins
+  invalid     rows refused before sending (unreadable, no valid key, too large)
+  duplicates  rows whose key (an email ignoring case) came earlier; the first row wins
   members     distinct valid members: new, changed (other values than last
               delivered), unchanged (not sent); leaving: delivered, no longer in it
   sent        records in a request the destination answered
@@ -234,10 +236,11 @@ Exit status:
   0  stopped cleanly
   2  the configuration has errors, or no export has a schedule
 )"},
-    {"forget", R"(Usage: segpush [--config FILE] forget EMAIL... [--json]
+    {"forget", R"(Usage: segpush [--config FILE] forget KEY... [--json]
 
-For an erasure request: removes each person (email, compared ignoring case and surrounding
-spaces) from everything segpush keeps about them: the delivered state of every export, the
+For an erasure request: removes each person, named by the key exports know them by (an email,
+compared ignoring case; a phone number, in any spelling with its country code; any other id,
+exactly; surrounding spaces ignored), from everything segpush keeps about them: the delivered state of every export, the
 record of their removal from a list or of their refusal, imports awaiting confirmation, run
 errors that name them (masked), and the rows of run reports. Deleted content is overwritten in the state file
 and its write-ahead log emptied. Prints what was removed.
@@ -353,7 +356,7 @@ const std::vector<CommandSpec> kCommands = {
     {"runs list", "[EXPORT]", {"--limit", "--json"}, "Run history, newest first"},
     {"runs show", "ID", {"--json"}, "One run: status, times, counts, error, its report"},
     {"serve", "", {"--plugin-dir", "--json"}, "Run every export on its schedule until stopped"},
-    {"forget", "EMAIL...", {"--json"}, "Erase people from everything segpush keeps"},
+    {"forget", "KEY...", {"--json"}, "Erase people from everything segpush keeps"},
     {"state migrate", "", {"--json"}, "Bring the state's schema to this segpush's version"},
 };
 

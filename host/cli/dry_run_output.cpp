@@ -34,7 +34,7 @@ void members_section(std::ostringstream& text, const char* title, const std::vec
                      const std::function<std::string(const ShownMember&)>& line) {
     if (total == 0) return;
     text << title << " (" << shown.size() << " of " << total << " shown):\n";
-    for (const auto& member : shown) text << "    " << member.email << ": " << line(member) << "\n";
+    for (const auto& member : shown) text << "    " << member.key << ": " << line(member) << "\n";
 }
 
 }  // namespace
@@ -107,18 +107,19 @@ void add_dry_run_json(rapidjson::Value& target, const DryRunPreview& preview,
         for (const auto& value : values) object.AddMember(text(value.field), optional_text(value.value), alloc);
         return object;
     };
+    const char* const key_name = preview.email_key ? "email" : "key";
     rapidjson::Value shown(rapidjson::kObjectType);
     shown.AddMember("limit", preview.shown_limit, alloc);
     rapidjson::Value added(rapidjson::kArrayType), changed(rapidjson::kArrayType), leaving(rapidjson::kArrayType);
     for (const auto& member : preview.new_members) {
         rapidjson::Value item(rapidjson::kObjectType);
-        item.AddMember("email", text(member.email), alloc);
+        item.AddMember(rapidjson::StringRef(key_name), text(member.key), alloc);
         item.AddMember("values", values_object(member.values), alloc);
         added.PushBack(item, alloc);
     }
     for (const auto& member : preview.changed) {
         rapidjson::Value item(rapidjson::kObjectType);
-        item.AddMember("email", text(member.email), alloc);
+        item.AddMember(rapidjson::StringRef(key_name), text(member.key), alloc);
         item.AddMember("before_recorded", member.before_recorded, alloc);
         rapidjson::Value changes(rapidjson::kArrayType);
         for (const auto& change : member.changes) {
@@ -135,7 +136,7 @@ void add_dry_run_json(rapidjson::Value& target, const DryRunPreview& preview,
     }
     for (const auto& member : preview.leaving) {
         rapidjson::Value item(rapidjson::kObjectType);
-        item.AddMember("email", text(member.email), alloc);
+        item.AddMember(rapidjson::StringRef(key_name), text(member.key), alloc);
         item.AddMember("on_leave", rapidjson::StringRef(member.unsubscribe ? "unsubscribe" : "keep"), alloc);
         leaving.PushBack(item, alloc);
     }

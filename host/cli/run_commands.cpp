@@ -20,10 +20,12 @@
 #include "cli/dry_run_output.hpp"
 #include "config/loader.hpp"
 #include "engine/export_runner.hpp"
+#include "engine/member_key.hpp"
 #include "engine/record.hpp"
 #include "engine/run_report.hpp"
 #include "log/log.hpp"
 #include "notify/notifier.hpp"
+#include "plugins/registry.hpp"
 #include "plugins/shared_budgets.hpp"
 #include "schedule/scheduler.hpp"
 #include "service/http_endpoint.hpp"
@@ -98,13 +100,28 @@ private:
 
 std::string count(int64_t n) { return std::to_string(n); }
 
+// How an export's members' key is called (key_noun), from its plugin's key field; "key" when
+// the export or its plugin is gone. For run history, which needs no plugin otherwise.
+std::string key_name_of(const Options& options, const Config& config, const std::string& export_name) {
+    const ExportConfig* exp = config.find_export(export_name);
+    const ConnectionConfig* connection = exp ? config.find_connection(exp->connection) : nullptr;
+    if (!connection || connection->plugin.empty()) return "key";
+    const std::string directory = options.plugin_dir ? *options.plugin_dir : resolved_plugin_dir(config);
+    const auto registry = PluginRegistry::load_plugins(directory, {connection->plugin});
+    const LoadedPlugin* plugin = registry.find(connection->plugin);
+    const segpush_field* key = plugin ? key_field_of(plugin->api) : nullptr;
+    return key ? key_noun(key->type, key->id) : "key";
+}
+
 // A run's counts in the words of RunCounts (defined for users in `export run --help`), as the
-// run summary and `runs show` print them. `on_leave` is the export's, when known.
-std::string counts_text(const RunCounts& c, std::optional<OnLeave> on_leave, bool dry_run) {
+// run summary and `runs show` print them. `on_leave` is the export's, when known; `key_name`
+// how its members' key is called (key_noun).
+std::string counts_text(const RunCounts& c, std::optional<OnLeave> on_leave, bool dry_run,
+                        const std::string& key_name) {
     const bool removes = on_leave == OnLeave::unsubscribe;
     std::ostringstream text;
     text << "  rows read     " << count(c.rows_read) << " (" << count(c.invalid) << " invalid, refused before sending; "
-         << plural(c.duplicates, "duplicate") << " collapsed, the first row of each email wins)\n"
+         << plural(c.duplicates, "duplicate") << " collapsed, the first row of each " << key_name << " wins)\n"
          << "  members       " << count(c.members) << ": " << count(c.new_members) << " new, " << count(c.changed)
          << " changed, " << count(c.unchanged) << " unchanged\n"
          << "  leaving       " << count(c.leaving);
@@ -140,7 +157,7 @@ std::string summary_text(const ExportConfig& exp, const RunSummary& summary, boo
         text << "Export " << exp.name << ", run #" << summary.run_id << ": " << to_string(summary.status) << " in "
              << duration_text(summary.seconds) << ".\n";
     }
-    text << counts_text(summary.counts, exp.on_leave, dry_run);
+    text << counts_text(summary.counts, exp.on_leave, dry_run, summary.key_name);
     if (!summary.report_path.empty()) {
         text << "  report        " << summary.report_path
              << " (invalid, rejected, suppressed and held rows, and why)\n";
@@ -608,7 +625,7 @@ int runs_show(const Options& options, Printer& print) {
          << "  started       " << run->started_at << "\n"
          << "  finished      " << (run->finished_at.empty() ? "-" : run->finished_at) << "\n"
          << "  process       " << run->pid << " on " << run->hostname << "\n"
-         << counts_text(run->counts, std::nullopt, run->dry_run);
+         << counts_text(run->counts, std::nullopt, run->dry_run, key_name_of(options, *config, run->export_name));
     if (!run->report_path.empty()) text << "  report        " << run->report_path << "\n";
     if (!run->error.empty()) text << "  error         " << run->error << "\n";
     print.out(text.str());
@@ -616,12 +633,17 @@ int runs_show(const Options& options, Printer& print) {
 }
 
 int forget(const Options& options, Printer& print) {
-    if (options.words.size() < 2) return usage_error(print, "forget takes one or more emails: segpush forget EMAIL...");
-    std::set<std::string> keys;
+    if (options.words.size() < 2) {
+        return usage_error(print, "forget takes one or more people by their keys: segpush forget KEY...");
+    }
+    // Each person as given (trimmed), and every key an export may have recorded them under: a
+    // case-sensitive id as written, an email case-folded, a phone number in E.164.
+    std::set<std::string> people, keys;
     for (size_t i = 1; i < options.words.size(); ++i) {
-        std::string key = member_key(options.words[i]);
-        if (key.empty()) return usage_error(print, "forget: an empty email was given");
-        keys.insert(std::move(key));
+        const auto possible = possible_keys(options.words[i]);
+        if (possible.empty()) return usage_error(print, "forget: an empty key was given");
+        people.emplace(trim_value(options.words[i]));
+        keys.insert(possible.begin(), possible.end());
     }
     const auto config = history_config(options, print);
     if (!config) return kExitUsage;
@@ -634,16 +656,19 @@ int forget(const Options& options, Printer& print) {
             return kExitFailure;
         }
     }
-    const auto reports = forget_in_reports(config->reports_dir, keys);
+    const auto reports = forget_in_reports(config->reports_dir, people);
     int64_t report_rows = 0;
     for (const auto& [report, rows] : reports) report_rows += rows;
     if (options.json) {
         rapidjson::Document document(rapidjson::kObjectType);
         auto& alloc = document.GetAllocator();
-        rapidjson::Value people(rapidjson::kArrayType), changed(rapidjson::kArrayType);
-        for (const auto& key : keys) people.PushBack(rapidjson::Value(key.c_str(), alloc), alloc);
+        rapidjson::Value given(rapidjson::kArrayType), changed(rapidjson::kArrayType);
+        rapidjson::Value searched(rapidjson::kArrayType);
+        for (const auto& person : people) given.PushBack(rapidjson::Value(person.c_str(), alloc), alloc);
+        for (const auto& key : keys) searched.PushBack(rapidjson::Value(key.c_str(), alloc), alloc);
         for (const auto& [report, rows] : reports) changed.PushBack(rapidjson::Value(report.c_str(), alloc), alloc);
-        document.AddMember("emails", people, alloc);
+        document.AddMember("people", given, alloc);
+        document.AddMember("keys", searched, alloc);
         document.AddMember("state", rapidjson::Value(config->state_shown.c_str(), alloc), alloc);
         document.AddMember("delivered", forgotten.delivered, alloc);
         document.AddMember("removals", forgotten.removals, alloc);
@@ -656,7 +681,7 @@ int forget(const Options& options, Printer& print) {
         return kExitOk;
     }
     std::ostringstream text;
-    text << "Forgot " << join(std::vector<std::string>(keys.begin(), keys.end())) << " in " << config->state_shown
+    text << "Forgot " << join(std::vector<std::string>(people.begin(), people.end())) << " in " << config->state_shown
          << ":\n"
          << "  delivered records          " << forgotten.delivered << "\n"
          << "  removal records            " << forgotten.removals << "\n"

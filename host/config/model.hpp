@@ -126,7 +126,7 @@ struct Config {
     // Where run reports are written: `reports_dir`, else `reports` beside the SQLite state file
     // or, with PostgreSQL state, beside the configuration file.
     std::string reports_dir;
-    // Run reports list people by email: each is deleted this many days after it was written.
+    // Run reports list people by their keys: each is deleted this many days after it was written.
     uint64_t report_retention_days = 30;
     // `strict: true`: unsafe file permissions (a secret file others can read, say) are errors
     // instead of warnings.

@@ -89,7 +89,7 @@ DryRunPreview DryRunPreviewBuilder::build(RunMembers& members, const std::vector
         if (leaver) {
             if (preview.leaving.size() < limit) {
                 ShownMember shown;
-                shown.email = std::string(row.key_value_or_key());
+                shown.key = std::string(row.key_value_or_key());
                 shown.unsubscribe = removes_leavers_;
                 preview.leaving.push_back(std::move(shown));
             }
@@ -97,7 +97,7 @@ DryRunPreview DryRunPreviewBuilder::build(RunMembers& members, const std::vector
         } else if (is_changed(row.seq)) {
             if (preview.changed.size() < limit) {
                 ShownMember shown;
-                shown.email = std::string(row.key_value_or_key());
+                shown.key = std::string(row.key_value_or_key());
                 const auto after = decoded(plan_, row.payload);
                 std::string_view before_values;
                 for (const auto& [seq, values] : shown_changed_before_) {
@@ -118,7 +118,7 @@ DryRunPreview DryRunPreviewBuilder::build(RunMembers& members, const std::vector
             }
         } else if (preview.new_members.size() < limit) {
             ShownMember shown;
-            shown.email = std::string(row.key_value_or_key());
+            shown.key = std::string(row.key_value_or_key());
             if (const auto values = decoded(plan_, row.payload)) shown.values = shown_values(plan_, *values);
             preview.new_members.push_back(std::move(shown));
         }

@@ -26,7 +26,7 @@ struct FieldChange {
 
 // A member a dry run shows. Personal data: shown only on request (--show), never logged.
 struct ShownMember {
-    std::string email;                 // as the segment wrote it
+    std::string key;                   // as the segment wrote it
     std::vector<ShownValue> values;    // new: the values it would be sent
     bool before_recorded = true;       // changed: false when the values last sent are not known
     std::vector<FieldChange> changes;  // changed: each field whose value would change
@@ -49,7 +49,8 @@ struct RequestPlan {
 
 // What a dry run found it would send.
 struct DryRunPreview {
-    int shown_limit = 0;  // members shown per class
+    int shown_limit = 0;    // members shown per class
+    bool email_key = true;  // the key is an email: JSON names it "email", else "key"
     std::vector<ShownMember> new_members, changed, leaving;
     RequestPlan requests;
 };

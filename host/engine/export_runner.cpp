@@ -13,6 +13,7 @@
 #include "engine/batch_packing.hpp"
 #include "engine/dry_run.hpp"
 #include "engine/mass_change.hpp"
+#include "engine/member_key.hpp"
 #include "engine/progress.hpp"
 #include "engine/push_pipeline.hpp"
 #include "engine/record.hpp"
@@ -81,6 +82,10 @@ public:
         try {
             // Inside the try: whatever fails from here on is recorded as the claimed run's end.
             plan_ = RecordPlan::build(export_, plugin_);
+            if (plan_.key_field < plan_.fields.size()) {
+                const MappedField& key = plan_.fields[plan_.key_field];
+                summary_.key_name = key_noun(key.type, key.id);
+            }
             members_.emplace(state_.delivered(), export_.name, claim.run_id, plugin_.api.abi_minor >= 4,
                              plan_.context_hash);
             members_->set_refusal_policy({export_.retry_rejected_runs, options_.retry_rejected});
@@ -239,6 +244,7 @@ private:
         for (const ResumableMember& member : members_->resumable(baseline)) resumed.push_back(member.member.seq);
         std::sort(resumed.begin(), resumed.end());
         summary_.preview = builder.build(*members_, resumed, plugin_.api.resume_pending != nullptr);
+        summary_.preview->email_key = summary_.key_name == "email";
     }
 
     void check_max_profiles() {
@@ -585,7 +591,7 @@ private:
         done_ += tally.accepted + tally.removed + tally.rejected + tally.suppressed;
     }
 
-    // Reports list people by email: every run deletes those older than the configured retention.
+    // Reports list people by their keys: every run deletes those older than the configured retention.
     void prune_old_reports() {
         const uint64_t days = config_.report_retention_days;
         const auto removed = prune_reports(config_.reports_dir, std::chrono::hours(24 * days));
@@ -609,7 +615,7 @@ private:
         if (reported.empty()) return {};
         const std::string path = report_path_for(config_, export_.name, run_id);
         try {
-            segpush::write_report(path, reported);
+            segpush::write_report(path, reported, summary_.key_name);
         } catch (const std::exception& error) {
             log_line(LogLevel::error, std::string("cannot write the run's report: ") + error.what());
             return {};

@@ -27,6 +27,8 @@ struct RunSummary {
     RunCounts counts;
     std::string error;
     std::string report_path;
+    // How counts and the report name the members' key: "email", or the key field's id.
+    std::string key_name = "email";
     double seconds = 0;
     // The guard against mass change stopped the run before it sent anything (failed_permanent).
     bool guarded = false;
@@ -37,7 +39,7 @@ struct RunSummary {
 };
 
 // Runs one export end to end: stream the segments, map and validate each row, stage members
-// (de-duplicated by case-folded email; the first row wins), diff against what was delivered,
+// (de-duplicated by key, as its field's type says; the first row wins), diff against what was delivered,
 // push new and changed members (and leavers, with on_leave: unsubscribe) in batches within
 // the plugin's limits with bounded concurrency, and record every outcome as it arrives.
 //

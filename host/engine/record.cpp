@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "config/model.hpp"
+#include "engine/member_key.hpp"
 #include "plugins/registry.hpp"
 
 namespace segpush {
@@ -28,35 +29,6 @@ uint64_t fnv_length(uint64_t hash, uint32_t length) {
     char bytes[4];
     std::memcpy(bytes, &length, 4);
     return fnv(hash, std::string_view(bytes, 4));
-}
-
-// Trims ASCII whitespace and no-break spaces (U+00A0), which spreadsheets love to leave.
-std::string_view trim(std::string_view text) {
-    auto is_space = [](std::string_view s, size_t at, bool forward) -> size_t {
-        const unsigned char c = s[at];
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f') return 1;
-        if (forward && c == 0xC2 && at + 1 < s.size() && static_cast<unsigned char>(s[at + 1]) == 0xA0) return 2;
-        if (!forward && c == 0xA0 && at >= 1 && static_cast<unsigned char>(s[at - 1]) == 0xC2) return 2;
-        return 0;
-    };
-    while (!text.empty()) {
-        const size_t n = is_space(text, 0, true);
-        if (!n) break;
-        text.remove_prefix(n);
-    }
-    while (!text.empty()) {
-        const size_t n = is_space(text, text.size() - 1, false);
-        if (!n) break;
-        text.remove_suffix(n);
-    }
-    return text;
-}
-
-// Destinations match emails case-insensitively; valid emails are ASCII.
-void fold_case(std::string& key) {
-    for (char& c : key) {
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    }
 }
 
 // The classes of the characters an email may hold, by byte (ASCII only, whatever the C
@@ -142,6 +114,17 @@ bool is_valid_email(std::string_view email) {
     return false;
 }
 
+const segpush_field* key_field_of(const segpush_plugin& api) {
+    if (!api.fields) return nullptr;
+    for (size_t i = 0; i < api.n_fields; ++i) {
+        if (api.fields[i].flags & SEGPUSH_FIELD_KEY) return &api.fields[i];
+    }
+    for (size_t i = 0; i < api.n_fields; ++i) {
+        if (api.fields[i].type == SEGPUSH_FIELD_EMAIL) return &api.fields[i];
+    }
+    return nullptr;
+}
+
 RecordPlan RecordPlan::build(const ExportConfig& export_config, const LoadedPlugin& plugin) {
     RecordPlan plan;
     std::vector<std::string> declared;
@@ -193,7 +176,7 @@ std::optional<std::string> normalize_row(const RecordPlan& plan, const SegmentRo
     record.values.resize(plan.fields.size());
     for (size_t i = 0; i < plan.fields.size(); ++i) {
         const MappedField& field = plan.fields[i];
-        const std::string_view value = trim(row.values[plan.column_of_field[i]]);
+        const std::string_view value = trim_value(row.values[plan.column_of_field[i]]);
         if (value.empty()) {
             if (field.required) return field.label + " (column '" + field.column + "') is empty";
             if (plan.clear_blank_values && i != plan.key_field) {
@@ -220,19 +203,15 @@ std::optional<std::string> normalize_row(const RecordPlan& plan, const SegmentRo
         }
     }
     const auto& key = record.values[plan.key_field];
-    if (key) {
-        record.key.assign(*key);
-    } else {
+    if (!key) {
         record.key.clear();
+        return std::nullopt;
     }
-    fold_case(record.key);
+    const MappedField& key_field = plan.fields[plan.key_field];
+    if (auto problem = normalize_key(key_field.type, *key, record.key)) {
+        return key_field.label + " '" + *key + "' (column '" + key_field.column + "') " + *problem;
+    }
     return std::nullopt;
-}
-
-std::string member_key(std::string_view email) {
-    std::string key(trim(email));
-    fold_case(key);
-    return key;
 }
 
 void encode_record(const Record& record, std::string& out) {

@@ -27,7 +27,7 @@ struct MappedField {
 // How segment rows become plugin records for one export.
 struct RecordPlan {
     std::vector<MappedField> fields;      // in the order values reach the plugin
-    size_t key_field = 0;                 // the field that identifies a member (the email)
+    size_t key_field = 0;                 // the field that identifies a member (its KEY field)
     std::vector<std::string> columns;     // the distinct columns to read, for open_segment
     std::vector<size_t> column_of_field;  // fields[i] reads columns[column_of_field[i]]
     uint64_t context_hash = 0;            // mapping + export settings: a change resends everyone
@@ -44,12 +44,12 @@ struct RecordPlan {
 // clear them (then they are present and empty).
 struct Record {
     std::vector<std::optional<std::string>> values;
-    std::string key;  // the case-folded email: members are the same when these are equal
+    std::string key;  // by the key field's type (member_key.hpp): members are the same when equal
 };
 
-// The key a member is known by, from its email as a segment spells it: trimmed and case-folded
-// (destinations match emails case-insensitively; valid emails are ASCII).
-std::string member_key(std::string_view email);
+// The field that identifies a plugin's members: the one declared SEGPUSH_FIELD_KEY (the loader
+// refuses more than one), else the first email field; nullptr when there is neither.
+const segpush_field* key_field_of(const segpush_plugin& api);
 
 // Fills `record` from `row`; returns the reason when the row must be rejected.
 std::optional<std::string> normalize_row(const RecordPlan& plan, const SegmentRow& row, Record& record);

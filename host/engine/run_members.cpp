@@ -36,7 +36,7 @@ PRAGMA main.cache_size=-4096; PRAGMA temp.page_size=16384; PRAGMA temp.cache_siz
 PRAGMA temp.journal_mode=OFF;
 CREATE TEMP TABLE staged_keys(
   seq INTEGER PRIMARY KEY,
-  email_key TEXT NOT NULL,
+  member_key TEXT NOT NULL,
   hash INTEGER NOT NULL);
 -- Why the destination refused or kept out a member, read only for the report: kept in
 -- memory, a run whose every record is refused would hold a string a member.
@@ -46,7 +46,7 @@ CREATE TEMP TABLE refusals(
 CREATE TEMP TABLE rejects(
   source INTEGER NOT NULL,
   line INTEGER NOT NULL,
-  email TEXT,
+  member_key TEXT,
   reason TEXT NOT NULL);
 )sql";
 
@@ -68,7 +68,8 @@ RunMembers::~RunMembers() = default;
 void RunMembers::begin_staging() {
     staging_.emplace(scratch_, sqlite::Transaction::Lock::when_needed);
     if (!reject_insert_) {
-        reject_insert_.emplace(scratch_.prepare("INSERT INTO rejects(source, line, email, reason) VALUES(?, ?, ?, ?)"));
+        reject_insert_.emplace(
+            scratch_.prepare("INSERT INTO rejects(source, line, member_key, reason) VALUES(?, ?, ?, ?)"));
     }
     staged_in_transaction_ = 0;
 }
@@ -80,7 +81,7 @@ bool RunMembers::stage_member(int64_t seq, std::string_view key, std::string_vie
     }
     auto key_of = [this](uint32_t other) {
         std::string staged_key;
-        staged_.visit({other}, [&](const StagedRow& row) { staged_key = row.email_key; });
+        staged_.visit({other}, [&](const StagedRow& row) { staged_key = row.member_key; });
         return staged_key;
     };
     const StagedKeys::Place place = staged_keys_.find(key, key_of);
@@ -90,7 +91,7 @@ bool RunMembers::stage_member(int64_t seq, std::string_view key, std::string_vie
     row.hash = static_cast<int64_t>(hash);
     row.source = source_index;
     row.line = line;
-    row.email_key = key;
+    row.member_key = key;
     row.key_value = key_value;
     row.payload = payload;
     // Refuses a seq no higher than an earlier one before its key is recorded: a key recorded
@@ -98,7 +99,7 @@ bool RunMembers::stage_member(int64_t seq, std::string_view key, std::string_vie
     staged_.append(row);
     staged_keys_.add(place, static_cast<uint32_t>(seq));
     states_.set(seq, MemberState::todo);
-    if (keys_indexed_) insert_staged_key(row.seq, row.email_key, row.hash);
+    if (keys_indexed_) insert_staged_key(row.seq, row.member_key, row.hash);
     if (staging_ && ++staged_in_transaction_ >= kStagingChunk) {
         staging_->commit();
         staging_.emplace(scratch_, sqlite::Transaction::Lock::when_needed);
@@ -107,11 +108,12 @@ bool RunMembers::stage_member(int64_t seq, std::string_view key, std::string_vie
     return true;
 }
 
-void RunMembers::stage_reject(int64_t source_index, int64_t line, std::string_view email, std::string_view reason) {
+void RunMembers::stage_reject(int64_t source_index, int64_t line, std::string_view key, std::string_view reason) {
     if (!reject_insert_) {
-        reject_insert_.emplace(scratch_.prepare("INSERT INTO rejects(source, line, email, reason) VALUES(?, ?, ?, ?)"));
+        reject_insert_.emplace(
+            scratch_.prepare("INSERT INTO rejects(source, line, member_key, reason) VALUES(?, ?, ?, ?)"));
     }
-    reject_insert_->bind(1, source_index).bind(2, line).bind(3, email).bind(4, reason).run();
+    reject_insert_->bind(1, source_index).bind(2, line).bind(3, key).bind(4, reason).run();
 }
 
 void RunMembers::end_staging() {
@@ -146,7 +148,7 @@ void RunMembers::index_staged_keys() {
     // share of the cost of building the index. Other rows keep the explicit seq.
     std::string rows = "(?, ?)";
     for (size_t more = 1; more < kRowsPerInsert; ++more) rows += ", (?, ?)";
-    auto insert_following = scratch_.prepare("INSERT INTO staged_keys(email_key, hash) VALUES" + rows);
+    auto insert_following = scratch_.prepare("INSERT INTO staged_keys(member_key, hash) VALUES" + rows);
     struct Key {
         int64_t seq, hash;
         size_t at, size;
@@ -176,12 +178,12 @@ void RunMembers::index_staged_keys() {
     try {
         staged_.visit_all([&](const StagedRow& row) {
             if (row.action != static_cast<int>(MemberAction::upsert)) return;
-            keys.push_back({row.seq, row.hash, text.size(), row.email_key.size()});
-            text.append(row.email_key);
+            keys.push_back({row.seq, row.hash, text.size(), row.member_key.size()});
+            text.append(row.member_key);
             if (keys.size() == kRowsPerInsert) insert();
         });
         if (!keys.empty()) insert();
-        scratch_.exec("CREATE UNIQUE INDEX IF NOT EXISTS temp.staged_by_key ON staged_keys(email_key, hash)");
+        scratch_.exec("CREATE UNIQUE INDEX IF NOT EXISTS temp.staged_by_key ON staged_keys(member_key, hash)");
         if (transaction) transaction->commit();
     } catch (...) {
         // Without a journal, what was inserted stays unless deleted, and a second attempt
@@ -197,7 +199,7 @@ void RunMembers::index_staged_keys() {
 
 void RunMembers::insert_staged_key(int64_t seq, std::string_view key, int64_t hash) {
     if (!staged_key_insert_) {
-        staged_key_insert_.emplace(scratch_.prepare("INSERT INTO staged_keys(seq, email_key, hash) VALUES(?, ?, ?)"));
+        staged_key_insert_.emplace(scratch_.prepare("INSERT INTO staged_keys(seq, member_key, hash) VALUES(?, ?, ?)"));
     }
     staged_key_insert_->bind(1, seq).bind_unowned(2, key).bind(3, hash).run();
 }
@@ -208,12 +210,12 @@ int64_t RunMembers::staged_seq(std::string_view key, std::optional<uint64_t> has
     if (hash) {
         if (!find_staged_with_hash_) {
             find_staged_with_hash_.emplace(
-                scratch_.prepare("SELECT seq FROM staged_keys WHERE email_key=? AND hash=?"));
+                scratch_.prepare("SELECT seq FROM staged_keys WHERE member_key=? AND hash=?"));
         }
         query = &*find_staged_with_hash_;
         query->bind(2, static_cast<int64_t>(*hash));
     } else {
-        if (!find_staged_) find_staged_.emplace(scratch_.prepare("SELECT seq FROM staged_keys WHERE email_key=?"));
+        if (!find_staged_) find_staged_.emplace(scratch_.prepare("SELECT seq FROM staged_keys WHERE member_key=?"));
         query = &*find_staged_;
     }
     query->bind_unowned(1, key);
@@ -259,7 +261,7 @@ void RunMembers::diff(int64_t baseline, bool stage_leavers, int64_t first_leaver
         previous_key.assign(member.key);
         if (!staged) {
             index_staged_keys();
-            staged.emplace(scratch_.prepare("SELECT seq, email_key, hash FROM staged_keys ORDER BY email_key"));
+            staged.emplace(scratch_.prepare("SELECT seq, member_key, hash FROM staged_keys ORDER BY member_key"));
             more_staged = staged->step();
         }
         while (more_staged && staged->blob(1) < member.key) more_staged = staged->step();
@@ -278,7 +280,7 @@ void RunMembers::diff(int64_t baseline, bool stage_leavers, int64_t first_leaver
         if (!stage_leavers) return;
         // Staged after every member, in key order, with no payload: a leaver is sent its key.
         ++leaver.seq;
-        leaver.email_key = member.key;
+        leaver.member_key = member.key;
         leaver.key_value = member.key_value;
         staged_.append(leaver);
         states_.set(leaver.seq, MemberState::todo, true);
@@ -326,7 +328,7 @@ void RunMembers::record_refusals(const std::vector<int64_t>& rejected, const std
                                  DeliveryBatch& batch) {
     staged_.visit(rejected, [&](const StagedRow& row) {
         const auto before = refused_before_.find(row.seq);
-        batch.refuse(row.email_key, static_cast<uint64_t>(row.hash),
+        batch.refuse(row.member_key, static_cast<uint64_t>(row.hash),
                      before == refused_before_.end() ? 1 : before->second + 1);
     });
     if (refused_before_.empty()) return;
@@ -334,7 +336,7 @@ void RunMembers::record_refusals(const std::vector<int64_t>& rejected, const std
     for (const int64_t seq : settled) {
         if (refused_before_.count(seq)) no_longer_refused.push_back(seq);
     }
-    staged_.visit(no_longer_refused, [&](const StagedRow& row) { batch.forget_refusal(row.email_key); });
+    staged_.visit(no_longer_refused, [&](const StagedRow& row) { batch.forget_refusal(row.member_key); });
 }
 
 void RunMembers::find_rejoining() {
@@ -374,7 +376,7 @@ std::vector<StagedMember> RunMembers::next_todo(int64_t after_seq, int limit) {
         payloads->append(row.payload_or_key_value());
         ends.push_back(payloads->size());
         read.seqs.push_back(row.seq);
-        encode_receipt_member(read.encoded, static_cast<uint64_t>(row.hash), row.email_key, row.key_value,
+        encode_receipt_member(read.encoded, static_cast<uint64_t>(row.hash), row.member_key, row.key_value,
                               sent_values_of(row));
         read.ends.push_back(read.encoded.size());
     });
@@ -450,8 +452,8 @@ std::string_view RunMembers::sent_values_of(const StagedRow& row) {
 void RunMembers::deliver(const std::vector<int64_t>& seqs, bool removals_are_own, DeliveryBatch& batch) {
     staged_.visit(seqs, [&](const StagedRow& row) {
         const bool removed = row.action == static_cast<int>(MemberAction::remove);
-        batch.deliver(row.email_key, row.key_value_or_key(), static_cast<uint64_t>(row.hash), removed, removals_are_own,
-                      sent_values_of(row));
+        batch.deliver(row.member_key, row.key_value_or_key(), static_cast<uint64_t>(row.hash), removed,
+                      removals_are_own, sent_values_of(row));
     });
 }
 
@@ -461,14 +463,14 @@ void RunMembers::forget_removals(const std::vector<int64_t>& settled, DeliveryBa
     for (const int64_t seq : settled) {
         if (rejoining_.count(seq)) returned.push_back(seq);
     }
-    staged_.visit(returned, [&](const StagedRow& row) { batch.forget_removal(row.email_key); });
+    staged_.visit(returned, [&](const StagedRow& row) { batch.forget_removal(row.member_key); });
 }
 
 void RunMembers::encode_receipt(const std::vector<int64_t>& seqs, std::string& out) {
     if (encode_from_recent_reads(seqs, out)) return;
     out.clear();
     staged_.visit(seqs, [&](const StagedRow& row) {
-        encode_receipt_member(out, static_cast<uint64_t>(row.hash), row.email_key, row.key_value, sent_values_of(row));
+        encode_receipt_member(out, static_cast<uint64_t>(row.hash), row.member_key, row.key_value, sent_values_of(row));
     });
 }
 
@@ -545,7 +547,7 @@ std::vector<ReportedMember> RunMembers::reported_members(const std::vector<std::
     };
     std::vector<ReportedMember> out;
     auto rejects = scratch_.prepare(
-        "SELECT source, line, COALESCE(email, ''), reason FROM rejects ORDER BY source, line");
+        "SELECT source, line, COALESCE(member_key, ''), reason FROM rejects ORDER BY source, line");
     while (rejects.step()) {
         out.push_back(
             {source_name(rejects.integer(0)), rejects.integer(1), rejects.text(2), "invalid", rejects.text(3)});

@@ -29,7 +29,7 @@ struct ResumableMember {
 struct ReportedMember {
     std::string source;
     int64_t line = 0;
-    std::string email;
+    std::string key;  // the key as the segment wrote it
     std::string outcome;
     std::string reason;
 };
@@ -76,7 +76,7 @@ public:
     // False when the member's key was already staged in this run (a duplicate). Seqs rise.
     bool stage_member(int64_t seq, std::string_view key, std::string_view key_value, uint64_t hash,
                       std::string_view payload, int64_t source_index, int64_t line);
-    void stage_reject(int64_t source_index, int64_t line, std::string_view email, std::string_view reason);
+    void stage_reject(int64_t source_index, int64_t line, std::string_view key, std::string_view reason);
     void end_staging();
     // No more members come this run (leavers are staged by the diff): frees what staging
     // needed to find duplicates.

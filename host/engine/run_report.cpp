@@ -10,7 +10,7 @@
 #include <stdexcept>
 
 #include "config/model.hpp"
-#include "engine/record.hpp"
+#include "engine/member_key.hpp"
 #include "state/private_files.hpp"
 
 namespace segpush {
@@ -19,7 +19,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* const kHeader = "source,line,email,outcome,reason\n";
+// The key's column is named by key_noun: "email" for an email key, else the key field's id.
+std::string header(const std::string& key_name) { return "source,line," + key_name + ",outcome,reason\n"; }
 
 bool is_report_name(const std::string& name) {
     static const std::regex pattern(R"(.+-run-[0-9]+-report\.csv)");
@@ -130,11 +131,11 @@ std::string report_cell(const std::string& value) {
     return out + "\"";
 }
 
-void write_report(const std::string& path, const std::vector<ReportedMember>& members) {
+void write_report(const std::string& path, const std::vector<ReportedMember>& members, const std::string& key_name) {
     create_private_directories(fs::path(path).parent_path().string());
-    std::string text = kHeader;
+    std::string text = header(key_name);
     for (const auto& item : members) {
-        text += report_cell(item.source) + "," + std::to_string(item.line) + "," + report_cell(item.email) + "," +
+        text += report_cell(item.source) + "," + std::to_string(item.line) + "," + report_cell(item.key) + "," +
                 report_cell(item.outcome) + "," + report_cell(item.reason) + "\n";
     }
     replace_file(path, text);
@@ -152,19 +153,36 @@ std::vector<std::string> prune_reports(const std::string& directory, std::chrono
 }
 
 std::vector<std::pair<std::string, int64_t>> forget_in_reports(const std::string& directory,
-                                                               const std::set<std::string>& keys) {
-    // A report holds the email as the segment spelled it, escaped: compared case-folded with
-    // each key written the same way.
-    std::set<std::string> cells;
-    for (const auto& key : keys) cells.insert(member_key(escaped(key)));
+                                                               const std::set<std::string>& people) {
+    // A report holds the key as the segment spelled it, escaped: compared with each person
+    // written the same way, by the rule of the report's key (its header names it: "email", or
+    // the key field's id). An email is compared case-folded; any other key as written, or as
+    // the same phone number in E.164 (the cell without the apostrophe that escaped its '+').
+    std::set<std::string> emails, exact, phones;
+    for (const auto& person : people) {
+        emails.insert(member_key(escaped(person), SEGPUSH_FIELD_EMAIL));
+        exact.insert(std::string(trim_value(escaped(person))));
+        if (auto phone = e164_phone(person)) phones.insert(*phone);
+    }
+    auto names_person = [&](bool email_report, const std::string& cell) {
+        if (email_report) return emails.count(member_key(cell, SEGPUSH_FIELD_EMAIL)) > 0;
+        if (exact.count(std::string(trim_value(cell)))) return true;
+        const bool escaped_formula = cell.size() > 1 && cell[0] == '\'' && std::strchr("=+-@", cell[1]) != nullptr;
+        const auto phone = e164_phone(escaped_formula ? std::string_view(cell).substr(1) : std::string_view(cell));
+        return phone && phones.count(*phone) > 0;
+    };
     std::vector<std::pair<std::string, int64_t>> changed;
     for (const auto& report : reports_in(directory)) {
         std::ifstream in(report);
         std::string line, kept;
         int64_t removed = 0;
-        while (std::getline(in, line)) {
+        bool email_report = true;
+        for (bool first = true; std::getline(in, line); first = false) {
             const auto row = split_cells(line);
-            if (row.size() >= 3 && cells.count(member_key(row[2]))) {
+            if (first && row.size() >= 3 && row[0] == "source") {
+                email_report = row[2] == "email";
+                kept += line + "\n";
+            } else if (row.size() >= 3 && names_person(email_report, row[2])) {
                 ++removed;
             } else {
                 kept += line + "\n";

@@ -26,15 +26,19 @@ std::string report_path_for(const Config& config, const std::string& export_name
 // ambiguous), and the cell is quoted when it holds a comma, a quote or a space at its ends.
 std::string report_cell(const std::string& value);
 
-// Writes `members` to `path` (replacing it), private to the user. Throws std::runtime_error.
-void write_report(const std::string& path, const std::vector<ReportedMember>& members);
+// Writes `members` to `path` (replacing it), private to the user; the key's column is headed
+// `key_name` (key_noun). Throws std::runtime_error.
+void write_report(const std::string& path, const std::vector<ReportedMember>& members,
+                  const std::string& key_name = "email");
 
 // Deletes the reports in `directory` last written more than `keep` ago. Returns their paths.
 std::vector<std::string> prune_reports(const std::string& directory, std::chrono::hours keep);
 
-// Removes from every report in `directory` the rows whose email is one of `keys` (member
-// keys: trimmed, case-folded). Returns, per report changed, its path and the rows removed.
+// Removes from every report in `directory` the rows whose key names one of `people` (as given
+// to `segpush forget`), compared by the rule of the report's key: case-folded for an email,
+// else as written or as the same phone number. Returns, per report changed, its path and the
+// rows removed.
 std::vector<std::pair<std::string, int64_t>> forget_in_reports(const std::string& directory,
-                                                               const std::set<std::string>& keys);
+                                                               const std::set<std::string>& people);
 
 }  // namespace segpush

@@ -23,7 +23,7 @@ struct FeedRow {
     enum class Kind : uint8_t {
         member,      // key, key_value, payload
         unreadable,  // reason (the file's syntax)
-        invalid,     // key_value (the email as written), reason (the mapping's rules)
+        invalid,     // key_value (the key as written), reason (the mapping's rules)
     };
     struct Span {
         uint32_t offset = 0, size = 0;

@@ -82,9 +82,10 @@ void StagedFile::append(const StagedRow& row) {
     header.hash = row.hash;
     header.source = row.source;
     header.line = row.line;
-    header.key_size = static_cast<uint32_t>(row.email_key.size());
-    // Most emails are written in lower case: a key_value equal to the key is not stored again.
-    const std::string_view key_value = row.key_value == row.email_key ? std::string_view() : row.key_value;
+    header.key_size = static_cast<uint32_t>(row.member_key.size());
+    // Most keys are written as they are kept (emails in lower case): a key_value equal to the key
+    // is not stored again.
+    const std::string_view key_value = row.key_value == row.member_key ? std::string_view() : row.key_value;
     header.value_size = static_cast<uint32_t>(key_value.size());
     header.payload_size = static_cast<uint32_t>(row.has_payload ? row.payload.size() : 0);
     header.action = static_cast<uint8_t>(row.action);
@@ -100,7 +101,7 @@ void StagedFile::append(const StagedRow& row) {
         std::memcpy(out, bytes.data(), size);
         out += size;
     };
-    put(row.email_key, header.key_size);
+    put(row.member_key, header.key_size);
     put(key_value, header.value_size);
     put(row.payload, header.payload_size);
     ++rows_in_last_block_;
@@ -171,7 +172,7 @@ StagedRow StagedFile::parse(size_t& at) const {
     row.source = header.source;
     row.line = header.line;
     const std::string_view bytes(read_);
-    row.email_key = bytes.substr(at, header.key_size);
+    row.member_key = bytes.substr(at, header.key_size);
     at += header.key_size;
     row.key_value = bytes.substr(at, header.value_size);
     at += header.value_size;

@@ -16,12 +16,12 @@ struct StagedRow {
     int64_t hash = 0;
     int64_t source = 0;
     int64_t line = 0;
-    std::string_view email_key;
-    std::string_view key_value;  // empty: the same as email_key (append stores it so when equal)
+    std::string_view member_key;
+    std::string_view key_value;  // empty: the same as member_key (append stores it so when equal)
     std::string_view payload;
     bool has_payload = true;  // a leaver has none: it is sent its key_value
 
-    std::string_view key_value_or_key() const { return key_value.empty() ? email_key : key_value; }
+    std::string_view key_value_or_key() const { return key_value.empty() ? member_key : key_value; }
     std::string_view payload_or_key_value() const { return has_payload ? payload : key_value_or_key(); }
 };
 

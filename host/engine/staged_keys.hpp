@@ -11,7 +11,7 @@
 
 namespace segpush {
 
-// The members staged so far by a run, by key: which seq holds a given email. Not SQLite's
+// The members staged so far by a run, by key: which seq holds a given key. Not SQLite's
 // unique index: it costs a random B-tree insert per member, spilled to the TEMP file past its
 // cache. Here: open-addressing tables of seqs (linear probing, each at most 70 % full) and,
 // by seq, a 32-bit fingerprint of each key's hash; the keys themselves stay in the staged

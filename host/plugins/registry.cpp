@@ -70,6 +70,24 @@ std::string check_descriptor(const segpush_plugin& api) {
         if (!field.label) return "mapping field '" + std::string(field.id) + "' has no label";
         if (!seen.insert(field.id).second) return "mapping field '" + std::string(field.id) + "' is declared twice";
     }
+    // One field identifies a member: the host de-duplicates, diffs and detects leavers by it,
+    // and the ABI gives several KEY fields no meaning. A plugin without one falls back on its
+    // first email field (as before KEY was read); without either nothing identifies members.
+    std::vector<std::string> keys;
+    bool has_email = false;
+    for (size_t i = 0; i < api.n_fields; ++i) {
+        if (api.fields[i].flags & SEGPUSH_FIELD_KEY) keys.push_back("'" + std::string(api.fields[i].id) + "'");
+        has_email = has_email || api.fields[i].type == SEGPUSH_FIELD_EMAIL;
+    }
+    if (keys.size() > 1) {
+        return "plugin '" + std::string(api.id) + "' declares " + std::to_string(keys.size()) +
+               " key fields (SEGPUSH_FIELD_KEY): " + join(keys) +
+               "; a plugin declares exactly one field that identifies a member";
+    }
+    if (keys.empty() && !has_email) {
+        return "plugin '" + std::string(api.id) +
+               "' declares no key field (SEGPUSH_FIELD_KEY) and no email field to identify members by";
+    }
     const std::pair<const char*, const void*> functions[] = {
         {"open_connection", reinterpret_cast<const void*>(api.open_connection)},
         {"check_connection", reinterpret_cast<const void*>(api.check_connection)},

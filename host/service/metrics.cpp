@@ -158,7 +158,7 @@ std::string ServiceMetrics::exposition() const {
          "Records an interrupted run sent whose outcome a later run learned from their receipts.", &RunCounts::resumed},
         {"segpush_records_accepted_total", "Records the destination accepted.", &RunCounts::accepted},
         {"segpush_records_rejected_total", "Records the destination refused.", &RunCounts::rejected},
-        {"segpush_records_invalid_total", "Segment rows refused before sending (unreadable, no valid email).",
+        {"segpush_records_invalid_total", "Segment rows refused before sending (unreadable, no valid key).",
          &RunCounts::invalid},
         {"segpush_records_suppressed_total",
          "Records the destination kept out by a choice made there (unsubscribed, bounced).", &RunCounts::suppressed},

@@ -8,7 +8,7 @@
 
 namespace segpush {
 
-// A member as the delivered state records it: its key (the trimmed, case-folded email), the
+// A member as the delivered state records it: its key (engine/member_key.hpp: an email case-folded), the
 // key as the segment wrote it, the hash of the values the destination last accepted, the run
 // that delivered them, and the values themselves as the engine encoded them (empty: not
 // recorded, for members delivered by a segpush that kept only the hash). The values are

@@ -34,8 +34,8 @@ inline bool ran_to_end(RunStatus status) {
 // unless the destination lost it or a receipt could not be read.
 struct RunCounts {
     int64_t rows_read = 0;    // data rows read from the segment files
-    int64_t invalid = 0;      // rows refused before sending (unreadable, bad email, too large, ...)
-    int64_t duplicates = 0;   // rows whose email (case-folded) appeared earlier
+    int64_t invalid = 0;      // rows refused before sending (unreadable, bad key, too large, ...)
+    int64_t duplicates = 0;   // rows whose key (member_key.hpp) appeared earlier
     int64_t members = 0;      // distinct valid members
     int64_t new_members = 0;  // not delivered before
     int64_t changed = 0;      // delivered before with other values
@@ -74,7 +74,7 @@ inline double rejected_ratio(const RunCounts& counts) {
 }
 
 // `error` (a run's error, which may quote a destination's message about one member) with every
-// occurrence of the keys (lower-case emails), compared case-insensitively, masked with '*';
+// occurrence of the keys (member keys), compared case-insensitively, masked with '*';
 // nullopt when it names none. What redact_from_errors writes back, in every backend.
 inline std::optional<std::string> error_without_keys(std::string error, const std::set<std::string>& keys) {
     std::string folded = error;
@@ -191,7 +191,7 @@ public:
     // Answered from memory, without I/O, from any thread.
     enum class Lease { held, renewing, lost };
     virtual Lease lease(int64_t /*run_id*/) const { return Lease::held; }
-    // Masks with '*' every occurrence of the keys (lower-case emails) in runs' errors, the
+    // Masks with '*' every occurrence of the keys (member keys) in runs' errors, the
     // errors compared case-insensitively; returns how many runs' errors changed.
     virtual int64_t redact_from_errors(const std::set<std::string>& keys) = 0;
 

@@ -29,7 +29,7 @@ public:
         int64_t awaiting_import = 0;  // members of imports still awaiting confirmation
         int64_t run_errors = 0;       // run errors that named them
     };
-    // Removes the members with these keys (trimmed, case-folded emails) from everything the
+    // Removes the members with these keys (as engine/member_key.hpp makes them) from everything the
     // store keeps, for an erasure request, leaving no copy behind in the store's files. Throws
     // AlreadyRunning while a live process runs an export of this state: it would record them
     // again.

@@ -111,7 +111,7 @@ TEST_CASE("run members: outcomes are the checkpoint, only what was confirmed cou
     const auto rejected = run.members.reported_members({"seg.csv"});
     REQUIRE(rejected.size() == 1);
     CHECK(rejected[0].source == "seg.csv");
-    CHECK(rejected[0].email == "b");
+    CHECK(rejected[0].key == "b");
     CHECK(rejected[0].outcome == "rejected");
     CHECK(rejected[0].reason == "bad");
     // The run stops here (as after a crash, which a later run closes the same way): the next
@@ -292,7 +292,7 @@ TEST_CASE("run members: a member reported several times in one call ends as its 
         CHECK(run.members.count_todo() == 1);
         const auto refused = run.members.reported_members({"segment.csv"});
         REQUIRE(refused.size() == 1);
-        CHECK(refused[0].email == "c");
+        CHECK(refused[0].key == "c");
         CHECK(refused[0].reason == "bad");
         finish(state, run, RunStatus::failed_retryable, "interrupted");
     }
@@ -539,7 +539,7 @@ TEST_CASE("run members: a suppressed member counts apart, is reported, and is no
     CHECK(tally.rejected == 0);
     const auto reported = first.members.reported_members({"seg.csv"});
     REQUIRE(reported.size() == 1);
-    CHECK(reported[0].email == "b");
+    CHECK(reported[0].key == "b");
     CHECK(reported[0].outcome == "suppressed");
     CHECK(reported[0].reason == "unsubscribed from list 3");
     first.counts.suppressed = tally.suppressed;
@@ -608,7 +608,7 @@ TEST_CASE("run members: a refused member is sent again by the next retry_rejecte
         CHECK(after.members.count_todo() == 0);
         const auto reported = after.members.reported_members({"seg.csv"});
         REQUIRE(reported.size() == 2);
-        CHECK(reported[0].email == "a");
+        CHECK(reported[0].key == "a");
         CHECK(reported[0].outcome == "held");
         CHECK(reported[0].reason ==
               "refused by the destination on 4 runs with these values; not sent again until they change (or "

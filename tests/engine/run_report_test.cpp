@@ -100,3 +100,33 @@ TEST_CASE("report: forgetting people removes their rows from every report, whate
     CHECK(test::read_file(reports + "/f-run-2-report.csv") == "source,line,email,outcome,reason\n");
     CHECK(mode_of(reports + "/e-run-1-report.csv") == 0600);
 }
+
+TEST_CASE("report: a report keyed by an id names the id's field, and forgetting compares ids exactly") {
+    test::TempDir dir;
+    const std::string reports = dir.file("reports");
+    write_report(
+        reports + "/u-run-1-report.csv",
+        {{"s", 1, "ABC", "rejected", "no"}, {"s", 2, "abc", "rejected", "no"}, {"s", 3, "Abc", "invalid", "no"}},
+        "user_id");
+    CHECK(test::read_file(reports + "/u-run-1-report.csv") ==
+          "source,line,user_id,outcome,reason\ns,1,ABC,rejected,no\ns,2,abc,rejected,no\ns,3,Abc,invalid,no\n");
+    const auto changed = forget_in_reports(reports, {"abc"});
+    REQUIRE(changed.size() == 1);
+    CHECK(changed[0].second == 1);
+    CHECK(test::read_file(reports + "/u-run-1-report.csv") ==
+          "source,line,user_id,outcome,reason\ns,1,ABC,rejected,no\ns,3,Abc,invalid,no\n");
+    // The header is no person, whatever is forgotten.
+    CHECK(forget_in_reports(reports, {"user_id", "source"}).empty());
+}
+
+TEST_CASE("report: forgetting a phone number finds it however the segment wrote it") {
+    test::TempDir dir;
+    const std::string reports = dir.file("reports");
+    write_report(reports + "/p-run-1-report.csv",
+                 {{"s", 1, "+49 151 2345-6789", "rejected", "no"}, {"s", 2, "+4915199999999", "rejected", "no"}},
+                 "mobile");
+    const auto changed = forget_in_reports(reports, {"0049 15123456789"});
+    REQUIRE(changed.size() == 1);
+    CHECK(test::read_file(reports + "/p-run-1-report.csv") ==
+          "source,line,mobile,outcome,reason\ns,2,'+4915199999999,rejected,no\n");
+}

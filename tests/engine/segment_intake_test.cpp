@@ -84,7 +84,7 @@ TEST_CASE("segment intake: every row is counted, duplicates across files and inv
     REQUIRE(refused.size() == 2);
     CHECK(refused[0].source == dir.file("a.csv"));
     CHECK(refused[0].line == 3);
-    CHECK(refused[0].email == "not-an-email");
+    CHECK(refused[0].key == "not-an-email");
     CHECK(refused[1].source == dir.file("b.jsonl"));
     CHECK(refused[1].line == 2);
 }

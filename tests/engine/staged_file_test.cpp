@@ -21,7 +21,7 @@ namespace {
 struct Held {
     int action;
     int64_t hash, source, line;
-    std::string email_key, key_value, payload;
+    std::string member_key, key_value, payload;
     bool has_payload;
 
     static Held of(const StagedRow& row) {
@@ -29,14 +29,14 @@ struct Held {
                 row.hash,
                 row.source,
                 row.line,
-                std::string(row.email_key),
+                std::string(row.member_key),
                 std::string(row.key_value),
                 std::string(row.payload),
                 row.has_payload};
     }
     bool operator==(const Held& other) const {
         return action == other.action && hash == other.hash && source == other.source && line == other.line &&
-               email_key == other.email_key && key_value == other.key_value && payload == other.payload &&
+               member_key == other.member_key && key_value == other.key_value && payload == other.payload &&
                has_payload == other.has_payload;
     }
 };
@@ -70,7 +70,7 @@ void append(StagedFile& file, int64_t seq, const Held& held) {
     row.hash = held.hash;
     row.source = held.source;
     row.line = held.line;
-    row.email_key = held.email_key;
+    row.member_key = held.member_key;
     row.key_value = held.key_value;
     row.payload = held.payload;
     row.has_payload = held.has_payload;
@@ -172,11 +172,11 @@ TEST_CASE("staged file: a TMPDIR that does not exist falls back to /var/tmp or /
 
     // An email written as its key is not stored twice: it comes back empty, meaning the same.
     Held lower = expected_row(4);
-    lower.key_value = lower.email_key;
+    lower.key_value = lower.member_key;
     append(file, 4, lower);
     const Held back = visited(file, {4}).at(4);
     CHECK(back.key_value.empty());
-    CHECK(back.email_key == lower.email_key);
+    CHECK(back.member_key == lower.member_key);
 }
 
 TEST_CASE("staged file: a write that fails (a full disk) names the file's place, and loses no row appended before it") {

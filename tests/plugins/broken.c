@@ -1,8 +1,9 @@
 /*
  * Plugins that are wrong in one way each, selected at compile time with BROKEN_*:
  * a different ABI major, a descriptor with invalid JSON Schema, an entry that declines
- * (returns NULL), a library with no entry symbol at all, and mapping fields larger than
- * segpush_field (as if a later header had appended to it).
+ * (returns NULL), a library with no entry symbol at all, mapping fields larger than
+ * segpush_field (as if a later header had appended to it), two key fields, and neither a key
+ * field nor an email field.
  */
 #include <segpush/plugin.h>
 
@@ -59,7 +60,14 @@ static void ok_close(segpush_connection* c) { (void)c; }
 #endif
 
 static const segpush_field kFields[] = {
+#if defined(BROKEN_TWO_KEYS)
+    {FIELD_SIZE, SEGPUSH_FIELD_REQUIRED | SEGPUSH_FIELD_KEY, SEGPUSH_FIELD_STRING, "user_id", "User id", NULL},
+    {FIELD_SIZE, SEGPUSH_FIELD_KEY, SEGPUSH_FIELD_EMAIL, "email", "Email", NULL},
+#elif defined(BROKEN_NO_KEY)
+    {FIELD_SIZE, SEGPUSH_FIELD_REQUIRED, SEGPUSH_FIELD_STRING, "user_id", "User id", NULL},
+#else
     {FIELD_SIZE, SEGPUSH_FIELD_REQUIRED, SEGPUSH_FIELD_EMAIL, "email", "Email", NULL},
+#endif
 };
 
 static const segpush_host* g_host;
@@ -92,7 +100,7 @@ static const segpush_plugin kPlugin = {
     CONNECTION_SCHEMA,
     "{\"type\":\"object\"}",
     kFields,
-    1,
+    sizeof kFields / sizeof kFields[0],
     NULL,
     NULL,
     ok_open,

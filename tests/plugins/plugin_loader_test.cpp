@@ -45,7 +45,12 @@ TEST_CASE("a plugin directory with every kind of bad file still loads the good p
     CHECK_THAT(refusal_for(registry, "dup_two.so"),
                Catch::Contains("declares id 'dup'") && Catch::Contains("dup_one.so"));
     CHECK(registry.find("dup") == nullptr);
-    CHECK(registry.refused().size() == 7);
+    CHECK(refusal_for(registry, "two_keys.so") ==
+          "plugin 'broken' declares 2 key fields (SEGPUSH_FIELD_KEY): 'user_id', 'email'; a plugin declares exactly "
+          "one field that identifies a member");
+    CHECK(refusal_for(registry, "no_key.so") ==
+          "plugin 'broken' declares no key field (SEGPUSH_FIELD_KEY) and no email field to identify members by");
+    CHECK(registry.refused().size() == 9);
 }
 
 TEST_CASE("refusal reasons are one line each") {

@@ -138,14 +138,16 @@ TEST_CASE_METHOD(CliFixture, "cli: plugins list shows loaded plugins and refused
     CHECK(list.exit_code == 0);
     CHECK_THAT(list.out, Catch::Contains("c-example") && Catch::Contains(kHostAbi) && Catch::Contains("Refused:") &&
                              Catch::Contains(std::string("wrong_abi.so: built for plugin ABI 2.0, this host speaks ") +
-                                             kHostAbiNumber));
+                                             kHostAbiNumber) &&
+                             Catch::Contains("two_keys.so: plugin 'broken' declares 2 key fields (SEGPUSH_FIELD_KEY): "
+                                             "'user_id', 'email'"));
 
     const Run json = run(std::string("--plugin-dir ") + SEGPUSH_TEST_PLUGIN_DIR + " plugins list --json");
     rapidjson::Document doc;
     doc.Parse(json.out.c_str());
     REQUIRE_FALSE(doc.HasParseError());
     CHECK(doc["loaded"].Size() == 1);
-    CHECK(doc["refused"].Size() == 7);
+    CHECK(doc["refused"].Size() == 9);
 
     const Run from_config = run("plugins list");
     CHECK(from_config.exit_code == 0);

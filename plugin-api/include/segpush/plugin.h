@@ -201,11 +201,22 @@ typedef struct segpush_host {
 /* 4. The descriptor                                                                         */
 /* ---------------------------------------------------------------------------------------- */
 
-/* The value type of a mapping field; the host validates values of known types before push. */
+/*
+ * The value type of a mapping field; the host validates values of known types before push.
+ * The type of the KEY field (below) also says when two records are the same member, for
+ * de-duplication within a run, for what changed since the last run and for who left:
+ *   EMAIL   trimmed and case-folded ("Ann@Example.com" and "ann@example.com" are one member);
+ *   PHONE   in E.164: spaces, dashes, dots, parentheses and a "(0)" after the country code
+ *           are dropped, a leading "00" reads as "+", and the result must be "+" and 8 to 15
+ *           digits, not starting with 0. A number without a country code ("0151 2345678")
+ *           is ambiguous, so the host refuses the row as invalid, naming the row and field;
+ *   others  trimmed and exact ("ABC", "abc" and "Abc" are three members).
+ * Values are always sent as the segment wrote them (trimmed): only the comparison changes.
+ */
 typedef enum segpush_field_type {
     SEGPUSH_FIELD_STRING = 0,
     SEGPUSH_FIELD_EMAIL = 1, /* the host checks syntax, trims and case-folds for de-duplication */
-    SEGPUSH_FIELD_PHONE = 2,
+    SEGPUSH_FIELD_PHONE = 2, /* as a key: compared in E.164, refused without a country code */
     SEGPUSH_FIELD_INTEGER = 3,
     SEGPUSH_FIELD_NUMBER = 4,
     SEGPUSH_FIELD_DATE = 5, /* YYYY-MM-DD */
@@ -213,9 +224,13 @@ typedef enum segpush_field_type {
 } segpush_field_type;
 
 /* segpush_field.flags */
-#define SEGPUSH_FIELD_REQUIRED \
-    0x1u                       /* every export must map it; records without a value are rejected */
-#define SEGPUSH_FIELD_KEY 0x2u /* identifies a member at the destination (de-duplication key) */
+/* Every export must map it; records without a value are rejected. */
+#define SEGPUSH_FIELD_REQUIRED 0x1u
+/* Identifies a member at the destination (the de-duplication key, compared by the field's type).
+ * A plugin declares at most one KEY field: the host refuses a plugin that declares several,
+ * naming them. A plugin that declares none is keyed by its first SEGPUSH_FIELD_EMAIL field;
+ * one with neither is refused. */
+#define SEGPUSH_FIELD_KEY 0x2u
 
 /*
  * A destination field a segment column can be mapped to. Plugin-owned, static.
