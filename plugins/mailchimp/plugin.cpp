@@ -11,11 +11,14 @@
 //      the member's status: unsubscribed, cleaned or archived members are SUPPRESSED.
 //   3. Tags reach existing members through POST .../members/{hash}/tags (a member body's tags
 //      apply only when it creates the member).
-//   4. Leavers (on_leave: unsubscribe) are read (GET) and unsubscribed (PATCH status) only when
-//      subscribed; one who is off the audience already is SUPPRESSED, so the host never takes
-//      their own unsubscribe for one of segpush's. A member segpush unsubscribed comes back
-//      subscribed only while Mailchimp shows no change since (last_changed no later than the
-//      removal).
+//   4. Leavers (on_leave: unsubscribe) are read (GET) and archived (DELETE) only while on the
+//      audience; one who unsubscribed, bounced or was archived already is SUPPRESSED, so the host
+//      never takes their own doing for a removal of segpush's. Archiving, not unsubscribing:
+//      Mailchimp never lets the API subscribe an unsubscribed member again (400 Member In
+//      Compliance State), so an unsubscribe could never be undone, while an archived member
+//      comes back with a PUT that carries `status`. A member segpush archived who returns is
+//      put back only while Mailchimp shows no change since (last_changed no later than the
+//      removal); a person who unsubscribed themselves never is.
 // Mailchimp answers each request synchronously, so every outcome is final when push_batch
 // returns: no PENDING records, no receipts.
 #include <segpush/plugin.h>
@@ -25,6 +28,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -180,7 +184,7 @@ struct segpush_export {
     const char* new_status = "subscribed";  // "pending" when the audience asks for double opt-in
 
     std::mutex mutex;  // guards the counters
-    uint64_t created = 0, updated = 0, suppressed = 0, rejected = 0, unsubscribed = 0, restored = 0;
+    uint64_t created = 0, updated = 0, suppressed = 0, rejected = 0, removed = 0, restored = 0;
 
     bool cancelled() const { return g_host.is_cancelled(token); }
     std::function<bool()> cancel_check() const {
@@ -468,35 +472,6 @@ void add_tags(Push& push, const std::vector<size_t>& which) {
     }
 }
 
-// PATCH the status of `which` to "subscribed": members segpush itself unsubscribed, unchanged
-// since. Mailchimp may still refuse (compliance): then they stay out, SUPPRESSED.
-void restore(Push& push, const std::vector<size_t>& which, std::vector<size_t>& then_tag) {
-    if (which.empty()) return;
-    std::vector<HttpRequest> requests;
-    for (size_t r : which) {
-        requests.push_back(
-            {"PATCH", member_path(push.exp.settings.list_id, push.rows[r].key), status_body("subscribed")});
-    }
-    std::vector<HttpResult> results;
-    push.http().send_all(requests, results, push.exp.cancel_check());
-    for (size_t i = 0; i < which.size(); ++i) {
-        const HttpResult& result = results[i];
-        const std::string doing = "subscribing again a member segpush had unsubscribed";
-        if (Problem p = common_problem(push.http(), result, doing)) {
-            push.fail({which[i]}, p);
-        } else if (result.status == 200) {
-            push.count(&segpush_export::restored);
-            then_tag.push_back(which[i]);
-        } else if (result.status == 400) {
-            push.add(which[i], SEGPUSH_RECORD_SUPPRESSED,
-                     "Mailchimp keeps this member unsubscribed from audience " + push.exp.settings.list_id +
-                         quoted_problem(result));
-        } else {
-            push.fail({which[i]}, unexpected(result, doing, SEGPUSH_RETRY));
-        }
-    }
-}
-
 // PUT each of `which`: merge fields updated, status never sent (see the file comment).
 void upsert_each(Push& push, const std::vector<size_t>& which) {
     if (which.empty() || push.stop) return;
@@ -509,7 +484,7 @@ void upsert_each(Push& push, const std::vector<size_t>& which) {
     }
     std::vector<HttpResult> results;
     push.http().send_all(requests, results, exp.cancel_check());
-    std::vector<size_t> to_restore, to_tag;
+    std::vector<size_t> to_tag;
     for (size_t i = 0; i < which.size(); ++i) {
         const size_t r = which[i];
         const HttpResult& result = results[i];
@@ -525,21 +500,11 @@ void upsert_each(Push& push, const std::vector<size_t>& which) {
                 continue;
             }
             push.count(&segpush_export::updated);
-            const Row& row = push.rows[r];
-            if (!kept_out_status(member.status)) {
-                to_tag.push_back(r);
-            } else if (row.removed_at != 0 && member.status == "unsubscribed" && member.changed_at &&
-                       *member.changed_at <= row.removed_at + kClockSlackSeconds) {
-                to_restore.push_back(r);
-            } else {
+            if (kept_out_status(member.status)) {
                 push.count(&segpush_export::suppressed);
-                std::string reason = kept_out_reason(member.status, list);
-                if (row.removed_at != 0 && member.status == "unsubscribed") {
-                    reason += member.changed_at ? " since segpush removed them (changed " + member.last_changed +
-                                                      "); not subscribed again"
-                                                : "; when is unknown, so not subscribed again";
-                }
-                push.add(r, SEGPUSH_RECORD_SUPPRESSED, reason);
+                push.add(r, SEGPUSH_RECORD_SUPPRESSED, kept_out_reason(member.status, list));
+            } else {
+                to_tag.push_back(r);
             }
             continue;
         }
@@ -551,8 +516,7 @@ void upsert_each(Push& push, const std::vector<size_t>& which) {
                 push.add(r, SEGPUSH_RECORD_SUPPRESSED,
                          (title == "Member In Compliance State"
                               ? "in a compliance state in audience " + list +
-                                    " at Mailchimp (unsubscribed, bounced "
-                                    "or under compliance review)"
+                                    " at Mailchimp (unsubscribed, bounced or under compliance review)"
                               : "permanently deleted from audience " + list +
                                     " at Mailchimp; only the person can sign up again") +
                              quoted_problem(result));
@@ -570,7 +534,89 @@ void upsert_each(Push& push, const std::vector<size_t>& which) {
         }
         push.fail({r}, unexpected(result, doing, SEGPUSH_RETRY));
     }
-    restore(push, to_restore, to_tag);
+    add_tags(push, to_tag);
+}
+
+std::string utc_text(int64_t seconds) {
+    const std::time_t when = static_cast<std::time_t>(seconds);
+    std::tm utc{};
+    gmtime_r(&when, &utc);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &utc);
+    return text;
+}
+
+// Members segpush archived as leavers in an earlier run, back in the segment. Each is read
+// first: one still archived as segpush left it (last_changed no later than the removal) is put
+// back with the one PUT that carries `status`; one whose state changed since (the person
+// unsubscribed, an account user acted) goes the ordinary way and keeps its status; one gone
+// from the audience stays gone.
+void return_each(Push& push, const std::vector<size_t>& which, std::vector<size_t>& ordinary) {
+    if (which.empty() || push.stop) return;
+    segpush_export& exp = push.exp;
+    const std::string& list = exp.settings.list_id;
+    std::vector<HttpRequest> reads;
+    for (size_t r : which)
+        reads.push_back({"GET", member_path(list, push.rows[r].key) + "?fields=status,last_changed", {}});
+    std::vector<HttpResult> results;
+    push.http().send_all(reads, results, exp.cancel_check());
+    std::vector<size_t> to_restore;
+    for (size_t i = 0; i < which.size(); ++i) {
+        const size_t r = which[i];
+        const HttpResult& result = results[i];
+        const std::string doing = "reading a returning member";
+        const std::string removal = "segpush removed them at " + utc_text(push.rows[r].removed_at);
+        if (Problem p = common_problem(push.http(), result, doing)) {
+            push.fail({r}, p);
+            continue;
+        }
+        if (result.status == 404) {
+            push.count(&segpush_export::suppressed);
+            push.add(r, SEGPUSH_RECORD_SUPPRESSED,
+                     "deleted from audience " + list + " at Mailchimp since " + removal + "; not added again");
+            continue;
+        }
+        const MemberAnswer member = parse_member(result.body);
+        if (result.status != 200 || !member.ok) {
+            push.fail({r}, unexpected(result, doing, SEGPUSH_RETRY));
+        } else if (member.status == "archived" && member.changed_at &&
+                   *member.changed_at <= push.rows[r].removed_at + kClockSlackSeconds) {
+            to_restore.push_back(r);
+        } else {
+            if (member.status == "archived") {
+                push.count(&segpush_export::suppressed);
+                push.add(r, SEGPUSH_RECORD_SUPPRESSED,
+                         "archived in audience " + list + " at Mailchimp, changed " +
+                             (member.last_changed.empty() ? std::string("at an unknown time") : member.last_changed) +
+                             " after " + removal + "; not put back");
+                continue;
+            }
+            ordinary.push_back(r);
+        }
+    }
+    if (to_restore.empty() || push.stop) return;
+    std::vector<HttpRequest> puts;
+    for (size_t r : to_restore)
+        puts.push_back({"PUT", member_path(list, push.rows[r].key), restore_body(push.rows[r].member)});
+    push.http().send_all(puts, results, exp.cancel_check());
+    std::vector<size_t> to_tag;
+    for (size_t i = 0; i < to_restore.size(); ++i) {
+        const size_t r = to_restore[i];
+        const HttpResult& result = results[i];
+        const std::string doing = "putting back a member segpush had removed";
+        if (Problem p = common_problem(push.http(), result, doing)) {
+            push.fail({r}, p);
+        } else if (result.status == 200) {
+            push.count(&segpush_export::restored);
+            to_tag.push_back(r);
+        } else if (result.status == 400) {
+            push.count(&segpush_export::suppressed);
+            push.add(r, SEGPUSH_RECORD_SUPPRESSED,
+                     "Mailchimp did not put this member back on audience " + list + quoted_problem(result));
+        } else {
+            push.fail({r}, unexpected(result, doing, SEGPUSH_RETRY));
+        }
+    }
     add_tags(push, to_tag);
 }
 
@@ -661,8 +707,10 @@ void subscribe_batch(Push& push, const std::vector<size_t>& which, std::vector<s
     add_tags(push, to_tag);
 }
 
-// Leavers: each is read, and unsubscribed only while subscribed (or pending, transactional).
-void unsubscribe_each(Push& push, const std::vector<size_t>& which) {
+// Leavers: each is read, and archived only while on the audience (subscribed, pending,
+// transactional); one already unsubscribed, cleaned or archived is SUPPRESSED, so the host never
+// takes their own doing for a removal of segpush's (which it may undo later).
+void remove_each(Push& push, const std::vector<size_t>& which) {
     segpush_export& exp = push.exp;
     const std::string& list = exp.settings.list_id;
     std::vector<HttpRequest> reads;
@@ -670,7 +718,7 @@ void unsubscribe_each(Push& push, const std::vector<size_t>& which) {
         reads.push_back({"GET", member_path(list, push.rows[r].key) + "?fields=status,last_changed", {}});
     std::vector<HttpResult> results;
     push.http().send_all(reads, results, exp.cancel_check());
-    std::vector<size_t> to_patch;
+    std::vector<size_t> to_archive;
     for (size_t i = 0; i < which.size(); ++i) {
         const size_t r = which[i];
         const HttpResult& result = results[i];
@@ -684,29 +732,27 @@ void unsubscribe_each(Push& push, const std::vector<size_t>& which) {
                 push.count(&segpush_export::suppressed);
                 push.add(r, SEGPUSH_RECORD_SUPPRESSED, kept_out_reason(member.status, list) + "; nothing to remove");
             } else {
-                to_patch.push_back(r);
+                to_archive.push_back(r);
             }
         } else {
             push.fail({r}, unexpected(result, doing, SEGPUSH_RETRY));
         }
     }
-    if (to_patch.empty() || push.stop) return;
-    std::vector<HttpRequest> patches;
-    for (size_t r : to_patch)
-        patches.push_back({"PATCH", member_path(list, push.rows[r].key), status_body("unsubscribed")});
-    push.http().send_all(patches, results, exp.cancel_check());
-    for (size_t i = 0; i < to_patch.size(); ++i) {
-        const size_t r = to_patch[i];
+    if (to_archive.empty() || push.stop) return;
+    std::vector<HttpRequest> deletes;
+    for (size_t r : to_archive) deletes.push_back({"DELETE", member_path(list, push.rows[r].key), {}});
+    push.http().send_all(deletes, results, exp.cancel_check());
+    for (size_t i = 0; i < to_archive.size(); ++i) {
+        const size_t r = to_archive[i];
         const HttpResult& result = results[i];
-        const std::string doing = "unsubscribing a leaving member";
+        const std::string doing = "archiving a leaving member";
         if (Problem p = common_problem(push.http(), result, doing)) {
             push.fail({r}, p);
-        } else if (result.status == 200) {
-            push.count(&segpush_export::unsubscribed);
+        } else if (result.status == 204 || result.status == 200 || result.status == 404) {
+            push.count(&segpush_export::removed);
             push.add(r, SEGPUSH_RECORD_ACCEPTED);
-        } else if (result.status == 400 || result.status == 404) {
-            push.add(r, SEGPUSH_RECORD_REJECTED,
-                     "Mailchimp refused to unsubscribe this member" + quoted_problem(result));
+        } else if (result.status == 400 || result.status == 405) {
+            push.add(r, SEGPUSH_RECORD_REJECTED, "Mailchimp refused to archive this member" + quoted_problem(result));
         } else {
             push.fail({r}, unexpected(result, doing, SEGPUSH_RETRY));
         }
@@ -737,11 +783,12 @@ segpush_status push_batch(segpush_export* exp, const segpush_batch* batch, segpu
             }
         }
         if (action == SEGPUSH_ACTION_REMOVE) {
-            unsubscribe_each(push, valid);
+            remove_each(push, valid);
         } else {
-            // Members segpush removed before go one by one: their status decides what happens.
-            std::vector<size_t> fresh, existing;
-            for (size_t r : valid) (rows[r].removed_at != 0 ? existing : fresh).push_back(r);
+            // Members segpush removed before go one by one: their state decides what happens.
+            std::vector<size_t> fresh, existing, returning;
+            for (size_t r : valid) (rows[r].removed_at != 0 ? returning : fresh).push_back(r);
+            return_each(push, returning, existing);
             for (size_t at = 0; at < fresh.size() && !push.stop; at += kBatchMaxMembers) {
                 const std::vector<size_t> chunk(fresh.begin() + static_cast<std::ptrdiff_t>(at),
                                                 fresh.begin() + static_cast<std::ptrdiff_t>(
@@ -776,8 +823,8 @@ segpush_status finish_export(segpush_export* exp, segpush_outcomes*, segpush_err
                    "Mailchimp audience " + exp->settings.list_id + ": " + std::to_string(exp->created) + " created, " +
                        std::to_string(exp->updated) + " updated, " + std::to_string(exp->suppressed) +
                        " kept out (unsubscribed, cleaned or archived), " + std::to_string(exp->rejected) +
-                       " refused, " + std::to_string(exp->unsubscribed) + " unsubscribed as leavers, " +
-                       std::to_string(exp->restored) + " subscribed again; " + std::to_string(http.requests_sent()) +
+                       " refused, " + std::to_string(exp->removed) + " leavers archived, " +
+                       std::to_string(exp->restored) + " put back; " + std::to_string(http.requests_sent()) +
                        " requests on this connection, " + std::to_string(http.throttled()) + " throttled and retried");
         return SEGPUSH_OK;
     });

@@ -111,7 +111,9 @@ std::string batch_subscribe_body(const std::vector<const Member*>& members, cons
     return std::string(buffer.GetString(), buffer.GetSize());
 }
 
-std::string upsert_body(const Member& member, const char* status_if_new) {
+namespace {
+
+std::string member_body(const Member& member, const char* status_if_new, const char* status) {
     rapidjson::StringBuffer buffer;
     Writer w(buffer);
     w.StartObject();
@@ -119,10 +121,22 @@ std::string upsert_body(const Member& member, const char* status_if_new) {
     string(w, member.email);
     w.Key("status_if_new");
     w.String(status_if_new);
+    if (status) {
+        w.Key("status");
+        w.String(status);
+    }
     merge_fields(w, member, true);
     w.EndObject();
     return std::string(buffer.GetString(), buffer.GetSize());
 }
+
+}  // namespace
+
+std::string upsert_body(const Member& member, const char* status_if_new) {
+    return member_body(member, status_if_new, nullptr);
+}
+
+std::string restore_body(const Member& member) { return member_body(member, "subscribed", "subscribed"); }
 
 std::string tags_body(const std::vector<std::string>& tags) {
     rapidjson::StringBuffer buffer;
@@ -139,16 +153,6 @@ std::string tags_body(const std::vector<std::string>& tags) {
         w.EndObject();
     }
     w.EndArray();
-    w.EndObject();
-    return std::string(buffer.GetString(), buffer.GetSize());
-}
-
-std::string status_body(const char* status) {
-    rapidjson::StringBuffer buffer;
-    Writer w(buffer);
-    w.StartObject();
-    w.Key("status");
-    w.String(status);
     w.EndObject();
     return std::string(buffer.GetString(), buffer.GetSize());
 }

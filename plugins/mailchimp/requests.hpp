@@ -45,9 +45,10 @@ std::string batch_subscribe_body(const std::vector<const Member*>& members, cons
 // PUT /lists/{id}/members/{hash}: creates the member with status_if_new, or updates its merge
 // fields; it never carries `status`, so an existing member's status never changes.
 std::string upsert_body(const Member& member, const char* status_if_new);
+// PUT /lists/{id}/members/{hash} for a member segpush archived itself and puts back: the one
+// write that carries `status` (subscribed), which takes the member out of the archive.
+std::string restore_body(const Member& member);
 // POST /lists/{id}/members/{hash}/tags: every tag active.
 std::string tags_body(const std::vector<std::string>& tags);
-// PATCH /lists/{id}/members/{hash}: only the status.
-std::string status_body(const char* status);
 
 }  // namespace segpush::mailchimp

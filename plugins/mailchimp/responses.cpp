@@ -85,7 +85,8 @@ BatchAnswer parse_batch_answer(const std::string& body) {
         const std::string code = string_of(item, "error_code");
         error.exists = code == "ERROR_CONTACT_EXISTS";
         const std::string field = string_of(item, "field"), field_message = string_of(item, "field_message");
-        if (!field.empty() || !field_message.empty()) {
+        // field_message often repeats error word for word.
+        if (!field_message.empty() && field_message != error.message) {
             error.message += " (" + (field.empty() ? field_message : field + ": " + field_message) + ")";
         }
         if (error.message.empty()) error.message = code.empty() ? "no reason given" : code;
