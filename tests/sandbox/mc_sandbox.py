@@ -73,6 +73,7 @@ WRITE_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transacti
 SEED_STATUSES = WRITE_STATUSES + ("archived", "forgotten")
 COMPLIANCE = ("unsubscribed", "cleaned")  # never moved back to an opted-in status by the API
 OPTED_IN = ("subscribed", "pending", "transactional")
+SEGMENT_MEMBER_OMITS = ("contact_id", "web_id", "source", "tags", "tags_count")
 MERGE_TYPES = ("text", "number", "address", "phone", "date", "url", "imageurl", "radio",
                "dropdown", "birthday", "zip")
 
@@ -1020,8 +1021,10 @@ class Api:
         count, offset = page_params(query)
         rows = [m for m in sorted(a.members.values(), key=lambda m: m.seq)
                 if m.status != "forgotten" and any(t.lower() == name.lower() for t in m.tags)]
-        return 200, {"members": [self.member_obj(a, m) for m in rows[offset:offset + count]],
-                     "total_items": len(rows), "_links": []}
+        # The segment's view of a member is the shorter one the description gives it.
+        short = [{k: v for k, v in self.member_obj(a, m).items() if k not in SEGMENT_MEMBER_OMITS}
+                 for m in rows[offset:offset + count]]
+        return 200, {"members": short, "total_items": len(rows), "_links": []}
 
 
 # --------------------------------------------------------------------------
