@@ -1440,6 +1440,12 @@ class Handler(BaseHTTPRequestHandler):
             obj = {"reset": True}
         elif path == "/__sandbox/lists" and method == "POST":
             status, obj = self._control_list(body)
+        elif path == "/__sandbox/save" and method == "POST":
+            if not self.server.state_file:
+                status, obj = 400, {"error": "started without --state-file"}
+            else:
+                save_state(st, self.server.state_file)
+                obj = {"saved": self.server.state_file}
         elif path.startswith("/__sandbox/batch-results/") and method == "GET":
             bid = path[len("/__sandbox/batch-results/"):].split(".", 1)[0]
             with st.lock:
@@ -1532,9 +1538,10 @@ class SandboxServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, addr, state, ssl_ctx):
+    def __init__(self, addr, state, ssl_ctx, state_file=None):
         self.state = state
         self.ssl_ctx = ssl_ctx
+        self.state_file = state_file
         super().__init__(addr, Handler)
 
     def finish_request(self, request, client_address):
@@ -1561,6 +1568,16 @@ class SandboxServer(ThreadingHTTPServer):
         pass
 
 
+def save_state(state, path):
+    """Writes the snapshot whole or not at all (temp file + rename)."""
+    with state.lock:
+        snapshot = state.snapshot()
+    tmp = "%s.tmp.%d.%d" % (path, os.getpid(), threading.get_ident())
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(snapshot, fh)
+    os.replace(tmp, path)
+
+
 def parse_list_arg(s):
     lid, _, name = s.partition(":")
     lid = lid.strip()
@@ -1579,7 +1596,8 @@ def main(argv=None):
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--config", help="initial config: a JSON object, or a path to a JSON file")
     ap.add_argument("--state-file", help="audiences and members are loaded from this file at start "
-                    "(if it exists) and saved to it on SIGTERM/SIGINT, so a restart keeps them")
+                    "(if it exists) and saved to it on SIGTERM/SIGINT and POST /__sandbox/save, "
+                    "so a restart keeps them")
     args = ap.parse_args(argv)
 
     config = None
@@ -1597,7 +1615,7 @@ def main(argv=None):
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
-    server = SandboxServer(("127.0.0.1", args.port), state, ctx)
+    server = SandboxServer(("127.0.0.1", args.port), state, ctx, args.state_file)
     serve = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                              name="serve", daemon=True)
     serve.start()
@@ -1621,12 +1639,8 @@ def main(argv=None):
     server.server_close()
     with state.lock:
         state.running = False
-        snapshot = state.snapshot() if args.state_file else None
-    if snapshot is not None:
-        tmp = "%s.tmp.%d" % (args.state_file, os.getpid())
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(snapshot, fh)
-        os.replace(tmp, args.state_file)
+    if args.state_file:
+        save_state(state, args.state_file)
     return 0
 
 

@@ -69,6 +69,9 @@ public:
     rapidjson::Document requests() { return get("/__sandbox/requests"); }
     void clear_request_log();
 
+    // Writes the state file now (Options::keep_state), so that a SIGKILL of the sandbox
+    // loses only what came after.
+    void save() { post("/__sandbox/save", "{}"); }
     // Stops the server and starts it again on the same port: members are lost unless
     // Options::keep_state.
     void stop();
