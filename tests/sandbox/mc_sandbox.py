@@ -570,7 +570,9 @@ class Api:
                     a.segment_id(n, True)
 
     def set_status(self, m, status):
-        if m.status != status:
+        """A status written to an existing member.  A cleaned address stays cleaned when asked
+        to unsubscribe: it bounced, so there is nobody to unsubscribe."""
+        if status is not None and not (m.status == "cleaned" and status == "unsubscribed"):
             m.status = status
         m.changed = now_iso()
 
@@ -726,10 +728,7 @@ class Api:
             fail(em, compliance_text(em))
             return
         self.apply_merge(m, merge)
-        if status is not None and not (m.status == "cleaned" and status == "unsubscribed"):
-            self.set_status(m, status)
-        else:
-            m.changed = now_iso()
+        self.set_status(m, status)
         tags = item.get("tags")
         if sync_tags and isinstance(tags, list):
             m.tags = []
@@ -826,10 +825,7 @@ class Api:
             raise invalid_resource(MERGE_DETAIL, errors)
         self.apply_merge(m, merge)
         # An archived member stays archived unless `status` says otherwise.
-        if status is not None:
-            self.set_status(m, status)
-        else:
-            m.changed = now_iso()
+        self.set_status(m, status)
         return 200, self.member_obj(a, m)
 
     def member_patch(self, ids, query, body):

@@ -425,6 +425,8 @@ class MemberTest(SandboxTest):
                                              "status_if_new": "subscribed"}),
                                400, "Member In Compliance State", "cannot be subscribed")
         self.assertEqual(self.sb.members()["uns@shop.test"]["status"], "unsubscribed")
+        self.assertEqual(self.put("cle@shop.test", {"email_address": "cle@shop.test",
+                                                    "status": "unsubscribed"})[2]["status"], "cleaned")
 
     def test_put_with_a_hash_that_is_not_md5_of_the_lower_cased_email(self):
         self.sb.seed({"email": "ann@shop.test"})
