@@ -73,6 +73,7 @@ WRITE_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transacti
 SEED_STATUSES = WRITE_STATUSES + ("archived", "forgotten")
 COMPLIANCE = ("unsubscribed", "cleaned")  # never moved back to an opted-in status by the API
 OPTED_IN = ("subscribed", "pending", "transactional")
+SEGMENT_MEMBER_OMITS = ("contact_id", "web_id", "source", "tags", "tags_count")
 MERGE_TYPES = ("text", "number", "address", "phone", "date", "url", "imageurl", "radio",
                "dropdown", "birthday", "zip")
 
@@ -569,7 +570,9 @@ class Api:
                     a.segment_id(n, True)
 
     def set_status(self, m, status):
-        if m.status != status:
+        """A status written to an existing member.  A cleaned address stays cleaned when asked
+        to unsubscribe: it bounced, so there is nobody to unsubscribe."""
+        if status is not None and not (m.status == "cleaned" and status == "unsubscribed"):
             m.status = status
         m.changed = now_iso()
 
@@ -725,10 +728,7 @@ class Api:
             fail(em, compliance_text(em))
             return
         self.apply_merge(m, merge)
-        if status is not None and not (m.status == "cleaned" and status == "unsubscribed"):
-            self.set_status(m, status)
-        else:
-            m.changed = now_iso()
+        self.set_status(m, status)
         tags = item.get("tags")
         if sync_tags and isinstance(tags, list):
             m.tags = []
@@ -825,10 +825,7 @@ class Api:
             raise invalid_resource(MERGE_DETAIL, errors)
         self.apply_merge(m, merge)
         # An archived member stays archived unless `status` says otherwise.
-        if status is not None:
-            self.set_status(m, status)
-        else:
-            m.changed = now_iso()
+        self.set_status(m, status)
         return 200, self.member_obj(a, m)
 
     def member_patch(self, ids, query, body):
@@ -1020,8 +1017,10 @@ class Api:
         count, offset = page_params(query)
         rows = [m for m in sorted(a.members.values(), key=lambda m: m.seq)
                 if m.status != "forgotten" and any(t.lower() == name.lower() for t in m.tags)]
-        return 200, {"members": [self.member_obj(a, m) for m in rows[offset:offset + count]],
-                     "total_items": len(rows), "_links": []}
+        # The segment's view of a member is the shorter one the description gives it.
+        short = [{k: v for k, v in self.member_obj(a, m).items() if k not in SEGMENT_MEMBER_OMITS}
+                 for m in rows[offset:offset + count]]
+        return 200, {"members": short, "total_items": len(rows), "_links": []}
 
 
 # --------------------------------------------------------------------------
@@ -1437,6 +1436,12 @@ class Handler(BaseHTTPRequestHandler):
             obj = {"reset": True}
         elif path == "/__sandbox/lists" and method == "POST":
             status, obj = self._control_list(body)
+        elif path == "/__sandbox/save" and method == "POST":
+            if not self.server.state_file:
+                status, obj = 400, {"error": "started without --state-file"}
+            else:
+                save_state(st, self.server.state_file)
+                obj = {"saved": self.server.state_file}
         elif path.startswith("/__sandbox/batch-results/") and method == "GET":
             bid = path[len("/__sandbox/batch-results/"):].split(".", 1)[0]
             with st.lock:
@@ -1529,9 +1534,10 @@ class SandboxServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, addr, state, ssl_ctx):
+    def __init__(self, addr, state, ssl_ctx, state_file=None):
         self.state = state
         self.ssl_ctx = ssl_ctx
+        self.state_file = state_file
         super().__init__(addr, Handler)
 
     def finish_request(self, request, client_address):
@@ -1558,6 +1564,16 @@ class SandboxServer(ThreadingHTTPServer):
         pass
 
 
+def save_state(state, path):
+    """Writes the snapshot whole or not at all (temp file + rename)."""
+    with state.lock:
+        snapshot = state.snapshot()
+    tmp = "%s.tmp.%d.%d" % (path, os.getpid(), threading.get_ident())
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(snapshot, fh)
+    os.replace(tmp, path)
+
+
 def parse_list_arg(s):
     lid, _, name = s.partition(":")
     lid = lid.strip()
@@ -1576,7 +1592,8 @@ def main(argv=None):
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--config", help="initial config: a JSON object, or a path to a JSON file")
     ap.add_argument("--state-file", help="audiences and members are loaded from this file at start "
-                    "(if it exists) and saved to it on SIGTERM/SIGINT, so a restart keeps them")
+                    "(if it exists) and saved to it on SIGTERM/SIGINT and POST /__sandbox/save, "
+                    "so a restart keeps them")
     args = ap.parse_args(argv)
 
     config = None
@@ -1594,7 +1611,7 @@ def main(argv=None):
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
-    server = SandboxServer(("127.0.0.1", args.port), state, ctx)
+    server = SandboxServer(("127.0.0.1", args.port), state, ctx, args.state_file)
     serve = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                              name="serve", daemon=True)
     serve.start()
@@ -1618,12 +1635,8 @@ def main(argv=None):
     server.server_close()
     with state.lock:
         state.running = False
-        snapshot = state.snapshot() if args.state_file else None
-    if snapshot is not None:
-        tmp = "%s.tmp.%d" % (args.state_file, os.getpid())
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(snapshot, fh)
-        os.replace(tmp, args.state_file)
+    if args.state_file:
+        save_state(state, args.state_file)
     return 0
 
 

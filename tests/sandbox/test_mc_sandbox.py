@@ -425,6 +425,8 @@ class MemberTest(SandboxTest):
                                              "status_if_new": "subscribed"}),
                                400, "Member In Compliance State", "cannot be subscribed")
         self.assertEqual(self.sb.members()["uns@shop.test"]["status"], "unsubscribed")
+        self.assertEqual(self.put("cle@shop.test", {"email_address": "cle@shop.test",
+                                                    "status": "unsubscribed"})[2]["status"], "cleaned")
 
     def test_put_with_a_hash_that_is_not_md5_of_the_lower_cased_email(self):
         self.sb.seed({"email": "ann@shop.test"})
@@ -655,6 +657,27 @@ class StateFileTest(unittest.TestCase):
             self.assertIn("PLAN", tags)
         finally:
             sb2.stop()
+
+    def test_save_then_kill_9_keeps_what_was_saved(self):
+        state = os.path.join(_tmp, "state-%f.json" % time.time())
+        sb = Sandbox(("--state-file", state))
+        try:
+            sb.seed({"email": "kept@shop.test", "status": "cleaned"})
+            self.assertEqual(sb.control("POST", "save")[0], 200)
+            sb.seed({"email": "lost@shop.test"})
+        finally:
+            sb.proc.kill()
+            sb.proc.communicate()
+        sb2 = Sandbox(("--state-file", state), port=sb.port)
+        try:
+            self.assertEqual({e: m["status"] for e, m in sb2.members().items()}, {"kept@shop.test": "cleaned"})
+        finally:
+            sb2.stop()
+        sb3 = Sandbox()
+        try:
+            self.assertEqual(sb3.control("POST", "save")[0], 400)
+        finally:
+            sb3.stop()
 
 
 if __name__ == "__main__":
