@@ -60,7 +60,7 @@ std::chrono::milliseconds backoff_for(int attempt) {
     return std::chrono::milliseconds(base + static_cast<int64_t>(random() % static_cast<unsigned>(base / 4 + 1)));
 }
 
-Http::Http(const ConnectionSettings& settings) : settings_(settings) {
+Http::Http(const ConnectionSettings& settings) : settings_(settings), allowed_(settings.concurrency) {
     headers_ = curl_slist_append(headers_, "Accept: application/json");
     json_headers_ = curl_slist_append(json_headers_, "Accept: application/json");
     json_headers_ = curl_slist_append(json_headers_, "Content-Type: application/json");
@@ -104,23 +104,31 @@ uint64_t Http::throttled() const {
 
 bool Http::take_slot(bool wait) {
     std::unique_lock<std::mutex> lock(slots_mutex_);
-    if (in_flight_ >= settings_.concurrency) {
+    if (in_flight_ >= allowed_) {
         if (!wait) return false;
         // Woken when a slot frees, or after a while to let the caller look at cancellation.
         slot_free_.wait_for(lock, std::chrono::milliseconds(100));
-        if (in_flight_ >= settings_.concurrency) return false;
+        if (in_flight_ >= allowed_) return false;
     }
     ++in_flight_;
     ++sent_;
     return true;
 }
 
-void Http::give_slot() {
+void Http::give_slot(bool throttled) {
     {
         std::lock_guard<std::mutex> guard(slots_mutex_);
         --in_flight_;
+        if (throttled) {
+            ++throttled_;
+            allowed_ = std::max<uint32_t>(1, allowed_ / 2);
+            calm_answers_ = 0;
+        } else if (allowed_ < settings_.concurrency && ++calm_answers_ >= allowed_) {
+            ++allowed_;
+            calm_answers_ = 0;
+        }
     }
-    slot_free_.notify_one();
+    slot_free_.notify_all();
 }
 
 CURL* Http::make_handle(const HttpRequest& request, HttpResult& result, char* error_buffer) {
@@ -181,10 +189,10 @@ bool Http::send_all(const std::vector<HttpRequest>& requests, std::vector<HttpRe
     for (size_t i = 0; i < requests.size(); ++i) waiting.emplace_back(i, Clock::time_point{});
     std::vector<std::unique_ptr<Flight>> flying;
     bool stopped = false;
-    auto land = [&](std::unique_ptr<Flight>& flight) {
+    auto land = [&](std::unique_ptr<Flight>& flight, bool throttled) {
         curl_multi_remove_handle(multi.get(), flight->handle);
         curl_easy_cleanup(flight->handle);
-        give_slot();
+        give_slot(throttled);
     };
     while (!waiting.empty() || !flying.empty()) {
         if (cancelled && cancelled()) {
@@ -246,21 +254,19 @@ bool Http::send_all(const std::vector<HttpRequest>& requests, std::vector<HttpRe
                     result.curl_error.pop_back();
                 }
             }
+            const bool throttled = result.curl == CURLE_OK && (result.status == 429 || result.status == 403) &&
+                                   transient(result);
             if (transient(result) && result.attempts < kMaxAttempts) {
-                if (result.status == 429 || result.status == 403) {
-                    std::lock_guard<std::mutex> guard(slots_mutex_);
-                    ++throttled_;
-                }
                 waiting.emplace_back(raw->index, Clock::now() + backoff_for(result.attempts));
             }
-            land(*found);
+            land(*found, throttled);
             flying.erase(found);
         }
         if (!flying.empty()) curl_multi_poll(multi.get(), nullptr, 0, 100, nullptr);
     }
     for (auto& flight : flying) {
         results[flight->index].cancelled = true;
-        land(flight);
+        land(flight, false);
     }
     for (const auto& [index, at] : waiting) {
         if (results[index].attempts == 0 || stopped) results[index].cancelled = true;

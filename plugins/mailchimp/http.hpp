@@ -1,7 +1,10 @@
 // HTTPS to one Mailchimp account. Mailchimp limits an API key to 10 simultaneous connections
 // (more are answered 429) and has no per-second budget, so what this paces is concurrency:
-// every thread of a connection shares `concurrency` request slots, and one call sends many
-// requests at once through a curl multi handle. Connections, TLS sessions and DNS are shared
+// every thread of a connection shares its request slots, and one call sends many requests at
+// once through a curl multi handle. The slots start at `concurrency` and halve at each
+// throttling answer (other tools may use the same key), then grow back by one after as many
+// answers in a row without one: requests settle at what the account has room for instead of
+// each backing off alone while the rest keep hitting the limit. Connections, TLS sessions and DNS are shared
 // by every handle through a CURLSH.
 #pragma once
 
@@ -67,7 +70,7 @@ public:
 private:
     CURL* make_handle(const HttpRequest& request, HttpResult& result, char* error_buffer);
     bool take_slot(bool wait);
-    void give_slot();
+    void give_slot(bool throttled = false);
     static void lock(CURL*, curl_lock_data data, curl_lock_access, void* user);
     static void unlock(CURL*, curl_lock_data data, void* user);
 
@@ -79,6 +82,8 @@ private:
     mutable std::mutex slots_mutex_;
     std::condition_variable slot_free_;
     uint32_t in_flight_ = 0;
+    uint32_t allowed_ = 0;       // slots now: 1..concurrency
+    uint32_t calm_answers_ = 0;  // answers since the last throttling one
     uint64_t sent_ = 0;
     uint64_t throttled_ = 0;
 };

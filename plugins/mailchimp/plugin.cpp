@@ -693,6 +693,10 @@ void subscribe_batch(Push& push, const std::vector<size_t>& which, std::vector<s
         each(error.email, [&](size_t r) {
             if (error.exists) {
                 existing.push_back(r);
+            } else if (error.kept_out) {
+                push.count(&segpush_export::suppressed);
+                push.add(r, SEGPUSH_RECORD_SUPPRESSED,
+                         "kept out of audience " + exp.settings.list_id + " by Mailchimp: " + error.message);
             } else {
                 push.count(&segpush_export::rejected);
                 push.add(r, SEGPUSH_RECORD_REJECTED, "Mailchimp refused this member: " + error.message);

@@ -84,6 +84,8 @@ BatchAnswer parse_batch_answer(const std::string& body) {
         error.message = string_of(item, "error");
         const std::string code = string_of(item, "error_code");
         error.exists = code == "ERROR_CONTACT_EXISTS";
+        error.kept_out = !error.exists && (error.message.find("compliance state") != std::string::npos ||
+                                           error.message.find("permanently deleted") != std::string::npos);
         const std::string field = string_of(item, "field"), field_message = string_of(item, "field_message");
         // field_message often repeats error word for word.
         if (!field_message.empty() && field_message != error.message) {

@@ -36,6 +36,9 @@ struct BatchAnswer {
         std::string email;
         std::string message;  // error, plus field and field_message when given
         bool exists = false;  // ERROR_CONTACT_EXISTS
+        // The member is kept out by Mailchimp's compliance rules: "... is in a compliance
+        // state ..." or "... was permanently deleted ..." (these errors have no code of their own).
+        bool kept_out = false;
     };
     std::vector<Entry> created;
     std::vector<Entry> updated;

@@ -18,6 +18,8 @@ TEST_CASE("batch answer: created, updated and per-member errors by address") {
                 {"email_address":"fake@example.com","error":"fake@example.com looks fake or invalid",
                  "error_code":"ERROR_GENERIC","field":"email_address",
                  "field_message":"fake@example.com looks fake or invalid"},
+                {"email_address":"gone@shop.test","error":"gone@shop.test was permanently deleted and cannot be re-imported.",
+                 "error_code":"ERROR_GENERIC"},
                 {"email_address":"m@shop.test","error":"Your merge fields were invalid.","error_code":"ERROR_GENERIC",
                  "field":"BIRTHDAY","field_message":"Please enter a month (01-12) and a day (01-31)"}],
       "total_created":1,"total_updated":1,"error_count":3})j");
@@ -26,12 +28,14 @@ TEST_CASE("batch answer: created, updated and per-member errors by address") {
     CHECK(answer.created[0].email == "ann@shop.test");
     REQUIRE(answer.updated.size() == 1);
     CHECK(answer.updated[0].status == "unsubscribed");
-    REQUIRE(answer.errors.size() == 3);
+    REQUIRE(answer.errors.size() == 4);
     CHECK(answer.errors[0].exists);
     CHECK(answer.errors[0].email == "Bob@Shop.test");
     CHECK_FALSE(answer.errors[1].exists);
     CHECK(answer.errors[1].message == "fake@example.com looks fake or invalid");  // not said twice
-    CHECK(answer.errors[2].message ==
+    CHECK(answer.errors[2].kept_out);
+    CHECK_FALSE(answer.errors[1].kept_out);
+    CHECK(answer.errors[3].message ==
           "Your merge fields were invalid. (BIRTHDAY: Please enter a month (01-12) and a day (01-31))");
     CHECK_FALSE(parse_batch_answer("<html>bad gateway</html>").ok);
     CHECK_FALSE(parse_batch_answer(R"({"errors":[]})").ok);
