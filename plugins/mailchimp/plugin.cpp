@@ -851,10 +851,12 @@ const segpush_field kFields[] = {
     {sizeof(segpush_field), 0, SEGPUSH_FIELD_PHONE, "phone", "Phone", "The PHONE merge field."},
 };
 
-// 500 members per batch subscribe request. Up to 10 pushes in flight, but every request of a
-// connection shares its `concurrency` slots (Mailchimp: 10 simultaneous connections per key),
-// so the pushes never have more than that on the wire together.
-const segpush_limits kLimits = {sizeof(segpush_limits), static_cast<uint32_t>(kBatchMaxMembers), 0, 0, 0, 10};
+// 500 members per batch subscribe request. Every request of a connection shares its
+// `concurrency` slots (Mailchimp: 10 simultaneous connections per key), whatever the pushes in
+// flight; four pushes keep them busy (a push's single-member updates use them all) while a
+// host killed mid-export loses the outcomes of at most 2,000 members, whom the next run sends
+// again (and, being created already, one by one).
+const segpush_limits kLimits = {sizeof(segpush_limits), static_cast<uint32_t>(kBatchMaxMembers), 0, 0, 0, 4};
 
 const segpush_plugin kPlugin = {
     sizeof(segpush_plugin),

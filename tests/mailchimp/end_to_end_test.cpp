@@ -1,7 +1,11 @@
 // The Mailchimp plugin end to end: the real segpush binary and the real plugin against the
 // Mailchimp sandbox (tests/sandbox/mc_sandbox.py) over HTTPS on 127.0.0.1.
+#include <signal.h>
+
 #include <algorithm>
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "mailchimp/mc_support.hpp"
 
@@ -233,5 +237,47 @@ TEST_CASE("configuration errors: audience, merge fields and a key without a data
     CHECK(run.exit_code != 0);
     CHECK_THAT(run.out + run.err, Catch::Contains("does not end in a data centre"));
     CHECK((run.out + run.err).find("0123456789abcdef0123456789abcdef") == std::string::npos);
+    fixture.check_key_never_printed();
+}
+
+TEST_CASE("kill -9 mid-export: the next run finishes the load, members already sent are not created twice") {
+    McSandbox::Options options;
+    options.config_json = R"({"latency_ms": 150})";  // slow answers: the kill lands mid-export
+    McExport fixture(options);
+    fixture.write_segment(people(5000));
+    fixture.write_config("{ list_id: a1b2c3d4e5, tags: [vip] }", "    on_leave: unsubscribe\n");
+    {
+        BackgroundProcess run({SEGPUSH_BINARY, "--config", fixture.dir.file("segpush.yaml"), "export", "run",
+                               "news_export"},
+                              fixture.dir.file("killed.out"), fixture.dir.file("killed.err"),
+                              {"MC_API_KEY=" + fixture.sandbox.api_key()});
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (fixture.sandbox.get("/__sandbox/stats")["members_total"].GetInt64() == 0 &&
+               std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        run.signal(SIGKILL);
+        CHECK(run.wait() == -SIGKILL);
+    }
+    const auto partial = fixture.sandbox.members(kList).size();
+    INFO("members after the kill: " << partial);
+    CHECK(partial > 0);
+    CHECK(partial < 5000);
+    // Someone unsubscribes from among those already sent: the resumed run must not undo it.
+    fixture.sandbox.seed(kList, "member0@shop.test", "unsubscribed");
+    fixture.sandbox.configure(R"({"latency_ms": 0})");
+    fixture.sandbox.clear_request_log();
+
+    const Run resumed = fixture.run_export();
+    INFO(resumed.out << resumed.err);
+    CHECK(resumed.exit_code == 0);
+    const auto members = fixture.sandbox.members(kList);
+    CHECK(members.size() == 5000);
+    CHECK(count_status(members, "subscribed") == 4999);
+    CHECK(members.at("member0@shop.test").status == "unsubscribed");
+    CHECK(members.at("member4999@shop.test").tags == std::vector<std::string>{"vip"});
+    // Only members whose outcome the killed run never recorded were sent again, and only those
+    // already created went one by one.
+    CHECK(requests_on(fixture.sandbox, "PUT /3.0/lists/{list_id}/members/{hash}") <= partial);
     fixture.check_key_never_printed();
 }
