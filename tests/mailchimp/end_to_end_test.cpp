@@ -224,6 +224,14 @@ TEST_CASE("configuration errors: audience, merge fields and a key without a data
     CHECK(run.exit_code != 0);
     CHECK_THAT(run.out + run.err, Catch::Contains("requires merge field REGION (Region)"));
 
+    // A key the account does not know: refused, and said so without the key.
+    const std::string wrong_key = "ffffffffffffffffffffffffffffffff-us7";
+    run = run_shell(fixture.dir.path().string(), "env MC_API_KEY=" + wrong_key + " " + std::string(SEGPUSH_BINARY) +
+                                                     " --config segpush.yaml export run news_export");
+    CHECK(run.exit_code != 0);
+    CHECK_THAT(run.out + run.err, Catch::Contains("Mailchimp refused the API key (HTTP 401"));
+    CHECK((run.out + run.err).find(wrong_key) == std::string::npos);
+
     // Without `server`, the key must name its data centre.
     const std::string config = read_file(fixture.dir.file("segpush.yaml"));
     std::string without_server = config;
