@@ -53,9 +53,9 @@ TEST_CASE("packaging: cpack makes the runtime and -dev packages, and the extract
     // The runtime package: the documented paths, a conffile for the configuration, and the
     // libraries the binary and plugins link as dependencies.
     const std::string contents = checked(work, "dpkg-deb -c " + shell_quote(runtime)).out;
-    for (const char* path :
-         {"./usr/bin/segpush", "./usr/lib/segpush/plugins/activecampaign.so", "./usr/lib/segpush/plugins/file.so",
-          "./usr/lib/segpush/plugins/mailchimp.so", "./etc/segpush/segpush.yaml", "./usr/lib/systemd/system/segpush.service"}) {
+    for (const char* path : {"./usr/bin/segpush", "./usr/lib/segpush/plugins/activecampaign.so",
+                             "./usr/lib/segpush/plugins/file.so", "./usr/lib/segpush/plugins/mailchimp.so",
+                             "./etc/segpush/segpush.yaml", "./usr/lib/systemd/system/segpush.service"}) {
         CHECK_THAT(contents, Catch::Contains(std::string(" ") + path + "\n"));
     }
     CHECK_THAT(contents, !Catch::Contains("include/segpush"));
