@@ -214,6 +214,8 @@ class State:
         self.rng = random.Random(0)
         self.running = True
         self.in_flight = collections.Counter()  # credential -> requests being served
+        self.initial_lists = list(lists)
+        self.initial_config = config or {}
         self._reset_data()
         if config:
             with self.lock:
@@ -236,9 +238,15 @@ class State:
         self.max_in_flight = 0
         self.connection_refusals = 0
 
-    def reset(self):
+    def reset(self, everything=False):
+        """Clears members, batches, the log and faults.  `everything` also brings audiences
+        and the whole config back to how the command line set them up."""
+        if everything:
+            self.config = dict(DEFAULT_CONFIG)
+            self.merge_config(self.initial_config)
+            self.lists = {lid: Audience(lid, name) for lid, name in self.initial_lists}
         for k, v in FAULT_DEFAULTS.items():
-            self.config[k] = json.loads(json.dumps(v))
+            self.config[k] = json.loads(json.dumps(self.initial_config.get(k, v)))
         self.rng = random.Random(self.config["seed"])
         self._reset_data()
 
@@ -1432,7 +1440,7 @@ class Handler(BaseHTTPRequestHandler):
             status = 400 if err else 200
         elif path == "/__sandbox/reset" and method == "POST":
             with st.lock:
-                st.reset()
+                st.reset(isinstance(body, dict) and body.get("everything") is True)
             obj = {"reset": True}
         elif path == "/__sandbox/lists" and method == "POST":
             status, obj = self._control_list(body)
@@ -1612,7 +1620,7 @@ def main(argv=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
     server = SandboxServer(("127.0.0.1", args.port), state, ctx, args.state_file)
-    serve = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+    serve = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                              name="serve", daemon=True)
     serve.start()
 
