@@ -97,8 +97,20 @@ def flag(value):
     return value is True
 
 
+_clock = [0, ""]
+
+
 def now_iso():
-    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    """The time as Mailchimp writes it.  One string per second, shared by every member written
+    in that second (a million members then cost no million timestamps)."""
+    t = int(time.time())
+    if _clock[0] != t:
+        _clock[1] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))
+        _clock[0] = t
+    return _clock[1]
+
+
+NO_MERGE = {}  # shared by members with no merge value; never written (apply_merge copies first)
 
 
 def check_config(new):
@@ -155,8 +167,8 @@ class Member:
     def __init__(self, email_addr, status, seq):
         self.email = email_addr
         self.status = status       # one of SEED_STATUSES
-        self.merge = {}            # tag -> value (only the ones ever set)
-        self.tags = []             # tag names, in the order added
+        self.merge = NO_MERGE      # tag -> value (only the ones set)
+        self.tags = ()             # tag names, in the order added (a tuple: shared when empty)
         self.created = now_iso()
         self.changed = self.created
         self.seq = seq             # insertion order, for stable paging
@@ -282,7 +294,7 @@ class State:
         return {"lists": [{"id": a.id, "name": a.name, "double_optin": a.double_optin,
                            "merge_fields": a.merge_fields,
                            "segments": [[sid, n] for sid, n in a.segments.items()],
-                           "members": [[m.email, m.status, m.merge, m.tags, m.created, m.changed]
+                           "members": [[m.email, m.status, m.merge, list(m.tags), m.created, m.changed]
                                        for m in sorted(a.members.values(), key=lambda m: m.seq)]}
                           for a in self.lists.values()]}
 
@@ -294,7 +306,7 @@ class State:
                 a.segments = {int(sid): n for sid, n in row.get("segments", [])}
                 for em, status, merge, tags, created, changed in row.get("members", []):
                     m = Member(em, status, self.next_seq())
-                    m.merge, m.tags, m.created, m.changed = merge, tags, created, changed
+                    m.merge, m.tags, m.created, m.changed = merge or NO_MERGE, tuple(tags), created, changed
                     a.members[subscriber_hash(em)] = m
                 self.lists[a.id] = a
 
@@ -505,7 +517,7 @@ class Api:
             if msg:
                 errors.append({"field": tag, "message": msg})
             else:
-                out[tag] = value
+                out[f["tag"]] = value  # the audience's own string: one copy for all members
         if not skip_validation:
             for f in a.merge_fields:
                 if not f["required"] or any(e["field"] == f["tag"] for e in errors):
@@ -563,18 +575,22 @@ class Api:
         return None
 
     def apply_merge(self, m, merge):
+        if not merge:
+            return
+        values = dict(m.merge)
         for tag, value in merge.items():
             if value == "":
-                m.merge.pop(tag, None)
+                values.pop(tag, None)
             else:
-                m.merge[tag] = value
+                values[tag] = value
+        m.merge = values or NO_MERGE
 
     def add_tags(self, a, m, names):
         for n in names:
             if isinstance(n, str) and n.strip():
                 n = n.strip()
                 if not any(t.lower() == n.lower() for t in m.tags):
-                    m.tags.append(n)
+                    m.tags += (n,)
                     a.segment_id(n, True)
 
     def set_status(self, m, status):
@@ -739,7 +755,7 @@ class Api:
         self.set_status(m, status)
         tags = item.get("tags")
         if sync_tags and isinstance(tags, list):
-            m.tags = []
+            m.tags = ()
             self.add_tags(a, m, tags)
         updated.append(self.member_obj(a, m))
 
@@ -890,8 +906,8 @@ class Api:
         if m is None:
             raise not_found()
         m.status = "forgotten"
-        m.merge = {}
-        m.tags = []
+        m.merge = NO_MERGE
+        m.tags = ()
         m.changed = now_iso()
         return 204, None
 
@@ -923,7 +939,7 @@ class Api:
             if t.get("status") == "active":
                 self.add_tags(a, m, [name])
             elif t.get("status") == "inactive":
-                m.tags = [x for x in m.tags if x.lower() != name.lower()]
+                m.tags = tuple(x for x in m.tags if x.lower() != name.lower())
         return 204, None
 
     # ---- static segments
@@ -1010,7 +1026,7 @@ class Api:
             if m is None or not any(t.lower() == name.lower() for t in m.tags):
                 missing.append(em)
                 continue
-            m.tags = [t for t in m.tags if t.lower() != name.lower()]
+            m.tags = tuple(t for t in m.tags if t.lower() != name.lower())
             removed.append(self.member_obj(a, m))
         errors = ([{"email_addresses": missing, "error": "Email addresses not found on the list"}]
                   if missing else [])
@@ -1532,7 +1548,7 @@ class Handler(BaseHTTPRequestHandler):
                 m = a.members[h] = Member(em, r.get("status", "subscribed"), st.next_seq())
             m.status = r.get("status", "subscribed")
             m.changed = now_iso()
-            m.merge.update({k: v for k, v in r.get("merge_fields", {}).items() if v != ""})
+            m.merge = dict(m.merge, **{k: v for k, v in r.get("merge_fields", {}).items() if v != ""})
             Api(st, "").add_tags(a, m, r.get("tags", []))
         return 200, {"seeded": len(rows)}
 
