@@ -225,6 +225,7 @@ class State:
         self.rng = random.Random(0)
         self.running = True
         self.in_flight = collections.Counter()  # credential -> requests being served
+        self.patterns = {}                       # config key -> (text, compiled expression)
         self.initial_lists = list(lists)
         self.initial_config = config or {}
         self._reset_data()
@@ -276,11 +277,19 @@ class State:
             self.log = collections.deque(self.log, maxlen=max(1, int(new["request_log_max"])))
         return None
 
+    def _pattern(self, key):
+        # Compiled once per pattern text: a 500-member batch asks twice per member.
+        text = self.config[key]
+        cached = self.patterns.get(key)
+        if cached is None or cached[0] != text:
+            cached = self.patterns[key] = (text, re.compile(text, re.I))
+        return cached[1]
+
     def is_fake(self, email_addr):
-        return re.search(self.config["fake_email_pattern"], email_addr, re.I) is not None
+        return self._pattern("fake_email_pattern").search(email_addr) is not None
 
     def is_role(self, email_addr):
-        return re.search(self.config["role_email_pattern"], email_addr, re.I) is not None
+        return self._pattern("role_email_pattern").search(email_addr) is not None
 
     # ---- persistence (--state-file); caller holds the lock
 
