@@ -433,9 +433,8 @@ class Api:
     """The Marketing API operations on a State.  Each returns (status, obj) or raises
     Problem; the caller holds the state lock.  /3.0/batches runs the same operations."""
 
-    def __init__(self, st, base_url):
+    def __init__(self, st):
         self.st = st
-        self.base_url = base_url
 
     def call(self, method, template, ids, query, body, bad_json):
         if bad_json:
@@ -1350,7 +1349,7 @@ class Handler(BaseHTTPRequestHandler):
                 status, obj = self._batches(method, ids, query, body, bad_json)
             else:
                 with st.lock:
-                    status, obj = Api(st, self.base_url()).call(method, template, ids, query, body,
+                    status, obj = Api(st).call(method, template, ids, query, body,
                                                                 bad_json)
         except Problem as p:
             return self._problem(rec, p)
@@ -1397,7 +1396,7 @@ class Handler(BaseHTTPRequestHandler):
         """Runs due batches, oldest first (Mailchimp runs one batch at a time).  Lock held."""
         st = self.server.state
         now = time.monotonic()
-        api = Api(st, self.base_url())
+        api = Api(st)
         for b in list(st.batches.values()):
             if b.status == "finished":
                 continue
@@ -1558,7 +1557,7 @@ class Handler(BaseHTTPRequestHandler):
             m.status = r.get("status", "subscribed")
             m.changed = now_iso()
             m.merge = dict(m.merge, **{k: v for k, v in r.get("merge_fields", {}).items() if v != ""})
-            Api(st, "").add_tags(a, m, r.get("tags", []))
+            Api(st).add_tags(a, m, r.get("tags", []))
         return 200, {"seeded": len(rows)}
 
 
