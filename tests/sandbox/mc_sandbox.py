@@ -1349,8 +1349,7 @@ class Handler(BaseHTTPRequestHandler):
                 status, obj = self._batches(method, ids, query, body, bad_json)
             else:
                 with st.lock:
-                    status, obj = Api(st).call(method, template, ids, query, body,
-                                                                bad_json)
+                    status, obj = Api(st).call(method, template, ids, query, body, bad_json)
         except Problem as p:
             return self._problem(rec, p)
         self._record(rec, status)
