@@ -97,8 +97,20 @@ def flag(value):
     return value is True
 
 
+_clock = [0, ""]
+
+
 def now_iso():
-    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    """The time as Mailchimp writes it.  One string per second, shared by every member written
+    in that second (a million members then cost no million timestamps)."""
+    t = int(time.time())
+    if _clock[0] != t:
+        _clock[1] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))
+        _clock[0] = t
+    return _clock[1]
+
+
+NO_MERGE = {}  # shared by members with no merge value; never written (apply_merge copies first)
 
 
 def check_config(new):
@@ -150,16 +162,15 @@ DEFAULT_MERGE_FIELDS = [
 
 
 class Member:
-    __slots__ = ("email", "status", "merge", "tags", "created", "changed", "seq")
+    __slots__ = ("email", "status", "merge", "tags", "created", "changed")
 
-    def __init__(self, email_addr, status, seq):
+    def __init__(self, email_addr, status):
         self.email = email_addr
         self.status = status       # one of SEED_STATUSES
-        self.merge = {}            # tag -> value (only the ones ever set)
-        self.tags = []             # tag names, in the order added
+        self.merge = NO_MERGE      # tag -> value (only the ones set)
+        self.tags = ()             # tag names, in the order added (a tuple: shared when empty)
         self.created = now_iso()
         self.changed = self.created
-        self.seq = seq             # insertion order, for stable paging
 
 
 class Audience:
@@ -170,7 +181,7 @@ class Audience:
         self.double_optin = double_optin
         self.created = now_iso()
         self.merge_fields = []     # dicts as GET merge-fields answers them, minus list_id
-        self.members = {}          # subscriber hash -> Member
+        self.members = {}          # subscriber hash -> Member, in the order members were added
         self.segments = {}         # static segment id (int) -> name; tags are static segments
         for f in DEFAULT_MERGE_FIELDS:
             self.add_merge_field(f)
@@ -214,6 +225,9 @@ class State:
         self.rng = random.Random(0)
         self.running = True
         self.in_flight = collections.Counter()  # credential -> requests being served
+        self.patterns = {}                       # config key -> (text, compiled expression)
+        self.initial_lists = list(lists)
+        self.initial_config = config or {}
         self._reset_data()
         if config:
             with self.lock:
@@ -227,7 +241,6 @@ class State:
         for a in self.lists.values():
             a.members = {}
             a.segments = {}
-        self.seq = 0
         self.batches = {}
         self.log = collections.deque(maxlen=max(1, int(self.config["request_log_max"])))
         self.requests_total = 0
@@ -236,9 +249,15 @@ class State:
         self.max_in_flight = 0
         self.connection_refusals = 0
 
-    def reset(self):
+    def reset(self, everything=False):
+        """Clears members, batches, the log and faults.  `everything` also brings audiences
+        and the whole config back to how the command line set them up."""
+        if everything:
+            self.config = dict(DEFAULT_CONFIG)
+            self.merge_config(self.initial_config)
+            self.lists = {lid: Audience(lid, name) for lid, name in self.initial_lists}
         for k, v in FAULT_DEFAULTS.items():
-            self.config[k] = json.loads(json.dumps(v))
+            self.config[k] = json.loads(json.dumps(self.initial_config.get(k, v)))
         self.rng = random.Random(self.config["seed"])
         self._reset_data()
 
@@ -258,15 +277,19 @@ class State:
             self.log = collections.deque(self.log, maxlen=max(1, int(new["request_log_max"])))
         return None
 
-    def next_seq(self):
-        self.seq += 1
-        return self.seq
+    def _pattern(self, key):
+        # Compiled once per pattern text: a 500-member batch asks twice per member.
+        text = self.config[key]
+        cached = self.patterns.get(key)
+        if cached is None or cached[0] != text:
+            cached = self.patterns[key] = (text, re.compile(text, re.I))
+        return cached[1]
 
     def is_fake(self, email_addr):
-        return re.search(self.config["fake_email_pattern"], email_addr, re.I) is not None
+        return self._pattern("fake_email_pattern").search(email_addr) is not None
 
     def is_role(self, email_addr):
-        return re.search(self.config["role_email_pattern"], email_addr, re.I) is not None
+        return self._pattern("role_email_pattern").search(email_addr) is not None
 
     # ---- persistence (--state-file); caller holds the lock
 
@@ -274,8 +297,8 @@ class State:
         return {"lists": [{"id": a.id, "name": a.name, "double_optin": a.double_optin,
                            "merge_fields": a.merge_fields,
                            "segments": [[sid, n] for sid, n in a.segments.items()],
-                           "members": [[m.email, m.status, m.merge, m.tags, m.created, m.changed]
-                                       for m in sorted(a.members.values(), key=lambda m: m.seq)]}
+                           "members": [[m.email, m.status, m.merge, list(m.tags), m.created, m.changed]
+                                       for m in a.members.values()]}
                           for a in self.lists.values()]}
 
     def load_snapshot(self, snap):
@@ -285,8 +308,8 @@ class State:
                 a.merge_fields = row.get("merge_fields", a.merge_fields)
                 a.segments = {int(sid): n for sid, n in row.get("segments", [])}
                 for em, status, merge, tags, created, changed in row.get("members", []):
-                    m = Member(em, status, self.next_seq())
-                    m.merge, m.tags, m.created, m.changed = merge, tags, created, changed
+                    m = Member(em, status)
+                    m.merge, m.tags, m.created, m.changed = merge or NO_MERGE, tuple(tags), created, changed
                     a.members[subscriber_hash(em)] = m
                 self.lists[a.id] = a
 
@@ -410,9 +433,8 @@ class Api:
     """The Marketing API operations on a State.  Each returns (status, obj) or raises
     Problem; the caller holds the state lock.  /3.0/batches runs the same operations."""
 
-    def __init__(self, st, base_url):
+    def __init__(self, st):
         self.st = st
-        self.base_url = base_url
 
     def call(self, method, template, ids, query, body, bad_json):
         if bad_json:
@@ -497,7 +519,7 @@ class Api:
             if msg:
                 errors.append({"field": tag, "message": msg})
             else:
-                out[tag] = value
+                out[f["tag"]] = value  # the audience's own string: one copy for all members
         if not skip_validation:
             for f in a.merge_fields:
                 if not f["required"] or any(e["field"] == f["tag"] for e in errors):
@@ -555,18 +577,22 @@ class Api:
         return None
 
     def apply_merge(self, m, merge):
+        if not merge:
+            return
+        values = dict(m.merge)
         for tag, value in merge.items():
             if value == "":
-                m.merge.pop(tag, None)
+                values.pop(tag, None)
             else:
-                m.merge[tag] = value
+                values[tag] = value
+        m.merge = values or NO_MERGE
 
     def add_tags(self, a, m, names):
         for n in names:
             if isinstance(n, str) and n.strip():
                 n = n.strip()
                 if not any(t.lower() == n.lower() for t in m.tags):
-                    m.tags.append(n)
+                    m.tags += (n,)
                     a.segment_id(n, True)
 
     def set_status(self, m, status):
@@ -716,7 +742,7 @@ class Api:
             fail(em, MERGE_DETAIL, field=e["field"], field_message=e["message"])
             return
         if m is None:
-            m = Member(em, status_if_new or status, self.st.next_seq())
+            m = Member(em, status_if_new or status)
             self.apply_merge(m, merge)
             tags = item.get("tags")
             if isinstance(tags, list):
@@ -731,7 +757,7 @@ class Api:
         self.set_status(m, status)
         tags = item.get("tags")
         if sync_tags and isinstance(tags, list):
-            m.tags = []
+            m.tags = ()
             self.add_tags(a, m, tags)
         updated.append(self.member_obj(a, m))
 
@@ -741,10 +767,16 @@ class Api:
         a = self.audience(ids[0])
         count, offset = page_params(query)
         want = query.get("status")
-        rows = [m for m in sorted(a.members.values(), key=lambda m: m.seq)
-                if m.status != "forgotten" and (want is None or m.status == want)]
-        return 200, {"members": [self.member_obj(a, m) for m in rows[offset:offset + count]],
-                     "list_id": a.id, "total_items": len(rows), "_links": []}
+        # a.members is in insertion order (members are added, never moved), so no sorting:
+        # paging a million members costs one pass per page.
+        page, total = [], 0
+        for m in a.members.values():
+            if m.status != "forgotten" and (want is None or m.status == want):
+                if offset <= total < offset + count:
+                    page.append(m)
+                total += 1
+        return 200, {"members": [self.member_obj(a, m) for m in page],
+                     "list_id": a.id, "total_items": total, "_links": []}
 
     def member_get(self, ids, query, body):
         a = self.audience(ids[0])
@@ -809,7 +841,7 @@ class Api:
             merge, errors = self.check_merge(a, body.get("merge_fields"), None, skip_validation)
             if errors:
                 raise invalid_resource(MERGE_DETAIL, errors)
-            m = Member(em, first, self.st.next_seq())
+            m = Member(em, first)
             self.apply_merge(m, merge)
             if isinstance(body.get("tags"), list):
                 self.add_tags(a, m, body["tags"])
@@ -861,7 +893,7 @@ class Api:
                                          flag(query.get("skip_merge_validation", "false")))
         if errors:
             raise invalid_resource(MERGE_DETAIL, errors)
-        m = Member(em, status, self.st.next_seq())
+        m = Member(em, status)
         self.apply_merge(m, merge)
         if isinstance(body.get("tags"), list):
             self.add_tags(a, m, body["tags"])
@@ -882,8 +914,8 @@ class Api:
         if m is None:
             raise not_found()
         m.status = "forgotten"
-        m.merge = {}
-        m.tags = []
+        m.merge = NO_MERGE
+        m.tags = ()
         m.changed = now_iso()
         return 204, None
 
@@ -915,7 +947,7 @@ class Api:
             if t.get("status") == "active":
                 self.add_tags(a, m, [name])
             elif t.get("status") == "inactive":
-                m.tags = [x for x in m.tags if x.lower() != name.lower()]
+                m.tags = tuple(x for x in m.tags if x.lower() != name.lower())
         return 204, None
 
     # ---- static segments
@@ -1002,7 +1034,7 @@ class Api:
             if m is None or not any(t.lower() == name.lower() for t in m.tags):
                 missing.append(em)
                 continue
-            m.tags = [t for t in m.tags if t.lower() != name.lower()]
+            m.tags = tuple(t for t in m.tags if t.lower() != name.lower())
             removed.append(self.member_obj(a, m))
         errors = ([{"email_addresses": missing, "error": "Email addresses not found on the list"}]
                   if missing else [])
@@ -1015,7 +1047,7 @@ class Api:
         sid = self.segment_lookup(a, ids[1])
         name = a.segments[sid]
         count, offset = page_params(query)
-        rows = [m for m in sorted(a.members.values(), key=lambda m: m.seq)
+        rows = [m for m in a.members.values()
                 if m.status != "forgotten" and any(t.lower() == name.lower() for t in m.tags)]
         # The segment's view of a member is the shorter one the description gives it.
         short = [{k: v for k, v in self.member_obj(a, m).items() if k not in SEGMENT_MEMBER_OMITS}
@@ -1317,8 +1349,7 @@ class Handler(BaseHTTPRequestHandler):
                 status, obj = self._batches(method, ids, query, body, bad_json)
             else:
                 with st.lock:
-                    status, obj = Api(st, self.base_url()).call(method, template, ids, query, body,
-                                                                bad_json)
+                    status, obj = Api(st).call(method, template, ids, query, body, bad_json)
         except Problem as p:
             return self._problem(rec, p)
         self._record(rec, status)
@@ -1364,7 +1395,7 @@ class Handler(BaseHTTPRequestHandler):
         """Runs due batches, oldest first (Mailchimp runs one batch at a time).  Lock held."""
         st = self.server.state
         now = time.monotonic()
-        api = Api(st, self.base_url())
+        api = Api(st)
         for b in list(st.batches.values()):
             if b.status == "finished":
                 continue
@@ -1432,7 +1463,7 @@ class Handler(BaseHTTPRequestHandler):
             status = 400 if err else 200
         elif path == "/__sandbox/reset" and method == "POST":
             with st.lock:
-                st.reset()
+                st.reset(isinstance(body, dict) and body.get("everything") is True)
             obj = {"reset": True}
         elif path == "/__sandbox/lists" and method == "POST":
             status, obj = self._control_list(body)
@@ -1460,7 +1491,7 @@ class Handler(BaseHTTPRequestHandler):
                 elif m.group(2) == "/members" and method == "GET":
                     obj = [{"email": x.email, "status": x.status,
                             "merge_fields": dict(x.merge), "tags": list(x.tags)}
-                           for x in sorted(a.members.values(), key=lambda x: x.seq)]
+                           for x in a.members.values()]
                 elif m.group(2) == "/members":
                     status, obj = self._seed(a, body)
                 elif m.group(2) == "/merge-fields" and method == "POST":
@@ -1521,11 +1552,11 @@ class Handler(BaseHTTPRequestHandler):
             h = subscriber_hash(em)
             m = a.members.get(h)
             if m is None:
-                m = a.members[h] = Member(em, r.get("status", "subscribed"), st.next_seq())
+                m = a.members[h] = Member(em, r.get("status", "subscribed"))
             m.status = r.get("status", "subscribed")
             m.changed = now_iso()
-            m.merge.update({k: v for k, v in r.get("merge_fields", {}).items() if v != ""})
-            Api(st, "").add_tags(a, m, r.get("tags", []))
+            m.merge = dict(m.merge, **{k: v for k, v in r.get("merge_fields", {}).items() if v != ""})
+            Api(st).add_tags(a, m, r.get("tags", []))
         return 200, {"seeded": len(rows)}
 
 
@@ -1612,7 +1643,7 @@ def main(argv=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
     server = SandboxServer(("127.0.0.1", args.port), state, ctx, args.state_file)
-    serve = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+    serve = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                              name="serve", daemon=True)
     serve.start()
 

@@ -139,6 +139,7 @@ def spec_path(route):
 class ResponsesConformTest(mc.SandboxTest):
     @classmethod
     def setUpClass(cls):
+        super().setUpClass()
         with open(SPEC_FILE, encoding="utf-8") as fh:
             cls.checker = Checker(json.load(fh))
 

@@ -132,13 +132,21 @@ class Sandbox:
 
 
 class SandboxTest(unittest.TestCase):
+    """One sandbox per class (started with `args`), brought back to its start state before
+    each test by a full reset."""
     args = ()
 
-    def setUp(self):
-        self.sb = Sandbox(self.args)
+    @classmethod
+    def setUpClass(cls):
+        cls.sb = Sandbox(cls.args)
 
-    def tearDown(self):
-        self.sb.stop()
+    @classmethod
+    def tearDownClass(cls):
+        cls.sb.stop()
+
+    def setUp(self):
+        status, _ = self.sb.control("POST", "reset", {"everything": True})
+        self.assertEqual(status, 200)
 
     def assertProblem(self, answer, status, title, detail_part=""):
         code, headers, doc = answer
@@ -629,6 +637,20 @@ class FaultsAndControlTest(SandboxTest):
         self.sb.control("DELETE", "requests")
         self.assertEqual(self.sb.control("GET", "requests")[1], [])
 
+    def test_reset_clears_members_and_faults_and_everything_also_audiences(self):
+        self.sb.seed({"email": "r@shop.test"})
+        self.sb.control("POST", "lists/%s/merge-fields" % LIST, {"tag": "PLAN", "required": True})
+        self.sb.control("POST", "config", {"storm_429": 5, "max_connections": 4})
+        self.assertEqual(self.sb.control("POST", "reset")[0], 200)
+        self.assertEqual(self.sb.members(), {})
+        config = self.sb.control("GET", "config")[1]
+        self.assertEqual((config["storm_429"], config["max_connections"]), (0, 4))
+        fields = self.sb.api("GET", "/lists/%s/merge-fields" % LIST)[2]
+        self.assertEqual(fields["total_items"], 6)
+        self.sb.control("POST", "reset", {"everything": True})
+        self.assertEqual(self.sb.control("GET", "config")[1]["max_connections"], 10)
+        self.assertEqual(self.sb.api("GET", "/lists/%s/merge-fields" % LIST)[2]["total_items"], 5)
+
     def test_seed_rejects_unknown_status(self):
         status, _ = self.sb.control("POST", "lists/%s/members" % LIST, {"email": "x@shop.test",
                                                                         "status": "gone"})
@@ -666,6 +688,7 @@ class StateFileTest(unittest.TestCase):
             self.assertEqual(sb.control("POST", "save")[0], 200)
             sb.seed({"email": "lost@shop.test"})
         finally:
+            sb.conn.close()
             sb.proc.kill()
             sb.proc.communicate()
         sb2 = Sandbox(("--state-file", state), port=sb.port)

@@ -49,7 +49,9 @@ public:
     rapidjson::Document get(const std::string& path);
     rapidjson::Document post(const std::string& path, const std::string& json_body);
     void configure(const std::string& json_body) { post("/__sandbox/config", json_body); }
-    void reset() { post("/__sandbox/reset", "{}"); }
+    // Clears members, tags, batches, the request log and faults; `everything` also brings the
+    // audiences (merge fields, double opt-in) and the config back to how they started.
+    void reset(bool everything = false) { post("/__sandbox/reset", everything ? R"({"everything":true})" : "{}"); }
 
     // Puts members on the audience as if they had come another way (a form, the person
     // unsubscribing, a bounce, an erasure): `members_json` is an array of
