@@ -179,7 +179,7 @@ TEST_CASE_METHOD(ConfigFixture, "config 9: an unknown plugin suggests the loaded
     const Result result = check(replace(kBase, "plugin: activecampaign", "plugin: activecampaing"));
     CHECK(result.error_with("unknown plugin") ==
           "segpush.yaml:7:13: error: connections.ac.plugin: unknown plugin 'activecampaing' (did you mean "
-          "'activecampaign'?); loaded plugins: activecampaign, file");
+          "'activecampaign'?); loaded plugins: activecampaign, file, mailchimp");
 }
 
 TEST_CASE_METHOD(ConfigFixture, "config 10: an unknown connection suggests the defined one") {

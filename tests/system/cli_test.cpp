@@ -127,7 +127,7 @@ TEST_CASE("cli: config check of the example configuration is clean, and finds ev
     CHECK(broken.err ==
           "config/segpush.yaml:20:16: error: connections.ac_marketing.settings.api_key: environment variable "
           "AC_API_KEY is not set\n"
-          "config/segpush.yaml:29:14: error: exports.vip_to_newsletter.mapping.email: segment 'vip_customers' has no "
+          "config/segpush.yaml:38:14: error: exports.vip_to_newsletter.mapping.email: segment 'vip_customers' has no "
           "column 'Emial' (did you mean 'Email'?); the header of config/segments/vip_customers.csv has Email, "
           "FirstName, LastName, Phone, LifetimeValue\n"
           "2 errors in config/segpush.yaml\n");

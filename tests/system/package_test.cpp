@@ -53,9 +53,9 @@ TEST_CASE("packaging: cpack makes the runtime and -dev packages, and the extract
     // The runtime package: the documented paths, a conffile for the configuration, and the
     // libraries the binary and plugins link as dependencies.
     const std::string contents = checked(work, "dpkg-deb -c " + shell_quote(runtime)).out;
-    for (const char* path :
-         {"./usr/bin/segpush", "./usr/lib/segpush/plugins/activecampaign.so", "./usr/lib/segpush/plugins/file.so",
-          "./etc/segpush/segpush.yaml", "./usr/lib/systemd/system/segpush.service"}) {
+    for (const char* path : {"./usr/bin/segpush", "./usr/lib/segpush/plugins/activecampaign.so",
+                             "./usr/lib/segpush/plugins/file.so", "./usr/lib/segpush/plugins/mailchimp.so",
+                             "./etc/segpush/segpush.yaml", "./usr/lib/systemd/system/segpush.service"}) {
         CHECK_THAT(contents, Catch::Contains(std::string(" ") + path + "\n"));
     }
     CHECK_THAT(contents, !Catch::Contains("include/segpush"));
@@ -90,7 +90,8 @@ TEST_CASE("packaging: cpack makes the runtime and -dev packages, and the extract
     CHECK_THAT(check.out, Catch::Contains("plugins from " + root + "/usr/lib/segpush/plugins (plugin_dir is not set"));
     const Run list = checked(work, segpush + " plugins list");
     CHECK_THAT(list.out, Catch::Contains(root + "/usr/lib/segpush/plugins/activecampaign.so") &&
-                             Catch::Contains(root + "/usr/lib/segpush/plugins/file.so"));
+                             Catch::Contains(root + "/usr/lib/segpush/plugins/file.so") &&
+                             Catch::Contains(root + "/usr/lib/segpush/plugins/mailchimp.so"));
 
     // The unit runs serve as systemd expects of a notify service, under its own user, and
     // reloads it with SIGHUP (serve reads and checks its configuration again).
