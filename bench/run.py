@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""segpush benchmarks against the ActiveCampaign sandbox (Python 3 standard library only).
+"""segpush benchmarks against the ActiveCampaign and Mailchimp sandboxes (Python 3 standard library only).
 
     python3 bench/run.py ceiling   --profiles 1000000 --scale 20   [--build-dir build]
     python3 bench/run.py host-cost --profiles 1000000              [--build-dir build]
     python3 bench/run.py refresh   --profiles 1000000 --change 0.01 [--scale 20]
     python3 bench/run.py shared-account --profiles 20000 [--scale 10] [--serve]
     python3 bench/run.py replicas  --profiles 2000 --exports 30 [--replicas 1,3]
+    python3 bench/run.py mailchimp --profiles 1000000 [--latency-ms 1000] [--change 0.01]
 
 host-cost and refresh take `--state postgres` (default sqlite): the state is then kept in a
 PostgreSQL server the benchmark starts itself (bench/postgres_server.py, fsync on), and that
 server's CPU is shown beside segpush's. `replicas` always uses one.
 
-Each subcommand starts its own sandbox (tests/sandbox/ac_sandbox.py, HTTPS on 127.0.0.1 with a
+Each subcommand starts its own sandbox (tests/sandbox/ac_sandbox.py, or mc_sandbox.py for
+`mailchimp`; HTTPS on 127.0.0.1 with a
 certificate made here by openssl) in a temporary directory, writes a segment with
 bench/generate_profiles.py and a segpush configuration pointing at the sandbox, runs
 `segpush export run` as a child process, and prints its figures as a table and as one JSON line.
@@ -50,12 +52,22 @@ EXPORT = "bench_export"
 AC_RPS = 5
 AC_BULK_PER_MINUTE = 100
 
+MC_SANDBOX = os.path.join(ROOT, "tests", "sandbox", "mc_sandbox.py")
+MC_API_KEY = "0123456789abcdef0123456789abcdef-us7"
+MC_LIST = "a1b2c3d4e5"
+MC_BATCH = "POST /3.0/lists/{list_id}"
+MC_UPSERT = "PUT /3.0/lists/{list_id}/members/{hash}"
+# Mailchimp's only published limit: 10 simultaneous connections per API key (no rate).
+MC_CONNECTIONS = 10
+
 
 def log(message):
     print("[bench] " + message, file=sys.stderr, flush=True)
 
 
 class Sandbox:
+    """The ActiveCampaign sandbox."""
+    script = SANDBOX
     """The sandbox in its own process; start()/stop(), get()/post() on its control API."""
 
     def __init__(self, workdir, config, name="sandbox"):
@@ -75,11 +87,13 @@ class Sandbox:
     def launch(self):
         if not os.path.exists(self.cert):
             self.make_certificate()
-        self.proc = subprocess.Popen([sys.executable, SANDBOX, "--cert", self.cert, "--key", self.key,
-                                      "--port-file", self.port_file, "--api-key", API_KEY,
-                                      "--list", "%d:Benchmark list" % LIST_ID,
-                                      "--list", "%d:Second benchmark list" % (LIST_ID + 1),
-                                      "--config", json.dumps(self.config)])
+        self.proc = subprocess.Popen([sys.executable, self.script, "--cert", self.cert, "--key", self.key,
+                                      "--port-file", self.port_file, "--config", json.dumps(self.config)] +
+                                     self.account_args())
+
+    def account_args(self):
+        return ["--api-key", API_KEY, "--list", "%d:Benchmark list" % LIST_ID,
+                "--list", "%d:Second benchmark list" % (LIST_ID + 1)]
 
     def make_certificate(self):
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
@@ -131,6 +145,20 @@ class Sandbox:
         if not with_changed:
             return subscribed
         return subscribed, sum(1 for m in members if (m.get("first_name") or "").endswith("-changed"))
+
+
+class MailchimpSandbox(Sandbox):
+    script = MC_SANDBOX
+
+    def account_args(self):
+        return ["--api-key", MC_API_KEY, "--list", MC_LIST + ":Benchmark audience"]
+
+    def statuses(self):
+        """How many members of the audience hold each status, through the control API."""
+        counts = {}
+        for member in self.request("GET", "/__sandbox/lists/%s/members" % MC_LIST):
+            counts[member["status"]] = counts.get(member["status"], 0) + 1
+        return counts
 
 
 SQLITE_STATE = "state: state/segpush.db\n"
@@ -224,7 +252,7 @@ class Timeline:
 def run_segpush(workdir, build_dir, *args):
     """Runs segpush; returns wall seconds, CPU seconds (user+sys), peak RSS in MiB, exit status."""
     binary = os.path.join(os.path.abspath(build_dir), "segpush")
-    env = dict(os.environ, AC_API_KEY=API_KEY, SEGPUSH_LOG_LEVEL="warn")
+    env = dict(os.environ, AC_API_KEY=API_KEY, MC_API_KEY=MC_API_KEY, SEGPUSH_LOG_LEVEL="warn")
     out_path = os.path.join(workdir, "segpush-%d.log" % int(time.time() * 1000))
     with open(out_path, "wb") as out:
         started = time.monotonic()
@@ -392,7 +420,7 @@ def cmd_shared_account(args):
                 # Both exports start at the next whole minute; the time counts from the first request.
                 log("serve: waiting for the next whole minute")
                 binary = os.path.join(os.path.abspath(args.build_dir), "segpush")
-                env = dict(os.environ, AC_API_KEY=API_KEY, SEGPUSH_LOG_LEVEL="warn")
+                env = dict(os.environ, AC_API_KEY=API_KEY, MC_API_KEY=MC_API_KEY, SEGPUSH_LOG_LEVEL="warn")
                 with open(os.path.join(work, "serve.log"), "wb") as out:
                     serve = subprocess.Popen([binary, "--config", os.path.join(work, "segpush.yaml"), "serve"],
                                              cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -694,7 +722,7 @@ def all_runs(work, build_dir):
 def start_replica(work, build_dir, index):
     """`segpush serve --json`; it prints its one line on stdout once ready."""
     binary = os.path.join(os.path.abspath(build_dir), "segpush")
-    env = dict(os.environ, AC_API_KEY=API_KEY, SEGPUSH_LOG_LEVEL="warn")
+    env = dict(os.environ, AC_API_KEY=API_KEY, MC_API_KEY=MC_API_KEY, SEGPUSH_LOG_LEVEL="warn")
     ready = os.path.join(work, "replica%d.json" % index)
     with open(ready, "wb") as out, open(os.path.join(work, "replica%d.log" % index), "ab") as err:
         return subprocess.Popen([binary, "--config", os.path.join(work, "segpush.yaml"), "serve", "--json"],
@@ -831,6 +859,95 @@ def cmd_replicas(args):
     return 0 if ok else 1
 
 
+# ---- mailchimp -------------------------------------------------------------------------------
+
+def write_mailchimp_config(workdir, build_dir, sandbox):
+    text = """plugin_dir: {plugins}
+{state}segments:
+  {name}: {{ path: segment.csv }}
+connections:
+  mc:
+    plugin: mailchimp
+    privacy_consent: true
+    settings:
+      api_key: ${{env:MC_API_KEY}}
+      server: "https://{host}/3.0"
+      ca_bundle: "{cert}"
+exports:
+  {name}:
+    connection: mc
+    segments: [{name}]
+    settings: {{ list_id: {list} }}
+    mapping: {{ email: Email, first_name: FirstName, last_name: LastName }}
+""".format(plugins=os.path.join(os.path.abspath(build_dir), "plugins"), state=SQLITE_STATE, name=EXPORT,
+           host=sandbox.host(), cert=sandbox.cert, list=MC_LIST)
+    with open(os.path.join(workdir, "segpush.yaml"), "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def mailchimp_run(work, args, sandbox, label, latency_ms):
+    """One `export run`, its requests by route, and the time Mailchimp's limit allows for them:
+    every request holds one of the key's 10 connections for latency_ms, so no client can do
+    them in less than requests x latency / 10."""
+    before = sandbox.stats()
+    log("export run (%s)" % label)
+    run = run_segpush(work, args.build_dir, "export", "run", EXPORT)
+    after = sandbox.stats()
+    routes = route_delta(before, after)
+    requests = after["requests_total"] - before["requests_total"]
+    floor = requests * latency_ms / 1000.0 / MC_CONNECTIONS
+    return {"label": label, "latency_ms": latency_ms, "wall_s": round(run["wall_s"], 2), "floor_s": round(floor, 2),
+            "ratio": round(run["wall_s"] / floor, 3) if floor else None, "requests": requests, "routes": routes,
+            "status_429": after["by_status"].get("429", 0) - before["by_status"].get("429", 0),
+            "max_in_flight": after.get("max_in_flight"), "cpu_s": round(run["cpu_s"], 2),
+            "peak_rss_mib": round(run["peak_rss_mib"], 1), "accepted": run["accepted"], "exit": run["exit"]}
+
+
+def cmd_mailchimp(args):
+    # The generator's addresses are at example.com, which Mailchimp (and its sandbox) call fake.
+    config = {"latency_ms": args.latency_ms, "max_connections": MC_CONNECTIONS, "record_requests": False,
+              "record_bodies": False, "fake_email_pattern": r"@fake\.invalid$"}
+    runs = []
+    with Workdir(args.keep) as work:
+        sandbox = MailchimpSandbox(work, config)
+        try:
+            log("generating %d profiles" % args.profiles)
+            generate(work, args.profiles, args.seed)
+            sandbox.start()
+            write_mailchimp_config(work, args.build_dir, sandbox)
+            runs.append(mailchimp_run(work, args, sandbox, "first load", args.latency_ms))
+            log("first load: " + json.dumps(runs[-1]))
+            if args.change > 0:
+                generate(work, args.profiles, args.seed, change=args.change)
+                sandbox.set_config({"latency_ms": args.refresh_latency_ms})
+                runs.append(mailchimp_run(work, args, sandbox, "refresh, %g changed" % args.change,
+                                          args.refresh_latency_ms))
+            statuses = sandbox.statuses() if args.profiles <= args.member_check_max else None
+        finally:
+            sandbox.stop()
+    rows = []
+    for r in runs:
+        rows += [
+            ("%s: wall time" % r["label"], "%.1f s" % r["wall_s"]),
+            ("%s: requests" % r["label"], "%d  %s" % (r["requests"], json.dumps(r["routes"]))),
+            ("%s: floor" % r["label"], "%.1f s  (requests x %d ms / %d connections)" % (
+                r["floor_s"], r["latency_ms"], MC_CONNECTIONS)),
+            ("%s: wall / floor" % r["label"], "%s" % r["ratio"]),
+            ("%s: refused (429)" % r["label"], r["status_429"]),
+            ("%s: most in flight" % r["label"], r["max_in_flight"]),
+            ("%s: segpush CPU, peak RSS" % r["label"], "%.1f s, %.0f MiB" % (r["cpu_s"], r["peak_rss_mib"])),
+            ("%s: segpush accepted, exit" % r["label"], "%s, %s" % (r["accepted"], r["exit"])),
+        ]
+    rows.append(("audience by status", "not checked" if statuses is None else json.dumps(statuses)))
+    result = {"benchmark": "mailchimp", "profiles": args.profiles, "connections": MC_CONNECTIONS, "runs": runs, "statuses": statuses}
+    print_table("mailchimp: %d profiles, %d connections" % (args.profiles, MC_CONNECTIONS), rows, result)
+    changed = round(args.change * args.profiles)
+    ok = (all(r["exit"] == 0 for r in runs) and runs[0]["accepted"] == args.profiles
+          and statuses in (None, {"subscribed": args.profiles})
+          and (len(runs) < 2 or runs[1]["accepted"] == changed))
+    return 0 if ok else 1
+
+
 def positive_int(text):
     value = int(text)
     if value < 1:
@@ -902,6 +1019,18 @@ def main(argv=None):
     p.add_argument("--poll-seconds", type=float, default=0.5, help="how often `runs list` is read (default 0.5)")
     p.add_argument("--timeout", type=int, default=900, help="give up on a round after this many seconds")
     p.set_defaults(func=cmd_replicas)
+
+    p = sub.add_parser("mailchimp", help="a first load (and a refresh) into the Mailchimp sandbox: wall time "
+                                         "against what its 10 connections allow")
+    common(p)
+    p.add_argument("--latency-ms", type=int, default=1000,
+                   help="time each request of the first load holds a connection (default 1000: a 500-member "
+                        "batch)")
+    p.add_argument("--refresh-latency-ms", type=int, default=200,
+                   help="the same for the refresh, mostly one-member PUTs (default 200)")
+    p.add_argument("--change", type=float, default=0.01,
+                   help="then a refresh with this fraction of members changed (default 0.01; 0: none)")
+    p.set_defaults(func=cmd_mailchimp)
 
     args = ap.parse_args(argv)
     # Stopped by SIGTERM, clean up as for Ctrl-C: servers stopped, temporary directories removed.
