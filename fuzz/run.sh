@@ -2,6 +2,7 @@
 # Builds the libFuzzer targets with clang (ASan + UBSan + libFuzzer) in build-fuzz/ and runs
 # each for N seconds (default 30), one after the other.
 #   fuzz/run.sh [seconds] [target...]     targets: csv_reader jsonl_reader config_loader config_aliases ac_responses
+#                                         mc_responses
 # Seeds are read from fuzz/corpus/<target>/ (checked in, never written); what a run finds goes
 # to build-fuzz/corpus/<target>/ and is reused by the next run. A crash leaves its input in
 # build-fuzz/artifacts/<target>/ and the script exits non-zero after running every target.
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(csv_reader jsonl_reader config_loader config_aliases ac_responses)
+[ ${#targets[@]} -gt 0 ] || targets=(csv_reader jsonl_reader config_loader config_aliases ac_responses mc_responses)
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 
 # CMakePresets.json's fuzz preset: clang, -DSEGPUSH_FUZZ=ON, no tests.
