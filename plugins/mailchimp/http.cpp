@@ -120,8 +120,13 @@ void Http::give_slot(bool throttled) {
         std::lock_guard<std::mutex> guard(slots_mutex_);
         --in_flight_;
         if (throttled) {
+            // A 429 says the key had one connection too many: one slot fewer. Halving would cost
+            // far more than the 429 itself when it comes from a counting race at the limit (the
+            // server has not yet counted an answered request out when the next one arrives),
+            // and other tools on the key are stepped down to just as quickly, since each of
+            // their refusals takes one more slot away.
             ++throttled_;
-            allowed_ = std::max<uint32_t>(1, allowed_ / 2);
+            allowed_ = std::max<uint32_t>(1, allowed_ - 1);
             calm_answers_ = 0;
         } else if (allowed_ < settings_.concurrency && ++calm_answers_ >= allowed_) {
             ++allowed_;

@@ -1,11 +1,11 @@
 // HTTPS to one Mailchimp account. Mailchimp limits an API key to 10 simultaneous connections
 // (more are answered 429) and has no per-second budget, so what this paces is concurrency:
 // every thread of a connection shares its request slots, and one call sends many requests at
-// once through a curl multi handle. The slots start at `concurrency` and halve at each
+// once through a curl multi handle. The slots start at `concurrency` and lose one at each
 // throttling answer (other tools may use the same key), then grow back by one after as many
 // answers in a row without one: requests settle at what the account has room for instead of
-// each backing off alone while the rest keep hitting the limit. Connections, TLS sessions and DNS are shared
-// by every handle through a CURLSH.
+// each backing off alone while the rest keep hitting the limit. Connections, TLS sessions and
+// DNS are shared by every handle through a CURLSH.
 #pragma once
 
 #include <curl/curl.h>
