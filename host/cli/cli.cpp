@@ -106,7 +106,8 @@ Runs export NAME once, now:
      ignoring case, phone numbers in international form (E.164), any other key exactly;
   3. compares members with what earlier runs delivered: only new members and members whose
      mapped values changed are sent; with on_leave: unsubscribe, members who left the segment
-     are unsubscribed;
+     are removed in the destination's own way (ActiveCampaign: unsubscribed from the list;
+     Mailchimp: archived, since it never lets an API subscribe an unsubscribed member again);
   4. stops, sending nothing, when that would remove more of the members delivered before than
      max_leaving_ratio allows (default 0.5; with on_leave: unsubscribe), change more than
      max_changed_ratio allows (default 1: any), or remove every one of them (a segment

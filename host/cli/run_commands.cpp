@@ -667,6 +667,10 @@ int forget(const Options& options, Printer& print) {
         for (const auto& person : people) given.PushBack(rapidjson::Value(person.c_str(), alloc), alloc);
         for (const auto& key : keys) searched.PushBack(rapidjson::Value(key.c_str(), alloc), alloc);
         for (const auto& [report, rows] : reports) changed.PushBack(rapidjson::Value(report.c_str(), alloc), alloc);
+        // "emails" is what `forget --json` printed when every key was an email: kept, so that
+        // scripts written then go on working.
+        rapidjson::Value emails(given, alloc);
+        document.AddMember("emails", emails, alloc);
         document.AddMember("people", given, alloc);
         document.AddMember("keys", searched, alloc);
         document.AddMember("state", rapidjson::Value(config->state_shown.c_str(), alloc), alloc);
