@@ -27,12 +27,14 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <ctime>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
@@ -442,6 +444,18 @@ struct Push {
     }
 };
 
+// Whether `carried` holds every one of `wanted`; Mailchimp matches tag names ignoring case.
+bool has_every_tag(const std::vector<std::string>& carried, const std::vector<std::string>& wanted) {
+    const auto folded = [](std::string name) {
+        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return name;
+    };
+    std::set<std::string> names;
+    for (const std::string& name : carried) names.insert(folded(name));
+    return std::all_of(wanted.begin(), wanted.end(),
+                       [&](const std::string& name) { return names.count(folded(name)) > 0; });
+}
+
 // POST .../members/{hash}/tags for `which`; the records are ACCEPTED once their tags are on.
 void add_tags(Push& push, const std::vector<size_t>& which) {
     if (which.empty()) return;
@@ -604,11 +618,17 @@ void return_each(Push& push, const std::vector<size_t>& which, std::vector<size_
         const size_t r = to_restore[i];
         const HttpResult& result = results[i];
         const std::string doing = "putting back a member segpush had removed";
+        const MemberAnswer member = parse_member(result.body);
         if (Problem p = common_problem(push.http(), result, doing)) {
             push.fail({r}, p);
-        } else if (result.status == 200) {
+        } else if (result.status == 200 && member.ok && !kept_out_status(member.status)) {
             push.count(&segpush_export::restored);
             to_tag.push_back(r);
+        } else if (result.status == 200 && member.ok) {
+            // Answered, but left as it was: the member is not back, so it is not delivered.
+            push.count(&segpush_export::suppressed);
+            push.add(r, SEGPUSH_RECORD_SUPPRESSED,
+                     kept_out_reason(member.status, list) + "; Mailchimp did not put this member back");
         } else if (result.status == 400) {
             push.count(&segpush_export::suppressed);
             push.add(r, SEGPUSH_RECORD_SUPPRESSED,
@@ -671,9 +691,13 @@ void subscribe_batch(Push& push, const std::vector<size_t>& which, std::vector<s
     };
     std::vector<size_t> to_tag;
     for (const auto& entry : answer.created) {
+        // Tags in a batch member's body are not in every description of this endpoint: a member
+        // created without them gets them the way existing members do.
+        const bool tagged = has_every_tag(entry.tags, exp.settings.tags);
         each(entry.email, [&](size_t r) {
             push.count(&segpush_export::created);
-            push.add(r, SEGPUSH_RECORD_ACCEPTED);
+            if (tagged) push.add(r, SEGPUSH_RECORD_ACCEPTED);
+            else to_tag.push_back(r);
         });
     }
     // update_existing false is read by some as "update the fields, keep the status": a member
@@ -711,9 +735,12 @@ void subscribe_batch(Push& push, const std::vector<size_t>& which, std::vector<s
     add_tags(push, to_tag);
 }
 
-// Leavers: each is read, and archived only while on the audience (subscribed, pending,
-// transactional); one already unsubscribed, cleaned or archived is SUPPRESSED, so the host never
-// takes their own doing for a removal of segpush's (which it may undo later).
+// Leavers: each is read, and archived only while subscribed, the one status segpush puts back
+// (restore_body) should the member return. One unsubscribed, cleaned or archived already is
+// SUPPRESSED, so the host never takes their own doing for a removal of segpush's (which it may
+// undo later); so is one pending (not confirmed) or transactional (never asked for marketing):
+// neither receives campaigns, and putting them back as subscribed would subscribe someone who
+// never opted in.
 void remove_each(Push& push, const std::vector<size_t>& which) {
     segpush_export& exp = push.exp;
     const std::string& list = exp.settings.list_id;
@@ -732,11 +759,15 @@ void remove_each(Push& push, const std::vector<size_t>& which) {
         } else if (result.status == 404) {
             push.add(r, SEGPUSH_RECORD_ACCEPTED);  // not on the audience: nothing to remove
         } else if (const MemberAnswer member = parse_member(result.body); result.status == 200 && member.ok) {
-            if (kept_out_status(member.status)) {
-                push.count(&segpush_export::suppressed);
-                push.add(r, SEGPUSH_RECORD_SUPPRESSED, kept_out_reason(member.status, list) + "; nothing to remove");
-            } else {
+            if (member.status == "subscribed") {
                 to_archive.push_back(r);
+            } else {
+                push.count(&segpush_export::suppressed);
+                push.add(r, SEGPUSH_RECORD_SUPPRESSED,
+                         (kept_out_status(member.status)
+                              ? kept_out_reason(member.status, list)
+                              : member.status + " in audience " + list + " at Mailchimp, not subscribed") +
+                             "; nothing to remove");
             }
         } else {
             push.fail({r}, unexpected(result, doing, SEGPUSH_RETRY));

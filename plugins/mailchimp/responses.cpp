@@ -25,7 +25,15 @@ std::vector<BatchAnswer::Entry> entries(const rapidjson::Document& doc, const ch
     auto it = doc.FindMember(key);
     if (it == doc.MemberEnd() || !it->value.IsArray()) return out;
     for (const auto& item : it->value.GetArray()) {
-        BatchAnswer::Entry entry{string_of(item, "email_address"), string_of(item, "status")};
+        BatchAnswer::Entry entry{string_of(item, "email_address"), string_of(item, "status"), {}};
+        // A member object's tags are {id, name}; a body's are plain names: either is read.
+        auto tags = item.IsObject() ? item.FindMember("tags") : item.MemberEnd();
+        if (item.IsObject() && tags != item.MemberEnd() && tags->value.IsArray()) {
+            for (const auto& tag : tags->value.GetArray()) {
+                if (tag.IsString()) entry.tags.emplace_back(tag.GetString(), tag.GetStringLength());
+                else if (tag.IsObject()) entry.tags.push_back(string_of(tag, "name"));
+            }
+        }
         if (!entry.email.empty()) out.push_back(std::move(entry));
     }
     return out;

@@ -31,6 +31,7 @@ struct BatchAnswer {
     struct Entry {
         std::string email;
         std::string status;
+        std::vector<std::string> tags;  // the names the member carries, as echoed
     };
     struct Error {
         std::string email;

@@ -142,11 +142,14 @@ TEST_CASE("refresh: only changed members are sent, leavers archived and put back
     INFO(first.out << first.err);
     REQUIRE(first.exit_code == 0);
 
-    // Five change, member999 unsubscribes by themselves, then members 997-999 leave.
-    std::vector<Person> rows = people(997);
+    // Five change, member999 unsubscribes by themselves, an account user makes member995
+    // transactional and member996 pending (not confirmed), then members 995-999 leave.
+    std::vector<Person> rows = people(995);
     for (size_t i = 0; i < 5; ++i) rows[i * 100].first_name += "-changed";
     fixture.write_segment(rows);
     fixture.sandbox.seed(kList, "member999@shop.test", "unsubscribed");
+    fixture.sandbox.seed(kList, "member995@shop.test", "transactional");
+    fixture.sandbox.seed(kList, "member996@shop.test", "pending");
     fixture.sandbox.clear_request_log();
     const Run second = fixture.run_export();
     INFO(second.out << second.err);
@@ -161,8 +164,12 @@ TEST_CASE("refresh: only changed members are sent, leavers archived and put back
     CHECK(members.at("member997@shop.test").status == "archived");
     CHECK(members.at("member998@shop.test").status == "archived");
     CHECK(members.at("member999@shop.test").status == "unsubscribed");
+    // Neither receives campaigns, so neither is archived: putting them back would subscribe them.
+    CHECK(members.at("member995@shop.test").status == "transactional");
+    CHECK(members.at("member996@shop.test").status == "pending");
+    CHECK_THAT(second.out, Catch::Contains("suppressed    3"));
 
-    // All three come back: segpush's own removals are undone, the person's unsubscribe is not.
+    // All five come back: segpush's own removals are undone, the others keep their status.
     fixture.write_segment(people(1000));
     const Run third = fixture.run_export();
     INFO(third.out << third.err);
@@ -171,9 +178,34 @@ TEST_CASE("refresh: only changed members are sent, leavers archived and put back
     CHECK(members.at("member997@shop.test").status == "subscribed");
     CHECK(members.at("member998@shop.test").status == "subscribed");
     CHECK(members.at("member999@shop.test").status == "unsubscribed");
-    CHECK(count_status(members, "subscribed") == 999);
+    CHECK(members.at("member995@shop.test").status == "transactional");
+    CHECK(members.at("member996@shop.test").status == "pending");
+    CHECK(count_status(members, "subscribed") == 997);
     CHECK_THAT(third.out, Catch::Contains("suppressed    1"));
     fixture.check_key_never_printed();
+}
+
+TEST_CASE("tags: new members get the export's tags even where Mailchimp ignores them in a batch subscribe") {
+    McExport fixture;
+    // Whether the batch endpoint applies a member body's tags is not in every description of it.
+    fixture.sandbox.configure(R"({"batch_member_tags": "ignore"})");
+    fixture.write_segment(people(20));
+    fixture.write_config("{ list_id: a1b2c3d4e5, tags: [vip] }");
+    const Run run = fixture.run_export();
+    INFO(run.out << run.err);
+    CHECK(run.exit_code == 0);
+    const auto members = fixture.sandbox.members(kList);
+    REQUIRE(members.size() == 20);
+    for (const auto& [email, member] : members) CHECK(member.tags == std::vector<std::string>{"vip"});
+    CHECK(requests_on(fixture.sandbox, "POST /3.0/lists/{list_id}/members/{hash}/tags") == 20);
+
+    // Where it applies them, nothing more is sent.
+    McExport applied;
+    applied.write_segment(people(20));
+    applied.write_config("{ list_id: a1b2c3d4e5, tags: [vip] }");
+    REQUIRE(applied.run_export().exit_code == 0);
+    CHECK(requests_on(applied.sandbox, "POST /3.0/lists/{list_id}/members/{hash}/tags") == 0);
+    CHECK(applied.sandbox.members(kList).at("member7@shop.test").tags == std::vector<std::string>{"vip"});
 }
 
 TEST_CASE("connection limit: 429s for too many simultaneous requests are retried until every member is in") {

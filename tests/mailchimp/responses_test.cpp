@@ -11,7 +11,8 @@ using namespace segpush::mailchimp;
 
 TEST_CASE("batch answer: created, updated and per-member errors by address") {
     const BatchAnswer answer = parse_batch_answer(R"j({
-      "new_members":[{"id":"x","email_address":"ann@shop.test","status":"subscribed"}],
+      "new_members":[{"id":"x","email_address":"ann@shop.test","status":"subscribed",
+                      "tags":[{"id":7,"name":"VIP"},"plain"]}],
       "updated_members":[{"email_address":"gone@shop.test","status":"unsubscribed"}],
       "errors":[{"email_address":"Bob@Shop.test","error":"Bob@Shop.test is already a list member.",
                  "error_code":"ERROR_CONTACT_EXISTS","field":"","field_message":""},
@@ -26,6 +27,7 @@ TEST_CASE("batch answer: created, updated and per-member errors by address") {
     REQUIRE(answer.ok);
     REQUIRE(answer.created.size() == 1);
     CHECK(answer.created[0].email == "ann@shop.test");
+    CHECK(answer.created[0].tags == std::vector<std::string>{"VIP", "plain"});  // objects or names
     REQUIRE(answer.updated.size() == 1);
     CHECK(answer.updated[0].status == "unsubscribed");
     REQUIRE(answer.errors.size() == 4);

@@ -56,6 +56,9 @@ OTHER_DEFAULTS = {
     # writes may add them (Mailchimp's help page on role-based addresses).
     "role_email_pattern": r"^(admin|abuse|info|noreply|no-reply|postmaster|support|webmaster)@",
     "unknown_merge_tags": "error",    # "error": per-member error; "ignore": dropped silently
+    # Per-member `tags` in a batch subscribe body: the 3.0.55 description has no such field, so
+    # whether Mailchimp applies them is unconfirmed. "apply" or "ignore" (the other reading).
+    "batch_member_tags": "apply",
     "batch_delay_ms": 0,              # /3.0/batches: time from submit to finished
     "record_requests": True,
     "record_bodies": True,
@@ -130,6 +133,8 @@ def check_config(new):
             return "max_connections must be a positive integer"
     if "unknown_merge_tags" in new and new["unknown_merge_tags"] not in ("error", "ignore"):
         return "unknown_merge_tags must be \"error\" or \"ignore\""
+    if "batch_member_tags" in new and new["batch_member_tags"] not in ("apply", "ignore"):
+        return "batch_member_tags must be \"apply\" or \"ignore\""
     if "error_rates" in new and not isinstance(new["error_rates"], dict):
         return "error_rates must be an object"
     if "route_faults" in new:
@@ -745,7 +750,7 @@ class Api:
             m = Member(em, status_if_new or status)
             self.apply_merge(m, merge)
             tags = item.get("tags")
-            if isinstance(tags, list):
+            if isinstance(tags, list) and self.st.config["batch_member_tags"] == "apply":
                 self.add_tags(a, m, tags)
             a.members[h] = m
             new_members.append(self.member_obj(a, m))
