@@ -458,7 +458,7 @@ bool has_every_tag(const std::vector<std::string>& carried, const std::vector<st
 
 // POST .../members/{hash}/tags for `which`; the records are ACCEPTED once their tags are on.
 void add_tags(Push& push, const std::vector<size_t>& which) {
-    if (which.empty()) return;
+    if (which.empty() || push.stop) return;
     if (push.exp.settings.tags.empty()) {
         for (size_t r : which) push.add(r, SEGPUSH_RECORD_ACCEPTED);
         return;
@@ -560,6 +560,18 @@ std::string utc_text(int64_t seconds) {
     return text;
 }
 
+// GET each member of `which`: its status, and when that last changed.
+std::vector<HttpResult> read_members(Push& push, const std::vector<size_t>& which) {
+    std::vector<HttpRequest> reads;
+    for (size_t r : which) {
+        reads.push_back(
+            {"GET", member_path(push.exp.settings.list_id, push.rows[r].key) + "?fields=status,last_changed", {}});
+    }
+    std::vector<HttpResult> results;
+    push.http().send_all(reads, results, push.exp.cancel_check());
+    return results;
+}
+
 // Members segpush archived as leavers in an earlier run, back in the segment. Each is read
 // first: one still archived as segpush left it (last_changed no later than the removal) is put
 // back with the one PUT that carries `status`; one whose state changed since (the person
@@ -569,11 +581,7 @@ void return_each(Push& push, const std::vector<size_t>& which, std::vector<size_
     if (which.empty() || push.stop) return;
     segpush_export& exp = push.exp;
     const std::string& list = exp.settings.list_id;
-    std::vector<HttpRequest> reads;
-    for (size_t r : which)
-        reads.push_back({"GET", member_path(list, push.rows[r].key) + "?fields=status,last_changed", {}});
-    std::vector<HttpResult> results;
-    push.http().send_all(reads, results, exp.cancel_check());
+    std::vector<HttpResult> results = read_members(push, which);
     std::vector<size_t> to_restore;
     for (size_t i = 0; i < which.size(); ++i) {
         const size_t r = which[i];
@@ -664,7 +672,8 @@ void subscribe_batch(Push& push, const std::vector<size_t>& which, std::vector<s
         return;
     }
     if (result.status == 400) {
-        g_host.log(SEGPUSH_LOG_WARN, doing + ": Mailchimp refused the whole request" + quoted_problem(result) +
+        g_host.log(SEGPUSH_LOG_WARN, doing + ": Mailchimp refused the whole request" +
+                                         without_key(quoted_problem(result), push.http().settings().api_key) +
                                          "; sending its " + std::to_string(which.size()) + " members one by one");
         existing.insert(existing.end(), which.begin(), which.end());
         return;
@@ -744,11 +753,7 @@ void subscribe_batch(Push& push, const std::vector<size_t>& which, std::vector<s
 void remove_each(Push& push, const std::vector<size_t>& which) {
     segpush_export& exp = push.exp;
     const std::string& list = exp.settings.list_id;
-    std::vector<HttpRequest> reads;
-    for (size_t r : which)
-        reads.push_back({"GET", member_path(list, push.rows[r].key) + "?fields=status,last_changed", {}});
-    std::vector<HttpResult> results;
-    push.http().send_all(reads, results, exp.cancel_check());
+    std::vector<HttpResult> results = read_members(push, which);
     std::vector<size_t> to_archive;
     for (size_t i = 0; i < which.size(); ++i) {
         const size_t r = which[i];
@@ -787,6 +792,7 @@ void remove_each(Push& push, const std::vector<size_t>& which) {
             push.count(&segpush_export::removed);
             push.add(r, SEGPUSH_RECORD_ACCEPTED);
         } else if (result.status == 400 || result.status == 405) {
+            push.count(&segpush_export::rejected);
             push.add(r, SEGPUSH_RECORD_REJECTED, "Mailchimp refused to archive this member" + quoted_problem(result));
         } else {
             push.fail({r}, unexpected(result, doing, SEGPUSH_RETRY));
@@ -884,7 +890,7 @@ const segpush_field kFields[] = {
 
 // 500 members per batch subscribe request, and as many pushes in flight as Mailchimp allows
 // connections: a first load is one request a push, so fewer pushes would leave connections
-// idle (with four, a 1M first load took 2.8 times what the limit allows). Every request of a
+// idle. Every request of a
 // connection shares its `concurrency` slots whatever the pushes in flight. The price is paid
 // only by a host killed mid-export: it loses the outcomes of at most 5,000 members, whom the next
 // run sends again (and, being created already, one request each).
