@@ -68,8 +68,8 @@ std::optional<std::string> e164_phone(std::string_view value, std::string* probl
         digits.erase(0, 2);
     }
     if (digits.empty() || digits[0] == '0') return refuse("has no country code after its + or 00");
-    if (digits.size() < 8 || digits.size() > 15) {
-        return refuse("is not an international phone number (E.164: 8 to 15 digits with the country code)");
+    if (digits.size() < 7 || digits.size() > 15) {
+        return refuse("is not an international phone number (E.164: 7 to 15 digits with the country code)");
     }
     return "+" + digits;
 }

@@ -14,7 +14,7 @@ namespace segpush {
 // value, normalised by its declared type:
 //   SEGPUSH_FIELD_EMAIL  trimmed and case-folded: destinations match emails ignoring case, and
 //                        valid emails are ASCII;
-//   SEGPUSH_FIELD_PHONE  E.164: "+", then the country code and number, 8 to 15 digits. Spaces,
+//   SEGPUSH_FIELD_PHONE  E.164: "+", then the country code and number, 7 to 15 digits. Spaces,
 //                        dashes, dots, parentheses and a "(0)" trunk prefix are dropped; "00"
 //                        is read as "+". A number without a country code is refused: whose
 //                        country it is cannot be known, and a guess could merge two people;

@@ -72,7 +72,7 @@ std::string check_descriptor(const segpush_plugin& api) {
     }
     // One field identifies a member: the host de-duplicates, diffs and detects leavers by it,
     // and the ABI gives several KEY fields no meaning. A plugin without one falls back on its
-    // first email field (as before KEY was read); without either nothing identifies members.
+    // first email field (plugins built before KEY existed); without either nothing identifies members.
     std::vector<std::string> keys;
     bool has_email = false;
     for (size_t i = 0; i < api.n_fields; ++i) {

@@ -207,7 +207,7 @@ typedef struct segpush_host {
  * de-duplication within a run, for what changed since the last run and for who left:
  *   EMAIL   trimmed and case-folded ("Ann@Example.com" and "ann@example.com" are one member);
  *   PHONE   in E.164: spaces, dashes, dots, parentheses and a "(0)" after the country code
- *           are dropped, a leading "00" reads as "+", and the result must be "+" and 8 to 15
+ *           are dropped, a leading "00" reads as "+", and the result must be "+" and 7 to 15
  *           digits, not starting with 0. A number without a country code ("0151 2345678")
  *           is ambiguous, so the host refuses the row as invalid, naming the row and field;
  *   others  trimmed and exact ("ABC", "abc" and "Abc" are three members).
