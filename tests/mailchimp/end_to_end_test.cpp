@@ -88,6 +88,11 @@ TEST_CASE("first load: 5,000 members in batches of 500, duplicates by case colla
 
 TEST_CASE("existing members: fields updated, unsubscribed and cleaned ones kept so and reported suppressed") {
     McExport fixture;
+    // Both readings of update_existing false: existing members refused as such, or updated with
+    // their status kept.
+    const std::string reading = GENERATE(as<std::string>{}, "refuse", "update_fields");
+    INFO("update_existing false: " << reading);
+    fixture.sandbox.configure(R"({"batch_existing_without_update": ")" + reading + R"("})");
     fixture.sandbox.seed(kList, R"([
         {"email": "member0@shop.test", "status": "subscribed", "merge_fields": {"FNAME": "Old", "LNAME": "Name"}},
         {"email": "member1@shop.test", "status": "unsubscribed", "merge_fields": {"FNAME": "Old"}},

@@ -59,6 +59,10 @@ OTHER_DEFAULTS = {
     # Per-member `tags` in a batch subscribe body: the 3.0.55 description has no such field, so
     # whether Mailchimp applies them is unconfirmed. "apply" or "ignore" (the other reading).
     "batch_member_tags": "apply",
+    # What `update_existing: false` does to a member who exists: "refuse" (ERROR_CONTACT_EXISTS,
+    # nothing changed: what integrators observe) or "update_fields" (the other reading of the
+    # description: merge fields applied, status kept, listed in updated_members).
+    "batch_existing_without_update": "refuse",
     "batch_delay_ms": 0,              # /3.0/batches: time from submit to finished
     "record_requests": True,
     "record_bodies": True,
@@ -135,6 +139,9 @@ def check_config(new):
         return "unknown_merge_tags must be \"error\" or \"ignore\""
     if "batch_member_tags" in new and new["batch_member_tags"] not in ("apply", "ignore"):
         return "batch_member_tags must be \"apply\" or \"ignore\""
+    if "batch_existing_without_update" in new and \
+            new["batch_existing_without_update"] not in ("refuse", "update_fields"):
+        return "batch_existing_without_update must be \"refuse\" or \"update_fields\""
     if "error_rates" in new and not isinstance(new["error_rates"], dict):
         return "error_rates must be an object"
     if "route_faults" in new:
@@ -737,7 +744,8 @@ class Api:
             fail(em, "%s is a role-based address and cannot be imported." % em,
                  field="email_address", field_message="role-based address")
             return
-        if m is not None and not update_existing:
+        keep_status = m is not None and not update_existing
+        if keep_status and self.st.config["batch_existing_without_update"] == "refuse":
             fail(em, "%s is already a list member, do you want to update? please provide "
                  "update_existing:true in the request body" % em, code="ERROR_CONTACT_EXISTS")
             return
@@ -745,6 +753,11 @@ class Api:
         if merge_errors:
             e = merge_errors[0]
             fail(em, MERGE_DETAIL, field=e["field"], field_message=e["message"])
+            return
+        if keep_status:
+            self.apply_merge(m, merge)
+            self.set_status(m, None)
+            updated.append(self.member_obj(a, m))
             return
         if m is None:
             m = Member(em, status_if_new or status)
