@@ -1,6 +1,5 @@
 #include "support/mc_sandbox.hpp"
 
-#include <curl/curl.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <signal.h>
@@ -11,6 +10,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "support/sandbox_http.hpp"
+
 #ifndef SEGPUSH_SOURCE_DIR
 #error "SEGPUSH_SOURCE_DIR must point at the source tree (for tests/sandbox/mc_sandbox.py)"
 #endif
@@ -18,11 +19,6 @@
 namespace segpush::test {
 
 namespace {
-
-size_t append(char* data, size_t size, size_t count, void* target) {
-    static_cast<std::string*>(target)->append(data, size * count);
-    return size * count;
-}
 
 std::string json_text(const rapidjson::Value& value) {
     if (value.IsString()) return value.GetString();
@@ -101,45 +97,15 @@ void McSandbox::stop() {
 }
 
 std::string McSandbox::request(const std::string& method, const std::string& path, const std::string& body) {
-    CURL* curl = curl_easy_init();
-    std::string response;
-    const std::string url = "https://127.0.0.1:" + std::to_string(port_) + path;
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_CAINFO, cert_.c_str());
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
-    curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    if (method == "POST") {
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-    } else if (method != "GET") {
-        curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
-    }
-    const CURLcode code = curl_easy_perform(curl);
-    long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
-    if (code != CURLE_OK) throw std::runtime_error(method + " " + path + ": " + curl_easy_strerror(code));
-    if (status >= 300)
-        throw std::runtime_error(method + " " + path + ": HTTP " + std::to_string(status) + " " + response);
-    return response;
+    return sandbox_request("https://127.0.0.1:" + std::to_string(port_), cert_, method, path, body);
 }
 
 rapidjson::Document McSandbox::get(const std::string& path) {
-    rapidjson::Document document;
-    document.Parse(request("GET", path, "").c_str());
-    if (document.HasParseError()) throw std::runtime_error("GET " + path + ": not JSON");
-    return document;
+    return sandbox_json("https://127.0.0.1:" + std::to_string(port_), cert_, "GET", path, "");
 }
 
 rapidjson::Document McSandbox::post(const std::string& path, const std::string& json_body) {
-    rapidjson::Document document;
-    document.Parse(request("POST", path, json_body).c_str());
-    if (document.HasParseError()) throw std::runtime_error("POST " + path + ": not JSON");
-    return document;
+    return sandbox_json("https://127.0.0.1:" + std::to_string(port_), cert_, "POST", path, json_body);
 }
 
 void McSandbox::clear_request_log() { request("DELETE", "/__sandbox/requests", ""); }

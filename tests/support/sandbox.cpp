@@ -1,6 +1,5 @@
 #include "support/sandbox.hpp"
 
-#include <curl/curl.h>
 #include <signal.h>
 
 #include <chrono>
@@ -8,20 +7,13 @@
 #include <stdexcept>
 #include <thread>
 
+#include "support/sandbox_http.hpp"
+
 #ifndef SEGPUSH_SOURCE_DIR
 #error "SEGPUSH_SOURCE_DIR must point at the source tree (for tests/sandbox/ac_sandbox.py)"
 #endif
 
 namespace segpush::test {
-
-namespace {
-
-size_t append(char* data, size_t size, size_t count, void* target) {
-    static_cast<std::string*>(target)->append(data, size * count);
-    return size * count;
-}
-
-}  // namespace
 
 Sandbox::Sandbox() : Sandbox(Options{}) {}
 
@@ -79,45 +71,15 @@ void Sandbox::stop() {
 }
 
 std::string Sandbox::request(const std::string& method, const std::string& path, const std::string& body) {
-    CURL* curl = curl_easy_init();
-    std::string response;
-    const std::string url = "https://" + host() + path;
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_CAINFO, cert_.c_str());
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
-    curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    if (method == "POST") {
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-    } else if (method != "GET") {
-        curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
-    }
-    const CURLcode code = curl_easy_perform(curl);
-    long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
-    if (code != CURLE_OK) throw std::runtime_error(method + " " + path + ": " + curl_easy_strerror(code));
-    if (status >= 400)
-        throw std::runtime_error(method + " " + path + ": HTTP " + std::to_string(status) + " " + response);
-    return response;
+    return sandbox_request("https://" + host(), cert_, method, path, body);
 }
 
 rapidjson::Document Sandbox::get(const std::string& path) {
-    rapidjson::Document document;
-    document.Parse(request("GET", path, "").c_str());
-    if (document.HasParseError()) throw std::runtime_error("GET " + path + ": not JSON");
-    return document;
+    return sandbox_json("https://" + host(), cert_, "GET", path, "");
 }
 
 rapidjson::Document Sandbox::post(const std::string& path, const std::string& json_body) {
-    rapidjson::Document document;
-    document.Parse(request("POST", path, json_body).c_str());
-    if (document.HasParseError()) throw std::runtime_error("POST " + path + ": not JSON");
-    return document;
+    return sandbox_json("https://" + host(), cert_, "POST", path, json_body);
 }
 
 std::map<std::string, SandboxMember> Sandbox::members(int list_id) {
