@@ -899,8 +899,13 @@ def mailchimp_run(work, args, sandbox, label, latency_ms):
     routes = route_delta(before, after)
     requests = after["requests_total"] - before["requests_total"]
     floor = requests * latency_ms / 1000.0 / MC_CONNECTIONS
+    # The sandbox's own work on a request (reading 500 members, under Python's one lock) also
+    # holds the slot: the time slots were held, over 10, is what the limit allows for the
+    # answers this service actually gave.
+    held = (after["slot_seconds"] - before["slot_seconds"]) / MC_CONNECTIONS
     return {"label": label, "latency_ms": latency_ms, "wall_s": round(run["wall_s"], 2), "floor_s": round(floor, 2),
-            "ratio": round(run["wall_s"] / floor, 3) if floor else None, "requests": requests, "routes": routes,
+            "ratio": round(run["wall_s"] / floor, 3) if floor else None, "held_floor_s": round(held, 2),
+            "held_ratio": round(run["wall_s"] / held, 3) if held else None, "requests": requests, "routes": routes,
             "status_429": after["by_status"].get("429", 0) - before["by_status"].get("429", 0),
             "max_in_flight": after.get("max_in_flight"), "cpu_s": round(run["cpu_s"], 2),
             "sandbox_cpu_s": round(sandbox_cpu, 1),
@@ -937,6 +942,8 @@ def cmd_mailchimp(args):
             ("%s: floor" % r["label"], "%.1f s  (requests x %d ms / %d connections)" % (
                 r["floor_s"], r["latency_ms"], MC_CONNECTIONS)),
             ("%s: wall / floor" % r["label"], "%s" % r["ratio"]),
+            ("%s: slots held / 10" % r["label"], "%.1f s  (the sandbox's answer times; wall / that: %s)" % (
+                r["held_floor_s"], r["held_ratio"])),
             ("%s: refused (429)" % r["label"], r["status_429"]),
             ("%s: most in flight" % r["label"], r["max_in_flight"]),
             ("%s: segpush CPU, peak RSS" % r["label"], "%.1f s, %.0f MiB" % (r["cpu_s"], r["peak_rss_mib"])),

@@ -260,6 +260,7 @@ class State:
         self.by_status = collections.Counter()
         self.max_in_flight = 0
         self.connection_refusals = 0
+        self.slot_seconds = 0.0  # time requests held a connection slot, all keys together
 
     def reset(self, everything=False):
         """Clears members, batches, the log and faults.  `everything` also brings audiences
@@ -1293,11 +1294,13 @@ class Handler(BaseHTTPRequestHandler):
         if refused:
             return self._problem(rec, Problem(429, "Too Many Requests", "You have exceeded the limit "
                                               "of %d simultaneous connections." % limit))
+        held_from = time.monotonic()
         try:
             self._api_in_slot(method, path, query, body, bad_json, route, template, ids, methods, rec)
         finally:
             with st.lock:
                 st.in_flight[key] -= 1
+                st.slot_seconds += time.monotonic() - held_from
 
     def _api_in_slot(self, method, path, query, body, bad_json, route, template, ids, methods, rec):
         st = self.server.state
@@ -1460,6 +1463,7 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 obj = {"requests_total": st.requests_total, "by_route": dict(st.by_route),
                        "by_status": dict(st.by_status), "max_in_flight": st.max_in_flight,
+                       "slot_seconds": round(st.slot_seconds, 3),
                        "connection_refusals": st.connection_refusals,
                        "members_total": sum(len(a.members) for a in st.lists.values())}
         elif path == "/__sandbox/requests" and method == "GET":
