@@ -612,8 +612,22 @@ TEST_CASE("hostile segments: SIGTERM while a run waits for a FIFO segment's writ
 
     BackgroundProcess process(fixture.segpush_argv(kRun), fixture.dir.file("fifo.out"), fixture.dir.file("fifo.err"),
                               fixture.env());
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+    // The signal goes once the run holds the FIFO open, waiting for its writer: sent sooner (a
+    // slow start, under a sanitizer), it would find segpush before it handles signals at all.
+    const auto holds_fifo = [&] {
+        std::error_code error;
+        for (const auto& fd :
+             std::filesystem::directory_iterator("/proc/" + std::to_string(process.pid()) + "/fd", error)) {
+            if (std::filesystem::read_symlink(fd.path(), error) == fifo) return true;
+        }
+        return false;
+    };
+    const auto opened_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (process.running() && !holds_fifo() && std::chrono::steady_clock::now() < opened_by) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     REQUIRE(process.running());
+    REQUIRE(holds_fifo());
     process.signal(SIGTERM);
     // The watchdog: far below the FIFO's 600 s, so only the signal can have ended it.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
